@@ -1,0 +1,1323 @@
+// program_analysis.cpp - which functions of a program may run on another node.
+//
+// The analysis runs in phases over the whole module:
+//   1. facts per function: annotations, signature plan, calls, globals touched, size, loops;
+//   2. "don't move I/O": a function that calls an external with side effects, or reaches one
+//      through its callees (not through DIST_LOCAL ones, whose I/O is node-local by choice), runs
+//      on the home node;
+//   3. a placement per function from the first rule that applies (see classify());
+//   4. state: functions touching the same GPin type or mutable global form a group; a local
+//      helper's state counts for its callers, since it runs where they run; a group holding a
+//      home or pinned function goes where that function goes;
+//   5. checks of the annotations (buffers, load-balanced functions, conflicting pins).
+#include "jit/program_analysis.h"
+
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/BinaryFormat/Dwarf.h"
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/DebugInfo.h"
+#include "llvm/IR/DebugInfoMetadata.h"
+#include "llvm/IR/Function.h"
+#include "llvm/IR/GlobalVariable.h"
+#include "llvm/IR/InstIterator.h"
+#include "llvm/IR/Instructions.h"
+#include "llvm/IR/IntrinsicInst.h"
+#include "llvm/IR/Module.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <set>
+
+namespace distnode::jit {
+
+std::string SourceLoc::str() const {
+  if (file.empty())
+    return "";
+  return line ? file + ":" + std::to_string(line) : file;
+}
+
+std::string Diagnostic::str() const {
+  std::string s = loc.str();
+  if (!s.empty())
+    s += ": ";
+  if (!function.empty())
+    s += "function `" + function + "`: ";
+  return s + message;
+}
+
+const FunctionInfo *ProgramAnalysis::find(std::string_view name) const {
+  for (const auto &f : functions)
+    if (f.name == name)
+      return &f;
+  return nullptr;
+}
+
+std::string_view toString(Placement p) {
+  switch (p) {
+  case Placement::Placeable: return "placeable";
+  case Placement::Local: return "local";
+  case Placement::Home: return "home";
+  case Placement::Pinned: return "pinned";
+  }
+  return "?";
+}
+
+std::string_view toString(Rule r) {
+  switch (r) {
+  case Rule::Placeable: return "placeable";
+  case Rule::AnnotatedLocal: return "annotated-local";
+  case Rule::AnnotatedPin: return "annotated-pin";
+  case Rule::Main: return "main";
+  case Rule::StaticConstructor: return "static-constructor";
+  case Rule::NPinInSignature: return "npin-in-signature";
+  case Rule::Variadic: return "variadic";
+  case Rule::Unmarshalable: return "unmarshalable";
+  case Rule::DoesIO: return "does-io";
+  case Rule::GroupedWithHome: return "grouped-with-home";
+  case Rule::GroupedWithPin: return "grouped-with-pin";
+  case Rule::TooSmall: return "too-small";
+  }
+  return "?";
+}
+
+std::string_view toString(MarshalKind k) {
+  switch (k) {
+  case MarshalKind::Void: return "void";
+  case MarshalKind::Integer: return "integer";
+  case MarshalKind::Float: return "float";
+  case MarshalKind::StructByValue: return "struct-by-value";
+  case MarshalKind::CString: return "c-string";
+  case MarshalKind::BufferIn: return "buffer-in";
+  case MarshalKind::BufferOut: return "buffer-out";
+  case MarshalKind::BufferInOut: return "buffer-inout";
+  case MarshalKind::StructPtrIn: return "struct-ptr-in";
+  case MarshalKind::StructPtrInOut: return "struct-ptr-inout";
+  case MarshalKind::GPinHandle: return "gpin-handle";
+  case MarshalKind::Unmarshalable: return "unmarshalable";
+  }
+  return "?";
+}
+
+namespace {
+
+using llvm::cast;
+using llvm::dyn_cast;
+using llvm::dyn_cast_or_null;
+using llvm::isa;
+
+// ---------------------------------------------------------------------------------------------
+// Externals that are safe on any node: no I/O, no process-wide state beyond their arguments.
+// malloc and free are included because the memory they hand out is a node-local temporary.
+
+bool isSafeExternal(llvm::StringRef name) {
+  static const llvm::StringSet<> kSafe = {
+      // math.h (double, float and long double variants)
+      "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh",
+      "acosh", "atanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "sqrt",
+      "cbrt", "hypot", "fabs", "floor", "ceil", "round", "lround", "llround", "trunc", "rint",
+      "lrint", "llrint", "nearbyint", "fmod", "remainder", "fmin", "fmax", "fdim", "fma",
+      "copysign", "frexp", "ldexp", "modf", "scalbn", "erf", "erfc", "tgamma", "lgamma", "nan",
+      "sinf", "cosf", "tanf", "asinf", "acosf", "atanf", "atan2f", "sinhf", "coshf", "tanhf",
+      "expf", "exp2f", "expm1f", "logf", "log2f", "log10f", "log1pf", "powf", "sqrtf", "cbrtf",
+      "hypotf", "fabsf", "floorf", "ceilf", "roundf", "truncf", "rintf", "fmodf", "fminf",
+      "fmaxf", "fmaf", "copysignf", "frexpf", "ldexpf", "modff", "erff", "sinl", "cosl", "sqrtl",
+      "fabsl", "expl", "logl", "powl", "floorl", "ceill",
+      // string.h
+      "memcpy", "memmove", "memset", "memcmp", "memchr", "strlen", "strnlen", "strcmp",
+      "strncmp", "strcpy", "strncpy", "strcat", "strncat", "strchr", "strrchr", "strstr",
+      "strspn", "strcspn", "strpbrk", "strdup", "strndup", "stpcpy", "bcmp",
+      // stdlib.h (pure or node-local)
+      "malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign", "abs", "labs",
+      "llabs", "div", "ldiv", "atoi", "atol", "atoll", "atof", "strtol", "strtoul", "strtoll",
+      "strtoull", "strtod", "strtof", "qsort", "bsearch",
+      // ctype.h and its glibc tables
+      "isalpha", "isdigit", "isalnum", "isspace", "isupper", "islower", "ispunct", "isxdigit",
+      "isprint", "toupper", "tolower", "__ctype_b_loc", "__ctype_tolower_loc",
+      "__ctype_toupper_loc",
+      // formatting into memory only
+      "sprintf", "snprintf", "vsnprintf", "vsprintf", "sscanf", "__isoc99_sscanf",
+      // errno lives in thread-local storage of the node that runs the call
+      "__errno_location"};
+  return kSafe.contains(name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Debug-info type helpers.
+
+const llvm::DIType *baseOf(const llvm::DIType *t) {
+  if (auto *d = dyn_cast_or_null<llvm::DIDerivedType>(t))
+    return d->getBaseType();
+  return nullptr;
+}
+
+bool isQualifierOrTypedef(unsigned tag) {
+  return tag == llvm::dwarf::DW_TAG_typedef || tag == llvm::dwarf::DW_TAG_const_type ||
+         tag == llvm::dwarf::DW_TAG_volatile_type || tag == llvm::dwarf::DW_TAG_restrict_type ||
+         tag == llvm::dwarf::DW_TAG_atomic_type;
+}
+
+// Strips typedefs and qualifiers; reports whether a `const` was passed.
+const llvm::DIType *strip(const llvm::DIType *t, bool *is_const = nullptr) {
+  while (auto *d = dyn_cast_or_null<llvm::DIDerivedType>(t)) {
+    if (!isQualifierOrTypedef(d->getTag()))
+      break;
+    if (is_const && d->getTag() == llvm::dwarf::DW_TAG_const_type)
+      *is_const = true;
+    t = d->getBaseType();
+  }
+  return t;
+}
+
+bool isPointer(const llvm::DIType *t) {
+  auto *d = dyn_cast_or_null<llvm::DIDerivedType>(t);
+  return d && (d->getTag() == llvm::dwarf::DW_TAG_pointer_type ||
+               d->getTag() == llvm::dwarf::DW_TAG_reference_type);
+}
+
+std::vector<std::string> btfTags(const llvm::DIType *t) {
+  llvm::MDTuple *tuple = nullptr;
+  if (auto *d = dyn_cast_or_null<llvm::DIDerivedType>(t))
+    tuple = d->getAnnotations().get();
+  else if (auto *c = dyn_cast_or_null<llvm::DICompositeType>(t))
+    tuple = c->getAnnotations().get();
+  std::vector<std::string> tags;
+  if (!tuple)
+    return tags;
+  for (const llvm::MDOperand &op : tuple->operands()) {
+    auto *pair = dyn_cast_or_null<llvm::MDNode>(op.get());
+    if (!pair || pair->getNumOperands() != 2)
+      continue;
+    auto *key = dyn_cast_or_null<llvm::MDString>(pair->getOperand(0).get());
+    auto *value = dyn_cast_or_null<llvm::MDString>(pair->getOperand(1).get());
+    if (key && value && key->getString() == "btf_decl_tag")
+      tags.push_back(value->getString().str());
+  }
+  return tags;
+}
+
+std::string compositeKeyword(const llvm::DICompositeType *c) {
+  switch (c->getTag()) {
+  case llvm::dwarf::DW_TAG_union_type: return "union";
+  case llvm::dwarf::DW_TAG_enumeration_type: return "enum";
+  default: return "struct";
+  }
+}
+
+// Renders a C type the way a programmer writes it.
+std::string renderType(const llvm::DIType *t) {
+  if (!t)
+    return "void";
+  if (auto *b = dyn_cast<llvm::DIBasicType>(t))
+    return b->getName().str();
+  if (auto *c = dyn_cast<llvm::DICompositeType>(t)) {
+    if (c->getTag() == llvm::dwarf::DW_TAG_array_type)
+      return renderType(c->getBaseType()) + "[]";
+    std::string name = c->getName().empty() ? "<anonymous>" : c->getName().str();
+    return compositeKeyword(c) + " " + name;
+  }
+  if (isa<llvm::DISubroutineType>(t))
+    return "function";
+  auto *d = cast<llvm::DIDerivedType>(t);
+  switch (d->getTag()) {
+  case llvm::dwarf::DW_TAG_typedef: return d->getName().str();
+  case llvm::dwarf::DW_TAG_const_type: {
+    // "const T *" reads better than "T const *" for the common case.
+    return "const " + renderType(d->getBaseType());
+  }
+  case llvm::dwarf::DW_TAG_volatile_type: return "volatile " + renderType(d->getBaseType());
+  case llvm::dwarf::DW_TAG_pointer_type: {
+    const llvm::DIType *base = d->getBaseType();
+    if (base && isa<llvm::DISubroutineType>(base))
+      return "function pointer";
+    std::string inner = renderType(base);
+    return inner.back() == '*' ? inner + "*" : inner + " *";
+  }
+  default: return renderType(d->getBaseType());
+  }
+}
+
+// The names of struct/union/typedef types carrying a tag anywhere in the module. A forward
+// declaration in another translation unit has no tags, so lookups also go by name.
+struct TaggedTypes {
+  std::set<std::string> names; // "struct table", or a typedef's name
+
+  bool has(const llvm::DIType *t) const {
+    for (const llvm::DIType *cur = t; cur;) {
+      auto *d = dyn_cast<llvm::DIDerivedType>(cur);
+      if (auto *c = dyn_cast<llvm::DICompositeType>(cur)) {
+        if (c->getTag() != llvm::dwarf::DW_TAG_array_type && !c->getName().empty())
+          return names.count(compositeKeyword(c) + " " + c->getName().str()) > 0;
+        return false;
+      }
+      if (!d || !isQualifierOrTypedef(d->getTag()))
+        return false;
+      if (d->getTag() == llvm::dwarf::DW_TAG_typedef && names.count(d->getName().str()))
+        return true;
+      cur = d->getBaseType();
+    }
+    return false;
+  }
+
+  // The tagged type's display name, for messages and group names.
+  std::string nameOf(const llvm::DIType *t) const {
+    for (const llvm::DIType *cur = t; cur;) {
+      if (auto *c = dyn_cast<llvm::DICompositeType>(cur))
+        return compositeKeyword(c) + " " + c->getName().str();
+      auto *d = dyn_cast<llvm::DIDerivedType>(cur);
+      if (!d)
+        break;
+      if (d->getTag() == llvm::dwarf::DW_TAG_typedef && names.count(d->getName().str()))
+        return d->getName().str();
+      cur = d->getBaseType();
+    }
+    return renderType(t);
+  }
+};
+
+void collectTaggedTypes(const llvm::Module &m, TaggedTypes &gpin, TaggedTypes &npin) {
+  llvm::DebugInfoFinder finder;
+  finder.processModule(m);
+  for (const llvm::DIType *t : finder.types()) {
+    std::string name;
+    if (auto *c = dyn_cast<llvm::DICompositeType>(t)) {
+      if (c->getName().empty())
+        continue;
+      name = compositeKeyword(c) + " " + c->getName().str();
+    } else if (auto *d = dyn_cast<llvm::DIDerivedType>(t)) {
+      if (d->getTag() != llvm::dwarf::DW_TAG_typedef)
+        continue;
+      name = d->getName().str();
+    } else {
+      continue;
+    }
+    for (const std::string &tag : btfTags(t)) {
+      if (tag == "dist_gpin")
+        gpin.names.insert(name);
+      else if (tag == "dist_npin")
+        npin.names.insert(name);
+    }
+  }
+}
+
+// Whether a value of type t (through typedefs, pointers, arrays and members) involves a tagged
+// type; returns the tagged type's name.
+std::optional<std::string> findTagged(const llvm::DIType *t, const TaggedTypes &tagged,
+                                      std::set<const llvm::DIType *> &seen) {
+  if (!t || !seen.insert(t).second)
+    return std::nullopt;
+  if (tagged.has(t))
+    return tagged.nameOf(t);
+  if (auto *c = dyn_cast<llvm::DICompositeType>(t)) {
+    if (c->getTag() == llvm::dwarf::DW_TAG_array_type)
+      return findTagged(c->getBaseType(), tagged, seen);
+    for (const llvm::DINode *e : c->getElements())
+      if (auto *member = dyn_cast<llvm::DIDerivedType>(e))
+        if (auto found = findTagged(member->getBaseType(), tagged, seen))
+          return found;
+    return std::nullopt;
+  }
+  if (auto *d = dyn_cast<llvm::DIDerivedType>(t))
+    return findTagged(d->getBaseType(), tagged, seen);
+  return std::nullopt;
+}
+
+// Why a value of this type cannot be copied byte-wise to another node, or "" if it can.
+std::string whyNotPlainData(const llvm::DIType *t, int depth = 0) {
+  t = strip(t);
+  if (!t)
+    return "has no known size (void)";
+  if (depth > 16)
+    return "is nested too deeply";
+  if (isPointer(t))
+    return "contains a pointer";
+  if (isa<llvm::DIBasicType>(t))
+    return "";
+  if (auto *c = dyn_cast<llvm::DICompositeType>(t)) {
+    if (c->isForwardDecl() || c->getSizeInBits() == 0)
+      return "has no known size (" + renderType(c) + " is incomplete here)";
+    if (c->getTag() == llvm::dwarf::DW_TAG_enumeration_type)
+      return "";
+    if (c->getTag() == llvm::dwarf::DW_TAG_array_type)
+      return whyNotPlainData(c->getBaseType(), depth + 1);
+    for (const llvm::DINode *e : c->getElements()) {
+      auto *member = dyn_cast<llvm::DIDerivedType>(e);
+      if (!member || member->getTag() != llvm::dwarf::DW_TAG_member)
+        continue;
+      std::string why = whyNotPlainData(member->getBaseType(), depth + 1);
+      if (!why.empty())
+        return "member `" + member->getName().str() + "` " + why;
+    }
+    return "";
+  }
+  if (isa<llvm::DISubroutineType>(t))
+    return "is a function";
+  return "has an unsupported type";
+}
+
+std::uint64_t byteSize(const llvm::DIType *t) {
+  t = strip(t);
+  return t ? t->getSizeInBits() / 8 : 0;
+}
+
+bool isCharType(const llvm::DIType *t) {
+  auto *b = dyn_cast_or_null<llvm::DIBasicType>(strip(t));
+  if (!b || b->getSizeInBits() != 8)
+    return false;
+  unsigned e = b->getEncoding();
+  return e == llvm::dwarf::DW_ATE_signed_char || e == llvm::dwarf::DW_ATE_unsigned_char;
+}
+
+bool isIntegerLike(const llvm::DIType *t) {
+  t = strip(t);
+  if (auto *b = dyn_cast_or_null<llvm::DIBasicType>(t)) {
+    unsigned e = b->getEncoding();
+    return e != llvm::dwarf::DW_ATE_float && e != llvm::dwarf::DW_ATE_complex_float;
+  }
+  auto *c = dyn_cast_or_null<llvm::DICompositeType>(t);
+  return c && c->getTag() == llvm::dwarf::DW_TAG_enumeration_type;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Annotations.
+
+enum class BufferDir { In, Out, InOut };
+
+struct BufferAnnotation {
+  BufferDir dir;
+  std::string param;
+  std::string count;
+  SourceLoc loc;
+  std::string spelling; // "DIST_IN(buf, n)"
+};
+
+struct FunctionAnnotations {
+  bool local = false;
+  bool load_balanced = false;
+  bool pure_extern = false;
+  std::optional<std::string> pin;
+  std::vector<BufferAnnotation> buffers;
+  SourceLoc loc; // of the first annotation
+};
+
+std::string cString(const llvm::Value *v) {
+  auto *gv = dyn_cast_or_null<llvm::GlobalVariable>(v ? v->stripPointerCasts() : nullptr);
+  if (!gv || !gv->hasInitializer())
+    return "";
+  auto *data = dyn_cast<llvm::ConstantDataSequential>(gv->getInitializer());
+  if (!data || !data->isString())
+    return "";
+  return data->isCString() ? data->getAsCString().str() : data->getAsString().str();
+}
+
+std::map<const llvm::Function *, FunctionAnnotations>
+readAnnotations(const llvm::Module &m, std::vector<Diagnostic> &errors) {
+  std::map<const llvm::Function *, FunctionAnnotations> result;
+  const llvm::GlobalVariable *table = m.getNamedGlobal("llvm.global.annotations");
+  if (!table || !table->hasInitializer())
+    return result;
+  auto *array = dyn_cast<llvm::ConstantArray>(table->getInitializer());
+  if (!array)
+    return result;
+  for (const llvm::Use &entry : array->operands()) {
+    auto *fields = dyn_cast<llvm::ConstantStruct>(entry.get());
+    if (!fields || fields->getNumOperands() < 4)
+      continue;
+    const llvm::Value *target = fields->getOperand(0)->stripPointerCasts();
+    std::string text = cString(fields->getOperand(1));
+    SourceLoc loc{cString(fields->getOperand(2)), 0};
+    if (auto *line = dyn_cast<llvm::ConstantInt>(fields->getOperand(3)))
+      loc.line = static_cast<unsigned>(line->getZExtValue());
+    if (text.rfind("dist_", 0) != 0)
+      continue; // the program's own annotations
+    auto *fn = dyn_cast<llvm::Function>(target);
+    if (!fn) {
+      errors.push_back({loc, "", "annotation `" + text + "` is on `" +
+                                     target->getName().str() +
+                                     "`, which is not a function; dist.h's function annotations "
+                                     "go on function declarations"});
+      continue;
+    }
+    FunctionAnnotations &a = result[fn];
+    if (a.loc.file.empty())
+      a.loc = loc;
+    auto fail = [&](const std::string &message) {
+      errors.push_back({loc, fn->getName().str(), message});
+    };
+    if (text == "dist_local") {
+      a.local = true;
+    } else if (text == "dist_loadbalanced") {
+      a.load_balanced = true;
+    } else if (text == "dist_pure_extern") {
+      a.pure_extern = true;
+    } else if (text.rfind("dist_pin:", 0) == 0) {
+      std::string node = text.substr(9);
+      if (node.empty())
+        fail("DIST_PIN(\"\") names no node; write DIST_PIN(\"node-name\") with a node of "
+             "cluster.yaml");
+      else if (a.pin && *a.pin != node)
+        fail("pinned twice, to `" + *a.pin + "` and `" + node + "`; keep one DIST_PIN");
+      else
+        a.pin = node;
+    } else if (text.rfind("dist_in:", 0) == 0 || text.rfind("dist_out:", 0) == 0 ||
+               text.rfind("dist_inout:", 0) == 0) {
+      auto first = text.find(':');
+      auto second = text.find(':', first + 1);
+      std::string kind = text.substr(5, first - 5);
+      BufferAnnotation b;
+      b.dir = kind == "in" ? BufferDir::In : kind == "out" ? BufferDir::Out : BufferDir::InOut;
+      b.loc = loc;
+      if (second == std::string::npos) {
+        fail("malformed buffer annotation `" + text + "`; write DIST_IN(param, count)");
+        continue;
+      }
+      b.param = text.substr(first + 1, second - first - 1);
+      b.count = text.substr(second + 1);
+      std::string upper = kind == "in" ? "IN" : kind == "out" ? "OUT" : "INOUT";
+      b.spelling = "DIST_" + upper + "(" + b.param + ", " + b.count + ")";
+      a.buffers.push_back(std::move(b));
+    } else {
+      fail("unknown distnode annotation `" + text + "`; see include/dist.h for the list");
+    }
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-function facts (phase 1).
+
+// Orders globals by name, so that every output (and the first evidence chosen) is the same on
+// every run and every node.
+struct ByName {
+  bool operator()(const llvm::GlobalValue *a, const llvm::GlobalValue *b) const {
+    return a->getName() < b->getName();
+  }
+};
+
+struct Facts {
+  const llvm::Function *fn = nullptr;
+  FunctionAnnotations ann;
+  const llvm::DISubprogram *sp = nullptr;
+  std::vector<std::string> param_names; // C-level, from debug info
+  std::vector<const llvm::DIType *> param_types;
+  const llvm::DIType *result_type = nullptr;
+  bool has_di_signature = false;
+
+  llvm::MapVector<const llvm::Function *, unsigned> callees; // defined callees → call sites
+  std::set<const llvm::Function *, ByName> address_taken;   // functions referenced, not called
+  bool indirect_call = false;
+  bool calls_only_intrinsics = true;
+  std::string direct_io; // first external with side effects
+  std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
+  std::set<std::string> gpin_types;                  // GPin types in the signature
+  std::string npin_type;                             // an NPin type in the signature
+  std::string npin_where;
+  bool has_loop = false;
+  unsigned instructions = 0;
+
+  // Phase 2.
+  std::string io_root;    // the side-effecting external it reaches
+  std::string io_via;     // the callee through which it reaches it ("" if direct)
+  bool io_indirect = false;
+};
+
+bool hasCycle(const llvm::Function &f) {
+  // Iterative DFS over the CFG; a back edge to a block on the stack closes a loop.
+  llvm::DenseMap<const llvm::BasicBlock *, int> state; // 1 on stack, 2 done
+  std::vector<std::pair<const llvm::BasicBlock *, unsigned>> stack;
+  stack.push_back({&f.getEntryBlock(), 0});
+  state[&f.getEntryBlock()] = 1;
+  while (!stack.empty()) {
+    auto &[bb, next] = stack.back();
+    const llvm::Instruction *term = bb->getTerminator();
+    unsigned n = term ? term->getNumSuccessors() : 0;
+    if (next < n) {
+      const llvm::BasicBlock *succ = term->getSuccessor(next++);
+      int s = state.lookup(succ);
+      if (s == 1)
+        return true;
+      if (s == 0) {
+        state[succ] = 1;
+        stack.push_back({succ, 0});
+      }
+    } else {
+      state[bb] = 2;
+      stack.pop_back();
+    }
+  }
+  return false;
+}
+
+bool isDebugOrLifetime(const llvm::Instruction &i) {
+  if (isa<llvm::DbgInfoIntrinsic>(i))
+    return true;
+  if (auto *ii = dyn_cast<llvm::IntrinsicInst>(&i))
+    return ii->isLifetimeStartOrEnd() || ii->isAssumeLikeIntrinsic();
+  return false;
+}
+
+bool isStackAccess(const llvm::Instruction &i) {
+  const llvm::Value *ptr = nullptr;
+  if (auto *ld = dyn_cast<llvm::LoadInst>(&i))
+    ptr = ld->getPointerOperand();
+  else if (auto *st = dyn_cast<llvm::StoreInst>(&i))
+    ptr = st->getPointerOperand();
+  return ptr && isa<llvm::AllocaInst>(ptr->stripPointerCasts());
+}
+
+// Whether an instruction will still be work after mem2reg and instruction selection: stack
+// slots and their loads and stores disappear, constant-offset GEPs fold into addressing.
+bool countsAsWork(const llvm::Instruction &i) {
+  if (isa<llvm::AllocaInst>(i) || isStackAccess(i))
+    return false;
+  if (auto *gep = dyn_cast<llvm::GetElementPtrInst>(&i))
+    return !gep->hasAllConstantIndices();
+  if (auto *cast = dyn_cast<llvm::CastInst>(&i))
+    return !cast->isNoopCast(i.getModule()->getDataLayout());
+  return true;
+}
+
+// Records globals and functions that appear in a constant operand (through constant
+// expressions such as GEPs).
+void scanConstant(const llvm::Value *v, Facts &facts, std::set<const llvm::Value *> &seen) {
+  if (!seen.insert(v).second)
+    return;
+  if (auto *gv = dyn_cast<llvm::GlobalVariable>(v)) {
+    if (gv->getName().starts_with("llvm."))
+      return;
+    if (gv->isDeclaration()) {
+      if (facts.direct_io.empty())
+        facts.direct_io = "uses external global `" + gv->getName().str() + "`";
+    } else if (!gv->isConstant()) {
+      facts.globals.insert(gv);
+    }
+    return;
+  }
+  if (auto *fn = dyn_cast<llvm::Function>(v)) {
+    facts.address_taken.insert(fn);
+    return;
+  }
+  if (auto *c = dyn_cast<llvm::Constant>(v))
+    for (const llvm::Use &op : c->operands())
+      scanConstant(op.get(), facts, seen);
+}
+
+// A function whose body is not the program's: a declaration, or a C library inline body that
+// is only there for inlining (available_externally, e.g. glibc's atoi).
+bool isExternal(const llvm::Function &f) {
+  return f.isDeclaration() || f.hasAvailableExternallyLinkage();
+}
+
+bool isSideEffectingExternal(const llvm::Function &callee,
+                             const std::map<const llvm::Function *, FunctionAnnotations> &ann) {
+  if (!isExternal(callee) || callee.isIntrinsic())
+    return false;
+  if (isSafeExternal(callee.getName()))
+    return false;
+  auto it = ann.find(&callee);
+  return !(it != ann.end() && it->second.pure_extern);
+}
+
+void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann) {
+  const llvm::Function &f = *facts.fn;
+  facts.has_loop = hasCycle(f);
+  std::set<const llvm::Value *> seen;
+  for (const llvm::Instruction &i : llvm::instructions(f)) {
+    if (isDebugOrLifetime(i))
+      continue;
+    if (countsAsWork(i))
+      ++facts.instructions;
+    const llvm::Value *called = nullptr;
+    if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
+      called = call->getCalledOperand()->stripPointerCasts();
+      if (auto *callee = dyn_cast<llvm::Function>(called)) {
+        if (!callee->isIntrinsic())
+          facts.calls_only_intrinsics = false;
+        if (!isExternal(*callee))
+          ++facts.callees[callee];
+        else if (facts.direct_io.empty() && isSideEffectingExternal(*callee, ann))
+          facts.direct_io = "calls `" + callee->getName().str() + "`";
+      } else if (!isa<llvm::InlineAsm>(called)) {
+        facts.indirect_call = true;
+        facts.calls_only_intrinsics = false;
+      } else {
+        facts.calls_only_intrinsics = false;
+        if (facts.direct_io.empty())
+          facts.direct_io = "contains inline assembly";
+      }
+    }
+    for (const llvm::Use &op : i.operands()) {
+      const llvm::Value *v = op.get();
+      if (v == called && isa<llvm::Function>(v))
+        continue; // a direct call, handled above
+      if (isa<llvm::Constant>(v) && !isa<llvm::ConstantData>(v))
+        scanConstant(v, facts, seen);
+    }
+  }
+}
+
+void readSignature(Facts &facts) {
+  facts.sp = facts.fn->getSubprogram();
+  if (!facts.sp)
+    return;
+  if (auto *type = facts.sp->getType()) {
+    auto array = type->getTypeArray();
+    if (array.size() >= 1) {
+      facts.result_type = array[0];
+      for (unsigned k = 1; k < array.size(); ++k)
+        facts.param_types.push_back(array[k]);
+      // A trailing null entry stands for `...` (unspecified parameters).
+      if (!facts.param_types.empty() && !facts.param_types.back() && facts.fn->isVarArg())
+        facts.param_types.pop_back();
+      facts.has_di_signature = true;
+    }
+  }
+  facts.param_names.resize(facts.param_types.size());
+  for (const llvm::DINode *node : facts.sp->getRetainedNodes()) {
+    auto *var = dyn_cast<llvm::DILocalVariable>(node);
+    if (var && var->getArg() > 0 && var->getArg() <= facts.param_names.size())
+      facts.param_names[var->getArg() - 1] = var->getName().str();
+  }
+  for (unsigned k = 0; k < facts.param_names.size(); ++k)
+    if (facts.param_names[k].empty())
+      facts.param_names[k] = "arg" + std::to_string(k);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Marshaling plans.
+
+ValuePlan unmarshalable(ValuePlan p, std::string why) {
+  p.kind = MarshalKind::Unmarshalable;
+  p.why = std::move(why);
+  return p;
+}
+
+std::optional<std::uint64_t> parseCount(const std::string &s) {
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoull(s);
+}
+
+// The plan of one C parameter (or of the result, when is_result).
+ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::string &name,
+                    bool is_result, const TaggedTypes &gpin, std::vector<Diagnostic> &errors,
+                    const std::string &fname) {
+  ValuePlan p;
+  p.name = name;
+  p.c_type = renderType(type);
+  const BufferAnnotation *buffer = nullptr;
+  for (const auto &b : facts.ann.buffers)
+    if (!is_result && b.param == name)
+      buffer = &b;
+
+  bool is_const = false;
+  const llvm::DIType *t = strip(type, &is_const);
+  if (!t) {
+    if (is_result) {
+      p.kind = MarshalKind::Void;
+      return p;
+    }
+    return unmarshalable(p, "has no type information");
+  }
+
+  if (isPointer(t)) {
+    bool pointee_const = false;
+    const llvm::DIType *pointee_decl = baseOf(t);
+    const llvm::DIType *pointee = strip(pointee_decl, &pointee_const);
+    if (buffer) {
+      if (is_result)
+        return unmarshalable(p, "buffer annotations apply to parameters");
+      p.kind = buffer->dir == BufferDir::In    ? MarshalKind::BufferIn
+               : buffer->dir == BufferDir::Out ? MarshalKind::BufferOut
+                                               : MarshalKind::BufferInOut;
+      p.count = buffer->count;
+      if (pointee_const && buffer->dir != BufferDir::In)
+        errors.push_back({buffer->loc, fname,
+                          buffer->spelling + ": `" + name +
+                              "` points to const data, which cannot be copied out; use DIST_IN"});
+      if (!pointee) {
+        p.size = 1; // void *: the count is in bytes
+      } else {
+        std::string why = whyNotPlainData(pointee);
+        if (!why.empty())
+          return unmarshalable(p, buffer->spelling + ": element type `" +
+                                      renderType(pointee_decl) + "` " + why);
+        p.size = byteSize(pointee);
+      }
+      return p;
+    }
+    if (gpin.has(pointee_decl)) {
+      p.kind = MarshalKind::GPinHandle;
+      p.size = 8;
+      return p;
+    }
+    if (is_result)
+      return unmarshalable(p, "returns a pointer (`" + p.c_type +
+                                  "`); only pointers to DIST_GPIN types can be returned "
+                                  "across nodes");
+    if (!pointee)
+      return unmarshalable(p, "`" + p.c_type + "` has no known size; annotate it with DIST_IN/"
+                              "DIST_OUT/DIST_INOUT(" + name + ", count)");
+    if (isCharType(pointee)) {
+      if (pointee_const) {
+        p.kind = MarshalKind::CString;
+        p.size = 1;
+        return p;
+      }
+      return unmarshalable(p, "`" + p.c_type + "` is not const, so it is not a string; make it "
+                              "`const char *` or annotate it with DIST_OUT/DIST_INOUT(" + name +
+                              ", count)");
+    }
+    if (auto *c = dyn_cast<llvm::DICompositeType>(pointee);
+        c && c->getTag() != llvm::dwarf::DW_TAG_enumeration_type &&
+        c->getTag() != llvm::dwarf::DW_TAG_array_type) {
+      std::string why = whyNotPlainData(pointee);
+      if (!why.empty())
+        return unmarshalable(p, "points to `" + renderType(pointee_decl) + "`, which " + why);
+      p.kind = pointee_const ? MarshalKind::StructPtrIn : MarshalKind::StructPtrInOut;
+      p.size = byteSize(pointee);
+      return p;
+    }
+    return unmarshalable(p, "`" + p.c_type + "` has no element count; annotate it with "
+                            "DIST_IN/DIST_OUT/DIST_INOUT(" + name + ", count)");
+  }
+
+  if (buffer)
+    errors.push_back({buffer->loc, fname,
+                      buffer->spelling + ": parameter `" + name + "` is `" + p.c_type +
+                          "`, not a pointer; buffer annotations name pointer parameters"});
+  if (auto *b = dyn_cast<llvm::DIBasicType>(t)) {
+    unsigned e = b->getEncoding();
+    p.kind = (e == llvm::dwarf::DW_ATE_float) ? MarshalKind::Float : MarshalKind::Integer;
+    if (e == llvm::dwarf::DW_ATE_complex_float)
+      p.kind = MarshalKind::StructByValue;
+    p.size = b->getSizeInBits() / 8;
+    return p;
+  }
+  if (auto *c = dyn_cast<llvm::DICompositeType>(t)) {
+    if (c->getTag() == llvm::dwarf::DW_TAG_enumeration_type) {
+      p.kind = MarshalKind::Integer;
+      p.size = byteSize(c);
+      return p;
+    }
+    std::string why = whyNotPlainData(c);
+    if (!why.empty())
+      return unmarshalable(p, "`" + p.c_type + "` passed by value " + why);
+    p.kind = MarshalKind::StructByValue;
+    p.size = byteSize(c);
+    return p;
+  }
+  return unmarshalable(p, "`" + p.c_type + "` is not a supported type");
+}
+
+// Plans without debug info: only scalars can be marshaled.
+ValuePlan planFromIR(llvm::Type *type, const std::string &name, bool is_result) {
+  ValuePlan p;
+  p.name = name;
+  if (type->isVoidTy() && is_result) {
+    p.kind = MarshalKind::Void;
+    p.c_type = "void";
+    return p;
+  }
+  if (type->isIntegerTy()) {
+    p.kind = MarshalKind::Integer;
+    p.size = (type->getIntegerBitWidth() + 7) / 8;
+    p.c_type = "i" + std::to_string(type->getIntegerBitWidth());
+    return p;
+  }
+  if (type->isFloatingPointTy()) {
+    p.kind = MarshalKind::Float;
+    p.size = type->getPrimitiveSizeInBits() / 8;
+    p.c_type = type->isDoubleTy() ? "double" : type->isFloatTy() ? "float" : "long double";
+    return p;
+  }
+  p.c_type = type->isPointerTy() ? "pointer" : "aggregate";
+  return unmarshalable(p, "no debug info for this " + p.c_type +
+                              "; compile the program with dist-cc (it passes -g)");
+}
+
+// Maps C parameters to IR arguments under the x86-64 System V lowering clang applies: a struct
+// of 9 to 16 bytes becomes two arguments, of 1 to 8 bytes one, larger ones a byval pointer.
+bool mapIRArguments(FunctionInfo &info, const Facts &facts) {
+  const llvm::Function &f = *facts.fn;
+  unsigned next = 0;
+  if (f.arg_size() > 0 && f.hasParamAttribute(0, llvm::Attribute::StructRet)) {
+    info.result.ir_args.push_back(0);
+    next = 1;
+  }
+  for (unsigned k = 0; k < info.params.size(); ++k) {
+    ValuePlan &p = info.params[k];
+    const llvm::DIType *t = k < facts.param_types.size() ? strip(facts.param_types[k]) : nullptr;
+    auto *composite = dyn_cast_or_null<llvm::DICompositeType>(t);
+    bool aggregate = composite && composite->getTag() != llvm::dwarf::DW_TAG_enumeration_type;
+    if (auto *b = dyn_cast_or_null<llvm::DIBasicType>(t))
+      aggregate = b->getEncoding() == llvm::dwarf::DW_ATE_complex_float;
+    unsigned count = 1;
+    if (aggregate && next < f.arg_size() && !f.hasParamAttribute(next, llvm::Attribute::ByVal)) {
+      std::uint64_t bytes = t->getSizeInBits() / 8;
+      count = static_cast<unsigned>((bytes + 7) / 8);
+    }
+    for (unsigned c = 0; c < count; ++c)
+      p.ir_args.push_back(next + c);
+    next += count;
+  }
+  return next == f.arg_size();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Union-find over function and resource indices.
+
+struct UnionFind {
+  std::vector<int> parent;
+  explicit UnionFind(size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
+  int find(int x) {
+    while (parent[x] != x)
+      x = parent[x] = parent[parent[x]];
+    return x;
+  }
+  void unite(int a, int b) {
+    a = find(a);
+    b = find(b);
+    if (a != b)
+      parent[std::max(a, b)] = std::min(a, b);
+  }
+};
+
+std::string joinNames(const std::vector<std::string> &names) {
+  std::string s;
+  for (const auto &n : names)
+    s += (s.empty() ? "" : ", ") + n;
+  return s.empty() ? "none" : s;
+}
+
+} // namespace
+
+ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &options) {
+  ProgramAnalysis out;
+  auto annotations = readAnnotations(m, out.errors);
+  TaggedTypes gpin, npin;
+  collectTaggedTypes(m, gpin, npin);
+
+  std::set<const llvm::Function *> ctors;
+  for (const char *name : {"llvm.global_ctors", "llvm.global_dtors"})
+    if (auto *gv = m.getNamedGlobal(name); gv && gv->hasInitializer())
+      if (auto *array = dyn_cast<llvm::ConstantArray>(gv->getInitializer()))
+        for (const llvm::Use &e : array->operands())
+          if (auto *s = dyn_cast<llvm::ConstantStruct>(e.get()); s && s->getNumOperands() >= 2)
+            if (auto *fn = dyn_cast<llvm::Function>(s->getOperand(1)->stripPointerCasts()))
+              ctors.insert(fn);
+
+  // Phase 1: facts.
+  std::vector<Facts> facts;
+  std::map<const llvm::Function *, int> index;
+  for (const llvm::Function &f : m) {
+    if (isExternal(f))
+      continue;
+    Facts fa;
+    fa.fn = &f;
+    if (auto it = annotations.find(&f); it != annotations.end())
+      fa.ann = it->second;
+    readSignature(fa);
+    scanBody(fa, annotations);
+    index[&f] = static_cast<int>(facts.size());
+    facts.push_back(std::move(fa));
+  }
+  for (const auto &[fn, a] : annotations) {
+    if (a.pure_extern && !isExternal(*fn))
+      out.errors.push_back({a.loc, fn->getName().str(),
+                            "DIST_PURE_EXTERN is for declarations of external functions, but "
+                            "this function is defined in the program; remove the annotation"});
+    if (isExternal(*fn) && (a.local || a.load_balanced || a.pin || !a.buffers.empty()))
+      out.errors.push_back({a.loc, fn->getName().str(),
+                            "annotated, but not defined in the program; placement annotations "
+                            "belong on functions the program defines"});
+  }
+
+  const size_t n = facts.size();
+  std::vector<FunctionInfo> &infos = out.functions;
+  infos.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    Facts &fa = facts[i];
+    FunctionInfo &info = infos[i];
+    info.name = fa.fn->getName().str();
+    if (fa.sp)
+      info.loc = {fa.sp->getFilename().str(), fa.sp->getLine()};
+    else
+      info.loc = fa.ann.loc;
+    info.instructions = fa.instructions;
+    info.variadic = fa.fn->isVarArg();
+    info.annotated_local = fa.ann.local;
+    info.load_balanced = fa.ann.load_balanced;
+
+    // Signature: NPin/GPin types and the marshaling plan.
+    std::vector<std::pair<std::string, const llvm::DIType *>> sig;
+    sig.push_back({"the result", fa.result_type});
+    for (size_t k = 0; k < fa.param_types.size(); ++k)
+      sig.push_back({"parameter `" + fa.param_names[k] + "`", fa.param_types[k]});
+    for (const auto &[where, type] : sig) {
+      std::set<const llvm::DIType *> seen;
+      if (fa.npin_type.empty())
+        if (auto found = findTagged(type, npin, seen)) {
+          fa.npin_type = *found;
+          fa.npin_where = where;
+        }
+      seen.clear();
+      if (auto found = findTagged(type, gpin, seen))
+        fa.gpin_types.insert(*found);
+    }
+    // Buffer annotations must name real parameters.
+    for (const auto &b : fa.ann.buffers) {
+      auto pos = std::find(fa.param_names.begin(), fa.param_names.end(), b.param);
+      if (pos == fa.param_names.end()) {
+        out.errors.push_back({b.loc, info.name,
+                              b.spelling + ": no parameter named `" + b.param +
+                                  "` (parameters: " + joinNames(fa.param_names) + ")"});
+        continue;
+      }
+      if (!parseCount(b.count)) {
+        auto cpos = std::find(fa.param_names.begin(), fa.param_names.end(), b.count);
+        if (cpos == fa.param_names.end())
+          out.errors.push_back(
+              {b.loc, info.name,
+               b.spelling + ": the count `" + b.count +
+                   "` is neither a parameter nor a decimal constant (parameters: " +
+                   joinNames(fa.param_names) + ")"});
+        else if (!isIntegerLike(fa.param_types[cpos - fa.param_names.begin()]))
+          out.errors.push_back({b.loc, info.name,
+                                b.spelling + ": the count `" + b.count +
+                                    "` is not an integer parameter"});
+      }
+    }
+    if (fa.has_di_signature) {
+      info.result = planValue(fa, fa.result_type, "", true, gpin, out.errors, info.name);
+      for (size_t k = 0; k < fa.param_types.size(); ++k) {
+        ValuePlan p = planValue(fa, fa.param_types[k], fa.param_names[k], false, gpin,
+                                out.errors, info.name);
+        if (!p.count.empty()) {
+          if (auto c = parseCount(p.count)) {
+            p.count_value = *c;
+          } else {
+            auto cpos = std::find(fa.param_names.begin(), fa.param_names.end(), p.count);
+            if (cpos != fa.param_names.end())
+              p.count_param = static_cast<int>(cpos - fa.param_names.begin());
+          }
+        }
+        info.params.push_back(std::move(p));
+      }
+      bool mapped = mapIRArguments(info, fa);
+      info.plan_complete = mapped;
+      if (!mapped)
+        info.result = unmarshalable(info.result, "the ABI lowering of this signature is not "
+                                                 "supported (parameters do not map to IR "
+                                                 "arguments)");
+    } else {
+      // No debug info: plan from IR types alone.
+      llvm::FunctionType *ft = fa.fn->getFunctionType();
+      info.result = planFromIR(ft->getReturnType(), "", true);
+      for (unsigned k = 0; k < ft->getNumParams(); ++k) {
+        info.params.push_back(planFromIR(ft->getParamType(k), "arg" + std::to_string(k), false));
+        info.params.back().ir_args.push_back(k);
+      }
+      info.plan_complete = true;
+    }
+    auto bad = [](const ValuePlan &p) { return p.kind == MarshalKind::Unmarshalable; };
+    if (bad(info.result) || std::any_of(info.params.begin(), info.params.end(), bad))
+      info.plan_complete = false;
+  }
+
+  // Phase 2: I/O reachability. Edges: direct calls, functions whose address is taken (they may
+  // be called back), and indirect calls (which may reach any address-taken function). DIST_LOCAL
+  // callees stop the propagation: their I/O is node-local by the program's choice.
+  std::vector<int> address_taken_fns;
+  std::set<const llvm::Function *, ByName> taken;
+  std::string taken_external_io;
+  for (const Facts &fa : facts)
+    for (const llvm::Function *t : fa.address_taken) {
+      taken.insert(t);
+      if (isExternal(*t) && taken_external_io.empty() &&
+          isSideEffectingExternal(*t, annotations))
+        taken_external_io = t->getName().str();
+    }
+  for (const llvm::Function *t : taken)
+    if (auto it = index.find(t); it != index.end())
+      address_taken_fns.push_back(it->second);
+
+  for (Facts &fa : facts) {
+    if (!fa.direct_io.empty())
+      fa.io_root = fa.direct_io;
+    else if (fa.indirect_call && !taken_external_io.empty()) {
+      fa.io_root = "calls `" + taken_external_io + "`";
+      fa.io_indirect = true;
+    }
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (Facts &fa : facts) {
+      if (!fa.io_root.empty())
+        continue;
+      auto reach = [&](int callee, bool indirect) {
+        const Facts &c = facts[callee];
+        if (c.io_root.empty() || c.ann.local)
+          return false;
+        fa.io_root = c.io_root;
+        fa.io_via = c.fn->getName().str();
+        fa.io_indirect = indirect;
+        return true;
+      };
+      bool found = false;
+      for (const auto &[callee, sites] : fa.callees)
+        if (!found)
+          found = reach(index[callee], false);
+      for (const llvm::Function *t : fa.address_taken)
+        if (!found && index.count(t))
+          found = reach(index[t], false);
+      if (fa.indirect_call)
+        for (int t : address_taken_fns)
+          if (!found)
+            found = reach(t, true);
+      changed |= found;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const Facts &fa = facts[i];
+    if (fa.io_root.empty())
+      continue;
+    std::string ev = fa.io_root;
+    if (!fa.io_via.empty())
+      ev = (fa.io_indirect ? "may reach `" : "reaches `") + fa.io_via + "`, which " +
+           (ev.rfind("reaches", 0) == 0 || ev.rfind("may", 0) == 0 ? "does I/O" : ev);
+    else if (fa.io_indirect)
+      ev = "makes an indirect call that may reach `" + taken_external_io + "`";
+    infos[i].io_evidence = ev;
+  }
+
+  // Phase 3: the first rule that applies decides.
+  for (size_t i = 0; i < n; ++i) {
+    const Facts &fa = facts[i];
+    FunctionInfo &info = infos[i];
+    auto set = [&](Placement p, Rule r, std::string reason) {
+      info.placement = p;
+      info.rule = r;
+      info.reason = std::move(reason);
+    };
+    const ValuePlan *bad = nullptr;
+    if (info.result.kind == MarshalKind::Unmarshalable)
+      bad = &info.result;
+    for (const auto &p : info.params)
+      if (!bad && p.kind == MarshalKind::Unmarshalable)
+        bad = &p;
+    bool leaf = fa.calls_only_intrinsics && !fa.indirect_call;
+
+    if (fa.ann.local)
+      set(Placement::Local, Rule::AnnotatedLocal, "DIST_LOCAL: runs on its caller's node");
+    else if (info.name == "main")
+      set(Placement::Home, Rule::Main, "the program's entry point runs on the entry node");
+    else if (ctors.count(fa.fn))
+      set(Placement::Home, Rule::StaticConstructor,
+          "static constructor/destructor: runs on the entry node at start-up and exit");
+    else if (fa.ann.pin) {
+      set(Placement::Pinned, Rule::AnnotatedPin, "DIST_PIN(\"" + *fa.ann.pin + "\")");
+      info.pin_node = *fa.ann.pin;
+    } else if (!fa.npin_type.empty())
+      set(Placement::Local, Rule::NPinInSignature,
+          "DIST_NPIN type `" + fa.npin_type + "` in " + fa.npin_where +
+              ": runs on its caller's node");
+    else if (!info.io_evidence.empty())
+      set(Placement::Home, Rule::DoesIO,
+          "does I/O (" + info.io_evidence + "): runs on the entry node");
+    else if (info.variadic)
+      set(Placement::Local, Rule::Variadic, "variadic arguments cannot be marshaled");
+    else if (bad)
+      set(Placement::Local, Rule::Unmarshalable,
+          (bad->name.empty() ? std::string("the result") : "parameter `" + bad->name + "`") +
+              " cannot be marshaled: " + bad->why);
+    else if (leaf && !fa.has_loop && info.instructions < options.min_instructions &&
+             !fa.ann.load_balanced && fa.globals.empty() && fa.gpin_types.empty())
+      set(Placement::Local, Rule::TooSmall,
+          "too small (" + std::to_string(info.instructions) + " instructions, floor " +
+              std::to_string(options.min_instructions) +
+              "): a remote call would cost more than the work");
+    else
+      set(Placement::Placeable, Rule::Placeable,
+          "marshalable signature, no I/O: may run on any node");
+  }
+
+  // Phase 4: state groups. A local helper (not DIST_LOCAL) runs where its callers run, so the
+  // state it touches counts for them too. DIST_LOCAL functions keep per-node copies by choice.
+  std::vector<std::set<const llvm::GlobalVariable *, ByName>> globals(n);
+  std::vector<std::set<std::string>> gpins(n);
+  for (size_t i = 0; i < n; ++i)
+    if (!facts[i].ann.local) {
+      globals[i] = facts[i].globals;
+      gpins[i] = facts[i].gpin_types;
+    }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (facts[i].ann.local)
+        continue;
+      for (const auto &[callee, sites] : facts[i].callees) {
+        int c = index[callee];
+        if (infos[c].placement != Placement::Local || facts[c].ann.local)
+          continue;
+        for (auto *g : globals[c])
+          changed |= globals[i].insert(g).second;
+        for (const auto &t : gpins[c])
+          changed |= gpins[i].insert(t).second;
+      }
+    }
+  }
+
+  // Resources are numbered after the functions: globals, then GPin types.
+  std::map<const llvm::GlobalVariable *, int> global_id;
+  std::map<std::string, int> gpin_id;
+  for (size_t i = 0; i < n; ++i) {
+    for (auto *g : globals[i])
+      global_id.emplace(g, 0);
+    for (const auto &t : gpins[i])
+      gpin_id.emplace(t, 0);
+  }
+  int next_id = static_cast<int>(n);
+  for (const llvm::GlobalVariable &g : m.globals()) // module order, for stable output
+    if (auto it = global_id.find(&g); it != global_id.end())
+      it->second = next_id++;
+  for (auto &[name, id] : gpin_id)
+    id = next_id++;
+
+  UnionFind state(next_id), globals_only(next_id);
+  for (size_t i = 0; i < n; ++i) {
+    for (auto *g : globals[i]) {
+      state.unite(static_cast<int>(i), global_id[g]);
+      globals_only.unite(static_cast<int>(i), global_id[g]);
+    }
+    for (const auto &t : gpins[i])
+      state.unite(static_cast<int>(i), gpin_id[t]);
+  }
+
+  for (const auto &[type, id] : gpin_id) {
+    Group g;
+    g.name = type;
+    for (size_t i = 0; i < n; ++i)
+      if (gpins[i].count(type)) {
+        g.functions.push_back(infos[i].name);
+        infos[i].gpin_group = static_cast<int>(out.gpin_groups.size());
+      }
+    out.gpin_groups.push_back(std::move(g));
+  }
+  std::map<int, int> component_group;
+  for (const llvm::GlobalVariable &gv : m.globals()) {
+    auto it = global_id.find(&gv);
+    if (it == global_id.end())
+      continue;
+    int root = globals_only.find(it->second);
+    auto [slot, inserted] = component_group.emplace(root, static_cast<int>(out.global_groups.size()));
+    if (inserted) {
+      Group g;
+      g.name = "globals#" + std::to_string(out.global_groups.size());
+      for (size_t i = 0; i < n; ++i)
+        if (globals_only.find(static_cast<int>(i)) == root) {
+          g.functions.push_back(infos[i].name);
+          infos[i].global_group = slot->second;
+        }
+      out.global_groups.push_back(std::move(g));
+    }
+    out.global_groups[slot->second].globals.push_back(gv.getName().str());
+  }
+
+  // A group goes where its home or pinned members go.
+  std::map<int, std::pair<std::string, std::string>> anchor; // root → (pin or "", member)
+  for (size_t i = 0; i < n; ++i) {
+    if (globals[i].empty() && gpins[i].empty())
+      continue;
+    int root = state.find(static_cast<int>(i));
+    const FunctionInfo &info = infos[i];
+    if (info.placement != Placement::Home && info.placement != Placement::Pinned)
+      continue;
+    std::string where = info.placement == Placement::Home ? "" : info.pin_node;
+    auto [it, inserted] = anchor.emplace(root, std::make_pair(where, info.name));
+    if (!inserted && it->second.first != where) {
+      auto describe = [](const std::string &w) {
+        return w.empty() ? std::string("the entry node") : "node `" + w + "`";
+      };
+      out.errors.push_back({info.loc, info.name,
+                            "shares state with `" + it->second.second + "`, which runs on " +
+                                describe(it->second.first) + ", but this one runs on " +
+                                describe(where) +
+                                "; functions sharing a GPin type or mutable global must run on "
+                                "one node"});
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    FunctionInfo &info = infos[i];
+    if (info.placement != Placement::Placeable || (globals[i].empty() && gpins[i].empty()))
+      continue;
+    auto it = anchor.find(state.find(static_cast<int>(i)));
+    if (it == anchor.end())
+      continue;
+    std::string shared = !gpins[i].empty() ? "GPin type `" + *gpins[i].begin() + "`"
+                                           : "mutable global `" +
+                                                 (*globals[i].begin())->getName().str() + "`";
+    if (it->second.first.empty()) {
+      info.placement = Placement::Home;
+      info.rule = Rule::GroupedWithHome;
+      info.reason = "shares state (" + shared + ") with `" + it->second.second +
+                    "`, which runs on the entry node";
+    } else {
+      info.placement = Placement::Pinned;
+      info.rule = Rule::GroupedWithPin;
+      info.pin_node = it->second.first;
+      info.reason = "shares state (" + shared + ") with `" + it->second.second +
+                    "`, pinned to `" + info.pin_node + "`";
+    }
+  }
+
+  // Phase 5: checks of what the annotations promise.
+  for (size_t i = 0; i < n; ++i) {
+    const Facts &fa = facts[i];
+    FunctionInfo &info = infos[i];
+    SourceLoc at = fa.ann.loc.file.empty() ? info.loc : fa.ann.loc;
+    if (fa.ann.local && fa.ann.load_balanced)
+      out.errors.push_back({at, info.name, "both DIST_LOCAL and DIST_LOADBALANCED; keep one"});
+    if (fa.ann.local && fa.ann.pin)
+      out.errors.push_back({at, info.name, "both DIST_LOCAL and DIST_PIN; keep one"});
+    if (!fa.ann.load_balanced)
+      continue;
+    out.load_balanced.push_back(info.name);
+    if (!info.io_evidence.empty())
+      out.errors.push_back({at, info.name,
+                            "DIST_LOADBALANCED, but it does I/O (" + info.io_evidence +
+                                "); replicas must be free of I/O: remove the annotation or "
+                                "move the I/O to the caller"});
+    if (!globals[i].empty())
+      out.errors.push_back({at, info.name,
+                            "DIST_LOADBALANCED, but it uses mutable global `" +
+                                (*globals[i].begin())->getName().str() +
+                                "`; replicas cannot share it: pass the state as parameters or "
+                                "remove the annotation"});
+    if (!gpins[i].empty())
+      out.errors.push_back({at, info.name,
+                            "DIST_LOADBALANCED, but it handles GPin type `" + *gpins[i].begin() +
+                                "`, which lives on one node; remove the annotation"});
+    if (info.rule == Rule::NPinInSignature || info.rule == Rule::Variadic ||
+        info.rule == Rule::Unmarshalable || info.rule == Rule::AnnotatedPin)
+      out.errors.push_back({at, info.name,
+                            "DIST_LOADBALANCED, but it cannot be replicated: " + info.reason});
+  }
+
+  // The static call graph into placeable functions.
+  for (size_t i = 0; i < n; ++i)
+    for (const auto &[callee, sites] : facts[i].callees) {
+      int c = index[callee];
+      if (infos[c].placement == Placement::Placeable)
+        out.call_graph.push_back({infos[i].name, infos[c].name, sites});
+    }
+  std::stable_sort(out.call_graph.begin(), out.call_graph.end(), [](auto &a, auto &b) {
+    return std::tie(a.caller, a.callee) < std::tie(b.caller, b.callee);
+  });
+  return out;
+}
+
+} // namespace distnode::jit
