@@ -593,6 +593,9 @@ void scanConstant(const llvm::Value *v, Facts &facts, std::set<const llvm::Value
         facts.direct_io = "uses external global `" + gv->getName().str() + "`";
     } else if (!gv->isConstant()) {
       facts.globals.insert(gv);
+    } else if (gv->hasInitializer()) {
+      // A constant table may hold function pointers or addresses of mutable globals.
+      scanConstant(gv->getInitializer(), facts, seen);
     }
     return;
   }
@@ -619,6 +622,38 @@ bool isSideEffectingExternal(const llvm::Function &callee,
     return false;
   auto it = ann.find(&callee);
   return !(it != ann.end() && it->second.pure_extern);
+}
+
+// Whether a use of a constant ends only in LLVM's own bookkeeping globals (llvm.used,
+// llvm.global.annotations, llvm.global_ctors...), which never call anything.
+bool onlyMetadataUses(const llvm::Value *v, int depth = 0) {
+  if (depth > 8)
+    return false;
+  for (const llvm::User *u : v->users()) {
+    if (auto *gv = dyn_cast<llvm::GlobalVariable>(u)) {
+      if (!gv->getName().starts_with("llvm."))
+        return false;
+    } else if (!isa<llvm::Constant>(u) || !onlyMetadataUses(u, depth + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether a function may be called through a pointer: some use of it is not the callee of a
+// direct call and not mere bookkeeping.
+bool isAddressTaken(const llvm::Function &f) {
+  for (const llvm::Use &use : f.uses()) {
+    const llvm::User *user = use.getUser();
+    if (auto *call = dyn_cast<llvm::CallBase>(user); call && call->isCallee(&use))
+      continue;
+    if (isa<llvm::Constant>(user) && !isa<llvm::GlobalValue>(user) && onlyMetadataUses(user))
+      continue;
+    if (auto *gv = dyn_cast<llvm::GlobalVariable>(user); gv && gv->getName().starts_with("llvm."))
+      continue;
+    return true;
+  }
+  return false;
 }
 
 void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann) {
@@ -1032,18 +1067,15 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   // be called back), and indirect calls (which may reach any address-taken function). DIST_LOCAL
   // callees stop the propagation: their I/O is node-local by the program's choice.
   std::vector<int> address_taken_fns;
-  std::set<const llvm::Function *, ByName> taken;
   std::string taken_external_io;
-  for (const Facts &fa : facts)
-    for (const llvm::Function *t : fa.address_taken) {
-      taken.insert(t);
-      if (isExternal(*t) && taken_external_io.empty() &&
-          isSideEffectingExternal(*t, annotations))
-        taken_external_io = t->getName().str();
-    }
-  for (const llvm::Function *t : taken)
-    if (auto it = index.find(t); it != index.end())
+  for (const llvm::Function &f : m) {
+    if (!isAddressTaken(f))
+      continue;
+    if (auto it = index.find(&f); it != index.end())
       address_taken_fns.push_back(it->second);
+    else if (taken_external_io.empty() && isSideEffectingExternal(f, annotations))
+      taken_external_io = f.getName().str();
+  }
 
   for (Facts &fa : facts) {
     if (!fa.direct_io.empty())

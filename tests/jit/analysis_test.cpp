@@ -1,0 +1,311 @@
+// analysis_test.cpp - the rules of DESIGN.md "The app model", one purpose-written function each.
+#include "jit/bitcode.h"
+#include "jit/program_analysis.h"
+
+#include "llvm/IR/Module.h"
+#include "llvm/Support/Error.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace distnode::jit {
+namespace {
+
+// Loads and analyzes a fixture once per test binary.
+const ProgramAnalysis &analysisOf(const std::string &fixture) {
+  static std::map<std::string, std::pair<Program, ProgramAnalysis>> cache;
+  auto it = cache.find(fixture);
+  if (it == cache.end()) {
+    auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_" + fixture + ".bc");
+    if (!program) {
+      ADD_FAILURE() << llvm::toString(program.takeError());
+      static ProgramAnalysis empty;
+      return empty;
+    }
+    ProgramAnalysis analysis = analyzeProgram(*program->module);
+    it = cache.emplace(fixture, std::make_pair(std::move(*program), std::move(analysis))).first;
+  }
+  return it->second.second;
+}
+
+const FunctionInfo &fn(const std::string &fixture, const std::string &name) {
+  const FunctionInfo *f = analysisOf(fixture).find(name);
+  if (!f) {
+    ADD_FAILURE() << "no function " << name << " in " << fixture;
+    static FunctionInfo none;
+    return none;
+  }
+  return *f;
+}
+
+bool contains(const std::string &haystack, const std::string &needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(Analysis, RulesFixtureHasNoAnnotationErrors) {
+  for (const auto &e : analysisOf("rules").errors)
+    ADD_FAILURE() << e.str();
+}
+
+TEST(Analysis, DistLocalRunsOnCallersNode) {
+  const auto &f = fn("rules", "annotated_local");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_EQ(f.rule, Rule::AnnotatedLocal);
+  EXPECT_TRUE(f.annotated_local);
+}
+
+TEST(Analysis, DistPinPinsToNamedNode) {
+  const auto &f = fn("rules", "pinned");
+  EXPECT_EQ(f.placement, Placement::Pinned);
+  EXPECT_EQ(f.rule, Rule::AnnotatedPin);
+  EXPECT_EQ(f.pin_node, "n2");
+}
+
+TEST(Analysis, NPinTypeInSignatureMakesFunctionLocal) {
+  const auto &f = fn("rules", "npin_user");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_EQ(f.rule, Rule::NPinInSignature);
+  EXPECT_TRUE(contains(f.reason, "sock_t")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "parameter `s`")) << f.reason;
+}
+
+TEST(Analysis, DirectIOCallRunsOnHomeNodeNamingTheCallee) {
+  const auto &f = fn("rules", "prints");
+  EXPECT_EQ(f.placement, Placement::Home);
+  EXPECT_EQ(f.rule, Rule::DoesIO);
+  EXPECT_EQ(f.io_evidence, "calls `printf`");
+}
+
+TEST(Analysis, IOReachedThroughCalleeRunsOnHomeNode) {
+  const auto &f = fn("rules", "calls_printer");
+  EXPECT_EQ(f.placement, Placement::Home);
+  EXPECT_EQ(f.rule, Rule::DoesIO);
+  EXPECT_TRUE(contains(f.io_evidence, "`prints`")) << f.io_evidence;
+  EXPECT_TRUE(contains(f.io_evidence, "`printf`")) << f.io_evidence;
+}
+
+TEST(Analysis, IOInsideDistLocalCalleeDoesNotPropagate) {
+  EXPECT_EQ(fn("rules", "local_log").placement, Placement::Local);
+  const auto &f = fn("rules", "uses_local_log");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+  EXPECT_TRUE(f.io_evidence.empty()) << f.io_evidence;
+}
+
+TEST(Analysis, VoidPointerIsUnmarshalableWithItsCType) {
+  const auto &f = fn("rules", "sum_void");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_EQ(f.rule, Rule::Unmarshalable);
+  EXPECT_TRUE(contains(f.reason, "parameter `p`")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "`void *`")) << f.reason;
+}
+
+TEST(Analysis, StructWithPointerByValueIsUnmarshalable) {
+  const auto &f = fn("rules", "by_value_ptr");
+  EXPECT_EQ(f.rule, Rule::Unmarshalable);
+  EXPECT_TRUE(contains(f.reason, "struct withptr")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "member `p` contains a pointer")) << f.reason;
+}
+
+TEST(Analysis, VariadicFunctionIsLocal) {
+  const auto &f = fn("rules", "vsum");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_EQ(f.rule, Rule::Variadic);
+}
+
+TEST(Analysis, TinyLeafIsBelowGranularityFloor) {
+  const auto &f = fn("rules", "tiny");
+  EXPECT_EQ(f.rule, Rule::TooSmall);
+  EXPECT_LT(f.instructions, AnalysisOptions{}.min_instructions);
+  EXPECT_TRUE(contains(f.reason, "too small (" + std::to_string(f.instructions) +
+                                     " instructions"))
+      << f.reason;
+}
+
+TEST(Analysis, GranularityFloorIsConfigurable) {
+  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_rules.bc");
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+  AnalysisOptions options;
+  options.min_instructions = 0;
+  ProgramAnalysis a = analyzeProgram(*program->module, options);
+  EXPECT_EQ(a.find("tiny")->placement, Placement::Placeable)
+      << "with a floor of 0 nothing is too small";
+}
+
+TEST(Analysis, LoopingFunctionWithScalarsIsPlaceable) {
+  const auto &f = fn("rules", "heavy");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+  EXPECT_TRUE(f.plan_complete);
+}
+
+TEST(Analysis, PureExternAnnotationMakesCallSafe) {
+  EXPECT_EQ(fn("rules", "uses_rand_r").placement, Placement::Placeable)
+      << fn("rules", "uses_rand_r").reason;
+  const auto &f = fn("rules", "uses_rand");
+  EXPECT_EQ(f.rule, Rule::DoesIO) << "rand() has hidden global state";
+  EXPECT_EQ(f.io_evidence, "calls `rand`");
+}
+
+TEST(Analysis, FunctionsSharingMutableGlobalFormOneGroup) {
+  const auto &a = analysisOf("rules");
+  const auto &bump = fn("rules", "bump");
+  const auto &read = fn("rules", "read_counter");
+  ASSERT_GE(bump.global_group, 0);
+  EXPECT_EQ(bump.global_group, read.global_group);
+  const Group &g = a.global_groups[bump.global_group];
+  EXPECT_EQ(g.globals, std::vector<std::string>{"counter"});
+  EXPECT_EQ(g.functions, (std::vector<std::string>{"bump", "read_counter"}));
+  EXPECT_EQ(bump.placement, Placement::Placeable) << "a group may move as a unit";
+}
+
+TEST(Analysis, GroupWithIOMemberRunsOnHomeNode) {
+  EXPECT_EQ(fn("rules", "show_shown").rule, Rule::DoesIO);
+  const auto &f = fn("rules", "set_shown");
+  EXPECT_EQ(f.placement, Placement::Home);
+  EXPECT_EQ(f.rule, Rule::GroupedWithHome);
+  EXPECT_TRUE(contains(f.reason, "`shown`")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "`show_shown`")) << f.reason;
+}
+
+TEST(Analysis, MainIsHome) {
+  EXPECT_EQ(fn("rules", "main").placement, Placement::Home);
+  EXPECT_EQ(fn("rules", "main").rule, Rule::Main);
+}
+
+TEST(Analysis, CallGraphListsEdgesIntoPlaceableFunctionsOnly) {
+  const auto &edges = analysisOf("rules").call_graph;
+  auto has = [&](const std::string &from, const std::string &to) {
+    for (const auto &e : edges)
+      if (e.caller == from && e.callee == to)
+        return true;
+    return false;
+  };
+  EXPECT_TRUE(has("main", "heavy"));
+  EXPECT_TRUE(has("main", "bump"));
+  EXPECT_FALSE(has("main", "tiny")) << "tiny is local, not placeable";
+  EXPECT_FALSE(has("main", "prints")) << "prints runs on the home node";
+}
+
+TEST(Analysis, IndirectCallMayReachAddressTakenIOFunction) {
+  const auto &f = fn("io_indirect", "dispatch");
+  EXPECT_EQ(f.rule, Rule::DoesIO);
+  EXPECT_TRUE(contains(f.io_evidence, "`shout`")) << f.io_evidence;
+}
+
+// ---- marshaling plans ----
+
+TEST(Marshal, ScalarsKeepTheirWidths) {
+  const auto &f = fn("marshal", "scalars");
+  ASSERT_EQ(f.params.size(), 8u);
+  std::vector<std::pair<MarshalKind, uint64_t>> expected = {
+      {MarshalKind::Integer, 1}, {MarshalKind::Integer, 2}, {MarshalKind::Integer, 4},
+      {MarshalKind::Integer, 8}, {MarshalKind::Float, 4},   {MarshalKind::Float, 8},
+      {MarshalKind::Integer, 1}, {MarshalKind::Integer, 4}};
+  for (size_t k = 0; k < expected.size(); ++k) {
+    SCOPED_TRACE(f.params[k].name);
+    EXPECT_EQ(f.params[k].kind, expected[k].first);
+    EXPECT_EQ(f.params[k].size, expected[k].second);
+    EXPECT_EQ(f.params[k].ir_args, std::vector<unsigned>{static_cast<unsigned>(k)});
+  }
+  EXPECT_EQ(f.params[7].c_type, "enum color");
+  EXPECT_EQ(f.result.kind, MarshalKind::Integer);
+}
+
+TEST(Marshal, SmallStructsByValueMapToCoercedIRArguments) {
+  const auto &f = fn("marshal", "small_structs");
+  ASSERT_EQ(f.params.size(), 2u);
+  EXPECT_EQ(f.params[0].kind, MarshalKind::StructByValue);
+  EXPECT_EQ(f.params[0].size, 8u);
+  EXPECT_EQ(f.params[0].ir_args, std::vector<unsigned>{0}) << "8 bytes travel as one i64";
+  EXPECT_EQ(f.params[1].size, 16u);
+  EXPECT_EQ(f.params[1].ir_args, (std::vector<unsigned>{1, 2})) << "16 bytes: two arguments";
+  EXPECT_TRUE(f.plan_complete);
+}
+
+TEST(Marshal, LargeStructUsesSretResultAndByvalArgument) {
+  const auto &f = fn("marshal", "big_struct");
+  EXPECT_EQ(f.result.kind, MarshalKind::StructByValue);
+  EXPECT_EQ(f.result.size, 40u);
+  EXPECT_EQ(f.result.ir_args, std::vector<unsigned>{0}) << "the sret pointer";
+  ASSERT_EQ(f.params.size(), 2u);
+  EXPECT_EQ(f.params[0].ir_args, std::vector<unsigned>{1});
+  EXPECT_EQ(f.params[1].ir_args, std::vector<unsigned>{2});
+  EXPECT_TRUE(f.plan_complete);
+}
+
+TEST(Marshal, ConstCharPointerIsString) {
+  const auto &f = fn("marshal", "string_len");
+  EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
+  EXPECT_EQ(f.params[0].c_type, "const char *");
+}
+
+TEST(Marshal, NonConstCharPointerIsRejectedWithAdvice) {
+  const auto &f = fn("marshal", "mutable_string");
+  EXPECT_EQ(f.rule, Rule::Unmarshalable);
+  EXPECT_TRUE(contains(f.params[0].why, "DIST_OUT")) << f.params[0].why;
+}
+
+TEST(Marshal, BufferAnnotationsGiveDirectionElementSizeAndCount) {
+  const auto &f = fn("marshal", "buffers");
+  ASSERT_EQ(f.params.size(), 4u);
+  EXPECT_EQ(f.params[0].kind, MarshalKind::BufferIn);
+  EXPECT_EQ(f.params[0].size, 8u);
+  EXPECT_EQ(f.params[0].count_param, 3) << "n is the fourth parameter";
+  EXPECT_EQ(f.params[1].kind, MarshalKind::BufferOut);
+  EXPECT_EQ(f.params[2].kind, MarshalKind::BufferInOut);
+  EXPECT_EQ(f.params[2].count_param, -1);
+  EXPECT_EQ(f.params[2].count_value, 4u);
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+}
+
+TEST(Marshal, VoidBufferCountsBytes) {
+  const auto &f = fn("marshal", "void_buffer");
+  EXPECT_EQ(f.params[0].kind, MarshalKind::BufferIn);
+  EXPECT_EQ(f.params[0].size, 1u);
+}
+
+TEST(Marshal, PointersToPlainStructsCopyInOrInOut) {
+  const auto &f = fn("marshal", "struct_ptrs");
+  EXPECT_EQ(f.params[0].kind, MarshalKind::StructPtrIn);
+  EXPECT_EQ(f.params[0].size, 16u);
+  EXPECT_EQ(f.params[1].kind, MarshalKind::StructPtrInOut);
+  EXPECT_EQ(f.params[1].size, 8u);
+}
+
+TEST(Marshal, GPinPointersAreHandlesAndHandlersShareAGroup) {
+  const auto &open = fn("marshal", "account_open");
+  const auto &deposit = fn("marshal", "account_deposit");
+  EXPECT_EQ(open.result.kind, MarshalKind::GPinHandle);
+  EXPECT_EQ(deposit.params[0].kind, MarshalKind::GPinHandle);
+  ASSERT_GE(open.gpin_group, 0);
+  EXPECT_EQ(open.gpin_group, deposit.gpin_group);
+  EXPECT_EQ(analysisOf("marshal").gpin_groups[open.gpin_group].name, "struct account");
+}
+
+// ---- annotation errors ----
+
+struct BadAnnotation {
+  const char *fixture;
+  unsigned line;
+  const char *needle;
+};
+
+TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
+  const BadAnnotation cases[] = {
+      {"bad_in_param", 3, "DIST_IN(values, n): no parameter named `values`"},
+      {"bad_count", 3, "the count `len` is neither a parameter nor a decimal constant"},
+      {"bad_lb_global", 3, "DIST_LOADBALANCED, but it uses mutable global `calls`"},
+      {"bad_lb_io", 3, "DIST_LOADBALANCED, but it does I/O (calls `printf`)"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.fixture);
+    const auto &errors = analysisOf(c.fixture).errors;
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_TRUE(contains(errors[0].loc.file, std::string(c.fixture) + ".c")) << errors[0].str();
+    EXPECT_EQ(errors[0].loc.line, c.line) << errors[0].str();
+    EXPECT_TRUE(contains(errors[0].message, c.needle)) << errors[0].str();
+  }
+}
+
+} // namespace
+} // namespace distnode::jit

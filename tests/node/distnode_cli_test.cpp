@@ -1,0 +1,158 @@
+// distnode_cli_test.cpp - the distnode command as a user meets it: bad input gives one clear
+// line on stderr and exit code 2; good input runs like a native program.
+#include "tests/support/subprocess.h"
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+namespace distnode::testing {
+namespace {
+
+const std::string kDistnode = DIST_DISTNODE;
+
+std::string fixture(const std::string &name) {
+  return std::string(DIST_FIXTURE_DIR) + "/fixture_" + name + ".bc";
+}
+
+// Checks the contract for user mistakes: exit 2, nothing on stdout, exactly one stderr line
+// that starts with "distnode: error: " and contains `needle`.
+void expectOneLineError(const ProcessResult &r, const std::string &needle) {
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.signal, 0) << "must not crash";
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  auto lines = splitLines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_EQ(lines[0].rfind("distnode: error: ", 0), 0u) << lines[0];
+  EXPECT_NE(lines[0].find(needle), std::string::npos) << lines[0];
+}
+
+TEST(DistnodeCli, MissingFileIsOneLineError) {
+  expectOneLineError(runProcess({kDistnode, "/nonexistent/app.bc"}),
+                     "/nonexistent/app.bc: cannot open: No such file or directory");
+}
+
+TEST(DistnodeCli, NonBitcodeFileIsOneLineError) {
+  std::string path = ::testing::TempDir() + "/cli_not_bitcode.bc";
+  std::ofstream(path) << "hello\n";
+  expectOneLineError(runProcess({kDistnode, path}), path + ": not an LLVM bitcode file");
+}
+
+TEST(DistnodeCli, BitcodeWithoutMainIsOneLineError) {
+  expectOneLineError(runProcess({kDistnode, fixture("no_main")}), "no function `main`");
+}
+
+TEST(DistnodeCli, UnresolvedExternalSymbolNamesSymbolAndUser) {
+  expectOneLineError(runProcess({kDistnode, fixture("unresolved")}),
+                     "unresolved external symbol `mystery_function` (used by `main`)");
+}
+
+TEST(DistnodeCli, BadAnnotationRefusesToRunWithFileAndLine) {
+  expectOneLineError(runProcess({kDistnode, fixture("bad_in_param")}),
+                     "bad_in_param.c:3: function `mean`: DIST_IN(values, n)");
+}
+
+TEST(DistnodeCli, NoArgumentsIsUsageError) {
+  auto r = runProcess({kDistnode});
+  expectOneLineError(r, "bitcode is required");
+}
+
+TEST(DistnodeCli, JsonWithoutAnalyzeIsUsageError) {
+  expectOneLineError(runProcess({kDistnode, "--json", fixture("hello")}),
+                     "--json goes with --analyze");
+}
+
+TEST(DistnodeCli, PassesArgumentsStreamsAndExitCode) {
+  auto r = runProcess({kDistnode, fixture("hello"), "--", "one", "two words", "--three"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.out, "arg 1: one\narg 2: two words\narg 3: --three\n");
+  EXPECT_EQ(r.err, "to stderr\n");
+}
+
+TEST(DistnodeCli, AnalyzeTextExplainsEachDecision) {
+  auto r = runProcess({kDistnode, "--analyze", fixture("rules")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("local [too-small]: too small ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("home [does-io]: does I/O (calls `printf`)"), std::string::npos);
+  EXPECT_NE(r.out.find("Mutable-global groups"), std::string::npos);
+  EXPECT_NE(r.out.find("main -> heavy (1 site)"), std::string::npos);
+}
+
+TEST(DistnodeCli, AnalyzeWithAnnotationErrorsPrintsThemAndFails) {
+  auto r = runProcess({kDistnode, "--analyze", fixture("bad_lb_io")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("Errors:"), std::string::npos);
+  auto lines = splitLines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_NE(lines[0].find("bad_lb_io.c:3: function `score`: DIST_LOADBALANCED, but it does I/O"),
+            std::string::npos)
+      << lines[0];
+}
+
+// The JSON schema "distnode-analysis/1", as documented in README.md.
+TEST(DistnodeCli, AnalyzeJsonFollowsSchema) {
+  auto r = runProcess({kDistnode, "--analyze", "--json", fixture("marshal")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("schema"), "distnode-analysis/1");
+  EXPECT_EQ(j.at("program"), fixture("marshal"));
+  EXPECT_EQ(j.at("sha256").get<std::string>().size(), 64u);
+  for (const char *key : {"functions", "gpin_groups", "global_groups", "load_balanced",
+                          "call_graph", "errors"})
+    EXPECT_TRUE(j.at(key).is_array()) << key;
+
+  const std::set<std::string> placements = {"placeable", "local", "home", "pinned"};
+  const std::set<std::string> kinds = {
+      "void",         "integer",         "float",         "struct-by-value", "c-string",
+      "buffer-in",    "buffer-out",      "buffer-inout",  "struct-ptr-in",   "struct-ptr-inout",
+      "gpin-handle",  "unmarshalable"};
+  auto checkPlan = [&](const nlohmann::json &p) {
+    EXPECT_TRUE(p.at("name").is_string());
+    EXPECT_TRUE(p.at("c_type").is_string());
+    EXPECT_TRUE(kinds.count(p.at("kind").get<std::string>())) << p.dump();
+    EXPECT_TRUE(p.at("size").is_number_unsigned());
+    EXPECT_TRUE(p.at("ir_args").is_array());
+    if (p.contains("count")) {
+      EXPECT_TRUE(p.contains("count_param") || p.contains("count_value")) << p.dump();
+    }
+    EXPECT_EQ(p.contains("why"), p.at("kind") == "unmarshalable") << p.dump();
+  };
+  ASSERT_FALSE(j.at("functions").empty());
+  for (const auto &f : j.at("functions")) {
+    SCOPED_TRACE(f.at("name").get<std::string>());
+    EXPECT_TRUE(f.at("file").is_string());
+    EXPECT_TRUE(f.at("line").is_number_unsigned());
+    EXPECT_TRUE(placements.count(f.at("placement").get<std::string>()));
+    EXPECT_TRUE(f.at("rule").is_string());
+    EXPECT_FALSE(f.at("reason").get<std::string>().empty());
+    EXPECT_TRUE(f.at("load_balanced").is_boolean());
+    EXPECT_TRUE(f.at("marshalable").is_boolean());
+    EXPECT_TRUE(f.at("instructions").is_number_unsigned());
+    EXPECT_TRUE(f.at("pin_node").is_null() || f.at("pin_node").is_string());
+    EXPECT_TRUE(f.at("io").is_null() || f.at("io").is_string());
+    EXPECT_TRUE(f.at("gpin_group").is_null() || f.at("gpin_group").is_string());
+    EXPECT_TRUE(f.at("global_group").is_null() || f.at("global_group").is_string());
+    for (const auto &p : f.at("params"))
+      checkPlan(p);
+    checkPlan(f.at("result"));
+  }
+  bool found_handle = false;
+  for (const auto &g : j.at("gpin_groups")) {
+    EXPECT_TRUE(g.at("name").is_string());
+    EXPECT_TRUE(g.at("functions").is_array());
+    found_handle |= g.at("name") == "struct account";
+  }
+  EXPECT_TRUE(found_handle);
+  for (const auto &e : j.at("call_graph")) {
+    EXPECT_TRUE(e.at("caller").is_string());
+    EXPECT_TRUE(e.at("callee").is_string());
+    EXPECT_GE(e.at("sites").get<int>(), 1);
+  }
+}
+
+} // namespace
+} // namespace distnode::testing
