@@ -167,6 +167,21 @@ TEST(Analysis, GroupWithIOMemberRunsOnHomeNode) {
   EXPECT_TRUE(contains(f.reason, "`show_shown`")) << f.reason;
 }
 
+TEST(Analysis, StaticConstructorRunsOnHomeNode) {
+  const auto &f = fn("rules", "init_rules");
+  EXPECT_EQ(f.placement, Placement::Home);
+  EXPECT_EQ(f.rule, Rule::StaticConstructor);
+}
+
+TEST(Analysis, GroupWithPinnedMemberFollowsThePin) {
+  EXPECT_EQ(fn("rules", "pinned_writer").pin_node, "n1");
+  const auto &f = fn("rules", "pinned_reader");
+  EXPECT_EQ(f.placement, Placement::Pinned);
+  EXPECT_EQ(f.rule, Rule::GroupedWithPin);
+  EXPECT_EQ(f.pin_node, "n1");
+  EXPECT_TRUE(contains(f.reason, "`pinned_state`")) << f.reason;
+}
+
 TEST(Analysis, MainIsHome) {
   EXPECT_EQ(fn("rules", "main").placement, Placement::Home);
   EXPECT_EQ(fn("rules", "main").rule, Rule::Main);
