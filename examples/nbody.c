@@ -27,7 +27,7 @@ static vec3 vadd(vec3 a, vec3 b) { return (vec3){a.x + b.x, a.y + b.y, a.z + b.z
 static vec3 vscale(vec3 a, double s) { return (vec3){a.x * s, a.y * s, a.z * s}; }
 
 /* The centre of mass of the system: a struct by value in and out. */
-vec3 centre_of_mass(const struct body *bodies, int n) {
+DIST_IN(bodies, n) vec3 centre_of_mass(const struct body *bodies, int n) {
   vec3 c = {0, 0, 0};
   double m = 0;
   for (int i = 0; i < n; ++i) {

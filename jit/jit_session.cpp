@@ -2,12 +2,15 @@
 #include "jit/jit_session.h"
 
 #include "jit/bitcode.h"
+#include "jit/program_analysis.h"
 
 #include "llvm/ExecutionEngine/Orc/Core.h"
+#include "llvm/ExecutionEngine/Orc/IndirectionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/ExecutionEngine/Orc/TargetProcess/TargetExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/ThreadSafeModule.h"
+#include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Passes/PassBuilder.h"
@@ -15,11 +18,14 @@
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <algorithm>
 #include <atomic>
+#include <iostream>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <set>
 
 namespace distnode::jit {
 
@@ -36,7 +42,10 @@ llvm::Error fail(const std::string &message) {
 std::atomic<JitSession *> running_session{nullptr};
 std::function<void()> running_deinit;
 
+int running_exit_code = 0;
+
 [[noreturn]] void programExit(int code) {
+  running_exit_code = code;
   // exit() from several threads at once is undefined in C too; the first one wins here.
   static std::once_flag once;
   std::call_once(once, [] {
@@ -103,21 +112,151 @@ std::string firstUser(const llvm::Module &m, const std::string &name) {
 struct JitSession::Impl {
   std::string path;
   std::unique_ptr<orc::LLJIT> jit;
+  std::unique_ptr<orc::IndirectStubsManager> stubs;
+  std::vector<RemoteSignature> functions;
+  std::vector<std::uint64_t> impl_addr, remote_addr;
+  std::vector<DispatchFn> dispatch;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> linked; // StubTarget per function
+  RemoteHandler remote_handler;
+  std::function<void(int)> exit_hook;
 };
+
+namespace {
+
+constexpr const char *kCallRemoteSymbol = "__distnode_call_remote";
+
+// What every remote thunk calls: the session's remote handler.
+void callRemote(void *context, std::uint32_t id, void **slots, void *ret) {
+  auto *impl = static_cast<JitSession::Impl *>(context);
+  if (!impl->remote_handler) {
+    std::cerr << "distnode: error: `" << impl->functions[id].name
+              << "` is linked to a remote node, but this node has no transport\n";
+    std::abort();
+  }
+  impl->remote_handler(id, slots, ret);
+}
+
+// What a stub points at before it is linked: never reached once Create returned.
+void stubNotLinked() {
+  std::cerr << "distnode: error: internal: a function stub was called before it was linked\n";
+  std::abort();
+}
+
+// Whether the analysis lets calls of `f` cross nodes: not local, with a marshalable signature,
+// and not something only the runtime calls.
+bool isRemotable(const FunctionInfo &f, const llvm::Module &m, const std::set<std::string> &ctors) {
+  if (f.placement == Placement::Local || !f.plan_complete || f.name == "main" ||
+      ctors.count(f.name))
+    return false;
+  const llvm::Function *fn = m.getFunction(f.name);
+  return fn && !fn->isDeclaration() && !fn->isVarArg();
+}
+
+std::set<std::string> constructorNames(const llvm::Module &m) {
+  std::set<std::string> names;
+  for (const char *table : {"llvm.global_ctors", "llvm.global_dtors"})
+    if (auto *gv = m.getNamedGlobal(table); gv && gv->hasInitializer())
+      if (auto *array = llvm::dyn_cast<llvm::ConstantArray>(gv->getInitializer()))
+        for (const llvm::Use &e : array->operands())
+          if (auto *s = llvm::dyn_cast<llvm::ConstantStruct>(e.get()))
+            if (s->getNumOperands() >= 2)
+              names.insert(s->getOperand(1)->stripPointerCasts()->getName().str());
+  return names;
+}
+
+// Moves the body of `name` to `name.impl` behind a fresh declaration `name` (resolved to the
+// stub), and generates `name.remote` (same signature; hands its arguments to the runtime as
+// slots) and `name.dispatch` (takes slots, calls the body). DESIGN.md: RAUW to a declaration,
+// not a rename, so that every use, including address-taken ones, goes through the stub.
+void rewriteFunction(llvm::Module &m, const std::string &name, std::uint32_t id,
+                     llvm::Function *call_remote, llvm::Constant *context, RemoteSignature &sig) {
+  llvm::LLVMContext &ctx = m.getContext();
+  const llvm::DataLayout &dl = m.getDataLayout();
+  llvm::Function *body = m.getFunction(name);
+  llvm::FunctionType *type = body->getFunctionType();
+  llvm::AttributeList attrs = body->getAttributes();
+  llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
+
+  body->setName(name + ".impl");
+  body->setLinkage(llvm::GlobalValue::ExternalLinkage);
+  body->setVisibility(llvm::GlobalValue::DefaultVisibility);
+  llvm::Function *decl =
+      llvm::Function::Create(type, llvm::GlobalValue::ExternalLinkage, name, m);
+  decl->setAttributes(attrs);
+  decl->setCallingConv(body->getCallingConv());
+  body->replaceAllUsesWith(decl);
+
+  for (unsigned i = 0; i < type->getNumParams(); ++i) {
+    sig.ir_arg_sizes.push_back(static_cast<std::uint32_t>(dl.getTypeStoreSize(type->getParamType(i))));
+    sig.ir_arg_byval.push_back(body->hasParamAttribute(i, llvm::Attribute::ByVal));
+  }
+  llvm::Type *ret_type = type->getReturnType();
+  sig.ir_return_size =
+      ret_type->isVoidTy() ? 0 : static_cast<std::uint32_t>(dl.getTypeStoreSize(ret_type));
+  sig.sret = type->getNumParams() > 0 && body->hasParamAttribute(0, llvm::Attribute::StructRet);
+
+  // name.remote: spill each argument, pass the slot array to the runtime.
+  {
+    llvm::Function *thunk =
+        llvm::Function::Create(type, llvm::GlobalValue::ExternalLinkage, name + ".remote", m);
+    thunk->setAttributes(attrs);
+    thunk->setCallingConv(body->getCallingConv());
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", thunk));
+    unsigned n = type->getNumParams();
+    auto *slots_type = llvm::ArrayType::get(ptr, std::max(n, 1u));
+    llvm::Value *slots = b.CreateAlloca(slots_type, nullptr, "slots");
+    for (unsigned i = 0; i < n; ++i) {
+      llvm::Value *cell = b.CreateAlloca(type->getParamType(i));
+      b.CreateStore(thunk->getArg(i), cell);
+      b.CreateStore(cell, b.CreateConstInBoundsGEP2_32(slots_type, slots, 0, i));
+    }
+    llvm::Value *ret = llvm::ConstantPointerNull::get(llvm::PointerType::getUnqual(ctx));
+    if (!ret_type->isVoidTy())
+      ret = b.CreateAlloca(ret_type, nullptr, "ret");
+    b.CreateCall(call_remote, {context, b.getInt32(id), slots, ret});
+    if (ret_type->isVoidTy())
+      b.CreateRetVoid();
+    else
+      b.CreateRet(b.CreateLoad(ret_type, ret));
+  }
+  // name.dispatch(slots, ret): load each argument from its slot, call the body.
+  {
+    auto *dispatch_type =
+        llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptr, ptr}, false);
+    llvm::Function *dispatch = llvm::Function::Create(
+        dispatch_type, llvm::GlobalValue::ExternalLinkage, name + ".dispatch", m);
+    llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", dispatch));
+    std::vector<llvm::Value *> args;
+    for (unsigned i = 0; i < type->getNumParams(); ++i) {
+      llvm::Value *cell = b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, dispatch->getArg(0), i));
+      // Slots are byte buffers on the serving side: no alignment is promised.
+      args.push_back(b.CreateAlignedLoad(type->getParamType(i), cell, llvm::Align(1)));
+    }
+    llvm::CallInst *call = b.CreateCall(type, body, args);
+    call->setAttributes(attrs);
+    call->setCallingConv(body->getCallingConv());
+    if (!ret_type->isVoidTy())
+      b.CreateAlignedStore(call, dispatch->getArg(1), llvm::Align(1));
+    b.CreateRetVoid();
+  }
+}
+
+} // namespace
 
 JitSession::JitSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 JitSession::~JitSession() = default;
 
-llvm::Expected<std::unique_ptr<JitSession>> JitSession::Create(Program program,
-                                                               const JitOptions &options) {
+llvm::Expected<std::unique_ptr<JitSession>>
+JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOptions &options) {
   initializeNativeTarget();
   auto impl = std::make_unique<Impl>();
   impl->path = program.path;
 
   // The generic CPU of the process's triple (no host-specific features such as FMA): the same
   // code and the same floating-point results on every node, and as a native `clang -O2` build.
-  orc::JITTargetMachineBuilder jtmb{llvm::Triple(llvm::sys::getProcessTriple())};
+  llvm::Triple triple(llvm::sys::getProcessTriple());
+  orc::JITTargetMachineBuilder jtmb{triple};
   jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Default);
   auto tm = jtmb.createTargetMachine();
   if (!tm)
@@ -141,9 +280,10 @@ llvm::Expected<std::unique_ptr<JitSession>> JitSession::Create(Program program,
 
   orc::JITDylib &main_jd = j.getMainJITDylib();
   orc::SymbolMap interposed;
-  interposed[j.mangleAndIntern("exit")] = {orc::ExecutorAddr::fromPtr(&programExit),
-                                           llvm::JITSymbolFlags::Exported |
-                                               llvm::JITSymbolFlags::Callable};
+  auto callable = llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable;
+  interposed[j.mangleAndIntern("exit")] = {orc::ExecutorAddr::fromPtr(&programExit), callable};
+  interposed[j.mangleAndIntern(kCallRemoteSymbol)] = {orc::ExecutorAddr::fromPtr(&callRemote),
+                                                      callable};
   if (auto err = main_jd.define(orc::absoluteSymbols(std::move(interposed))))
     return err;
 
@@ -171,10 +311,124 @@ llvm::Expected<std::unique_ptr<JitSession>> JitSession::Create(Program program,
                 "; define it in the program or link the source that defines it with dist-cc");
   }
 
+  // Remotable functions, numbered in name order so that every node agrees on the ids.
+  std::set<std::string> ctors = constructorNames(module);
+  std::vector<const FunctionInfo *> remotable;
+  for (const FunctionInfo &f : analysis.functions)
+    if (isRemotable(f, module, ctors))
+      remotable.push_back(&f);
+  std::sort(remotable.begin(), remotable.end(),
+            [](const FunctionInfo *a, const FunctionInfo *b) { return a->name < b->name; });
+
+  llvm::LLVMContext &ctx = module.getContext();
+  llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
+  auto *call_remote_type = llvm::FunctionType::get(
+      llvm::Type::getVoidTy(ctx), {ptr, llvm::Type::getInt32Ty(ctx), ptr, ptr}, false);
+  llvm::Function *call_remote = llvm::Function::Create(
+      call_remote_type, llvm::GlobalValue::ExternalLinkage, kCallRemoteSymbol, module);
+  llvm::Constant *context = llvm::ConstantExpr::getIntToPtr(
+      llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx),
+                             reinterpret_cast<std::uintptr_t>(impl.get())),
+      ptr);
+
+  impl->stubs = orc::createLocalIndirectStubsManagerBuilder(triple)();
+  if (!impl->stubs)
+    return fail("indirect stubs are not supported on " + triple.str());
+  orc::IndirectStubsManager::StubInitsMap inits;
+  for (std::uint32_t id = 0; id < remotable.size(); ++id) {
+    const FunctionInfo &f = *remotable[id];
+    RemoteSignature sig;
+    sig.id = id;
+    sig.name = f.name;
+    sig.params = f.params;
+    sig.result = f.result;
+    rewriteFunction(module, f.name, id, call_remote, context, sig);
+    impl->functions.push_back(std::move(sig));
+    inits[f.name] = {orc::ExecutorAddr::fromPtr(&stubNotLinked), callable};
+  }
+  if (!inits.empty()) {
+    if (auto err = impl->stubs->createStubs(inits))
+      return err;
+    orc::SymbolMap stub_symbols;
+    for (const auto &f : impl->functions)
+      stub_symbols[j.mangleAndIntern(f.name)] = impl->stubs->findStub(f.name, false);
+    if (auto err = main_jd.define(orc::absoluteSymbols(std::move(stub_symbols))))
+      return err;
+  }
+
   orc::ThreadSafeModule tsm(std::move(program.module), std::move(program.context));
   if (auto err = j.addIRModule(std::move(tsm)))
     return err;
+
+  // Compile now and link every stub to its local body.
+  size_t n = impl->functions.size();
+  impl->impl_addr.resize(n);
+  impl->remote_addr.resize(n);
+  impl->dispatch.resize(n);
+  impl->linked.reset(new std::atomic<std::uint8_t>[n]);
+  for (size_t id = 0; id < n; ++id) {
+    const std::string &name = impl->functions[id].name;
+    auto body = j.lookup(name + ".impl");
+    if (!body)
+      return body.takeError();
+    auto remote = j.lookup(name + ".remote");
+    if (!remote)
+      return remote.takeError();
+    auto dispatch = j.lookup(name + ".dispatch");
+    if (!dispatch)
+      return dispatch.takeError();
+    impl->impl_addr[id] = body->getValue();
+    impl->remote_addr[id] = remote->getValue();
+    impl->dispatch[id] = dispatch->toPtr<DispatchFn>();
+    if (auto err = impl->stubs->updatePointer(name, *body))
+      return err;
+    impl->linked[id] = static_cast<std::uint8_t>(StubTarget::Local);
+  }
   return std::unique_ptr<JitSession>(new JitSession(std::move(impl)));
+}
+
+const std::vector<RemoteSignature> &JitSession::remoteFunctions() const {
+  return impl_->functions;
+}
+
+int JitSession::findFunction(std::string_view name) const {
+  for (const auto &f : impl_->functions)
+    if (f.name == name)
+      return static_cast<int>(f.id);
+  return -1;
+}
+
+void JitSession::relink(std::uint32_t id, StubTarget target) {
+  std::uint64_t addr =
+      target == StubTarget::Local ? impl_->impl_addr.at(id) : impl_->remote_addr.at(id);
+  if (auto err = impl_->stubs->updatePointer(impl_->functions[id].name,
+                                             orc::ExecutorAddr(addr))) {
+    // The stub was created in Create; updating it cannot fail for a known name.
+    llvm::logAllUnhandledErrors(std::move(err), llvm::errs(), "distnode: error: relink: ");
+    std::abort();
+  }
+  impl_->linked[id] = static_cast<std::uint8_t>(target);
+}
+
+StubTarget JitSession::linkedTo(std::uint32_t id) const {
+  return static_cast<StubTarget>(impl_->linked[id].load());
+}
+
+void JitSession::setRemoteHandler(RemoteHandler handler) {
+  impl_->remote_handler = std::move(handler);
+}
+
+void JitSession::setExitHook(std::function<void(int)> hook) {
+  impl_->exit_hook = std::move(hook);
+}
+
+bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
+                       std::vector<std::uint8_t> &reply, std::string &error) {
+  if (id >= impl_->functions.size()) {
+    error = "unknown function id " + std::to_string(id);
+    return false;
+  }
+  return serveCall(impl_->functions[id], impl_->dispatch[id], args, size, reply, error);
 }
 
 llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
@@ -188,9 +442,13 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
   if (!running_session.compare_exchange_strong(expected, this))
     return fail("another program is already running in this process");
   orc::JITDylib &jd = j.getMainJITDylib();
-  running_deinit = [&j, &jd] {
+  // atexit handlers may still call remote functions, so the exit hook (which may stop the
+  // cluster) runs after them.
+  running_deinit = [this, &j, &jd] {
     if (auto err = j.deinitialize(jd))
       llvm::logAllUnhandledErrors(std::move(err), llvm::errs(), "distnode: error: ");
+    if (impl_->exit_hook)
+      impl_->exit_hook(running_exit_code);
   };
 
   if (auto err = j.initialize(jd)) {
@@ -200,8 +458,11 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
   int code = orc::runAsMain(main_fn, args, llvm::StringRef(impl_->path));
   running_deinit = nullptr;
   running_session = nullptr;
-  if (auto err = j.deinitialize(jd))
-    return err;
+  llvm::Error deinit = j.deinitialize(jd);
+  if (impl_->exit_hook)
+    impl_->exit_hook(code);
+  if (deinit)
+    return deinit;
   return code;
 }
 

@@ -1,9 +1,15 @@
-// jit_session.h - one application program loaded into an LLVM ORC JIT on this node.
+// jit_session.h - one application program loaded into an LLVM ORC JIT on this node, with every
+// remotable function behind an indirect stub that points at its body or at its remote thunk.
 #ifndef DISTNODE_JIT_JIT_SESSION_H
 #define DISTNODE_JIT_JIT_SESSION_H
 
+#include "jit/remote_call.h"
+
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace llvm {
@@ -13,6 +19,7 @@ template <typename T> class Expected;
 namespace distnode::jit {
 
 struct Program;
+struct ProgramAnalysis;
 
 /// How the JIT compiles the program.
 struct JitOptions {
@@ -21,27 +28,64 @@ struct JitOptions {
   bool optimize = true;
 };
 
+/// Where a remotable function's stub points.
+enum class StubTarget { Local, Remote };
+
+/// Called by a remote thunk: marshal `slots` (see remote_call.h), perform the call elsewhere,
+/// write the result to `ret` and the out-buffers. Must not throw: it runs under JIT'd frames.
+using RemoteHandler = std::function<void(std::uint32_t id, void **slots, void *ret)>;
+
 /// A program loaded into an ORC LLJIT: static constructors, `main`, atexit handlers and static
 /// destructors run as in a native process; the program's stdio is the process's own.
-/// Not thread-safe: one thread calls runMain. At most one session per process may run `main`
-/// at a time, because the program's calls to exit() are routed through it.
+///
+/// Every function the analysis marks non-local with a marshalable signature (its "remotable"
+/// functions, numbered by name order, the same on every node) is called through an ORC indirect
+/// stub. relink() switches a stub between the body (`f.impl`) and the generated thunk
+/// (`f.remote`) at any time from any thread; serve() runs a call that arrived from another node
+/// through the generated dispatcher (`f.dispatch`).
+///
+/// Thread-safety: relink(), serve() and remoteFunctions() may be called from any thread once
+/// Create returned. setRemoteHandler/setExitHook must be called before runMain. At most one
+/// session per process may run `main` at a time, since the program's exit() is routed to it.
 class JitSession {
 public:
-  /// Builds the JIT and adds `program` to it. Fails with a one-line message if the program
-  /// references an external symbol that this process cannot resolve.
-  [[nodiscard]] static llvm::Expected<std::unique_ptr<JitSession>> Create(Program program,
-                                                                         const JitOptions &options);
+  /// Builds the JIT, rewrites the remotable functions of `analysis` behind stubs (all pointing
+  /// at their local bodies) and compiles the program. Fails with a one-line message if the
+  /// program references an external symbol that this process cannot resolve.
+  [[nodiscard]] static llvm::Expected<std::unique_ptr<JitSession>>
+  Create(Program program, const ProgramAnalysis &analysis, const JitOptions &options);
   ~JitSession();
   JitSession(const JitSession &) = delete;
   JitSession &operator=(const JitSession &) = delete;
 
+  /// The remotable functions, indexed by id.
+  [[nodiscard]] const std::vector<RemoteSignature> &remoteFunctions() const;
+  /// The id of the remotable function `name`, or -1.
+  [[nodiscard]] int findFunction(std::string_view name) const;
+
+  /// Points function `id`'s stub at its body or its remote thunk.
+  void relink(std::uint32_t id, StubTarget target);
+  /// Where function `id`'s stub points now.
+  [[nodiscard]] StubTarget linkedTo(std::uint32_t id) const;
+
+  /// Sets what remote thunks call. Without one, a call through a thunk is a fatal error.
+  void setRemoteHandler(RemoteHandler handler);
+  /// Runs (on the exiting thread) when the program calls exit(), before its atexit handlers.
+  void setExitHook(std::function<void(int code)> hook);
+
+  /// Runs a call of function `id` received from another node: decodes `args`, calls the body
+  /// and encodes the reply. Returns false with `error` for a malformed blob or unknown id.
+  [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
+                           std::vector<std::uint8_t> &reply, std::string &error);
+
   /// Runs static constructors, `main(argc, argv)` with argv[0] = the bitcode path followed by
   /// `args`, then atexit handlers and static destructors. Returns main's exit code. If the
-  /// program calls exit(), the handlers run and the process exits with that code from here.
+  /// program calls exit(), the hook and handlers run and the process exits from there.
   [[nodiscard]] llvm::Expected<int> runMain(const std::vector<std::string> &args);
 
-private:
   struct Impl;
+
+private:
   explicit JitSession(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

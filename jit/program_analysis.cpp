@@ -921,6 +921,13 @@ struct UnionFind {
   }
 };
 
+std::string firstUnmarshalable(const FunctionInfo &info) {
+  for (const auto &p : info.params)
+    if (p.kind == MarshalKind::Unmarshalable)
+      return "parameter `" + p.name + "` " + p.why;
+  return "the result " + info.result.why;
+}
+
 std::string joinNames(const std::vector<std::string> &names) {
   std::string s;
   for (const auto &n : names)
@@ -1306,6 +1313,33 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     }
   }
 
+  // Placement units: the connected components of shared state, singletons otherwise.
+  std::map<int, int> unit_of_root;
+  for (size_t i = 0; i < n; ++i) {
+    FunctionInfo &info = infos[i];
+    if (info.placement == Placement::Local)
+      continue;
+    bool stateful = !globals[i].empty() || !gpins[i].empty();
+    int root = stateful ? state.find(static_cast<int>(i)) : -1 - static_cast<int>(i);
+    auto [it, inserted] = unit_of_root.emplace(root, static_cast<int>(out.units.size()));
+    if (inserted) {
+      PlacementUnit u;
+      u.name = info.name;
+      if (stateful)
+        u.name = !gpins[i].empty() ? *gpins[i].begin() : out.global_groups[info.global_group].name;
+      u.stateful = stateful;
+      out.units.push_back(std::move(u));
+    }
+    PlacementUnit &u = out.units[it->second];
+    u.functions.push_back(info.name);
+    if (info.placement == Placement::Home ||
+        (info.placement == Placement::Pinned && u.placement != Placement::Home)) {
+      u.placement = info.placement;
+      u.pin_node = info.pin_node;
+    }
+    info.unit = it->second;
+  }
+
   // Phase 5: checks of what the annotations promise.
   for (size_t i = 0; i < n; ++i) {
     const Facts &fa = facts[i];
@@ -1315,6 +1349,11 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       out.errors.push_back({at, info.name, "both DIST_LOCAL and DIST_LOADBALANCED; keep one"});
     if (fa.ann.local && fa.ann.pin)
       out.errors.push_back({at, info.name, "both DIST_LOCAL and DIST_PIN; keep one"});
+    if (fa.ann.pin && !info.plan_complete)
+      out.errors.push_back({at, info.name,
+                            "DIST_PIN, but calls from other nodes cannot reach it: " +
+                                firstUnmarshalable(info) +
+                                "; make the signature marshalable or remove the pin"});
     if (!fa.ann.load_balanced)
       continue;
     out.load_balanced.push_back(info.name);

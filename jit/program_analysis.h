@@ -102,6 +102,17 @@ struct FunctionInfo {
   bool plan_complete = false; ///< every parameter and the result is marshalable
   int gpin_group = -1;   ///< index into ProgramAnalysis::gpin_groups, or -1
   int global_group = -1; ///< index into ProgramAnalysis::global_groups, or -1
+  int unit = -1;         ///< index into ProgramAnalysis::units; -1 for local functions
+};
+
+/// What the placement moves: one function, or all functions that share state (GPin types and
+/// mutable globals, transitively). Local functions belong to no unit: they run where called.
+struct PlacementUnit {
+  std::string name;                   ///< the function's name, or the group's
+  std::vector<std::string> functions; ///< members, in module order
+  Placement placement = Placement::Placeable; ///< Placeable, Home or Pinned
+  std::string pin_node;                       ///< for Pinned
+  bool stateful = false; ///< holds mutable globals or GPin data (moving it moves state)
 };
 
 /// Functions that must share a node: all handlers of one GPin type, or all functions using one
@@ -140,6 +151,7 @@ struct ProgramAnalysis {
   std::vector<Group> gpin_groups;        ///< one per GPin type handled by the program
   std::vector<Group> global_groups;      ///< connected components of functions and globals
   std::vector<std::string> load_balanced; ///< DIST_LOADBALANCED functions
+  std::vector<PlacementUnit> units;      ///< every non-local function in exactly one unit
   std::vector<CallEdge> call_graph;      ///< edges into placeable functions
   std::vector<Diagnostic> errors;        ///< annotation errors; empty for a valid program
 

@@ -49,6 +49,7 @@ struct Options {
   bool analyze = false;
   bool json = false;
   bool no_opt = false;
+  bool loopback = false;
   unsigned min_instructions = distnode::jit::AnalysisOptions{}.min_instructions;
 };
 
@@ -66,6 +67,25 @@ int analyze(const Options &opt, const distnode::jit::Program &program,
   return analysis.errors.empty() ? 0 : kUsageOrInputError;
 }
 
+// Self-check: every remotable function is called through its thunk, its arguments marshaled,
+// served by its dispatcher in this process and its reply unmarshaled, exactly as a call to
+// another node but without the network.
+void linkAllThroughLoopback(distnode::jit::JitSession &session) {
+  session.setRemoteHandler([&session](std::uint32_t id, void **slots, void *ret) {
+    const auto &sig = session.remoteFunctions()[id];
+    std::vector<std::uint8_t> args, reply;
+    std::string error;
+    if (!distnode::jit::marshalCall(sig, slots, args, error) ||
+        !session.serve(id, args.data(), args.size(), reply, error) ||
+        !distnode::jit::unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error)) {
+      std::cerr << "distnode: error: loopback call of `" << sig.name << "`: " << error << "\n";
+      std::_Exit(kUsageOrInputError);
+    }
+  });
+  for (const auto &f : session.remoteFunctions())
+    session.relink(f.id, distnode::jit::StubTarget::Remote);
+}
+
 int run(const Options &opt, distnode::jit::Program program,
         const distnode::jit::ProgramAnalysis &analysis) {
   if (!analysis.errors.empty()) {
@@ -77,9 +97,11 @@ int run(const Options &opt, distnode::jit::Program program,
     return reportError(std::move(err));
   distnode::jit::JitOptions jit_options;
   jit_options.optimize = !opt.no_opt;
-  auto session = distnode::jit::JitSession::Create(std::move(program), jit_options);
+  auto session = distnode::jit::JitSession::Create(std::move(program), analysis, jit_options);
   if (!session)
     return reportError(session.takeError());
+  if (opt.loopback)
+    linkAllThroughLoopback(**session);
   auto code = (*session)->runMain(opt.args);
   if (!code)
     return reportError(code.takeError());
@@ -103,6 +125,9 @@ int main(int argc, char **argv) {
                  "instructions stay local")
       ->capture_default_str();
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
+  app.add_flag("--loopback", opt.loopback,
+               "self-check: call every remotable function through its remote thunk, "
+               "marshaled and served in this process");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {

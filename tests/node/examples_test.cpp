@@ -10,6 +10,8 @@ namespace {
 struct ExampleRun {
   std::string name;
   std::vector<std::string> args;
+  std::vector<std::string> distnode_flags; ///< e.g. --loopback
+  bool fixture = false;                    ///< from tests/fixtures rather than examples/
 };
 
 std::ostream &operator<<(std::ostream &os, const ExampleRun &r) {
@@ -19,14 +21,25 @@ std::ostream &operator<<(std::ostream &os, const ExampleRun &r) {
   return os;
 }
 
+std::string testName(const ExampleRun &run) {
+  std::string name = run.name;
+  for (const auto &a : run.args)
+    name += "_" + a;
+  return name;
+}
+
 class ExampleMatchesNative : public ::testing::TestWithParam<ExampleRun> {};
 
 TEST_P(ExampleMatchesNative, SameStdoutStderrAndExitCode) {
   const ExampleRun &run = GetParam();
-  std::string dir = DIST_EXAMPLES_DIR;
-  std::vector<std::string> native = {dir + "/" + run.name + ".native"};
+  std::string base = run.fixture ? std::string(DIST_FIXTURE_DIR) + "/fixture_" + run.name
+                                 : std::string(DIST_EXAMPLES_DIR) + "/" + run.name;
+  std::vector<std::string> native = {base + ".native"};
   native.insert(native.end(), run.args.begin(), run.args.end());
-  std::vector<std::string> jitted = {DIST_DISTNODE, dir + "/" + run.name + ".bc", "--"};
+  std::vector<std::string> jitted = {DIST_DISTNODE};
+  jitted.insert(jitted.end(), run.distnode_flags.begin(), run.distnode_flags.end());
+  jitted.push_back(base + ".bc");
+  jitted.push_back("--");
   jitted.insert(jitted.end(), run.args.begin(), run.args.end());
 
   ProcessResult expected = runProcess(native);
@@ -47,12 +60,19 @@ INSTANTIATE_TEST_SUITE_P(
                       ExampleRun{"pipeline", {"0"}}, ExampleRun{"kvstore", {}},
                       ExampleRun{"kvstore", {"3000"}}, ExampleRun{"phases", {"2"}},
                       ExampleRun{"nbody", {}}, ExampleRun{"nbody", {"777"}}),
-    [](const ::testing::TestParamInfo<ExampleRun> &info) {
-      std::string name = info.param.name;
-      for (const auto &a : info.param.args)
-        name += "_" + a;
-      return name;
-    });
+    [](const ::testing::TestParamInfo<ExampleRun> &info) { return testName(info.param); });
+
+// Every remotable function called through its thunk: marshaled, served by its dispatcher and
+// unmarshaled in one process. Output must not change.
+INSTANTIATE_TEST_SUITE_P(
+    Loopback, ExampleMatchesNative,
+    ::testing::Values(ExampleRun{"pipeline", {}, {"--loopback"}},
+                      ExampleRun{"kvstore", {}, {"--loopback"}},
+                      ExampleRun{"phases", {"1"}, {"--loopback"}},
+                      ExampleRun{"nbody", {}, {"--loopback"}},
+                      ExampleRun{"marshal", {}, {"--loopback"}, true},
+                      ExampleRun{"rules", {}, {"--loopback"}, true}),
+    [](const ::testing::TestParamInfo<ExampleRun> &info) { return testName(info.param); });
 
 } // namespace
 } // namespace distnode::testing

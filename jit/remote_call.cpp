@@ -1,0 +1,306 @@
+// remote_call.cpp - marshaling a call of a placeable function into bytes and back.
+#include "jit/remote_call.h"
+
+#include <cstring>
+#include <limits>
+
+namespace distnode::jit {
+
+namespace {
+
+// Buffers larger than this are refused: a count this large is a bug in the program, and the
+// transport could not carry it anyway.
+constexpr std::uint64_t kMaxBufferBytes = std::uint64_t(1) << 31;
+
+bool copiesOut(MarshalKind k) {
+  return k == MarshalKind::BufferOut || k == MarshalKind::BufferInOut ||
+         k == MarshalKind::StructPtrInOut;
+}
+
+bool isBuffer(MarshalKind k) {
+  return k == MarshalKind::BufferIn || k == MarshalKind::BufferOut ||
+         k == MarshalKind::BufferInOut;
+}
+
+bool isByval(const RemoteSignature &sig, const ValuePlan &p) {
+  return p.ir_args.size() == 1 && sig.ir_arg_byval[p.ir_args[0]];
+}
+
+void *pointerIn(void *const *slots, unsigned ir_arg) {
+  void *p;
+  std::memcpy(&p, slots[ir_arg], sizeof p);
+  return p;
+}
+
+void append(std::vector<std::uint8_t> &out, const void *data, std::size_t n) {
+  const auto *bytes = static_cast<const std::uint8_t *>(data);
+  out.insert(out.end(), bytes, bytes + n);
+}
+
+void appendU64(std::vector<std::uint8_t> &out, std::uint64_t v) { append(out, &v, sizeof v); }
+
+// Reads the run-time element count of a buffer parameter: a constant, or the value of the
+// integer parameter it names (sign-extended from its width; negative counts are errors).
+bool countOf(const RemoteSignature &sig, const ValuePlan &p, void *const *slots,
+             std::uint64_t &bytes, std::string &error) {
+  std::uint64_t count = p.count_value;
+  if (p.count_param >= 0) {
+    const ValuePlan &c = sig.params[p.count_param];
+    unsigned arg = c.ir_args.at(0);
+    std::uint32_t width = sig.ir_arg_sizes[arg];
+    std::int64_t value = 0;
+    std::memcpy(&value, slots[arg], std::min<std::uint32_t>(width, 8));
+    if (width < 8) {
+      unsigned shift = 64 - 8 * width;
+      value = static_cast<std::int64_t>(static_cast<std::uint64_t>(value) << shift) >> shift;
+    }
+    if (value < 0) {
+      error = "parameter `" + p.name + "`: element count `" + c.name + "` is negative (" +
+              std::to_string(value) + ")";
+      return false;
+    }
+    count = static_cast<std::uint64_t>(value);
+  }
+  if (p.size != 0 && count > kMaxBufferBytes / p.size) {
+    error = "parameter `" + p.name + "`: " + std::to_string(count) + " elements of " +
+            std::to_string(p.size) + " bytes exceed the 2 GiB limit of one call";
+    return false;
+  }
+  bytes = count * p.size;
+  return true;
+}
+
+// A bounds-checked reader over a received blob.
+class Reader {
+public:
+  Reader(const std::uint8_t *data, std::size_t size) : data_(data), size_(size) {}
+
+  bool read(void *dst, std::size_t n) {
+    if (size_ - pos_ < n)
+      return false;
+    std::memcpy(dst, data_ + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool readU64(std::uint64_t &v) { return read(&v, sizeof v); }
+  bool readU8(std::uint8_t &v) { return read(&v, 1); }
+  const std::uint8_t *take(std::size_t n) {
+    if (size_ - pos_ < n)
+      return nullptr;
+    const std::uint8_t *p = data_ + pos_;
+    pos_ += n;
+    return p;
+  }
+  bool done() const { return pos_ == size_; }
+
+private:
+  const std::uint8_t *data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+// Storage for one decoded call on the serving side, aligned for any value type.
+class Arena {
+public:
+  void *alloc(std::size_t n) {
+    blocks_.emplace_back(new std::max_align_t[(n + sizeof(std::max_align_t) - 1) /
+                                                  sizeof(std::max_align_t) +
+                                              1]());
+    return blocks_.back().get();
+  }
+
+private:
+  std::vector<std::unique_ptr<std::max_align_t[]>> blocks_;
+};
+
+} // namespace
+
+bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std::uint8_t> &out,
+                 std::string &error) {
+  for (const ValuePlan &p : sig.params) {
+    switch (p.kind) {
+    case MarshalKind::Integer:
+    case MarshalKind::Float:
+    case MarshalKind::GPinHandle:
+    case MarshalKind::StructByValue:
+      if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
+        append(out, pointerIn(slots, p.ir_args[0]), p.size); // byval
+        break;
+      }
+      for (unsigned arg : p.ir_args)
+        append(out, slots[arg], sig.ir_arg_sizes[arg]);
+      break;
+    case MarshalKind::CString: {
+      const char *s = static_cast<const char *>(pointerIn(slots, p.ir_args[0]));
+      out.push_back(s != nullptr);
+      if (s) {
+        std::size_t n = std::strlen(s);
+        appendU64(out, n);
+        append(out, s, n);
+      }
+      break;
+    }
+    case MarshalKind::BufferIn:
+    case MarshalKind::BufferInOut:
+    case MarshalKind::BufferOut:
+    case MarshalKind::StructPtrIn:
+    case MarshalKind::StructPtrInOut: {
+      void *ptr = pointerIn(slots, p.ir_args[0]);
+      out.push_back(ptr != nullptr);
+      if (!ptr || p.kind == MarshalKind::BufferOut)
+        break;
+      std::uint64_t bytes = p.size;
+      if (isBuffer(p.kind) && !countOf(sig, p, slots, bytes, error))
+        return false;
+      appendU64(out, bytes);
+      append(out, ptr, bytes);
+      break;
+    }
+    case MarshalKind::Void:
+    case MarshalKind::Unmarshalable:
+      error = "parameter `" + p.name + "` cannot be marshaled";
+      return false;
+    }
+  }
+  return true;
+}
+
+bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8_t *data,
+               std::size_t size, std::vector<std::uint8_t> &reply, std::string &error) {
+  Arena arena;
+  std::vector<void *> slots(sig.ir_arg_sizes.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k)
+    slots[k] = arena.alloc(std::max<std::uint32_t>(sig.ir_arg_sizes[k], 16));
+  auto setPointer = [&](unsigned arg, void *p) { std::memcpy(slots[arg], &p, sizeof p); };
+  void *sret_buffer = nullptr;
+  if (sig.sret) {
+    sret_buffer = arena.alloc(sig.result.size);
+    setPointer(sig.result.ir_args.at(0), sret_buffer);
+  }
+
+  Reader in(data, size);
+  std::vector<void *> pointers(sig.params.size(), nullptr);
+  std::vector<bool> out_present(sig.params.size(), false);
+  for (std::size_t i = 0; i < sig.params.size(); ++i) {
+    const ValuePlan &p = sig.params[i];
+    bool ok = true;
+    switch (p.kind) {
+    case MarshalKind::Integer:
+    case MarshalKind::Float:
+    case MarshalKind::GPinHandle:
+    case MarshalKind::StructByValue:
+      if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
+        void *copy = arena.alloc(p.size);
+        ok = in.read(copy, p.size);
+        setPointer(p.ir_args[0], copy);
+        break;
+      }
+      for (unsigned arg : p.ir_args)
+        ok = ok && in.read(slots[arg], sig.ir_arg_sizes[arg]);
+      break;
+    case MarshalKind::CString:
+    case MarshalKind::BufferIn:
+    case MarshalKind::BufferInOut:
+    case MarshalKind::BufferOut:
+    case MarshalKind::StructPtrIn:
+    case MarshalKind::StructPtrInOut: {
+      std::uint8_t present = 0;
+      ok = in.readU8(present) && present <= 1;
+      if (!ok || !present)
+        break;
+      if (p.kind == MarshalKind::BufferOut) {
+        out_present[i] = true;
+        break;
+      }
+      std::uint64_t bytes = 0;
+      ok = in.readU64(bytes) && bytes <= kMaxBufferBytes;
+      if (ok && (p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut))
+        ok = bytes == p.size;
+      const std::uint8_t *src = ok ? in.take(bytes) : nullptr;
+      if (!src) {
+        ok = false;
+        break;
+      }
+      // One spare byte: strings get their NUL, empty buffers a valid address.
+      auto *copy = static_cast<std::uint8_t *>(arena.alloc(bytes + 1));
+      std::memcpy(copy, src, bytes);
+      pointers[i] = copy;
+      setPointer(p.ir_args[0], copy);
+      out_present[i] = copiesOut(p.kind);
+      break;
+    }
+    case MarshalKind::Void:
+    case MarshalKind::Unmarshalable:
+      ok = false;
+      break;
+    }
+    if (!ok) {
+      error = "malformed arguments for `" + sig.name + "` at parameter `" + p.name + "`";
+      return false;
+    }
+  }
+  if (!in.done()) {
+    error = "malformed arguments for `" + sig.name + "`: trailing bytes";
+    return false;
+  }
+  // Out-only buffers: their size is known once all counts are decoded.
+  std::vector<std::uint64_t> out_bytes(sig.params.size(), 0);
+  for (std::size_t i = 0; i < sig.params.size(); ++i) {
+    const ValuePlan &p = sig.params[i];
+    if (!out_present[i])
+      continue;
+    std::uint64_t bytes = p.size;
+    if (isBuffer(p.kind) && !countOf(sig, p, slots.data(), bytes, error))
+      return false;
+    out_bytes[i] = bytes;
+    if (p.kind == MarshalKind::BufferOut) {
+      pointers[i] = arena.alloc(bytes + 1);
+      setPointer(p.ir_args[0], pointers[i]);
+    }
+  }
+
+  void *ret = arena.alloc(std::max<std::uint32_t>(sig.ir_return_size, 16));
+  dispatch(slots.data(), ret);
+
+  if (sig.sret)
+    append(reply, sret_buffer, sig.result.size);
+  else
+    append(reply, ret, sig.ir_return_size);
+  for (std::size_t i = 0; i < sig.params.size(); ++i) {
+    if (!out_present[i])
+      continue;
+    appendU64(reply, out_bytes[i]);
+    append(reply, pointers[i], out_bytes[i]);
+  }
+  return true;
+}
+
+bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data, std::size_t size,
+                    void *const *slots, void *ret, std::string &error) {
+  Reader in(data, size);
+  bool ok = true;
+  if (sig.sret)
+    ok = in.read(pointerIn(slots, sig.result.ir_args.at(0)), sig.result.size);
+  else if (sig.ir_return_size)
+    ok = in.read(ret, sig.ir_return_size);
+  for (std::size_t i = 0; ok && i < sig.params.size(); ++i) {
+    const ValuePlan &p = sig.params[i];
+    if (!copiesOut(p.kind))
+      continue;
+    void *ptr = pointerIn(slots, p.ir_args[0]);
+    if (!ptr)
+      continue;
+    std::uint64_t expected = p.size;
+    if (isBuffer(p.kind) && !countOf(sig, p, slots, expected, error))
+      return false;
+    std::uint64_t bytes = 0;
+    ok = in.readU64(bytes) && bytes == expected && in.read(ptr, bytes);
+  }
+  if (!ok || !in.done()) {
+    error = "malformed reply for `" + sig.name + "`";
+    return false;
+  }
+  return true;
+}
+
+} // namespace distnode::jit

@@ -1,0 +1,65 @@
+// remote_call.h - marshaling a call of a placeable function into bytes and back.
+//
+// The JIT generates, for every remotable function F, a thunk `F.remote` with F's signature and
+// a dispatcher `F.dispatch(void **slots, void *ret)`. Both speak in *slots*: slots[i] points to
+// the value of F's i-th IR argument (after ABI lowering), ret to the IR return value. The code
+// here turns slots into an argument blob on the calling node, the blob back into slots on the
+// serving node, and the result and out-buffers into a reply blob, driven by the analysis'
+// marshaling plan. No LLVM types: this compiles without LLVM headers.
+//
+// Blob layout (little-endian, no padding), per C parameter in order:
+//   integer, float, struct-by-value, gpin-handle: the bytes of each IR argument carrying it
+//     (a byval struct: its `size` bytes);
+//   c-string, buffer-in/inout, struct-ptr-in/inout: u8 present, then (if present) u64 byte
+//     count and the bytes; buffer-out: u8 present only (its size follows from the count).
+// Reply: the result's bytes (the sret struct, or the IR return value), then for each present
+// buffer-out/inout and struct-ptr-inout parameter: u64 byte count and the bytes.
+#ifndef DISTNODE_JIT_REMOTE_CALL_H
+#define DISTNODE_JIT_REMOTE_CALL_H
+
+#include "jit/program_analysis.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace distnode::jit {
+
+/// The generated dispatcher of one function: unpacks slots, calls the body, stores the result.
+using DispatchFn = void (*)(void **slots, void *ret);
+
+/// Everything needed to marshal calls of one remotable function. Immutable after creation;
+/// safe to share between threads.
+struct RemoteSignature {
+  std::uint32_t id = 0;   ///< index in the program's remotable functions (same on every node)
+  std::string name;       ///< the function's name
+  std::vector<ValuePlan> params;
+  ValuePlan result;
+  std::vector<std::uint32_t> ir_arg_sizes; ///< store size of each IR argument
+  std::vector<std::uint8_t> ir_arg_byval;  ///< 1 where the IR argument is a byval pointer
+  std::uint32_t ir_return_size = 0;        ///< store size of the IR return value (0: void)
+  bool sret = false;                       ///< the result is written through IR argument 0
+};
+
+/// Calling side: appends the argument blob of a call whose IR arguments are in `slots`.
+/// Returns false (with `error`) if a count is negative or too large.
+[[nodiscard]] bool marshalCall(const RemoteSignature &sig, void *const *slots,
+                               std::vector<std::uint8_t> &out, std::string &error);
+
+/// Calling side: writes a reply blob into the IR return value (`ret`), the sret struct and the
+/// caller's out-buffers. Returns false (with `error`) if the blob does not match the plan.
+[[nodiscard]] bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data,
+                                  std::size_t size, void *const *slots, void *ret,
+                                  std::string &error);
+
+/// Serving side: decodes an argument blob, calls `dispatch` and encodes the reply. Returns
+/// false (with `error`, and nothing called) if the blob does not match the plan.
+[[nodiscard]] bool serveCall(const RemoteSignature &sig, DispatchFn dispatch,
+                             const std::uint8_t *data, std::size_t size,
+                             std::vector<std::uint8_t> &reply, std::string &error);
+
+} // namespace distnode::jit
+
+#endif
