@@ -6,7 +6,8 @@
  * the program the adaptation demo runs. Both phases feed a histogram kept in mutable globals;
  * the functions that touch it form one group that moves as a unit.
  *
- * Usage: phases [rounds]   (default 4; each round runs phase A then phase B)
+ * Usage: phases [rounds] [calls]   (defaults 4 and 200000; each round runs phase A, with
+ *        `calls` calls of filter_a, then phase B, with calls/1000 chunks for reduce_b)
  */
 #include <dist.h>
 
@@ -77,10 +78,11 @@ double stage_b(unsigned int seed, uint32_t chunks) {
 
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 4;
+  uint32_t calls = argc > 2 ? (uint32_t)atoi(argv[2]) : 200000;
   for (int r = 0; r < rounds; ++r) {
-    uint64_t a = stage_a(1000u + (unsigned)r, 200000);
+    uint64_t a = stage_a(1000u + (unsigned)r, calls);
     printf("round %d phase A: %016llx\n", r, (unsigned long long)a);
-    double b = stage_b(2000u + (unsigned)r, 200);
+    double b = stage_b(2000u + (unsigned)r, calls / 1000 + 1);
     printf("round %d phase B: %.6f\n", r, b);
   }
   printf("histogram digest %016llx\n", (unsigned long long)hist_digest());

@@ -422,6 +422,10 @@ void JitSession::setExitHook(std::function<void(int)> hook) {
   impl_->exit_hook = std::move(hook);
 }
 
+void JitSession::callLocal(std::uint32_t id, void **slots, void *ret) {
+  impl_->dispatch.at(id)(slots, ret);
+}
+
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                        std::vector<std::uint8_t> &reply, std::string &error) {
   if (id >= impl_->functions.size()) {

@@ -73,6 +73,9 @@ public:
   /// Runs (on the exiting thread) when the program calls exit(), before its atexit handlers.
   void setExitHook(std::function<void(int code)> hook);
 
+  /// Calls function `id`'s body with a thunk's slots, on this thread (see remote_call.h).
+  void callLocal(std::uint32_t id, void **slots, void *ret);
+
   /// Runs a call of function `id` received from another node: decodes `args`, calls the body
   /// and encodes the reply. Returns false with `error` for a malformed blob or unknown id.
   [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,

@@ -1,13 +1,19 @@
 // distnode_main.cpp - the `distnode` command: run or analyze a bitcode program.
 //
-//   distnode app.bc [-- args...]          run main() on this node, exit with its code
-//   distnode --analyze [--json] app.bc    print the program analysis
+//   distnode app.bc [-- args...]                         run main() on this node
+//   distnode --local N app.bc [-- args...]               N-node cluster on loopback
+//   distnode --join cluster.yaml [--name N] app.bc [...] be one node of a cluster
+//   distnode --analyze [--json] app.bc                   print the program analysis
 //
 // distnode's own errors are one line on stderr, "distnode: error: ...", and exit code 2.
 #include "jit/bitcode.h"
 #include "jit/jit_session.h"
 #include "jit/program_analysis.h"
 #include "node/analysis_report.h"
+#include "node/cluster_config.h"
+#include "node/cluster_node.h"
+#include "node/local_cluster.h"
+#include "node/placement_plan.h"
 
 #include "llvm/Support/Error.h"
 
@@ -50,6 +56,11 @@ struct Options {
   bool json = false;
   bool no_opt = false;
   bool loopback = false;
+  std::string join;
+  std::string name;
+  int local = 0;
+  std::string placement;
+  long join_timeout_ms = 10000;
   unsigned min_instructions = distnode::jit::AnalysisOptions{}.min_instructions;
 };
 
@@ -86,6 +97,60 @@ void linkAllThroughLoopback(distnode::jit::JitSession &session) {
     session.relink(f.id, distnode::jit::StubTarget::Remote);
 }
 
+// One node of a cluster: the entry node places the functions, runs main and stops the
+// others; every other node serves until then.
+int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
+                   const distnode::jit::ProgramAnalysis &analysis,
+                   const std::array<std::uint8_t, 32> &sha256) {
+  using namespace distnode::node;
+  auto config = loadClusterConfig(opt.join);
+  if (!config)
+    return reportError(config.takeError());
+  std::string name = opt.name.empty() ? config->entry : opt.name;
+  int self = config->nodeIndex(name);
+  if (self < 0)
+    return reportError(opt.join + ": no node named `" + name + "`; --name must be one of its " +
+                       "nodes");
+  auto node = ClusterNode::Create(*config, self, session, sha256);
+  if (!node)
+    return reportError(node.takeError());
+  session.setRemoteHandler([n = node->get()](std::uint32_t id, void **slots, void *ret) {
+    n->callRemote(id, slots, ret);
+  });
+  if (name != config->entry) {
+    auto code = (*node)->runMember();
+    if (!code)
+      return reportError(code.takeError());
+    return *code;
+  }
+
+  std::vector<PlacementEntry> entries = config->placement;
+  DefaultPlacement defaults = DefaultPlacement::Entry;
+  if (opt.placement == "scatter") {
+    defaults = DefaultPlacement::Scatter;
+  } else if (!opt.placement.empty()) {
+    auto extra = loadPlacementFile(opt.placement);
+    if (!extra)
+      return reportError(extra.takeError());
+    entries.insert(entries.end(), extra->begin(), extra->end());
+  }
+  auto owners = planPlacement(analysis, session.remoteFunctions(), *config, entries, defaults);
+  if (!owners) {
+    (*node)->shutdownCluster(kUsageOrInputError);
+    return reportError(owners.takeError());
+  }
+  if (auto err = (*node)->startEntry(*owners))
+    return reportError(std::move(err));
+  session.setExitHook([n = node->get()](int code) {
+    std::fflush(nullptr);
+    n->shutdownCluster(code);
+  });
+  auto code = session.runMain(opt.args);
+  if (!code)
+    return reportError(code.takeError());
+  return *code;
+}
+
 int run(const Options &opt, distnode::jit::Program program,
         const distnode::jit::ProgramAnalysis &analysis) {
   if (!analysis.errors.empty()) {
@@ -95,6 +160,7 @@ int run(const Options &opt, distnode::jit::Program program,
   }
   if (auto err = distnode::jit::checkHasMain(program))
     return reportError(std::move(err));
+  std::array<std::uint8_t, 32> sha256 = program.sha256;
   distnode::jit::JitOptions jit_options;
   jit_options.optimize = !opt.no_opt;
   auto session = distnode::jit::JitSession::Create(std::move(program), analysis, jit_options);
@@ -102,6 +168,8 @@ int run(const Options &opt, distnode::jit::Program program,
     return reportError(session.takeError());
   if (opt.loopback)
     linkAllThroughLoopback(**session);
+  if (!opt.join.empty())
+    return runClusterNode(opt, **session, analysis, sha256);
   auto code = (*session)->runMain(opt.args);
   if (!code)
     return reportError(code.takeError());
@@ -128,6 +196,22 @@ int main(int argc, char **argv) {
   app.add_flag("--loopback", opt.loopback,
                "self-check: call every remotable function through its remote thunk, "
                "marshaled and served in this process");
+  auto *join = app.add_option("--join", opt.join,
+                              "run as one node of the cluster described by this cluster.yaml");
+  app.add_option("--name", opt.name, "with --join: this node's name (default: the entry node)")
+      ->needs(join);
+  auto *local = app.add_option("--local", opt.local,
+                               "start an N-node cluster of processes on loopback and run the "
+                               "program on it")
+                    ->check(CLI::Range(1, 64))
+                    ->excludes(join);
+  app.add_option("--placement", opt.placement,
+                 "static placement: a YAML file `function: node`, or `scatter` (placement units "
+                 "round-robin over the nodes)");
+  app.add_option("--join-timeout-ms", opt.join_timeout_ms,
+                 "with --local: how long the entry node waits for the others")
+      ->needs(local)
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -137,6 +221,10 @@ int main(int argc, char **argv) {
   }
   if (opt.json && !opt.analyze)
     return reportError("--json goes with --analyze");
+  if (!opt.placement.empty() && opt.join.empty() && opt.local == 0)
+    return reportError("--placement goes with --join or --local");
+  if (opt.loopback && (!opt.join.empty() || opt.local > 0))
+    return reportError("--loopback runs on one node; drop --join/--local");
 
   auto program = distnode::jit::loadBitcode(opt.bitcode);
   if (!program)
@@ -148,5 +236,26 @@ int main(int argc, char **argv) {
 
   if (opt.analyze)
     return analyze(opt, *program, analysis);
+  if (opt.local > 0) {
+    // Check the program here once, instead of in every node.
+    if (!analysis.errors.empty())
+      return run(opt, std::move(*program), analysis);
+    if (auto err = distnode::jit::checkHasMain(*program))
+      return reportError(std::move(err));
+    distnode::node::LocalClusterOptions local_options;
+    local_options.nodes = opt.local;
+    local_options.bitcode = opt.bitcode;
+    local_options.program_args = opt.args;
+    local_options.join_timeout = std::chrono::milliseconds(opt.join_timeout_ms);
+    if (!opt.placement.empty())
+      local_options.node_flags = {"--placement", opt.placement};
+    if (opt.no_opt)
+      local_options.node_flags.push_back("--no-opt");
+    if (opt.min_instructions != distnode::jit::AnalysisOptions{}.min_instructions)
+      local_options.node_flags.insert(local_options.node_flags.end(),
+                                      {"--min-instructions",
+                                       std::to_string(opt.min_instructions)});
+    return distnode::node::runLocalCluster(local_options);
+  }
   return run(opt, std::move(*program), analysis);
 }

@@ -1,0 +1,247 @@
+// cluster_config.cpp - cluster.yaml: the nodes of a cluster and how they run a program.
+#include "node/cluster_config.h"
+
+#include "llvm/Support/Error.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace distnode::node {
+
+int ClusterConfig::nodeIndex(const std::string &name) const {
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].name == name)
+      return static_cast<int>(i);
+  return -1;
+}
+
+namespace {
+
+// Thrown inside the parser only; converted to llvm::Error at the API boundary.
+struct ConfigError {
+  std::string message;
+};
+
+class Parser {
+public:
+  explicit Parser(std::string path) : path_(std::move(path)) {}
+
+  [[noreturn]] void fail(const YAML::Node &at, const std::string &field,
+                         const std::string &what) const {
+    std::string where = path_;
+    if (at.IsDefined() && at.Mark().line >= 0)
+      where += ":" + std::to_string(at.Mark().line + 1);
+    throw ConfigError{where + ": " + field + ": " + what};
+  }
+
+  std::string where(const YAML::Node &at) const {
+    return path_ + ":" + std::to_string(at.Mark().line + 1);
+  }
+
+  std::string str(const YAML::Node &n, const std::string &field) const {
+    if (!n.IsScalar())
+      fail(n, field, "expected a string");
+    return n.Scalar();
+  }
+
+  void onlyKeys(const YAML::Node &map, const std::string &field,
+                const std::set<std::string> &allowed) const {
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      std::string key = it->first.Scalar();
+      if (!allowed.count(key)) {
+        std::string list;
+        for (const auto &a : allowed)
+          list += (list.empty() ? "" : ", ") + a;
+        fail(it->first, field.empty() ? key : field + "." + key,
+             "unknown field (expected one of: " + list + ")");
+      }
+    }
+  }
+
+  void endpoint(const YAML::Node &n, const std::string &field, std::string &out) const {
+    out = str(n, field);
+    static const std::regex kTcp(R"(tcp://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})");
+    static const std::regex kIpc(R"(ipc://.+)");
+    if (!std::regex_match(out, kTcp) && !std::regex_match(out, kIpc))
+      fail(n, field, "`" + out + "` is not a ZeroMQ endpoint; write tcp://host:port or "
+                     "ipc://path");
+  }
+
+  ClusterConfig parse(const YAML::Node &root) {
+    ClusterConfig c;
+    c.path = path_;
+    if (!root.IsMap())
+      fail(root, "(top level)", "expected a map with `cluster` and `nodes`");
+    onlyKeys(root, "",
+             {"cluster", "nodes", "entry", "coordinator", "join_timeout_ms", "placement"});
+    if (!root["cluster"])
+      fail(root, "cluster", "missing; name the cluster, e.g. `cluster: demo`");
+    c.name = str(root["cluster"], "cluster");
+    YAML::Node nodes = root["nodes"];
+    if (!nodes || !nodes.IsSequence() || nodes.size() == 0)
+      fail(nodes ? nodes : root, "nodes", "expected a list of at least one node");
+    std::set<std::string> names, endpoints;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      YAML::Node n = nodes[i];
+      std::string field = "nodes[" + std::to_string(i) + "]";
+      if (!n.IsMap())
+        fail(n, field, "expected a map with `name` and `call`");
+      onlyKeys(n, field, {"name", "call", "admin", "capacity"});
+      NodeConfig node;
+      node.line = n.Mark().line + 1;
+      if (!n["name"])
+        fail(n, field + ".name", "missing");
+      node.name = str(n["name"], field + ".name");
+      static const std::regex kName(R"([A-Za-z0-9_\-]{1,64})");
+      if (!std::regex_match(node.name, kName))
+        fail(n["name"], field + ".name",
+             "`" + node.name + "` is not a node name (letters, digits, `_`, `-`)");
+      if (!names.insert(node.name).second)
+        fail(n["name"], field + ".name", "node `" + node.name + "` is listed twice");
+      if (!n["call"])
+        fail(n, field + ".call", "missing; the node's call endpoint, e.g. tcp://10.0.0.2:7000");
+      endpoint(n["call"], field + ".call", node.call_endpoint);
+      if (!endpoints.insert(node.call_endpoint).second)
+        fail(n["call"], field + ".call",
+             "endpoint `" + node.call_endpoint + "` is used by two nodes");
+      if (n["admin"])
+        endpoint(n["admin"], field + ".admin", node.admin_endpoint);
+      if (YAML::Node cap = n["capacity"]) {
+        if (!cap.IsMap())
+          fail(cap, field + ".capacity", "expected a map such as `{cpu: 2.0}`");
+        onlyKeys(cap, field + ".capacity", {"cpu"});
+        if (cap["cpu"]) {
+          try {
+            node.cpu_capacity = cap["cpu"].as<double>();
+          } catch (const YAML::Exception &) {
+            fail(cap["cpu"], field + ".capacity.cpu", "expected a number");
+          }
+          if (!(node.cpu_capacity > 0))
+            fail(cap["cpu"], field + ".capacity.cpu", "must be positive");
+        }
+      }
+      c.nodes.push_back(std::move(node));
+    }
+    c.entry = c.nodes.front().name;
+    if (root["entry"]) {
+      c.entry = str(root["entry"], "entry");
+      if (c.nodeIndex(c.entry) < 0)
+        fail(root["entry"], "entry", "no node named `" + c.entry + "` in `nodes`");
+    }
+    c.coordinator = c.entry;
+    if (root["coordinator"]) {
+      c.coordinator = str(root["coordinator"], "coordinator");
+      if (c.nodeIndex(c.coordinator) < 0)
+        fail(root["coordinator"], "coordinator",
+             "no node named `" + c.coordinator + "` in `nodes`");
+    }
+    if (YAML::Node t = root["join_timeout_ms"]) {
+      long ms = 0;
+      try {
+        ms = t.as<long>();
+      } catch (const YAML::Exception &) {
+        fail(t, "join_timeout_ms", "expected a whole number of milliseconds");
+      }
+      if (ms <= 0)
+        fail(t, "join_timeout_ms", "must be positive");
+      c.join_timeout = std::chrono::milliseconds(ms);
+    }
+    if (YAML::Node p = root["placement"])
+      c.placement = placement(p, "placement", &c);
+    return c;
+  }
+
+  std::vector<PlacementEntry> placement(const YAML::Node &p, const std::string &field,
+                                        const ClusterConfig *c) {
+    if (!p.IsMap())
+      fail(p, field, "expected a map `function: node`");
+    std::vector<PlacementEntry> out;
+    for (auto it = p.begin(); it != p.end(); ++it) {
+      PlacementEntry e;
+      e.function = it->first.Scalar();
+      e.node = str(it->second, field + "." + e.function);
+      e.where = where(it->first);
+      if (c && c->nodeIndex(e.node) < 0)
+        fail(it->second, field + "." + e.function,
+             "no node named `" + e.node + "` in `nodes`");
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+private:
+  std::string path_;
+};
+
+llvm::Error fail(const std::string &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+llvm::Expected<std::string> readFile(const std::string &path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(path + ": cannot open: " + std::strerror(errno));
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+template <typename F> auto guarded(const std::string &path, F &&body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const ConfigError &e) {
+    return fail(e.message);
+  } catch (const YAML::Exception &e) {
+    return fail(path + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+}
+
+} // namespace
+
+llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text,
+                                                 const std::string &path) {
+  return guarded(path, [&]() -> llvm::Expected<ClusterConfig> {
+    return Parser(path).parse(YAML::Load(text));
+  });
+}
+
+llvm::Expected<ClusterConfig> loadClusterConfig(const std::string &path) {
+  auto text = readFile(path);
+  if (!text)
+    return text.takeError();
+  return parseClusterConfig(*text, path);
+}
+
+llvm::Expected<std::vector<PlacementEntry>> loadPlacementFile(const std::string &path) {
+  auto text = readFile(path);
+  if (!text)
+    return text.takeError();
+  return guarded(path, [&]() -> llvm::Expected<std::vector<PlacementEntry>> {
+    YAML::Node root = YAML::Load(*text);
+    if (!root.IsDefined() || root.IsNull())
+      return std::vector<PlacementEntry>{};
+    return Parser(path).placement(root, "placement", nullptr);
+  });
+}
+
+std::string localClusterYaml(const std::vector<int> &ports,
+                             std::chrono::milliseconds join_timeout) {
+  std::ostringstream y;
+  y << "# generated by distnode --local\n"
+    << "cluster: local\n"
+    << "entry: n0\n"
+    << "join_timeout_ms: " << join_timeout.count() << "\n"
+    << "nodes:\n";
+  for (size_t i = 0; i < ports.size(); ++i)
+    y << "  - name: n" << i << "\n"
+      << "    call: tcp://127.0.0.1:" << ports[i] << "\n";
+  return y.str();
+}
+
+} // namespace distnode::node

@@ -1,0 +1,62 @@
+// cluster_config.h - cluster.yaml: the nodes of a cluster and how they run a program.
+#ifndef DISTNODE_NODE_CLUSTER_CONFIG_H
+#define DISTNODE_NODE_CLUSTER_CONFIG_H
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace llvm {
+template <typename T> class Expected;
+} // namespace llvm
+
+namespace distnode::node {
+
+/// One node of cluster.yaml.
+struct NodeConfig {
+  std::string name;
+  std::string call_endpoint;  ///< ZeroMQ endpoint the node binds for calls (tcp://host:port)
+  std::string admin_endpoint; ///< endpoint of the admin socket ("" if none)
+  double cpu_capacity = 1.0;  ///< CPU seconds per second the node offers
+  unsigned line = 0;
+};
+
+/// A function pinned to a node by a `placement:` entry or a placement file.
+struct PlacementEntry {
+  std::string function;
+  std::string node;
+  std::string where; ///< "file:line" of the entry, for messages
+};
+
+/// A parsed and validated cluster.yaml.
+struct ClusterConfig {
+  std::string path;
+  std::string name;
+  std::vector<NodeConfig> nodes;
+  std::string entry;       ///< the node that runs main (default: the first node)
+  std::string coordinator; ///< the node that runs placement (default: the entry node)
+  std::chrono::milliseconds join_timeout{10000};
+  std::vector<PlacementEntry> placement;
+
+  /// Index of node `name` in `nodes`, or -1.
+  [[nodiscard]] int nodeIndex(const std::string &name) const;
+};
+
+/// Reads and validates cluster.yaml. Errors are one line: "file:line: field: what is wrong".
+[[nodiscard]] llvm::Expected<ClusterConfig> loadClusterConfig(const std::string &path);
+
+/// The same from text (`path` is used in messages only).
+[[nodiscard]] llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text,
+                                                              const std::string &path);
+
+/// Reads a placement file: a YAML map `function: node`.
+[[nodiscard]] llvm::Expected<std::vector<PlacementEntry>>
+loadPlacementFile(const std::string &path);
+
+/// cluster.yaml text for `n` nodes n0..n{n-1} on 127.0.0.1 with the given call ports.
+[[nodiscard]] std::string localClusterYaml(const std::vector<int> &ports,
+                                           std::chrono::milliseconds join_timeout);
+
+} // namespace distnode::node
+
+#endif

@@ -1,0 +1,275 @@
+// local_cluster.cpp - `distnode --local N`: an N-node cluster of processes on loopback.
+#include "node/local_cluster.h"
+
+#include "node/cluster_config.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <netinet/in.h>
+#include <optional>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace distnode::node {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Signals arrive here and are read by the main loop.
+int signal_pipe[2] = {-1, -1};
+
+void onSignal(int sig) {
+  int saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = write(signal_pipe[1], &b, 1);
+  errno = saved;
+}
+
+// Ports the kernel hands out for port 0, all held at once so that they differ, then released
+// for the nodes to bind.
+std::vector<int> freeLoopbackPorts(int n) {
+  std::vector<int> fds, ports;
+  for (int i = 0; i < n; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
+      std::cerr << "distnode: error: cannot find a free loopback port: " << std::strerror(errno)
+                << "\n";
+      std::exit(2);
+    }
+    fds.push_back(fd);
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (int fd : fds)
+    close(fd);
+  return ports;
+}
+
+struct Child {
+  std::string name;
+  pid_t pid = -1;
+  int out = -1, err = -1; // pipes of the prefixed nodes; -1 for the entry (inherited)
+  std::string out_partial, err_partial;
+  bool exited = false;
+  int status = 0;
+};
+
+// Writes complete lines of `data` with a prefix; keeps an incomplete last line in `partial`.
+void forwardLines(const std::string &prefix, std::string &partial, const char *data, size_t n,
+                  FILE *to) {
+  partial.append(data, n);
+  size_t start = 0, nl;
+  while ((nl = partial.find('\n', start)) != std::string::npos) {
+    std::fprintf(to, "%s%.*s\n", prefix.c_str(), static_cast<int>(nl - start),
+                 partial.data() + start);
+    start = nl + 1;
+  }
+  partial.erase(0, start);
+  std::fflush(to);
+}
+
+std::string describe(int status) {
+  if (WIFEXITED(status))
+    return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return std::string("signal ") + strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+pid_t spawnNode(const std::vector<std::string> &argv, int out_fd, int err_fd) {
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid != 0)
+    return pid;
+  // Child: die with the launcher; default signal dispositions; our pipes as stdout/stderr.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent)
+    _exit(1);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE})
+    std::signal(sig, SIG_DFL);
+  if (out_fd >= 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+  }
+  std::vector<char *> args;
+  for (const auto &a : argv)
+    args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  execv("/proc/self/exe", args.data());
+  std::fprintf(stderr, "distnode: error: cannot start a node: %s\n", std::strerror(errno));
+  _exit(127);
+}
+
+} // namespace
+
+int runLocalCluster(const LocalClusterOptions &options) {
+  std::vector<int> ports = freeLoopbackPorts(options.nodes);
+  char dir_template[] = "/tmp/distnode-local-XXXXXX";
+  if (!mkdtemp(dir_template)) {
+    std::cerr << "distnode: error: cannot create a temporary directory: " << std::strerror(errno)
+              << "\n";
+    return 2;
+  }
+  std::string dir = dir_template;
+  std::string config = dir + "/cluster.yaml";
+  std::ofstream(config) << localClusterYaml(ports, options.join_timeout);
+
+  if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    std::cerr << "distnode: error: pipe: " << std::strerror(errno) << "\n";
+    return 2;
+  }
+  struct sigaction sa{};
+  sa.sa_handler = onSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD})
+    sigaction(sig, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::vector<Child> children(options.nodes);
+  for (int i = 0; i < options.nodes; ++i) {
+    Child &c = children[i];
+    c.name = "n" + std::to_string(i);
+    std::vector<std::string> argv = {"distnode", "--join", config, "--name", c.name};
+    argv.insert(argv.end(), options.node_flags.begin(), options.node_flags.end());
+    argv.push_back(options.bitcode);
+    argv.push_back("--");
+    argv.insert(argv.end(), options.program_args.begin(), options.program_args.end());
+    int out[2] = {-1, -1}, err[2] = {-1, -1};
+    if (i > 0 && (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)) {
+      std::cerr << "distnode: error: pipe: " << std::strerror(errno) << "\n";
+      return 2;
+    }
+    std::fflush(nullptr);
+    c.pid = spawnNode(argv, out[1], err[1]);
+    if (i > 0) {
+      close(out[1]);
+      close(err[1]);
+      c.out = out[0];
+      c.err = err[0];
+    }
+  }
+
+  auto signalAll = [&](int sig) {
+    for (auto &c : children)
+      if (!c.exited)
+        kill(c.pid, sig);
+  };
+  int result = -1;          // the exit code once decided
+  int interrupted = 0;      // the signal that stopped us
+  const auto never = Clock::time_point::max();
+  Clock::time_point kill_at = never; // when stragglers get SIGKILL
+  auto running = [&] {
+    for (auto &c : children)
+      if (!c.exited || c.out >= 0 || c.err >= 0)
+        return true;
+    return false;
+  };
+
+  while (running()) {
+    std::vector<pollfd> fds = {{signal_pipe[0], POLLIN, 0}};
+    std::vector<std::pair<Child *, bool>> owners = {{nullptr, false}};
+    for (auto &c : children) {
+      if (c.out >= 0) {
+        fds.push_back({c.out, POLLIN, 0});
+        owners.push_back({&c, false});
+      }
+      if (c.err >= 0) {
+        fds.push_back({c.err, POLLIN, 0});
+        owners.push_back({&c, true});
+      }
+    }
+    int wait_ms = 1000;
+    if (kill_at != never) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(kill_at - Clock::now());
+      wait_ms = std::max<int>(0, static_cast<int>(left.count()));
+    }
+    int ready = poll(fds.data(), fds.size(), wait_ms);
+    if (ready < 0 && errno != EINTR)
+      break;
+    for (size_t k = 1; k < fds.size(); ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+        continue;
+      Child &c = *owners[k].first;
+      bool is_err = owners[k].second;
+      char buffer[65536];
+      ssize_t n = read(fds[k].fd, buffer, sizeof buffer);
+      std::string &partial = is_err ? c.err_partial : c.out_partial;
+      if (n > 0) {
+        forwardLines("[" + c.name + "] ", partial, buffer, static_cast<size_t>(n),
+                     is_err ? stderr : stdout);
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        if (!partial.empty())
+          forwardLines("[" + c.name + "] ", partial, "\n", 1, is_err ? stderr : stdout);
+        close(fds[k].fd);
+        (is_err ? c.err : c.out) = -1;
+      }
+    }
+    unsigned char sigs[64];
+    ssize_t got = read(signal_pipe[0], sigs, sizeof sigs);
+    for (ssize_t k = 0; k < got; ++k)
+      if (sigs[k] != SIGCHLD && !interrupted) {
+        interrupted = sigs[k];
+        signalAll(SIGTERM);
+        kill_at = Clock::now() + std::chrono::seconds(5);
+      }
+    // Reap whatever has exited.
+    for (auto &c : children) {
+      if (c.exited)
+        continue;
+      int status = 0;
+      pid_t r = waitpid(c.pid, &status, WNOHANG);
+      if (r != c.pid)
+        continue;
+      c.exited = true;
+      c.status = status;
+      bool entry = &c == &children[0];
+      if (entry && result < 0 && !interrupted) {
+        result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (WIFSIGNALED(status))
+          std::cerr << "distnode: error: the entry node n0 died: " << describe(status) << "\n";
+        if (kill_at == never) // the others got Shutdown; give them time to finish
+          kill_at = Clock::now() + std::chrono::seconds(5);
+      } else if (!entry && result < 0 && !interrupted &&
+                 !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
+                  << ") while the program ran; stopping the cluster\n";
+        result = 2;
+        signalAll(SIGTERM);
+        kill_at = Clock::now() + std::chrono::seconds(5);
+      }
+    }
+    if (kill_at != never && Clock::now() >= kill_at) {
+      signalAll(SIGKILL);
+      kill_at = never;
+    }
+  }
+  std::filesystem::remove_all(dir);
+  if (interrupted)
+    return 128 + interrupted;
+  return result < 0 ? 2 : result;
+}
+
+} // namespace distnode::node

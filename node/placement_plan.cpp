@@ -1,0 +1,76 @@
+// placement_plan.cpp - a static placement: which node owns each remotable function.
+#include "node/placement_plan.h"
+
+#include "llvm/Support/Error.h"
+
+namespace distnode::node {
+
+namespace {
+
+llvm::Error fail(const std::string &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+} // namespace
+
+llvm::Expected<std::vector<std::uint16_t>>
+planPlacement(const jit::ProgramAnalysis &analysis,
+              const std::vector<jit::RemoteSignature> &functions, const ClusterConfig &config,
+              const std::vector<PlacementEntry> &entries, DefaultPlacement defaults) {
+  const int entry = config.nodeIndex(config.entry);
+  const int n = static_cast<int>(config.nodes.size());
+  std::vector<int> unit_node(analysis.units.size(), entry);
+  std::vector<std::string> unit_source(analysis.units.size());
+
+  int next = 0;
+  for (std::size_t u = 0; u < analysis.units.size(); ++u) {
+    const jit::PlacementUnit &unit = analysis.units[u];
+    if (unit.placement == jit::Placement::Pinned) {
+      int node = config.nodeIndex(unit.pin_node);
+      if (node < 0)
+        return fail("`" + unit.functions.front() + "` is pinned to node `" + unit.pin_node +
+                    "` (DIST_PIN), but " + config.path + " has no such node; add it or "
+                    "change the pin");
+      unit_node[u] = node;
+    } else if (unit.placement == jit::Placement::Placeable &&
+               defaults == DefaultPlacement::Scatter) {
+      unit_node[u] = (entry + 1 + next++) % n;
+    }
+  }
+
+  for (const PlacementEntry &e : entries) {
+    std::string at = e.where.empty() ? "placement" : e.where;
+    const jit::FunctionInfo *f = analysis.find(e.function);
+    if (!f)
+      return fail(at + ": no function `" + e.function + "` in the program");
+    int node = config.nodeIndex(e.node);
+    if (node < 0)
+      return fail(at + ": `" + e.function + "`: no node `" + e.node + "` in " + config.path);
+    if (f->placement == jit::Placement::Local)
+      return fail(at + ": `" + e.function + "` cannot be placed: it is local (" + f->reason +
+                  ")");
+    const jit::PlacementUnit &unit = analysis.units[f->unit];
+    if (unit.placement == jit::Placement::Home && node != entry)
+      return fail(at + ": `" + e.function + "` must run on the entry node `" + config.entry +
+                  "`: " + f->reason);
+    if (unit.placement == jit::Placement::Pinned && node != unit_node[f->unit])
+      return fail(at + ": `" + e.function + "` is pinned to `" + unit.pin_node + "`: " +
+                  f->reason);
+    if (!unit_source[f->unit].empty() && unit_node[f->unit] != node)
+      return fail(at + ": `" + e.function + "` shares state with `" + unit_source[f->unit] +
+                  "` (unit `" + unit.name + "`), which is placed on `" +
+                  config.nodes[unit_node[f->unit]].name + "`; place them on one node");
+    unit_node[f->unit] = node;
+    unit_source[f->unit] = e.function;
+  }
+
+  std::vector<std::uint16_t> owners(functions.size(), static_cast<std::uint16_t>(entry));
+  for (const jit::RemoteSignature &sig : functions) {
+    const jit::FunctionInfo *f = analysis.find(sig.name);
+    if (f && f->unit >= 0)
+      owners[sig.id] = static_cast<std::uint16_t>(unit_node[f->unit]);
+  }
+  return owners;
+}
+
+} // namespace distnode::node

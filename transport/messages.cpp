@@ -1,0 +1,102 @@
+// messages.cpp - building and checking the FlatBuffers messages of transport/wire.fbs.
+#include "transport/messages.h"
+
+#include <cstdlib>
+
+namespace distnode::transport {
+
+namespace {
+
+// Hands the builder's buffer to ZeroMQ without copying it.
+zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
+                      flatbuffers::Offset<void> body) {
+  b.Finish(wire::CreateEnvelope(b, type, body));
+  std::size_t size = 0, offset = 0;
+  std::uint8_t *raw = b.ReleaseRaw(size, offset);
+  return zmq::message_t(
+      raw + offset, size - offset,
+      [](void *, void *hint) { delete[] static_cast<std::uint8_t *>(hint); }, raw);
+}
+
+} // namespace
+
+const wire::Envelope *verifyEnvelope(const zmq::message_t &message) {
+  flatbuffers::Verifier verifier(message.data<std::uint8_t>(), message.size());
+  if (!wire::VerifyEnvelopeBuffer(verifier))
+    return nullptr;
+  const wire::Envelope *envelope = wire::GetEnvelope(message.data());
+  return envelope->body() ? envelope : nullptr;
+}
+
+std::uint64_t callIdOf(const wire::Envelope &e) {
+  switch (e.body_type()) {
+  case wire::Body::Join: return e.body_as_Join()->call_id();
+  case wire::Body::Welcome: return e.body_as_Welcome()->call_id();
+  case wire::Body::Call: return e.body_as_Call()->call_id();
+  case wire::Body::Reply: return e.body_as_Reply()->call_id();
+  case wire::Body::Error: return e.body_as_Error()->call_id();
+  case wire::Body::Placement: return e.body_as_Placement()->call_id();
+  case wire::Body::Shutdown: return e.body_as_Shutdown()->call_id();
+  default: return 0;
+  }
+}
+
+zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
+                        const std::array<std::uint8_t, 32> &sha) {
+  flatbuffers::FlatBufferBuilder b(128);
+  auto name = b.CreateString(node.data(), node.size());
+  auto hash = b.CreateVector(sha.data(), sha.size());
+  auto body = wire::CreateJoin(b, call_id, kProtocolVersion, name, hash);
+  return finish(b, wire::Body::Join, body.Union());
+}
+
+zmq::message_t makeWelcome(std::uint64_t call_id, bool accepted, std::string_view reason) {
+  flatbuffers::FlatBufferBuilder b(128);
+  auto text = b.CreateString(reason.data(), reason.size());
+  auto body = wire::CreateWelcome(b, call_id, accepted, text);
+  return finish(b, wire::Body::Welcome, body.Union());
+}
+
+zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
+                        const std::uint8_t *args, std::size_t size) {
+  flatbuffers::FlatBufferBuilder b(size + 64);
+  auto blob = b.CreateVector(args, size);
+  auto body = wire::CreateCall(b, call_id, function, epoch, blob);
+  return finish(b, wire::Body::Call, body.Union());
+}
+
+zmq::message_t makeReply(std::uint64_t call_id, const std::uint8_t *result, std::size_t size) {
+  flatbuffers::FlatBufferBuilder b(size + 48);
+  auto blob = b.CreateVector(result, size);
+  auto body = wire::CreateReply(b, call_id, blob);
+  return finish(b, wire::Body::Reply, body.Union());
+}
+
+zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code, std::string_view message) {
+  flatbuffers::FlatBufferBuilder b(128);
+  auto text = b.CreateString(message.data(), message.size());
+  auto body = wire::CreateError(b, call_id, code, text);
+  return finish(b, wire::Body::Error, body.Union());
+}
+
+zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
+                             const std::vector<std::uint16_t> &owners) {
+  flatbuffers::FlatBufferBuilder b(64 + 2 * owners.size());
+  auto list = b.CreateVector(owners);
+  auto body = wire::CreatePlacement(b, call_id, epoch, list);
+  return finish(b, wire::Body::Placement, body.Union());
+}
+
+zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code) {
+  flatbuffers::FlatBufferBuilder b(64);
+  auto body = wire::CreateShutdown(b, call_id, exit_code);
+  return finish(b, wire::Body::Shutdown, body.Union());
+}
+
+void configureSocket(zmq::socket_t &socket) {
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+}
+
+} // namespace distnode::transport

@@ -1,0 +1,48 @@
+// messages.h - building and checking the FlatBuffers messages of transport/wire.fbs.
+#ifndef DISTNODE_TRANSPORT_MESSAGES_H
+#define DISTNODE_TRANSPORT_MESSAGES_H
+
+#include "transport/wire_generated.h"
+
+#include <zmq.hpp>
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace distnode::transport {
+
+/// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
+/// another version is refused.
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+/// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
+/// for anything malformed. The view is valid while the message lives.
+[[nodiscard]] const wire::Envelope *verifyEnvelope(const zmq::message_t &message);
+
+/// The call_id of any request or response body, or 0.
+[[nodiscard]] std::uint64_t callIdOf(const wire::Envelope &envelope);
+
+[[nodiscard]] zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
+                                      const std::array<std::uint8_t, 32> &bitcode_sha256);
+[[nodiscard]] zmq::message_t makeWelcome(std::uint64_t call_id, bool accepted,
+                                         std::string_view reason);
+[[nodiscard]] zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function,
+                                      std::uint64_t epoch, const std::uint8_t *args,
+                                      std::size_t size);
+[[nodiscard]] zmq::message_t makeReply(std::uint64_t call_id, const std::uint8_t *result,
+                                       std::size_t size);
+[[nodiscard]] zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code,
+                                       std::string_view message);
+[[nodiscard]] zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
+                                           const std::vector<std::uint16_t> &owners);
+[[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code);
+
+/// Sets the options every distnode socket uses: no linger on close (a stopping node must not
+/// block on unsent messages) and no limit on queued messages.
+void configureSocket(zmq::socket_t &socket);
+
+} // namespace distnode::transport
+
+#endif
