@@ -26,7 +26,7 @@ function(dist_add_program)
     set(native ${P_OUTPUT_DIR}/${P_NAME}.native)
     add_custom_command(
       OUTPUT ${native}
-      COMMAND ${DIST_CLANG} -O2 -I${CMAKE_SOURCE_DIR}/include ${sources} -lm -o ${native}
+      COMMAND ${DIST_CLANG} -O2 -I${CMAKE_SOURCE_DIR}/include ${sources} -lm -lpthread -o ${native}
       DEPENDS ${sources} ${CMAKE_SOURCE_DIR}/include/dist.h
       COMMENT "clang-19 -O2 ${P_NAME}.native")
     list(APPEND outputs ${native})

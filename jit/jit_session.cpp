@@ -23,6 +23,7 @@
 #include <iostream>
 #include <cstdio>
 #include <cstdlib>
+#include <stdlib.h>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -54,6 +55,38 @@ int running_exit_code = 0;
   });
   std::exit(code);
 }
+
+// The program's rand()/random() state. glibc keeps one per process, and libraries of the
+// runtime (ZeroMQ seeds and draws from it for connection ids) would change the program's
+// sequence; the program gets a private state with glibc's own algorithm and default seed (1),
+// so its numbers are those of a native run.
+struct ProgramRandom {
+  std::mutex mu;
+  random_data data{};
+  char state[128] = {};
+  ProgramRandom() { initstate_r(1, state, sizeof state, &data); }
+};
+
+ProgramRandom &programRandom() {
+  static ProgramRandom r;
+  return r;
+}
+
+long programRandomNext() {
+  ProgramRandom &r = programRandom();
+  std::lock_guard lock(r.mu);
+  std::int32_t result = 0;
+  random_r(&r.data, &result);
+  return result;
+}
+
+void programRandomSeed(unsigned seed) {
+  ProgramRandom &r = programRandom();
+  std::lock_guard lock(r.mu);
+  srandom_r(seed, &r.data);
+}
+
+int programRand() { return static_cast<int>(programRandomNext()); }
 
 void initializeNativeTarget() {
   static std::once_flag once;
@@ -140,28 +173,6 @@ void callRemote(void *context, std::uint32_t id, void **slots, void *ret) {
 void stubNotLinked() {
   std::cerr << "distnode: error: internal: a function stub was called before it was linked\n";
   std::abort();
-}
-
-// Whether the analysis lets calls of `f` cross nodes: not local, with a marshalable signature,
-// and not something only the runtime calls.
-bool isRemotable(const FunctionInfo &f, const llvm::Module &m, const std::set<std::string> &ctors) {
-  if (f.placement == Placement::Local || !f.plan_complete || f.name == "main" ||
-      ctors.count(f.name))
-    return false;
-  const llvm::Function *fn = m.getFunction(f.name);
-  return fn && !fn->isDeclaration() && !fn->isVarArg();
-}
-
-std::set<std::string> constructorNames(const llvm::Module &m) {
-  std::set<std::string> names;
-  for (const char *table : {"llvm.global_ctors", "llvm.global_dtors"})
-    if (auto *gv = m.getNamedGlobal(table); gv && gv->hasInitializer())
-      if (auto *array = llvm::dyn_cast<llvm::ConstantArray>(gv->getInitializer()))
-        for (const llvm::Use &e : array->operands())
-          if (auto *s = llvm::dyn_cast<llvm::ConstantStruct>(e.get()))
-            if (s->getNumOperands() >= 2)
-              names.insert(s->getOperand(1)->stripPointerCasts()->getName().str());
-  return names;
 }
 
 // Moves the body of `name` to `name.impl` behind a fresh declaration `name` (resolved to the
@@ -282,6 +293,13 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   orc::SymbolMap interposed;
   auto callable = llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable;
   interposed[j.mangleAndIntern("exit")] = {orc::ExecutorAddr::fromPtr(&programExit), callable};
+  interposed[j.mangleAndIntern("rand")] = {orc::ExecutorAddr::fromPtr(&programRand), callable};
+  interposed[j.mangleAndIntern("random")] = {orc::ExecutorAddr::fromPtr(&programRandomNext),
+                                             callable};
+  interposed[j.mangleAndIntern("srand")] = {orc::ExecutorAddr::fromPtr(&programRandomSeed),
+                                            callable};
+  interposed[j.mangleAndIntern("srandom")] = {orc::ExecutorAddr::fromPtr(&programRandomSeed),
+                                              callable};
   interposed[j.mangleAndIntern(kCallRemoteSymbol)] = {orc::ExecutorAddr::fromPtr(&callRemote),
                                                       callable};
   if (auto err = main_jd.define(orc::absoluteSymbols(std::move(interposed))))
@@ -311,14 +329,19 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
                 "; define it in the program or link the source that defines it with dist-cc");
   }
 
-  // Remotable functions, numbered in name order so that every node agrees on the ids.
-  std::set<std::string> ctors = constructorNames(module);
+  // Remotable functions, by the ids the analysis gave them.
   std::vector<const FunctionInfo *> remotable;
   for (const FunctionInfo &f : analysis.functions)
-    if (isRemotable(f, module, ctors))
-      remotable.push_back(&f);
-  std::sort(remotable.begin(), remotable.end(),
-            [](const FunctionInfo *a, const FunctionInfo *b) { return a->name < b->name; });
+    if (f.remote_id >= 0) {
+      if (remotable.size() <= static_cast<size_t>(f.remote_id))
+        remotable.resize(f.remote_id + 1, nullptr);
+      remotable[f.remote_id] = &f;
+    }
+  for (const FunctionInfo *f : remotable) {
+    const llvm::Function *fn = f ? module.getFunction(f->name) : nullptr;
+    if (!fn || fn->isDeclaration())
+      return fail(program.path + ": internal: the analysis does not match the module");
+  }
 
   llvm::LLVMContext &ctx = module.getContext();
   llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);

@@ -1378,6 +1378,19 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
                             "DIST_LOADBALANCED, but it cannot be replicated: " + info.reason});
   }
 
+  // Remote ids, in name order.
+  std::vector<FunctionInfo *> remotable;
+  for (size_t i = 0; i < n; ++i) {
+    FunctionInfo &f = infos[i];
+    if (f.placement != Placement::Local && f.plan_complete && !f.variadic &&
+        f.rule != Rule::Main && f.rule != Rule::StaticConstructor)
+      remotable.push_back(&f);
+  }
+  std::sort(remotable.begin(), remotable.end(),
+            [](const FunctionInfo *a, const FunctionInfo *b) { return a->name < b->name; });
+  for (size_t id = 0; id < remotable.size(); ++id)
+    remotable[id]->remote_id = static_cast<int>(id);
+
   // The static call graph into placeable functions.
   for (size_t i = 0; i < n; ++i)
     for (const auto &[callee, sites] : facts[i].callees) {

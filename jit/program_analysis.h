@@ -103,6 +103,10 @@ struct FunctionInfo {
   int gpin_group = -1;   ///< index into ProgramAnalysis::gpin_groups, or -1
   int global_group = -1; ///< index into ProgramAnalysis::global_groups, or -1
   int unit = -1;         ///< index into ProgramAnalysis::units; -1 for local functions
+  /// Id of a *remotable* function (non-local, marshalable, not main or a constructor): calls
+  /// of it go through a stub and may cross nodes. Ids follow name order, so every node of a
+  /// cluster agrees on them. -1 for the others.
+  int remote_id = -1;
 };
 
 /// What the placement moves: one function, or all functions that share state (GPin types and

@@ -85,6 +85,7 @@ nlohmann::json analysisToJson(const jit::ProgramAnalysis &a, const std::string &
                         {"load_balanced", f.load_balanced},
                         {"instructions", f.instructions},
                         {"marshalable", f.plan_complete},
+                        {"remote_id", f.remote_id},
                         {"params", params},
                         {"result", planToJson(f.result)}};
     j["pin_node"] = f.pin_node.empty() ? nlohmann::json() : nlohmann::json(f.pin_node);

@@ -6,7 +6,9 @@
 
 #include "llvm/Support/Error.h"
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -37,6 +39,24 @@ std::string shortHash(const std::uint8_t *data, std::size_t n) {
     hex.push_back(kDigits[data[i] & 15]);
   }
   return hex + "…";
+}
+
+// Set by SIGTERM/SIGINT on a member node: stop serving and exit quietly (the launcher or the
+// operator stops the cluster; there is nothing to report).
+std::atomic<int> terminate_signal{0};
+
+void onTerminate(int sig) { terminate_signal = sig; }
+
+// zmq::poll, with a signal's interruption counted as "nothing ready".
+void pollSockets(zmq::pollitem_t *items, int n, milliseconds timeout) {
+  try {
+    zmq::poll(items, static_cast<size_t>(n), timeout);
+  } catch (const zmq::error_t &e) {
+    if (e.num() != EINTR)
+      throw;
+    for (int i = 0; i < n; ++i)
+      items[i].revents = 0;
+  }
 }
 
 // The process-wide ZeroMQ context. Deliberately never destroyed: threads of the program may
@@ -115,7 +135,7 @@ struct ClusterNode::Impl {
     while (true) {
       zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
                                   {serve ? router->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, serve ? 2 : 1, kPollSlice);
+      pollSockets(items, serve ? 2 : 1, kPollSlice);
       if (items[0].revents & ZMQ_POLLIN) {
         if (!dealer.recv(response, zmq::recv_flags::none))
           continue;
@@ -132,7 +152,7 @@ struct ClusterNode::Impl {
                 std::to_string(timeout.count()) + " ms";
         return false;
       }
-      if (timeout.count() == 0 && stop.load()) {
+      if ((timeout.count() == 0 && stop.load()) || terminate_signal.load()) {
         error = "node `" + nodeName(self) + "` is stopping";
         return false;
       }
@@ -160,9 +180,9 @@ struct ClusterNode::Impl {
 
   void reactorLoop() {
     reactor_id = std::this_thread::get_id();
-    while (!stop.load()) {
+    while (!stop.load() && !terminate_signal.load()) {
       zmq::pollitem_t item = {router->handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, kPollSlice);
+      pollSockets(&item, 1, kPollSlice);
       if (item.revents & ZMQ_POLLIN)
         handleIncoming();
     }
@@ -405,12 +425,20 @@ void ClusterNode::shutdownCluster(int exit_code) {
 llvm::Expected<int> ClusterNode::runMember() {
   Impl &n = *impl_;
   n.reactor_id = std::this_thread::get_id();
+  struct sigaction sa {};
+  sa.sa_handler = onTerminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   std::uint64_t id = n.next_call_id++;
   zmq::message_t response;
   const wire::Envelope *envelope = nullptr;
   std::string error;
-  if (!n.request(n.entry, transport::makeJoin(id, n.nodeName(n.self), n.sha256), id,
-                 n.config.join_timeout, response, envelope, error))
+  bool joined = n.request(n.entry, transport::makeJoin(id, n.nodeName(n.self), n.sha256), id,
+                          n.config.join_timeout, response, envelope, error);
+  if (terminate_signal.load())
+    return 128 + terminate_signal.load();
+  if (!joined)
     return fail("cannot join the cluster: " + error + "; is the entry node running?");
   const wire::Welcome *welcome = envelope->body_as_Welcome();
   if (!welcome)
@@ -420,6 +448,8 @@ llvm::Expected<int> ClusterNode::runMember() {
     return fail("the entry node refused this node: " +
                 (welcome->reason() ? welcome->reason()->str() : std::string("no reason given")));
   n.reactorLoop();
+  if (terminate_signal.load())
+    return 128 + terminate_signal.load();
   // The acknowledgement of Shutdown is still queued: close the sockets and wait (up to the
   // linger time) until ZeroMQ has sent it, or the entry would wait for it in vain. Only this
   // thread has sockets on a member node: the program's main runs on the entry node.

@@ -56,6 +56,7 @@ struct Options {
   bool json = false;
   bool no_opt = false;
   bool loopback = false;
+  bool verbose = false;
   std::string join;
   std::string name;
   int local = 0;
@@ -139,6 +140,10 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     (*node)->shutdownCluster(kUsageOrInputError);
     return reportError(owners.takeError());
   }
+  if (opt.verbose)
+    for (const auto &f : session.remoteFunctions())
+      std::cerr << "distnode: placement: " << f.name << " on "
+                << config->nodes[(*owners)[f.id]].name << "\n";
   if (auto err = (*node)->startEntry(*owners))
     return reportError(std::move(err));
   session.setExitHook([n = node->get()](int code) {
@@ -193,6 +198,8 @@ int main(int argc, char **argv) {
                  "instructions stay local")
       ->capture_default_str();
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
+  app.add_flag("--verbose", opt.verbose,
+               "print the placement (and later, re-placements) to stderr");
   app.add_flag("--loopback", opt.loopback,
                "self-check: call every remotable function through its remote thunk, "
                "marshaled and served in this process");
@@ -251,6 +258,8 @@ int main(int argc, char **argv) {
       local_options.node_flags = {"--placement", opt.placement};
     if (opt.no_opt)
       local_options.node_flags.push_back("--no-opt");
+    if (opt.verbose)
+      local_options.node_flags.push_back("--verbose");
     if (opt.min_instructions != distnode::jit::AnalysisOptions{}.min_instructions)
       local_options.node_flags.insert(local_options.node_flags.end(),
                                       {"--min-instructions",

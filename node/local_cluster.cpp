@@ -250,7 +250,10 @@ int runLocalCluster(const LocalClusterOptions &options) {
         result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (WIFSIGNALED(status))
           std::cerr << "distnode: error: the entry node n0 died: " << describe(status) << "\n";
-        if (kill_at == never) // the others got Shutdown; give them time to finish
+        // Normally the others got Shutdown and are exiting; if the entry failed before, they
+        // wait in vain. SIGTERM makes a member stop quietly either way.
+        signalAll(SIGTERM);
+        if (kill_at == never)
           kill_at = Clock::now() + std::chrono::seconds(5);
       } else if (!entry && result < 0 && !interrupted &&
                  !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {

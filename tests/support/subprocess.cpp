@@ -1,7 +1,12 @@
 // subprocess.cpp - runs a real process for a test and collects what it printed.
 #include "tests/support/subprocess.h"
 
+#include <arpa/inet.h>
 #include <cerrno>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -83,6 +88,33 @@ ProcessResult runProcess(const std::vector<std::string> &argv,
   else if (WIFSIGNALED(status))
     result.signal = WTERMSIG(status);
   return result;
+}
+
+std::future<ProcessResult> startProcess(std::vector<std::string> argv,
+                                        std::chrono::milliseconds timeout) {
+  return std::async(std::launch::async,
+                    [argv = std::move(argv), timeout] { return runProcess(argv, timeout); });
+}
+
+int freeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0)
+    throw std::runtime_error(std::string("no free port: ") + std::strerror(errno));
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string writeTempFile(const std::string &name, const std::string &text) {
+  static int counter = 0;
+  std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" +
+                     std::to_string(counter++) + "_" + name;
+  std::ofstream(path) << text;
+  return path;
 }
 
 std::vector<std::string> splitLines(const std::string &text) {

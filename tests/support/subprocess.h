@@ -3,6 +3,7 @@
 #define DISTNODE_TESTS_SUPPORT_SUBPROCESS_H
 
 #include <chrono>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,16 @@ struct ProcessResult {
 /// its output. A process still running after `timeout` is killed; it is always reaped.
 ProcessResult runProcess(const std::vector<std::string> &argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+/// Runs `argv` on another thread; get() waits for it like runProcess.
+std::future<ProcessResult> startProcess(std::vector<std::string> argv,
+                                        std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+int freeLoopbackPort();
+
+/// Writes `text` to a new file under the test's temporary directory and returns its path.
+std::string writeTempFile(const std::string &name, const std::string &text);
 
 /// The lines of `text` (without their newlines; a final line without one is included).
 std::vector<std::string> splitLines(const std::string &text);

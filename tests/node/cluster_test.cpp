@@ -1,0 +1,178 @@
+// cluster_test.cpp - programs on several real distnode processes over loopback.
+#include "tests/support/subprocess.h"
+
+#include <gtest/gtest.h>
+
+#include <regex>
+
+namespace distnode::testing {
+namespace {
+
+const std::string kDistnode = DIST_DISTNODE;
+
+std::string example(const std::string &name) {
+  return std::string(DIST_EXAMPLES_DIR) + "/" + name;
+}
+std::string fixture(const std::string &name) {
+  return std::string(DIST_FIXTURE_DIR) + "/fixture_" + name;
+}
+
+struct ScatterRun {
+  std::string label;
+  std::string base; ///< path without .bc / .native
+  std::vector<std::string> args;
+  int nodes = 3;
+  bool same_stderr = true; ///< false where DIST_LOCAL functions print on other nodes
+};
+
+class ScatterMatchesNative : public ::testing::TestWithParam<ScatterRun> {};
+
+// Every placement unit on the next node round-robin: the most cross-node calls a placement
+// can make. The program must not notice.
+TEST_P(ScatterMatchesNative, SameOutputAndExitCode) {
+  const ScatterRun &run = GetParam();
+  std::vector<std::string> native = {run.base + ".native"};
+  native.insert(native.end(), run.args.begin(), run.args.end());
+  std::vector<std::string> cluster = {kDistnode, "--local", std::to_string(run.nodes),
+                                      "--placement", "scatter", run.base + ".bc", "--"};
+  cluster.insert(cluster.end(), run.args.begin(), run.args.end());
+  ProcessResult expected = runProcess(native);
+  ProcessResult actual = runProcess(cluster);
+  ASSERT_FALSE(actual.timed_out) << actual.err;
+  EXPECT_EQ(actual.signal, 0);
+  EXPECT_FALSE(expected.out.empty());
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+  if (run.same_stderr) {
+    EXPECT_EQ(actual.err, expected.err);
+  }
+  EXPECT_EQ(actual.exit_code, expected.exit_code) << actual.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cluster, ScatterMatchesNative,
+    ::testing::Values(ScatterRun{"pipeline", example("pipeline"), {"16"}},
+                      ScatterRun{"kvstore", example("kvstore"), {"3000"}},
+                      ScatterRun{"phases", example("phases"), {"2", "1500"}},
+                      ScatterRun{"nbody", example("nbody"), {"600"}},
+                      ScatterRun{"marshal", fixture("marshal"), {}},
+                      ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
+                      ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
+                      ScatterRun{"threads", fixture("threads"), {}},
+                      ScatterRun{"rules", fixture("rules"), {}, 3, false}),
+    [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
+
+// "distnode: placement: f on nX" lines of --verbose.
+std::map<std::string, std::string> placementOf(const std::string &err) {
+  std::map<std::string, std::string> where;
+  static const std::regex kLine(R"(distnode: placement: (\S+) on (\S+))");
+  for (const auto &line : splitLines(err)) {
+    std::smatch m;
+    if (std::regex_match(line, m, kLine))
+      where[m[1]] = m[2];
+  }
+  return where;
+}
+
+TEST(Cluster, NestedCallsBounceBetweenTwoNodes) {
+  auto r = runProcess({kDistnode, "--local", "3", "--placement", "scatter", "--verbose",
+                       fixture("marshal") + ".bc"});
+  auto where = placementOf(r.err);
+  ASSERT_TRUE(where.count("ping") && where.count("pong")) << r.err;
+  EXPECT_NE(where["ping"], where["pong"]) << "ping(5) must cross nodes at every level";
+  EXPECT_NE(r.out.find("ping 303\n"), std::string::npos) << r.out << r.err;
+}
+
+TEST(Cluster, PlacementFileMovesNamedFunctions) {
+  std::string placement =
+      writeTempFile("placement.yaml", "hash_block: n2\nscramble_block: n1\n");
+  auto r = runProcess({kDistnode, "--local", "3", "--placement", placement, "--verbose",
+                       example("pipeline") + ".bc", "--", "10"});
+  auto native = runProcess({example("pipeline") + ".native", "10"});
+  auto where = placementOf(r.err);
+  EXPECT_EQ(where["hash_block"], "n2");
+  EXPECT_EQ(where["scramble_block"], "n1");
+  EXPECT_EQ(where["generate_block"], "n0") << "functions not named stay on the entry node";
+  EXPECT_EQ(r.out, native.out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// The contract for user mistakes: exit 2 and one "distnode: error:" line naming the problem.
+void expectOneLineError(const ProcessResult &r, const std::string &needle) {
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  std::vector<std::string> errors;
+  for (const auto &line : splitLines(r.err))
+    if (line.find("error") != std::string::npos)
+      errors.push_back(line);
+  ASSERT_EQ(errors.size(), 1u) << r.err;
+  EXPECT_EQ(errors[0].rfind("distnode: error: ", 0), 0u) << errors[0];
+  EXPECT_NE(errors[0].find(needle), std::string::npos) << errors[0];
+}
+
+TEST(ClusterErrors, PlacementOfUnknownFunctionNamesFileAndLine) {
+  std::string placement = writeTempFile("bad_placement.yaml", "hash_block: n1\nnope: n1\n");
+  expectOneLineError(runProcess({kDistnode, "--local", "2", "--placement", placement,
+                                 example("pipeline") + ".bc"}),
+                     placement + ":2: no function `nope` in the program");
+}
+
+TEST(ClusterErrors, PlacementOfLocalFunctionGivesAnalysisReason) {
+  std::string placement = writeTempFile("local_placement.yaml", "mix64: n1\n");
+  expectOneLineError(runProcess({kDistnode, "--local", "2", "--placement", placement,
+                                 example("pipeline") + ".bc"}),
+                     "`mix64` cannot be placed: it is local (DIST_LOCAL");
+}
+
+TEST(ClusterErrors, PlacementOfIOFunctionAwayFromEntryIsRefused) {
+  std::string placement = writeTempFile("io_placement.yaml", "prints: n1\n");
+  expectOneLineError(runProcess({kDistnode, "--local", "3", "--placement", placement,
+                                 fixture("rules") + ".bc"}),
+                     "`prints` must run on the entry node `n0`: does I/O (calls `printf`)");
+}
+
+TEST(ClusterErrors, PinToMissingNodeIsRefused) {
+  expectOneLineError(runProcess({kDistnode, "--local", "1", example("nbody") + ".bc"}),
+                     "`energy` is pinned to node `n1` (DIST_PIN), but");
+}
+
+std::string twoNodeConfig(int join_timeout_ms) {
+  return "cluster: test\njoin_timeout_ms: " + std::to_string(join_timeout_ms) +
+         "\nnodes:\n  - name: n0\n    call: tcp://127.0.0.1:" +
+         std::to_string(freeLoopbackPort()) + "\n  - name: n1\n    call: tcp://127.0.0.1:" +
+         std::to_string(freeLoopbackPort()) + "\n";
+}
+
+TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
+  std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
+  expectOneLineError(runProcess({kDistnode, "--join", config, "--name", "n0",
+                                 fixture("hello") + ".bc"}),
+                     "node(s) `n1` did not join within 300 ms");
+}
+
+TEST(ClusterErrors, MemberWithOtherBitcodeIsRefusedOnBothSides) {
+  std::string config = writeTempFile("mismatch.yaml", twoNodeConfig(5000));
+  auto member = startProcess(
+      {kDistnode, "--join", config, "--name", "n1", fixture("marshal") + ".bc"});
+  auto entry = runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"});
+  ProcessResult m = member.get();
+  expectOneLineError(entry, "join refused: node `n1` runs different bitcode");
+  expectOneLineError(m, "the entry node refused this node: node `n1` runs different bitcode");
+}
+
+TEST(ClusterErrors, UnknownNodeNameIsRefused) {
+  std::string config = writeTempFile("names.yaml", twoNodeConfig(5000));
+  expectOneLineError(
+      runProcess({kDistnode, "--join", config, "--name", "n7", fixture("hello") + ".bc"}),
+      "no node named `n7`");
+}
+
+TEST(Cluster, LocalClusterPassesExitCodeAndPrefixesOtherNodesOutput) {
+  // hello prints only on the entry node; its exit code is the argument count.
+  auto r = runProcess({kDistnode, "--local", "2", fixture("hello") + ".bc", "--", "a", "b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "arg 1: a\narg 2: b\n");
+  EXPECT_EQ(r.err, "to stderr\n");
+}
+
+} // namespace
+} // namespace distnode::testing
