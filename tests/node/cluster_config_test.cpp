@@ -1,0 +1,107 @@
+// cluster_config_test.cpp - cluster.yaml: valid files parse; each mistake is one line naming
+// the file, the line and the field.
+#include "node/cluster_config.h"
+
+#include "llvm/Support/Error.h"
+
+#include <gtest/gtest.h>
+
+namespace distnode::node {
+namespace {
+
+const char *kValid = R"(cluster: demo
+entry: b
+join_timeout_ms: 2500
+nodes:
+  - name: a
+    call: tcp://127.0.0.1:7000
+    admin: tcp://127.0.0.1:7100
+    capacity: {cpu: 2.5}
+  - name: b
+    call: ipc:///tmp/distnode-b
+placement:
+  hash_block: a
+)";
+
+TEST(ClusterConfig, ParsesEveryField) {
+  auto c = parseClusterConfig(kValid, "cluster.yaml");
+  ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
+  EXPECT_EQ(c->name, "demo");
+  ASSERT_EQ(c->nodes.size(), 2u);
+  EXPECT_EQ(c->nodes[0].call_endpoint, "tcp://127.0.0.1:7000");
+  EXPECT_EQ(c->nodes[0].admin_endpoint, "tcp://127.0.0.1:7100");
+  EXPECT_DOUBLE_EQ(c->nodes[0].cpu_capacity, 2.5);
+  EXPECT_EQ(c->nodes[1].line, 9u);
+  EXPECT_EQ(c->entry, "b");
+  EXPECT_EQ(c->coordinator, "b") << "the coordinator defaults to the entry node";
+  EXPECT_EQ(c->join_timeout.count(), 2500);
+  ASSERT_EQ(c->placement.size(), 1u);
+  EXPECT_EQ(c->placement[0].function, "hash_block");
+  EXPECT_EQ(c->placement[0].where, "cluster.yaml:12");
+}
+
+TEST(ClusterConfig, EntryDefaultsToFirstNode) {
+  auto c = parseClusterConfig("cluster: x\nnodes:\n  - {name: n0, call: 'tcp://h:1'}\n", "c.yaml");
+  ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
+  EXPECT_EQ(c->entry, "n0");
+}
+
+struct BadConfig {
+  const char *text;
+  const char *message; // the whole expected error line
+};
+
+TEST(ClusterConfig, EachMistakeNamesLineAndField) {
+  const BadConfig cases[] = {
+      {"nodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:1: cluster: missing; name the cluster, e.g. `cluster: demo`"},
+      {"cluster: x\nnodes: []\n", "c.yaml:2: nodes: expected a list of at least one node"},
+      {"cluster: x\nnodes:\n  - name: a\n", "c.yaml:3: nodes[0].call: missing; the node's call "
+                                            "endpoint, e.g. tcp://10.0.0.2:7000"},
+      {"cluster: x\nnodes:\n  - name: a\n    call: tcp//h:1\n",
+       "c.yaml:4: nodes[0].call: `tcp//h:1` is not a ZeroMQ endpoint; write tcp://host:port or "
+       "ipc://path"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: a, call: 'tcp://h:2'}\n",
+       "c.yaml:4: nodes[1].name: node `a` is listed twice"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: 'tcp://h:1'}\n",
+       "c.yaml:4: nodes[1].call: endpoint `tcp://h:1` is used by two nodes"},
+      {"cluster: x\nnodse: []\n",
+       "c.yaml:2: nodse: unknown field (expected one of: cluster, coordinator, entry, "
+       "join_timeout_ms, nodes, placement)"},
+      {"cluster: x\nentry: z\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:2: entry: no node named `z` in `nodes`"},
+      {"cluster: x\njoin_timeout_ms: soon\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:2: join_timeout_ms: expected a whole number of milliseconds"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', capacity: {cpu: -1}}\n",
+       "c.yaml:3: nodes[0].capacity.cpu: must be positive"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nplacement:\n  f: b\n",
+       "c.yaml:5: placement.f: no node named `b` in `nodes`"},
+      {"cluster: x\nnodes: [\n", "c.yaml:3: not valid YAML: end of sequence flow not found"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.text);
+    auto config = parseClusterConfig(c.text, "c.yaml");
+    ASSERT_FALSE(bool(config));
+    EXPECT_EQ(llvm::toString(config.takeError()), c.message);
+  }
+}
+
+TEST(ClusterConfig, MissingFileIsOneLine) {
+  auto c = loadClusterConfig("/nonexistent/cluster.yaml");
+  ASSERT_FALSE(bool(c));
+  EXPECT_EQ(llvm::toString(c.takeError()),
+            "/nonexistent/cluster.yaml: cannot open: No such file or directory");
+}
+
+TEST(ClusterConfig, LocalClusterYamlParses) {
+  auto c = parseClusterConfig(localClusterYaml({7001, 7002, 7003}, std::chrono::seconds(3)),
+                              "gen.yaml");
+  ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
+  ASSERT_EQ(c->nodes.size(), 3u);
+  EXPECT_EQ(c->nodes[2].name, "n2");
+  EXPECT_EQ(c->nodes[2].call_endpoint, "tcp://127.0.0.1:7003");
+  EXPECT_EQ(c->entry, "n0");
+}
+
+} // namespace
+} // namespace distnode::node

@@ -1,0 +1,154 @@
+// protocol_test.cpp - a real distnode member process against a hand-driven entry node: it
+// answers unknown functions, stale epochs and malformed messages with Error replies, never
+// crashes, and keeps serving.
+#include "jit/bitcode.h"
+#include "jit/program_analysis.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/Error.h"
+#include "tests/support/subprocess.h"
+#include "transport/messages.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace distnode::testing {
+namespace {
+
+namespace wire = distnode::wire;
+
+class MemberProtocol : public ::testing::Test {
+protected:
+  void SetUp() override {
+    bitcode_ = std::string(DIST_FIXTURE_DIR) + "/fixture_marshal.bc";
+    auto program = jit::loadBitcode(bitcode_);
+    ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+    sha_ = program->sha256;
+    jit::ProgramAnalysis analysis = jit::analyzeProgram(*program->module);
+    for (const auto &f : analysis.functions)
+      if (f.remote_id >= 0)
+        ++functions_;
+    ping_ = analysis.find("ping")->remote_id;
+    ASSERT_GE(ping_, 0);
+
+    std::string entry = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
+    std::string member = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
+    config_ = writeTempFile("protocol.yaml", "cluster: t\njoin_timeout_ms: 10000\nnodes:\n"
+                                             "  - {name: n0, call: '" + entry + "'}\n"
+                                             "  - {name: n1, call: '" + member + "'}\n");
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind(entry);
+    dealer_.set(zmq::sockopt::linger, 0);
+    dealer_.connect(member);
+    process_ = startProcess({DIST_DISTNODE, "--join", config_, "--name", "n1", bitcode_},
+                            std::chrono::seconds(60));
+  }
+
+  // Sends to the member and waits (10 s at most) for its answer.
+  zmq::message_t exchange(zmq::message_t request) {
+    dealer_.send(request, zmq::send_flags::none);
+    zmq::pollitem_t item = {dealer_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::seconds(10));
+    zmq::message_t answer;
+    EXPECT_TRUE(item.revents & ZMQ_POLLIN) << "no answer from the member";
+    if (item.revents & ZMQ_POLLIN) {
+      EXPECT_TRUE(dealer_.recv(answer, zmq::recv_flags::none).has_value());
+    }
+    return answer;
+  }
+
+  wire::ErrorCode expectError(zmq::message_t answer, std::uint64_t call_id) {
+    const wire::Envelope *e = transport::verifyEnvelope(answer);
+    EXPECT_NE(e, nullptr);
+    if (!e || e->body_type() != wire::Body::Error) {
+      ADD_FAILURE() << "expected an Error";
+      return wire::ErrorCode::Failed;
+    }
+    EXPECT_EQ(e->body_as_Error()->call_id(), call_id);
+    return e->body_as_Error()->code();
+  }
+
+  std::int64_t callPing(std::uint64_t call_id, std::int64_t depth, std::uint64_t epoch) {
+    zmq::message_t answer = exchange(transport::makeCall(
+        call_id, ping_, epoch, reinterpret_cast<const std::uint8_t *>(&depth), sizeof depth));
+    const wire::Envelope *e = transport::verifyEnvelope(answer);
+    if (!e || e->body_type() != wire::Body::Reply) {
+      ADD_FAILURE() << "expected a Reply";
+      return -1;
+    }
+    std::int64_t result = 0;
+    EXPECT_EQ(e->body_as_Reply()->result()->size(), sizeof result);
+    std::memcpy(&result, e->body_as_Reply()->result()->data(), sizeof result);
+    return result;
+  }
+
+  zmq::context_t ctx_;
+  zmq::socket_t router_{ctx_, zmq::socket_type::router};
+  zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
+  std::string bitcode_, config_;
+  std::array<std::uint8_t, 32> sha_{};
+  int functions_ = 0;
+  int ping_ = -1;
+  std::future<ProcessResult> process_;
+};
+
+TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
+  // Garbage before anything else: the verifier rejects it.
+  EXPECT_EQ(expectError(exchange(zmq::message_t(std::string("not a flatbuffer"))), 0),
+            wire::ErrorCode::Malformed);
+
+  // The member joins the entry node (this test).
+  zmq::pollitem_t item = {router_.handle(), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, std::chrono::seconds(30));
+  ASSERT_TRUE(item.revents & ZMQ_POLLIN) << "the member never sent Join";
+  zmq::message_t identity, join;
+  ASSERT_TRUE(router_.recv(identity).has_value());
+  ASSERT_TRUE(router_.recv(join).has_value());
+  const wire::Envelope *e = transport::verifyEnvelope(join);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(e->body_type(), wire::Body::Join);
+  EXPECT_EQ(e->body_as_Join()->node()->str(), "n1");
+  EXPECT_EQ(e->body_as_Join()->protocol(), transport::kProtocolVersion);
+  EXPECT_TRUE(std::equal(sha_.begin(), sha_.end(), e->body_as_Join()->bitcode_sha256()->begin()));
+  router_.send(identity, zmq::send_flags::sndmore);
+  router_.send(transport::makeWelcome(e->body_as_Join()->call_id(), true, ""),
+               zmq::send_flags::none);
+
+  EXPECT_EQ(expectError(exchange(transport::makeCall(2, 99999, 0, nullptr, 0)), 2),
+            wire::ErrorCode::UnknownFunction);
+  EXPECT_EQ(expectError(exchange(transport::makePlacement(3, 1, {1, 1})), 3),
+            wire::ErrorCode::Malformed)
+      << "a placement must list every function";
+
+  // Everything on n1, epoch 1.
+  std::vector<std::uint16_t> owners(functions_, 1);
+  zmq::message_t ack = exchange(transport::makePlacement(4, 1, owners));
+  e = transport::verifyEnvelope(ack);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->body_type(), wire::Body::Reply);
+
+  std::int64_t depth = 1;
+  EXPECT_EQ(expectError(exchange(transport::makeCall(
+                            5, ping_, 0, reinterpret_cast<const std::uint8_t *>(&depth), 8)),
+                        5),
+            wire::ErrorCode::StaleEpoch);
+  EXPECT_EQ(expectError(exchange(transport::makeCall(
+                            6, ping_, 1, reinterpret_cast<const std::uint8_t *>(&depth), 4)),
+                        6),
+            wire::ErrorCode::Malformed)
+      << "4 bytes cannot hold an int64_t argument";
+  EXPECT_EQ(callPing(7, 1, 1), 101) << "ping(1) = pong(0) + 1, both on n1";
+  EXPECT_EQ(callPing(8, 4, 1), 203) << "ping(4) = 1 + 100 + 1 + 100 + 1";
+
+  zmq::message_t bye = exchange(transport::makeShutdown(9, 0));
+  e = transport::verifyEnvelope(bye);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->body_type(), wire::Body::Reply);
+  ProcessResult r = process_.get();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.err, "");
+}
+
+} // namespace
+} // namespace distnode::testing
