@@ -3,7 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <fcntl.h>
+#include <poll.h>
 #include <regex>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace distnode::testing {
 namespace {
@@ -172,6 +177,59 @@ TEST(Cluster, LocalClusterPassesExitCodeAndPrefixesOtherNodesOutput) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "arg 1: a\narg 2: b\n");
   EXPECT_EQ(r.err, "to stderr\n");
+}
+
+TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
+  auto r = runProcess({kDistnode, "--local", "2", "--placement", "scatter",
+                       fixture("crash") + ".bc"},
+                      std::chrono::seconds(60));
+  ASSERT_FALSE(r.timed_out) << "a dead node must not hang the cluster";
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("distnode: error: node n1 stopped (signal Segmentation fault) while the "
+                       "program ran; stopping the cluster"),
+            std::string::npos)
+      << r.err;
+}
+
+// Ctrl-C on `distnode --local`: every node stops and is reaped; the exit code says SIGINT.
+TEST(ClusterFailures, InterruptStopsAndReapsEveryNode) {
+  int err_pipe[2];
+  ASSERT_EQ(pipe2(err_pipe, O_CLOEXEC), 0);
+  std::string bc = fixture("spin") + ".bc";
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(err_pipe[1], 2);
+    execl(kDistnode.c_str(), "distnode", "--local", "2", "--placement", "scatter", bc.c_str(),
+          static_cast<char *>(nullptr));
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  // Wait for the program to say it runs, then interrupt the launcher.
+  std::string err;
+  pollfd fd = {err_pipe[0], POLLIN, 0};
+  while (err.find("ready\n") == std::string::npos) {
+    ASSERT_EQ(poll(&fd, 1, 30000), 1) << "the program never started: " << err;
+    char buffer[4096];
+    ssize_t n = read(err_pipe[0], buffer, sizeof buffer);
+    ASSERT_GT(n, 0) << err;
+    err.append(buffer, static_cast<size_t>(n));
+  }
+  kill(pid, SIGINT);
+  // EOF on stderr: the launcher and the entry node (which shares this stderr) have exited.
+  while (true) {
+    ASSERT_EQ(poll(&fd, 1, 30000), 1) << "the cluster did not stop";
+    char buffer[4096];
+    ssize_t n = read(err_pipe[0], buffer, sizeof buffer);
+    if (n <= 0)
+      break;
+    err.append(buffer, static_cast<size_t>(n));
+  }
+  close(err_pipe[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << err;
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << err;
+  EXPECT_EQ(err.find("error"), std::string::npos) << "an interrupt is not an error: " << err;
 }
 
 } // namespace
