@@ -445,6 +445,13 @@ void JitSession::setExitHook(std::function<void(int)> hook) {
   impl_->exit_hook = std::move(hook);
 }
 
+llvm::Expected<void *> JitSession::lookup(const std::string &name) {
+  auto addr = impl_->jit->lookup(name);
+  if (!addr)
+    return addr.takeError();
+  return addr->toPtr<void *>();
+}
+
 void JitSession::callLocal(std::uint32_t id, void **slots, void *ret) {
   impl_->dispatch.at(id)(slots, ret);
 }

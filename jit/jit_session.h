@@ -81,6 +81,10 @@ public:
   [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                            std::vector<std::uint8_t> &reply, std::string &error);
 
+  /// The address of a symbol of the program (for a remotable function: its stub), for callers
+  /// outside JIT'd code such as benchmarks. Fails if there is no such symbol.
+  [[nodiscard]] llvm::Expected<void *> lookup(const std::string &name);
+
   /// Runs static constructors, `main(argc, argv)` with argv[0] = the bitcode path followed by
   /// `args`, then atexit handlers and static destructors. Returns main's exit code. If the
   /// program calls exit(), the hook and handlers run and the process exits from there.

@@ -99,19 +99,56 @@ private:
   std::size_t pos_ = 0;
 };
 
-// Storage for one decoded call on the serving side, aligned for any value type.
+// Storage for one decoded call on the serving side, aligned for any value type. Blocks are
+// kept between calls (large ones would otherwise be fresh mmap'd pages, zeroed by the kernel
+// on every call); reset() hands them out again. Not zeroed: inputs are overwritten, out-only
+// buffers are cleared explicitly.
 class Arena {
 public:
+  void reset() { next_ = 0; }
+
   void *alloc(std::size_t n) {
-    blocks_.emplace_back(new std::max_align_t[(n + sizeof(std::max_align_t) - 1) /
-                                                  sizeof(std::max_align_t) +
-                                              1]());
-    return blocks_.back().get();
+    std::size_t units = (n + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t) + 1;
+    if (next_ == blocks_.size())
+      blocks_.push_back({});
+    Block &b = blocks_[next_++];
+    if (b.units < units) {
+      b.data.reset(new std::max_align_t[units]);
+      b.units = units;
+    }
+    return b.data.get();
   }
 
 private:
-  std::vector<std::unique_ptr<std::max_align_t[]>> blocks_;
+  struct Block {
+    std::unique_ptr<std::max_align_t[]> data;
+    std::size_t units = 0;
+  };
+  std::vector<Block> blocks_;
+  std::size_t next_ = 0;
 };
+
+// One arena per nesting level of serveCall on this thread: a call served while another waits
+// (A→B→A) must not reuse the waiting call's storage.
+class ArenaLease {
+public:
+  ArenaLease() {
+    if (depth_ == pool_.size())
+      pool_.push_back(std::make_unique<Arena>());
+    arena_ = pool_[depth_++].get();
+    arena_->reset();
+  }
+  ~ArenaLease() { --depth_; }
+  Arena &operator*() { return *arena_; }
+
+private:
+  static thread_local std::vector<std::unique_ptr<Arena>> pool_;
+  static thread_local std::size_t depth_;
+  Arena *arena_;
+};
+
+thread_local std::vector<std::unique_ptr<Arena>> ArenaLease::pool_;
+thread_local std::size_t ArenaLease::depth_ = 0;
 
 } // namespace
 
@@ -167,7 +204,8 @@ bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std
 
 bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8_t *data,
                std::size_t size, std::vector<std::uint8_t> &reply, std::string &error) {
-  Arena arena;
+  ArenaLease lease;
+  Arena &arena = *lease;
   std::vector<void *> slots(sig.ir_arg_sizes.size(), nullptr);
   for (std::size_t k = 0; k < slots.size(); ++k)
     slots[k] = arena.alloc(std::max<std::uint32_t>(sig.ir_arg_sizes[k], 16));
@@ -224,6 +262,7 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
       // One spare byte: strings get their NUL, empty buffers a valid address.
       auto *copy = static_cast<std::uint8_t *>(arena.alloc(bytes + 1));
       std::memcpy(copy, src, bytes);
+      copy[bytes] = 0;
       pointers[i] = copy;
       setPointer(p.ir_args[0], copy);
       out_present[i] = copiesOut(p.kind);
@@ -254,13 +293,22 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
       return false;
     out_bytes[i] = bytes;
     if (p.kind == MarshalKind::BufferOut) {
+      // Zeroed, so that elements the callee leaves alone come back the same on every run.
       pointers[i] = arena.alloc(bytes + 1);
+      std::memset(pointers[i], 0, bytes);
       setPointer(p.ir_args[0], pointers[i]);
     }
   }
 
   void *ret = arena.alloc(std::max<std::uint32_t>(sig.ir_return_size, 16));
+  std::memset(ret, 0, std::max<std::uint32_t>(sig.ir_return_size, 16));
   dispatch(slots.data(), ret);
+
+  std::size_t reply_size = sig.sret ? sig.result.size : sig.ir_return_size;
+  for (std::size_t i = 0; i < sig.params.size(); ++i)
+    if (out_present[i])
+      reply_size += sizeof(std::uint64_t) + out_bytes[i];
+  reply.reserve(reply.size() + reply_size);
 
   if (sig.sret)
     append(reply, sret_buffer, sig.result.size);

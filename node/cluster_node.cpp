@@ -256,10 +256,18 @@ struct ClusterNode::Impl {
     static const std::uint8_t kEmpty = 0;
     const std::uint8_t *args = call.args() ? call.args()->data() : &kEmpty;
     std::size_t size = call.args() ? call.args()->size() : 0;
-    // Not thread_local: a nested call served while this one waits would reuse it.
-    std::vector<std::uint8_t> reply;
+    // One reply buffer per nesting level of this thread, kept between calls: a nested call
+    // served while this one waits must not reuse it.
+    thread_local std::vector<std::unique_ptr<std::vector<std::uint8_t>>> replies;
+    thread_local std::size_t depth = 0;
+    if (depth == replies.size())
+      replies.push_back(std::make_unique<std::vector<std::uint8_t>>());
+    std::vector<std::uint8_t> &reply = *replies[depth++];
+    reply.clear();
     std::string error;
-    if (!session->serve(call.function(), args, size, reply, error))
+    bool ok = session->serve(call.function(), args, size, reply, error);
+    --depth;
+    if (!ok)
       return transport::makeError(call_id, wire::ErrorCode::Malformed, error);
     return transport::makeReply(call_id, reply.data(), reply.size());
   }

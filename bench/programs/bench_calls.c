@@ -1,0 +1,44 @@
+/* bench_calls.c - the functions the benchmarks call from outside, through the JIT. */
+#include <dist.h>
+
+#include <stdint.h>
+
+/* The same body twice: once placeable (called through its stub), once a plain local function
+ * that the optimizer may not inline (called directly). */
+#define BODY                                                                                       \
+  for (int i = 0; i < 2; ++i)                                                                      \
+    x = x * 3 + 1;                                                                                 \
+  return x;
+
+long f_stub(long x) { BODY }
+DIST_LOCAL __attribute__((noinline)) long f_direct(long x) { BODY }
+
+long loop_stub(long n) {
+  long acc = 0;
+  for (long i = 0; i < n; ++i)
+    acc += f_stub(i);
+  return acc;
+}
+
+long loop_direct(long n) {
+  long acc = 0;
+  for (long i = 0; i < n; ++i)
+    acc += f_direct(i);
+  return acc;
+}
+
+/* n bytes in, n bytes out: the remote-call payload benchmark. */
+DIST_IN(in, n) DIST_OUT(out, n) void echo_bytes(const uint8_t *in, uint8_t *out, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    out[i] = in[i];
+}
+
+/* A small remote call for the throughput benchmark. */
+uint64_t tiny_remote(uint64_t x) {
+  for (int i = 0; i < 2; ++i)
+    x = x * 6364136223846793005ULL + 1;
+  return x;
+}
+
+/* Every program needs one; the benchmarks call the functions above directly. */
+int main(void) { return (int)(loop_stub(1) + loop_direct(1) + (long)tiny_remote(0)) & 1; }

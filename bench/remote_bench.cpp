@@ -1,0 +1,171 @@
+// remote_bench.cpp - a remote call against a raw ZeroMQ DEALER/ROUTER round trip of the same
+// payload, over TCP loopback between two processes, in one run.
+//
+// The benchmark process is the entry node of a 2-node cluster; `distnode --join` in a child
+// process is node n1 and owns echo_bytes and tiny_remote. The baseline is a child process of
+// this binary (--raw-echo-server) that echoes each message on a ROUTER socket: the least any
+// request/reply over ZeroMQ can cost.
+#include "bench/jit_fixture.h"
+#include "node/cluster_config.h"
+#include "node/cluster_node.h"
+#include "tests/support/subprocess.h"
+
+#include <benchmark/benchmark.h>
+#include <zmq.hpp>
+
+#include <csignal>
+#include <cstring>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+namespace {
+
+using distnode::bench::BenchProgram;
+using EchoFn = void (*)(const std::uint8_t *, std::uint8_t *, std::uint64_t);
+using TinyFn = std::uint64_t (*)(std::uint64_t);
+
+pid_t spawn(const std::vector<std::string> &argv) {
+  std::vector<char *> args;
+  for (const auto &a : argv)
+    args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) {
+    std::fprintf(stderr, "bench: cannot start %s\n", argv[0].c_str());
+    std::exit(1);
+  }
+  return pid;
+}
+
+int runRawEchoServer(const std::string &endpoint) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind(endpoint);
+  while (true) {
+    zmq::message_t identity, payload;
+    if (!router.recv(identity) || !router.recv(payload))
+      return 1;
+    if (payload.size() == 0)
+      return 0; // the benchmark is done
+    router.send(identity, zmq::send_flags::sndmore);
+    router.send(payload, zmq::send_flags::none);
+  }
+}
+
+struct Cluster {
+  BenchProgram program = distnode::bench::loadBenchProgram();
+  std::unique_ptr<distnode::node::ClusterNode> node;
+  pid_t member = -1, raw_server = -1;
+  zmq::context_t ctx;
+  std::string raw_endpoint;
+  EchoFn echo = nullptr;
+  TinyFn tiny = nullptr;
+
+  Cluster() {
+    using namespace distnode;
+    std::vector<int> ports = {testing::freeLoopbackPort(), testing::freeLoopbackPort()};
+    std::string yaml = node::localClusterYaml(ports, std::chrono::seconds(30));
+    std::string config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
+    auto config = node::loadClusterConfig(config_path);
+    if (!config) {
+      std::fprintf(stderr, "bench: %s\n", llvm::toString(config.takeError()).c_str());
+      std::exit(1);
+    }
+    auto n = node::ClusterNode::Create(*config, 0, *program.session, program.sha256);
+    if (!n) {
+      std::fprintf(stderr, "bench: %s\n", llvm::toString(n.takeError()).c_str());
+      std::exit(1);
+    }
+    node = std::move(*n);
+    program.session->setRemoteHandler([nd = node.get()](std::uint32_t id, void **slots,
+                                                        void *ret) {
+      nd->callRemote(id, slots, ret);
+    });
+    member = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n1", DIST_BENCH_BC});
+    std::vector<std::uint16_t> owners(program.session->remoteFunctions().size(), 0);
+    for (const char *remote : {"echo_bytes", "tiny_remote"})
+      owners.at(program.session->findFunction(remote)) = 1;
+    if (auto err = node->startEntry(owners)) {
+      std::fprintf(stderr, "bench: %s\n", llvm::toString(std::move(err)).c_str());
+      std::exit(1);
+    }
+    echo = program.function<EchoFn>("echo_bytes");
+    tiny = program.function<TinyFn>("tiny_remote");
+
+    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(testing::freeLoopbackPort());
+    raw_server = spawn({"/proc/self/exe", "--raw-echo-server", raw_endpoint});
+  }
+
+  ~Cluster() {
+    node->shutdownCluster(0);
+    zmq::socket_t quit(ctx, zmq::socket_type::dealer);
+    quit.set(zmq::sockopt::linger, 1000);
+    quit.connect(raw_endpoint);
+    quit.send(zmq::message_t(), zmq::send_flags::none);
+    quit.close();
+    for (pid_t pid : {member, raw_server}) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+    }
+  }
+};
+
+Cluster *cluster = nullptr;
+
+void BM_RoundTrip_RawZmq(benchmark::State &state) {
+  std::size_t size = static_cast<std::size_t>(state.range(0));
+  zmq::socket_t dealer(cluster->ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 10000);
+  dealer.connect(cluster->raw_endpoint);
+  std::vector<std::uint8_t> payload(size, 0x5a);
+  for (auto _ : state) {
+    dealer.send(zmq::buffer(payload), zmq::send_flags::none);
+    zmq::message_t reply;
+    if (!dealer.recv(reply) || reply.size() != size) {
+      state.SkipWithError("no echo");
+      break;
+    }
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size) * 2);
+}
+
+void BM_RoundTrip_RemoteCall(benchmark::State &state) {
+  std::size_t size = static_cast<std::size_t>(state.range(0));
+  std::vector<std::uint8_t> in(size, 0x5a), out(size, 0);
+  for (auto _ : state)
+    cluster->echo(in.data(), out.data(), size);
+  if (out != in)
+    state.SkipWithError("echo_bytes returned other bytes");
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size) * 2);
+}
+
+void BM_RemoteCalls_Threads(benchmark::State &state) {
+  std::uint64_t x = static_cast<std::uint64_t>(state.thread_index());
+  for (auto _ : state)
+    benchmark::DoNotOptimize(x = cluster->tiny(x));
+  state.SetItemsProcessed(state.iterations());
+}
+
+BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);
+BENCHMARK(BM_RoundTrip_RemoteCall)->RangeMultiplier(8)->Range(8, 1 << 20);
+BENCHMARK(BM_RemoteCalls_Threads)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
+
+} // namespace
+
+int main(int argc, char **argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--raw-echo-server") == 0)
+    return runRawEchoServer(argv[2]);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv))
+    return 1;
+  cluster = new Cluster();
+  benchmark::RunSpecifiedBenchmarks();
+  delete cluster;
+  benchmark::Shutdown();
+  return 0;
+}

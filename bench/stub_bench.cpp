@@ -1,0 +1,41 @@
+// stub_bench.cpp - what a call through an ORC indirect stub costs over a direct call.
+//
+// Both loops are JIT'd from bench/programs/bench_calls.c at O2: loop_direct calls a
+// non-inlinable local copy of the callee, loop_stub calls the placeable original through its
+// stub (`jmp *ptr`). Each benchmark iteration makes kCalls calls.
+#include "bench/jit_fixture.h"
+
+#include <benchmark/benchmark.h>
+
+namespace {
+
+constexpr long kCalls = 10000;
+using LoopFn = long (*)(long);
+
+distnode::bench::BenchProgram &program() {
+  static distnode::bench::BenchProgram p = distnode::bench::loadBenchProgram();
+  return p;
+}
+
+void runLoop(benchmark::State &state, LoopFn loop) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(loop(kCalls));
+  state.counters["ns_per_call"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kCalls),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_Call_Direct(benchmark::State &state) {
+  runLoop(state, program().function<LoopFn>("loop_direct"));
+}
+
+void BM_Call_Stub(benchmark::State &state) {
+  runLoop(state, program().function<LoopFn>("loop_stub"));
+}
+
+BENCHMARK(BM_Call_Direct)->Repetitions(5)->ReportAggregatesOnly(true);
+BENCHMARK(BM_Call_Stub)->Repetitions(5)->ReportAggregatesOnly(true);
+
+} // namespace
+
+BENCHMARK_MAIN();
