@@ -33,8 +33,8 @@ void BM_Call_Stub(benchmark::State &state) {
   runLoop(state, program().function<LoopFn>("loop_stub"));
 }
 
-BENCHMARK(BM_Call_Direct)->Repetitions(5)->ReportAggregatesOnly(true);
-BENCHMARK(BM_Call_Stub)->Repetitions(5)->ReportAggregatesOnly(true);
+BENCHMARK(BM_Call_Direct);
+BENCHMARK(BM_Call_Stub);
 
 } // namespace
 

@@ -457,12 +457,24 @@ void JitSession::callLocal(std::uint32_t id, void **slots, void *ret) {
 }
 
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
-                       std::vector<std::uint8_t> &reply, std::string &error) {
+                       const ReplyAllocator &reply, std::string &error) {
   if (id >= impl_->functions.size()) {
     error = "unknown function id " + std::to_string(id);
     return false;
   }
   return serveCall(impl_->functions[id], impl_->dispatch[id], args, size, reply, error);
+}
+
+bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
+                       std::vector<std::uint8_t> &reply, std::string &error) {
+  return serve(
+      id, args, size,
+      [&reply](std::size_t n) {
+        std::size_t at = reply.size();
+        reply.resize(at + n);
+        return reply.data() + at;
+      },
+      error);
 }
 
 llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {

@@ -79,6 +79,9 @@ public:
   /// Runs a call of function `id` received from another node: decodes `args`, calls the body
   /// and encodes the reply. Returns false with `error` for a malformed blob or unknown id.
   [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
+                           const ReplyAllocator &reply, std::string &error);
+  /// The same, appending the reply to a vector.
+  [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                            std::vector<std::uint8_t> &reply, std::string &error);
 
   /// The address of a symbol of the program (for a remotable function: its stub), for callers

@@ -32,13 +32,6 @@ void *pointerIn(void *const *slots, unsigned ir_arg) {
   return p;
 }
 
-void append(std::vector<std::uint8_t> &out, const void *data, std::size_t n) {
-  const auto *bytes = static_cast<const std::uint8_t *>(data);
-  out.insert(out.end(), bytes, bytes + n);
-}
-
-void appendU64(std::vector<std::uint8_t> &out, std::uint64_t v) { append(out, &v, sizeof v); }
-
 // Reads the run-time element count of a buffer parameter: a constant, or the value of the
 // integer parameter it names (sign-extended from its width; negative counts are errors).
 bool countOf(const RemoteSignature &sig, const ValuePlan &p, void *const *slots,
@@ -152,8 +145,26 @@ thread_local std::size_t ArenaLease::depth_ = 0;
 
 } // namespace
 
-bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std::uint8_t> &out,
-                 std::string &error) {
+namespace {
+
+// Byte sinks for the one encoder: counting, then writing.
+struct CountingSink {
+  std::size_t size = 0;
+  void put(const void *, std::size_t n) { size += n; }
+};
+
+struct WritingSink {
+  std::uint8_t *p;
+  void put(const void *data, std::size_t n) {
+    std::memcpy(p, data, n);
+    p += n;
+  }
+};
+
+template <typename Sink>
+bool encodeCall(const RemoteSignature &sig, void *const *slots, Sink &out, std::string &error) {
+  auto putU8 = [&](std::uint8_t v) { out.put(&v, 1); };
+  auto putU64 = [&](std::uint64_t v) { out.put(&v, sizeof v); };
   for (const ValuePlan &p : sig.params) {
     switch (p.kind) {
     case MarshalKind::Integer:
@@ -161,19 +172,19 @@ bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std
     case MarshalKind::GPinHandle:
     case MarshalKind::StructByValue:
       if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
-        append(out, pointerIn(slots, p.ir_args[0]), p.size); // byval
+        out.put(pointerIn(slots, p.ir_args[0]), p.size);
         break;
       }
       for (unsigned arg : p.ir_args)
-        append(out, slots[arg], sig.ir_arg_sizes[arg]);
+        out.put(slots[arg], sig.ir_arg_sizes[arg]);
       break;
     case MarshalKind::CString: {
       const char *s = static_cast<const char *>(pointerIn(slots, p.ir_args[0]));
-      out.push_back(s != nullptr);
+      putU8(s != nullptr);
       if (s) {
         std::size_t n = std::strlen(s);
-        appendU64(out, n);
-        append(out, s, n);
+        putU64(n);
+        out.put(s, n);
       }
       break;
     }
@@ -183,14 +194,14 @@ bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std
     case MarshalKind::StructPtrIn:
     case MarshalKind::StructPtrInOut: {
       void *ptr = pointerIn(slots, p.ir_args[0]);
-      out.push_back(ptr != nullptr);
+      putU8(ptr != nullptr);
       if (!ptr || p.kind == MarshalKind::BufferOut)
         break;
       std::uint64_t bytes = p.size;
       if (isBuffer(p.kind) && !countOf(sig, p, slots, bytes, error))
         return false;
-      appendU64(out, bytes);
-      append(out, ptr, bytes);
+      putU64(bytes);
+      out.put(ptr, bytes);
       break;
     }
     case MarshalKind::Void:
@@ -202,8 +213,36 @@ bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std
   return true;
 }
 
+} // namespace
+
+bool marshaledCallSize(const RemoteSignature &sig, void *const *slots, std::size_t &size,
+                       std::string &error) {
+  CountingSink counter;
+  if (!encodeCall(sig, slots, counter, error))
+    return false;
+  size = counter.size;
+  return true;
+}
+
+void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_t *out) {
+  WritingSink writer{out};
+  std::string unused; // counts were checked by marshaledCallSize
+  (void)encodeCall(sig, slots, writer, unused);
+}
+
+bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std::uint8_t> &out,
+                 std::string &error) {
+  std::size_t size = 0;
+  if (!marshaledCallSize(sig, slots, size, error))
+    return false;
+  std::size_t at = out.size();
+  out.resize(at + size);
+  marshalCallInto(sig, slots, out.data() + at);
+  return true;
+}
+
 bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8_t *data,
-               std::size_t size, std::vector<std::uint8_t> &reply, std::string &error) {
+               std::size_t size, const ReplyAllocator &allocate_reply, std::string &error) {
   ArenaLease lease;
   Arena &arena = *lease;
   std::vector<void *> slots(sig.ir_arg_sizes.size(), nullptr);
@@ -308,17 +347,16 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   for (std::size_t i = 0; i < sig.params.size(); ++i)
     if (out_present[i])
       reply_size += sizeof(std::uint64_t) + out_bytes[i];
-  reply.reserve(reply.size() + reply_size);
-
+  WritingSink reply{allocate_reply(reply_size)};
   if (sig.sret)
-    append(reply, sret_buffer, sig.result.size);
+    reply.put(sret_buffer, sig.result.size);
   else
-    append(reply, ret, sig.ir_return_size);
+    reply.put(ret, sig.ir_return_size);
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     if (!out_present[i])
       continue;
-    appendU64(reply, out_bytes[i]);
-    append(reply, pointers[i], out_bytes[i]);
+    reply.put(&out_bytes[i], sizeof(std::uint64_t));
+    reply.put(pointers[i], out_bytes[i]);
   }
   return true;
 }

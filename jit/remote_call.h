@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,10 +44,21 @@ struct RemoteSignature {
   bool sret = false;                       ///< the result is written through IR argument 0
 };
 
-/// Calling side: appends the argument blob of a call whose IR arguments are in `slots`.
+/// Calling side: the size of the argument blob of a call whose IR arguments are in `slots`.
 /// Returns false (with `error`) if a count is negative or too large.
+[[nodiscard]] bool marshaledCallSize(const RemoteSignature &sig, void *const *slots,
+                                     std::size_t &size, std::string &error);
+
+/// Calling side: writes the argument blob (marshaledCallSize bytes, which must have succeeded)
+/// to `out`, e.g. straight into the message being built.
+void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_t *out);
+
+/// Calling side: the argument blob as a vector (both steps above).
 [[nodiscard]] bool marshalCall(const RemoteSignature &sig, void *const *slots,
                                std::vector<std::uint8_t> &out, std::string &error);
+
+/// Where serveCall writes a reply: called once with the reply's size, returns room for it.
+using ReplyAllocator = std::function<std::uint8_t *(std::size_t size)>;
 
 /// Calling side: writes a reply blob into the IR return value (`ret`), the sret struct and the
 /// caller's out-buffers. Returns false (with `error`) if the blob does not match the plan.
@@ -58,7 +70,7 @@ struct RemoteSignature {
 /// false (with `error`, and nothing called) if the blob does not match the plan.
 [[nodiscard]] bool serveCall(const RemoteSignature &sig, DispatchFn dispatch,
                              const std::uint8_t *data, std::size_t size,
-                             std::vector<std::uint8_t> &reply, std::string &error);
+                             const ReplyAllocator &reply, std::string &error);
 
 } // namespace distnode::jit
 

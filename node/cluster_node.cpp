@@ -256,20 +256,13 @@ struct ClusterNode::Impl {
     static const std::uint8_t kEmpty = 0;
     const std::uint8_t *args = call.args() ? call.args()->data() : &kEmpty;
     std::size_t size = call.args() ? call.args()->size() : 0;
-    // One reply buffer per nesting level of this thread, kept between calls: a nested call
-    // served while this one waits must not reuse it.
-    thread_local std::vector<std::unique_ptr<std::vector<std::uint8_t>>> replies;
-    thread_local std::size_t depth = 0;
-    if (depth == replies.size())
-      replies.push_back(std::make_unique<std::vector<std::uint8_t>>());
-    std::vector<std::uint8_t> &reply = *replies[depth++];
-    reply.clear();
+    transport::ReplyBuilder reply;
     std::string error;
-    bool ok = session->serve(call.function(), args, size, reply, error);
-    --depth;
-    if (!ok)
+    if (!session->serve(
+            call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); },
+            error))
       return transport::makeError(call_id, wire::ErrorCode::Malformed, error);
-    return transport::makeReply(call_id, reply.data(), reply.size());
+    return reply.finish(call_id);
   }
 
   zmq::message_t answerJoin(const wire::Join &join) {
@@ -476,17 +469,17 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     return;
   }
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
-  thread_local std::vector<std::uint8_t> args;
-  args.clear();
+  std::size_t size = 0;
   std::string error;
-  if (!jit::marshalCall(sig, slots, args, error))
+  if (!jit::marshaledCallSize(sig, slots, size, error))
     n.fatal("call of `" + sig.name + "`: " + error);
   std::uint64_t call_id = n.next_call_id++;
+  zmq::message_t call = transport::makeCallWith(
+      call_id, id, n.epoch.load(), size,
+      [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); });
   zmq::message_t response;
   const wire::Envelope *envelope = nullptr;
-  if (!n.request(owner,
-                 transport::makeCall(call_id, id, n.epoch.load(), args.data(), args.size()),
-                 call_id, milliseconds(0), response, envelope, error))
+  if (!n.request(owner, std::move(call), call_id, milliseconds(0), response, envelope, error))
     n.fatal("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
   if (const wire::Reply *reply = envelope->body_as_Reply()) {
     static const std::uint8_t kEmpty = 0;

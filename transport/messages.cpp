@@ -5,10 +5,8 @@
 
 namespace distnode::transport {
 
-namespace {
-
 // Hands the builder's buffer to ZeroMQ without copying it.
-zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
+static zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
                       flatbuffers::Offset<void> body) {
   b.Finish(wire::CreateEnvelope(b, type, body));
   std::size_t size = 0, offset = 0;
@@ -17,8 +15,6 @@ zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
       raw + offset, size - offset,
       [](void *, void *hint) { delete[] static_cast<std::uint8_t *>(hint); }, raw);
 }
-
-} // namespace
 
 const wire::Envelope *verifyEnvelope(const zmq::message_t &message) {
   flatbuffers::Verifier verifier(message.data<std::uint8_t>(), message.size());
@@ -63,6 +59,32 @@ zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint
   auto blob = b.CreateVector(args, size);
   auto body = wire::CreateCall(b, call_id, function, epoch, blob);
   return finish(b, wire::Body::Call, body.Union());
+}
+
+zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
+                            std::size_t size, const std::function<void(std::uint8_t *)> &fill) {
+  flatbuffers::FlatBufferBuilder b(size + 64);
+  std::uint8_t *room = nullptr;
+  auto blob = b.CreateUninitializedVector(size, &room);
+  fill(room);
+  auto body = wire::CreateCall(b, call_id, function, epoch, blob);
+  return finish(b, wire::Body::Call, body.Union());
+}
+
+std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
+  builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(size + 64);
+  std::uint8_t *room = nullptr;
+  result_ = builder_->CreateUninitializedVector(size, &room);
+  return room;
+}
+
+zmq::message_t ReplyBuilder::finish(std::uint64_t call_id) {
+  if (!builder_) {
+    builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(64);
+    result_ = builder_->CreateVector(static_cast<const std::uint8_t *>(nullptr), 0);
+  }
+  auto body = wire::CreateReply(*builder_, call_id, result_);
+  return transport::finish(*builder_, wire::Body::Reply, body.Union());
 }
 
 zmq::message_t makeReply(std::uint64_t call_id, const std::uint8_t *result, std::size_t size) {

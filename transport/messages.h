@@ -7,7 +7,9 @@
 #include <zmq.hpp>
 
 #include <array>
+#include <memory>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -31,6 +33,24 @@ inline constexpr std::uint32_t kProtocolVersion = 1;
 [[nodiscard]] zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function,
                                       std::uint64_t epoch, const std::uint8_t *args,
                                       std::size_t size);
+/// A Call whose argument blob of `size` bytes is written by `fill` straight into the message.
+[[nodiscard]] zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function,
+                                          std::uint64_t epoch, std::size_t size,
+                                          const std::function<void(std::uint8_t *)> &fill);
+
+/// Builds a Reply whose result is written in place: allocate() once, then finish().
+class ReplyBuilder {
+public:
+  /// Room for a result of `size` bytes inside the message being built.
+  std::uint8_t *allocate(std::size_t size);
+  /// The finished message (an empty result if allocate was not called).
+  [[nodiscard]] zmq::message_t finish(std::uint64_t call_id);
+
+private:
+  std::unique_ptr<flatbuffers::FlatBufferBuilder> builder_;
+  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> result_;
+};
+
 [[nodiscard]] zmq::message_t makeReply(std::uint64_t call_id, const std::uint8_t *result,
                                        std::size_t size);
 [[nodiscard]] zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code,

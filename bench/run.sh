@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the benchmarks with interleaved repetitions (this machine is shared and noisy) and prints
+# the median of each with the ratio to its baseline from the same run.
+#   bash bench/run.sh [build-dir]
+set -euo pipefail
+build=${1:-build}
+out=$(mktemp -d)
+reps=${REPS:-5}
+flags=(--benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true
+       --benchmark_report_aggregates_only=true --benchmark_format=json)
+"$build/bin/bench_stub" "${flags[@]}" >"$out/stub.json"
+"$build/bin/bench_remote" "${flags[@]}" --benchmark_min_time=0.2 >"$out/remote.json"
+python3 - "$out/stub.json" "$out/remote.json" <<'PY'
+import json, sys
+med = {}
+for path in sys.argv[1:]:
+    for b in json.load(open(path))["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            med[b["run_name"].split("/repeats:")[0]] = b
+
+def ns_per_call(name):
+    return med[name]["ns_per_call"] * 1e9  # JSON holds seconds per call
+
+d, s = ns_per_call("BM_Call_Direct"), ns_per_call("BM_Call_Stub")
+print("local call (median of interleaved repetitions)")
+print(f"  direct {d:.3f} ns   stub {s:.3f} ns   extra {s - d:+.3f} ns   ratio {s / d:.2f}x")
+print("round trip, raw ZeroMQ DEALER/ROUTER vs remote call of echo_bytes (same payload each way)")
+print(f"  {'bytes':>8} {'raw us':>9} {'remote us':>10} {'ratio':>6}")
+for size in [8, 64, 512, 4096, 32768, 262144, 1048576]:
+    raw = med[f"BM_RoundTrip_RawZmq/{size}"]["real_time"] / 1e3
+    rem = med[f"BM_RoundTrip_RemoteCall/{size}"]["real_time"] / 1e3
+    print(f"  {size:>8} {raw:>9.1f} {rem:>10.1f} {rem / raw:>5.2f}x")
+print("remote calls per second (tiny_remote, one member node)")
+for t in [1, 4, 16]:
+    b = med[f"BM_RemoteCalls_Threads/real_time/threads:{t}"]
+    print(f"  {t:>2} app threads: {b['items_per_second']:>9.0f} calls/s")
+PY
+rm -rf "$out"
