@@ -66,6 +66,52 @@ INSTANTIATE_TEST_SUITE_P(
                       ScatterRun{"rules", fixture("rules"), {}, 3, false}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
+// One test per marshaling kind: each line of the marshal fixture exercises one kind across
+// nodes (scatter over 3 nodes); the line must equal the native run's.
+struct KindCase {
+  const char *kind;
+  const char *line_prefix;
+};
+
+class MarshalKindAcrossNodes : public ::testing::TestWithParam<KindCase> {
+protected:
+  static std::pair<std::vector<std::string>, std::vector<std::string>> &runs() {
+    static auto both = [] {
+      auto native = runProcess({fixture("marshal") + ".native"});
+      auto cluster = runProcess({kDistnode, "--local", "3", "--placement", "scatter",
+                                 fixture("marshal") + ".bc"});
+      return std::make_pair(splitLines(native.out), splitLines(cluster.out));
+    }();
+    return both;
+  }
+  static std::string lineOf(const std::vector<std::string> &lines, const std::string &prefix) {
+    for (const auto &l : lines)
+      if (l.rfind(prefix, 0) == 0)
+        return l;
+    return "(missing)";
+  }
+};
+
+TEST_P(MarshalKindAcrossNodes, SameResultAsNative) {
+  const KindCase &c = GetParam();
+  std::string expected = lineOf(runs().first, c.line_prefix);
+  ASSERT_NE(expected, "(missing)");
+  EXPECT_EQ(lineOf(runs().second, c.line_prefix), expected) << c.kind;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, MarshalKindAcrossNodes,
+    ::testing::Values(KindCase{"integers_and_doubles", "scalars "},
+                      KindCase{"structs_by_value_coerced", "small_structs "},
+                      KindCase{"struct_by_value_byval_and_sret", "big_struct "},
+                      KindCase{"c_strings", "string_len "},
+                      KindCase{"in_out_inout_buffers", "buffers "},
+                      KindCase{"void_buffer_in_bytes", "void_buffer "},
+                      KindCase{"struct_pointers_in_and_inout", "struct_ptrs "},
+                      KindCase{"gpin_handles", "account "},
+                      KindCase{"nested_calls", "ping "}),
+    [](const ::testing::TestParamInfo<KindCase> &info) { return std::string(info.param.kind); });
+
 // "distnode: placement: f on nX" lines of --verbose.
 std::map<std::string, std::string> placementOf(const std::string &err) {
   std::map<std::string, std::string> where;
