@@ -3,11 +3,15 @@
 
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
+#include "profiler/instrument.h"
+#include "profiler/profiler.h"
 
 #include "llvm/ExecutionEngine/Orc/Core.h"
 #include "llvm/ExecutionEngine/Orc/IndirectionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/ExecutionEngine/JITLink/JITLink.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
+#include "llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h"
 #include "llvm/ExecutionEngine/Orc/TargetProcess/TargetExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/ThreadSafeModule.h"
 #include "llvm/IR/IRBuilder.h"
@@ -19,8 +23,10 @@
 #include "llvm/TargetParser/Host.h"
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <iostream>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <stdlib.h>
@@ -150,6 +156,7 @@ struct JitSession::Impl {
   std::vector<std::uint64_t> impl_addr, remote_addr;
   std::vector<DispatchFn> dispatch;
   std::unique_ptr<std::atomic<std::uint8_t>[]> linked; // StubTarget per function
+  std::vector<std::uint32_t> profile_ids; // by remote id; empty without profiling
   RemoteHandler remote_handler;
   std::function<void(int)> exit_hook;
 };
@@ -157,6 +164,90 @@ struct JitSession::Impl {
 namespace {
 
 constexpr const char *kCallRemoteSymbol = "__distnode_call_remote";
+constexpr const char *kThreadInitSymbol = "__distnode_prof_thread_init";
+constexpr const char *kStringBytesSymbol = "__distnode_prof_string_bytes";
+
+// Bytes a `const char *` argument takes in a call blob (remote_call.h): the presence flag is
+// counted statically; a present string adds its length and the 8-byte length field.
+std::uint64_t stringBytes(const char *s) { return s ? 8 + std::strlen(s) : 0; }
+
+// The i64 element count of a buffer parameter at a call (negative counts count as 0).
+llvm::Value *emitCount(llvm::IRBuilderBase &b, llvm::CallBase &call, const RemoteSignature &sig,
+                       const ValuePlan &p) {
+  if (p.count_param < 0)
+    return b.getInt64(p.count_value);
+  llvm::Value *v = call.getArgOperand(sig.params[p.count_param].ir_args.at(0));
+  llvm::Value *wide = b.CreateSExtOrTrunc(v, b.getInt64Ty());
+  return b.CreateSelect(b.CreateICmpSLT(wide, b.getInt64(0)), b.getInt64(0), wide);
+}
+
+// `present ? 8 + bytes : 0` for a pointer argument.
+llvm::Value *ifPresent(llvm::IRBuilderBase &b, llvm::Value *pointer, llvm::Value *bytes) {
+  return b.CreateSelect(b.CreateIsNotNull(pointer), b.CreateAdd(b.getInt64(8), bytes),
+                        b.getInt64(0));
+}
+
+// Emits the exact size of the argument blob marshalCall would produce for this call, so that
+// the profile counts the same bytes whether the call stays local or crosses nodes.
+llvm::Value *emitCallBytes(llvm::IRBuilderBase &b, llvm::CallBase &call,
+                           const RemoteSignature &sig, llvm::Function *string_bytes) {
+  std::uint64_t fixed = 0;
+  llvm::Value *total = nullptr;
+  auto add = [&](llvm::Value *v) { total = total ? b.CreateAdd(total, v) : v; };
+  for (const ValuePlan &p : sig.params) {
+    llvm::Value *arg = call.getArgOperand(p.ir_args.at(0));
+    switch (p.kind) {
+    case MarshalKind::StructByValue:
+      if (p.ir_args.size() == 1 && sig.ir_arg_byval[p.ir_args[0]]) {
+        fixed += p.size;
+        break;
+      }
+      [[fallthrough]];
+    case MarshalKind::Integer:
+    case MarshalKind::Float:
+    case MarshalKind::GPinHandle:
+      for (unsigned a : p.ir_args)
+        fixed += sig.ir_arg_sizes[a];
+      break;
+    case MarshalKind::CString:
+      fixed += 1;
+      add(b.CreateCall(string_bytes, {arg}));
+      break;
+    case MarshalKind::BufferIn:
+    case MarshalKind::BufferInOut:
+      fixed += 1;
+      add(ifPresent(b, arg, b.CreateMul(emitCount(b, call, sig, p), b.getInt64(p.size))));
+      break;
+    case MarshalKind::BufferOut:
+      fixed += 1;
+      break;
+    case MarshalKind::StructPtrIn:
+    case MarshalKind::StructPtrInOut:
+      fixed += 1;
+      add(ifPresent(b, arg, b.getInt64(p.size)));
+      break;
+    default:
+      break;
+    }
+  }
+  llvm::Value *result = b.getInt64(fixed);
+  return total ? b.CreateAdd(result, total) : result;
+}
+
+// Emits the exact size of the reply blob (result and copied-out buffers).
+llvm::Value *emitReplyBytes(llvm::IRBuilderBase &b, llvm::CallBase &call,
+                            const RemoteSignature &sig) {
+  llvm::Value *total = b.getInt64(sig.sret ? sig.result.size : sig.ir_return_size);
+  for (const ValuePlan &p : sig.params) {
+    llvm::Value *arg = call.getArgOperand(p.ir_args.at(0));
+    if (p.kind == MarshalKind::BufferOut || p.kind == MarshalKind::BufferInOut)
+      total = b.CreateAdd(total, ifPresent(b, arg, b.CreateMul(emitCount(b, call, sig, p),
+                                                               b.getInt64(p.size))));
+    else if (p.kind == MarshalKind::StructPtrInOut)
+      total = b.CreateAdd(total, ifPresent(b, arg, b.getInt64(p.size)));
+  }
+  return total;
+}
 
 // What every remote thunk calls: the session's remote handler.
 void callRemote(void *context, std::uint32_t id, void **slots, void *ret) {
@@ -251,6 +342,45 @@ void rewriteFunction(llvm::Module &m, const std::string &name, std::uint32_t id,
     b.CreateRetVoid();
   }
 }
+
+// Records where the code of the profiled functions landed, once JITLink has placed it.
+class CodeRangePlugin : public orc::ObjectLinkingLayer::Plugin {
+public:
+  explicit CodeRangePlugin(std::map<std::string, std::uint32_t> ids) : ids_(std::move(ids)) {}
+
+  void modifyPassConfig(orc::MaterializationResponsibility &, llvm::jitlink::LinkGraph &,
+                        llvm::jitlink::PassConfiguration &config) override {
+    config.PostFixupPasses.push_back([this](llvm::jitlink::LinkGraph &g) {
+      std::lock_guard lock(mu_);
+      for (llvm::jitlink::Symbol *sym : g.defined_symbols()) {
+        if (!sym->hasName() || !sym->isCallable())
+          continue;
+        auto it = ids_.find(sym->getName().str());
+        if (it != ids_.end())
+          ranges_.push_back({sym->getAddress().getValue(),
+                             sym->getAddress().getValue() + sym->getSize(), it->second});
+      }
+      return llvm::Error::success();
+    });
+  }
+  llvm::Error notifyFailed(orc::MaterializationResponsibility &) override {
+    return llvm::Error::success();
+  }
+  llvm::Error notifyRemovingResources(orc::JITDylib &, orc::ResourceKey) override {
+    return llvm::Error::success();
+  }
+  void notifyTransferringResources(orc::JITDylib &, orc::ResourceKey, orc::ResourceKey) override {}
+
+  std::vector<profiler::CodeRange> ranges() {
+    std::lock_guard lock(mu_);
+    return ranges_;
+  }
+
+private:
+  std::map<std::string, std::uint32_t> ids_;
+  std::mutex mu_; ///< guards ranges_ (links may run on other threads)
+  std::vector<profiler::CodeRange> ranges_;
+};
 
 } // namespace
 
@@ -379,6 +509,57 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       return err;
   }
 
+  CodeRangePlugin *code_ranges = nullptr; // owned by the linking layer
+  if (options.profile) {
+    // Every non-local function is profiled; calls of remotable ones are call edges.
+    profiler::InstrumentSpec spec;
+    spec.thread_state_offset = profiler::Profiler::threadStateOffset();
+    spec.thread_init_symbol = kThreadInitSymbol;
+    auto *string_bytes = llvm::cast<llvm::Function>(
+        module
+            .getOrInsertFunction(kStringBytesSymbol,
+                                 llvm::FunctionType::get(llvm::Type::getInt64Ty(ctx), {ptr},
+                                                         false))
+            .getCallee());
+    impl->profile_ids.assign(impl->functions.size(), 0);
+    for (const FunctionInfo &f : analysis.functions) {
+      if (f.placement == Placement::Local)
+        continue;
+      profiler::ProfiledFunction pf;
+      pf.name = f.name;
+      pf.body = f.remote_id >= 0 ? f.name + ".impl" : f.name;
+      if (!module.getFunction(pf.body))
+        continue;
+      if (f.remote_id >= 0) {
+        const RemoteSignature *sig = &impl->functions[f.remote_id];
+        pf.call_bytes = [sig, string_bytes](llvm::IRBuilderBase &b, llvm::CallBase &call) {
+          return emitCallBytes(b, call, *sig, string_bytes);
+        };
+        pf.reply_bytes = [sig](llvm::IRBuilderBase &b, llvm::CallBase &call) {
+          return emitReplyBytes(b, call, *sig);
+        };
+        impl->profile_ids[f.remote_id] = static_cast<std::uint32_t>(spec.functions.size() + 1);
+      }
+      spec.functions.push_back(std::move(pf));
+    }
+    std::map<std::string, std::uint32_t> body_ids;
+    for (std::size_t i = 0; i < spec.functions.size(); ++i)
+      body_ids[spec.functions[i].body] = static_cast<std::uint32_t>(i + 1);
+    if (auto *linker = dynamic_cast<orc::ObjectLinkingLayer *>(&j.getObjLinkingLayer())) {
+      auto plugin = std::make_unique<CodeRangePlugin>(std::move(body_ids));
+      code_ranges = plugin.get();
+      linker->addPlugin(std::move(plugin));
+    }
+    profiler::Profiler::instance().configure(profiler::instrumentModule(module, spec));
+    orc::SymbolMap hooks;
+    hooks[j.mangleAndIntern(kThreadInitSymbol)] = {
+        orc::ExecutorAddr::fromPtr(&profiler::Profiler::threadInit), callable};
+    hooks[j.mangleAndIntern(kStringBytesSymbol)] = {orc::ExecutorAddr::fromPtr(&stringBytes),
+                                                    callable};
+    if (auto err = main_jd.define(orc::absoluteSymbols(std::move(hooks))))
+      return err;
+  }
+
   orc::ThreadSafeModule tsm(std::move(program.module), std::move(program.context));
   if (auto err = j.addIRModule(std::move(tsm)))
     return err;
@@ -406,6 +587,12 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     if (auto err = impl->stubs->updatePointer(name, *body))
       return err;
     impl->linked[id] = static_cast<std::uint8_t>(StubTarget::Local);
+  }
+  if (code_ranges) {
+    // Everything is in one module: the lookups above have linked all of it.
+    if (auto err = j.lookup("main").takeError())
+      llvm::consumeError(std::move(err)); // a program without main: no range for it
+    profiler::Profiler::instance().setCodeRanges(code_ranges->ranges());
   }
   return std::unique_ptr<JitSession>(new JitSession(std::move(impl)));
 }
@@ -435,6 +622,10 @@ void JitSession::relink(std::uint32_t id, StubTarget target) {
 
 StubTarget JitSession::linkedTo(std::uint32_t id) const {
   return static_cast<StubTarget>(impl_->linked[id].load());
+}
+
+std::uint32_t JitSession::profileId(std::uint32_t id) const {
+  return id < impl_->profile_ids.size() ? impl_->profile_ids[id] : 0;
 }
 
 void JitSession::setRemoteHandler(RemoteHandler handler) {

@@ -26,6 +26,9 @@ struct JitOptions {
   /// Run LLVM's O2 pipeline on the program before code generation. If false, code is generated
   /// from the IR as loaded (useful when debugging the runtime itself).
   bool optimize = true;
+  /// Instrument the program for the profiler (profiler/): call edges, bytes and self time.
+  /// If false, no counters are compiled in at all.
+  bool profile = true;
 };
 
 /// Where a remotable function's stub points.
@@ -67,6 +70,10 @@ public:
   void relink(std::uint32_t id, StubTarget target);
   /// Where function `id`'s stub points now.
   [[nodiscard]] StubTarget linkedTo(std::uint32_t id) const;
+
+  /// The profiler's id of remotable function `id` (profiler::Profiler), or 0 when the program
+  /// is not instrumented.
+  [[nodiscard]] std::uint32_t profileId(std::uint32_t id) const;
 
   /// Sets what remote thunks call. Without one, a call through a thunk is a fatal error.
   void setRemoteHandler(RemoteHandler handler);

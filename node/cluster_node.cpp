@@ -2,6 +2,7 @@
 #include "node/cluster_node.h"
 
 #include "jit/jit_session.h"
+#include "profiler/profiler.h"
 #include "transport/messages.h"
 
 #include "llvm/Support/Error.h"
@@ -82,6 +83,8 @@ struct ClusterNode::Impl {
   std::atomic<std::uint64_t> next_call_id{1};
   std::atomic<std::uint64_t> epoch{0};
   std::vector<std::atomic<std::uint16_t>> owners;
+
+  std::function<std::string()> shutdown_report;
 
   std::mutex mu; ///< guards joined, join_failure, shut_down
   std::condition_variable joined_changed;
@@ -234,9 +237,12 @@ struct ClusterNode::Impl {
       applyPlacement(list, p.epoch());
       return transport::makeReply(call_id, nullptr, 0);
     }
-    case wire::Body::Shutdown:
+    case wire::Body::Shutdown: {
       stop = true;
-      return transport::makeReply(call_id, nullptr, 0);
+      std::string report = shutdown_report ? shutdown_report() : std::string();
+      return transport::makeReply(call_id, reinterpret_cast<const std::uint8_t *>(report.data()),
+                                  report.size());
+    }
     default:
       return transport::makeError(call_id, wire::ErrorCode::Malformed,
                                   "unexpected message type for a node's call socket");
@@ -400,13 +406,18 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
   return llvm::Error::success();
 }
 
-void ClusterNode::shutdownCluster(int exit_code) {
+void ClusterNode::setShutdownReport(std::function<std::string()> report) {
+  impl_->shutdown_report = std::move(report);
+}
+
+std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
   Impl &n = *impl_;
   std::vector<int> members;
+  std::vector<std::string> reports(n.config.nodes.size());
   {
     std::lock_guard lock(n.mu);
     if (n.shut_down)
-      return;
+      return {};
     n.shut_down = true;
     for (std::size_t i = 0; i < n.joined.size(); ++i)
       if (n.joined[i])
@@ -415,12 +426,21 @@ void ClusterNode::shutdownCluster(int exit_code) {
   for (int m : members) {
     std::uint64_t id = n.next_call_id++;
     std::string error;
-    if (!n.acknowledged(m, transport::makeShutdown(id, exit_code), id, kShutdownTimeout, error))
+    zmq::message_t response;
+    const wire::Envelope *envelope = nullptr;
+    if (!n.request(m, transport::makeShutdown(id, exit_code), id, kShutdownTimeout, response,
+                   envelope, error)) {
       std::cerr << "distnode: warning: " << error << " (shutdown)\n";
+      continue;
+    }
+    if (const wire::Reply *r = envelope->body_as_Reply(); r && r->result())
+      reports[m].assign(reinterpret_cast<const char *>(r->result()->data()),
+                        r->result()->size());
   }
   n.stop = true;
   if (n.reactor.joinable() && std::this_thread::get_id() != n.reactor.get_id())
     n.reactor.join();
+  return reports;
 }
 
 llvm::Expected<int> ClusterNode::runMember() {
@@ -469,14 +489,17 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     return;
   }
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
+  auto started = Clock::now();
   std::size_t size = 0;
   std::string error;
   if (!jit::marshaledCallSize(sig, slots, size, error))
     n.fatal("call of `" + sig.name + "`: " + error);
   std::uint64_t call_id = n.next_call_id++;
+  std::size_t args_size = size;
   zmq::message_t call = transport::makeCallWith(
       call_id, id, n.epoch.load(), size,
       [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); });
+  auto marshaled = Clock::now();
   zmq::message_t response;
   const wire::Envelope *envelope = nullptr;
   if (!n.request(owner, std::move(call), call_id, milliseconds(0), response, envelope, error))
@@ -485,8 +508,13 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     static const std::uint8_t kEmpty = 0;
     const std::uint8_t *data = reply->result() ? reply->result()->data() : &kEmpty;
     std::size_t size = reply->result() ? reply->result()->size() : 0;
+    auto answered = Clock::now();
     if (!jit::unmarshalReply(sig, data, size, slots, ret, error))
       n.fatal("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
+    if (std::uint32_t pid = n.session->profileId(id))
+      profiler::Profiler::instance().recordRemoteCall(
+          pid, args_size + size, answered - marshaled,
+          (marshaled - started) + (Clock::now() - answered));
     return;
   }
   const wire::Error *e = envelope->body_as_Error();

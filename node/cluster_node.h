@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,8 +59,13 @@ public:
   /// function) and links this node's stubs by it.
   [[nodiscard]] llvm::Error startEntry(const std::vector<std::uint16_t> &owners);
 
-  /// Entry node: tells every other node to stop, and stops serving. Idempotent.
-  void shutdownCluster(int exit_code);
+  /// Entry node: tells every other node to stop, and stops serving. Returns each node's final
+  /// report (see setShutdownReport; "" for this node and for nodes that did not answer).
+  /// Idempotent: later calls return nothing.
+  std::vector<std::string> shutdownCluster(int exit_code);
+
+  /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
+  void setShutdownReport(std::function<std::string()> report);
 
   /// Other nodes: joins the entry node, then serves calls until Shutdown. Returns the exit
   /// code for this process.

@@ -14,12 +14,15 @@
 #include "node/cluster_node.h"
 #include "node/local_cluster.h"
 #include "node/placement_plan.h"
+#include "node/profile_report.h"
+#include "profiler/profiler.h"
 
 #include "llvm/Support/Error.h"
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 namespace {
@@ -62,8 +65,38 @@ struct Options {
   int local = 0;
   std::string placement;
   long join_timeout_ms = 10000;
+  bool no_profile = false;
+  std::string profile_out;
+  long profile_half_life_ms = 10000;
   unsigned min_instructions = distnode::jit::AnalysisOptions{}.min_instructions;
 };
+
+// Starts self-time sampling and sets the rate half-life, unless profiling is off.
+void startProfiling(const Options &opt) {
+  if (opt.no_profile)
+    return;
+  auto &p = distnode::profiler::Profiler::instance();
+  p.setHalfLife(std::chrono::milliseconds(opt.profile_half_life_ms));
+  p.startSampling(std::chrono::milliseconds(1));
+}
+
+// Writes --profile-out: this node's profile and the other nodes' reports (JSON texts).
+void writeProfile(const Options &opt, const std::string &node,
+                  const std::vector<std::string> &reports) {
+  if (opt.profile_out.empty() || opt.no_profile)
+    return;
+  auto &p = distnode::profiler::Profiler::instance();
+  p.stopSampling();
+  std::vector<nlohmann::json> nodes = {distnode::node::profileToJson(p.snapshot(), node)};
+  for (const auto &r : reports)
+    if (!r.empty())
+      nodes.push_back(nlohmann::json::parse(r, nullptr, /*allow_exceptions=*/false));
+  std::erase_if(nodes, [](const nlohmann::json &j) { return j.is_discarded(); });
+  std::ofstream out(opt.profile_out);
+  out << distnode::node::profileDocument(nodes).dump(2) << "\n";
+  if (!out)
+    std::cerr << "distnode: warning: cannot write profile to " << opt.profile_out << "\n";
+}
 
 int analyze(const Options &opt, const distnode::jit::Program &program,
             const distnode::jit::ProgramAnalysis &analysis) {
@@ -119,6 +152,13 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     n->callRemote(id, slots, ret);
   });
   if (name != config->entry) {
+    if (!opt.no_profile)
+      (*node)->setShutdownReport([name] {
+        auto &p = distnode::profiler::Profiler::instance();
+        p.stopSampling();
+        return distnode::node::profileToJson(p.snapshot(), name).dump();
+      });
+    startProfiling(opt);
     auto code = (*node)->runMember();
     if (!code)
       return reportError(code.takeError());
@@ -146,10 +186,12 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
                 << config->nodes[(*owners)[f.id]].name << "\n";
   if (auto err = (*node)->startEntry(*owners))
     return reportError(std::move(err));
-  session.setExitHook([n = node->get()](int code) {
+  session.setExitHook([&opt, n = node->get(), name](int code) {
     std::fflush(nullptr);
-    n->shutdownCluster(code);
+    std::vector<std::string> reports = n->shutdownCluster(code);
+    writeProfile(opt, name, reports);
   });
+  startProfiling(opt);
   auto code = session.runMain(opt.args);
   if (!code)
     return reportError(code.takeError());
@@ -168,6 +210,7 @@ int run(const Options &opt, distnode::jit::Program program,
   std::array<std::uint8_t, 32> sha256 = program.sha256;
   distnode::jit::JitOptions jit_options;
   jit_options.optimize = !opt.no_opt;
+  jit_options.profile = !opt.no_profile;
   auto session = distnode::jit::JitSession::Create(std::move(program), analysis, jit_options);
   if (!session)
     return reportError(session.takeError());
@@ -175,6 +218,8 @@ int run(const Options &opt, distnode::jit::Program program,
     linkAllThroughLoopback(**session);
   if (!opt.join.empty())
     return runClusterNode(opt, **session, analysis, sha256);
+  (*session)->setExitHook([&opt](int) { writeProfile(opt, "local", {}); });
+  startProfiling(opt);
   auto code = (*session)->runMain(opt.args);
   if (!code)
     return reportError(code.takeError());
@@ -219,6 +264,15 @@ int main(int argc, char **argv) {
                  "with --local: how long the entry node waits for the others")
       ->needs(local)
       ->check(CLI::PositiveNumber);
+  app.add_flag("--no-profile", opt.no_profile,
+               "compile no profiling counters and take no samples");
+  app.add_option("--profile-out", opt.profile_out,
+                 "when the program ends, write the profile (all nodes' and merged) to this JSON "
+                 "file; on a cluster, the entry node writes it");
+  app.add_option("--profile-half-life-ms", opt.profile_half_life_ms,
+                 "half-life of the profile's decayed rates")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -260,6 +314,13 @@ int main(int argc, char **argv) {
       local_options.node_flags.push_back("--no-opt");
     if (opt.verbose)
       local_options.node_flags.push_back("--verbose");
+    if (opt.no_profile)
+      local_options.node_flags.push_back("--no-profile");
+    local_options.node_flags.insert(
+        local_options.node_flags.end(),
+        {"--profile-half-life-ms", std::to_string(opt.profile_half_life_ms)});
+    if (!opt.profile_out.empty())
+      local_options.entry_flags = {"--profile-out", opt.profile_out};
     if (opt.min_instructions != distnode::jit::AnalysisOptions{}.min_instructions)
       local_options.node_flags.insert(local_options.node_flags.end(),
                                       {"--min-instructions",

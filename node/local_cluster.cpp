@@ -154,6 +154,8 @@ int runLocalCluster(const LocalClusterOptions &options) {
     c.name = "n" + std::to_string(i);
     std::vector<std::string> argv = {"distnode", "--join", config, "--name", c.name};
     argv.insert(argv.end(), options.node_flags.begin(), options.node_flags.end());
+    if (i == 0)
+      argv.insert(argv.end(), options.entry_flags.begin(), options.entry_flags.end());
     argv.push_back(options.bitcode);
     argv.push_back("--");
     argv.insert(argv.end(), options.program_args.begin(), options.program_args.end());

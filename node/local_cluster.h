@@ -15,6 +15,8 @@ struct LocalClusterOptions {
   std::vector<std::string> program_args;
   /// Flags passed to every node's `distnode --join` (e.g. --placement FILE).
   std::vector<std::string> node_flags;
+  /// Flags passed to the entry node only (e.g. --profile-out FILE).
+  std::vector<std::string> entry_flags;
   std::chrono::milliseconds join_timeout{10000};
 };
 

@@ -2,6 +2,9 @@
 #include "tests/support/subprocess.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
 
 #include <csignal>
 #include <fcntl.h>
@@ -223,6 +226,77 @@ TEST(Cluster, LocalClusterPassesExitCodeAndPrefixesOtherNodesOutput) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "arg 1: a\narg 2: b\n");
   EXPECT_EQ(r.err, "to stderr\n");
+}
+
+// The merged profile counts each call on its caller's node, so the totals of edges (calls and
+// bytes) and of functions (calls) do not depend on the placement.
+TEST(ClusterProfile, MergedTotalsAreTheSameOnOneNodeAndScattered) {
+  auto profileOf = [](std::vector<std::string> argv, const std::string &name) {
+    std::string out = ::testing::TempDir() + "/" + name + ".json";
+    std::remove(out.c_str());
+    argv.insert(argv.begin() + 1, {"--profile-out", out});
+    auto r = runProcess(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream in(out);
+    nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
+    EXPECT_FALSE(doc.is_discarded()) << "no profile written to " << out;
+    return doc;
+  };
+  std::string bc = example("phases") + ".bc";
+  nlohmann::json one = profileOf({kDistnode, bc, "--", "2", "3000"}, "one_node");
+  nlohmann::json three = profileOf(
+      {kDistnode, "--local", "3", "--placement", "scatter", bc, "--", "2", "3000"}, "three");
+  ASSERT_FALSE(one.is_discarded() || three.is_discarded());
+  EXPECT_EQ(one.at("schema"), "distnode-profile/1");
+  EXPECT_EQ(one.at("nodes").size(), 1u);
+  EXPECT_EQ(three.at("nodes").size(), 3u) << "every node reports at shutdown";
+
+  auto edgeTotals = [](const nlohmann::json &doc) {
+    std::map<std::string, std::tuple<std::uint64_t, std::uint64_t, std::uint64_t>> t;
+    for (const auto &e : doc.at("merged").at("edges"))
+      t[e.at("caller").get<std::string>() + "->" + e.at("callee").get<std::string>()] = {
+          e.at("calls"), e.at("call_bytes"), e.at("reply_bytes")};
+    return t;
+  };
+  auto a = edgeTotals(one), b = edgeTotals(three);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(std::get<0>(a["stage_a->filter_a"]), 6000u) << "2 rounds of 3000 calls";
+  EXPECT_EQ(std::get<1>(a["stage_b->reduce_b"]), 8u * (1 + 8 + 8192 * 8 + 8))
+      << "2 rounds of 4 chunks of 8192 doubles, with presence flag and length";
+
+  bool timed = false;
+  for (const auto &r : three.at("nodes").at(0).at("remote"))
+    timed |= r.at("round_trip_s_mean").get<double>() > 0;
+  EXPECT_TRUE(timed) << "the entry node timed its remote calls";
+}
+
+TEST(ClusterProfile, SelfTimeIsChargedOnTheNodeThatRanTheFunction) {
+  std::string out = ::testing::TempDir() + "/self_time.json";
+  std::string placement = writeTempFile("hash_on_n1.yaml", "hash_block: n1\n");
+  auto r = runProcess({kDistnode, "--local", "2", "--placement", placement, "--profile-out", out,
+                       example("pipeline") + ".bc", "--", "1500"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(out);
+  nlohmann::json doc = nlohmann::json::parse(in);
+  auto selfTime = [&](const std::string &node, const std::string &fn) {
+    for (const auto &n : doc.at("nodes"))
+      if (n.at("node") == node)
+        for (const auto &f : n.at("functions"))
+          if (f.at("name") == fn)
+            return f.at("self_cpu_s").get<double>();
+    return -1.0;
+  };
+  EXPECT_GT(selfTime("n1", "hash_block"), 0.02) << "1500 blocks of hashing ran on n1";
+  EXPECT_EQ(selfTime("n0", "hash_block"), 0.0) << "and none on n0";
+}
+
+TEST(ClusterProfile, NoProfileWritesNothing) {
+  std::string out = ::testing::TempDir() + "/no_profile.json";
+  std::remove(out.c_str());
+  auto r = runProcess({kDistnode, "--no-profile", "--profile-out", out,
+                       example("pipeline") + ".bc", "--", "4"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(std::ifstream(out).good());
 }
 
 TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {

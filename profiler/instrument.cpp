@@ -1,0 +1,169 @@
+// instrument.cpp - the IR instrumentation pass.
+#include "profiler/instrument.h"
+
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/Instructions.h"
+#include "llvm/IR/IntrinsicInst.h"
+#include "llvm/IR/Intrinsics.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Transforms/Utils/BasicBlockUtils.h"
+
+#include <map>
+
+namespace distnode::profiler {
+
+namespace {
+
+struct Site {
+  llvm::CallBase *call;
+  std::uint32_t callee;
+  std::uint32_t caller; // CallSite::kDynamicCaller inside local functions
+};
+
+bool isGlue(const llvm::Function &f) {
+  return f.getName().ends_with(".remote") || f.getName().ends_with(".dispatch");
+}
+
+// The thread's ThreadState address and counter block, computed once at function entry (after
+// the allocas, which must stay first for mem2reg). The block is created on the thread's first
+// profiled call.
+struct Entry {
+  llvm::Value *state = nullptr;
+  llvm::Value *block = nullptr;
+};
+
+Entry emitEntry(llvm::Function &f, const InstrumentSpec &spec, llvm::Function *thread_init) {
+  llvm::LLVMContext &ctx = f.getContext();
+  llvm::BasicBlock &entry = f.getEntryBlock();
+  llvm::BasicBlock::iterator at = entry.getFirstInsertionPt();
+  while (at != entry.end() && llvm::isa<llvm::AllocaInst>(*at))
+    ++at;
+  llvm::IRBuilder<> b(&entry, at);
+  llvm::Function *tp_fn =
+      llvm::Intrinsic::getDeclaration(f.getParent(), llvm::Intrinsic::thread_pointer);
+  llvm::Value *tp = b.CreateCall(tp_fn, {}, "tp");
+  llvm::Value *state = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), tp, spec.thread_state_offset,
+                                                    "prof.state");
+  llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
+  llvm::Value *block0 = b.CreateLoad(ptr, state, "prof.block");
+  llvm::Value *missing = b.CreateIsNull(block0);
+  llvm::Instruction *then =
+      llvm::SplitBlockAndInsertIfThen(missing, &*b.GetInsertPoint(), /*Unreachable=*/false);
+  llvm::BasicBlock *init_bb = then->getParent();
+  llvm::IRBuilder<> ib(then);
+  llvm::Value *block1 = ib.CreateCall(thread_init, {}, "prof.block.new");
+  llvm::BasicBlock *cont = then->getSuccessor(0);
+  llvm::IRBuilder<> cb(cont, cont->getFirstInsertionPt());
+  llvm::PHINode *block = cb.CreatePHI(ptr, 2, "prof.counters");
+  block->addIncoming(block0, &entry);
+  block->addIncoming(block1, init_bb);
+  return {state, block};
+}
+
+void bump(llvm::IRBuilder<> &b, llvm::Value *block, llvm::Value *index, llvm::Value *amount) {
+  llvm::Value *slot = b.CreateInBoundsGEP(b.getInt64Ty(), block, index);
+  llvm::Value *old = b.CreateLoad(b.getInt64Ty(), slot);
+  b.CreateStore(b.CreateAdd(old, amount), slot);
+}
+
+} // namespace
+
+ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
+  ProfileLayout layout;
+  std::map<std::string, std::uint32_t> body_id, callee_id;
+  for (std::size_t i = 0; i < spec.functions.size(); ++i) {
+    const ProfiledFunction &pf = spec.functions[i];
+    auto id = static_cast<std::uint32_t>(i + 1);
+    layout.functions.push_back(pf.name);
+    body_id[pf.body] = id;
+    if (pf.call_bytes)
+      callee_id[pf.name] = id;
+  }
+
+  // Find the sites; those with a fixed caller first.
+  std::vector<Site> fixed, dynamic;
+  for (llvm::Function &f : m) {
+    if (f.isDeclaration() || isGlue(f))
+      continue;
+    auto own = body_id.find(f.getName().str());
+    for (llvm::BasicBlock &bb : f)
+      for (llvm::Instruction &i : bb) {
+        auto *call = llvm::dyn_cast<llvm::CallBase>(&i);
+        if (!call)
+          continue;
+        auto *callee = llvm::dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
+        if (!callee || !callee->isDeclaration())
+          continue;
+        auto it = callee_id.find(callee->getName().str());
+        if (it == callee_id.end())
+          continue;
+        if (own != body_id.end())
+          fixed.push_back({call, it->second, own->second});
+        else
+          dynamic.push_back({call, it->second, CallSite::kDynamicCaller});
+      }
+  }
+  std::vector<Site> sites = fixed;
+  sites.insert(sites.end(), dynamic.begin(), dynamic.end());
+  for (const Site &s : sites)
+    layout.sites.push_back({s.caller, s.callee});
+
+  llvm::LLVMContext &ctx = m.getContext();
+  llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
+  llvm::Type *i32 = llvm::Type::getInt32Ty(ctx);
+  llvm::Type *i64 = llvm::Type::getInt64Ty(ctx);
+  llvm::Function *thread_init = llvm::cast<llvm::Function>(
+      m.getOrInsertFunction(spec.thread_init_symbol, llvm::FunctionType::get(ptr, false))
+          .getCallee());
+
+  std::map<llvm::Function *, std::vector<std::size_t>> sites_in;
+  for (std::size_t s = 0; s < sites.size(); ++s)
+    sites_in[sites[s].call->getFunction()].push_back(s);
+  std::vector<llvm::Function *> todo;
+  for (llvm::Function &f : m)
+    if (!f.isDeclaration() && !isGlue(f) &&
+        (body_id.count(f.getName().str()) || sites_in.count(&f)))
+      todo.push_back(&f);
+
+  for (llvm::Function *f : todo) {
+    Entry entry = emitEntry(*f, spec, thread_init);
+    llvm::Value *current_slot = nullptr;
+    {
+      llvm::IRBuilder<> b(llvm::cast<llvm::Instruction>(entry.block)->getParent()->getFirstNonPHI());
+      current_slot = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), entry.state, kCurrentField);
+      auto own = body_id.find(f->getName().str());
+      if (own != body_id.end()) {
+        // Profiled body: the current function while it runs, restored at every return.
+        // Volatile: only the SIGPROF handler reads the marker, which the optimizer cannot see,
+        // so it would drop the first store as dead.
+        llvm::Value *previous = b.CreateLoad(i32, current_slot, /*isVolatile=*/true, "prof.prev");
+        b.CreateStore(b.getInt32(own->second), current_slot, /*isVolatile=*/true);
+        for (llvm::BasicBlock &bb : *f)
+          if (auto *ret = llvm::dyn_cast<llvm::ReturnInst>(bb.getTerminator()))
+            llvm::IRBuilder<>(ret).CreateStore(previous, current_slot, /*isVolatile=*/true);
+      }
+    }
+    for (std::size_t s : sites_in[f]) {
+      const Site &site = sites[s];
+      llvm::CallBase *call = site.call;
+      llvm::IRBuilder<> b(call);
+      const ProfiledFunction &pf = spec.functions[site.callee - 1];
+      llvm::Value *call_bytes = pf.call_bytes(b, *call);
+      llvm::Value *reply_bytes = pf.reply_bytes(b, *call);
+      llvm::Value *index;
+      if (site.caller != CallSite::kDynamicCaller) {
+        index = b.getInt64(layout.counterIndex(s));
+      } else {
+        llvm::Value *caller = b.CreateZExt(b.CreateLoad(i32, current_slot), i64);
+        index = b.CreateAdd(b.getInt64(layout.counterIndex(s, 0)),
+                            b.CreateMul(caller, b.getInt64(kSiteCounters)));
+      }
+      bump(b, entry.block, index, b.getInt64(1));
+      bump(b, entry.block, b.CreateAdd(index, b.getInt64(1)), call_bytes);
+      bump(b, entry.block, b.CreateAdd(index, b.getInt64(2)), reply_bytes);
+    }
+  }
+  return layout;
+}
+
+} // namespace distnode::profiler

@@ -1,0 +1,299 @@
+// profiler.cpp - the run-time side of profiling.
+#include "profiler/profiler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <sys/time.h>
+#include <ucontext.h>
+
+namespace distnode::profiler {
+
+namespace {
+
+// Static TLS of the executable (initial-exec): at the same offset from every thread's thread
+// pointer, and readable from a signal handler.
+__thread ThreadState tl_state __attribute__((tls_model("initial-exec")));
+
+// Set once in configure(); read by the SIGPROF handler.
+std::atomic<std::size_t> samples_index{0};
+std::atomic<std::size_t> samples_functions{0};
+
+std::uint64_t threadCpuNs() {
+  timespec now;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1000000000u + now.tv_nsec;
+}
+
+// Published once the program is compiled; replaced arrays are never freed (a handler may still
+// be reading them).
+struct Ranges {
+  const CodeRange *data = nullptr;
+  std::size_t size = 0;
+};
+std::atomic<Ranges *> code_ranges{nullptr};
+
+std::uint32_t functionAt(std::uintptr_t pc) {
+  const Ranges *r = code_ranges.load(std::memory_order_acquire);
+  if (!r)
+    return kRoot;
+  std::size_t lo = 0, hi = r->size;
+  while (lo < hi) { // last range starting at or before pc
+    std::size_t mid = (lo + hi) / 2;
+    if (r->data[mid].start <= pc)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0 || pc >= r->data[lo - 1].end)
+    return kRoot;
+  return r->data[lo - 1].id;
+}
+
+void onSample(int, siginfo_t *, void *context) {
+  ThreadState &s = tl_state;
+  std::uint64_t *counters = s.counters;
+  if (!counters)
+    return;
+  auto *uc = static_cast<ucontext_t *>(context);
+  std::uint32_t id = functionAt(static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]));
+  if (id == kRoot)
+    id = s.current;
+  std::uint64_t cpu = threadCpuNs();
+  std::size_t base = samples_index.load(std::memory_order_relaxed);
+  if (s.last_cpu_ns && cpu > s.last_cpu_ns)
+    counters[base + id] += cpu - s.last_cpu_ns;
+  s.last_cpu_ns = cpu;
+  ++counters[base + samples_functions.load(std::memory_order_relaxed) + id];
+}
+
+std::uintptr_t threadPointer() {
+  std::uintptr_t tp;
+  asm("mov %%fs:0, %0" : "=r"(tp));
+  return tp;
+}
+
+} // namespace
+
+// Retires this thread's block when the thread exits, so that its counts are not lost.
+struct ThreadGuard {
+  ~ThreadGuard() {
+    std::uint64_t *block = tl_state.counters;
+    tl_state.counters = nullptr; // before freeing: a late SIGPROF must not touch it
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (block)
+      Profiler::instance().retire(block);
+  }
+};
+
+std::size_t ProfileLayout::staticSites() const {
+  std::size_t n = 0;
+  while (n < sites.size() && sites[n].caller != CallSite::kDynamicCaller)
+    ++n;
+  return n;
+}
+
+std::size_t ProfileLayout::counterIndex(std::size_t s, std::uint32_t caller) const {
+  std::size_t fixed = staticSites();
+  if (s < fixed)
+    return s * kSiteCounters;
+  return (fixed + (s - fixed) * functions.size() + caller) * kSiteCounters;
+}
+
+std::size_t ProfileLayout::samplesIndex() const {
+  std::size_t fixed = staticSites();
+  return (fixed + (sites.size() - fixed) * functions.size()) * kSiteCounters;
+}
+
+std::size_t ProfileLayout::blockSize() const { return samplesIndex() + 2 * functions.size(); }
+
+double decayedRate(double previous, bool had_rate, double delta, double dt_s,
+                   double half_life_s) {
+  if (dt_s <= 0)
+    return previous;
+  double rate = delta / dt_s;
+  if (!had_rate)
+    return rate;
+  double keep = std::exp2(-dt_s / half_life_s);
+  return previous * keep + rate * (1 - keep);
+}
+
+Profiler &Profiler::instance() {
+  static Profiler *p = new Profiler(); // lives until the process ends: threads may exit late
+  return *p;
+}
+
+void Profiler::configure(ProfileLayout layout) {
+  std::lock_guard lock(mu_);
+  // A new program in this process (tests run several): this thread starts a fresh block.
+  // Threads that ran the previous program's code have exited and retired theirs.
+  if (std::uint64_t *own = tl_state.counters) {
+    tl_state.counters = nullptr;
+    std::erase(blocks_, own);
+    delete[] own;
+  }
+  layout_ = std::move(layout);
+  retired_.assign(layout_.blockSize(), 0);
+  remote_.assign(layout_.functions.size(), {});
+  last_totals_.assign(layout_.blockSize(), 0);
+  rates_.assign(layout_.blockSize(), 0);
+  last_s_ = 0;
+  samples_index = layout_.samplesIndex();
+  samples_functions = layout_.functions.size();
+  start_ = std::chrono::steady_clock::now();
+  configured_ = true;
+}
+
+std::ptrdiff_t Profiler::threadStateOffset() {
+  return reinterpret_cast<std::uintptr_t>(&tl_state) - threadPointer();
+}
+
+std::uint64_t *Profiler::threadInit() {
+  if (tl_state.counters)
+    return tl_state.counters;
+  Profiler &p = instance();
+  std::uint64_t *block;
+  {
+    std::lock_guard lock(p.mu_);
+    block = new std::uint64_t[p.layout_.blockSize()]();
+    p.blocks_.push_back(block);
+  }
+  thread_local ThreadGuard guard;
+  (void)guard;
+  tl_state.last_cpu_ns = threadCpuNs();
+  tl_state.counters = block;
+  return block;
+}
+
+void Profiler::retire(std::uint64_t *block) {
+  std::lock_guard lock(mu_);
+  for (std::size_t i = 0; i < retired_.size(); ++i)
+    retired_[i] += block[i];
+  std::erase(blocks_, block);
+  delete[] block;
+}
+
+void Profiler::setCodeRanges(std::vector<CodeRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const CodeRange &a, const CodeRange &b) { return a.start < b.start; });
+  auto *copy = new CodeRange[ranges.size()];
+  std::copy(ranges.begin(), ranges.end(), copy);
+  code_ranges.store(new Ranges{copy, ranges.size()}, std::memory_order_release);
+}
+
+void Profiler::startSampling(std::chrono::microseconds period) {
+  struct sigaction sa {};
+  sa.sa_sigaction = onSample;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
+  sigaction(SIGPROF, &sa, nullptr);
+  itimerval timer{};
+  timer.it_interval.tv_sec = period.count() / 1000000;
+  timer.it_interval.tv_usec = period.count() % 1000000;
+  timer.it_value = timer.it_interval;
+  setitimer(ITIMER_PROF, &timer, nullptr);
+  sample_period_s_ = period.count() / 1e6;
+}
+
+void Profiler::stopSampling() {
+  itimerval off{};
+  setitimer(ITIMER_PROF, &off, nullptr);
+}
+
+void Profiler::setHalfLife(std::chrono::milliseconds half_life) {
+  std::lock_guard lock(mu_);
+  half_life_s_ = half_life.count() / 1000.0;
+}
+
+void Profiler::recordRemoteCall(std::uint32_t callee, std::uint64_t payload_bytes,
+                                std::chrono::nanoseconds round_trip,
+                                std::chrono::nanoseconds marshal) {
+  std::lock_guard lock(mu_);
+  if (callee >= remote_.size())
+    return;
+  Remote &r = remote_[callee];
+  ++r.calls;
+  r.bytes += payload_bytes;
+  r.rtt_ns += static_cast<std::uint64_t>(round_trip.count());
+  r.marshal_ns += static_cast<std::uint64_t>(marshal.count());
+}
+
+std::vector<std::uint64_t> Profiler::totals() {
+  std::vector<std::uint64_t> sum = retired_;
+  for (const std::uint64_t *b : blocks_)
+    for (std::size_t i = 0; i < sum.size(); ++i)
+      sum[i] += reinterpret_cast<const volatile std::uint64_t *>(b)[i];
+  return sum;
+}
+
+ProfileSnapshot Profiler::snapshot() {
+  return snapshotAt(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+                        .count());
+}
+
+ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
+  std::lock_guard lock(mu_);
+  ProfileSnapshot snap;
+  snap.elapsed_s = elapsed_s;
+  snap.sample_period_s = sample_period_s_;
+  snap.half_life_s = half_life_s_;
+  std::vector<std::uint64_t> now = totals();
+  double dt = elapsed_s - last_s_;
+  bool had = last_s_ > 0;
+  for (std::size_t i = 0; i < now.size(); ++i)
+    rates_[i] = decayedRate(rates_[i], had, static_cast<double>(now[i] - last_totals_[i]), dt,
+                            half_life_s_);
+  if (dt > 0) {
+    last_totals_ = now;
+    last_s_ = elapsed_s;
+  }
+
+  const ProfileLayout &l = layout_;
+  const std::size_t nf = l.functions.size();
+  std::map<std::pair<std::uint32_t, std::uint32_t>, EdgeStats> edges;
+  std::vector<FunctionStats> fns(nf);
+  auto add = [&](std::uint32_t caller, std::uint32_t callee, std::size_t at) {
+    if (now[at] == 0)
+      return;
+    EdgeStats &e = edges[{caller, callee}];
+    e.caller = l.functions[caller];
+    e.callee = l.functions[callee];
+    e.calls += now[at];
+    e.call_bytes += now[at + 1];
+    e.reply_bytes += now[at + 2];
+    e.calls_per_s += rates_[at];
+    e.bytes_per_s += rates_[at + 1] + rates_[at + 2];
+    fns[callee].calls += now[at];
+    fns[callee].calls_per_s += rates_[at];
+  };
+  for (std::size_t s = 0; s < l.sites.size(); ++s) {
+    const CallSite &site = l.sites[s];
+    if (site.caller != CallSite::kDynamicCaller)
+      add(site.caller, site.callee, l.counterIndex(s));
+    else
+      for (std::uint32_t c = 0; c < nf; ++c)
+        add(c, site.callee, l.counterIndex(s, c));
+  }
+  for (std::size_t f = 1; f < nf; ++f) {
+    FunctionStats &fs = fns[f];
+    fs.name = l.functions[f];
+    fs.samples = now[l.samplesIndex() + nf + f];
+    fs.self_cpu_s = now[l.samplesIndex() + f] / 1e9;
+    fs.cpu_s_per_s = rates_[l.samplesIndex() + f] / 1e9;
+    snap.functions.push_back(fs);
+  }
+  for (auto &[key, e] : edges)
+    snap.edges.push_back(std::move(e));
+  for (std::size_t f = 0; f < remote_.size() && f < nf; ++f) {
+    const Remote &r = remote_[f];
+    if (!r.calls)
+      continue;
+    snap.remote.push_back(
+        {l.functions[f], r.calls, r.bytes, r.rtt_ns / 1e9, r.marshal_ns / 1e9});
+  }
+  return snap;
+}
+
+} // namespace distnode::profiler

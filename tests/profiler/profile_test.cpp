@@ -1,0 +1,208 @@
+// profile_test.cpp - the profiler counts exactly what ran: call edges, bytes per marshaling
+// kind, calls from many threads, self time, and decayed rates.
+#include "jit/bitcode.h"
+#include "jit/jit_session.h"
+#include "jit/program_analysis.h"
+#include "profiler/profiler.h"
+
+#include "llvm/Support/Error.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace distnode::profiler {
+namespace {
+
+// A fixture program compiled with profiling; its functions called from the test.
+class Profiled {
+public:
+  explicit Profiled(const std::string &fixture) {
+    auto program =
+        jit::loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_" + fixture + ".bc");
+    if (!program) {
+      ADD_FAILURE() << llvm::toString(program.takeError());
+      return;
+    }
+    analysis_ = jit::analyzeProgram(*program->module);
+    auto session = jit::JitSession::Create(std::move(*program), analysis_, {});
+    if (!session) {
+      ADD_FAILURE() << llvm::toString(session.takeError());
+      return;
+    }
+    session_ = std::move(*session);
+  }
+
+  template <typename Fn> Fn fn(const std::string &name) {
+    auto addr = session_->lookup(name);
+    if (!addr) {
+      ADD_FAILURE() << llvm::toString(addr.takeError());
+      return nullptr;
+    }
+    return reinterpret_cast<Fn>(*addr);
+  }
+
+  jit::JitSession &session() { return *session_; }
+
+private:
+  jit::ProgramAnalysis analysis_;
+  std::unique_ptr<jit::JitSession> session_;
+};
+
+const EdgeStats *edge(const ProfileSnapshot &s, const std::string &caller,
+                      const std::string &callee) {
+  for (const auto &e : s.edges)
+    if (e.caller == caller && e.callee == callee)
+      return &e;
+  return nullptr;
+}
+
+const FunctionStats *function(const ProfileSnapshot &s, const std::string &name) {
+  for (const auto &f : s.functions)
+    if (f.name == name)
+      return &f;
+  return nullptr;
+}
+
+TEST(Profile, RecursiveFibCountsItsClosedForm) {
+  Profiled p("counts");
+  auto run_fib = p.fn<long (*)(long)>("run_fib");
+  ASSERT_NE(run_fib, nullptr);
+  EXPECT_EQ(run_fib(20), 6765);
+  ProfileSnapshot s = Profiler::instance().snapshot();
+  const EdgeStats *outer = edge(s, "run_fib", "fib");
+  const EdgeStats *inner = edge(s, "fib", "fib");
+  ASSERT_TRUE(outer && inner);
+  EXPECT_EQ(outer->calls, 1u);
+  // fib(n) makes 2·F(n+1) − 1 calls in all; all but the first come from fib itself.
+  EXPECT_EQ(inner->calls, 2u * 10946u - 2u);
+  EXPECT_EQ(inner->call_bytes, inner->calls * 8) << "one long argument";
+  EXPECT_EQ(inner->reply_bytes, inner->calls * 8) << "a long result";
+  EXPECT_EQ(function(s, "fib")->calls, 2u * 10946u - 1u);
+}
+
+TEST(Profile, LoopCountsEveryCall) {
+  Profiled p("counts");
+  auto loop_f = p.fn<long (*)(long)>("loop_f");
+  loop_f(1000);
+  loop_f(234);
+  ProfileSnapshot s = Profiler::instance().snapshot();
+  const EdgeStats *e = edge(s, "loop_f", "f");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->calls, 1234u);
+  EXPECT_EQ(e->call_bytes, 1234u * 8);
+}
+
+// Every remote call of the marshal fixture goes through the thunk; the bytes each call really
+// marshals are summed per callee and must equal what the counters recorded at the call sites.
+TEST(Profile, BytesEqualTheMarshaledBytesForEveryKind) {
+  Profiled p("marshal");
+  jit::JitSession &session = p.session();
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> wire; // callee → call, reply
+  session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
+    const jit::RemoteSignature &sig = session.remoteFunctions()[id];
+    std::vector<std::uint8_t> args, reply;
+    std::string error;
+    if (!jit::marshalCall(sig, slots, args, error) ||
+        !session.serve(id, args.data(), args.size(), reply, error) ||
+        !jit::unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error))
+      std::abort();
+    wire[sig.name].first += args.size();
+    wire[sig.name].second += reply.size();
+  });
+  for (const auto &f : session.remoteFunctions())
+    session.relink(f.id, jit::StubTarget::Remote);
+  testing::internal::CaptureStdout(); // main prints its results
+  p.fn<int (*)()>("main")();
+  testing::internal::GetCapturedStdout();
+
+  ProfileSnapshot s = Profiler::instance().snapshot();
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counted;
+  for (const auto &e : s.edges) {
+    counted[e.callee].first += e.call_bytes;
+    counted[e.callee].second += e.reply_bytes;
+  }
+  // Direct calls between functions on the same side of the loopback (ping → pong) also went
+  // through thunks, so every counted call is a marshaled one.
+  ASSERT_FALSE(wire.empty());
+  for (const auto &[name, bytes] : wire) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(counted[name].first, bytes.first) << "argument bytes";
+    EXPECT_EQ(counted[name].second, bytes.second) << "reply bytes";
+  }
+  // Hand-computed cases: string_len("hello, world") + string_len(""): (1+8+12) + (1+8+0).
+  EXPECT_EQ(counted["string_len"].first, 30u);
+  // buffers(in, out, acc, 3) then (.., 0): in 1+8+24, out 1, acc 1+8+32, n 8 = 83; then
+  // 1+8+0, 1, 1+8+32, 8 = 59. Replies: out 8+24, acc 8+32 = 72; then 8+0, 8+32 = 48.
+  EXPECT_EQ(counted["buffers"].first, 83u + 59u);
+  EXPECT_EQ(counted["buffers"].second, 72u + 48u);
+}
+
+TEST(Profile, CountsFromEightThreadsSumExactlyAfterTheyExit) {
+  Profiled p("threads");
+  testing::internal::CaptureStdout();
+  int wrong = p.fn<int (*)()>("main")();
+  testing::internal::GetCapturedStdout();
+  EXPECT_EQ(wrong, 0);
+  ProfileSnapshot s = Profiler::instance().snapshot();
+  // The workers are local functions (a void * result), so their calls are charged to the
+  // thread's root; each of 8 threads made 100 calls of each.
+  const EdgeStats *mix = edge(s, kRootName, "mix");
+  ASSERT_NE(mix, nullptr);
+  EXPECT_EQ(mix->calls, 800u);
+  EXPECT_EQ(mix->call_bytes, 800u * 12) << "uint64_t + uint32_t";
+}
+
+TEST(Profile, SelfTimeOfASpinningFunctionIsRoughlyRight) {
+  Profiled p("counts");
+  Profiler::instance().startSampling(std::chrono::milliseconds(1));
+  p.fn<long (*)(long)>("spin_ms")(300);
+  Profiler::instance().stopSampling();
+  ProfileSnapshot s = Profiler::instance().snapshot();
+  const FunctionStats *spin = function(s, "spin_ms");
+  ASSERT_NE(spin, nullptr);
+  EXPECT_GT(spin->samples, 0u);
+  // Loose: 300 ms of CPU, sampled at the kernel's tick.
+  EXPECT_GT(spin->self_cpu_s, 0.15);
+  EXPECT_LT(spin->self_cpu_s, 0.6);
+  EXPECT_LT(function(s, "fib")->self_cpu_s, 0.01) << "fib did not run";
+}
+
+TEST(Profile, RatesDecayWithTheHalfLife) {
+  Profiled p("counts");
+  Profiler &prof = Profiler::instance();
+  prof.setHalfLife(std::chrono::seconds(1));
+  auto loop_f = p.fn<long (*)(long)>("loop_f");
+  loop_f(1000);
+  ProfileSnapshot first = prof.snapshotAt(1.0);
+  EXPECT_DOUBLE_EQ(edge(first, "loop_f", "f")->calls_per_s, 1000.0) << "first interval: plain";
+  ProfileSnapshot idle = prof.snapshotAt(2.0);
+  EXPECT_DOUBLE_EQ(edge(idle, "loop_f", "f")->calls_per_s, 500.0) << "one half-life, no calls";
+  loop_f(3000);
+  ProfileSnapshot busy = prof.snapshotAt(3.0);
+  EXPECT_DOUBLE_EQ(edge(busy, "loop_f", "f")->calls_per_s, 250.0 + 1500.0);
+  EXPECT_EQ(edge(busy, "loop_f", "f")->calls, 4000u) << "totals are cumulative";
+  prof.setHalfLife(std::chrono::seconds(10));
+}
+
+TEST(DecayedRate, FollowsTheFormula) {
+  EXPECT_DOUBLE_EQ(decayedRate(0, false, 50, 2.0, 1.0), 25.0);
+  EXPECT_DOUBLE_EQ(decayedRate(100, true, 0, 1.0, 1.0), 50.0);
+  EXPECT_DOUBLE_EQ(decayedRate(100, true, 100, 1.0, 1.0), 100.0) << "steady rate stays";
+  EXPECT_DOUBLE_EQ(decayedRate(7, true, 5, 0.0, 1.0), 7.0) << "no time passed";
+}
+
+TEST(ProfileLayout, CountersOfDynamicSitesFollowTheFixedOnes) {
+  ProfileLayout l;
+  l.functions = {kRootName, "a", "b"};
+  l.sites = {{1, 2}, {2, 1}, {CallSite::kDynamicCaller, 2}};
+  EXPECT_EQ(l.staticSites(), 2u);
+  EXPECT_EQ(l.counterIndex(1), 3u);
+  EXPECT_EQ(l.counterIndex(2, 0), 6u);
+  EXPECT_EQ(l.counterIndex(2, 2), 12u);
+  EXPECT_EQ(l.samplesIndex(), 15u);
+  EXPECT_EQ(l.blockSize(), 21u) << "CPU time and sample count per function";
+}
+
+} // namespace
+} // namespace distnode::profiler
