@@ -11,10 +11,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 
 namespace distnode::bench {
 
-/// bench_calls.bc, analyzed and compiled; exits the benchmark with a message on failure.
+/// A program's bitcode (bench_calls.bc by default), analyzed and compiled; exits the benchmark
+/// with a message on failure.
 struct BenchProgram {
   std::array<std::uint8_t, 32> sha256{};
   jit::ProgramAnalysis analysis;
@@ -30,16 +32,17 @@ struct BenchProgram {
   }
 };
 
-inline BenchProgram loadBenchProgram() {
+inline BenchProgram loadBenchProgram(const std::string &path = DIST_BENCH_BC,
+                                     jit::JitOptions options = {}) {
   BenchProgram p;
-  auto program = jit::loadBitcode(DIST_BENCH_BC);
+  auto program = jit::loadBitcode(path);
   if (!program) {
     std::fprintf(stderr, "bench: %s\n", llvm::toString(program.takeError()).c_str());
     std::exit(1);
   }
   p.sha256 = program->sha256;
   p.analysis = jit::analyzeProgram(*program->module);
-  auto session = jit::JitSession::Create(std::move(*program), p.analysis, {});
+  auto session = jit::JitSession::Create(std::move(*program), p.analysis, options);
   if (!session) {
     std::fprintf(stderr, "bench: %s\n", llvm::toString(session.takeError()).c_str());
     std::exit(1);

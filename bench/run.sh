@@ -10,7 +10,10 @@ flags=(--benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=tr
        --benchmark_report_aggregates_only=true --benchmark_format=json)
 "$build/bin/bench_stub" "${flags[@]}" >"$out/stub.json"
 "$build/bin/bench_remote" "${flags[@]}" --benchmark_min_time=0.2 >"$out/remote.json"
-python3 - "$out/stub.json" "$out/remote.json" <<'PY'
+for p in calls phases nbody; do
+  "$build/bin/bench_profiler" --program=$p "${flags[@]}" >"$out/profiler_$p.json"
+done
+python3 - "$out"/*.json <<'PY'
 import json, sys
 med = {}
 for path in sys.argv[1:]:
@@ -34,5 +37,10 @@ print("remote calls per second (tiny_remote, one member node)")
 for t in [1, 4, 16]:
     b = med[f"BM_RemoteCalls_Threads/real_time/threads:{t}"]
     print(f"  {t:>2} app threads: {b['items_per_second']:>9.0f} calls/s")
+print("profiling on vs off (same JIT'd code without and with instrumentation, sampling on)")
+for name in ["CallHeavy", "ChattyPhase", "ReduceWork", "NBodyWork"]:
+    off = med[f"BM_{name}_ProfileOff"]["real_time"]
+    on = med[f"BM_{name}_ProfileOn"]["real_time"]
+    print(f"  {name:<12} off {off / 1e3:>9.2f} us   on {on / 1e3:>9.2f} us   overhead {100 * (on / off - 1):+6.2f}%")
 PY
 rm -rf "$out"

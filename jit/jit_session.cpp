@@ -17,8 +17,10 @@
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
+#include "llvm/IR/Verifier.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
 
@@ -115,6 +117,13 @@ void optimizeModule(llvm::Module &m, llvm::TargetMachine *tm) {
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
   pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O2).run(m, mam);
+  // For people working on distnode: the optimized IR, as the JIT compiles it.
+  if (const char *dump = std::getenv("DISTNODE_DUMP_IR")) {
+    std::error_code ec;
+    llvm::raw_fd_ostream out(dump, ec, llvm::sys::fs::OF_Append);
+    if (!ec)
+      m.print(out, nullptr);
+  }
 }
 
 // The names of external symbols the program references that must come from this process.
@@ -551,6 +560,10 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       linker->addPlugin(std::move(plugin));
     }
     profiler::Profiler::instance().configure(profiler::instrumentModule(module, spec));
+    std::string broken;
+    llvm::raw_string_ostream os(broken);
+    if (llvm::verifyModule(module, &os))
+      return fail("internal: instrumented IR does not verify: " + broken.substr(0, 400));
     orc::SymbolMap hooks;
     hooks[j.mangleAndIntern(kThreadInitSymbol)] = {
         orc::ExecutorAddr::fromPtr(&profiler::Profiler::threadInit), callable};
@@ -649,6 +662,8 @@ void JitSession::callLocal(std::uint32_t id, void **slots, void *ret) {
 
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                        const ReplyAllocator &reply, std::string &error) {
+  if (!impl_->profile_ids.empty()) // this thread's samples count, even in leaf functions
+    profiler::Profiler::threadInit();
   if (id >= impl_->functions.size()) {
     error = "unknown function id " + std::to_string(id);
     return false;
@@ -688,6 +703,8 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
       impl_->exit_hook(running_exit_code);
   };
 
+  if (!impl_->profile_ids.empty())
+    profiler::Profiler::threadInit();
   if (auto err = j.initialize(jd)) {
     running_session = nullptr;
     return err;

@@ -66,6 +66,19 @@ void bump(llvm::IRBuilder<> &b, llvm::Value *block, llvm::Value *index, llvm::Va
   b.CreateStore(b.CreateAdd(old, amount), slot);
 }
 
+// Adds a site's pending local counts to the thread's block and clears them.
+template <typename P> void flush(llvm::IRBuilder<> &b, llvm::Value *block, const P &p) {
+  llvm::Type *i64 = b.getInt64Ty();
+  llvm::AllocaInst *locals[3] = {p.calls, p.call_bytes, p.reply_bytes};
+  for (unsigned k = 0; k < 3; ++k) {
+    if (!locals[k])
+      continue;
+    llvm::Value *index = k ? b.CreateAdd(p.index, b.getInt64(k)) : p.index;
+    bump(b, block, index, b.CreateLoad(i64, locals[k]));
+    b.CreateStore(b.getInt64(0), locals[k]);
+  }
+}
+
 } // namespace
 
 ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
@@ -106,7 +119,7 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
   std::vector<Site> sites = fixed;
   sites.insert(sites.end(), dynamic.begin(), dynamic.end());
   for (const Site &s : sites)
-    layout.sites.push_back({s.caller, s.callee});
+    layout.sites.push_back({s.caller, s.callee, CallSite::kVariable, CallSite::kVariable});
 
   llvm::LLVMContext &ctx = m.getContext();
   llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
@@ -120,19 +133,38 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
   for (std::size_t s = 0; s < sites.size(); ++s)
     sites_in[sites[s].call->getFunction()].push_back(s);
   std::vector<llvm::Function *> todo;
+  // A profiled body needs the current-function marker only if it calls something: samples
+  // that interrupt its own code are charged by address (Profiler::setCodeRanges), and the
+  // marker is the fallback for samples in code it calls (the C library, say).
+  auto needsMarker = [&](llvm::Function &f) {
+    if (!body_id.count(f.getName().str()))
+      return false;
+    for (llvm::BasicBlock &bb : f)
+      for (llvm::Instruction &i : bb)
+        if (auto *call = llvm::dyn_cast<llvm::CallBase>(&i)) {
+          auto *callee = call->getCalledFunction();
+          if (!callee || !callee->isIntrinsic())
+            return true;
+        }
+    return false;
+  };
+  std::map<llvm::Function *, bool> marker;
   for (llvm::Function &f : m)
-    if (!f.isDeclaration() && !isGlue(f) &&
-        (body_id.count(f.getName().str()) || sites_in.count(&f)))
-      todo.push_back(&f);
+    if (!f.isDeclaration() && !isGlue(f)) {
+      marker[&f] = needsMarker(f);
+      if (marker[&f] || sites_in.count(&f))
+        todo.push_back(&f);
+    }
 
   for (llvm::Function *f : todo) {
+    // Also with a marker only: the thread needs a block for its samples to be counted.
     Entry entry = emitEntry(*f, spec, thread_init);
     llvm::Value *current_slot = nullptr;
     {
       llvm::IRBuilder<> b(llvm::cast<llvm::Instruction>(entry.block)->getParent()->getFirstNonPHI());
       current_slot = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), entry.state, kCurrentField);
       auto own = body_id.find(f->getName().str());
-      if (own != body_id.end()) {
+      if (own != body_id.end() && marker[f]) {
         // Profiled body: the current function while it runs, restored at every return.
         // Volatile: only the SIGPROF handler reads the marker, which the optimizer cannot see,
         // so it would drop the first store as dead.
@@ -143,6 +175,19 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
             llvm::IRBuilder<>(ret).CreateStore(previous, current_slot, /*isVolatile=*/true);
       }
     }
+    // Each site counts in locals (registers, after mem2reg) and adds them to the thread's
+    // block every kFlushEvery calls, before a call that does not return, and at every return:
+    // a memory add per call would cost as much as a tiny call itself. A snapshot taken while a
+    // frame runs lags by fewer than kFlushEvery calls per site; totals at the end are exact.
+    constexpr std::uint64_t kFlushEvery = 4096;
+    struct Pending {
+      std::size_t site;
+      llvm::Value *index;
+      llvm::AllocaInst *calls, *call_bytes, *reply_bytes; // bytes: null when static
+    };
+    std::vector<Pending> pending;
+    llvm::Instruction *setup = llvm::cast<llvm::Instruction>(current_slot)->getNextNode();
+    llvm::IRBuilder<> alloca_b(&f->getEntryBlock(), f->getEntryBlock().begin());
     for (std::size_t s : sites_in[f]) {
       const Site &site = sites[s];
       llvm::CallBase *call = site.call;
@@ -150,17 +195,57 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
       const ProfiledFunction &pf = spec.functions[site.callee - 1];
       llvm::Value *call_bytes = pf.call_bytes(b, *call);
       llvm::Value *reply_bytes = pf.reply_bytes(b, *call);
-      llvm::Value *index;
+      Pending p{s, nullptr, alloca_b.CreateAlloca(i64, nullptr, "prof.calls"), nullptr, nullptr};
+      // Static sizes are kept in the layout instead of being added up on every call.
+      if (auto *c = llvm::dyn_cast<llvm::ConstantInt>(call_bytes))
+        layout.sites[s].call_bytes = c->getZExtValue();
+      else
+        p.call_bytes = alloca_b.CreateAlloca(i64, nullptr, "prof.call_bytes");
+      if (auto *c = llvm::dyn_cast<llvm::ConstantInt>(reply_bytes))
+        layout.sites[s].reply_bytes = c->getZExtValue();
+      else
+        p.reply_bytes = alloca_b.CreateAlloca(i64, nullptr, "prof.reply_bytes");
+
+      // Zeroed at entry; the site's counter index (a local function's caller is the thread's
+      // current function, which cannot change while this frame runs).
+      llvm::IRBuilder<> sb(setup);
+      for (llvm::AllocaInst *a : {p.calls, p.call_bytes, p.reply_bytes})
+        if (a)
+          sb.CreateStore(sb.getInt64(0), a);
       if (site.caller != CallSite::kDynamicCaller) {
-        index = b.getInt64(layout.counterIndex(s));
+        p.index = sb.getInt64(layout.counterIndex(s));
       } else {
-        llvm::Value *caller = b.CreateZExt(b.CreateLoad(i32, current_slot), i64);
-        index = b.CreateAdd(b.getInt64(layout.counterIndex(s, 0)),
-                            b.CreateMul(caller, b.getInt64(kSiteCounters)));
+        llvm::Value *caller = sb.CreateZExt(sb.CreateLoad(i32, current_slot), i64);
+        p.index = sb.CreateAdd(sb.getInt64(layout.counterIndex(s, 0)),
+                               sb.CreateMul(caller, sb.getInt64(kSiteCounters)));
       }
-      bump(b, entry.block, index, b.getInt64(1));
-      bump(b, entry.block, b.CreateAdd(index, b.getInt64(1)), call_bytes);
-      bump(b, entry.block, b.CreateAdd(index, b.getInt64(2)), reply_bytes);
+
+      llvm::Value *calls = b.CreateAdd(b.CreateLoad(i64, p.calls), b.getInt64(1));
+      b.CreateStore(calls, p.calls);
+      if (p.call_bytes)
+        b.CreateStore(b.CreateAdd(b.CreateLoad(i64, p.call_bytes), call_bytes), p.call_bytes);
+      if (p.reply_bytes)
+        b.CreateStore(b.CreateAdd(b.CreateLoad(i64, p.reply_bytes), reply_bytes),
+                      p.reply_bytes);
+      pending.push_back(p);
+      llvm::Instruction *full = llvm::SplitBlockAndInsertIfThen(
+          b.CreateICmpEQ(calls, b.getInt64(kFlushEvery)), call, /*Unreachable=*/false);
+      llvm::IRBuilder<> fb(full);
+      flush(fb, entry.block, pending.back());
+    }
+    // Before every return and every call that does not return (exit, abort...).
+    std::vector<llvm::Instruction *> exits;
+    for (llvm::BasicBlock &bb : *f)
+      for (llvm::Instruction &i : bb) {
+        if (llvm::isa<llvm::ReturnInst>(i))
+          exits.push_back(&i);
+        else if (auto *call = llvm::dyn_cast<llvm::CallBase>(&i); call && call->doesNotReturn())
+          exits.push_back(&i);
+      }
+    for (llvm::Instruction *exit : exits) {
+      llvm::IRBuilder<> eb(exit);
+      for (const Pending &p : pending)
+        flush(eb, entry.block, p);
     }
   }
   return layout;

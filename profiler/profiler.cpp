@@ -254,27 +254,31 @@ ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
   const std::size_t nf = l.functions.size();
   std::map<std::pair<std::uint32_t, std::uint32_t>, EdgeStats> edges;
   std::vector<FunctionStats> fns(nf);
-  auto add = [&](std::uint32_t caller, std::uint32_t callee, std::size_t at) {
+  auto add = [&](const CallSite &site, std::uint32_t caller, std::size_t at) {
     if (now[at] == 0)
       return;
-    EdgeStats &e = edges[{caller, callee}];
+    EdgeStats &e = edges[{caller, site.callee}];
     e.caller = l.functions[caller];
-    e.callee = l.functions[callee];
+    e.callee = l.functions[site.callee];
     e.calls += now[at];
-    e.call_bytes += now[at + 1];
-    e.reply_bytes += now[at + 2];
     e.calls_per_s += rates_[at];
-    e.bytes_per_s += rates_[at + 1] + rates_[at + 2];
-    fns[callee].calls += now[at];
-    fns[callee].calls_per_s += rates_[at];
+    // Bytes of static size are calls × size; the others were counted.
+    bool fixed_call = site.call_bytes != CallSite::kVariable;
+    bool fixed_reply = site.reply_bytes != CallSite::kVariable;
+    e.call_bytes += fixed_call ? now[at] * site.call_bytes : now[at + 1];
+    e.reply_bytes += fixed_reply ? now[at] * site.reply_bytes : now[at + 2];
+    e.bytes_per_s += (fixed_call ? rates_[at] * site.call_bytes : rates_[at + 1]) +
+                     (fixed_reply ? rates_[at] * site.reply_bytes : rates_[at + 2]);
+    fns[site.callee].calls += now[at];
+    fns[site.callee].calls_per_s += rates_[at];
   };
   for (std::size_t s = 0; s < l.sites.size(); ++s) {
     const CallSite &site = l.sites[s];
     if (site.caller != CallSite::kDynamicCaller)
-      add(site.caller, site.callee, l.counterIndex(s));
+      add(site, site.caller, l.counterIndex(s));
     else
       for (std::uint32_t c = 0; c < nf; ++c)
-        add(c, site.callee, l.counterIndex(s, c));
+        add(site, c, l.counterIndex(s, c));
   }
   for (std::size_t f = 1; f < nf; ++f) {
     FunctionStats &fs = fns[f];

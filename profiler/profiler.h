@@ -46,8 +46,12 @@ inline constexpr unsigned kSiteCounters = 3;
 /// thread's current function at the time of the call.
 struct CallSite {
   static constexpr std::uint32_t kDynamicCaller = ~0u;
+  static constexpr std::uint64_t kVariable = ~0ull;
   std::uint32_t caller = kDynamicCaller;
   std::uint32_t callee = 0;
+  /// Bytes per call when they are the same for every call of this site (all arguments of
+  /// static size); then only calls are counted. kVariable: counted per call.
+  std::uint64_t call_bytes = kVariable, reply_bytes = kVariable;
 };
 
 /// The shape of every thread's counter block.
