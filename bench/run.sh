@@ -13,6 +13,7 @@ flags=(--benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=tr
 for p in calls phases nbody; do
   "$build/bin/bench_profiler" --program=$p "${flags[@]}" >"$out/profiler_$p.json"
 done
+"$build/bin/bench_heuristic" --benchmark_format=json >"$out/heuristic.json"
 python3 - "$out"/*.json <<'PY'
 import json, sys
 med = {}
@@ -43,4 +44,18 @@ for name in ["CallHeavy", "ChattyPhase", "ReduceWork", "NBodyWork"]:
     on = med[f"BM_{name}_ProfileOn"]["real_time"]
     print(f"  {name:<12} off {off / 1e3:>9.2f} us   on {on / 1e3:>9.2f} us   overhead {100 * (on / off - 1):+6.2f}%")
 PY
+python3 - "$out/heuristic.json" <<'PY'
+import json, sys
+rows = {}
+for b in json.load(open(sys.argv[1]))["benchmarks"]:
+    name, size = b["name"].rsplit("/", 1)
+    rows.setdefault(int(size), {})[name.replace("BM_Partition_", "")] = b
+print("placement heuristic: run time and cost on random graphs (4 nodes, 10 edges per unit)")
+print(f"  {'units':>7} {'edges':>8}  " + "  ".join(f"{m:>22}" for m in ["FM (distnode)", "Greedy", "Pairwise"]))
+for size in sorted(rows):
+    r = rows[size]
+    cells = [f"{r[m]['real_time']:8.1f} ms cost {r[m]['cost']:8.1f}" for m in ["FM", "Greedy", "Pairwise"]]
+    print(f"  {size:>7} {int(r['FM']['edges']):>8}  " + "  ".join(f"{c:>22}" for c in cells))
+PY
+"$build/bin/bench_heuristic" --quality
 rm -rf "$out"

@@ -56,7 +56,7 @@ private:
   }
 
   void recurse(std::size_t depth, double cost) {
-    if (cost >= best_cost_ - 1e-12)
+    if (cost >= best_cost_)
       return;
     if (depth == order_.size()) {
       best_cost_ = cost;
@@ -125,7 +125,7 @@ std::optional<Placement> exactPlacement(const CostModel &model, double upper_bou
     return weight[a] + p.units[a].cpu_load > weight[b] + p.units[b].cpu_load;
   });
   // A little above the given bound, so that a placement of exactly that cost is found.
-  Search search(model, free_units, start, upper_bound * (1 + 1e-9) + 1e-15);
+  Search search(model, free_units, start, upper_bound * (1 + 1e-6) + 1e-12);
   return search.run();
 }
 

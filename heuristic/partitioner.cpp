@@ -119,6 +119,43 @@ public:
     return best;
   }
 
+  // Exchanges of two units on different nodes, where that gains: what single moves cannot do
+  // when capacity is tight. Candidates: every unit for small problems, else the neighbours.
+  bool swaps(int max_rounds) {
+    bool any = false;
+    const bool all_pairs = n_ <= 300;
+    for (int round = 0; round < max_rounds; ++round) {
+      bool moved = false;
+      for (int u = 0; u < n_; ++u) {
+        if (!movable_[u])
+          continue;
+        auto tryWith = [&](int v) {
+          if (v == u || !movable_[v] || place_[v] == place_[u])
+            return;
+          int a = place_[u], b = place_[v];
+          double first = gainTo(u, b);
+          move(u, b);
+          double second = gainTo(v, a);
+          if (first + second > kEpsilon) {
+            move(v, a);
+            moved = any = true;
+          } else {
+            move(u, a);
+          }
+        };
+        if (all_pairs)
+          for (int v = u + 1; v < n_; ++v)
+            tryWith(v);
+        else
+          for (std::size_t i = 0; i < adj_[u].size(); ++i)
+            tryWith(other(u, adj_[u][i]));
+      }
+      if (!moved)
+        break;
+    }
+    return any;
+  }
+
 private:
   static constexpr int kFields = 6; // out calls, out call bytes, out reply bytes, in (same)
   struct Incident {
@@ -160,21 +197,25 @@ private:
     return u < static_cast<int>(p_.current.size()) ? p_.current[u] : -1;
   }
 
-  // Gain (cost saved) of moving u to q, and the best q (-1 if u cannot move anywhere).
-  std::pair<double, int> bestMove(int u) {
+  // Gain (cost saved) of moving u to q.
+  double gainTo(int u, int q) {
     int from = place_[u];
     double l = p_.units[u].cpu_load;
-    double here = comm(u, from) + m_.migrationCost(u, current(u), from);
+    double overload = m_.overloadCost(from, load_[from]) + m_.overloadCost(q, load_[q]) -
+                      m_.overloadCost(from, load_[from] - l) - m_.overloadCost(q, load_[q] + l);
+    return comm(u, from) + m_.migrationCost(u, current(u), from) - comm(u, q) -
+           m_.migrationCost(u, current(u), q) + overload;
+  }
+
+  // The best node to move u to and its gain (-1 if u cannot move anywhere).
+  std::pair<double, int> bestMove(int u) {
+    int from = place_[u];
     double best_gain = -std::numeric_limits<double>::infinity();
     int best_to = -1;
     for (int q = 0; q < k_; ++q) {
       if (q == from)
         continue;
-      double overload = m_.overloadCost(from, load_[from]) + m_.overloadCost(q, load_[q]) -
-                        m_.overloadCost(from, load_[from] - l) -
-                        m_.overloadCost(q, load_[q] + l);
-      double gain = here - comm(u, q) -
-                    m_.migrationCost(u, current(u), q) + overload;
+      double gain = gainTo(u, q);
       if (gain > best_gain + kEpsilon) {
         best_gain = gain;
         best_to = q;
@@ -225,10 +266,14 @@ int fixedNode(const Problem &p, const PartitionOptions &o, int u) {
 Placement refine(const CostModel &model, const PartitionOptions &options, Placement start) {
   Refiner r(model, options, std::move(start));
   r.sweeps(options.max_sweeps);
+  if (static_cast<int>(model.problem().units.size()) > options.thorough_max_units)
+    return r.placement();
   for (int pass = 0; pass < options.max_fm_passes; ++pass) {
-    if (r.fmPass() <= kEpsilon)
-      break;
+    bool improved = r.fmPass() > kEpsilon;
     r.sweeps(options.max_sweeps);
+    improved |= r.swaps(options.max_sweeps);
+    if (!improved)
+      break;
   }
   return r.placement();
 }
@@ -297,11 +342,38 @@ Placement partition(const CostModel &model, const PartitionOptions &options) {
   for (std::size_t u = 0; u < p.units.size() && have_current; ++u)
     if (p.current[u] >= 0 && fixedNode(p, options, static_cast<int>(u)) < 0)
       from_current[u] = p.current[u];
-  Placement a = refine(model, options, from_current);
-  if (!have_current)
-    return a;
-  Placement b = refine(model, options, greedy);
-  return model.evaluate(b).total() < model.evaluate(a).total() - 1e-9 ? b : a;
+  auto cost = [&](const Placement &x) { return model.evaluate(x).total(); };
+  const bool thorough = static_cast<int>(p.units.size()) <= options.thorough_max_units;
+  if (!thorough) // one start only: the cheaper one (the current placement when it is good)
+    return refine(model, options,
+                  cost(greedy) < cost(from_current) * (1 - 1e-9) ? greedy : from_current);
+  Placement best = refine(model, options, from_current);
+  double best_cost = cost(best);
+  auto consider = [&](Placement start) {
+    Placement x = refine(model, options, std::move(start));
+    double c = cost(x);
+    if (c < best_cost * (1 - 1e-9) - 1e-15) { // strictly better: ties keep the earlier
+      best = std::move(x);
+      best_cost = c;
+    }
+  };
+  if (have_current)
+    consider(greedy);
+  // Small problems: refinement from a few more starts, drawn from a fixed seed.
+  const int n = static_cast<int>(p.units.size()), k = static_cast<int>(p.nodes.size());
+  if (n <= options.multi_start_max_units) {
+    std::uint64_t state = 0x9e3779b97f4a7c15ULL;
+    for (int start = 0; start < options.multi_starts; ++start) {
+      Placement x = greedy;
+      for (int u = 0; u < n; ++u) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (fixedNode(p, options, u) < 0)
+          x[u] = static_cast<int>((state >> 33) % static_cast<std::uint64_t>(k));
+      }
+      consider(std::move(x));
+    }
+  }
+  return best;
 }
 
 Placement pairwiseExchangePlacement(const CostModel &model) {

@@ -16,12 +16,20 @@ struct PartitionOptions {
   int max_sweeps = 16;
   /// FM passes (every unit moves at most once, the best prefix of moves is kept) per start.
   int max_fm_passes = 4;
+  /// Problems with at most this many units are also refined from `multi_starts` random
+  /// starting placements (drawn from a fixed seed: the result stays deterministic).
+  int multi_start_max_units = 64;
+  int multi_starts = 64;
+  /// Above this many units, refinement is greedy sweeps from one start (the current placement,
+  /// else the greedy one) without FM passes and pair swaps: linear time per sweep.
+  int thorough_max_units = 2000;
   /// Units kept where they are, in addition to the problem's pinned ones (cool-down).
   std::vector<bool> frozen;
 };
 
-/// The placement the partitioner finds: refined from the current placement and from a greedy
-/// one; the cheaper wins, the current-based one on ties. Deterministic for the same input.
+/// The placement the partitioner finds: refined (greedy sweeps, FM passes, pair swaps) from the
+/// current placement, from a greedy one and, for small problems, from random ones; the
+/// cheapest wins, the current-based one on ties. Deterministic for the same input.
 /// Pinned and frozen units keep their node; load-balanced units stay where `current` has them
 /// (their replicas are placed separately).
 [[nodiscard]] Placement partition(const CostModel &model, const PartitionOptions &options = {});
