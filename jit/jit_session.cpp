@@ -660,6 +660,21 @@ void JitSession::callLocal(std::uint32_t id, void **slots, void *ret) {
   impl_->dispatch.at(id)(slots, ret);
 }
 
+bool JitSession::callMarshaled(std::uint32_t id, void **slots, void *ret, std::string &error,
+                               std::size_t *args_bytes, std::size_t *reply_bytes) {
+  const RemoteSignature &sig = impl_->functions.at(id);
+  std::vector<std::uint8_t> args, reply;
+  if (!marshalCall(sig, slots, args, error) ||
+      !serve(id, args.data(), args.size(), reply, error) ||
+      !unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error))
+    return false;
+  if (args_bytes)
+    *args_bytes = args.size();
+  if (reply_bytes)
+    *reply_bytes = reply.size();
+  return true;
+}
+
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                        const ReplyAllocator &reply, std::string &error) {
   if (!impl_->profile_ids.empty()) // this thread's samples count, even in leaf functions

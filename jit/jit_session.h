@@ -83,6 +83,13 @@ public:
   /// Calls function `id`'s body with a thunk's slots, on this thread (see remote_call.h).
   void callLocal(std::uint32_t id, void **slots, void *ret);
 
+  /// Performs a thunk's call as a call to another node would be done, but in this process:
+  /// marshals the slots, serves the blob through the dispatcher, unmarshals the reply. Reports
+  /// the blob sizes if asked. Returns false with `error` if a step fails.
+  [[nodiscard]] bool callMarshaled(std::uint32_t id, void **slots, void *ret, std::string &error,
+                                   std::size_t *args_bytes = nullptr,
+                                   std::size_t *reply_bytes = nullptr);
+
   /// Runs a call of function `id` received from another node: decodes `args`, calls the body
   /// and encodes the reply. Returns false with `error` for a malformed blob or unknown id.
   [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,

@@ -129,7 +129,7 @@ struct ClusterNode::Impl {
   bool request(int node, zmq::message_t message, std::uint64_t call_id, milliseconds timeout,
                zmq::message_t &response, const wire::Envelope *&envelope, std::string &error) {
     zmq::socket_t &dealer = dealerTo(node);
-    if (!dealer.send(message, zmq::send_flags::none)) {
+    if (!transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
       error = "cannot send to node `" + nodeName(node) + "`";
       return false;
     }
@@ -140,7 +140,7 @@ struct ClusterNode::Impl {
                                   {serve ? router->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
       pollSockets(items, serve ? 2 : 1, kPollSlice);
       if (items[0].revents & ZMQ_POLLIN) {
-        if (!dealer.recv(response, zmq::recv_flags::none))
+        if (!transport::recvRetrying(dealer, response, zmq::recv_flags::none))
           continue;
         envelope = transport::verifyEnvelope(response);
         if (envelope && transport::callIdOf(*envelope) == call_id)
@@ -193,21 +193,21 @@ struct ClusterNode::Impl {
 
   void handleIncoming() {
     zmq::message_t identity, payload;
-    if (!router->recv(identity, zmq::recv_flags::dontwait))
+    if (!transport::recvRetrying(*router, identity, zmq::recv_flags::dontwait))
       return;
     if (!identity.more())
       return;
-    if (!router->recv(payload, zmq::recv_flags::none))
+    if (!transport::recvRetrying(*router, payload, zmq::recv_flags::none))
       return;
     for (bool more = payload.more(); more;) { // frames the protocol does not have: drop them
       zmq::message_t extra;
-      if (!router->recv(extra, zmq::recv_flags::none))
+      if (!transport::recvRetrying(*router, extra, zmq::recv_flags::none))
         break;
       more = extra.more();
     }
     zmq::message_t answer = answerTo(payload);
-    router->send(identity, zmq::send_flags::sndmore);
-    router->send(answer, zmq::send_flags::none);
+    transport::sendRetrying(*router, identity, zmq::send_flags::sndmore);
+    transport::sendRetrying(*router, answer, zmq::send_flags::none);
   }
 
   zmq::message_t answerTo(const zmq::message_t &payload) {

@@ -117,13 +117,10 @@ int analyze(const Options &opt, const distnode::jit::Program &program,
 // another node but without the network.
 void linkAllThroughLoopback(distnode::jit::JitSession &session) {
   session.setRemoteHandler([&session](std::uint32_t id, void **slots, void *ret) {
-    const auto &sig = session.remoteFunctions()[id];
-    std::vector<std::uint8_t> args, reply;
     std::string error;
-    if (!distnode::jit::marshalCall(sig, slots, args, error) ||
-        !session.serve(id, args.data(), args.size(), reply, error) ||
-        !distnode::jit::unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error)) {
-      std::cerr << "distnode: error: loopback call of `" << sig.name << "`: " << error << "\n";
+    if (!session.callMarshaled(id, slots, ret, error)) {
+      std::cerr << "distnode: error: loopback call of `" << session.remoteFunctions()[id].name
+                << "`: " << error << "\n";
       std::_Exit(kUsageOrInputError);
     }
   });

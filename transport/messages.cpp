@@ -1,6 +1,7 @@
 // messages.cpp - building and checking the FlatBuffers messages of transport/wire.fbs.
 #include "transport/messages.h"
 
+#include <cerrno>
 #include <cstdlib>
 
 namespace distnode::transport {
@@ -113,6 +114,30 @@ zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code) {
   flatbuffers::FlatBufferBuilder b(64);
   auto body = wire::CreateShutdown(b, call_id, exit_code);
   return finish(b, wire::Body::Shutdown, body.Union());
+}
+
+zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
+                                zmq::send_flags flags) {
+  while (true) {
+    try {
+      return socket.send(message, flags);
+    } catch (const zmq::error_t &e) {
+      if (e.num() != EINTR)
+        throw;
+    }
+  }
+}
+
+zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
+                                zmq::recv_flags flags) {
+  while (true) {
+    try {
+      return socket.recv(message, flags);
+    } catch (const zmq::error_t &e) {
+      if (e.num() != EINTR)
+        throw;
+    }
+  }
 }
 
 void configureSocket(zmq::socket_t &socket) {

@@ -59,6 +59,14 @@ private:
                                            const std::vector<std::uint16_t> &owners);
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code);
 
+/// zmq send and receive that retry when a signal interrupts them (the profiler's SIGPROF
+/// arrives many times a second); otherwise as socket_t::send/recv: an empty result means
+/// "would block".
+zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
+                                zmq::send_flags flags);
+zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
+                                zmq::recv_flags flags);
+
 /// Sets the options every distnode socket uses: no linger on close (a stopping node must not
 /// block on unsent messages) and no limit on queued messages.
 void configureSocket(zmq::socket_t &socket);

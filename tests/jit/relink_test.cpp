@@ -35,13 +35,8 @@ TEST(Relink, SwitchingStubsWhileCallsRunKeepsEveryResultExact) {
   // The "remote" side: marshal, serve through the dispatcher, unmarshal, as between nodes.
   std::atomic<long> remote_calls{0};
   session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
-    const RemoteSignature &sig = session.remoteFunctions()[id];
-    std::vector<std::uint8_t> args, reply;
     std::string error;
-    bool ok = marshalCall(sig, slots, args, error) &&
-              session.serve(id, args.data(), args.size(), reply, error) &&
-              unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error);
-    if (!ok)
+    if (!session.callMarshaled(id, slots, ret, error))
       std::abort(); // cannot report through JIT'd frames; the test would crash visibly
     ++remote_calls;
   });
