@@ -3,7 +3,8 @@
  * The table is a DIST_GPIN type: every function handling it runs on the node that owns it, and
  * callers elsewhere hold it only as an opaque handle. The log wraps a FILE* and is DIST_NPIN: it
  * never crosses a node. main runs a fixed workload and exits with the number of keys it could
- * not find (3, by construction), so that exit codes are exercised too.
+ * not find (3 with the default workload), so that exit codes are exercised too; a static
+ * constructor and destructor announce start and end.
  *
  * Usage: kvstore [operations]   (default 20000)
  */
@@ -34,6 +35,8 @@ __attribute__((constructor)) static void announce(void) {
   start_banner_printed = 1;
   printf("kvstore: ready\n");
 }
+
+__attribute__((destructor)) static void farewell(void) { printf("kvstore: closed\n"); }
 
 static uint32_t slot_of(uint64_t key) {
   key ^= key >> 29;

@@ -59,7 +59,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ExampleRun{"pipeline", {}, {}}, ExampleRun{"pipeline", {"13"}, {}},
                       ExampleRun{"pipeline", {"0"}, {}}, ExampleRun{"kvstore", {}, {}},
                       ExampleRun{"kvstore", {"3000"}, {}}, ExampleRun{"phases", {"2"}, {}},
-                      ExampleRun{"nbody", {}, {}}, ExampleRun{"nbody", {"777"}, {}}),
+                      ExampleRun{"nbody", {}, {}}, ExampleRun{"nbody", {"777"}, {}},
+                      ExampleRun{"multi", {}, {}, true}),
     [](const ::testing::TestParamInfo<ExampleRun> &info) { return testName(info.param); });
 
 // Every remotable function called through its thunk: marshaled, served by its dispatcher and

@@ -150,5 +150,48 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
   EXPECT_EQ(r.err, "");
 }
 
+// The entry node refuses a node that speaks another protocol version, and says why on both
+// sides: in its Welcome and in its own one-line error.
+TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
+  std::string entry = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
+  std::string member = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
+  std::string config = writeTempFile("version.yaml", "cluster: t\njoin_timeout_ms: 10000\n"
+                                                     "nodes:\n  - {name: n0, call: '" +
+                                                         entry + "'}\n  - {name: n1, call: '" +
+                                                         member + "'}\n");
+  std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_hello.bc";
+  auto process = startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
+                              std::chrono::seconds(60));
+  auto program = jit::loadBitcode(bitcode);
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+
+  flatbuffers::FlatBufferBuilder b;
+  auto name = b.CreateString("n1");
+  auto hash = b.CreateVector(program->sha256.data(), program->sha256.size());
+  auto join = wire::CreateJoin(b, 1, /*protocol=*/99, name, hash);
+  b.Finish(wire::CreateEnvelope(b, wire::Body::Join, join.Union()));
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(entry);
+  dealer.send(zmq::buffer(b.GetBufferPointer(), b.GetSize()), zmq::send_flags::none);
+  zmq::pollitem_t item = {dealer.handle(), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, std::chrono::seconds(30));
+  ASSERT_TRUE(item.revents & ZMQ_POLLIN) << "no Welcome from the entry node";
+  zmq::message_t answer;
+  ASSERT_TRUE(dealer.recv(answer).has_value());
+  const wire::Envelope *e = transport::verifyEnvelope(answer);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(e->body_type(), wire::Body::Welcome);
+  EXPECT_FALSE(e->body_as_Welcome()->accepted());
+  const std::string expected = "node `n1` speaks protocol 99, the entry node " +
+                               std::to_string(transport::kProtocolVersion) +
+                               "; run the same distnode version on every node";
+  EXPECT_EQ(e->body_as_Welcome()->reason()->str(), expected);
+  ProcessResult r = process.get();
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "distnode: error: join refused: " + expected + "\n");
+}
+
 } // namespace
 } // namespace distnode::testing
