@@ -36,7 +36,7 @@ int quality() {
   double exact_ms = 0;
   int graphs = 0;
   for (unsigned seed = 1; graphs < 200; ++seed) {
-    int units = 6 + static_cast<int>(seed % 9);      // 6..14
+    int units = 6 + static_cast<int>(seed % 9);       // 6..14
     int nodes = 2 + static_cast<int>((seed / 9) % 3); // 2..4
     Problem p = randomProblem(seed, units, nodes);
     CostModel m(p);
@@ -44,8 +44,8 @@ int quality() {
     double best_known = m.evaluate(candidates[0]).total();
     auto t0 = std::chrono::steady_clock::now();
     auto exact = exactPlacement(m, best_known);
-    exact_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count();
+    exact_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!exact)
       return std::fprintf(stderr, "no exact solution for seed %u\n", seed), 1;
     double opt = m.evaluate(*exact).total();
@@ -96,12 +96,24 @@ template <Placement (*Method)(const CostModel &)> void run(benchmark::State &sta
 Placement fm(const CostModel &m) { return partition(m); }
 Placement greedy(const CostModel &m) { return greedyPlacement(m); }
 
-BENCHMARK(run<fm>)->Name("BM_Partition_FM")->Arg(1000)->Arg(10000)->Arg(100000)
+BENCHMARK(run<fm>)
+    ->Name("BM_Partition_FM")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(run<greedy>)->Name("BM_Partition_Greedy")->Arg(1000)->Arg(10000)->Arg(100000)
+BENCHMARK(run<greedy>)
+    ->Name("BM_Partition_Greedy")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(run<pairwiseExchangePlacement>)->Name("BM_Partition_Pairwise")->Arg(1000)
-    ->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+BENCHMARK(run<pairwiseExchangePlacement>)
+    ->Name("BM_Partition_Pairwise")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMillisecond);
 
 } // namespace
 

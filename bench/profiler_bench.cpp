@@ -41,9 +41,9 @@ void callHeavy(benchmark::State &state, BenchProgram &p) {
   auto loop = p.function<long (*)(long)>("loop_stub");
   for (auto _ : state)
     benchmark::DoNotOptimize(loop(kCalls));
-  state.counters["ns_per_call"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * kCalls),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_call"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * kCalls),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void chattyPhase(benchmark::State &state, BenchProgram &p) {
@@ -51,9 +51,9 @@ void chattyPhase(benchmark::State &state, BenchProgram &p) {
   constexpr std::uint32_t kFilterCalls = 10000;
   for (auto _ : state)
     benchmark::DoNotOptimize(stage_a(7, kFilterCalls));
-  state.counters["ns_per_call"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * kFilterCalls),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_call"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * kFilterCalls),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void phasesWork(benchmark::State &state, BenchProgram &p) {

@@ -81,8 +81,7 @@ struct Cluster {
       std::exit(1);
     }
     node = std::move(*n);
-    program.session->setRemoteHandler([nd = node.get()](std::uint32_t id, void **slots,
-                                                        void *ret) {
+    program.session->setRemoteHandler([nd = node.get()](std::uint32_t id, void **slots, void *ret) {
       nd->callRemote(id, slots, ret);
     });
     member = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n1", DIST_BENCH_BC});

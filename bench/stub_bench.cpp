@@ -25,9 +25,9 @@ distnode::bench::BenchProgram &program() {
 void runLoop(benchmark::State &state, LoopFn loop) {
   for (auto _ : state)
     benchmark::DoNotOptimize(loop(kCalls));
-  state.counters["ns_per_call"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * kCalls),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_call"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * kCalls),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void BM_Call_Direct(benchmark::State &state) {

@@ -45,7 +45,9 @@ static uint32_t slot_of(uint64_t key) {
   return (uint32_t)(key & (kCapacity - 1));
 }
 
-struct table *table_new(void) { return calloc(1, sizeof(struct table)); }
+struct table *table_new(void) {
+  return calloc(1, sizeof(struct table));
+}
 
 void table_free(struct table *t) { free(t); }
 
@@ -83,8 +85,8 @@ DIST_OUT(out, 1) int table_get(struct table *t, uint64_t key, int64_t *out) {
 }
 
 /* Copies up to max values whose keys lie in [lo, hi) into out; returns how many. */
-DIST_OUT(out, max) size_t table_range(struct table *t, uint64_t lo, uint64_t hi, int64_t *out,
-                                      size_t max) {
+DIST_OUT(out, max)
+size_t table_range(struct table *t, uint64_t lo, uint64_t hi, int64_t *out, size_t max) {
   size_t n = 0;
   for (uint32_t s = 0; s < kCapacity && n < max; ++s)
     if (t->used[s] && t->keys[s] >= lo && t->keys[s] < hi)

@@ -46,8 +46,8 @@ DIST_INOUT(buf, n) void scramble_block(uint8_t *buf, size_t n, uint32_t rounds) 
 }
 
 /* Stage 3: the expensive one. Pure: the same result on any replica. */
-DIST_LOADBALANCED DIST_IN(buf, n) uint64_t hash_block(const uint8_t *buf, size_t n,
-                                                      uint32_t rounds) {
+DIST_LOADBALANCED DIST_IN(buf, n)
+uint64_t hash_block(const uint8_t *buf, size_t n, uint32_t rounds) {
   uint64_t h = 1469598103934665603ULL;
   for (uint32_t r = 0; r < rounds; ++r) {
     for (size_t i = 0; i < n; ++i) {

@@ -23,8 +23,8 @@ CostModel::CostModel(const Problem &problem) : problem_(problem) {
         continue;
       const Link &there = problem.links[a][b], &back = problem.links[b][a];
       // A call and its reply: marshal, travel, unmarshal, each way.
-      per_call_[a][b] = 2 * (c.marshal_s_per_call + c.unmarshal_s_per_call) + there.latency_s +
-                        back.latency_s;
+      per_call_[a][b] =
+          2 * (c.marshal_s_per_call + c.unmarshal_s_per_call) + there.latency_s + back.latency_s;
       per_byte_[a][b] =
           c.marshal_s_per_byte + c.unmarshal_s_per_byte + 1.0 / there.bandwidth_bytes_s;
     }

@@ -73,8 +73,8 @@ private:
         int v = edge.caller == u ? edge.callee : edge.caller;
         if (!assigned_[v])
           continue;
-        delta += edge.caller == u ? m_.edgeCost(edge, q, place_[v])
-                                  : m_.edgeCost(edge, place_[v], q);
+        delta +=
+            edge.caller == u ? m_.edgeCost(edge, q, place_[v]) : m_.edgeCost(edge, place_[v], q);
       }
       place_[u] = q;
       assigned_[u] = true;
@@ -98,8 +98,7 @@ private:
 
 } // namespace
 
-std::optional<Placement> exactPlacement(const CostModel &model, double upper_bound,
-                                        int max_units) {
+std::optional<Placement> exactPlacement(const CostModel &model, double upper_bound, int max_units) {
   const Problem &p = model.problem();
   Placement start(p.units.size(), -1);
   std::vector<int> free_units;

@@ -11,9 +11,8 @@ namespace distnode::heuristic {
 
 /// The placement of least total cost, or nothing if the problem has more than `max_units`
 /// movable units. `upper_bound` (a known placement's cost) speeds up the search.
-[[nodiscard]] std::optional<Placement> exactPlacement(const CostModel &model,
-                                                      double upper_bound = 1e300,
-                                                      int max_units = 16);
+[[nodiscard]] std::optional<Placement>
+exactPlacement(const CostModel &model, double upper_bound = 1e300, int max_units = 16);
 
 } // namespace distnode::heuristic
 

@@ -168,7 +168,9 @@ private:
     return i.as_caller ? e.callee : e.caller;
   }
 
-  double *agg(int u, int node) { return &agg_[(static_cast<std::size_t>(u) * k_ + node) * kFields]; }
+  double *agg(int u, int node) {
+    return &agg_[(static_cast<std::size_t>(u) * k_ + node) * kFields];
+  }
 
   // Adds (sign +1) or removes (−1) edge i of unit u, whose other end is on `node`.
   void account(int u, const Incident &i, int node, int sign) {
@@ -193,9 +195,7 @@ private:
     return c;
   }
 
-  int current(int u) const {
-    return u < static_cast<int>(p_.current.size()) ? p_.current[u] : -1;
-  }
+  int current(int u) const { return u < static_cast<int>(p_.current.size()) ? p_.current[u] : -1; }
 
   // Gain (cost saved) of moving u to q.
   double gainTo(int u, int q) {

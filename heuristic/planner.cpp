@@ -39,8 +39,8 @@ Move explain(const CostModel &m, int u, const Placement &before, const Placement
       continue;
     int v = e.caller == u ? e.callee : e.caller;
     // This edge with only u moved, the others where they end up.
-    double old_cost = e.caller == u ? m.edgeCost(e, before[u], after[v])
-                                    : m.edgeCost(e, after[v], before[u]);
+    double old_cost =
+        e.caller == u ? m.edgeCost(e, before[u], after[v]) : m.edgeCost(e, after[v], before[u]);
     double new_cost = m.edgeCost(e, after[e.caller], after[e.callee]);
     comm_saved += old_cost - new_cost;
     if (old_cost - new_cost > best) {
@@ -53,19 +53,18 @@ Move explain(const CostModel &m, int u, const Placement &before, const Placement
     if (!p.units[w].load_balanced)
       load[after[w]] += p.units[w].cpu_load;
   double l = p.units[u].cpu_load;
-  double overload_saved = m.overloadCost(mv.from, load[mv.from] + l) -
-                          m.overloadCost(mv.from, load[mv.from]) -
-                          (m.overloadCost(mv.to, load[mv.to]) -
-                           m.overloadCost(mv.to, load[mv.to] - l));
+  double overload_saved =
+      m.overloadCost(mv.from, load[mv.from] + l) - m.overloadCost(mv.from, load[mv.from]) -
+      (m.overloadCost(mv.to, load[mv.to]) - m.overloadCost(mv.to, load[mv.to] - l));
   mv.saves_s_per_s = comm_saved + overload_saved;
-  std::string head = "moved `" + p.units[u].name + "` " + p.nodes[mv.from].name + "→" +
-                     p.nodes[mv.to].name + ": ";
+  std::string head =
+      "moved `" + p.units[u].name + "` " + p.nodes[mv.from].name + "→" + p.nodes[mv.to].name + ": ";
   if (overload_saved > comm_saved && overload_saved > 0)
     mv.explanation = head + "relieves the overload of " + p.nodes[mv.from].name + " (" +
                      format("%.2f", l) + " CPU s/s moved)";
   else if (partner >= 0)
-    mv.explanation = head + "saves " + rate(best) + " of remote calls with `" +
-                     p.units[partner].name + "`";
+    mv.explanation =
+        head + "saves " + rate(best) + " of remote calls with `" + p.units[partner].name + "`";
   else
     mv.explanation = head + "follows the units it shares calls with";
   return mv;

@@ -36,13 +36,13 @@ struct ReplicaSet {
 
 /// The outcome of one planning round.
 struct Plan {
-  Placement placement;          ///< what to run (the current placement if not accepted)
-  bool accepted = false;        ///< the partitioner's placement was taken
-  std::string reason;           ///< why (not) in one sentence
-  CostBreakdown cost;           ///< of `placement`
-  CostBreakdown current_cost;   ///< of the current placement
-  CostBreakdown proposed_cost;  ///< of the partitioner's placement
-  std::vector<Move> moves;      ///< empty unless accepted
+  Placement placement;         ///< what to run (the current placement if not accepted)
+  bool accepted = false;       ///< the partitioner's placement was taken
+  std::string reason;          ///< why (not) in one sentence
+  CostBreakdown cost;          ///< of `placement`
+  CostBreakdown current_cost;  ///< of the current placement
+  CostBreakdown proposed_cost; ///< of the partitioner's placement
+  std::vector<Move> moves;     ///< empty unless accepted
   std::vector<ReplicaSet> replicas;
 };
 

@@ -19,17 +19,17 @@ struct Node {
 
 /// The link between two nodes (one way; the matrix may be asymmetric).
 struct Link {
-  double latency_s = 80e-6;         ///< one-way message latency
-  double bandwidth_bytes_s = 1e9;   ///< bytes per second
+  double latency_s = 80e-6;       ///< one-way message latency
+  double bandwidth_bytes_s = 1e9; ///< bytes per second
 };
 
 /// What the placement moves: a placeable function, or a group that must stay together.
 struct Unit {
   std::string name;
-  double cpu_load = 0;      ///< CPU seconds per second it uses (wherever it runs)
-  int pinned_node = -1;     ///< fixed to this node (entry's main, DIST_PIN, operator pin); -1: free
+  double cpu_load = 0;  ///< CPU seconds per second it uses (wherever it runs)
+  int pinned_node = -1; ///< fixed to this node (entry's main, DIST_PIN, operator pin); -1: free
   bool load_balanced = false; ///< replicated (DIST_LOADBALANCED): placed by replica sets instead
-  double state_bytes = 0;   ///< state shipped when it moves (0: stateless, moves for free)
+  double state_bytes = 0;     ///< state shipped when it moves (0: stateless, moves for free)
 };
 
 /// Calls from one unit to another, as decayed rates.

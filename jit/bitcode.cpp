@@ -70,8 +70,7 @@ llvm::Expected<Program> loadBitcode(const std::string &path) {
 
   auto module = llvm::parseBitcodeFile((*buffer)->getMemBufferRef(), *program.context);
   if (!module)
-    return fail(path + ": unreadable bitcode: " +
-                firstLine(llvm::toString(module.takeError())) +
+    return fail(path + ": unreadable bitcode: " + firstLine(llvm::toString(module.takeError())) +
                 " (was it written by LLVM 19? use dist-cc)");
   program.module = std::move(*module);
 

@@ -6,10 +6,10 @@
 #include "profiler/instrument.h"
 #include "profiler/profiler.h"
 
+#include "llvm/ExecutionEngine/JITLink/JITLink.h"
 #include "llvm/ExecutionEngine/Orc/Core.h"
 #include "llvm/ExecutionEngine/Orc/IndirectionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
-#include "llvm/ExecutionEngine/JITLink/JITLink.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h"
 #include "llvm/ExecutionEngine/Orc/TargetProcess/TargetExecutionUtils.h"
@@ -25,16 +25,16 @@
 #include "llvm/TargetParser/Host.h"
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
-#include <iostream>
-#include <map>
 #include <cstdio>
 #include <cstdlib>
-#include <stdlib.h>
+#include <cstring>
 #include <functional>
+#include <iostream>
+#include <map>
 #include <mutex>
 #include <set>
+#include <stdlib.h>
 
 namespace distnode::jit {
 
@@ -165,7 +165,7 @@ struct JitSession::Impl {
   std::vector<std::uint64_t> impl_addr, remote_addr;
   std::vector<DispatchFn> dispatch;
   std::unique_ptr<std::atomic<std::uint8_t>[]> linked; // StubTarget per function
-  std::vector<std::uint32_t> profile_ids; // by remote id; empty without profiling
+  std::vector<std::uint32_t> profile_ids;              // by remote id; empty without profiling
   RemoteHandler remote_handler;
   std::function<void(int)> exit_hook;
 };
@@ -198,8 +198,8 @@ llvm::Value *ifPresent(llvm::IRBuilderBase &b, llvm::Value *pointer, llvm::Value
 
 // Emits the exact size of the argument blob marshalCall would produce for this call, so that
 // the profile counts the same bytes whether the call stays local or crosses nodes.
-llvm::Value *emitCallBytes(llvm::IRBuilderBase &b, llvm::CallBase &call,
-                           const RemoteSignature &sig, llvm::Function *string_bytes) {
+llvm::Value *emitCallBytes(llvm::IRBuilderBase &b, llvm::CallBase &call, const RemoteSignature &sig,
+                           llvm::Function *string_bytes) {
   std::uint64_t fixed = 0;
   llvm::Value *total = nullptr;
   auto add = [&](llvm::Value *v) { total = total ? b.CreateAdd(total, v) : v; };
@@ -250,8 +250,8 @@ llvm::Value *emitReplyBytes(llvm::IRBuilderBase &b, llvm::CallBase &call,
   for (const ValuePlan &p : sig.params) {
     llvm::Value *arg = call.getArgOperand(p.ir_args.at(0));
     if (p.kind == MarshalKind::BufferOut || p.kind == MarshalKind::BufferInOut)
-      total = b.CreateAdd(total, ifPresent(b, arg, b.CreateMul(emitCount(b, call, sig, p),
-                                                               b.getInt64(p.size))));
+      total = b.CreateAdd(
+          total, ifPresent(b, arg, b.CreateMul(emitCount(b, call, sig, p), b.getInt64(p.size))));
     else if (p.kind == MarshalKind::StructPtrInOut)
       total = b.CreateAdd(total, ifPresent(b, arg, b.getInt64(p.size)));
   }
@@ -291,14 +291,14 @@ void rewriteFunction(llvm::Module &m, const std::string &name, std::uint32_t id,
   body->setName(name + ".impl");
   body->setLinkage(llvm::GlobalValue::ExternalLinkage);
   body->setVisibility(llvm::GlobalValue::DefaultVisibility);
-  llvm::Function *decl =
-      llvm::Function::Create(type, llvm::GlobalValue::ExternalLinkage, name, m);
+  llvm::Function *decl = llvm::Function::Create(type, llvm::GlobalValue::ExternalLinkage, name, m);
   decl->setAttributes(attrs);
   decl->setCallingConv(body->getCallingConv());
   body->replaceAllUsesWith(decl);
 
   for (unsigned i = 0; i < type->getNumParams(); ++i) {
-    sig.ir_arg_sizes.push_back(static_cast<std::uint32_t>(dl.getTypeStoreSize(type->getParamType(i))));
+    sig.ir_arg_sizes.push_back(
+        static_cast<std::uint32_t>(dl.getTypeStoreSize(type->getParamType(i))));
     sig.ir_arg_byval.push_back(body->hasParamAttribute(i, llvm::Attribute::ByVal));
   }
   llvm::Type *ret_type = type->getReturnType();
@@ -332,14 +332,14 @@ void rewriteFunction(llvm::Module &m, const std::string &name, std::uint32_t id,
   }
   // name.dispatch(slots, ret): load each argument from its slot, call the body.
   {
-    auto *dispatch_type =
-        llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptr, ptr}, false);
+    auto *dispatch_type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptr, ptr}, false);
     llvm::Function *dispatch = llvm::Function::Create(
         dispatch_type, llvm::GlobalValue::ExternalLinkage, name + ".dispatch", m);
     llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", dispatch));
     std::vector<llvm::Value *> args;
     for (unsigned i = 0; i < type->getNumParams(); ++i) {
-      llvm::Value *cell = b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, dispatch->getArg(0), i));
+      llvm::Value *cell =
+          b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, dispatch->getArg(0), i));
       // Slots are byte buffers on the serving side: no alignment is promised.
       args.push_back(b.CreateAlignedLoad(type->getParamType(i), cell, llvm::Align(1)));
     }
@@ -421,8 +421,8 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   if (options.optimize) {
     std::shared_ptr<llvm::TargetMachine> machine = std::move(*tm);
     j.getIRTransformLayer().setTransform(
-        [machine](orc::ThreadSafeModule tsm, orc::MaterializationResponsibility &)
-            -> llvm::Expected<orc::ThreadSafeModule> {
+        [machine](orc::ThreadSafeModule tsm,
+                  orc::MaterializationResponsibility &) -> llvm::Expected<orc::ThreadSafeModule> {
           tsm.withModuleDo([&](llvm::Module &m) { optimizeModule(m, machine.get()); });
           return tsm;
         });
@@ -527,8 +527,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     auto *string_bytes = llvm::cast<llvm::Function>(
         module
             .getOrInsertFunction(kStringBytesSymbol,
-                                 llvm::FunctionType::get(llvm::Type::getInt64Ty(ctx), {ptr},
-                                                         false))
+                                 llvm::FunctionType::get(llvm::Type::getInt64Ty(ctx), {ptr}, false))
             .getCallee());
     impl->profile_ids.assign(impl->functions.size(), 0);
     for (const FunctionInfo &f : analysis.functions) {
@@ -610,9 +609,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   return std::unique_ptr<JitSession>(new JitSession(std::move(impl)));
 }
 
-const std::vector<RemoteSignature> &JitSession::remoteFunctions() const {
-  return impl_->functions;
-}
+const std::vector<RemoteSignature> &JitSession::remoteFunctions() const { return impl_->functions; }
 
 int JitSession::findFunction(std::string_view name) const {
   for (const auto &f : impl_->functions)
@@ -624,8 +621,7 @@ int JitSession::findFunction(std::string_view name) const {
 void JitSession::relink(std::uint32_t id, StubTarget target) {
   std::uint64_t addr =
       target == StubTarget::Local ? impl_->impl_addr.at(id) : impl_->remote_addr.at(id);
-  if (auto err = impl_->stubs->updatePointer(impl_->functions[id].name,
-                                             orc::ExecutorAddr(addr))) {
+  if (auto err = impl_->stubs->updatePointer(impl_->functions[id].name, orc::ExecutorAddr(addr))) {
     // The stub was created in Create; updating it cannot fail for a known name.
     llvm::logAllUnhandledErrors(std::move(err), llvm::errs(), "distnode: error: relink: ");
     std::abort();
@@ -645,9 +641,7 @@ void JitSession::setRemoteHandler(RemoteHandler handler) {
   impl_->remote_handler = std::move(handler);
 }
 
-void JitSession::setExitHook(std::function<void(int)> hook) {
-  impl_->exit_hook = std::move(hook);
-}
+void JitSession::setExitHook(std::function<void(int)> hook) { impl_->exit_hook = std::move(hook); }
 
 llvm::Expected<void *> JitSession::lookup(const std::string &name) {
   auto addr = impl_->jit->lookup(name);
@@ -664,8 +658,7 @@ bool JitSession::callMarshaled(std::uint32_t id, void **slots, void *ret, std::s
                                std::size_t *args_bytes, std::size_t *reply_bytes) {
   const RemoteSignature &sig = impl_->functions.at(id);
   std::vector<std::uint8_t> args, reply;
-  if (!marshalCall(sig, slots, args, error) ||
-      !serve(id, args.data(), args.size(), reply, error) ||
+  if (!marshalCall(sig, slots, args, error) || !serve(id, args.data(), args.size(), reply, error) ||
       !unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error))
     return false;
   if (args_bytes)

@@ -58,46 +58,74 @@ const FunctionInfo *ProgramAnalysis::find(std::string_view name) const {
 
 std::string_view toString(Placement p) {
   switch (p) {
-  case Placement::Placeable: return "placeable";
-  case Placement::Local: return "local";
-  case Placement::Home: return "home";
-  case Placement::Pinned: return "pinned";
+  case Placement::Placeable:
+    return "placeable";
+  case Placement::Local:
+    return "local";
+  case Placement::Home:
+    return "home";
+  case Placement::Pinned:
+    return "pinned";
   }
   return "?";
 }
 
 std::string_view toString(Rule r) {
   switch (r) {
-  case Rule::Placeable: return "placeable";
-  case Rule::AnnotatedLocal: return "annotated-local";
-  case Rule::AnnotatedPin: return "annotated-pin";
-  case Rule::Main: return "main";
-  case Rule::StaticConstructor: return "static-constructor";
-  case Rule::NPinInSignature: return "npin-in-signature";
-  case Rule::Variadic: return "variadic";
-  case Rule::Unmarshalable: return "unmarshalable";
-  case Rule::DoesIO: return "does-io";
-  case Rule::GroupedWithHome: return "grouped-with-home";
-  case Rule::GroupedWithPin: return "grouped-with-pin";
-  case Rule::TooSmall: return "too-small";
+  case Rule::Placeable:
+    return "placeable";
+  case Rule::AnnotatedLocal:
+    return "annotated-local";
+  case Rule::AnnotatedPin:
+    return "annotated-pin";
+  case Rule::Main:
+    return "main";
+  case Rule::StaticConstructor:
+    return "static-constructor";
+  case Rule::NPinInSignature:
+    return "npin-in-signature";
+  case Rule::Variadic:
+    return "variadic";
+  case Rule::Unmarshalable:
+    return "unmarshalable";
+  case Rule::DoesIO:
+    return "does-io";
+  case Rule::GroupedWithHome:
+    return "grouped-with-home";
+  case Rule::GroupedWithPin:
+    return "grouped-with-pin";
+  case Rule::TooSmall:
+    return "too-small";
   }
   return "?";
 }
 
 std::string_view toString(MarshalKind k) {
   switch (k) {
-  case MarshalKind::Void: return "void";
-  case MarshalKind::Integer: return "integer";
-  case MarshalKind::Float: return "float";
-  case MarshalKind::StructByValue: return "struct-by-value";
-  case MarshalKind::CString: return "c-string";
-  case MarshalKind::BufferIn: return "buffer-in";
-  case MarshalKind::BufferOut: return "buffer-out";
-  case MarshalKind::BufferInOut: return "buffer-inout";
-  case MarshalKind::StructPtrIn: return "struct-ptr-in";
-  case MarshalKind::StructPtrInOut: return "struct-ptr-inout";
-  case MarshalKind::GPinHandle: return "gpin-handle";
-  case MarshalKind::Unmarshalable: return "unmarshalable";
+  case MarshalKind::Void:
+    return "void";
+  case MarshalKind::Integer:
+    return "integer";
+  case MarshalKind::Float:
+    return "float";
+  case MarshalKind::StructByValue:
+    return "struct-by-value";
+  case MarshalKind::CString:
+    return "c-string";
+  case MarshalKind::BufferIn:
+    return "buffer-in";
+  case MarshalKind::BufferOut:
+    return "buffer-out";
+  case MarshalKind::BufferInOut:
+    return "buffer-inout";
+  case MarshalKind::StructPtrIn:
+    return "struct-ptr-in";
+  case MarshalKind::StructPtrInOut:
+    return "struct-ptr-inout";
+  case MarshalKind::GPinHandle:
+    return "gpin-handle";
+  case MarshalKind::Unmarshalable:
+    return "unmarshalable";
   }
   return "?";
 }
@@ -123,13 +151,13 @@ bool isSafeExternal(llvm::StringRef name) {
       "copysign", "frexp", "ldexp", "modf", "scalbn", "erf", "erfc", "tgamma", "lgamma", "nan",
       "sinf", "cosf", "tanf", "asinf", "acosf", "atanf", "atan2f", "sinhf", "coshf", "tanhf",
       "expf", "exp2f", "expm1f", "logf", "log2f", "log10f", "log1pf", "powf", "sqrtf", "cbrtf",
-      "hypotf", "fabsf", "floorf", "ceilf", "roundf", "truncf", "rintf", "fmodf", "fminf",
-      "fmaxf", "fmaf", "copysignf", "frexpf", "ldexpf", "modff", "erff", "sinl", "cosl", "sqrtl",
-      "fabsl", "expl", "logl", "powl", "floorl", "ceill",
+      "hypotf", "fabsf", "floorf", "ceilf", "roundf", "truncf", "rintf", "fmodf", "fminf", "fmaxf",
+      "fmaf", "copysignf", "frexpf", "ldexpf", "modff", "erff", "sinl", "cosl", "sqrtl", "fabsl",
+      "expl", "logl", "powl", "floorl", "ceill",
       // string.h
-      "memcpy", "memmove", "memset", "memcmp", "memchr", "strlen", "strnlen", "strcmp",
-      "strncmp", "strcpy", "strncpy", "strcat", "strncat", "strchr", "strrchr", "strstr",
-      "strspn", "strcspn", "strpbrk", "strdup", "strndup", "stpcpy", "bcmp",
+      "memcpy", "memmove", "memset", "memcmp", "memchr", "strlen", "strnlen", "strcmp", "strncmp",
+      "strcpy", "strncpy", "strcat", "strncat", "strchr", "strrchr", "strstr", "strspn", "strcspn",
+      "strpbrk", "strdup", "strndup", "stpcpy", "bcmp",
       // stdlib.h (pure or node-local)
       "malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign", "abs", "labs",
       "llabs", "div", "ldiv", "atoi", "atol", "atoll", "atof", "strtol", "strtoul", "strtoll",
@@ -201,9 +229,12 @@ std::vector<std::string> btfTags(const llvm::DIType *t) {
 
 std::string compositeKeyword(const llvm::DICompositeType *c) {
   switch (c->getTag()) {
-  case llvm::dwarf::DW_TAG_union_type: return "union";
-  case llvm::dwarf::DW_TAG_enumeration_type: return "enum";
-  default: return "struct";
+  case llvm::dwarf::DW_TAG_union_type:
+    return "union";
+  case llvm::dwarf::DW_TAG_enumeration_type:
+    return "enum";
+  default:
+    return "struct";
   }
 }
 
@@ -223,12 +254,14 @@ std::string renderType(const llvm::DIType *t) {
     return "function";
   auto *d = cast<llvm::DIDerivedType>(t);
   switch (d->getTag()) {
-  case llvm::dwarf::DW_TAG_typedef: return d->getName().str();
+  case llvm::dwarf::DW_TAG_typedef:
+    return d->getName().str();
   case llvm::dwarf::DW_TAG_const_type: {
     // "const T *" reads better than "T const *" for the common case.
     return "const " + renderType(d->getBaseType());
   }
-  case llvm::dwarf::DW_TAG_volatile_type: return "volatile " + renderType(d->getBaseType());
+  case llvm::dwarf::DW_TAG_volatile_type:
+    return "volatile " + renderType(d->getBaseType());
   case llvm::dwarf::DW_TAG_pointer_type: {
     const llvm::DIType *base = d->getBaseType();
     if (base && isa<llvm::DISubroutineType>(base))
@@ -236,7 +269,8 @@ std::string renderType(const llvm::DIType *t) {
     std::string inner = renderType(base);
     return inner.back() == '*' ? inner + "*" : inner + " *";
   }
-  default: return renderType(d->getBaseType());
+  default:
+    return renderType(d->getBaseType());
   }
 }
 
@@ -435,10 +469,10 @@ readAnnotations(const llvm::Module &m, std::vector<Diagnostic> &errors) {
       continue; // the program's own annotations
     auto *fn = dyn_cast<llvm::Function>(target);
     if (!fn) {
-      errors.push_back({loc, "", "annotation `" + text + "` is on `" +
-                                     target->getName().str() +
-                                     "`, which is not a function; dist.h's function annotations "
-                                     "go on function declarations"});
+      errors.push_back({loc, "",
+                        "annotation `" + text + "` is on `" + target->getName().str() +
+                            "`, which is not a function; dist.h's function annotations "
+                            "go on function declarations"});
       continue;
     }
     FunctionAnnotations &a = result[fn];
@@ -507,20 +541,20 @@ struct Facts {
   bool has_di_signature = false;
 
   llvm::MapVector<const llvm::Function *, unsigned> callees; // defined callees → call sites
-  std::set<const llvm::Function *, ByName> address_taken;   // functions referenced, not called
+  std::set<const llvm::Function *, ByName> address_taken;    // functions referenced, not called
   bool indirect_call = false;
   bool calls_only_intrinsics = true;
-  std::string direct_io; // first external with side effects
+  std::string direct_io;                                  // first external with side effects
   std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
-  std::set<std::string> gpin_types;                  // GPin types in the signature
-  std::string npin_type;                             // an NPin type in the signature
+  std::set<std::string> gpin_types;                       // GPin types in the signature
+  std::string npin_type;                                  // an NPin type in the signature
   std::string npin_where;
   bool has_loop = false;
   unsigned instructions = 0;
 
   // Phase 2.
-  std::string io_root;    // the side-effecting external it reaches
-  std::string io_via;     // the callee through which it reaches it ("" if direct)
+  std::string io_root; // the side-effecting external it reaches
+  std::string io_via;  // the callee through which it reaches it ("" if direct)
   bool io_indirect = false;
 };
 
@@ -778,8 +812,8 @@ ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::str
       } else {
         std::string why = whyNotPlainData(pointee);
         if (!why.empty())
-          return unmarshalable(p, buffer->spelling + ": element type `" +
-                                      renderType(pointee_decl) + "` " + why);
+          return unmarshalable(p, buffer->spelling + ": element type `" + renderType(pointee_decl) +
+                                      "` " + why);
         p.size = byteSize(pointee);
       }
       return p;
@@ -794,17 +828,20 @@ ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::str
                                   "`); only pointers to DIST_GPIN types can be returned "
                                   "across nodes");
     if (!pointee)
-      return unmarshalable(p, "`" + p.c_type + "` has no known size; annotate it with DIST_IN/"
-                              "DIST_OUT/DIST_INOUT(" + name + ", count)");
+      return unmarshalable(p, "`" + p.c_type +
+                                  "` has no known size; annotate it with DIST_IN/"
+                                  "DIST_OUT/DIST_INOUT(" +
+                                  name + ", count)");
     if (isCharType(pointee)) {
       if (pointee_const) {
         p.kind = MarshalKind::CString;
         p.size = 1;
         return p;
       }
-      return unmarshalable(p, "`" + p.c_type + "` is not const, so it is not a string; make it "
-                              "`const char *` or annotate it with DIST_OUT/DIST_INOUT(" + name +
-                              ", count)");
+      return unmarshalable(p, "`" + p.c_type +
+                                  "` is not const, so it is not a string; make it "
+                                  "`const char *` or annotate it with DIST_OUT/DIST_INOUT(" +
+                                  name + ", count)");
     }
     if (auto *c = dyn_cast<llvm::DICompositeType>(pointee);
         c && c->getTag() != llvm::dwarf::DW_TAG_enumeration_type &&
@@ -816,8 +853,10 @@ ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::str
       p.size = byteSize(pointee);
       return p;
     }
-    return unmarshalable(p, "`" + p.c_type + "` has no element count; annotate it with "
-                            "DIST_IN/DIST_OUT/DIST_INOUT(" + name + ", count)");
+    return unmarshalable(p, "`" + p.c_type +
+                                "` has no element count; annotate it with "
+                                "DIST_IN/DIST_OUT/DIST_INOUT(" +
+                                name + ", count)");
   }
 
   if (buffer)
@@ -1028,16 +1067,16 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
                    "` is neither a parameter nor a decimal constant (parameters: " +
                    joinNames(fa.param_names) + ")"});
         else if (!isIntegerLike(fa.param_types[cpos - fa.param_names.begin()]))
-          out.errors.push_back({b.loc, info.name,
-                                b.spelling + ": the count `" + b.count +
-                                    "` is not an integer parameter"});
+          out.errors.push_back(
+              {b.loc, info.name,
+               b.spelling + ": the count `" + b.count + "` is not an integer parameter"});
       }
     }
     if (fa.has_di_signature) {
       info.result = planValue(fa, fa.result_type, "", true, gpin, out.errors, info.name);
       for (size_t k = 0; k < fa.param_types.size(); ++k) {
-        ValuePlan p = planValue(fa, fa.param_types[k], fa.param_names[k], false, gpin,
-                                out.errors, info.name);
+        ValuePlan p =
+            planValue(fa, fa.param_types[k], fa.param_names[k], false, gpin, out.errors, info.name);
         if (!p.count.empty()) {
           if (auto c = parseCount(p.count)) {
             p.count_value = *c;
@@ -1252,7 +1291,8 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     if (it == global_id.end())
       continue;
     int root = globals_only.find(it->second);
-    auto [slot, inserted] = component_group.emplace(root, static_cast<int>(out.global_groups.size()));
+    auto [slot, inserted] =
+        component_group.emplace(root, static_cast<int>(out.global_groups.size()));
     if (inserted) {
       Group g;
       g.name = "globals#" + std::to_string(out.global_groups.size());
@@ -1296,9 +1336,9 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     auto it = anchor.find(state.find(static_cast<int>(i)));
     if (it == anchor.end())
       continue;
-    std::string shared = !gpins[i].empty() ? "GPin type `" + *gpins[i].begin() + "`"
-                                           : "mutable global `" +
-                                                 (*globals[i].begin())->getName().str() + "`";
+    std::string shared = !gpins[i].empty()
+                             ? "GPin type `" + *gpins[i].begin() + "`"
+                             : "mutable global `" + (*globals[i].begin())->getName().str() + "`";
     if (it->second.first.empty()) {
       info.placement = Placement::Home;
       info.rule = Rule::GroupedWithHome;
@@ -1308,8 +1348,8 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       info.placement = Placement::Pinned;
       info.rule = Rule::GroupedWithPin;
       info.pin_node = it->second.first;
-      info.reason = "shares state (" + shared + ") with `" + it->second.second +
-                    "`, pinned to `" + info.pin_node + "`";
+      info.reason = "shares state (" + shared + ") with `" + it->second.second + "`, pinned to `" +
+                    info.pin_node + "`";
     }
   }
 
@@ -1350,10 +1390,10 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     if (fa.ann.local && fa.ann.pin)
       out.errors.push_back({at, info.name, "both DIST_LOCAL and DIST_PIN; keep one"});
     if (fa.ann.pin && !info.plan_complete)
-      out.errors.push_back({at, info.name,
-                            "DIST_PIN, but calls from other nodes cannot reach it: " +
-                                firstUnmarshalable(info) +
-                                "; make the signature marshalable or remove the pin"});
+      out.errors.push_back(
+          {at, info.name,
+           "DIST_PIN, but calls from other nodes cannot reach it: " + firstUnmarshalable(info) +
+               "; make the signature marshalable or remove the pin"});
     if (!fa.ann.load_balanced)
       continue;
     out.load_balanced.push_back(info.name);
@@ -1374,16 +1414,16 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
                                 "`, which lives on one node; remove the annotation"});
     if (info.rule == Rule::NPinInSignature || info.rule == Rule::Variadic ||
         info.rule == Rule::Unmarshalable || info.rule == Rule::AnnotatedPin)
-      out.errors.push_back({at, info.name,
-                            "DIST_LOADBALANCED, but it cannot be replicated: " + info.reason});
+      out.errors.push_back(
+          {at, info.name, "DIST_LOADBALANCED, but it cannot be replicated: " + info.reason});
   }
 
   // Remote ids, in name order.
   std::vector<FunctionInfo *> remotable;
   for (size_t i = 0; i < n; ++i) {
     FunctionInfo &f = infos[i];
-    if (f.placement != Placement::Local && f.plan_complete && !f.variadic &&
-        f.rule != Rule::Main && f.rule != Rule::StaticConstructor)
+    if (f.placement != Placement::Local && f.plan_complete && !f.variadic && f.rule != Rule::Main &&
+        f.rule != Rule::StaticConstructor)
       remotable.push_back(&f);
   }
   std::sort(remotable.begin(), remotable.end(),

@@ -75,7 +75,7 @@ struct ValuePlan {
   std::uint64_t size = 0; ///< bytes of the value, or of one element for buffers
   /// Buffers: the element count's source, as written in the annotation ("n" or "16").
   std::string count;
-  int count_param = -1;         ///< index of the C parameter holding the count, or -1
+  int count_param = -1;          ///< index of the C parameter holding the count, or -1
   std::uint64_t count_value = 0; ///< the constant count when count_param is -1
   /// The IR arguments that carry this C parameter after ABI lowering (a 16-byte struct may be
   /// two IR arguments, a large one a byval pointer); for the result, the sret argument if any.
@@ -100,9 +100,9 @@ struct FunctionInfo {
   std::vector<ValuePlan> params;
   ValuePlan result;
   bool plan_complete = false; ///< every parameter and the result is marshalable
-  int gpin_group = -1;   ///< index into ProgramAnalysis::gpin_groups, or -1
-  int global_group = -1; ///< index into ProgramAnalysis::global_groups, or -1
-  int unit = -1;         ///< index into ProgramAnalysis::units; -1 for local functions
+  int gpin_group = -1;        ///< index into ProgramAnalysis::gpin_groups, or -1
+  int global_group = -1;      ///< index into ProgramAnalysis::global_groups, or -1
+  int unit = -1;              ///< index into ProgramAnalysis::units; -1 for local functions
   /// Id of a *remotable* function (non-local, marshalable, not main or a constructor): calls
   /// of it go through a stub and may cross nodes. Ids follow name order, so every node of a
   /// cluster agrees on them. -1 for the others.
@@ -112,8 +112,8 @@ struct FunctionInfo {
 /// What the placement moves: one function, or all functions that share state (GPin types and
 /// mutable globals, transitively). Local functions belong to no unit: they run where called.
 struct PlacementUnit {
-  std::string name;                   ///< the function's name, or the group's
-  std::vector<std::string> functions; ///< members, in module order
+  std::string name;                           ///< the function's name, or the group's
+  std::vector<std::string> functions;         ///< members, in module order
   Placement placement = Placement::Placeable; ///< Placeable, Home or Pinned
   std::string pin_node;                       ///< for Pinned
   bool stateful = false; ///< holds mutable globals or GPin data (moving it moves state)
@@ -151,13 +151,13 @@ struct AnalysisOptions {
 
 /// The analysis of a whole program.
 struct ProgramAnalysis {
-  std::vector<FunctionInfo> functions;   ///< every defined function, in module order
-  std::vector<Group> gpin_groups;        ///< one per GPin type handled by the program
-  std::vector<Group> global_groups;      ///< connected components of functions and globals
+  std::vector<FunctionInfo> functions;    ///< every defined function, in module order
+  std::vector<Group> gpin_groups;         ///< one per GPin type handled by the program
+  std::vector<Group> global_groups;       ///< connected components of functions and globals
   std::vector<std::string> load_balanced; ///< DIST_LOADBALANCED functions
-  std::vector<PlacementUnit> units;      ///< every non-local function in exactly one unit
-  std::vector<CallEdge> call_graph;      ///< edges into placeable functions
-  std::vector<Diagnostic> errors;        ///< annotation errors; empty for a valid program
+  std::vector<PlacementUnit> units;       ///< every non-local function in exactly one unit
+  std::vector<CallEdge> call_graph;       ///< edges into placeable functions
+  std::vector<Diagnostic> errors;         ///< annotation errors; empty for a valid program
 
   /// The function named `name`, or nullptr.
   [[nodiscard]] const FunctionInfo *find(std::string_view name) const;

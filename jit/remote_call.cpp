@@ -18,8 +18,7 @@ bool copiesOut(MarshalKind k) {
 }
 
 bool isBuffer(MarshalKind k) {
-  return k == MarshalKind::BufferIn || k == MarshalKind::BufferOut ||
-         k == MarshalKind::BufferInOut;
+  return k == MarshalKind::BufferIn || k == MarshalKind::BufferOut || k == MarshalKind::BufferInOut;
 }
 
 bool isByval(const RemoteSignature &sig, const ValuePlan &p) {

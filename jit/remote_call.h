@@ -34,8 +34,8 @@ using DispatchFn = void (*)(void **slots, void *ret);
 /// Everything needed to marshal calls of one remotable function. Immutable after creation;
 /// safe to share between threads.
 struct RemoteSignature {
-  std::uint32_t id = 0;   ///< index in the program's remotable functions (same on every node)
-  std::string name;       ///< the function's name
+  std::uint32_t id = 0; ///< index in the program's remotable functions (same on every node)
+  std::string name;     ///< the function's name
   std::vector<ValuePlan> params;
   ValuePlan result;
   std::vector<std::uint32_t> ir_arg_sizes; ///< store size of each IR argument

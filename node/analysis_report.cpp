@@ -42,9 +42,9 @@ std::string describePlan(const ValuePlan &p, const std::vector<ValuePlan> &param
   case MarshalKind::BufferIn:
   case MarshalKind::BufferOut:
   case MarshalKind::BufferInOut:
-    s << " [" << (p.count_param >= 0 && p.count_param < int(params.size())
-                      ? params[p.count_param].name
-                      : std::to_string(p.count_value))
+    s << " ["
+      << (p.count_param >= 0 && p.count_param < int(params.size()) ? params[p.count_param].name
+                                                                   : std::to_string(p.count_value))
       << " x " << p.size << " B]";
     break;
   case MarshalKind::Unmarshalable:
@@ -111,15 +111,9 @@ nlohmann::json analysisToJson(const jit::ProgramAnalysis &a, const std::string &
                       {"line", e.loc.line},
                       {"function", e.function},
                       {"message", e.message}});
-  return {{"schema", kAnalysisSchema},
-          {"program", program_path},
-          {"sha256", sha256_hex},
-          {"functions", functions},
-          {"gpin_groups", gpin},
-          {"global_groups", globals},
-          {"load_balanced", a.load_balanced},
-          {"call_graph", edges},
-          {"errors", errors}};
+  return {{"schema", kAnalysisSchema},        {"program", program_path}, {"sha256", sha256_hex},
+          {"functions", functions},           {"gpin_groups", gpin},     {"global_groups", globals},
+          {"load_balanced", a.load_balanced}, {"call_graph", edges},     {"errors", errors}};
 }
 
 std::string analysisToText(const jit::ProgramAnalysis &a, const std::string &program_path) {
@@ -127,9 +121,8 @@ std::string analysisToText(const jit::ProgramAnalysis &a, const std::string &pro
   int counts[4] = {0, 0, 0, 0};
   for (const auto &f : a.functions)
     ++counts[static_cast<int>(f.placement)];
-  s << program_path << ": " << a.functions.size() << " functions: " << counts[0]
-    << " placeable, " << counts[1] << " local, " << counts[2] << " home, " << counts[3]
-    << " pinned\n";
+  s << program_path << ": " << a.functions.size() << " functions: " << counts[0] << " placeable, "
+    << counts[1] << " local, " << counts[2] << " home, " << counts[3] << " pinned\n";
   for (const auto &f : a.functions) {
     s << "\n" << f.name;
     if (!f.loc.str().empty())
@@ -151,8 +144,8 @@ std::string analysisToText(const jit::ProgramAnalysis &a, const std::string &pro
     s << "  (none)\n";
   s << "Mutable-global groups (each runs on one node; the unit of state migration):\n";
   for (const auto &g : a.global_groups)
-    s << "  " << g.name << ": globals " << join(g.globals) << "; functions "
-      << join(g.functions) << "\n";
+    s << "  " << g.name << ": globals " << join(g.globals) << "; functions " << join(g.functions)
+      << "\n";
   if (a.global_groups.empty())
     s << "  (none)\n";
   s << "Load-balanced: " << join(a.load_balanced) << "\n";

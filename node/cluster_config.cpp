@@ -69,8 +69,10 @@ public:
     static const std::regex kTcp(R"(tcp://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})");
     static const std::regex kIpc(R"(ipc://.+)");
     if (!std::regex_match(out, kTcp) && !std::regex_match(out, kIpc))
-      fail(n, field, "`" + out + "` is not a ZeroMQ endpoint; write tcp://host:port or "
-                     "ipc://path");
+      fail(n, field,
+           "`" + out +
+               "` is not a ZeroMQ endpoint; write tcp://host:port or "
+               "ipc://path");
   }
 
   ClusterConfig parse(const YAML::Node &root) {
@@ -168,8 +170,7 @@ public:
       e.node = str(it->second, field + "." + e.function);
       e.where = where(it->first);
       if (c && c->nodeIndex(e.node) < 0)
-        fail(it->second, field + "." + e.function,
-             "no node named `" + e.node + "` in `nodes`");
+        fail(it->second, field + "." + e.function, "no node named `" + e.node + "` in `nodes`");
       out.push_back(std::move(e));
     }
     return out;
@@ -204,8 +205,7 @@ template <typename F> auto guarded(const std::string &path, F &&body) -> decltyp
 
 } // namespace
 
-llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text,
-                                                 const std::string &path) {
+llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text, const std::string &path) {
   return guarded(path, [&]() -> llvm::Expected<ClusterConfig> {
     return Parser(path).parse(YAML::Load(text));
   });

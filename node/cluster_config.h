@@ -47,7 +47,7 @@ struct ClusterConfig {
 
 /// The same from text (`path` is used in messages only).
 [[nodiscard]] llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text,
-                                                              const std::string &path);
+                                                               const std::string &path);
 
 /// Reads a placement file: a YAML map `function: node`.
 [[nodiscard]] llvm::Expected<std::vector<PlacementEntry>>

@@ -151,8 +151,8 @@ struct ClusterNode::Impl {
         handleIncoming();
       if (timeout.count() > 0 && Clock::now() > deadline) {
         error = "no answer from node `" + nodeName(node) + "` at " +
-                config.nodes[node].call_endpoint + " within " +
-                std::to_string(timeout.count()) + " ms";
+                config.nodes[node].call_endpoint + " within " + std::to_string(timeout.count()) +
+                " ms";
         return false;
       }
       if ((timeout.count() == 0 && stop.load()) || terminate_signal.load()) {
@@ -163,8 +163,8 @@ struct ClusterNode::Impl {
   }
 
   // A request whose answer must be a Reply (an acknowledgement).
-  bool acknowledged(int node, zmq::message_t message, std::uint64_t call_id,
-                    milliseconds timeout, std::string &error) {
+  bool acknowledged(int node, zmq::message_t message, std::uint64_t call_id, milliseconds timeout,
+                    std::string &error) {
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
     if (!request(node, std::move(message), call_id, timeout, response, envelope, error))
@@ -172,8 +172,8 @@ struct ClusterNode::Impl {
     if (envelope->body_type() == wire::Body::Reply)
       return true;
     if (auto *e = envelope->body_as_Error())
-      error = "node `" + nodeName(node) + "` answered: " +
-              (e->message() ? e->message()->str() : std::string("error"));
+      error = "node `" + nodeName(node) +
+              "` answered: " + (e->message() ? e->message()->str() : std::string("error"));
     else
       error = "node `" + nodeName(node) + "` sent an unexpected answer";
     return false;
@@ -224,11 +224,10 @@ struct ClusterNode::Impl {
     case wire::Body::Placement: {
       const wire::Placement &p = *envelope->body_as_Placement();
       if (!p.owners() || p.owners()->size() != owners.size())
-        return transport::makeError(call_id, wire::ErrorCode::Malformed,
-                                    "placement lists " +
-                                        std::to_string(p.owners() ? p.owners()->size() : 0) +
-                                        " functions, this program has " +
-                                        std::to_string(owners.size()));
+        return transport::makeError(
+            call_id, wire::ErrorCode::Malformed,
+            "placement lists " + std::to_string(p.owners() ? p.owners()->size() : 0) +
+                " functions, this program has " + std::to_string(owners.size()));
       std::vector<std::uint16_t> list(p.owners()->begin(), p.owners()->end());
       for (auto o : list)
         if (o >= config.nodes.size())
@@ -276,8 +275,8 @@ struct ClusterNode::Impl {
     int index = config.nodeIndex(name);
     std::string reason;
     if (self != entry)
-      reason = "node `" + nodeName(self) + "` is not the entry node; join `" +
-               nodeName(entry) + "`";
+      reason =
+          "node `" + nodeName(self) + "` is not the entry node; join `" + nodeName(entry) + "`";
     else if (join.protocol() != transport::kProtocolVersion)
       reason = "node `" + name + "` speaks protocol " + std::to_string(join.protocol()) +
                ", the entry node " + std::to_string(transport::kProtocolVersion) +
@@ -289,9 +288,9 @@ struct ClusterNode::Impl {
     else if (!join.bitcode_sha256() || join.bitcode_sha256()->size() != sha256.size() ||
              !std::equal(sha256.begin(), sha256.end(), join.bitcode_sha256()->begin()))
       reason = "node `" + name + "` runs different bitcode (sha256 " +
-               (join.bitcode_sha256() ? shortHash(join.bitcode_sha256()->data(),
-                                                  join.bitcode_sha256()->size())
-                                      : std::string("none")) +
+               (join.bitcode_sha256()
+                    ? shortHash(join.bitcode_sha256()->data(), join.bitcode_sha256()->size())
+                    : std::string("none")) +
                ", the entry node " + shortHash(sha256.data(), sha256.size()) +
                "); give every node the same app.bc";
     {
@@ -310,9 +309,8 @@ struct ClusterNode::Impl {
   void applyPlacement(const std::vector<std::uint16_t> &list, std::uint64_t new_epoch) {
     for (std::size_t id = 0; id < list.size(); ++id) {
       owners[id] = list[id];
-      session->relink(static_cast<std::uint32_t>(id), list[id] == self
-                                                           ? jit::StubTarget::Local
-                                                           : jit::StubTarget::Remote);
+      session->relink(static_cast<std::uint32_t>(id),
+                      list[id] == self ? jit::StubTarget::Local : jit::StubTarget::Remote);
     }
     epoch = new_epoch;
   }
@@ -434,8 +432,7 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
       continue;
     }
     if (const wire::Reply *r = envelope->body_as_Reply(); r && r->result())
-      reports[m].assign(reinterpret_cast<const char *>(r->result()->data()),
-                        r->result()->size());
+      reports[m].assign(reinterpret_cast<const char *>(r->result()->data()), r->result()->size());
   }
   n.stop = true;
   if (n.reactor.joinable() && std::this_thread::get_id() != n.reactor.get_id())
@@ -496,9 +493,9 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     n.fatal("call of `" + sig.name + "`: " + error);
   std::uint64_t call_id = n.next_call_id++;
   std::size_t args_size = size;
-  zmq::message_t call = transport::makeCallWith(
-      call_id, id, n.epoch.load(), size,
-      [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); });
+  zmq::message_t call =
+      transport::makeCallWith(call_id, id, n.epoch.load(), size,
+                              [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); });
   auto marshaled = Clock::now();
   zmq::message_t response;
   const wire::Envelope *envelope = nullptr;
@@ -512,9 +509,9 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     if (!jit::unmarshalReply(sig, data, size, slots, ret, error))
       n.fatal("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
     if (std::uint32_t pid = n.session->profileId(id))
-      profiler::Profiler::instance().recordRemoteCall(
-          pid, args_size + size, answered - marshaled,
-          (marshaled - started) + (Clock::now() - answered));
+      profiler::Profiler::instance().recordRemoteCall(pid, args_size + size, answered - marshaled,
+                                                      (marshaled - started) +
+                                                          (Clock::now() - answered));
     return;
   }
   const wire::Error *e = envelope->body_as_Error();

@@ -101,8 +101,7 @@ void writeProfile(const Options &opt, const std::string &node,
 int analyze(const Options &opt, const distnode::jit::Program &program,
             const distnode::jit::ProgramAnalysis &analysis) {
   if (opt.json)
-    std::cout << distnode::node::analysisToJson(analysis, program.path, program.sha256Hex())
-                     .dump(2)
+    std::cout << distnode::node::analysisToJson(analysis, program.path, program.sha256Hex()).dump(2)
               << "\n";
   else
     std::cout << distnode::node::analysisToText(analysis, program.path);
@@ -261,8 +260,7 @@ int main(int argc, char **argv) {
                  "with --local: how long the entry node waits for the others")
       ->needs(local)
       ->check(CLI::PositiveNumber);
-  app.add_flag("--no-profile", opt.no_profile,
-               "compile no profiling counters and take no samples");
+  app.add_flag("--no-profile", opt.no_profile, "compile no profiling counters and take no samples");
   app.add_option("--profile-out", opt.profile_out,
                  "when the program ends, write the profile (all nodes' and merged) to this JSON "
                  "file; on a cluster, the entry node writes it");
@@ -320,8 +318,7 @@ int main(int argc, char **argv) {
       local_options.entry_flags = {"--profile-out", opt.profile_out};
     if (opt.min_instructions != distnode::jit::AnalysisOptions{}.min_instructions)
       local_options.node_flags.insert(local_options.node_flags.end(),
-                                      {"--min-instructions",
-                                       std::to_string(opt.min_instructions)});
+                                      {"--min-instructions", std::to_string(opt.min_instructions)});
     return distnode::node::runLocalCluster(local_options);
   }
   return run(opt, std::move(*program), analysis);

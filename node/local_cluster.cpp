@@ -140,7 +140,7 @@ int runLocalCluster(const LocalClusterOptions &options) {
     std::cerr << "distnode: error: pipe: " << std::strerror(errno) << "\n";
     return 2;
   }
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
@@ -179,8 +179,8 @@ int runLocalCluster(const LocalClusterOptions &options) {
       if (!c.exited)
         kill(c.pid, sig);
   };
-  int result = -1;          // the exit code once decided
-  int interrupted = 0;      // the signal that stopped us
+  int result = -1;     // the exit code once decided
+  int interrupted = 0; // the signal that stopped us
   const auto never = Clock::time_point::max();
   Clock::time_point kill_at = never; // when stragglers get SIGKILL
   auto running = [&] {

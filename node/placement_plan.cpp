@@ -29,7 +29,8 @@ planPlacement(const jit::ProgramAnalysis &analysis,
       int node = config.nodeIndex(unit.pin_node);
       if (node < 0)
         return fail("`" + unit.functions.front() + "` is pinned to node `" + unit.pin_node +
-                    "` (DIST_PIN), but " + config.path + " has no such node; add it or "
+                    "` (DIST_PIN), but " + config.path +
+                    " has no such node; add it or "
                     "change the pin");
       unit_node[u] = node;
     } else if (unit.placement == jit::Placement::Placeable &&
@@ -47,15 +48,13 @@ planPlacement(const jit::ProgramAnalysis &analysis,
     if (node < 0)
       return fail(at + ": `" + e.function + "`: no node `" + e.node + "` in " + config.path);
     if (f->placement == jit::Placement::Local)
-      return fail(at + ": `" + e.function + "` cannot be placed: it is local (" + f->reason +
-                  ")");
+      return fail(at + ": `" + e.function + "` cannot be placed: it is local (" + f->reason + ")");
     const jit::PlacementUnit &unit = analysis.units[f->unit];
     if (unit.placement == jit::Placement::Home && node != entry)
       return fail(at + ": `" + e.function + "` must run on the entry node `" + config.entry +
                   "`: " + f->reason);
     if (unit.placement == jit::Placement::Pinned && node != unit_node[f->unit])
-      return fail(at + ": `" + e.function + "` is pinned to `" + unit.pin_node + "`: " +
-                  f->reason);
+      return fail(at + ": `" + e.function + "` is pinned to `" + unit.pin_node + "`: " + f->reason);
     if (!unit_source[f->unit].empty() && unit_node[f->unit] != node)
       return fail(at + ": `" + e.function + "` shares state with `" + unit_source[f->unit] +
                   "` (unit `" + unit.name + "`), which is placed on `" +

@@ -42,8 +42,8 @@ Entry emitEntry(llvm::Function &f, const InstrumentSpec &spec, llvm::Function *t
   llvm::Function *tp_fn =
       llvm::Intrinsic::getDeclaration(f.getParent(), llvm::Intrinsic::thread_pointer);
   llvm::Value *tp = b.CreateCall(tp_fn, {}, "tp");
-  llvm::Value *state = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), tp, spec.thread_state_offset,
-                                                    "prof.state");
+  llvm::Value *state =
+      b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), tp, spec.thread_state_offset, "prof.state");
   llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
   llvm::Value *block0 = b.CreateLoad(ptr, state, "prof.block");
   llvm::Value *missing = b.CreateIsNull(block0);
@@ -104,7 +104,8 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
         auto *call = llvm::dyn_cast<llvm::CallBase>(&i);
         if (!call)
           continue;
-        auto *callee = llvm::dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
+        auto *callee =
+            llvm::dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
         if (!callee || !callee->isDeclaration())
           continue;
         auto it = callee_id.find(callee->getName().str());
@@ -161,7 +162,8 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
     Entry entry = emitEntry(*f, spec, thread_init);
     llvm::Value *current_slot = nullptr;
     {
-      llvm::IRBuilder<> b(llvm::cast<llvm::Instruction>(entry.block)->getParent()->getFirstNonPHI());
+      llvm::IRBuilder<> b(
+          llvm::cast<llvm::Instruction>(entry.block)->getParent()->getFirstNonPHI());
       current_slot = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), entry.state, kCurrentField);
       auto own = body_id.find(f->getName().str());
       if (own != body_id.end() && marker[f]) {
@@ -225,8 +227,7 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
       if (p.call_bytes)
         b.CreateStore(b.CreateAdd(b.CreateLoad(i64, p.call_bytes), call_bytes), p.call_bytes);
       if (p.reply_bytes)
-        b.CreateStore(b.CreateAdd(b.CreateLoad(i64, p.reply_bytes), reply_bytes),
-                      p.reply_bytes);
+        b.CreateStore(b.CreateAdd(b.CreateLoad(i64, p.reply_bytes), reply_bytes), p.reply_bytes);
       pending.push_back(p);
       llvm::Instruction *full = llvm::SplitBlockAndInsertIfThen(
           b.CreateICmpEQ(calls, b.getInt64(kFlushEvery)), call, /*Unreachable=*/false);

@@ -109,8 +109,7 @@ std::size_t ProfileLayout::samplesIndex() const {
 
 std::size_t ProfileLayout::blockSize() const { return samplesIndex() + 2 * functions.size(); }
 
-double decayedRate(double previous, bool had_rate, double delta, double dt_s,
-                   double half_life_s) {
+double decayedRate(double previous, bool had_rate, double delta, double dt_s, double half_life_s) {
   if (dt_s <= 0)
     return previous;
   double rate = delta / dt_s;
@@ -229,8 +228,8 @@ std::vector<std::uint64_t> Profiler::totals() {
 }
 
 ProfileSnapshot Profiler::snapshot() {
-  return snapshotAt(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
-                        .count());
+  return snapshotAt(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
 }
 
 ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
@@ -294,8 +293,7 @@ ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
     const Remote &r = remote_[f];
     if (!r.calls)
       continue;
-    snap.remote.push_back(
-        {l.functions[f], r.calls, r.bytes, r.rtt_ns / 1e9, r.marshal_ns / 1e9});
+    snap.remote.push_back({l.functions[f], r.calls, r.bytes, r.rtt_ns / 1e9, r.marshal_ns / 1e9});
   }
   return snap;
 }

@@ -97,8 +97,8 @@ struct FunctionStats {
 /// Calls of one function that this node made to another node.
 struct RemoteStats {
   std::string function;
-  std::uint64_t calls = 0, bytes = 0;            ///< bytes sent and received (payloads)
-  double round_trip_s = 0, marshal_s = 0;         ///< totals
+  std::uint64_t calls = 0, bytes = 0;     ///< bytes sent and received (payloads)
+  double round_trip_s = 0, marshal_s = 0; ///< totals
   [[nodiscard]] double meanRoundTripS() const { return calls ? round_trip_s / calls : 0; }
   [[nodiscard]] double marshalSPerByte() const { return bytes ? marshal_s / bytes : 0; }
 };

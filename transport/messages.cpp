@@ -8,7 +8,7 @@ namespace distnode::transport {
 
 // Hands the builder's buffer to ZeroMQ without copying it.
 static zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
-                      flatbuffers::Offset<void> body) {
+                             flatbuffers::Offset<void> body) {
   b.Finish(wire::CreateEnvelope(b, type, body));
   std::size_t size = 0, offset = 0;
   std::uint8_t *raw = b.ReleaseRaw(size, offset);
@@ -27,14 +27,22 @@ const wire::Envelope *verifyEnvelope(const zmq::message_t &message) {
 
 std::uint64_t callIdOf(const wire::Envelope &e) {
   switch (e.body_type()) {
-  case wire::Body::Join: return e.body_as_Join()->call_id();
-  case wire::Body::Welcome: return e.body_as_Welcome()->call_id();
-  case wire::Body::Call: return e.body_as_Call()->call_id();
-  case wire::Body::Reply: return e.body_as_Reply()->call_id();
-  case wire::Body::Error: return e.body_as_Error()->call_id();
-  case wire::Body::Placement: return e.body_as_Placement()->call_id();
-  case wire::Body::Shutdown: return e.body_as_Shutdown()->call_id();
-  default: return 0;
+  case wire::Body::Join:
+    return e.body_as_Join()->call_id();
+  case wire::Body::Welcome:
+    return e.body_as_Welcome()->call_id();
+  case wire::Body::Call:
+    return e.body_as_Call()->call_id();
+  case wire::Body::Reply:
+    return e.body_as_Reply()->call_id();
+  case wire::Body::Error:
+    return e.body_as_Error()->call_id();
+  case wire::Body::Placement:
+    return e.body_as_Placement()->call_id();
+  case wire::Body::Shutdown:
+    return e.body_as_Shutdown()->call_id();
+  default:
+    return 0;
   }
 }
 

@@ -7,9 +7,9 @@
 #include <zmq.hpp>
 
 #include <array>
-#include <memory>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string_view>
 #include <vector>
 

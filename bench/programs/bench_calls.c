@@ -10,8 +10,7 @@
     x = x * 3 + 1;                                                                                 \
   return x;
 
-long f_stub(long x) { BODY }
-DIST_LOCAL __attribute__((noinline)) long f_direct(long x) { BODY }
+long f_stub(long x){BODY} DIST_LOCAL __attribute__((noinline)) long f_direct(long x) { BODY }
 
 long loop_stub(long n) {
   long acc = 0;

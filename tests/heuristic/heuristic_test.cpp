@@ -11,8 +11,8 @@
 namespace distnode::heuristic {
 namespace {
 
-// One node per capacity, linked by 100 µs latency and 100 MB/s, free marshaling: a cut edge costs 200 µs per call
-// (both ways) plus 10 ns per byte.
+// One node per capacity, linked by 100 µs latency and 100 MB/s, free marshaling: a cut edge costs
+// 200 µs per call (both ways) plus 10 ns per byte.
 Problem withNodes(std::vector<double> capacities) {
   std::vector<Node> nodes;
   for (std::size_t i = 0; i < capacities.size(); ++i)
@@ -48,8 +48,8 @@ TEST(Partitioner, HandComputedExampleIsOptimal) {
   addUnit(p, "D", 1.0);
   addUnit(p, "E", 0.5);
   addUnit(p, "F", 1.0);
-  p.edges = {{0, 1, 100, 0, 0}, {1, 2, 100, 0, 0}, {2, 3, 1, 0, 0},
-             {3, 4, 100, 0, 0}, {4, 5, 1, 0, 0}};
+  p.edges = {
+      {0, 1, 100, 0, 0}, {1, 2, 100, 0, 0}, {2, 3, 1, 0, 0}, {3, 4, 100, 0, 0}, {4, 5, 1, 0, 0}};
   p.current = {0, 0, 0, 0, 0, 0}; // everything on n0: 4.5 CPU on 2.0
   CostModel m(p);
   Placement got = partition(m);
@@ -91,8 +91,8 @@ TEST(Partitioner, EverythingFitsAndLinksAreSlowNothingIsCut) {
 TEST(Partitioner, OverloadMovesTheUnitWithTheCheapestCut) {
   Problem p = withNodes({1.0, 10.0});
   addUnit(p, "entry", 0.2, 0);
-  addUnit(p, "chatty", 0.5);  // 1000 calls/s with entry
-  addUnit(p, "quiet", 0.5);   // 10 calls/s with entry
+  addUnit(p, "chatty", 0.5); // 1000 calls/s with entry
+  addUnit(p, "quiet", 0.5);  // 10 calls/s with entry
   p.edges = {{0, 1, 1000, 0, 0}, {0, 2, 10, 0, 0}};
   p.current = {0, 0, 0};
   CostModel m(p);
@@ -201,7 +201,7 @@ TEST(Planner, StatefulMoveMustPayBackItsMigration) {
   addUnit(p, "a", 0.1, 0);
   addUnit(p, "big_state", 0.1);
   addUnit(p, "c", 0.1, 1);
-  p.units[1].state_bytes = 1e9; // 10 s to ship over 100 MB/s
+  p.units[1].state_bytes = 1e9;                    // 10 s to ship over 100 MB/s
   p.edges = {{0, 1, 10, 0, 0}, {1, 2, 100, 0, 0}}; // saves 90 × 200 µs = 18 ms/s
   p.current = {0, 0, 1};
   Planner planner;

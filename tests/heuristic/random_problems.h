@@ -56,8 +56,8 @@ inline Problem randomProblem(unsigned seed, int units, int nodes, double edges_p
   }
   p.current.assign(units, 0);
   for (int u = 0; u < units; ++u)
-    p.current[u] = p.units[u].pinned_node >= 0 ? p.units[u].pinned_node
-                                               : static_cast<int>(rng() % nodes);
+    p.current[u] =
+        p.units[u].pinned_node >= 0 ? p.units[u].pinned_node : static_cast<int>(rng() % nodes);
   return p;
 }
 

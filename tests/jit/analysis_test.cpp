@@ -117,8 +117,7 @@ TEST(Analysis, TinyLeafIsBelowGranularityFloor) {
   const auto &f = fn("rules", "tiny");
   EXPECT_EQ(f.rule, Rule::TooSmall);
   EXPECT_LT(f.instructions, AnalysisOptions{}.min_instructions);
-  EXPECT_TRUE(contains(f.reason, "too small (" + std::to_string(f.instructions) +
-                                     " instructions"))
+  EXPECT_TRUE(contains(f.reason, "too small (" + std::to_string(f.instructions) + " instructions"))
       << f.reason;
 }
 

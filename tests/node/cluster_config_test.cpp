@@ -94,8 +94,8 @@ TEST(ClusterConfig, MissingFileIsOneLine) {
 }
 
 TEST(ClusterConfig, LocalClusterYamlParses) {
-  auto c = parseClusterConfig(localClusterYaml({7001, 7002, 7003}, std::chrono::seconds(3)),
-                              "gen.yaml");
+  auto c =
+      parseClusterConfig(localClusterYaml({7001, 7002, 7003}, std::chrono::seconds(3)), "gen.yaml");
   ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
   ASSERT_EQ(c->nodes.size(), 3u);
   EXPECT_EQ(c->nodes[2].name, "n2");

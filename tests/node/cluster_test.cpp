@@ -18,9 +18,7 @@ namespace {
 
 const std::string kDistnode = DIST_DISTNODE;
 
-std::string example(const std::string &name) {
-  return std::string(DIST_EXAMPLES_DIR) + "/" + name;
-}
+std::string example(const std::string &name) { return std::string(DIST_EXAMPLES_DIR) + "/" + name; }
 std::string fixture(const std::string &name) {
   return std::string(DIST_FIXTURE_DIR) + "/fixture_" + name;
 }
@@ -41,8 +39,9 @@ TEST_P(ScatterMatchesNative, SameOutputAndExitCode) {
   const ScatterRun &run = GetParam();
   std::vector<std::string> native = {run.base + ".native"};
   native.insert(native.end(), run.args.begin(), run.args.end());
-  std::vector<std::string> cluster = {kDistnode, "--local", std::to_string(run.nodes),
-                                      "--placement", "scatter", run.base + ".bc", "--"};
+  std::vector<std::string> cluster = {kDistnode,     "--local", std::to_string(run.nodes),
+                                      "--placement", "scatter", run.base + ".bc",
+                                      "--"};
   cluster.insert(cluster.end(), run.args.begin(), run.args.end());
   ProcessResult expected = runProcess(native);
   ProcessResult actual = runProcess(cluster);
@@ -56,18 +55,19 @@ TEST_P(ScatterMatchesNative, SameOutputAndExitCode) {
   EXPECT_EQ(actual.exit_code, expected.exit_code) << actual.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cluster, ScatterMatchesNative,
-    ::testing::Values(ScatterRun{"pipeline", example("pipeline"), {"16"}},
-                      ScatterRun{"kvstore", example("kvstore"), {"3000"}},
-                      ScatterRun{"phases", example("phases"), {"2", "1500"}},
-                      ScatterRun{"nbody", example("nbody"), {"600"}},
-                      ScatterRun{"marshal", fixture("marshal"), {}},
-                      ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
-                      ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
-                      ScatterRun{"threads", fixture("threads"), {}},
-                      ScatterRun{"rules", fixture("rules"), {}, 3, false}),
-    [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
+INSTANTIATE_TEST_SUITE_P(Cluster, ScatterMatchesNative,
+                         ::testing::Values(ScatterRun{"pipeline", example("pipeline"), {"16"}},
+                                           ScatterRun{"kvstore", example("kvstore"), {"3000"}},
+                                           ScatterRun{"phases", example("phases"), {"2", "1500"}},
+                                           ScatterRun{"nbody", example("nbody"), {"600"}},
+                                           ScatterRun{"marshal", fixture("marshal"), {}},
+                                           ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
+                                           ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
+                                           ScatterRun{"threads", fixture("threads"), {}},
+                                           ScatterRun{"rules", fixture("rules"), {}, 3, false}),
+                         [](const ::testing::TestParamInfo<ScatterRun> &info) {
+                           return info.param.label;
+                         });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
 // nodes (scatter over 3 nodes); the line must equal the native run's.
@@ -81,8 +81,8 @@ protected:
   static std::pair<std::vector<std::string>, std::vector<std::string>> &runs() {
     static auto both = [] {
       auto native = runProcess({fixture("marshal") + ".native"});
-      auto cluster = runProcess({kDistnode, "--local", "3", "--placement", "scatter",
-                                 fixture("marshal") + ".bc"});
+      auto cluster = runProcess(
+          {kDistnode, "--local", "3", "--placement", "scatter", fixture("marshal") + ".bc"});
       return std::make_pair(splitLines(native.out), splitLines(cluster.out));
     }();
     return both;
@@ -111,8 +111,7 @@ INSTANTIATE_TEST_SUITE_P(
                       KindCase{"in_out_inout_buffers", "buffers "},
                       KindCase{"void_buffer_in_bytes", "void_buffer "},
                       KindCase{"struct_pointers_in_and_inout", "struct_ptrs "},
-                      KindCase{"gpin_handles", "account "},
-                      KindCase{"nested_calls", "ping "}),
+                      KindCase{"gpin_handles", "account "}, KindCase{"nested_calls", "ping "}),
     [](const ::testing::TestParamInfo<KindCase> &info) { return std::string(info.param.kind); });
 
 // "distnode: placement: f on nX" lines of --verbose.
@@ -137,8 +136,7 @@ TEST(Cluster, NestedCallsBounceBetweenTwoNodes) {
 }
 
 TEST(Cluster, PlacementFileMovesNamedFunctions) {
-  std::string placement =
-      writeTempFile("placement.yaml", "hash_block: n2\nscramble_block: n1\n");
+  std::string placement = writeTempFile("placement.yaml", "hash_block: n2\nscramble_block: n1\n");
   auto r = runProcess({kDistnode, "--local", "3", "--placement", placement, "--verbose",
                        example("pipeline") + ".bc", "--", "10"});
   auto native = runProcess({example("pipeline") + ".native", "10"});
@@ -179,9 +177,9 @@ TEST(ClusterErrors, PlacementOfLocalFunctionGivesAnalysisReason) {
 
 TEST(ClusterErrors, PlacementOfIOFunctionAwayFromEntryIsRefused) {
   std::string placement = writeTempFile("io_placement.yaml", "prints: n1\n");
-  expectOneLineError(runProcess({kDistnode, "--local", "3", "--placement", placement,
-                                 fixture("rules") + ".bc"}),
-                     "`prints` must run on the entry node `n0`: does I/O (calls `printf`)");
+  expectOneLineError(
+      runProcess({kDistnode, "--local", "3", "--placement", placement, fixture("rules") + ".bc"}),
+      "`prints` must run on the entry node `n0`: does I/O (calls `printf`)");
 }
 
 TEST(ClusterErrors, PinToMissingNodeIsRefused) {
@@ -191,22 +189,21 @@ TEST(ClusterErrors, PinToMissingNodeIsRefused) {
 
 std::string twoNodeConfig(int join_timeout_ms) {
   return "cluster: test\njoin_timeout_ms: " + std::to_string(join_timeout_ms) +
-         "\nnodes:\n  - name: n0\n    call: tcp://127.0.0.1:" +
-         std::to_string(freeLoopbackPort()) + "\n  - name: n1\n    call: tcp://127.0.0.1:" +
-         std::to_string(freeLoopbackPort()) + "\n";
+         "\nnodes:\n  - name: n0\n    call: tcp://127.0.0.1:" + std::to_string(freeLoopbackPort()) +
+         "\n  - name: n1\n    call: tcp://127.0.0.1:" + std::to_string(freeLoopbackPort()) + "\n";
 }
 
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
   std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
-  expectOneLineError(runProcess({kDistnode, "--join", config, "--name", "n0",
-                                 fixture("hello") + ".bc"}),
-                     "node(s) `n1` did not join within 300 ms");
+  expectOneLineError(
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"}),
+      "node(s) `n1` did not join within 300 ms");
 }
 
 TEST(ClusterErrors, MemberWithOtherBitcodeIsRefusedOnBothSides) {
   std::string config = writeTempFile("mismatch.yaml", twoNodeConfig(5000));
-  auto member = startProcess(
-      {kDistnode, "--join", config, "--name", "n1", fixture("marshal") + ".bc"});
+  auto member =
+      startProcess({kDistnode, "--join", config, "--name", "n1", fixture("marshal") + ".bc"});
   auto entry = runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"});
   ProcessResult m = member.get();
   expectOneLineError(entry, "join refused: node `n1` runs different bitcode");
@@ -293,16 +290,16 @@ TEST(ClusterProfile, SelfTimeIsChargedOnTheNodeThatRanTheFunction) {
 TEST(ClusterProfile, NoProfileWritesNothing) {
   std::string out = ::testing::TempDir() + "/no_profile.json";
   std::remove(out.c_str());
-  auto r = runProcess({kDistnode, "--no-profile", "--profile-out", out,
-                       example("pipeline") + ".bc", "--", "4"});
+  auto r = runProcess(
+      {kDistnode, "--no-profile", "--profile-out", out, example("pipeline") + ".bc", "--", "4"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(std::ifstream(out).good());
 }
 
 TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
-  auto r = runProcess({kDistnode, "--local", "2", "--placement", "scatter",
-                       fixture("crash") + ".bc"},
-                      std::chrono::seconds(60));
+  auto r =
+      runProcess({kDistnode, "--local", "2", "--placement", "scatter", fixture("crash") + ".bc"},
+                 std::chrono::seconds(60));
   ASSERT_FALSE(r.timed_out) << "a dead node must not hang the cluster";
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("distnode: error: node n1 stopped (signal Segmentation fault) while the "

@@ -101,15 +101,15 @@ TEST(DistnodeCli, AnalyzeJsonFollowsSchema) {
   EXPECT_EQ(j.at("schema"), "distnode-analysis/1");
   EXPECT_EQ(j.at("program"), fixture("marshal"));
   EXPECT_EQ(j.at("sha256").get<std::string>().size(), 64u);
-  for (const char *key : {"functions", "gpin_groups", "global_groups", "load_balanced",
-                          "call_graph", "errors"})
+  for (const char *key :
+       {"functions", "gpin_groups", "global_groups", "load_balanced", "call_graph", "errors"})
     EXPECT_TRUE(j.at(key).is_array()) << key;
 
   const std::set<std::string> placements = {"placeable", "local", "home", "pinned"};
   const std::set<std::string> kinds = {
-      "void",         "integer",         "float",         "struct-by-value", "c-string",
-      "buffer-in",    "buffer-out",      "buffer-inout",  "struct-ptr-in",   "struct-ptr-inout",
-      "gpin-handle",  "unmarshalable"};
+      "void",          "integer",          "float",       "struct-by-value",
+      "c-string",      "buffer-in",        "buffer-out",  "buffer-inout",
+      "struct-ptr-in", "struct-ptr-inout", "gpin-handle", "unmarshalable"};
   auto checkPlan = [&](const nlohmann::json &p) {
     EXPECT_TRUE(p.at("name").is_string());
     EXPECT_TRUE(p.at("c_type").is_string());

@@ -65,15 +65,16 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Every remotable function called through its thunk: marshaled, served by its dispatcher and
 // unmarshaled in one process. Output must not change.
-INSTANTIATE_TEST_SUITE_P(
-    Loopback, ExampleMatchesNative,
-    ::testing::Values(ExampleRun{"pipeline", {}, {"--loopback"}},
-                      ExampleRun{"kvstore", {}, {"--loopback"}},
-                      ExampleRun{"phases", {"1"}, {"--loopback"}},
-                      ExampleRun{"nbody", {}, {"--loopback"}},
-                      ExampleRun{"marshal", {}, {"--loopback"}, true},
-                      ExampleRun{"rules", {}, {"--loopback"}, true}),
-    [](const ::testing::TestParamInfo<ExampleRun> &info) { return testName(info.param); });
+INSTANTIATE_TEST_SUITE_P(Loopback, ExampleMatchesNative,
+                         ::testing::Values(ExampleRun{"pipeline", {}, {"--loopback"}},
+                                           ExampleRun{"kvstore", {}, {"--loopback"}},
+                                           ExampleRun{"phases", {"1"}, {"--loopback"}},
+                                           ExampleRun{"nbody", {}, {"--loopback"}},
+                                           ExampleRun{"marshal", {}, {"--loopback"}, true},
+                                           ExampleRun{"rules", {}, {"--loopback"}, true}),
+                         [](const ::testing::TestParamInfo<ExampleRun> &info) {
+                           return testName(info.param);
+                         });
 
 } // namespace
 } // namespace distnode::testing

@@ -3,10 +3,10 @@
 // crashes, and keeps serving.
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
-#include "llvm/IR/Module.h"
-#include "llvm/Support/Error.h"
 #include "tests/support/subprocess.h"
 #include "transport/messages.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/Error.h"
 
 #include <gtest/gtest.h>
 
@@ -34,8 +34,11 @@ protected:
     std::string entry = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
     std::string member = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
     config_ = writeTempFile("protocol.yaml", "cluster: t\njoin_timeout_ms: 10000\nnodes:\n"
-                                             "  - {name: n0, call: '" + entry + "'}\n"
-                                             "  - {name: n1, call: '" + member + "'}\n");
+                                             "  - {name: n0, call: '" +
+                                                 entry +
+                                                 "'}\n"
+                                                 "  - {name: n1, call: '" +
+                                                 member + "'}\n");
     router_.set(zmq::sockopt::linger, 0);
     router_.bind(entry);
     dealer_.set(zmq::sockopt::linger, 0);
@@ -155,10 +158,10 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
 TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
   std::string entry = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   std::string member = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
-  std::string config = writeTempFile("version.yaml", "cluster: t\njoin_timeout_ms: 10000\n"
-                                                     "nodes:\n  - {name: n0, call: '" +
-                                                         entry + "'}\n  - {name: n1, call: '" +
-                                                         member + "'}\n");
+  std::string config =
+      writeTempFile("version.yaml", "cluster: t\njoin_timeout_ms: 10000\n"
+                                    "nodes:\n  - {name: n0, call: '" +
+                                        entry + "'}\n  - {name: n1, call: '" + member + "'}\n");
   std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_hello.bc";
   auto process = startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
                               std::chrono::seconds(60));

@@ -18,8 +18,7 @@ namespace {
 class Profiled {
 public:
   explicit Profiled(const std::string &fixture) {
-    auto program =
-        jit::loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_" + fixture + ".bc");
+    auto program = jit::loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_" + fixture + ".bc");
     if (!program) {
       ADD_FAILURE() << llvm::toString(program.takeError());
       return;

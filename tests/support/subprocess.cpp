@@ -3,16 +3,16 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
-#include <fstream>
-#include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdexcept>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,8 +20,7 @@ extern char **environ;
 
 namespace distnode::testing {
 
-ProcessResult runProcess(const std::vector<std::string> &argv,
-                         std::chrono::milliseconds timeout) {
+ProcessResult runProcess(const std::vector<std::string> &argv, std::chrono::milliseconds timeout) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));

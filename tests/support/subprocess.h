@@ -24,8 +24,9 @@ ProcessResult runProcess(const std::vector<std::string> &argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
 /// Runs `argv` on another thread; get() waits for it like runProcess.
-std::future<ProcessResult> startProcess(std::vector<std::string> argv,
-                                        std::chrono::milliseconds timeout = std::chrono::seconds(120));
+std::future<ProcessResult>
+startProcess(std::vector<std::string> argv,
+             std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 int freeLoopbackPort();
