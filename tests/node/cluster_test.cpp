@@ -217,12 +217,28 @@ TEST(ClusterErrors, UnknownNodeNameIsRefused) {
       "no node named `n7`");
 }
 
-TEST(Cluster, LocalClusterPassesExitCodeAndPrefixesOtherNodesOutput) {
+TEST(Cluster, LocalClusterPassesEntryOutputAndExitCodeUnchanged) {
   // hello prints only on the entry node; its exit code is the argument count.
   auto r = runProcess({kDistnode, "--local", "2", fixture("hello") + ".bc", "--", "a", "b"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "arg 1: a\narg 2: b\n");
   EXPECT_EQ(r.err, "to stderr\n");
+}
+
+TEST(Cluster, OtherNodesLinesArePrefixedWithTheirName) {
+  // In rules.c, uses_local_log calls the DIST_LOCAL local_log, which prints its argument (5)
+  // to stderr on whichever node runs it; scattered over 3 nodes, uses_local_log is not on n0.
+  auto r = runProcess({kDistnode, "--local", "3", "--placement", "scatter", "--verbose",
+                       fixture("rules") + ".bc"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string node;
+  for (const auto &line : splitLines(r.err))
+    if (line.rfind("distnode: placement: uses_local_log on ", 0) == 0)
+      node = line.substr(line.rfind(' ') + 1);
+  ASSERT_NE(node, "");
+  ASSERT_NE(node, "n0");
+  auto lines = splitLines(r.err);
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "[" + node + "] 5"), lines.end()) << r.err;
 }
 
 // The merged profile counts each call on its caller's node, so the totals of edges (calls and
