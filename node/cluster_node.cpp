@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
 
 namespace distnode::node {
@@ -25,6 +26,8 @@ namespace {
 
 // How often a waiting thread looks up from its sockets to notice that the node is stopping.
 constexpr milliseconds kPollSlice{20};
+// Answers kept for outer waits of the same thread (see request()).
+constexpr std::size_t kMaxEarlyAnswers = 4096;
 // How long the entry waits for each node to acknowledge a Shutdown.
 constexpr milliseconds kShutdownTimeout{5000};
 
@@ -102,6 +105,7 @@ struct ClusterNode::Impl {
   struct Links {
     const Impl *owner = nullptr;
     std::vector<std::unique_ptr<zmq::socket_t>> dealers;
+    std::map<std::uint64_t, zmq::message_t> early; ///< answers for outer waits, by call id
   };
   static Links &threadLinks() {
     thread_local Links links;
@@ -112,6 +116,7 @@ struct ClusterNode::Impl {
     Links &links = threadLinks();
     if (links.owner != this) {
       links.dealers.clear();
+      links.early.clear();
       links.dealers.resize(config.nodes.size());
       links.owner = this;
     }
@@ -135,7 +140,15 @@ struct ClusterNode::Impl {
     }
     bool serve = onReactor();
     auto deadline = Clock::now() + timeout;
+    Links &links = threadLinks();
     while (true) {
+      // An answer that arrived while a nested wait on this thread was reading the socket.
+      if (auto it = links.early.find(call_id); it != links.early.end()) {
+        response = std::move(it->second);
+        links.early.erase(it);
+        envelope = transport::verifyEnvelope(response);
+        return true;
+      }
       zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
                                   {serve ? router->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
       pollSockets(items, serve ? 2 : 1, kPollSlice);
@@ -143,9 +156,17 @@ struct ClusterNode::Impl {
         if (!transport::recvRetrying(dealer, response, zmq::recv_flags::none))
           continue;
         envelope = transport::verifyEnvelope(response);
-        if (envelope && transport::callIdOf(*envelope) == call_id)
+        if (!envelope)
+          continue; // garbage
+        std::uint64_t id = transport::callIdOf(*envelope);
+        if (id == call_id)
           return true;
-        continue; // a late answer to an abandoned request, or garbage: not ours
+        // On the reactor thread, waits nest (a call served while another waits) and share this
+        // socket: the answer may be for an outer wait, which will look here. Keep it (bounded:
+        // answers to requests that timed out are never claimed).
+        if (links.early.size() < kMaxEarlyAnswers)
+          links.early.emplace(id, std::move(response));
+        continue;
       }
       if (serve && (items[1].revents & ZMQ_POLLIN))
         handleIncoming();
@@ -316,6 +337,8 @@ struct ClusterNode::Impl {
   }
 
   [[noreturn]] void fatal(const std::string &message) {
+    if (int sig = terminate_signal.load()) // stopped on purpose: nothing to report
+      std::_Exit(128 + sig);
     std::fflush(stdout);
     std::cerr << "distnode: error: " << message << std::endl;
     std::_Exit(2);

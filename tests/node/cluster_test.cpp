@@ -135,6 +135,22 @@ TEST(Cluster, NestedCallsBounceBetweenTwoNodes) {
   EXPECT_NE(r.out.find("ping 303\n"), std::string::npos) << r.out << r.err;
 }
 
+// See tests/fixtures/interleave.c: an answer for an outer wait arrives during a nested one.
+TEST(Cluster, AnswerForAnOuterWaitArrivingDuringANestedOneIsKept) {
+  std::string placement = writeTempFile(
+      "interleave.yaml", "outer: n1\ninner: n1\nslow: n2\nquick: n2\n");
+  auto r = runProcess({kDistnode, "--local", "3", "--placement", placement, "--verbose",
+                       fixture("interleave") + ".bc"},
+                      std::chrono::seconds(60));
+  ASSERT_FALSE(r.timed_out) << "the outer call's answer was lost";
+  auto where = placementOf(r.err);
+  EXPECT_EQ(where["outer"], "n1");
+  EXPECT_EQ(where["mark_started"], "n0") << "shares `started` with main";
+  auto native = runProcess({fixture("interleave") + ".native"});
+  EXPECT_EQ(r.out, native.out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Cluster, PlacementFileMovesNamedFunctions) {
   std::string placement = writeTempFile("placement.yaml", "hash_block: n2\nscramble_block: n1\n");
   auto r = runProcess({kDistnode, "--local", "3", "--placement", placement, "--verbose",
