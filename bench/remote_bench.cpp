@@ -67,8 +67,8 @@ struct Cluster {
 
   Cluster() {
     using namespace distnode;
-    std::vector<int> ports = {testing::freeLoopbackPort(), testing::freeLoopbackPort()};
-    std::string yaml = node::localClusterYaml(ports, std::chrono::seconds(30));
+    std::vector<int> ports = testing::freeLoopbackPorts(3); // two nodes and the echo server
+    std::string yaml = node::localClusterYaml({ports[0], ports[1]}, std::chrono::seconds(30));
     std::string config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
     auto config = node::loadClusterConfig(config_path);
     if (!config) {
@@ -95,7 +95,7 @@ struct Cluster {
     echo = program.function<EchoFn>("echo_bytes");
     tiny = program.function<TinyFn>("tiny_remote");
 
-    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(testing::freeLoopbackPort());
+    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(ports[2]);
     raw_server = spawn({"/proc/self/exe", "--raw-echo-server", raw_endpoint});
   }
 

@@ -2,6 +2,7 @@
 #include "node/local_cluster.h"
 
 #include "node/cluster_config.h"
+#include "transport/ports.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -35,31 +36,6 @@ void onSignal(int sig) {
   unsigned char b = static_cast<unsigned char>(sig);
   [[maybe_unused]] ssize_t n = write(signal_pipe[1], &b, 1);
   errno = saved;
-}
-
-// Ports the kernel hands out for port 0, all held at once so that they differ, then released
-// for the nodes to bind.
-std::vector<int> freeLoopbackPorts(int n) {
-  std::vector<int> fds, ports;
-  for (int i = 0; i < n; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof addr;
-    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
-        getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
-      std::cerr << "distnode: error: cannot find a free loopback port: " << std::strerror(errno)
-                << "\n";
-      std::exit(2);
-    }
-    fds.push_back(fd);
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds)
-    close(fd);
-  return ports;
 }
 
 struct Child {
@@ -125,7 +101,12 @@ pid_t spawnNode(const std::vector<std::string> &argv, int out_fd, int err_fd) {
 } // namespace
 
 int runLocalCluster(const LocalClusterOptions &options) {
-  std::vector<int> ports = freeLoopbackPorts(options.nodes);
+  std::vector<int> ports = transport::freeLoopbackPorts(options.nodes);
+  if (ports.empty()) {
+    std::cerr << "distnode: error: cannot find " << options.nodes
+              << " free TCP ports on 127.0.0.1 (20000-32000)\n";
+    return 2;
+  }
   char dir_template[] = "/tmp/distnode-local-XXXXXX";
   if (!mkdtemp(dir_template)) {
     std::cerr << "distnode: error: cannot create a temporary directory: " << std::strerror(errno)

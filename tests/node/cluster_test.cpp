@@ -137,8 +137,8 @@ TEST(Cluster, NestedCallsBounceBetweenTwoNodes) {
 
 // See tests/fixtures/interleave.c: an answer for an outer wait arrives during a nested one.
 TEST(Cluster, AnswerForAnOuterWaitArrivingDuringANestedOneIsKept) {
-  std::string placement = writeTempFile(
-      "interleave.yaml", "outer: n1\ninner: n1\nslow: n2\nquick: n2\n");
+  std::string placement =
+      writeTempFile("interleave.yaml", "outer: n1\ninner: n1\nslow: n2\nquick: n2\n");
   auto r = runProcess({kDistnode, "--local", "3", "--placement", placement, "--verbose",
                        fixture("interleave") + ".bc"},
                       std::chrono::seconds(60));
@@ -204,9 +204,10 @@ TEST(ClusterErrors, PinToMissingNodeIsRefused) {
 }
 
 std::string twoNodeConfig(int join_timeout_ms) {
+  std::vector<int> ports = freeLoopbackPorts(2);
   return "cluster: test\njoin_timeout_ms: " + std::to_string(join_timeout_ms) +
-         "\nnodes:\n  - name: n0\n    call: tcp://127.0.0.1:" + std::to_string(freeLoopbackPort()) +
-         "\n  - name: n1\n    call: tcp://127.0.0.1:" + std::to_string(freeLoopbackPort()) + "\n";
+         "\nnodes:\n  - name: n0\n    call: tcp://127.0.0.1:" + std::to_string(ports[0]) +
+         "\n  - name: n1\n    call: tcp://127.0.0.1:" + std::to_string(ports[1]) + "\n";
 }
 
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
@@ -244,8 +245,8 @@ TEST(Cluster, LocalClusterPassesEntryOutputAndExitCodeUnchanged) {
 TEST(Cluster, OtherNodesLinesArePrefixedWithTheirName) {
   // In rules.c, uses_local_log calls the DIST_LOCAL local_log, which prints its argument (5)
   // to stderr on whichever node runs it; scattered over 3 nodes, uses_local_log is not on n0.
-  auto r = runProcess({kDistnode, "--local", "3", "--placement", "scatter", "--verbose",
-                       fixture("rules") + ".bc"});
+  auto r = runProcess(
+      {kDistnode, "--local", "3", "--placement", "scatter", "--verbose", fixture("rules") + ".bc"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::string node;
   for (const auto &line : splitLines(r.err))

@@ -31,8 +31,9 @@ protected:
     ping_ = analysis.find("ping")->remote_id;
     ASSERT_GE(ping_, 0);
 
-    std::string entry = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
-    std::string member = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
+    std::vector<int> ports = freeLoopbackPorts(2);
+    std::string entry = "tcp://127.0.0.1:" + std::to_string(ports[0]);
+    std::string member = "tcp://127.0.0.1:" + std::to_string(ports[1]);
     config_ = writeTempFile("protocol.yaml", "cluster: t\njoin_timeout_ms: 10000\nnodes:\n"
                                              "  - {name: n0, call: '" +
                                                  entry +
@@ -156,8 +157,9 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
 // The entry node refuses a node that speaks another protocol version, and says why on both
 // sides: in its Welcome and in its own one-line error.
 TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
-  std::string entry = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
-  std::string member = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPort());
+  std::vector<int> ports = freeLoopbackPorts(2);
+  std::string entry = "tcp://127.0.0.1:" + std::to_string(ports[0]);
+  std::string member = "tcp://127.0.0.1:" + std::to_string(ports[1]);
   std::string config =
       writeTempFile("version.yaml", "cluster: t\njoin_timeout_ms: 10000\n"
                                     "nodes:\n  - {name: n0, call: '" +

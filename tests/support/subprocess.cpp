@@ -1,5 +1,6 @@
 // subprocess.cpp - runs a real process for a test and collects what it printed.
 #include "tests/support/subprocess.h"
+#include "transport/ports.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -95,17 +96,11 @@ std::future<ProcessResult> startProcess(std::vector<std::string> argv,
                     [argv = std::move(argv), timeout] { return runProcess(argv, timeout); });
 }
 
-int freeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0)
-    throw std::runtime_error(std::string("no free port: ") + std::strerror(errno));
-  close(fd);
-  return ntohs(addr.sin_port);
+std::vector<int> freeLoopbackPorts(int n) {
+  std::vector<int> ports = transport::freeLoopbackPorts(n);
+  if (ports.empty())
+    throw std::runtime_error("no free loopback ports");
+  return ports;
 }
 
 std::string writeTempFile(const std::string &name, const std::string &text) {

@@ -28,8 +28,8 @@ std::future<ProcessResult>
 startProcess(std::vector<std::string> argv,
              std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-int freeLoopbackPort();
+/// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago (transport/ports.h).
+std::vector<int> freeLoopbackPorts(int n);
 
 /// Writes `text` to a new file under the test's temporary directory and returns its path.
 std::string writeTempFile(const std::string &name, const std::string &text);
