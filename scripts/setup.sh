@@ -4,11 +4,10 @@
 set -euo pipefail
 
 PACKAGES=(
-  cmake ninja-build g++ pkg-config git
+  cmake ninja-build g++ pkg-config
   llvm-19-dev clang-19 libzstd-dev
   libzmq3-dev cppzmq-dev
   libflatbuffers-dev flatbuffers-compiler
-  libspdlog-dev libfmt-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2
