@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -28,6 +29,8 @@ namespace {
 constexpr milliseconds kPollSlice{20};
 // Answers kept for outer waits of the same thread (see request()).
 constexpr std::size_t kMaxEarlyAnswers = 4096;
+// How long a stopping node lets ZeroMQ send what is still queued.
+constexpr milliseconds kFlushTimeout{1000};
 // How long the entry waits for each node to acknowledge a Shutdown.
 constexpr milliseconds kShutdownTimeout{5000};
 
@@ -336,6 +339,29 @@ struct ClusterNode::Impl {
     epoch = new_epoch;
   }
 
+  // Before the process exits: sends what is still queued (answers, acknowledgements), for at
+  // most kFlushTimeout. ZeroMQ sends queued messages only while its context lives, and
+  // terminating the context waits for every socket to be closed: this thread's are closed
+  // here, but other threads of the program may still hold theirs, so the wait is bounded.
+  void flushAndClose() {
+    if (!router)
+      return;
+    for (auto &d : threadLinks().dealers)
+      if (d)
+        d->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
+    threadLinks().dealers.clear();
+    router->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
+    router->close();
+    router.reset();
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> closed = done->get_future();
+    std::thread([done] {
+      context().close();
+      done->set_value();
+    }).detach();
+    closed.wait_for(kFlushTimeout + milliseconds(200));
+  }
+
   [[noreturn]] void fatal(const std::string &message) {
     if (int sig = terminate_signal.load()) // stopped on purpose: nothing to report
       std::_Exit(128 + sig);
@@ -458,8 +484,10 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
       reports[m].assign(reinterpret_cast<const char *>(r->result()->data()), r->result()->size());
   }
   n.stop = true;
-  if (n.reactor.joinable() && std::this_thread::get_id() != n.reactor.get_id())
+  if (n.reactor.joinable() && std::this_thread::get_id() != n.reactor.get_id()) {
     n.reactor.join();
+    n.flushAndClose(); // e.g. a refused node's Welcome may still be queued
+  }
   return reports;
 }
 
@@ -491,13 +519,8 @@ llvm::Expected<int> ClusterNode::runMember() {
   n.reactorLoop();
   if (terminate_signal.load())
     return 128 + terminate_signal.load();
-  // The acknowledgement of Shutdown is still queued: close the sockets and wait (up to the
-  // linger time) until ZeroMQ has sent it, or the entry would wait for it in vain. Only this
-  // thread has sockets on a member node: the program's main runs on the entry node.
-  Impl::threadLinks().dealers.clear();
-  n.router->set(zmq::sockopt::linger, 2000);
-  n.router->close();
-  context().close();
+  // The acknowledgement of Shutdown is still queued: the entry would wait for it in vain.
+  n.flushAndClose();
   return 0;
 }
 
