@@ -27,7 +27,7 @@ enum class Placement {
   Pinned,    ///< runs on the node named by DIST_PIN
 };
 
-/// Why a function got its placement; the first rule that applies decides (see analysis.cpp).
+/// Why a function got its placement; the first rule that applies decides (program_analysis.cpp).
 enum class Rule {
   Placeable,         ///< no rule restricts it
   AnnotatedLocal,    ///< DIST_LOCAL

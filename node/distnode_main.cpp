@@ -240,7 +240,7 @@ int main(int argc, char **argv) {
       ->capture_default_str();
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
   app.add_flag("--verbose", opt.verbose,
-               "print the placement (and later, re-placements) to stderr");
+               "print where each remotable function runs to stderr");
   app.add_flag("--loopback", opt.loopback,
                "self-check: call every remotable function through its remote thunk, "
                "marshaled and served in this process");
