@@ -102,6 +102,14 @@ nlohmann::json analysisToJson(const jit::ProgramAnalysis &a, const std::string &
   nlohmann::json globals = nlohmann::json::array();
   for (const auto &g : a.global_groups)
     globals.push_back({{"name", g.name}, {"functions", g.functions}, {"globals", g.globals}});
+  nlohmann::json units = nlohmann::json::array();
+  for (const auto &u : a.units)
+    units.push_back(
+        {{"name", u.name},
+         {"functions", u.functions},
+         {"placement", std::string(jit::toString(u.placement))},
+         {"pin_node", u.pin_node.empty() ? nlohmann::json() : nlohmann::json(u.pin_node)},
+         {"stateful", u.stateful}});
   nlohmann::json edges = nlohmann::json::array();
   for (const auto &e : a.call_graph)
     edges.push_back({{"caller", e.caller}, {"callee", e.callee}, {"sites", e.sites}});
@@ -111,9 +119,16 @@ nlohmann::json analysisToJson(const jit::ProgramAnalysis &a, const std::string &
                       {"line", e.loc.line},
                       {"function", e.function},
                       {"message", e.message}});
-  return {{"schema", kAnalysisSchema},        {"program", program_path}, {"sha256", sha256_hex},
-          {"functions", functions},           {"gpin_groups", gpin},     {"global_groups", globals},
-          {"load_balanced", a.load_balanced}, {"call_graph", edges},     {"errors", errors}};
+  return {{"schema", kAnalysisSchema},
+          {"program", program_path},
+          {"sha256", sha256_hex},
+          {"functions", functions},
+          {"gpin_groups", gpin},
+          {"global_groups", globals},
+          {"load_balanced", a.load_balanced},
+          {"units", units},
+          {"call_graph", edges},
+          {"errors", errors}};
 }
 
 std::string analysisToText(const jit::ProgramAnalysis &a, const std::string &program_path) {
@@ -147,6 +162,13 @@ std::string analysisToText(const jit::ProgramAnalysis &a, const std::string &pro
     s << "  " << g.name << ": globals " << join(g.globals) << "; functions " << join(g.functions)
       << "\n";
   if (a.global_groups.empty())
+    s << "  (none)\n";
+  s << "Placement units (what moves between nodes as a whole):\n";
+  for (const auto &u : a.units)
+    s << "  " << u.name << " [" << jit::toString(u.placement)
+      << (u.pin_node.empty() ? "" : " to " + u.pin_node) << (u.stateful ? ", stateful" : "")
+      << "]: " << join(u.functions) << "\n";
+  if (a.units.empty())
     s << "  (none)\n";
   s << "Load-balanced: " << join(a.load_balanced) << "\n";
   s << "Call graph into placeable functions:\n";

@@ -131,6 +131,7 @@ TEST(DistnodeCli, AnalyzeJsonFollowsSchema) {
     EXPECT_FALSE(f.at("reason").get<std::string>().empty());
     EXPECT_TRUE(f.at("load_balanced").is_boolean());
     EXPECT_TRUE(f.at("marshalable").is_boolean());
+    EXPECT_TRUE(f.at("remote_id").is_number_integer());
     EXPECT_TRUE(f.at("instructions").is_number_unsigned());
     EXPECT_TRUE(f.at("pin_node").is_null() || f.at("pin_node").is_string());
     EXPECT_TRUE(f.at("io").is_null() || f.at("io").is_string());
@@ -147,6 +148,20 @@ TEST(DistnodeCli, AnalyzeJsonFollowsSchema) {
     found_handle |= g.at("name") == "struct account";
   }
   EXPECT_TRUE(found_handle);
+  bool account_unit = false;
+  for (const auto &u : j.at("units")) {
+    EXPECT_TRUE(u.at("name").is_string());
+    EXPECT_TRUE(u.at("functions").is_array());
+    EXPECT_TRUE(placements.count(u.at("placement").get<std::string>()));
+    EXPECT_TRUE(u.at("pin_node").is_null() || u.at("pin_node").is_string());
+    EXPECT_TRUE(u.at("stateful").is_boolean());
+    if (u.at("name") == "struct account") {
+      account_unit = true;
+      EXPECT_TRUE(u.at("stateful").get<bool>());
+      EXPECT_EQ(u.at("functions"), (nlohmann::json{"account_open", "account_deposit"}));
+    }
+  }
+  EXPECT_TRUE(account_unit) << "the GPin group is one placement unit";
   for (const auto &e : j.at("call_graph")) {
     EXPECT_TRUE(e.at("caller").is_string());
     EXPECT_TRUE(e.at("callee").is_string());
