@@ -33,7 +33,6 @@
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <set>
 #include <stdlib.h>
 
 namespace distnode::jit {
@@ -165,7 +164,8 @@ struct JitSession::Impl {
   std::vector<std::uint64_t> impl_addr, remote_addr;
   std::vector<DispatchFn> dispatch;
   std::unique_ptr<std::atomic<std::uint8_t>[]> linked; // StubTarget per function
-  std::vector<std::uint32_t> profile_ids;              // by remote id; empty without profiling
+  bool profiling = false;                              // the program is instrumented
+  std::vector<std::uint32_t> profile_ids;              // profiler id by remote id
   RemoteHandler remote_handler;
   std::function<void(int)> exit_hook;
 };
@@ -529,6 +529,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
             .getOrInsertFunction(kStringBytesSymbol,
                                  llvm::FunctionType::get(llvm::Type::getInt64Ty(ctx), {ptr}, false))
             .getCallee());
+    impl->profiling = true;
     impl->profile_ids.assign(impl->functions.size(), 0);
     for (const FunctionInfo &f : analysis.functions) {
       if (f.placement == Placement::Local)
@@ -601,7 +602,8 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     impl->linked[id] = static_cast<std::uint8_t>(StubTarget::Local);
   }
   if (code_ranges) {
-    // Everything is in one module: the lookups above have linked all of it.
+    // Everything is in one module: looking up any symbol links all of it (the lookups above
+    // did, unless the program has no remotable function).
     if (auto err = j.lookup("main").takeError())
       llvm::consumeError(std::move(err)); // a program without main: no range for it
     profiler::Profiler::instance().setCodeRanges(code_ranges->ranges());
@@ -670,7 +672,7 @@ bool JitSession::callMarshaled(std::uint32_t id, void **slots, void *ret, std::s
 
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                        const ReplyAllocator &reply, std::string &error) {
-  if (!impl_->profile_ids.empty()) // this thread's samples count, even in leaf functions
+  if (impl_->profiling) // this thread's samples count, even in leaf functions
     profiler::Profiler::threadInit();
   if (id >= impl_->functions.size()) {
     error = "unknown function id " + std::to_string(id);
@@ -711,7 +713,7 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
       impl_->exit_hook(running_exit_code);
   };
 
-  if (!impl_->profile_ids.empty())
+  if (impl_->profiling)
     profiler::Profiler::threadInit();
   if (auto err = j.initialize(jd)) {
     running_session = nullptr;

@@ -142,7 +142,6 @@ void Profiler::configure(ProfileLayout layout) {
   samples_index = layout_.samplesIndex();
   samples_functions = layout_.functions.size();
   start_ = std::chrono::steady_clock::now();
-  configured_ = true;
 }
 
 std::ptrdiff_t Profiler::threadStateOffset() {

@@ -124,7 +124,6 @@ public:
   /// code runs; threads that ran code of an earlier configuration must have exited.
   void configure(ProfileLayout layout);
   [[nodiscard]] const ProfileLayout &layout() const { return layout_; }
-  [[nodiscard]] bool configured() const { return configured_; }
 
   /// Byte offset of this thread's ThreadState from the thread pointer (the same for every
   /// thread: static TLS of the executable).
@@ -161,7 +160,6 @@ private:
   std::vector<std::uint64_t> totals(); // live blocks + retired
 
   ProfileLayout layout_;
-  std::atomic<bool> configured_{false};
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   double half_life_s_ = 10.0;
   double sample_period_s_ = 0;
