@@ -6,10 +6,13 @@
 
 #include <fstream>
 
+#include <arpa/inet.h>
 #include <csignal>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <regex>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -225,6 +228,24 @@ TEST(ClusterErrors, MemberWithOtherBitcodeIsRefusedOnBothSides) {
   ProcessResult m = member.get();
   expectOneLineError(entry, "join refused: node `n1` runs different bitcode");
   expectOneLineError(m, "the entry node refused this node: node `n1` runs different bitcode");
+}
+
+TEST(ClusterErrors, EndpointInUseNamesNodeAndEndpoint) {
+  std::vector<int> ports = freeLoopbackPorts(1);
+  int holder = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(ports[0]));
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(holder, 1), 0);
+  std::string endpoint = "tcp://127.0.0.1:" + std::to_string(ports[0]);
+  std::string config =
+      writeTempFile("busy.yaml", "cluster: t\nnodes:\n  - name: n0\n    call: " + endpoint + "\n");
+  expectOneLineError(
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"}),
+      config + ":3: node `n0`: cannot bind " + endpoint + ": Address already in use");
+  close(holder);
 }
 
 TEST(ClusterErrors, UnknownNodeNameIsRefused) {

@@ -66,6 +66,16 @@ TEST(DistnodeCli, JsonWithoutAnalyzeIsUsageError) {
                      "--json goes with --analyze");
 }
 
+TEST(DistnodeCli, PlacementWithoutClusterIsUsageError) {
+  expectOneLineError(runProcess({kDistnode, "--placement", "scatter", fixture("hello")}),
+                     "--placement goes with --join or --local");
+}
+
+TEST(DistnodeCli, LoopbackWithClusterIsUsageError) {
+  expectOneLineError(runProcess({kDistnode, "--loopback", "--local", "2", fixture("hello")}),
+                     "--loopback runs on one node; drop --join/--local");
+}
+
 TEST(DistnodeCli, PassesArgumentsStreamsAndExitCode) {
   auto r = runProcess({kDistnode, fixture("hello"), "--", "one", "two words", "--three"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
