@@ -3,6 +3,7 @@
 
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
+#include "jit/stack_reserve.h"
 #include "profiler/instrument.h"
 #include "profiler/profiler.h"
 
@@ -429,16 +430,22 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   }
 
   orc::JITDylib &main_jd = j.getMainJITDylib();
+  // C library functions the runtime provides in its own way, for the program only. A name the
+  // program defines itself (also as a static function) is the program's: its definition wins,
+  // as when it is linked natively, so only names it declares and does not define are taken.
+  llvm::Module &module = *program.module;
   orc::SymbolMap interposed;
   auto callable = llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable;
-  interposed[j.mangleAndIntern("exit")] = {orc::ExecutorAddr::fromPtr(&programExit), callable};
-  interposed[j.mangleAndIntern("rand")] = {orc::ExecutorAddr::fromPtr(&programRand), callable};
-  interposed[j.mangleAndIntern("random")] = {orc::ExecutorAddr::fromPtr(&programRandomNext),
-                                             callable};
-  interposed[j.mangleAndIntern("srand")] = {orc::ExecutorAddr::fromPtr(&programRandomSeed),
-                                            callable};
-  interposed[j.mangleAndIntern("srandom")] = {orc::ExecutorAddr::fromPtr(&programRandomSeed),
-                                              callable};
+  auto interpose = [&](llvm::StringRef name, orc::ExecutorAddr address) {
+    const llvm::Function *f = module.getFunction(name);
+    if (f && f->isDeclaration())
+      interposed[j.mangleAndIntern(name)] = {address, callable};
+  };
+  interpose("exit", orc::ExecutorAddr::fromPtr(&programExit));
+  interpose("rand", orc::ExecutorAddr::fromPtr(&programRand));
+  interpose("random", orc::ExecutorAddr::fromPtr(&programRandomNext));
+  interpose("srand", orc::ExecutorAddr::fromPtr(&programRandomSeed));
+  interpose("srandom", orc::ExecutorAddr::fromPtr(&programRandomSeed));
   interposed[j.mangleAndIntern(kCallRemoteSymbol)] = {orc::ExecutorAddr::fromPtr(&callRemote),
                                                       callable};
   if (auto err = main_jd.define(orc::absoluteSymbols(std::move(interposed))))
@@ -446,7 +453,6 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
 
   // Resolve every external reference now, so that a missing one is one clear error instead of
   // a failure in the middle of the run.
-  llvm::Module &module = *program.module;
   if (module.getDataLayout().isDefault())
     module.setDataLayout(j.getDataLayout());
   orc::JITDylibSearchOrder order;
@@ -678,7 +684,23 @@ bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t s
     error = "unknown function id " + std::to_string(id);
     return false;
   }
-  return serveCall(impl_->functions[id], impl_->dispatch[id], args, size, reply, error);
+  // Calls served on this thread while it waits for a reply (recursion through other nodes).
+  static thread_local unsigned nested = 0;
+  struct Level {
+    Level() { ++nested; }
+    ~Level() { --nested; }
+  } level;
+  const RemoteSignature &sig = impl_->functions[id];
+  bool served = false;
+  if (!withStackReserve(
+          [&] { served = serveCall(sig, impl_->dispatch[id], args, size, reply, error); })) {
+    error = "`" + sig.name + "` not run: " + std::to_string(nested) +
+            " calls nested on one thread of this node use all of its stack (" +
+            std::to_string(stackBudget() >> 20) +
+            " MiB beyond the thread's own; DISTNODE_STACK_BUDGET_MB sets it)";
+    return false;
+  }
+  return served;
 }
 
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,

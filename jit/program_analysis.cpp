@@ -12,6 +12,8 @@
 //   5. checks of the annotations (buffers, load-balanced functions, conflicting pins).
 #include "jit/program_analysis.h"
 
+#include "jit/pointer_uses.h"
+
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/StringSet.h"
@@ -941,6 +943,30 @@ bool mapIRArguments(FunctionInfo &info, const Facts &facts) {
   return next == f.arg_size();
 }
 
+// A pointer parameter is copied only if the callee keeps to what the copy holds: one object
+// for a struct pointer (an array needs its count), and nothing that outlives the call for any
+// copied pointer (DESIGN.md "Pointers and arrays").
+void checkPointerUse(ValuePlan &p, const PointerUse &use) {
+  bool copied = p.kind == MarshalKind::CString || p.kind == MarshalKind::BufferIn ||
+                p.kind == MarshalKind::BufferOut || p.kind == MarshalKind::BufferInOut ||
+                p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut;
+  if (!copied)
+    return;
+  bool one_object = p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut;
+  std::string annotate =
+      "; annotate it with DIST_IN/DIST_OUT/DIST_INOUT(" + p.name + ", count) if it is an array";
+  if (one_object && use.indexed) {
+    p = unmarshalable(p, "points into an array: `" + p.name + "` " + use.indexed_how + annotate);
+  } else if (one_object && use.extent > p.size) {
+    p = unmarshalable(p, "points into an array: " + std::to_string(use.extent) +
+                             " bytes are copied through it, more than the " +
+                             std::to_string(p.size) + "-byte object it points to" + annotate);
+  } else if (use.escapes) {
+    p = unmarshalable(p, "outlives the call: `" + p.name + "` " + use.escape_how +
+                             ", so a copy cannot stand in for it");
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Union-find over function and resource indices.
 
@@ -979,6 +1005,7 @@ std::string joinNames(const std::vector<std::string> &names) {
 ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &options) {
   ProgramAnalysis out;
   auto annotations = readAnnotations(m, out.errors);
+  const PointerUses pointer_uses(m);
   TaggedTypes gpin, npin;
   collectTaggedTypes(m, gpin, npin);
 
@@ -1089,6 +1116,10 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
         info.params.push_back(std::move(p));
       }
       bool mapped = mapIRArguments(info, fa);
+      if (mapped)
+        for (ValuePlan &p : info.params)
+          if (p.ir_args.size() == 1)
+            checkPointerUse(p, pointer_uses.of(*fa.fn, p.ir_args[0]));
       info.plan_complete = mapped;
       if (!mapped)
         info.result = unmarshalable(info.result, "the ABI lowering of this signature is not "

@@ -130,10 +130,15 @@ public:
     arena_ = pool_[depth_++].get();
     arena_->reset();
   }
-  ~ArenaLease() { --depth_; }
+  ~ArenaLease() {
+    // After deep recursion through remote calls, keep a few levels' arenas, not all of them.
+    if (--depth_ + kKeptArenas < pool_.size())
+      pool_.resize(depth_ + kKeptArenas);
+  }
   Arena &operator*() { return *arena_; }
 
 private:
+  static constexpr std::size_t kKeptArenas = 64;
   static thread_local std::vector<std::unique_ptr<Arena>> pool_;
   static thread_local std::size_t depth_;
   Arena *arena_;

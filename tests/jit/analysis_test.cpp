@@ -304,6 +304,75 @@ struct BadAnnotation {
   const char *needle;
 };
 
+// Pointers and arrays (DESIGN.md): a struct pointer is copied as one object only when the
+// function provably uses one object; any copied pointer that outlives the call keeps the
+// function local.
+TEST(PointerUse, StructPointerIndexedWithVariableOffsetIsAnArray) {
+  const auto &f = fn("struct_array", "fill");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_EQ(f.rule, Rule::Unmarshalable);
+  EXPECT_TRUE(contains(f.reason, "indexed with a non-constant offset")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "struct_array.c:15")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "DIST_IN/DIST_OUT/DIST_INOUT(a, count)")) << f.reason;
+}
+
+TEST(PointerUse, StructPointerOffsetPastFirstElementIsAnArray) {
+  const auto &f = fn("struct_array", "second_y");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "offset past its first element")) << f.reason;
+}
+
+TEST(PointerUse, StructPointerPassedToIndexingHelperIsAnArray) {
+  const auto &f = fn("struct_array", "sum_all");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "passed to `sum_at`")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "indexed with a non-constant offset")) << f.reason;
+}
+
+TEST(PointerUse, CopyLargerThanOneElementIsAnArray) {
+  const auto &f = fn("struct_array", "clear_pair");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "16 bytes are copied through it, more than the 8-byte object"))
+      << f.reason;
+}
+
+TEST(PointerUse, AnnotatedStructArrayIsAPlaceableBuffer) {
+  const auto &f = fn("struct_array", "fill_counted");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+  ASSERT_EQ(f.params.size(), 2u);
+  EXPECT_EQ(f.params[0].kind, MarshalKind::BufferInOut);
+  EXPECT_EQ(f.params[0].size, 8u);
+}
+
+TEST(PointerUse, SingleStructThroughFieldsAndWholeCopyIsPlaceable) {
+  const auto &f = fn("struct_array", "scale");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+  ASSERT_EQ(f.params.size(), 2u);
+  EXPECT_EQ(f.params[0].kind, MarshalKind::StructPtrInOut);
+}
+
+TEST(PointerUse, PointerStoredToGlobalOutlivesTheCall) {
+  const auto &f = fn("escape", "set_cfg");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "outlives the call")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "stored to memory (tests/fixtures/escape.c:13)")) << f.reason;
+  // What reads through the saved pointer stays with the state's home.
+  EXPECT_EQ(fn("escape", "apply").placement, Placement::Home);
+}
+
+TEST(PointerUse, BufferHandedToHelperThatKeepsItOutlivesTheCall) {
+  const auto &f = fn("escape", "keep_sum");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "passed to `remember`")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "stored to memory")) << f.reason;
+}
+
+TEST(PointerUse, StringReadInPlaceIsPlaceable) {
+  const auto &f = fn("escape", "count_char");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+  EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
+}
+
 TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
   const BadAnnotation cases[] = {
       {"bad_in_param", 3, "DIST_IN(values, n): no parameter named `values`"},

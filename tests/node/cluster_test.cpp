@@ -403,5 +403,49 @@ TEST(ClusterFailures, InterruptStopsAndReapsEveryNode) {
   EXPECT_EQ(err.find("error"), std::string::npos) << "an interrupt is not an error: " << err;
 }
 
+// Recursion that alternates between two nodes: every level is a call nested in the wait for
+// the level above, on both nodes. Nested calls move to fresh stack segments when a thread's
+// stack runs low, so the depth is that of the native program, not of the thread's stack.
+TEST(DeepRecursion, SixtyThousandLevelsAcrossTwoNodesMatchNative) {
+  ProcessResult expected = runProcess({fixture("deep") + ".native", "60000"});
+  ProcessResult actual = runProcess(
+      {kDistnode, "--local", "2", "--placement", "scatter", fixture("deep") + ".bc", "--", "60000"},
+      std::chrono::seconds(240));
+  ASSERT_FALSE(actual.timed_out);
+  EXPECT_EQ(actual.signal, 0) << actual.err;
+  EXPECT_EQ(actual.exit_code, 0) << actual.err;
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+}
+
+TEST(DeepRecursion, TwoHundredThousandLevelsUnderLoopbackMatchNative) {
+  ProcessResult expected = runProcess({fixture("deep") + ".native", "200000"});
+  ProcessResult actual =
+      runProcess({kDistnode, "--loopback", fixture("deep") + ".bc", "--", "200000"});
+  ASSERT_FALSE(actual.timed_out);
+  EXPECT_EQ(actual.signal, 0) << actual.err;
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+}
+
+// Where a limit remains (here: no stack beyond the thread's own), the call is refused before
+// the stack overflows, and the run stops with one line naming the function and the depth.
+TEST(DeepRecursion, StackLimitIsOneErrorLineNamingFunctionAndDepth) {
+  ProcessResult r =
+      runProcess({"/usr/bin/env", "DISTNODE_STACK_BUDGET_MB=0", kDistnode, "--local", "2",
+                  "--placement", "scatter", fixture("deep") + ".bc", "--", "60000"});
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_EQ(r.signal, 0) << r.err;
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  std::regex line(
+      R"(distnode: error: call of `p[io]ng` on node `n[01]` failed: `p[io]ng` not run: )"
+      R"(\d+ calls nested on one thread of this node use all of its stack .*\n)");
+  EXPECT_TRUE(std::regex_match(r.err, line)) << r.err;
+
+  ProcessResult loopback = runProcess({"/usr/bin/env", "DISTNODE_STACK_BUDGET_MB=0", kDistnode,
+                                       "--loopback", fixture("deep") + ".bc", "--", "200000"});
+  EXPECT_EQ(loopback.signal, 0) << loopback.err;
+  EXPECT_EQ(loopback.exit_code, 2) << loopback.err;
+  EXPECT_NE(loopback.err.find("calls nested on one thread"), std::string::npos) << loopback.err;
+}
+
 } // namespace
 } // namespace distnode::testing
