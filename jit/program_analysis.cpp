@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <map>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -769,7 +770,15 @@ ValuePlan unmarshalable(ValuePlan p, std::string why) {
 std::optional<std::uint64_t> parseCount(const std::string &s) {
   if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return std::nullopt;
-  return std::stoull(s);
+  // Decimal digits only; a constant too large for 64 bits is no count either (the caller
+  // reports it as an annotation error).
+  std::uint64_t value = 0;
+  for (char c : s) {
+    if (value > (std::numeric_limits<std::uint64_t>::max() - (c - '0')) / 10)
+      return std::nullopt;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return value;
 }
 
 // The plan of one C parameter (or of the result, when is_result).
@@ -1087,7 +1096,14 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       }
       if (!parseCount(b.count)) {
         auto cpos = std::find(fa.param_names.begin(), fa.param_names.end(), b.count);
-        if (cpos == fa.param_names.end())
+        bool digits = !b.count.empty() && std::all_of(b.count.begin(), b.count.end(), [](char c) {
+          return c >= '0' && c <= '9';
+        });
+        if (digits)
+          out.errors.push_back({b.loc, info.name,
+                                b.spelling + ": the count `" + b.count +
+                                    "` does not fit in 64 bits; give the real element count"});
+        else if (cpos == fa.param_names.end())
           out.errors.push_back(
               {b.loc, info.name,
                b.spelling + ": the count `" + b.count +

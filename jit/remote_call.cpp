@@ -8,9 +8,7 @@ namespace distnode::jit {
 
 namespace {
 
-// Buffers larger than this are refused: a count this large is a bug in the program, and the
-// transport could not carry it anyway.
-constexpr std::uint64_t kMaxBufferBytes = std::uint64_t(1) << 31;
+constexpr std::uint64_t kMaxBufferBytes = kMaxCallBytes;
 
 bool copiesOut(MarshalKind k) {
   return k == MarshalKind::BufferOut || k == MarshalKind::BufferInOut ||
@@ -55,7 +53,8 @@ bool countOf(const RemoteSignature &sig, const ValuePlan &p, void *const *slots,
   }
   if (p.size != 0 && count > kMaxBufferBytes / p.size) {
     error = "parameter `" + p.name + "`: " + std::to_string(count) + " elements of " +
-            std::to_string(p.size) + " bytes exceed the 2 GiB limit of one call";
+            std::to_string(p.size) + " bytes exceed the " +
+            std::to_string(kMaxCallBytes >> 20) + " MiB limit of one call";
     return false;
   }
   bytes = count * p.size;
@@ -224,6 +223,11 @@ bool marshaledCallSize(const RemoteSignature &sig, void *const *slots, std::size
   CountingSink counter;
   if (!encodeCall(sig, slots, counter, error))
     return false;
+  if (counter.size > kMaxCallBytes) {
+    error = "its arguments are " + std::to_string(counter.size) + " bytes, more than the " +
+            std::to_string(kMaxCallBytes >> 20) + " MiB one call may carry";
+    return false;
+  }
   size = counter.size;
   return true;
 }
@@ -262,6 +266,8 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   Reader in(data, size);
   std::vector<void *> pointers(sig.params.size(), nullptr);
   std::vector<bool> out_present(sig.params.size(), false);
+  std::vector<std::uint64_t> in_bytes(sig.params.size(), 0);
+  std::vector<bool> in_present(sig.params.size(), false);
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
     bool ok = true;
@@ -308,6 +314,8 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
       copy[bytes] = 0;
       pointers[i] = copy;
       setPointer(p.ir_args[0], copy);
+      in_present[i] = true;
+      in_bytes[i] = bytes;
       out_present[i] = copiesOut(p.kind);
       break;
     }
@@ -325,8 +333,26 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     error = "malformed arguments for `" + sig.name + "`: trailing bytes";
     return false;
   }
-  // Out-only buffers: their size is known once all counts are decoded.
+  // Buffers: the counts are known once every parameter is decoded. What arrived must be
+  // exactly count × element size (a callee trusts its count), and an out-only buffer, which
+  // costs the sender nothing, must fit in a reply.
   std::vector<std::uint64_t> out_bytes(sig.params.size(), 0);
+  for (std::size_t i = 0; i < sig.params.size(); ++i) {
+    const ValuePlan &p = sig.params[i];
+    if (!isBuffer(p.kind) || !(in_present[i] || out_present[i]))
+      continue;
+    std::uint64_t bytes = 0;
+    if (!countOf(sig, p, slots.data(), bytes, error)) {
+      error = "malformed arguments for `" + sig.name + "`: " + error;
+      return false;
+    }
+    if (in_present[i] && in_bytes[i] != bytes) {
+      error = "malformed arguments for `" + sig.name + "`: parameter `" + p.name + "` carries " +
+              std::to_string(in_bytes[i]) + " bytes, but its count says " +
+              std::to_string(bytes);
+      return false;
+    }
+  }
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
     if (!out_present[i])
@@ -343,14 +369,22 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     }
   }
 
-  void *ret = arena.alloc(std::max<std::uint32_t>(sig.ir_return_size, 16));
-  std::memset(ret, 0, std::max<std::uint32_t>(sig.ir_return_size, 16));
-  dispatch(slots.data(), ret);
-
+  // Known before the call, so that a reply too large to send is refused before anything runs.
   std::size_t reply_size = sig.sret ? sig.result.size : sig.ir_return_size;
   for (std::size_t i = 0; i < sig.params.size(); ++i)
     if (out_present[i])
       reply_size += sizeof(std::uint64_t) + out_bytes[i];
+  if (reply_size > kMaxCallBytes) {
+    error = "`" + sig.name + "` not run: its reply would be " + std::to_string(reply_size) +
+            " bytes, more than the " + std::to_string(kMaxCallBytes >> 20) +
+            " MiB one call may carry";
+    return false;
+  }
+
+  void *ret = arena.alloc(std::max<std::uint32_t>(sig.ir_return_size, 16));
+  std::memset(ret, 0, std::max<std::uint32_t>(sig.ir_return_size, 16));
+  dispatch(slots.data(), ret);
+
   WritingSink reply{allocate_reply(reply_size)};
   if (sig.sret)
     reply.put(sret_buffer, sig.result.size);

@@ -28,6 +28,10 @@
 
 namespace distnode::jit {
 
+/// The largest buffer one call may carry (in or out). A count this large is a bug in the
+/// program, and the transport refuses larger messages (transport::kMaxMessageBytes).
+inline constexpr std::uint64_t kMaxCallBytes = std::uint64_t(256) << 20;
+
 /// The generated dispatcher of one function: unpacks slots, calls the body, stores the result.
 using DispatchFn = void (*)(void **slots, void *ret);
 

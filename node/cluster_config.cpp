@@ -3,6 +3,8 @@
 
 #include "llvm/Support/Error.h"
 
+#include <filesystem>
+
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -22,6 +24,9 @@ int ClusterConfig::nodeIndex(const std::string &name) const {
 }
 
 namespace {
+
+// A join timeout beyond a day is a mistake (and would overflow the deadline arithmetic).
+constexpr long kMaxJoinTimeoutMs = 24L * 60 * 60 * 1000;
 
 // Thrown inside the parser only; converted to llvm::Error at the API boundary.
 struct ConfigError {
@@ -73,6 +78,12 @@ public:
            "`" + out +
                "` is not a ZeroMQ endpoint; write tcp://host:port or "
                "ipc://path");
+    if (out.rfind("tcp://", 0) == 0) {
+      unsigned long port = std::stoul(out.substr(out.rfind(':') + 1)); // 1 to 5 digits
+      if (port == 0 || port > 65535)
+        fail(n, field, "port " + std::to_string(port) + " in `" + out +
+                           "` is not a TCP port; use 1 to 65535");
+    }
   }
 
   ClusterConfig parse(const YAML::Node &root) {
@@ -152,6 +163,9 @@ public:
       }
       if (ms <= 0)
         fail(t, "join_timeout_ms", "must be positive");
+      if (ms > kMaxJoinTimeoutMs)
+        fail(t, "join_timeout_ms",
+             "must be at most " + std::to_string(kMaxJoinTimeoutMs) + " (24 hours)");
       c.join_timeout = std::chrono::milliseconds(ms);
     }
     if (YAML::Node p = root["placement"])
@@ -185,6 +199,9 @@ llvm::Error fail(const std::string &message) {
 }
 
 llvm::Expected<std::string> readFile(const std::string &path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return fail(path + ": is a directory, not a YAML file");
   std::ifstream in(path);
   if (!in)
     return fail(path + ": cannot open: " + std::strerror(errno));

@@ -23,6 +23,9 @@ namespace wire = distnode::wire;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+static_assert(jit::kMaxCallBytes + (64 << 10) <= transport::kMaxMessageBytes,
+              "a call's blob and its envelope must fit in a message");
+
 namespace {
 
 // How often a waiting thread looks up from its sockets to notice that the node is stopping.

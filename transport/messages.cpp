@@ -152,6 +152,7 @@ void configureSocket(zmq::socket_t &socket) {
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
+  socket.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
 }
 
 } // namespace distnode::transport

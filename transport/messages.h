@@ -67,8 +67,12 @@ zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
 zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::recv_flags flags);
 
+/// The largest message a node accepts: one call's arguments or reply (jit::kMaxCallBytes) and
+/// the envelope around them. ZeroMQ drops a connection that sends more, before buffering it.
+inline constexpr std::int64_t kMaxMessageBytes = (std::int64_t(256) << 20) + (64 << 10);
+
 /// Sets the options every distnode socket uses: no linger on close (a stopping node must not
-/// block on unsent messages) and no limit on queued messages.
+/// block on unsent messages), no limit on queued messages, and kMaxMessageBytes.
 void configureSocket(zmq::socket_t &socket);
 
 } // namespace distnode::transport

@@ -377,6 +377,7 @@ TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
   const BadAnnotation cases[] = {
       {"bad_in_param", 3, "DIST_IN(values, n): no parameter named `values`"},
       {"bad_count", 3, "the count `len` is neither a parameter nor a decimal constant"},
+      {"bad_huge_count", 3, "the count `99999999999999999999999` does not fit in 64 bits"},
       {"bad_lb_global", 3, "DIST_LOADBALANCED, but it uses mutable global `calls`"},
       {"bad_lb_io", 3, "DIST_LOADBALANCED, but it does I/O (calls `printf`)"},
   };

@@ -77,6 +77,13 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nplacement:\n  f: b\n",
        "c.yaml:5: placement.f: no node named `b` in `nodes`"},
       {"cluster: x\nnodes: [\n", "c.yaml:3: not valid YAML: end of sequence flow not found"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:99999'}\n",
+       "c.yaml:3: nodes[0].call: port 99999 in `tcp://h:99999` is not a TCP port; use 1 to 65535"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:0'}\n",
+       "c.yaml:3: nodes[0].call: port 0 in `tcp://h:0` is not a TCP port; use 1 to 65535"},
+      {"cluster: x\njoin_timeout_ms: 9223372036854775807\nnodes:\n  - {name: a, call: "
+       "'tcp://h:1'}\n",
+       "c.yaml:2: join_timeout_ms: must be at most 86400000 (24 hours)"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.text);
@@ -91,6 +98,15 @@ TEST(ClusterConfig, MissingFileIsOneLine) {
   ASSERT_FALSE(bool(c));
   EXPECT_EQ(llvm::toString(c.takeError()),
             "/nonexistent/cluster.yaml: cannot open: No such file or directory");
+}
+
+TEST(ClusterConfig, DirectoryIsNotAPlacementFile) {
+  auto p = loadPlacementFile("/tmp");
+  ASSERT_FALSE(bool(p));
+  EXPECT_EQ(llvm::toString(p.takeError()), "/tmp: is a directory, not a YAML file");
+  auto c = loadClusterConfig("/tmp");
+  ASSERT_FALSE(bool(c));
+  EXPECT_EQ(llvm::toString(c.takeError()), "/tmp: is a directory, not a YAML file");
 }
 
 TEST(ClusterConfig, LocalClusterYamlParses) {

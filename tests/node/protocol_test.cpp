@@ -30,6 +30,8 @@ protected:
         ++functions_;
     ping_ = analysis.find("ping")->remote_id;
     ASSERT_GE(ping_, 0);
+    buffers_ = analysis.find("buffers")->remote_id;
+    ASSERT_GE(buffers_, 0);
 
     std::vector<int> ports = freeLoopbackPorts(2);
     std::string entry = "tcp://127.0.0.1:" + std::to_string(ports[0]);
@@ -93,6 +95,7 @@ protected:
   std::array<std::uint8_t, 32> sha_{};
   int functions_ = 0;
   int ping_ = -1;
+  int buffers_ = -1;
   std::future<ProcessResult> process_;
 };
 
@@ -143,6 +146,53 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
       << "4 bytes cannot hold an int64_t argument";
   EXPECT_EQ(callPing(7, 1, 1), 101) << "ping(1) = pong(0) + 1, both on n1";
   EXPECT_EQ(callPing(8, 4, 1), 203) << "ping(4) = 1 + 100 + 1 + 100 + 1";
+
+  // buffers(const double *in, double *out, int64_t *acc, size_t n) with DIST_IN(in, n),
+  // DIST_OUT(out, n), DIST_INOUT(acc, 4): an `in` that does not hold n elements is refused
+  // (it once let the callee read past the message, and returned the member's heap in `out`).
+  auto buffersCall = [](std::uint64_t in_bytes, std::uint64_t n) {
+    std::vector<std::uint8_t> blob;
+    auto put = [&](const void *p, std::size_t k) {
+      blob.insert(blob.end(), static_cast<const std::uint8_t *>(p),
+                  static_cast<const std::uint8_t *>(p) + k);
+    };
+    std::uint8_t present = 1;
+    std::uint64_t acc_bytes = 32;
+    std::vector<std::uint8_t> zeros(std::max<std::uint64_t>(in_bytes, acc_bytes), 0);
+    put(&present, 1); // in
+    put(&in_bytes, 8);
+    put(zeros.data(), in_bytes);
+    put(&present, 1); // out
+    put(&present, 1); // acc
+    put(&acc_bytes, 8);
+    put(zeros.data(), acc_bytes);
+    put(&n, 8);
+    return blob;
+  };
+  struct BadBuffer {
+    std::uint64_t in_bytes, n;
+    const char *why;
+  } bad_buffers[] = {{0, 2000, "empty `in`, count 2000"},
+                     {0, 50000000, "empty `in`, count 5e7"},
+                     {16, 3, "16 bytes for 3 doubles"},
+                     {32, 3, "32 bytes for 3 doubles"},
+                     {0, std::uint64_t(1) << 62, "a count beyond any buffer"}};
+  std::uint64_t id = 20;
+  for (const auto &b : bad_buffers) {
+    SCOPED_TRACE(b.why);
+    std::vector<std::uint8_t> blob = buffersCall(b.in_bytes, b.n);
+    EXPECT_EQ(expectError(exchange(transport::makeCall(id, buffers_, 1, blob.data(), blob.size())),
+                          id),
+              wire::ErrorCode::Malformed);
+    ++id;
+  }
+  std::vector<std::uint8_t> good = buffersCall(24, 3);
+  zmq::message_t served =
+      exchange(transport::makeCall(id, buffers_, 1, good.data(), good.size()));
+  e = transport::verifyEnvelope(served);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->body_type(), wire::Body::Reply) << "a well-formed call is still served";
+  EXPECT_EQ(callPing(++id, 2, 1), 102) << "the member keeps serving";
 
   zmq::message_t bye = exchange(transport::makeShutdown(9, 0));
   e = transport::verifyEnvelope(bye);
