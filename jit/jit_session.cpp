@@ -169,6 +169,7 @@ struct JitSession::Impl {
   std::vector<std::uint32_t> profile_ids;              // profiler id by remote id
   RemoteHandler remote_handler;
   std::function<void(int)> exit_hook;
+  HandleTable handles; ///< GPin objects of this node known to other nodes by id
 };
 
 namespace {
@@ -649,6 +650,8 @@ void JitSession::setRemoteHandler(RemoteHandler handler) {
   impl_->remote_handler = std::move(handler);
 }
 
+void JitSession::setHandleTag(std::uint16_t tag) { impl_->handles.setTag(tag); }
+
 void JitSession::setExitHook(std::function<void(int)> hook) { impl_->exit_hook = std::move(hook); }
 
 llvm::Expected<void *> JitSession::lookup(const std::string &name) {
@@ -692,8 +695,9 @@ bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t s
   } level;
   const RemoteSignature &sig = impl_->functions[id];
   bool served = false;
-  if (!withStackReserve(
-          [&] { served = serveCall(sig, impl_->dispatch[id], args, size, reply, error); })) {
+  if (!withStackReserve([&] {
+        served = serveCall(sig, impl_->dispatch[id], args, size, reply, impl_->handles, error);
+      })) {
     error = "`" + sig.name + "` not run: " + std::to_string(nested) +
             " calls nested on one thread of this node use all of its stack (" +
             std::to_string(stackBudget() >> 20) +

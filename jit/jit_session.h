@@ -77,6 +77,9 @@ public:
 
   /// Sets what remote thunks call. Without one, a call through a thunk is a fatal error.
   void setRemoteHandler(RemoteHandler handler);
+  /// Sets the tag of the GPin handle ids this node issues (HandleTable), e.g. the node's index
+  /// + 1, so that a handle issued by another node is refused here. Default 1.
+  void setHandleTag(std::uint16_t tag);
   /// Runs (on the exiting thread) when the program calls exit(), before its atexit handlers.
   void setExitHook(std::function<void(int code)> hook);
 

@@ -24,17 +24,21 @@ namespace distnode::jit {
 
 /// What a function does with one pointer parameter (and every pointer derived from it).
 struct PointerUse {
-  /// Indexed with a non-constant offset, offset past its first element, copied by a length not
-  /// known at compile time, or handed to something that does so: it points into an array.
+  /// Indexed with a non-constant offset, accessed at a place not known at compile time, copied
+  /// by a length not known at compile time, or handed to something that does so: it points
+  /// into an array.
   bool indexed = false;
-  /// Stored to memory (other than the function's own local variables), returned, freed, or
-  /// handed to something that does so: a pointer to it may outlive the call.
+  /// Stored to memory (other than the function's own local variables), returned, freed,
+  /// compared with a pointer not derived from it, or handed to something that does so: a
+  /// pointer to it may outlive the call, or its address matters.
   bool escapes = false;
-  /// The largest block, in bytes, copied from or to the pointer as a whole (memcpy, struct
-  /// assignment, byval); 0 if none. Compared with the pointee's size by the caller.
+  /// How many bytes from the pointer the function reads or writes at most, through accesses
+  /// at offsets known at compile time (fields, casts, memcpy of a constant length, byval);
+  /// 0 if none. Compared with the size of what the parameter points to by the caller.
   std::uint64_t extent = 0;
-  std::string indexed_how; ///< evidence, e.g. "indexed with a non-constant offset at f.c:3"
-  std::string escape_how;  ///< evidence, e.g. "stored to memory at f.c:9"
+  std::string indexed_how; ///< evidence, e.g. "is indexed with a non-constant offset (f.c:3)"
+  std::string escape_how;  ///< evidence, e.g. "is stored to memory (f.c:9)"
+  std::string extent_how;  ///< evidence, e.g. "is accessed up to byte 16 (f.c:4)"
 };
 
 /// The pointer uses of every pointer parameter of every function defined in a module.

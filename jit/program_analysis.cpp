@@ -29,8 +29,8 @@
 #include "llvm/IR/Module.h"
 
 #include <algorithm>
-#include <map>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -967,9 +967,9 @@ void checkPointerUse(ValuePlan &p, const PointerUse &use) {
   if (one_object && use.indexed) {
     p = unmarshalable(p, "points into an array: `" + p.name + "` " + use.indexed_how + annotate);
   } else if (one_object && use.extent > p.size) {
-    p = unmarshalable(p, "points into an array: " + std::to_string(use.extent) +
-                             " bytes are copied through it, more than the " +
-                             std::to_string(p.size) + "-byte object it points to" + annotate);
+    p = unmarshalable(p, "points into an array: `" + p.name + "` " + use.extent_how +
+                             ", past the " + std::to_string(p.size) + "-byte object it points to" +
+                             annotate);
   } else if (use.escapes) {
     p = unmarshalable(p, "outlives the call: `" + p.name + "` " + use.escape_how +
                              ", so a copy cannot stand in for it");
@@ -1096,9 +1096,8 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       }
       if (!parseCount(b.count)) {
         auto cpos = std::find(fa.param_names.begin(), fa.param_names.end(), b.count);
-        bool digits = !b.count.empty() && std::all_of(b.count.begin(), b.count.end(), [](char c) {
-          return c >= '0' && c <= '9';
-        });
+        bool digits = !b.count.empty() && std::all_of(b.count.begin(), b.count.end(),
+                                                      [](char c) { return c >= '0' && c <= '9'; });
         if (digits)
           out.errors.push_back({b.loc, info.name,
                                 b.spelling + ": the count `" + b.count +

@@ -53,8 +53,8 @@ bool countOf(const RemoteSignature &sig, const ValuePlan &p, void *const *slots,
   }
   if (p.size != 0 && count > kMaxBufferBytes / p.size) {
     error = "parameter `" + p.name + "`: " + std::to_string(count) + " elements of " +
-            std::to_string(p.size) + " bytes exceed the " +
-            std::to_string(kMaxCallBytes >> 20) + " MiB limit of one call";
+            std::to_string(p.size) + " bytes exceed the " + std::to_string(kMaxCallBytes >> 20) +
+            " MiB limit of one call";
     return false;
   }
   bytes = count * p.size;
@@ -249,8 +249,39 @@ bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std
   return true;
 }
 
+void HandleTable::setTag(std::uint16_t tag) {
+  std::lock_guard lock(mu_);
+  tag_ = tag;
+}
+
+std::uint64_t HandleTable::issue(void *object) {
+  if (!object)
+    return 0;
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = ids_.emplace(object, 0);
+  if (inserted) {
+    it->second = (std::uint64_t(tag_) << 48) | next_++;
+    objects_.emplace(it->second, object);
+  }
+  return it->second;
+}
+
+bool HandleTable::resolve(std::uint64_t id, void *&object) const {
+  if (id == 0) {
+    object = nullptr;
+    return true;
+  }
+  std::lock_guard lock(mu_);
+  auto it = objects_.find(id);
+  if (it == objects_.end())
+    return false;
+  object = it->second;
+  return true;
+}
+
 bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8_t *data,
-               std::size_t size, const ReplyAllocator &allocate_reply, std::string &error) {
+               std::size_t size, const ReplyAllocator &allocate_reply, HandleTable &handles,
+               std::string &error) {
   ArenaLease lease;
   Arena &arena = *lease;
   std::vector<void *> slots(sig.ir_arg_sizes.size(), nullptr);
@@ -272,9 +303,23 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     const ValuePlan &p = sig.params[i];
     bool ok = true;
     switch (p.kind) {
+    case MarshalKind::GPinHandle: {
+      std::uint64_t id = 0;
+      void *object = nullptr;
+      if (!in.readU64(id)) {
+        ok = false;
+        break;
+      }
+      if (!handles.resolve(id, object)) {
+        error = "`" + sig.name + "` not run: parameter `" + p.name + "` is handle " +
+                std::to_string(id) + ", which this node never issued";
+        return false;
+      }
+      setPointer(p.ir_args.at(0), object);
+      break;
+    }
     case MarshalKind::Integer:
     case MarshalKind::Float:
-    case MarshalKind::GPinHandle:
     case MarshalKind::StructByValue:
       if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
         void *copy = arena.alloc(p.size);
@@ -348,8 +393,7 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     }
     if (in_present[i] && in_bytes[i] != bytes) {
       error = "malformed arguments for `" + sig.name + "`: parameter `" + p.name + "` carries " +
-              std::to_string(in_bytes[i]) + " bytes, but its count says " +
-              std::to_string(bytes);
+              std::to_string(in_bytes[i]) + " bytes, but its count says " + std::to_string(bytes);
       return false;
     }
   }
@@ -385,6 +429,12 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   std::memset(ret, 0, std::max<std::uint32_t>(sig.ir_return_size, 16));
   dispatch(slots.data(), ret);
 
+  if (sig.result.kind == MarshalKind::GPinHandle) { // the object stays here; its id leaves
+    void *object = nullptr;
+    std::memcpy(&object, ret, sizeof object);
+    std::uint64_t id = handles.issue(object);
+    std::memcpy(ret, &id, sizeof id);
+  }
   WritingSink reply{allocate_reply(reply_size)};
   if (sig.sret)
     reply.put(sret_buffer, sig.result.size);

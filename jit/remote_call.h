@@ -8,8 +8,8 @@
 // marshaling plan. No LLVM types: this compiles without LLVM headers.
 //
 // Blob layout (little-endian, no padding), per C parameter in order:
-//   integer, float, struct-by-value, gpin-handle: the bytes of each IR argument carrying it
-//     (a byval struct: its `size` bytes);
+//   integer, float, struct-by-value: the bytes of each IR argument carrying it (a byval
+//     struct: its `size` bytes); gpin-handle: the u64 id the owner node issued (HandleTable);
 //   c-string, buffer-in/inout, struct-ptr-in/inout: u8 present, then (if present) u64 byte
 //     count and the bytes; buffer-out: u8 present only (its size follows from the count).
 // Reply: the result's bytes (the sret struct, or the IR return value), then for each present
@@ -23,7 +23,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace distnode::jit {
@@ -61,6 +63,31 @@ void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_
 [[nodiscard]] bool marshalCall(const RemoteSignature &sig, void *const *slots,
                                std::vector<std::uint8_t> &out, std::string &error);
 
+/// The GPin objects of this node that other nodes hold handles to. A GPin pointer leaves the
+/// node that owns its object only as an id issued here (never as an address), and an id that
+/// arrives is looked up here: one this node did not issue is refused, so no message can make
+/// a node write through an address of the sender's choosing. The same object always gets the
+/// same id, so handles compare equal on other nodes exactly when the pointers would. Ids are
+/// never reused (objects the program frees stay in the table, as their handles may too).
+/// Thread-safe.
+class HandleTable {
+public:
+  /// `tag` distinguishes the ids of different nodes (e.g. the node's index + 1).
+  explicit HandleTable(std::uint16_t tag = 1) : tag_(tag) {}
+  void setTag(std::uint16_t tag);
+  /// The id of `object` (0 for nullptr), issued on first use.
+  [[nodiscard]] std::uint64_t issue(void *object);
+  /// The object of `id` (nullptr for 0). False if this node never issued `id`.
+  [[nodiscard]] bool resolve(std::uint64_t id, void *&object) const;
+
+private:
+  mutable std::mutex mu_; ///< guards everything below
+  std::uint16_t tag_;
+  std::uint64_t next_ = 1;
+  std::unordered_map<void *, std::uint64_t> ids_;
+  std::unordered_map<std::uint64_t, void *> objects_;
+};
+
 /// Where serveCall writes a reply: called once with the reply's size, returns room for it.
 using ReplyAllocator = std::function<std::uint8_t *(std::size_t size)>;
 
@@ -70,11 +97,12 @@ using ReplyAllocator = std::function<std::uint8_t *(std::size_t size)>;
                                   std::size_t size, void *const *slots, void *ret,
                                   std::string &error);
 
-/// Serving side: decodes an argument blob, calls `dispatch` and encodes the reply. Returns
-/// false (with `error`, and nothing called) if the blob does not match the plan.
+/// Serving side: decodes an argument blob, calls `dispatch` and encodes the reply. GPin
+/// handles are resolved in, and results issued from, `handles`. Returns false (with `error`,
+/// and nothing called) if the blob does not match the plan or names an unknown handle.
 [[nodiscard]] bool serveCall(const RemoteSignature &sig, DispatchFn dispatch,
                              const std::uint8_t *data, std::size_t size,
-                             const ReplyAllocator &reply, std::string &error);
+                             const ReplyAllocator &reply, HandleTable &handles, std::string &error);
 
 } // namespace distnode::jit
 

@@ -81,8 +81,9 @@ public:
     if (out.rfind("tcp://", 0) == 0) {
       unsigned long port = std::stoul(out.substr(out.rfind(':') + 1)); // 1 to 5 digits
       if (port == 0 || port > 65535)
-        fail(n, field, "port " + std::to_string(port) + " in `" + out +
-                           "` is not a TCP port; use 1 to 65535");
+        fail(n, field,
+             "port " + std::to_string(port) + " in `" + out +
+                 "` is not a TCP port; use 1 to 65535");
     }
   }
 

@@ -395,6 +395,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   for (auto &o : impl->owners)
     o = static_cast<std::uint16_t>(impl->entry);
   impl->joined.assign(config.nodes.size(), false);
+  session.setHandleTag(static_cast<std::uint16_t>(self + 1));
   const NodeConfig &me = config.nodes[self];
   try {
     impl->router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);

@@ -319,7 +319,10 @@ TEST(PointerUse, StructPointerIndexedWithVariableOffsetIsAnArray) {
 TEST(PointerUse, StructPointerOffsetPastFirstElementIsAnArray) {
   const auto &f = fn("struct_array", "second_y");
   EXPECT_EQ(f.placement, Placement::Local);
-  EXPECT_TRUE(contains(f.reason, "offset past its first element")) << f.reason;
+  EXPECT_TRUE(contains(f.reason,
+                       "`a` is accessed up to byte 16 (tests/fixtures/struct_array.c:24), "
+                       "past the 8-byte object it points to"))
+      << f.reason;
 }
 
 TEST(PointerUse, StructPointerPassedToIndexingHelperIsAnArray) {
@@ -332,8 +335,8 @@ TEST(PointerUse, StructPointerPassedToIndexingHelperIsAnArray) {
 TEST(PointerUse, CopyLargerThanOneElementIsAnArray) {
   const auto &f = fn("struct_array", "clear_pair");
   EXPECT_EQ(f.placement, Placement::Local);
-  EXPECT_TRUE(contains(f.reason, "16 bytes are copied through it, more than the 8-byte object"))
-      << f.reason;
+  EXPECT_TRUE(contains(f.reason, "is accessed up to byte 16")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "past the 8-byte object")) << f.reason;
 }
 
 TEST(PointerUse, AnnotatedStructArrayIsAPlaceableBuffer) {
@@ -349,6 +352,40 @@ TEST(PointerUse, SingleStructThroughFieldsAndWholeCopyIsPlaceable) {
   EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
   ASSERT_EQ(f.params.size(), 2u);
   EXPECT_EQ(f.params[0].kind, MarshalKind::StructPtrInOut);
+}
+
+TEST(PointerUse, AccessesPastTheObjectMakeItAnArray) {
+  struct Case {
+    const char *function, *needle;
+  } cases[] = {
+      {"derived_sum", "past the 8-byte object"},       // cast to a larger struct
+      {"vec_sum", "indexed past a one-element array"}, // `int data[1]` tail
+      {"widen", "accessed up to byte 8"},              // 8-byte access to a 4-byte struct
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.function);
+    const auto &f = fn("struct_array", c.function);
+    EXPECT_EQ(f.placement, Placement::Local);
+    EXPECT_TRUE(contains(f.reason, c.needle)) << f.reason;
+  }
+}
+
+TEST(PointerUse, FieldArrayIndexedInsideTheStructIsOneObject) {
+  const auto &f = fn("struct_array", "count_into");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+  EXPECT_EQ(f.params[0].kind, MarshalKind::StructPtrInOut);
+}
+
+TEST(PointerUse, ComparisonWithAnotherAddressNeedsTheOriginal) {
+  const auto &f = fn("escape", "is_fallback");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "is compared with another pointer")) << f.reason;
+}
+
+TEST(PointerUse, StrtolEndPointerIntoTheStringOutlivesTheCall) {
+  const auto &f = fn("escape", "parse_num");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_TRUE(contains(f.reason, "passed to `strtol`, which stores a pointer into it")) << f.reason;
 }
 
 TEST(PointerUse, PointerStoredToGlobalOutlivesTheCall) {

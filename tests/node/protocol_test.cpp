@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <optional>
 
 namespace distnode::testing {
 namespace {
@@ -32,6 +33,10 @@ protected:
     ASSERT_GE(ping_, 0);
     buffers_ = analysis.find("buffers")->remote_id;
     ASSERT_GE(buffers_, 0);
+    account_open_ = analysis.find("account_open")->remote_id;
+    account_deposit_ = analysis.find("account_deposit")->remote_id;
+    ASSERT_GE(account_open_, 0);
+    ASSERT_GE(account_deposit_, 0);
 
     std::vector<int> ports = freeLoopbackPorts(2);
     std::string entry = "tcp://127.0.0.1:" + std::to_string(ports[0]);
@@ -96,6 +101,7 @@ protected:
   int functions_ = 0;
   int ping_ = -1;
   int buffers_ = -1;
+  int account_open_ = -1, account_deposit_ = -1;
   std::future<ProcessResult> process_;
 };
 
@@ -181,17 +187,46 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
   for (const auto &b : bad_buffers) {
     SCOPED_TRACE(b.why);
     std::vector<std::uint8_t> blob = buffersCall(b.in_bytes, b.n);
-    EXPECT_EQ(expectError(exchange(transport::makeCall(id, buffers_, 1, blob.data(), blob.size())),
-                          id),
-              wire::ErrorCode::Malformed);
+    EXPECT_EQ(
+        expectError(exchange(transport::makeCall(id, buffers_, 1, blob.data(), blob.size())), id),
+        wire::ErrorCode::Malformed);
     ++id;
   }
   std::vector<std::uint8_t> good = buffersCall(24, 3);
-  zmq::message_t served =
-      exchange(transport::makeCall(id, buffers_, 1, good.data(), good.size()));
+  zmq::message_t served = exchange(transport::makeCall(id, buffers_, 1, good.data(), good.size()));
   e = transport::verifyEnvelope(served);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->body_type(), wire::Body::Reply) << "a well-formed call is still served";
+  EXPECT_EQ(callPing(++id, 2, 1), 102) << "the member keeps serving";
+
+  // GPin handles are ids this member issued, never addresses: account_open answers with one,
+  // account_deposit accepts it, and refuses ids it never issued (an address of the sender's
+  // choosing once made the member write through it).
+  auto result64 = [](zmq::message_t answer) -> std::optional<std::uint64_t> {
+    const wire::Envelope *e = transport::verifyEnvelope(answer);
+    if (!e || e->body_type() != wire::Body::Reply || e->body_as_Reply()->result()->size() != 8)
+      return std::nullopt;
+    std::uint64_t v = 0;
+    std::memcpy(&v, e->body_as_Reply()->result()->data(), 8);
+    return v;
+  };
+  std::int64_t initial = 5;
+  auto handle = result64(exchange(transport::makeCall(
+      ++id, account_open_, 1, reinterpret_cast<const std::uint8_t *>(&initial), 8)));
+  ASSERT_TRUE(handle.has_value()) << "account_open must answer with a handle";
+  EXPECT_EQ(*handle >> 48, 2u) << "an id issued by n1 (index 1), not an address: " << *handle;
+  auto deposit = [&](std::uint64_t h) {
+    std::uint64_t args[2] = {h, 3};
+    return exchange(transport::makeCall(++id, account_deposit_, 1,
+                                        reinterpret_cast<const std::uint8_t *>(args), 16));
+  };
+  EXPECT_TRUE(result64(deposit(*handle)).has_value()) << "its own handle is accepted";
+  for (std::uint64_t bad :
+       {std::uint64_t(0x4141414141414141), (std::uint64_t(1) << 48) | 1, *handle + 1}) {
+    SCOPED_TRACE(bad);
+    zmq::message_t answer = deposit(bad);
+    EXPECT_EQ(expectError(std::move(answer), id), wire::ErrorCode::Malformed);
+  }
   EXPECT_EQ(callPing(++id, 2, 1), 102) << "the member keeps serving";
 
   zmq::message_t bye = exchange(transport::makeShutdown(9, 0));
