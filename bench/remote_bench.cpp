@@ -67,15 +67,21 @@ struct Cluster {
 
   Cluster() {
     using namespace distnode;
-    std::vector<int> ports = testing::freeLoopbackPorts(3); // two nodes and the echo server
-    std::string yaml = node::localClusterYaml({ports[0], ports[1]}, std::chrono::seconds(30));
+    // Two nodes (call and control ports) and the echo server.
+    std::vector<int> ports = testing::freeLoopbackPorts(5);
+    std::string yaml =
+        node::localClusterYaml({ports[0], ports[1], ports[2], ports[3]}, std::chrono::seconds(30));
     std::string config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
     auto config = node::loadClusterConfig(config_path);
     if (!config) {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(config.takeError()).c_str());
       std::exit(1);
     }
-    auto n = node::ClusterNode::Create(*config, 0, *program.session, program.sha256);
+    auto n = node::ClusterNode::Create(*config, 0, *program.session, program.sha256,
+                                       [](const std::string &message, int code) {
+                                         std::fprintf(stderr, "bench: %s\n", message.c_str());
+                                         std::_Exit(code);
+                                       });
     if (!n) {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(n.takeError()).c_str());
       std::exit(1);
@@ -95,7 +101,7 @@ struct Cluster {
     echo = program.function<EchoFn>("echo_bytes");
     tiny = program.function<TinyFn>("tiny_remote");
 
-    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(ports[2]);
+    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(ports[4]);
     raw_server = spawn({"/proc/self/exe", "--raw-echo-server", raw_endpoint});
   }
 

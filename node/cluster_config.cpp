@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -25,8 +26,21 @@ int ClusterConfig::nodeIndex(const std::string &name) const {
 
 namespace {
 
-// A join timeout beyond a day is a mistake (and would overflow the deadline arithmetic).
-constexpr long kMaxJoinTimeoutMs = 24L * 60 * 60 * 1000;
+// A timeout beyond a day is a mistake (and would overflow the deadline arithmetic).
+constexpr long kMaxTimeoutMs = 24L * 60 * 60 * 1000;
+// Heartbeats go out five times per timeout; much faster than this is noise, not safety.
+constexpr long kMinHeartbeatTimeoutMs = 100;
+
+// The call endpoint's port + 1, or its path + ".control"; "" if there is no port + 1.
+std::string defaultControlEndpoint(const std::string &call) {
+  if (call.rfind("ipc://", 0) == 0)
+    return call + ".control";
+  auto colon = call.rfind(':');
+  unsigned long port = std::stoul(call.substr(colon + 1));
+  if (port >= 65535)
+    return "";
+  return call.substr(0, colon + 1) + std::to_string(port + 1);
+}
 
 // Thrown inside the parser only; converted to llvm::Error at the API boundary.
 struct ConfigError {
@@ -69,6 +83,24 @@ public:
     }
   }
 
+  // A duration field: a whole number of milliseconds from `min` to a day.
+  std::chrono::milliseconds milliseconds(const YAML::Node &t, const std::string &field,
+                                         long min) const {
+    long ms = 0;
+    try {
+      ms = t.as<long>();
+    } catch (const YAML::Exception &) {
+      fail(t, field, "expected a whole number of milliseconds");
+    }
+    if (ms <= 0)
+      fail(t, field, "must be positive");
+    if (ms < min)
+      fail(t, field, "must be at least " + std::to_string(min));
+    if (ms > kMaxTimeoutMs)
+      fail(t, field, "must be at most " + std::to_string(kMaxTimeoutMs) + " (24 hours)");
+    return std::chrono::milliseconds(ms);
+  }
+
   void endpoint(const YAML::Node &n, const std::string &field, std::string &out) const {
     out = str(n, field);
     static const std::regex kTcp(R"(tcp://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})");
@@ -93,20 +125,22 @@ public:
     if (!root.IsMap())
       fail(root, "(top level)", "expected a map with `cluster` and `nodes`");
     onlyKeys(root, "",
-             {"cluster", "nodes", "entry", "coordinator", "join_timeout_ms", "placement"});
+             {"cluster", "nodes", "entry", "coordinator", "join_timeout_ms", "heartbeat_timeout_ms",
+              "placement"});
     if (!root["cluster"])
       fail(root, "cluster", "missing; name the cluster, e.g. `cluster: demo`");
     c.name = str(root["cluster"], "cluster");
     YAML::Node nodes = root["nodes"];
     if (!nodes || !nodes.IsSequence() || nodes.size() == 0)
       fail(nodes ? nodes : root, "nodes", "expected a list of at least one node");
-    std::set<std::string> names, endpoints;
+    std::set<std::string> names;
+    std::map<std::string, std::string> endpoints; // endpoint → the field that has it
     for (size_t i = 0; i < nodes.size(); ++i) {
       YAML::Node n = nodes[i];
       std::string field = "nodes[" + std::to_string(i) + "]";
       if (!n.IsMap())
         fail(n, field, "expected a map with `name` and `call`");
-      onlyKeys(n, field, {"name", "call", "admin", "capacity"});
+      onlyKeys(n, field, {"name", "call", "control", "admin", "capacity"});
       NodeConfig node;
       node.line = n.Mark().line + 1;
       if (!n["name"])
@@ -121,9 +155,24 @@ public:
       if (!n["call"])
         fail(n, field + ".call", "missing; the node's call endpoint, e.g. tcp://10.0.0.2:7000");
       endpoint(n["call"], field + ".call", node.call_endpoint);
-      if (!endpoints.insert(node.call_endpoint).second)
-        fail(n["call"], field + ".call",
-             "endpoint `" + node.call_endpoint + "` is used by two nodes");
+      auto unique = [&](const YAML::Node &at, const std::string &what, const std::string &e,
+                        const std::string &note) {
+        auto [it, inserted] = endpoints.emplace(e, what + note);
+        if (!inserted)
+          fail(at, what, "endpoint `" + e + "` is also " + it->second + "; give each its own");
+      };
+      unique(n["call"], field + ".call", node.call_endpoint, "");
+      if (n["control"]) {
+        endpoint(n["control"], field + ".control", node.control_endpoint);
+      } else {
+        node.control_endpoint = defaultControlEndpoint(node.call_endpoint);
+        if (node.control_endpoint.empty())
+          fail(n["call"], field + ".call",
+               "port 65535 leaves no room for the default control endpoint (port + 1); add "
+               "`control: tcp://host:port`");
+      }
+      unique(n["control"] ? n["control"] : n["call"], field + ".control", node.control_endpoint,
+             n["control"] ? "" : " (by default the call port + 1)");
       if (n["admin"])
         endpoint(n["admin"], field + ".admin", node.admin_endpoint);
       if (YAML::Node cap = n["capacity"]) {
@@ -154,21 +203,16 @@ public:
       if (c.nodeIndex(c.coordinator) < 0)
         fail(root["coordinator"], "coordinator",
              "no node named `" + c.coordinator + "` in `nodes`");
+      if (c.coordinator != c.entry)
+        fail(root["coordinator"], "coordinator",
+             "must be the entry node `" + c.entry +
+                 "` (placement is decided on the entry node; a coordinator of its own is not "
+                 "supported yet)");
     }
-    if (YAML::Node t = root["join_timeout_ms"]) {
-      long ms = 0;
-      try {
-        ms = t.as<long>();
-      } catch (const YAML::Exception &) {
-        fail(t, "join_timeout_ms", "expected a whole number of milliseconds");
-      }
-      if (ms <= 0)
-        fail(t, "join_timeout_ms", "must be positive");
-      if (ms > kMaxJoinTimeoutMs)
-        fail(t, "join_timeout_ms",
-             "must be at most " + std::to_string(kMaxJoinTimeoutMs) + " (24 hours)");
-      c.join_timeout = std::chrono::milliseconds(ms);
-    }
+    if (YAML::Node t = root["join_timeout_ms"])
+      c.join_timeout = milliseconds(t, "join_timeout_ms", 1);
+    if (YAML::Node t = root["heartbeat_timeout_ms"])
+      c.heartbeat_timeout = milliseconds(t, "heartbeat_timeout_ms", kMinHeartbeatTimeoutMs);
     if (YAML::Node p = root["placement"])
       c.placement = placement(p, "placement", &c);
     return c;
@@ -256,9 +300,10 @@ std::string localClusterYaml(const std::vector<int> &ports,
     << "entry: n0\n"
     << "join_timeout_ms: " << join_timeout.count() << "\n"
     << "nodes:\n";
-  for (size_t i = 0; i < ports.size(); ++i)
-    y << "  - name: n" << i << "\n"
-      << "    call: tcp://127.0.0.1:" << ports[i] << "\n";
+  for (size_t i = 0; i + 1 < ports.size(); i += 2)
+    y << "  - name: n" << i / 2 << "\n"
+      << "    call: tcp://127.0.0.1:" << ports[i] << "\n"
+      << "    control: tcp://127.0.0.1:" << ports[i + 1] << "\n";
   return y.str();
 }
 

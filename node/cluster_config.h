@@ -16,6 +16,9 @@ namespace distnode::node {
 struct NodeConfig {
   std::string name;
   std::string call_endpoint;  ///< ZeroMQ endpoint the node binds for calls (tcp://host:port)
+  /// Endpoint of the control plane (Join, Placement, Shutdown, heartbeats), bound by the node
+  /// when it is the entry node. Default: the call endpoint's port + 1 (ipc: path + ".control").
+  std::string control_endpoint;
   std::string admin_endpoint; ///< endpoint of the admin socket ("" if none)
   double cpu_capacity = 1.0;  ///< CPU seconds per second the node offers
   unsigned line = 0;
@@ -36,6 +39,8 @@ struct ClusterConfig {
   std::string entry;       ///< the node that runs main (default: the first node)
   std::string coordinator; ///< the node that runs placement (default: the entry node)
   std::chrono::milliseconds join_timeout{10000};
+  /// A node that sends no heartbeat for this long is taken for dead and the cluster stops.
+  std::chrono::milliseconds heartbeat_timeout{3000};
   std::vector<PlacementEntry> placement;
 
   /// Index of node `name` in `nodes`, or -1.
@@ -53,7 +58,8 @@ struct ClusterConfig {
 [[nodiscard]] llvm::Expected<std::vector<PlacementEntry>>
 loadPlacementFile(const std::string &path);
 
-/// cluster.yaml text for `n` nodes n0..n{n-1} on 127.0.0.1 with the given call ports.
+/// cluster.yaml text for nodes n0..n{k-1} on 127.0.0.1: `ports` holds each node's call port
+/// then its control port (2k ports).
 [[nodiscard]] std::string localClusterYaml(const std::vector<int> &ports,
                                            std::chrono::milliseconds join_timeout);
 

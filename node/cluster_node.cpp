@@ -5,6 +5,7 @@
 #include "profiler/profiler.h"
 #include "transport/messages.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Error.h"
 
 #include <cerrno>
@@ -12,10 +13,15 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <future>
 #include <iostream>
 #include <map>
 #include <optional>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 namespace distnode::node {
 
@@ -36,18 +42,16 @@ constexpr std::size_t kMaxEarlyAnswers = 4096;
 constexpr milliseconds kFlushTimeout{1000};
 // How long the entry waits for each node to acknowledge a Shutdown.
 constexpr milliseconds kShutdownTimeout{5000};
+// How long the entry waits for the others to hear that a node died before it stops.
+constexpr milliseconds kFailureNoticeTimeout{1000};
 
 llvm::Error fail(const std::string &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
 }
 
 std::string shortHash(const std::uint8_t *data, std::size_t n) {
-  static const char *kDigits = "0123456789abcdef";
-  std::string hex;
-  for (std::size_t i = 0; i < n && i < 6; ++i) {
-    hex.push_back(kDigits[data[i] >> 4]);
-    hex.push_back(kDigits[data[i] & 15]);
-  }
+  std::string hex = llvm::toHex(llvm::ArrayRef<std::uint8_t>(data, std::min<std::size_t>(n, 6)),
+                                /*LowerCase=*/true);
   return hex + "…";
 }
 
@@ -76,6 +80,19 @@ zmq::context_t &context() {
   return *ctx;
 }
 
+std::string errorText(const wire::Envelope &e) {
+  if (const wire::Error *err = e.body_as_Error())
+    return err->message() ? err->message()->str() : std::string("error");
+  return "an unexpected answer";
+}
+
+// One outstanding control request of the entry node to one node, answered by a Reply or Error
+// with its call id.
+struct Ack {
+  bool ok = false;
+  std::string text; ///< the Reply's result, or why it failed
+};
+
 } // namespace
 
 struct ClusterNode::Impl {
@@ -84,7 +101,10 @@ struct ClusterNode::Impl {
   int entry = 0;
   jit::JitSession *session = nullptr;
   std::array<std::uint8_t, 32> sha256{};
+  FailureHandler on_failure;
+  milliseconds heartbeat_interval{600};
 
+  // ---- data plane ----------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> router; // used by the reactor thread only
   std::thread reactor;
   std::atomic<std::thread::id> reactor_id{};
@@ -95,17 +115,36 @@ struct ClusterNode::Impl {
 
   std::function<std::string()> shutdown_report;
 
-  std::mutex mu; ///< guards joined, join_failure, shut_down
+  // ---- control plane -------------------------------------------------------------------------
+  std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
+  std::thread control_thread;             // entry only
+  std::atomic<bool> control_stop{false};
+  int wake_fd = -1; // entry: wakes the control thread when there is something to send
+
+  std::mutex mu; ///< guards everything below
   std::condition_variable joined_changed;
   std::vector<bool> joined;
+  std::vector<std::string> routing_ids;     ///< entry: each joined node's connection
+  std::vector<Clock::time_point> last_seen; ///< entry: last control message of each node
   std::string join_failure;
-  bool shut_down = false;
+  bool shut_down = false;                            ///< entry: Shutdown sent; silence is expected
+  std::deque<std::pair<int, zmq::message_t>> outbox; ///< entry: control messages to send
+  std::map<std::uint64_t, std::pair<int, std::promise<Ack>>> pending; ///< entry: by call id
 
   bool onReactor() const { return std::this_thread::get_id() == reactor_id.load(); }
 
   std::string nodeName(int i) const { return config.nodes[i].name; }
 
-  // ---- outgoing requests -------------------------------------------------------------------
+  // Ends the process through the command's handler (never returns).
+  [[noreturn]] void failed(const std::string &message, int exit_code = 2) {
+    if (int sig = terminate_signal.load()) // stopped on purpose: nothing to report
+      on_failure("", 128 + sig);
+    else
+      on_failure(message, exit_code);
+    std::abort(); // a FailureHandler must not return
+  }
+
+  // ---- outgoing calls (data plane) ---------------------------------------------------------
 
   // This thread's DEALER sockets, one per peer, connected on first use.
   struct Links {
@@ -135,17 +174,17 @@ struct ClusterNode::Impl {
     return *socket;
   }
 
-  // Sends `message` to `node` and waits for the response with `call_id`. While waiting on the
-  // reactor thread, serves incoming calls. A zero timeout waits until the node stops.
-  bool request(int node, zmq::message_t message, std::uint64_t call_id, milliseconds timeout,
-               zmq::message_t &response, const wire::Envelope *&envelope, std::string &error) {
+  // Sends a call to `node` and waits for the response with `call_id`. While waiting on the
+  // reactor thread, serves incoming calls. The wait ends when the node stops (a dead peer
+  // stops the cluster through the control plane).
+  bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
+               const wire::Envelope *&envelope, std::string &error) {
     zmq::socket_t &dealer = dealerTo(node);
     if (!transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
       error = "cannot send to node `" + nodeName(node) + "`";
       return false;
     }
     bool serve = onReactor();
-    auto deadline = Clock::now() + timeout;
     Links &links = threadLinks();
     while (true) {
       // An answer that arrived while a nested wait on this thread was reading the socket.
@@ -176,37 +215,14 @@ struct ClusterNode::Impl {
       }
       if (serve && (items[1].revents & ZMQ_POLLIN))
         handleIncoming();
-      if (timeout.count() > 0 && Clock::now() > deadline) {
-        error = "no answer from node `" + nodeName(node) + "` at " +
-                config.nodes[node].call_endpoint + " within " + std::to_string(timeout.count()) +
-                " ms";
-        return false;
-      }
-      if ((timeout.count() == 0 && stop.load()) || terminate_signal.load()) {
+      if (stop.load() || terminate_signal.load()) {
         error = "node `" + nodeName(self) + "` is stopping";
         return false;
       }
     }
   }
 
-  // A request whose answer must be a Reply (an acknowledgement).
-  bool acknowledged(int node, zmq::message_t message, std::uint64_t call_id, milliseconds timeout,
-                    std::string &error) {
-    zmq::message_t response;
-    const wire::Envelope *envelope = nullptr;
-    if (!request(node, std::move(message), call_id, timeout, response, envelope, error))
-      return false;
-    if (envelope->body_type() == wire::Body::Reply)
-      return true;
-    if (auto *e = envelope->body_as_Error())
-      error = "node `" + nodeName(node) +
-              "` answered: " + (e->message() ? e->message()->str() : std::string("error"));
-    else
-      error = "node `" + nodeName(node) + "` sent an unexpected answer";
-    return false;
-  }
-
-  // ---- serving -------------------------------------------------------------------------------
+  // ---- serving calls (data plane) ------------------------------------------------------------
 
   void reactorLoop() {
     reactor_id = std::this_thread::get_id();
@@ -232,51 +248,22 @@ struct ClusterNode::Impl {
         break;
       more = extra.more();
     }
-    zmq::message_t answer = answerTo(payload);
+    zmq::message_t answer = answerCall(payload);
     transport::sendRetrying(*router, identity, zmq::send_flags::sndmore);
     transport::sendRetrying(*router, answer, zmq::send_flags::none);
   }
 
-  zmq::message_t answerTo(const zmq::message_t &payload) {
+  zmq::message_t answerCall(const zmq::message_t &payload) {
     const wire::Envelope *envelope = transport::verifyEnvelope(payload);
     if (!envelope)
       return transport::makeError(0, wire::ErrorCode::Malformed,
                                   "message rejected by the FlatBuffers verifier");
     std::uint64_t call_id = transport::callIdOf(*envelope);
-    switch (envelope->body_type()) {
-    case wire::Body::Call:
-      return serveCall(*envelope->body_as_Call());
-    case wire::Body::Join:
-      return answerJoin(*envelope->body_as_Join());
-    case wire::Body::Placement: {
-      const wire::Placement &p = *envelope->body_as_Placement();
-      if (!p.owners() || p.owners()->size() != owners.size())
-        return transport::makeError(
-            call_id, wire::ErrorCode::Malformed,
-            "placement lists " + std::to_string(p.owners() ? p.owners()->size() : 0) +
-                " functions, this program has " + std::to_string(owners.size()));
-      std::vector<std::uint16_t> list(p.owners()->begin(), p.owners()->end());
-      for (auto o : list)
-        if (o >= config.nodes.size())
-          return transport::makeError(call_id, wire::ErrorCode::Malformed,
-                                      "placement names node index " + std::to_string(o));
-      applyPlacement(list, p.epoch());
-      return transport::makeReply(call_id, nullptr, 0);
-    }
-    case wire::Body::Shutdown: {
-      stop = true;
-      std::string report = shutdown_report ? shutdown_report() : std::string();
-      return transport::makeReply(call_id, reinterpret_cast<const std::uint8_t *>(report.data()),
-                                  report.size());
-    }
-    default:
-      return transport::makeError(call_id, wire::ErrorCode::Malformed,
-                                  "unexpected message type for a node's call socket");
-    }
-  }
-
-  zmq::message_t serveCall(const wire::Call &call) {
-    std::uint64_t call_id = call.call_id();
+    if (envelope->body_type() != wire::Body::Call)
+      return transport::makeError(call_id, wire::ErrorCode::Refused,
+                                  "a node's call socket takes only calls; control messages go "
+                                  "between the entry node's control endpoint and its members");
+    const wire::Call &call = *envelope->body_as_Call();
     if (call.function() >= owners.size())
       return transport::makeError(call_id, wire::ErrorCode::UnknownFunction,
                                   "no remotable function with id " +
@@ -297,14 +284,200 @@ struct ClusterNode::Impl {
     return reply.finish(call_id);
   }
 
-  zmq::message_t answerJoin(const wire::Join &join) {
+  void applyPlacement(const std::vector<std::uint16_t> &list, std::uint64_t new_epoch) {
+    for (std::size_t id = 0; id < list.size(); ++id) {
+      owners[id] = list[id];
+      session->relink(static_cast<std::uint32_t>(id),
+                      list[id] == self ? jit::StubTarget::Local : jit::StubTarget::Remote);
+    }
+    epoch = new_epoch;
+  }
+
+  // A Placement from the entry node: checked, then applied. Returns the answer.
+  zmq::message_t answerPlacement(const wire::Placement &p) {
+    if (!p.owners() || p.owners()->size() != owners.size())
+      return transport::makeError(
+          p.call_id(), wire::ErrorCode::Malformed,
+          "placement lists " + std::to_string(p.owners() ? p.owners()->size() : 0) +
+              " functions, this program has " + std::to_string(owners.size()));
+    std::vector<std::uint16_t> list(p.owners()->begin(), p.owners()->end());
+    for (auto o : list)
+      if (o >= config.nodes.size())
+        return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
+                                    "placement names node index " + std::to_string(o));
+    applyPlacement(list, p.epoch());
+    return transport::makeReply(p.call_id(), nullptr, 0);
+  }
+
+  // ---- control plane: entry node -------------------------------------------------------------
+
+  void wake() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  }
+
+  // Queues `message` to `node` and returns the future of its acknowledgement.
+  std::future<Ack> post(int node, std::uint64_t call_id, zmq::message_t message) {
+    std::future<Ack> f;
+    {
+      std::lock_guard lock(mu);
+      std::promise<Ack> promise;
+      f = promise.get_future();
+      pending.emplace(call_id, std::make_pair(node, std::move(promise)));
+      outbox.emplace_back(node, std::move(message));
+    }
+    wake();
+    return f;
+  }
+
+  // Sends one control request to each of `nodes` and waits for every acknowledgement, each
+  // for at most `timeout`.
+  std::vector<Ack> broadcast(const std::vector<int> &nodes,
+                             const std::function<zmq::message_t(std::uint64_t)> &make,
+                             milliseconds timeout) {
+    std::vector<std::pair<std::uint64_t, std::future<Ack>>> waits;
+    for (int n : nodes) {
+      std::uint64_t id = next_call_id++;
+      waits.emplace_back(id, post(n, id, make(id)));
+    }
+    std::vector<Ack> acks;
+    auto deadline = Clock::now() + timeout;
+    for (std::size_t i = 0; i < waits.size(); ++i) {
+      auto &[id, f] = waits[i];
+      if (f.wait_until(deadline) == std::future_status::ready) {
+        acks.push_back(f.get());
+        continue;
+      }
+      std::lock_guard lock(mu);
+      pending.erase(id);
+      acks.push_back({false, "no answer from node `" + nodeName(nodes[i]) + "` within " +
+                                 std::to_string(timeout.count()) + " ms"});
+    }
+    return acks;
+  }
+
+  void sendControl(const std::string &routing_id, zmq::message_t message) {
+    zmq::message_t identity(routing_id.data(), routing_id.size());
+    transport::sendRetrying(*control, identity, zmq::send_flags::sndmore);
+    transport::sendRetrying(*control, message, zmq::send_flags::none);
+  }
+
+  void controlLoop() {
+    auto next_beat = Clock::now();
+    while (!control_stop.load()) {
+      zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      pollSockets(items, 2, std::min(heartbeat_interval, kPollSlice * 5));
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
+      }
+      std::deque<std::pair<int, zmq::message_t>> sends;
+      {
+        std::lock_guard lock(mu);
+        sends.swap(outbox);
+      }
+      for (auto &[node, message] : sends)
+        sendControl(routing_ids[node], std::move(message));
+      while (items[0].revents & ZMQ_POLLIN) {
+        if (!receiveControl())
+          break;
+        zmq::pollitem_t again = {control->handle(), 0, ZMQ_POLLIN, 0};
+        pollSockets(&again, 1, milliseconds(0));
+        items[0].revents = again.revents;
+      }
+      auto now = Clock::now();
+      if (now >= next_beat) {
+        next_beat = now + heartbeat_interval;
+        std::vector<std::string> to;
+        {
+          std::lock_guard lock(mu);
+          for (std::size_t i = 0; i < joined.size(); ++i)
+            if (joined[i])
+              to.push_back(routing_ids[i]);
+        }
+        for (const auto &r : to)
+          sendControl(r, transport::makeHeartbeat(0));
+      }
+      checkLiveness(now);
+    }
+  }
+
+  // Reads one message from the control socket and answers it. False if there was none.
+  bool receiveControl() {
+    zmq::message_t identity, payload;
+    if (!transport::recvRetrying(*control, identity, zmq::recv_flags::dontwait))
+      return false;
+    if (!identity.more() || !transport::recvRetrying(*control, payload, zmq::recv_flags::none))
+      return true;
+    for (bool more = payload.more(); more;) {
+      zmq::message_t extra;
+      if (!transport::recvRetrying(*control, extra, zmq::recv_flags::none))
+        break;
+      more = extra.more();
+    }
+    std::string from(static_cast<const char *>(identity.data()), identity.size());
+    const wire::Envelope *e = transport::verifyEnvelope(payload);
+    if (!e) {
+      sendControl(from, transport::makeError(0, wire::ErrorCode::Malformed,
+                                             "message rejected by the FlatBuffers verifier"));
+      return true;
+    }
+    if (e->body_type() == wire::Body::Join) {
+      sendControl(from, answerJoin(*e->body_as_Join(), from));
+      return true;
+    }
+    int node = -1;
+    {
+      std::lock_guard lock(mu);
+      for (std::size_t i = 0; i < routing_ids.size(); ++i)
+        if (joined[i] && routing_ids[i] == from)
+          node = static_cast<int>(i);
+      if (node >= 0)
+        last_seen[node] = Clock::now();
+    }
+    if (node < 0) {
+      sendControl(from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Refused,
+                                             "this connection has not joined the cluster"));
+      return true;
+    }
+    switch (e->body_type()) {
+    case wire::Body::Heartbeat:
+      break;
+    case wire::Body::Reply:
+    case wire::Body::Error: {
+      std::optional<std::promise<Ack>> promise;
+      {
+        std::lock_guard lock(mu);
+        auto it = pending.find(transport::callIdOf(*e));
+        if (it != pending.end() && it->second.first == node) {
+          promise = std::move(it->second.second);
+          pending.erase(it);
+        }
+      }
+      if (!promise)
+        break; // an answer that came after its wait gave up
+      if (const wire::Reply *r = e->body_as_Reply())
+        promise->set_value(
+            {true, r->result() ? std::string(reinterpret_cast<const char *>(r->result()->data()),
+                                             r->result()->size())
+                               : std::string()});
+      else
+        promise->set_value({false, "node `" + nodeName(node) + "` answered: " + errorText(*e)});
+      break;
+    }
+    default:
+      sendControl(from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Refused,
+                                             "only the entry node sends Placement and Shutdown"));
+    }
+    return true;
+  }
+
+  zmq::message_t answerJoin(const wire::Join &join, const std::string &from) {
     std::string name = join.node() ? join.node()->str() : "";
     int index = config.nodeIndex(name);
     std::string reason;
-    if (self != entry)
-      reason =
-          "node `" + nodeName(self) + "` is not the entry node; join `" + nodeName(entry) + "`";
-    else if (join.protocol() != transport::kProtocolVersion)
+    if (join.protocol() != transport::kProtocolVersion)
       reason = "node `" + name + "` speaks protocol " + std::to_string(join.protocol()) +
                ", the entry node " + std::to_string(transport::kProtocolVersion) +
                "; run the same distnode version on every node";
@@ -324,22 +497,145 @@ struct ClusterNode::Impl {
       std::lock_guard lock(mu);
       if (reason.empty() && joined[index])
         reason = "node `" + name + "` has already joined";
-      if (reason.empty())
+      if (reason.empty() && shut_down)
+        reason = "the cluster is stopping";
+      if (reason.empty()) {
         joined[index] = true;
-      else if (join_failure.empty())
+        routing_ids[index] = from;
+        last_seen[index] = Clock::now();
+      } else if (join_failure.empty() && index != self) {
         join_failure = reason;
+      }
     }
     joined_changed.notify_all();
     return transport::makeWelcome(join.call_id(), reason.empty(), reason);
   }
 
-  void applyPlacement(const std::vector<std::uint16_t> &list, std::uint64_t new_epoch) {
-    for (std::size_t id = 0; id < list.size(); ++id) {
-      owners[id] = list[id];
-      session->relink(static_cast<std::uint32_t>(id),
-                      list[id] == self ? jit::StubTarget::Local : jit::StubTarget::Remote);
+  void checkLiveness(Clock::time_point now) {
+    int dead = -1;
+    {
+      std::lock_guard lock(mu);
+      if (shut_down)
+        return;
+      for (std::size_t i = 0; i < joined.size(); ++i)
+        if (joined[i] && now - last_seen[i] > config.heartbeat_timeout)
+          dead = static_cast<int>(i);
     }
-    epoch = new_epoch;
+    if (dead < 0)
+      return;
+    std::string why = "node `" + nodeName(dead) + "` stopped answering (no heartbeat for " +
+                      std::to_string(config.heartbeat_timeout.count()) + " ms)";
+    // Tell the others and wait (briefly) until they have it: the message would be lost if this
+    // process ended first. A node that misses it notices this node's silence instead.
+    std::map<std::uint64_t, std::string> waiting; // call id → routing id
+    {
+      std::lock_guard lock(mu);
+      shut_down = true;
+      for (std::size_t i = 0; i < joined.size(); ++i)
+        if (joined[i] && static_cast<int>(i) != dead)
+          waiting.emplace(next_call_id++, routing_ids[i]);
+    }
+    for (const auto &[id, r] : waiting)
+      sendControl(r, transport::makeShutdown(id, 2, why));
+    auto deadline = Clock::now() + kFailureNoticeTimeout;
+    while (!waiting.empty() && Clock::now() < deadline) {
+      zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
+      pollSockets(&item, 1, kPollSlice);
+      zmq::message_t identity, payload;
+      while ((item.revents & ZMQ_POLLIN) &&
+             transport::recvRetrying(*control, identity, zmq::recv_flags::dontwait)) {
+        if (!identity.more() || !transport::recvRetrying(*control, payload, zmq::recv_flags::none))
+          continue;
+        if (const wire::Envelope *e = transport::verifyEnvelope(payload))
+          waiting.erase(transport::callIdOf(*e));
+      }
+    }
+    failed(why + "; stopping the cluster");
+  }
+
+  // ---- control plane: member -----------------------------------------------------------------
+
+  // Sends one message to the entry node on the control DEALER.
+  void toEntry(zmq::message_t message) {
+    transport::sendRetrying(*control, message, zmq::send_flags::none);
+  }
+
+  // Waits for the entry's Welcome; serves nothing else meanwhile.
+  llvm::Expected<bool> join() {
+    std::uint64_t id = next_call_id++;
+    toEntry(transport::makeJoin(id, nodeName(self), sha256));
+    auto deadline = Clock::now() + config.join_timeout;
+    while (Clock::now() < deadline && !terminate_signal.load()) {
+      zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
+      pollSockets(&item, 1, kPollSlice);
+      if (!(item.revents & ZMQ_POLLIN))
+        continue;
+      zmq::message_t m;
+      if (!transport::recvRetrying(*control, m, zmq::recv_flags::none))
+        continue;
+      const wire::Envelope *e = transport::verifyEnvelope(m);
+      if (!e)
+        continue;
+      if (const wire::Welcome *w = e->body_as_Welcome(); w && w->call_id() == id) {
+        if (!w->accepted())
+          return fail("the entry node refused this node: " +
+                      (w->reason() ? w->reason()->str() : std::string("no reason given")));
+        return true;
+      }
+    }
+    if (terminate_signal.load())
+      return false;
+    return fail("cannot join the cluster: no answer from the entry node `" + nodeName(entry) +
+                "` at " + config.nodes[entry].control_endpoint + " within " +
+                std::to_string(config.join_timeout.count()) + " ms; is the entry node running?");
+  }
+
+  // Serves the control plane until Shutdown. Returns the exit code.
+  int memberLoop() {
+    auto last_heard = Clock::now();
+    auto next_beat = Clock::now();
+    while (!terminate_signal.load()) {
+      zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
+      pollSockets(&item, 1, std::min(heartbeat_interval, kPollSlice * 5));
+      auto now = Clock::now();
+      while (item.revents & ZMQ_POLLIN) {
+        zmq::message_t m;
+        if (!transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
+          break;
+        last_heard = now;
+        const wire::Envelope *e = transport::verifyEnvelope(m);
+        if (!e)
+          continue;
+        switch (e->body_type()) {
+        case wire::Body::Placement:
+          toEntry(answerPlacement(*e->body_as_Placement()));
+          break;
+        case wire::Body::Shutdown: {
+          const wire::Shutdown &s = *e->body_as_Shutdown();
+          std::string reason = s.reason() ? s.reason()->str() : "";
+          if (!reason.empty()) { // the cluster failed elsewhere
+            toEntry(transport::makeReply(s.call_id(), nullptr, 0));
+            failed(reason + "; stopping node `" + nodeName(self) + "`");
+          }
+          std::string report = shutdown_report ? shutdown_report() : std::string();
+          toEntry(transport::makeReply(
+              s.call_id(), reinterpret_cast<const std::uint8_t *>(report.data()), report.size()));
+          return 0;
+        }
+        default: // heartbeats, and answers nobody waits for
+          break;
+        }
+      }
+      if (now >= next_beat) {
+        next_beat = now + heartbeat_interval;
+        toEntry(transport::makeHeartbeat(0));
+      }
+      if (now - last_heard > config.heartbeat_timeout)
+        failed("the entry node `" + nodeName(entry) + "` stopped answering (no heartbeat for " +
+               std::to_string(config.heartbeat_timeout.count()) + " ms); stopping node `" +
+               nodeName(self) + "`");
+    }
+    return 128 + terminate_signal.load();
   }
 
   // Before the process exits: sends what is still queued (answers, acknowledgements), for at
@@ -347,15 +643,16 @@ struct ClusterNode::Impl {
   // terminating the context waits for every socket to be closed: this thread's are closed
   // here, but other threads of the program may still hold theirs, so the wait is bounded.
   void flushAndClose() {
-    if (!router)
-      return;
     for (auto &d : threadLinks().dealers)
       if (d)
         d->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
     threadLinks().dealers.clear();
-    router->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
-    router->close();
-    router.reset();
+    for (auto *s : {&router, &control})
+      if (*s) {
+        (*s)->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
+        (*s)->close();
+        s->reset();
+      }
     auto done = std::make_shared<std::promise<void>>();
     std::future<void> closed = done->get_future();
     std::thread([done] {
@@ -365,46 +662,68 @@ struct ClusterNode::Impl {
     closed.wait_for(kFlushTimeout + milliseconds(200));
   }
 
-  [[noreturn]] void fatal(const std::string &message) {
-    if (int sig = terminate_signal.load()) // stopped on purpose: nothing to report
-      std::_Exit(128 + sig);
-    std::fflush(stdout);
-    std::cerr << "distnode: error: " << message << std::endl;
-    std::_Exit(2);
+  void stopThreads() {
+    stop = true;
+    control_stop = true;
+    if (wake_fd >= 0)
+      wake();
+    if (reactor.joinable() && std::this_thread::get_id() != reactor.get_id())
+      reactor.join();
+    if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
+      control_thread.join();
   }
 };
 
 ClusterNode::ClusterNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ClusterNode::~ClusterNode() {
-  impl_->stop = true;
-  if (impl_->reactor.joinable())
-    impl_->reactor.join();
+  impl_->stopThreads();
+  if (impl_->wake_fd >= 0)
+    ::close(impl_->wake_fd);
 }
 
 llvm::Expected<std::unique_ptr<ClusterNode>>
 ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &session,
-                    const std::array<std::uint8_t, 32> &bitcode_sha256) {
+                    const std::array<std::uint8_t, 32> &bitcode_sha256, FailureHandler on_failure) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->self = self;
   impl->entry = config.nodeIndex(config.entry);
   impl->session = &session;
   impl->sha256 = bitcode_sha256;
+  impl->on_failure = std::move(on_failure);
+  impl->heartbeat_interval = std::max(config.heartbeat_timeout / 5, milliseconds(10));
   impl->owners = std::vector<std::atomic<std::uint16_t>>(session.remoteFunctions().size());
   for (auto &o : impl->owners)
     o = static_cast<std::uint16_t>(impl->entry);
   impl->joined.assign(config.nodes.size(), false);
+  impl->routing_ids.assign(config.nodes.size(), "");
+  impl->last_seen.assign(config.nodes.size(), Clock::now());
   session.setHandleTag(static_cast<std::uint16_t>(self + 1));
   const NodeConfig &me = config.nodes[self];
+  const NodeConfig &entry = config.nodes[impl->entry];
+  std::string endpoint = me.call_endpoint;
   try {
     impl->router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
     transport::configureSocket(*impl->router);
-    impl->router->bind(me.call_endpoint);
+    impl->router->bind(endpoint);
+    if (self == impl->entry) {
+      endpoint = me.control_endpoint;
+      impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
+      transport::configureSocket(*impl->control);
+      impl->control->bind(endpoint);
+      impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (impl->wake_fd < 0)
+        return fail(std::string("eventfd: ") + std::strerror(errno));
+    } else {
+      endpoint = entry.control_endpoint;
+      impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
+      transport::configureSocket(*impl->control);
+      impl->control->connect(endpoint);
+    }
   } catch (const zmq::error_t &e) {
     return fail(config.path + ":" + std::to_string(me.line) + ": node `" + me.name +
-                "`: cannot bind " + me.call_endpoint + ": " + e.what() +
-                " (is another process using it?)");
+                "`: cannot bind " + endpoint + ": " + e.what() + " (is another process using it?)");
   }
   return std::unique_ptr<ClusterNode>(new ClusterNode(std::move(impl)));
 }
@@ -412,6 +731,8 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
 llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
   Impl &n = *impl_;
   n.reactor = std::thread([&n] { n.reactorLoop(); });
+  n.control_thread = std::thread([&n] { n.controlLoop(); });
+  std::vector<int> members;
   {
     std::unique_lock lock(n.mu);
     auto deadline = Clock::now() + n.config.join_timeout;
@@ -441,18 +762,18 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
                   " ms; start each with `distnode --join " + n.config.path +
                   " --name NAME app.bc`");
     }
+    for (std::size_t i = 0; i < n.joined.size(); ++i)
+      if (n.joined[i])
+        members.push_back(static_cast<int>(i));
   }
-  for (std::size_t i = 0; i < n.config.nodes.size(); ++i) {
-    if (static_cast<int>(i) == n.self)
-      continue;
-    std::uint64_t id = n.next_call_id++;
-    std::string error;
-    if (!n.acknowledged(static_cast<int>(i), transport::makePlacement(id, 1, owners), id,
-                        n.config.join_timeout, error)) {
+  std::vector<Ack> acks = n.broadcast(
+      members, [&](std::uint64_t id) { return transport::makePlacement(id, 1, owners); },
+      n.config.join_timeout);
+  for (const Ack &a : acks)
+    if (!a.ok) {
       shutdownCluster(2);
-      return fail("placement not accepted: " + error);
+      return fail("placement not accepted: " + a.text);
     }
-  }
   n.applyPlacement(owners, 1);
   return llvm::Error::success();
 }
@@ -474,22 +795,20 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
       if (n.joined[i])
         members.push_back(static_cast<int>(i));
   }
-  for (int m : members) {
-    std::uint64_t id = n.next_call_id++;
-    std::string error;
-    zmq::message_t response;
-    const wire::Envelope *envelope = nullptr;
-    if (!n.request(m, transport::makeShutdown(id, exit_code), id, kShutdownTimeout, response,
-                   envelope, error)) {
-      std::cerr << "distnode: warning: " << error << " (shutdown)\n";
-      continue;
+  if (n.control_thread.joinable()) {
+    std::vector<Ack> acks = n.broadcast(
+        members, [&](std::uint64_t id) { return transport::makeShutdown(id, exit_code); },
+        kShutdownTimeout);
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      if (acks[i].ok)
+        reports[members[i]] = std::move(acks[i].text);
+      else
+        std::cerr << "distnode: warning: " << acks[i].text << " (shutdown)\n";
     }
-    if (const wire::Reply *r = envelope->body_as_Reply(); r && r->result())
-      reports[m].assign(reinterpret_cast<const char *>(r->result()->data()), r->result()->size());
   }
-  n.stop = true;
-  if (n.reactor.joinable() && std::this_thread::get_id() != n.reactor.get_id()) {
-    n.reactor.join();
+  if (std::this_thread::get_id() != n.reactor.get_id() &&
+      std::this_thread::get_id() != n.control_thread.get_id()) {
+    n.stopThreads();
     n.flushAndClose(); // e.g. a refused node's Welcome may still be queued
   }
   return reports;
@@ -497,32 +816,21 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
 
 llvm::Expected<int> ClusterNode::runMember() {
   Impl &n = *impl_;
-  n.reactor_id = std::this_thread::get_id();
   struct sigaction sa {};
   sa.sa_handler = onTerminate;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
-  std::uint64_t id = n.next_call_id++;
-  zmq::message_t response;
-  const wire::Envelope *envelope = nullptr;
-  std::string error;
-  bool joined = n.request(n.entry, transport::makeJoin(id, n.nodeName(n.self), n.sha256), id,
-                          n.config.join_timeout, response, envelope, error);
-  if (terminate_signal.load())
-    return 128 + terminate_signal.load();
+  auto joined = n.join();
   if (!joined)
-    return fail("cannot join the cluster: " + error + "; is the entry node running?");
-  const wire::Welcome *welcome = envelope->body_as_Welcome();
-  if (!welcome)
-    return fail("cannot join the cluster: the entry node `" + n.nodeName(n.entry) +
-                "` sent an unexpected answer");
-  if (!welcome->accepted())
-    return fail("the entry node refused this node: " +
-                (welcome->reason() ? welcome->reason()->str() : std::string("no reason given")));
-  n.reactorLoop();
-  if (terminate_signal.load())
+    return joined.takeError();
+  if (!*joined)
     return 128 + terminate_signal.load();
+  n.reactor = std::thread([&n] { n.reactorLoop(); });
+  int code = n.memberLoop();
+  n.stopThreads();
+  if (code != 0)
+    return code;
   // The acknowledgement of Shutdown is still queued: the entry would wait for it in vain.
   n.flushAndClose();
   return 0;
@@ -540,7 +848,7 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   std::size_t size = 0;
   std::string error;
   if (!jit::marshaledCallSize(sig, slots, size, error))
-    n.fatal("call of `" + sig.name + "`: " + error);
+    n.failed("call of `" + sig.name + "`: " + error);
   std::uint64_t call_id = n.next_call_id++;
   std::size_t args_size = size;
   zmq::message_t call =
@@ -549,24 +857,23 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   auto marshaled = Clock::now();
   zmq::message_t response;
   const wire::Envelope *envelope = nullptr;
-  if (!n.request(owner, std::move(call), call_id, milliseconds(0), response, envelope, error))
-    n.fatal("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
+  if (!n.request(owner, std::move(call), call_id, response, envelope, error))
+    n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
   if (const wire::Reply *reply = envelope->body_as_Reply()) {
     static const std::uint8_t kEmpty = 0;
     const std::uint8_t *data = reply->result() ? reply->result()->data() : &kEmpty;
     std::size_t size = reply->result() ? reply->result()->size() : 0;
     auto answered = Clock::now();
     if (!jit::unmarshalReply(sig, data, size, slots, ret, error))
-      n.fatal("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
+      n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
     if (std::uint32_t pid = n.session->profileId(id))
       profiler::Profiler::instance().recordRemoteCall(pid, args_size + size, answered - marshaled,
                                                       (marshaled - started) +
                                                           (Clock::now() - answered));
     return;
   }
-  const wire::Error *e = envelope->body_as_Error();
-  n.fatal("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " +
-          (e && e->message() ? e->message()->str() : std::string("unexpected answer")));
+  n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +
+           "` failed: " + errorText(*envelope));
 }
 
 } // namespace distnode::node

@@ -33,25 +33,40 @@ class JitSession;
 
 namespace distnode::node {
 
+/// What a node does when the cluster fails (a node stopped answering, a remote call failed, the
+/// entry node stopped the cluster with a reason): receives one line saying what happened and
+/// the exit code; it must end the process (the program's threads may be inside JIT'd code,
+/// which cannot be unwound). distnode's command installs it; libraries never exit.
+using FailureHandler = std::function<void(const std::string &message, int exit_code)>;
+
 /// One node of a running cluster.
 ///
-/// Every node binds a ROUTER socket on its call endpoint; a *reactor* thread owns it and runs
-/// calls from other nodes where they arrive, on that thread (no hand-off to a pool: a thread
+/// Two planes. The *data plane*: every node binds a ROUTER on its call endpoint; a reactor
+/// thread runs calls from other nodes where they arrive (no hand-off to a pool: a thread
 /// wake-up costs about as much as the network here). A thread that calls a remote function
-/// sends on a DEALER socket of its own to the owner node and waits for the reply with a
-/// matching call id; if that thread is the reactor (a nested call, A→B→A), it keeps serving
-/// its ROUTER while it waits, so nested calls cannot deadlock.
+/// sends on a DEALER of its own to the owner node and waits for the reply with a matching call
+/// id; if that thread is the reactor (a nested call, A→B→A), it keeps serving while it waits,
+/// so nested calls cannot deadlock. The call socket takes only calls.
 ///
-/// The entry node runs `main`; the others serve until it sends Shutdown.
+/// The *control plane*: the entry node binds a ROUTER on its control endpoint, served by a
+/// control thread of its own; every other node connects one DEALER to it and serves it on its
+/// main thread. Join, Welcome, Placement, Shutdown and heartbeats travel there, never behind
+/// application calls. A node obeys Placement and Shutdown only from that connection to the
+/// entry node, and the entry node accepts anything but a Join only from a connection that
+/// joined. Heartbeats go both ways every fifth of `heartbeat_timeout`; a node silent for
+/// longer is taken for dead: the entry node stops the others with the reason, and a node that
+/// loses the entry node stops by itself, so no wait anywhere outlives a dead node by more than
+/// the timeout.
 ///
 /// Thread-safety: callRemote may be called from any thread. The other methods are called by
 /// the thread that runs the node (the process's main thread).
 class ClusterNode {
 public:
-  /// Binds this node's call endpoint. `self` indexes config.nodes.
+  /// Binds this node's call endpoint (and, on the entry node, its control endpoint). `self`
+  /// indexes config.nodes. `on_failure` is called, from any thread, when the cluster fails.
   [[nodiscard]] static llvm::Expected<std::unique_ptr<ClusterNode>>
   Create(const ClusterConfig &config, int self, jit::JitSession &session,
-         const std::array<std::uint8_t, 32> &bitcode_sha256);
+         const std::array<std::uint8_t, 32> &bitcode_sha256, FailureHandler on_failure);
   ~ClusterNode();
 
   /// Entry node: starts serving, waits until every other node has joined (or the join timeout
@@ -67,12 +82,12 @@ public:
   /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
   void setShutdownReport(std::function<std::string()> report);
 
-  /// Other nodes: joins the entry node, then serves calls until Shutdown. Returns the exit
-  /// code for this process.
+  /// Other nodes: joins the entry node, then serves calls and control messages until
+  /// Shutdown. Returns the exit code for this process.
   [[nodiscard]] llvm::Expected<int> runMember();
 
   /// The remote handler for the JIT's thunks: performs the call on its owner node. A failure
-  /// is fatal for the program: one line on stderr, then exit code 2.
+  /// goes to the FailureHandler with the function, the node and why.
   void callRemote(std::uint32_t id, void **slots, void *ret);
 
   struct Impl;

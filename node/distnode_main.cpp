@@ -141,7 +141,15 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   if (self < 0)
     return reportError(opt.join + ": no node named `" + name + "`; --name must be one of its " +
                        "nodes");
-  auto node = ClusterNode::Create(*config, self, session, sha256);
+  // Where a running cluster's failures end: one line, then the process, from whichever thread
+  // found it (the program's threads may be inside JIT'd code, which cannot be unwound).
+  auto on_failure = [](const std::string &message, int exit_code) {
+    std::fflush(nullptr);
+    if (!message.empty())
+      std::cerr << "distnode: error: " << message << std::endl;
+    std::_Exit(exit_code);
+  };
+  auto node = ClusterNode::Create(*config, self, session, sha256, on_failure);
   if (!node)
     return reportError(node.takeError());
   session.setRemoteHandler([n = node->get()](std::uint32_t id, void **slots, void *ret) {
@@ -239,8 +247,7 @@ int main(int argc, char **argv) {
                  "instructions stay local")
       ->capture_default_str();
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
-  app.add_flag("--verbose", opt.verbose,
-               "print where each remotable function runs to stderr");
+  app.add_flag("--verbose", opt.verbose, "print where each remotable function runs to stderr");
   app.add_flag("--loopback", opt.loopback,
                "self-check: call every remotable function through its remote thunk, "
                "marshaled and served in this process");

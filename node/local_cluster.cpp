@@ -101,9 +101,9 @@ pid_t spawnNode(const std::vector<std::string> &argv, int out_fd, int err_fd) {
 } // namespace
 
 int runLocalCluster(const LocalClusterOptions &options) {
-  std::vector<int> ports = transport::freeLoopbackPorts(options.nodes);
+  std::vector<int> ports = transport::freeLoopbackPorts(2 * options.nodes); // call, control
   if (ports.empty()) {
-    std::cerr << "distnode: error: cannot find " << options.nodes
+    std::cerr << "distnode: error: cannot find " << 2 * options.nodes
               << " free TCP ports on 127.0.0.1 (20000-32000)\n";
     return 2;
   }

@@ -41,6 +41,8 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
     return e.body_as_Placement()->call_id();
   case wire::Body::Shutdown:
     return e.body_as_Shutdown()->call_id();
+  case wire::Body::Heartbeat:
+    return e.body_as_Heartbeat()->call_id();
   default:
     return 0;
   }
@@ -118,10 +120,18 @@ zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
   return finish(b, wire::Body::Placement, body.Union());
 }
 
-zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code) {
-  flatbuffers::FlatBufferBuilder b(64);
-  auto body = wire::CreateShutdown(b, call_id, exit_code);
+zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
+                            std::string_view reason) {
+  flatbuffers::FlatBufferBuilder b(64 + reason.size());
+  auto text = b.CreateString(reason.data(), reason.size());
+  auto body = wire::CreateShutdown(b, call_id, exit_code, text);
   return finish(b, wire::Body::Shutdown, body.Union());
+}
+
+zmq::message_t makeHeartbeat(std::uint64_t call_id) {
+  flatbuffers::FlatBufferBuilder b(32);
+  auto body = wire::CreateHeartbeat(b, call_id);
+  return finish(b, wire::Body::Heartbeat, body.Union());
 }
 
 zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,

@@ -35,6 +35,9 @@ TEST(ClusterConfig, ParsesEveryField) {
   EXPECT_EQ(c->entry, "b");
   EXPECT_EQ(c->coordinator, "b") << "the coordinator defaults to the entry node";
   EXPECT_EQ(c->join_timeout.count(), 2500);
+  EXPECT_EQ(c->nodes[0].control_endpoint, "tcp://127.0.0.1:7001") << "default: call port + 1";
+  EXPECT_EQ(c->nodes[1].control_endpoint, "ipc:///tmp/distnode-b.control");
+  EXPECT_EQ(c->heartbeat_timeout.count(), 3000);
   ASSERT_EQ(c->placement.size(), 1u);
   EXPECT_EQ(c->placement[0].function, "hash_block");
   EXPECT_EQ(c->placement[0].where, "cluster.yaml:12");
@@ -64,10 +67,19 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: a, call: 'tcp://h:2'}\n",
        "c.yaml:4: nodes[1].name: node `a` is listed twice"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: 'tcp://h:1'}\n",
-       "c.yaml:4: nodes[1].call: endpoint `tcp://h:1` is used by two nodes"},
+       "c.yaml:4: nodes[1].call: endpoint `tcp://h:1` is also nodes[0].call; give each its own"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: 'tcp://h:2'}\n",
+       "c.yaml:4: nodes[1].call: endpoint `tcp://h:2` is also nodes[0].control (by default the "
+       "call port + 1); give each its own"},
+      {"cluster: x\ncoordinator: b\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: "
+       "'tcp://h:3'}\n",
+       "c.yaml:2: coordinator: must be the entry node `a` (placement is decided on the entry "
+       "node; a coordinator of its own is not supported yet)"},
+      {"cluster: x\nheartbeat_timeout_ms: 10\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:2: heartbeat_timeout_ms: must be at least 100"},
       {"cluster: x\nnodse: []\n",
        "c.yaml:2: nodse: unknown field (expected one of: cluster, coordinator, entry, "
-       "join_timeout_ms, nodes, placement)"},
+       "heartbeat_timeout_ms, join_timeout_ms, nodes, placement)"},
       {"cluster: x\nentry: z\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: entry: no node named `z` in `nodes`"},
       {"cluster: x\njoin_timeout_ms: soon\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
@@ -110,12 +122,13 @@ TEST(ClusterConfig, DirectoryIsNotAPlacementFile) {
 }
 
 TEST(ClusterConfig, LocalClusterYamlParses) {
-  auto c =
-      parseClusterConfig(localClusterYaml({7001, 7002, 7003}, std::chrono::seconds(3)), "gen.yaml");
+  auto c = parseClusterConfig(
+      localClusterYaml({7001, 7102, 7003, 7104, 7005, 7106}, std::chrono::seconds(3)), "gen.yaml");
   ASSERT_TRUE(bool(c)) << llvm::toString(c.takeError());
   ASSERT_EQ(c->nodes.size(), 3u);
   EXPECT_EQ(c->nodes[2].name, "n2");
-  EXPECT_EQ(c->nodes[2].call_endpoint, "tcp://127.0.0.1:7003");
+  EXPECT_EQ(c->nodes[2].call_endpoint, "tcp://127.0.0.1:7005");
+  EXPECT_EQ(c->nodes[2].control_endpoint, "tcp://127.0.0.1:7106");
   EXPECT_EQ(c->entry, "n0");
 }
 

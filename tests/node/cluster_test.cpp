@@ -206,12 +206,19 @@ TEST(ClusterErrors, PinToMissingNodeIsRefused) {
                      "`energy` is pinned to node `n1` (DIST_PIN), but");
 }
 
-std::string twoNodeConfig(int join_timeout_ms) {
-  std::vector<int> ports = freeLoopbackPorts(2);
-  return "cluster: test\njoin_timeout_ms: " + std::to_string(join_timeout_ms) +
-         "\nnodes:\n  - name: n0\n    call: tcp://127.0.0.1:" + std::to_string(ports[0]) +
-         "\n  - name: n1\n    call: tcp://127.0.0.1:" + std::to_string(ports[1]) + "\n";
+// cluster.yaml for nodes n0..n{count-1} on free loopback ports (call and control each).
+std::string clusterConfig(int count, int join_timeout_ms, const std::string &extra = "") {
+  std::vector<int> ports = freeLoopbackPorts(2 * count);
+  std::string yaml = "cluster: test\njoin_timeout_ms: " + std::to_string(join_timeout_ms) + "\n" +
+                     extra + "nodes:\n";
+  for (int i = 0; i < count; ++i)
+    yaml += "  - name: n" + std::to_string(i) +
+            "\n    call: tcp://127.0.0.1:" + std::to_string(ports[2 * i]) +
+            "\n    control: tcp://127.0.0.1:" + std::to_string(ports[2 * i + 1]) + "\n";
+  return yaml;
 }
+
+std::string twoNodeConfig(int join_timeout_ms) { return clusterConfig(2, join_timeout_ms); }
 
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
   std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
@@ -360,6 +367,49 @@ TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
                        "program ran; stopping the cluster"),
             std::string::npos)
       << r.err;
+}
+
+// Nodes started one by one with --join (no launcher watching them): a node killed with
+// SIGKILL mid-run is noticed through missing heartbeats, and every surviving node stops with
+// one line naming it, within the heartbeat timeout.
+TEST(ClusterFailures, KilledMemberStopsEverySurvivorWithOneLine) {
+  std::string config =
+      writeTempFile("kill_member.yaml", clusterConfig(3, 10000, "heartbeat_timeout_ms: 1000\n"));
+  std::string bc = fixture("die") + ".bc";
+  auto n1 =
+      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
+  auto n2 =
+      startProcess({kDistnode, "--join", config, "--name", "n2", bc}, std::chrono::seconds(60));
+  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", "1"},
+                                   std::chrono::seconds(60));
+  ProcessResult killed = n1.get(), survivor = n2.get();
+  ASSERT_FALSE(entry.timed_out || survivor.timed_out) << "a dead node must not hang the others";
+  EXPECT_EQ(killed.signal, SIGKILL);
+  EXPECT_EQ(entry.out, "0\n2\n4\n") << "the calls before the kill were answered";
+  EXPECT_EQ(entry.exit_code, 2);
+  EXPECT_EQ(entry.err, "distnode: error: node `n1` stopped answering (no heartbeat for 1000 ms); "
+                       "stopping the cluster\n");
+  EXPECT_EQ(survivor.exit_code, 2);
+  EXPECT_EQ(survivor.err,
+            "distnode: error: node `n1` stopped answering (no heartbeat for 1000 ms); "
+            "stopping node `n2`\n");
+}
+
+TEST(ClusterFailures, KilledEntryStopsEveryMemberWithOneLine) {
+  std::string config =
+      writeTempFile("kill_entry.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
+  std::string bc = fixture("die") + ".bc";
+  auto n1 =
+      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
+  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", "0"},
+                                   std::chrono::seconds(60));
+  ProcessResult member = n1.get();
+  ASSERT_FALSE(member.timed_out) << "a member must not wait forever for a dead entry node";
+  EXPECT_EQ(entry.signal, SIGKILL);
+  EXPECT_EQ(entry.out, "1\n3\n6\n") << "the calls before the kill were answered";
+  EXPECT_EQ(member.exit_code, 2);
+  EXPECT_EQ(member.err, "distnode: error: the entry node `n0` stopped answering (no heartbeat for "
+                        "1000 ms); stopping node `n1`\n");
 }
 
 // Ctrl-C on `distnode --local`: every node stops and is reaped; the exit code says SIGINT.

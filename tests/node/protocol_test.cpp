@@ -38,19 +38,17 @@ protected:
     ASSERT_GE(account_open_, 0);
     ASSERT_GE(account_deposit_, 0);
 
-    std::vector<int> ports = freeLoopbackPorts(2);
-    std::string entry = "tcp://127.0.0.1:" + std::to_string(ports[0]);
-    std::string member = "tcp://127.0.0.1:" + std::to_string(ports[1]);
+    std::vector<int> ports = freeLoopbackPorts(4);
+    auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
     config_ = writeTempFile("protocol.yaml", "cluster: t\njoin_timeout_ms: 10000\nnodes:\n"
                                              "  - {name: n0, call: '" +
-                                                 entry +
-                                                 "'}\n"
-                                                 "  - {name: n1, call: '" +
-                                                 member + "'}\n");
-    router_.set(zmq::sockopt::linger, 0);
-    router_.bind(entry);
+                                                 at(ports[0]) + "', control: '" + at(ports[1]) +
+                                                 "'}\n  - {name: n1, call: '" + at(ports[2]) +
+                                                 "', control: '" + at(ports[3]) + "'}\n");
+    control_.set(zmq::sockopt::linger, 0);
+    control_.bind(at(ports[1]));
     dealer_.set(zmq::sockopt::linger, 0);
-    dealer_.connect(member);
+    dealer_.connect(at(ports[2]));
     process_ = startProcess({DIST_DISTNODE, "--join", config_, "--name", "n1", bitcode_},
                             std::chrono::seconds(60));
   }
@@ -66,6 +64,33 @@ protected:
       EXPECT_TRUE(dealer_.recv(answer, zmq::recv_flags::none).has_value());
     }
     return answer;
+  }
+
+  // Sends on the control plane, as the entry node, and waits (10 s at most) for the answer
+  // with `call_id`; heartbeats on the way are counted.
+  zmq::message_t controlExchange(zmq::message_t request, std::uint64_t call_id) {
+    zmq::message_t to(member_identity_.data(), member_identity_.size());
+    control_.send(to, zmq::send_flags::sndmore);
+    control_.send(request, zmq::send_flags::none);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t item = {control_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      if (!(item.revents & ZMQ_POLLIN))
+        continue;
+      zmq::message_t identity, answer;
+      EXPECT_TRUE(control_.recv(identity).has_value());
+      EXPECT_TRUE(control_.recv(answer).has_value());
+      const wire::Envelope *e = transport::verifyEnvelope(answer);
+      if (e && e->body_type() == wire::Body::Heartbeat) {
+        ++heartbeats_;
+        continue;
+      }
+      if (e && transport::callIdOf(*e) == call_id)
+        return answer;
+    }
+    ADD_FAILURE() << "no answer on the control plane";
+    return zmq::message_t();
   }
 
   wire::ErrorCode expectError(zmq::message_t answer, std::uint64_t call_id) {
@@ -94,7 +119,9 @@ protected:
   }
 
   zmq::context_t ctx_;
-  zmq::socket_t router_{ctx_, zmq::socket_type::router};
+  zmq::socket_t control_{ctx_, zmq::socket_type::router};
+  std::string member_identity_;
+  int heartbeats_ = 0;
   zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
   std::string bitcode_, config_;
   std::array<std::uint8_t, 32> sha_{};
@@ -106,36 +133,42 @@ protected:
 };
 
 TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
-  // Garbage before anything else: the verifier rejects it.
-  EXPECT_EQ(expectError(exchange(zmq::message_t(std::string("not a flatbuffer"))), 0),
-            wire::ErrorCode::Malformed);
-
-  // The member joins the entry node (this test).
-  zmq::pollitem_t item = {router_.handle(), 0, ZMQ_POLLIN, 0};
+  // The member joins the entry node (this test) on the control plane.
+  zmq::pollitem_t item = {control_.handle(), 0, ZMQ_POLLIN, 0};
   zmq::poll(&item, 1, std::chrono::seconds(30));
   ASSERT_TRUE(item.revents & ZMQ_POLLIN) << "the member never sent Join";
   zmq::message_t identity, join;
-  ASSERT_TRUE(router_.recv(identity).has_value());
-  ASSERT_TRUE(router_.recv(join).has_value());
+  ASSERT_TRUE(control_.recv(identity).has_value());
+  ASSERT_TRUE(control_.recv(join).has_value());
+  member_identity_.assign(static_cast<const char *>(identity.data()), identity.size());
   const wire::Envelope *e = transport::verifyEnvelope(join);
   ASSERT_NE(e, nullptr);
   ASSERT_EQ(e->body_type(), wire::Body::Join);
   EXPECT_EQ(e->body_as_Join()->node()->str(), "n1");
   EXPECT_EQ(e->body_as_Join()->protocol(), transport::kProtocolVersion);
   EXPECT_TRUE(std::equal(sha_.begin(), sha_.end(), e->body_as_Join()->bitcode_sha256()->begin()));
-  router_.send(identity, zmq::send_flags::sndmore);
-  router_.send(transport::makeWelcome(e->body_as_Join()->call_id(), true, ""),
-               zmq::send_flags::none);
+  control_.send(identity, zmq::send_flags::sndmore);
+  control_.send(transport::makeWelcome(e->body_as_Join()->call_id(), true, ""),
+                zmq::send_flags::none);
 
+  // Garbage: the verifier rejects it.
+  EXPECT_EQ(expectError(exchange(zmq::message_t(std::string("not a flatbuffer"))), 0),
+            wire::ErrorCode::Malformed);
   EXPECT_EQ(expectError(exchange(transport::makeCall(2, 99999, 0, nullptr, 0)), 2),
             wire::ErrorCode::UnknownFunction);
-  EXPECT_EQ(expectError(exchange(transport::makePlacement(3, 1, {1, 1})), 3),
+  // Control messages are obeyed only from the entry node's control connection: on the call
+  // socket, anyone's Placement or Shutdown is refused and changes nothing.
+  std::vector<std::uint16_t> all_on_n0(functions_, 0);
+  EXPECT_EQ(expectError(exchange(transport::makePlacement(3, 1, all_on_n0)), 3),
+            wire::ErrorCode::Refused);
+  EXPECT_EQ(expectError(exchange(transport::makeShutdown(30, 0)), 30), wire::ErrorCode::Refused);
+  EXPECT_EQ(expectError(controlExchange(transport::makePlacement(31, 1, {1, 1}), 31), 31),
             wire::ErrorCode::Malformed)
       << "a placement must list every function";
 
   // Everything on n1, epoch 1.
   std::vector<std::uint16_t> owners(functions_, 1);
-  zmq::message_t ack = exchange(transport::makePlacement(4, 1, owners));
+  zmq::message_t ack = controlExchange(transport::makePlacement(4, 1, owners), 4);
   e = transport::verifyEnvelope(ack);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->body_type(), wire::Body::Reply);
@@ -229,7 +262,21 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
   }
   EXPECT_EQ(callPing(++id, 2, 1), 102) << "the member keeps serving";
 
-  zmq::message_t bye = exchange(transport::makeShutdown(9, 0));
+  // The member sends heartbeats on the control plane (every fifth of the 3 s timeout).
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       heartbeats_ == 0 && std::chrono::steady_clock::now() < deadline;) {
+    zmq::pollitem_t beat = {control_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&beat, 1, std::chrono::milliseconds(100));
+    if (!(beat.revents & ZMQ_POLLIN))
+      continue;
+    zmq::message_t from, m;
+    ASSERT_TRUE(control_.recv(from).has_value());
+    ASSERT_TRUE(control_.recv(m).has_value());
+    const wire::Envelope *b = transport::verifyEnvelope(m);
+    heartbeats_ += b && b->body_type() == wire::Body::Heartbeat;
+  }
+  EXPECT_GT(heartbeats_, 0) << "no heartbeat from the member";
+  zmq::message_t bye = controlExchange(transport::makeShutdown(9, 0), 9);
   e = transport::verifyEnvelope(bye);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->body_type(), wire::Body::Reply);
@@ -242,13 +289,14 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
 // The entry node refuses a node that speaks another protocol version, and says why on both
 // sides: in its Welcome and in its own one-line error.
 TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
-  std::vector<int> ports = freeLoopbackPorts(2);
-  std::string entry = "tcp://127.0.0.1:" + std::to_string(ports[0]);
-  std::string member = "tcp://127.0.0.1:" + std::to_string(ports[1]);
-  std::string config =
-      writeTempFile("version.yaml", "cluster: t\njoin_timeout_ms: 10000\n"
-                                    "nodes:\n  - {name: n0, call: '" +
-                                        entry + "'}\n  - {name: n1, call: '" + member + "'}\n");
+  std::vector<int> ports = freeLoopbackPorts(4);
+  auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
+  std::string entry_control = at(ports[1]);
+  std::string config = writeTempFile(
+      "version.yaml", "cluster: t\njoin_timeout_ms: 10000\nnodes:\n  - {name: n0, call: '" +
+                          at(ports[0]) + "', control: '" + entry_control +
+                          "'}\n  - {name: n1, call: '" + at(ports[2]) + "', control: '" +
+                          at(ports[3]) + "'}\n");
   std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_hello.bc";
   auto process = startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
                               std::chrono::seconds(60));
@@ -263,7 +311,7 @@ TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
   zmq::context_t ctx;
   zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
-  dealer.connect(entry);
+  dealer.connect(entry_control);
   dealer.send(zmq::buffer(b.GetBufferPointer(), b.GetSize()), zmq::send_flags::none);
   zmq::pollitem_t item = {dealer.handle(), 0, ZMQ_POLLIN, 0};
   zmq::poll(&item, 1, std::chrono::seconds(30));
