@@ -20,7 +20,7 @@ struct NodeConfig {
   /// when it is the entry node. Default: the call endpoint's port + 1 (ipc: path + ".control").
   std::string control_endpoint;
   std::string admin_endpoint; ///< endpoint of the admin socket ("" if none)
-  double cpu_capacity = 1.0;  ///< CPU seconds per second the node offers
+  double cpu_capacity = 0;    ///< CPU seconds per second the node offers; 0: its cores
   unsigned line = 0;
 };
 

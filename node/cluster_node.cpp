@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,8 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <thread>
+#include <unordered_map>
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -86,6 +89,99 @@ std::string errorText(const wire::Envelope &e) {
   return "an unexpected answer";
 }
 
+// Worker threads a node may start in all: its pool, plus one for each thread that waits for a
+// reply while every worker is busy (see ensureLeader).
+constexpr int kMaxWorkers = 1024;
+// Outgoing call sockets per peer node; a thread holds one per peer during its remote calls.
+constexpr int kMaxSocketsPerPeer = 64;
+
+// A call received on the call socket, with the identity to answer it by.
+struct Incoming {
+  zmq::message_t identity, payload;
+};
+
+// Calls of a thread's chain handed to it while it waits (see ClusterNode::Impl::request).
+struct Mailbox {
+  std::mutex mu; ///< guards calls
+  std::deque<Incoming> calls;
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); ///< readable while calls are queued
+
+  ~Mailbox() { ::close(efd); }
+  void push(Incoming in) {
+    {
+      std::lock_guard lock(mu);
+      calls.push_back(std::move(in));
+    }
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(efd, &one, sizeof one);
+  }
+  bool pop(Incoming &in) {
+    std::lock_guard lock(mu);
+    if (calls.empty()) {
+      std::uint64_t count;
+      [[maybe_unused]] auto n = ::read(efd, &count, sizeof count);
+      return false;
+    }
+    in = std::move(calls.front());
+    calls.pop_front();
+    return true;
+  }
+};
+
+Mailbox &threadMailbox() {
+  thread_local Mailbox box;
+  return box;
+}
+
+// The call chain this thread runs in: 0 until it makes or serves a remote call.
+thread_local std::uint64_t current_chain = 0;
+
+// The outgoing call sockets to one node: at most kMaxSocketsPerPeer, lent to one thread at a
+// time (a ZeroMQ socket may change threads when a lock orders the hand-over).
+class PeerSockets {
+public:
+  explicit PeerSockets(std::string endpoint) : endpoint_(std::move(endpoint)) {}
+
+  std::unique_ptr<zmq::socket_t> take(const std::atomic<bool> &stop) {
+    std::unique_lock lock(mu_);
+    while (free_.empty() && created_ >= kMaxSocketsPerPeer && !stop.load())
+      cv_.wait_for(lock, kPollSlice);
+    if (!free_.empty()) {
+      auto s = std::move(free_.back());
+      free_.pop_back();
+      return s;
+    }
+    ++created_;
+    auto s = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
+    transport::configureSocket(*s);
+    s->connect(endpoint_);
+    return s;
+  }
+  void give(std::unique_ptr<zmq::socket_t> s) {
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(std::move(s));
+    }
+    cv_.notify_one();
+  }
+  // Closes the sockets not lent out, letting each send what is queued for `linger`.
+  void closeAll(milliseconds linger) {
+    std::lock_guard lock(mu_);
+    for (auto &s : free_) {
+      s->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+      s->close();
+    }
+    free_.clear();
+  }
+
+private:
+  std::string endpoint_;
+  std::mutex mu_; ///< guards free_ and created_
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<zmq::socket_t>> free_;
+  int created_ = 0;
+};
+
 // One outstanding control request of the entry node to one node, answered by a Reply or Error
 // with its call id.
 struct Ack {
@@ -105,11 +201,34 @@ struct ClusterNode::Impl {
   milliseconds heartbeat_interval{600};
 
   // ---- data plane ----------------------------------------------------------------------------
-  std::unique_ptr<zmq::socket_t> router; // used by the reactor thread only
-  std::thread reactor;
-  std::atomic<std::thread::id> reactor_id{};
+  //
+  // Serving: a pool of worker threads shares the call ROUTER in leader/follower fashion. One
+  // worker at a time, the leader, waits on the socket; when a call arrives it hands the
+  // leadership to an idle worker and runs the call itself (no thread hand-off on the call's
+  // path). A call of a chain whose thread waits on this node (A→B→A) goes to that thread's
+  // mailbox instead: it runs there, on top of the waiting frames, so nested calls cannot
+  // deadlock however small the pool. Replies are sent by the worker that ran the call.
+  std::unique_ptr<zmq::socket_t> router;
+  std::mutex sock_mu; ///< guards every use of `router` (leader's reads, workers' replies)
+  int router_fd = -1; ///< ZMQ_FD of `router`: readable when its state may have changed
+  int poke_fd = -1;   ///< eventfd: "look at the router again" (a reply's send took the signal)
+
+  std::mutex pool_mu; ///< guards the pool fields below
+  std::condition_variable pool_cv;
+  std::deque<Incoming> tasks; ///< calls for any worker
+  bool leader_taken = false;
+  int idle_workers = 0;
+  int pool_size = 1; ///< workers kept for calls (capacity.cpu, default: the cores)
+  std::vector<std::thread> workers;
+
+  std::mutex chains_mu; ///< guards waiting_chains
+  std::unordered_map<std::uint64_t, Mailbox *> waiting_chains;
+
+  std::vector<std::unique_ptr<PeerSockets>> peers; ///< outgoing call sockets, per node
+
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> next_call_id{1};
+  std::atomic<std::uint64_t> next_chain{1};
   std::atomic<std::uint64_t> epoch{0};
   std::vector<std::atomic<std::uint16_t>> owners;
 
@@ -131,8 +250,6 @@ struct ClusterNode::Impl {
   std::deque<std::pair<int, zmq::message_t>> outbox; ///< entry: control messages to send
   std::map<std::uint64_t, std::pair<int, std::promise<Ack>>> pending; ///< entry: by call id
 
-  bool onReactor() const { return std::this_thread::get_id() == reactor_id.load(); }
-
   std::string nodeName(int i) const { return config.nodes[i].name; }
 
   // Ends the process through the command's handler (never returns).
@@ -144,59 +261,101 @@ struct ClusterNode::Impl {
     std::abort(); // a FailureHandler must not return
   }
 
-  // ---- outgoing calls (data plane) ---------------------------------------------------------
+  // ---- outgoing calls (data plane) -----------------------------------------------------------
 
-  // This thread's DEALER sockets, one per peer, connected on first use.
+  // The sockets this thread holds, one per peer at most, from the peers' pools; they go back
+  // when its outermost remote call returns.
   struct Links {
     const Impl *owner = nullptr;
     std::vector<std::unique_ptr<zmq::socket_t>> dealers;
     std::map<std::uint64_t, zmq::message_t> early; ///< answers for outer waits, by call id
+    int depth = 0;                                 ///< remote calls in progress on this thread
   };
   static Links &threadLinks() {
     thread_local Links links;
     return links;
   }
 
+  Links &links() {
+    Links &l = threadLinks();
+    if (l.owner != this) {
+      l.dealers.clear();
+      l.early.clear();
+      l.dealers.resize(config.nodes.size());
+      l.owner = this;
+    }
+    return l;
+  }
+
   zmq::socket_t &dealerTo(int node) {
-    Links &links = threadLinks();
-    if (links.owner != this) {
-      links.dealers.clear();
-      links.early.clear();
-      links.dealers.resize(config.nodes.size());
-      links.owner = this;
-    }
-    auto &socket = links.dealers[node];
-    if (!socket) {
-      socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
-      transport::configureSocket(*socket);
-      socket->connect(config.nodes[node].call_endpoint);
-    }
+    auto &socket = links().dealers[node];
+    if (!socket)
+      socket = peers[node]->take(stop);
     return *socket;
   }
 
-  // Sends a call to `node` and waits for the response with `call_id`. While waiting on the
-  // reactor thread, serves incoming calls. The wait ends when the node stops (a dead peer
-  // stops the cluster through the control plane).
+  void releaseSockets() {
+    Links &l = links();
+    for (std::size_t i = 0; i < l.dealers.size(); ++i)
+      if (l.dealers[i])
+        peers[i]->give(std::move(l.dealers[i]));
+    l.early.clear();
+  }
+
+  // The thread waiting in `chain` on this node, for the time of one wait (the outermost one
+  // registers; nested waits of the same thread find it there).
+  class ChainWait {
+  public:
+    ChainWait(Impl &n, std::uint64_t chain, Mailbox &box) : n_(n), chain_(chain), box_(box) {
+      std::lock_guard lock(n_.chains_mu);
+      owned_ = n_.waiting_chains.emplace(chain_, &box_).second;
+    }
+    ~ChainWait() {
+      if (!owned_)
+        return;
+      std::deque<Incoming> left;
+      {
+        std::lock_guard lock(n_.chains_mu);
+        n_.waiting_chains.erase(chain_);
+        std::lock_guard box_lock(box_.mu);
+        left.swap(box_.calls);
+      }
+      for (auto &in : left) // cannot happen in a synchronous chain; never lose a call
+        n_.enqueue(std::move(in));
+    }
+
+  private:
+    Impl &n_;
+    std::uint64_t chain_;
+    Mailbox &box_;
+    bool owned_ = false;
+  };
+
+  // Sends a call to `node` and waits for the response with `call_id`, running meanwhile the
+  // calls of this thread's chain that arrive here. The wait ends when the node stops (a dead
+  // peer stops the cluster through the control plane).
   bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
                const wire::Envelope *&envelope, std::string &error) {
+    Mailbox &box = threadMailbox();
+    ChainWait registered(*this, current_chain, box);
+    ensureLeader(); // someone must read the socket while this thread waits
     zmq::socket_t &dealer = dealerTo(node);
     if (!transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
       error = "cannot send to node `" + nodeName(node) + "`";
       return false;
     }
-    bool serve = onReactor();
-    Links &links = threadLinks();
+    Links &l = links();
     while (true) {
       // An answer that arrived while a nested wait on this thread was reading the socket.
-      if (auto it = links.early.find(call_id); it != links.early.end()) {
+      if (auto it = l.early.find(call_id); it != l.early.end()) {
         response = std::move(it->second);
-        links.early.erase(it);
+        l.early.erase(it);
         envelope = transport::verifyEnvelope(response);
         return true;
       }
       zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
-                                  {serve ? router->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-      pollSockets(items, serve ? 2 : 1, kPollSlice);
+                                  {nullptr, box.efd, ZMQ_POLLIN, 0}};
+      pollSockets(items, 2, kPollSlice);
       if (items[0].revents & ZMQ_POLLIN) {
         if (!transport::recvRetrying(dealer, response, zmq::recv_flags::none))
           continue;
@@ -206,15 +365,15 @@ struct ClusterNode::Impl {
         std::uint64_t id = transport::callIdOf(*envelope);
         if (id == call_id)
           return true;
-        // On the reactor thread, waits nest (a call served while another waits) and share this
-        // socket: the answer may be for an outer wait, which will look here. Keep it (bounded:
-        // answers to requests that timed out are never claimed).
-        if (links.early.size() < kMaxEarlyAnswers)
-          links.early.emplace(id, std::move(response));
+        // Waits nest (a call of this chain served while another waits) and share this socket:
+        // the answer may be for an outer wait, which will look here.
+        if (l.early.size() < kMaxEarlyAnswers)
+          l.early.emplace(id, std::move(response));
         continue;
       }
-      if (serve && (items[1].revents & ZMQ_POLLIN))
-        handleIncoming();
+      if (items[1].revents & ZMQ_POLLIN)
+        for (Incoming in; box.pop(in);)
+          serve(in);
       if (stop.load() || terminate_signal.load()) {
         error = "node `" + nodeName(self) + "` is stopping";
         return false;
@@ -224,33 +383,143 @@ struct ClusterNode::Impl {
 
   // ---- serving calls (data plane) ------------------------------------------------------------
 
-  void reactorLoop() {
-    reactor_id = std::this_thread::get_id();
-    while (!stop.load() && !terminate_signal.load()) {
-      zmq::pollitem_t item = {router->handle(), 0, ZMQ_POLLIN, 0};
-      pollSockets(&item, 1, kPollSlice);
-      if (item.revents & ZMQ_POLLIN)
-        handleIncoming();
+  bool onWorker() {
+    std::lock_guard lock(pool_mu);
+    for (const auto &t : workers)
+      if (t.get_id() == std::this_thread::get_id())
+        return true;
+    return false;
+  }
+
+  void startWorkers(int count) {
+    std::lock_guard lock(pool_mu);
+    for (int i = 0; i < count; ++i)
+      workers.emplace_back([this] { workerLoop(); });
+  }
+
+  void enqueue(Incoming in) {
+    {
+      std::lock_guard lock(pool_mu);
+      tasks.push_back(std::move(in));
+    }
+    pool_cv.notify_one();
+  }
+
+  // Before a thread waits for a reply: if no worker is left to read the socket (all busy or
+  // waiting), start one, so that the calls of the waiting chains are read.
+  void ensureLeader() {
+    std::lock_guard lock(pool_mu);
+    if (leader_taken || idle_workers > 0 || stop.load() ||
+        workers.size() >= static_cast<std::size_t>(kMaxWorkers))
+      return;
+    workers.emplace_back([this] { workerLoop(); });
+  }
+
+  void workerLoop() {
+    while (true) {
+      Incoming in;
+      {
+        std::unique_lock lock(pool_mu);
+        ++idle_workers;
+        pool_cv.wait(lock, [&] { return stop.load() || !tasks.empty() || !leader_taken; });
+        --idle_workers;
+        if (stop.load())
+          return;
+        if (!tasks.empty()) {
+          in = std::move(tasks.front());
+          tasks.pop_front();
+        } else {
+          leader_taken = true;
+          lock.unlock();
+          bool got = lead(in);
+          lock.lock();
+          leader_taken = false;
+          lock.unlock();
+          pool_cv.notify_one(); // the next leader
+          if (!got)
+            continue;
+        }
+      }
+      serve(in);
     }
   }
 
-  void handleIncoming() {
-    zmq::message_t identity, payload;
-    if (!transport::recvRetrying(*router, identity, zmq::recv_flags::dontwait))
-      return;
-    if (!identity.more())
-      return;
-    if (!transport::recvRetrying(*router, payload, zmq::recv_flags::none))
-      return;
-    for (bool more = payload.more(); more;) { // frames the protocol does not have: drop them
+  // As the leader: reads the socket until a call arrives for the pool (returned in `out`);
+  // calls of waiting chains go to their threads meanwhile. False when the node stops.
+  bool lead(Incoming &out) {
+    while (!stop.load() && !terminate_signal.load()) {
+      Incoming in;
+      bool got = false;
+      {
+        std::lock_guard lock(sock_mu);
+        if (router->get(zmq::sockopt::events) & ZMQ_POLLIN)
+          got = receiveCall(in);
+      }
+      if (got) {
+        if (!deliverToChain(in)) {
+          out = std::move(in);
+          return true;
+        }
+        continue;
+      }
+      zmq::pollitem_t items[2] = {{nullptr, router_fd, ZMQ_POLLIN, 0},
+                                  {nullptr, poke_fd, ZMQ_POLLIN, 0}};
+      pollSockets(items, 2, kPollSlice);
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(poke_fd, &count, sizeof count);
+      }
+    }
+    return false;
+  }
+
+  // Reads one message (identity and payload) from the router; sock_mu is held.
+  bool receiveCall(Incoming &in) {
+    if (!transport::recvRetrying(*router, in.identity, zmq::recv_flags::dontwait))
+      return false;
+    if (!in.identity.more() || !transport::recvRetrying(*router, in.payload, zmq::recv_flags::none))
+      return false;
+    for (bool more = in.payload.more(); more;) { // frames the protocol does not have
       zmq::message_t extra;
       if (!transport::recvRetrying(*router, extra, zmq::recv_flags::none))
         break;
       more = extra.more();
     }
-    zmq::message_t answer = answerCall(payload);
-    transport::sendRetrying(*router, identity, zmq::send_flags::sndmore);
-    transport::sendRetrying(*router, answer, zmq::send_flags::none);
+    return true;
+  }
+
+  // A call of a chain whose thread waits here goes to that thread.
+  bool deliverToChain(Incoming &in) {
+    const wire::Envelope *e = transport::verifyEnvelope(in.payload);
+    const wire::Call *call = e ? e->body_as_Call() : nullptr;
+    if (!call || call->chain() == 0)
+      return false;
+    std::lock_guard lock(chains_mu);
+    auto it = waiting_chains.find(call->chain());
+    if (it == waiting_chains.end())
+      return false;
+    it->second->push(std::move(in));
+    return true;
+  }
+
+  // Runs one received call on this thread and sends its answer.
+  void serve(Incoming &in) {
+    zmq::message_t answer = answerCall(in.payload);
+    bool more = false;
+    {
+      std::lock_guard lock(sock_mu);
+      transport::sendRetrying(*router, in.identity, zmq::send_flags::sndmore);
+      transport::sendRetrying(*router, answer, zmq::send_flags::none);
+      more = router->get(zmq::sockopt::events) & ZMQ_POLLIN;
+    }
+    // Sending may have consumed the socket's "readable" signal the leader waits for.
+    if (more)
+      poke();
+  }
+
+  void poke() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(poke_fd, &one, sizeof one);
   }
 
   zmq::message_t answerCall(const zmq::message_t &payload) {
@@ -277,9 +546,14 @@ struct ClusterNode::Impl {
     std::size_t size = call.args() ? call.args()->size() : 0;
     transport::ReplyBuilder reply;
     std::string error;
-    if (!session->serve(
-            call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); },
-            error))
+    // The call runs in its chain: calls it makes carry the chain, and calls of the chain that
+    // come back here while it waits run on this thread.
+    std::uint64_t outer = current_chain;
+    current_chain = call.chain();
+    bool ok = session->serve(
+        call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
+    current_chain = outer;
+    if (!ok)
       return transport::makeError(call_id, wire::ErrorCode::Malformed, error);
     return reply.finish(call_id);
   }
@@ -643,10 +917,9 @@ struct ClusterNode::Impl {
   // terminating the context waits for every socket to be closed: this thread's are closed
   // here, but other threads of the program may still hold theirs, so the wait is bounded.
   void flushAndClose() {
-    for (auto &d : threadLinks().dealers)
-      if (d)
-        d->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
-    threadLinks().dealers.clear();
+    releaseSockets();
+    for (auto &p : peers)
+      p->closeAll(kFlushTimeout);
     for (auto *s : {&router, &control})
       if (*s) {
         (*s)->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
@@ -667,8 +940,18 @@ struct ClusterNode::Impl {
     control_stop = true;
     if (wake_fd >= 0)
       wake();
-    if (reactor.joinable() && std::this_thread::get_id() != reactor.get_id())
-      reactor.join();
+    pool_cv.notify_all();
+    std::vector<std::thread> all;
+    {
+      std::lock_guard lock(pool_mu);
+      all.swap(workers);
+    }
+    for (auto &t : all) {
+      if (t.get_id() == std::this_thread::get_id())
+        t.detach(); // a worker that stops the node (it is ending the process)
+      else if (t.joinable())
+        t.join();
+    }
     if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
       control_thread.join();
   }
@@ -678,8 +961,9 @@ ClusterNode::ClusterNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ClusterNode::~ClusterNode() {
   impl_->stopThreads();
-  if (impl_->wake_fd >= 0)
-    ::close(impl_->wake_fd);
+  for (int fd : {impl_->wake_fd, impl_->poke_fd})
+    if (fd >= 0)
+      ::close(fd);
 }
 
 llvm::Expected<std::unique_ptr<ClusterNode>>
@@ -700,6 +984,14 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->routing_ids.assign(config.nodes.size(), "");
   impl->last_seen.assign(config.nodes.size(), Clock::now());
   session.setHandleTag(static_cast<std::uint16_t>(self + 1));
+  for (const NodeConfig &n : config.nodes)
+    impl->peers.push_back(std::make_unique<PeerSockets>(n.call_endpoint));
+  double cpus = config.nodes[self].cpu_capacity;
+  impl->pool_size = cpus > 0 ? std::max(1, static_cast<int>(std::ceil(cpus)))
+                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  impl->poke_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (impl->poke_fd < 0)
+    return fail(std::string("eventfd: ") + std::strerror(errno));
   const NodeConfig &me = config.nodes[self];
   const NodeConfig &entry = config.nodes[impl->entry];
   std::string endpoint = me.call_endpoint;
@@ -707,6 +999,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     impl->router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
     transport::configureSocket(*impl->router);
     impl->router->bind(endpoint);
+    impl->router_fd = impl->router->get(zmq::sockopt::fd);
     if (self == impl->entry) {
       endpoint = me.control_endpoint;
       impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
@@ -730,7 +1023,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
 
 llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
   Impl &n = *impl_;
-  n.reactor = std::thread([&n] { n.reactorLoop(); });
+  n.startWorkers(n.pool_size);
   n.control_thread = std::thread([&n] { n.controlLoop(); });
   std::vector<int> members;
   {
@@ -806,8 +1099,7 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
         std::cerr << "distnode: warning: " << acks[i].text << " (shutdown)\n";
     }
   }
-  if (std::this_thread::get_id() != n.reactor.get_id() &&
-      std::this_thread::get_id() != n.control_thread.get_id()) {
+  if (!n.onWorker() && std::this_thread::get_id() != n.control_thread.get_id()) {
     n.stopThreads();
     n.flushAndClose(); // e.g. a refused node's Welcome may still be queued
   }
@@ -826,7 +1118,7 @@ llvm::Expected<int> ClusterNode::runMember() {
     return joined.takeError();
   if (!*joined)
     return 128 + terminate_signal.load();
-  n.reactor = std::thread([&n] { n.reactorLoop(); });
+  n.startWorkers(n.pool_size);
   int code = n.memberLoop();
   n.stopThreads();
   if (code != 0)
@@ -845,15 +1137,31 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   }
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
   auto started = Clock::now();
+  // The outermost remote call of a thread starts a chain and lends it sockets until it returns.
+  Impl::Links &links = n.links();
+  struct Depth {
+    Impl &n;
+    Impl::Links &l;
+    bool started_chain;
+    ~Depth() {
+      if (--l.depth == 0)
+        n.releaseSockets();
+      if (started_chain)
+        current_chain = 0;
+    }
+  } depth{n, links, current_chain == 0};
+  ++links.depth;
+  if (depth.started_chain)
+    current_chain = (std::uint64_t(n.self + 1) << 48) | n.next_chain++;
   std::size_t size = 0;
   std::string error;
   if (!jit::marshaledCallSize(sig, slots, size, error))
     n.failed("call of `" + sig.name + "`: " + error);
   std::uint64_t call_id = n.next_call_id++;
   std::size_t args_size = size;
-  zmq::message_t call =
-      transport::makeCallWith(call_id, id, n.epoch.load(), size,
-                              [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); });
+  zmq::message_t call = transport::makeCallWith(
+      call_id, id, n.epoch.load(), size,
+      [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, current_chain);
   auto marshaled = Clock::now();
   zmq::message_t response;
   const wire::Envelope *envelope = nullptr;

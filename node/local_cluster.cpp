@@ -240,8 +240,10 @@ int runLocalCluster(const LocalClusterOptions &options) {
           kill_at = Clock::now() + std::chrono::seconds(5);
       } else if (!entry && result < 0 && !interrupted &&
                  !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
-                  << ") while the program ran; stopping the cluster\n";
+        // Exit code 2: the node said why itself, in its own (prefixed) error line.
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 2))
+          std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
+                    << ") while the program ran; stopping the cluster\n";
         result = 2;
         signalAll(SIGTERM);
         kill_at = Clock::now() + std::chrono::seconds(5);

@@ -65,20 +65,21 @@ zmq::message_t makeWelcome(std::uint64_t call_id, bool accepted, std::string_vie
 }
 
 zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
-                        const std::uint8_t *args, std::size_t size) {
+                        const std::uint8_t *args, std::size_t size, std::uint64_t chain) {
   flatbuffers::FlatBufferBuilder b(size + 64);
   auto blob = b.CreateVector(args, size);
-  auto body = wire::CreateCall(b, call_id, function, epoch, blob);
+  auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
   return finish(b, wire::Body::Call, body.Union());
 }
 
 zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
-                            std::size_t size, const std::function<void(std::uint8_t *)> &fill) {
+                            std::size_t size, const std::function<void(std::uint8_t *)> &fill,
+                            std::uint64_t chain) {
   flatbuffers::FlatBufferBuilder b(size + 64);
   std::uint8_t *room = nullptr;
   auto blob = b.CreateUninitializedVector(size, &room);
   fill(room);
-  auto body = wire::CreateCall(b, call_id, function, epoch, blob);
+  auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
   return finish(b, wire::Body::Call, body.Union());
 }
 

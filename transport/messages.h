@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 2;
+inline constexpr std::uint32_t kProtocolVersion = 3;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives.
@@ -32,11 +32,12 @@ inline constexpr std::uint32_t kProtocolVersion = 2;
                                          std::string_view reason);
 [[nodiscard]] zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function,
                                       std::uint64_t epoch, const std::uint8_t *args,
-                                      std::size_t size);
+                                      std::size_t size, std::uint64_t chain = 0);
 /// A Call whose argument blob of `size` bytes is written by `fill` straight into the message.
 [[nodiscard]] zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function,
                                           std::uint64_t epoch, std::size_t size,
-                                          const std::function<void(std::uint8_t *)> &fill);
+                                          const std::function<void(std::uint8_t *)> &fill,
+                                          std::uint64_t chain = 0);
 
 /// Builds a Reply whose result is written in place: allocate() once, then finish().
 class ReplyBuilder {
