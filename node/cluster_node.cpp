@@ -22,6 +22,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -100,31 +101,46 @@ struct Incoming {
   zmq::message_t identity, payload;
 };
 
+// One outgoing call socket and the eventfd that wakes the thread waiting on it when a call of
+// its chain arrives (the fd goes with the socket, so their number is bounded by the sockets',
+// not by the program's threads).
+struct Slot {
+  std::unique_ptr<zmq::socket_t> socket;
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ~Slot() {
+    if (efd >= 0)
+      ::close(efd);
+  }
+};
+
 // Calls of a thread's chain handed to it while it waits (see ClusterNode::Impl::request).
 struct Mailbox {
-  std::mutex mu; ///< guards calls
+  std::mutex mu; ///< guards calls and wake_fd
   std::deque<Incoming> calls;
-  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); ///< readable while calls are queued
+  int wake_fd = -1; ///< the eventfd of the slot the thread waits on now
 
-  ~Mailbox() { ::close(efd); }
   void push(Incoming in) {
+    int fd;
     {
       std::lock_guard lock(mu);
       calls.push_back(std::move(in));
+      fd = wake_fd;
     }
     std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(efd, &one, sizeof one);
+    if (fd >= 0) [[maybe_unused]]
+      auto n = ::write(fd, &one, sizeof one);
   }
   bool pop(Incoming &in) {
     std::lock_guard lock(mu);
-    if (calls.empty()) {
-      std::uint64_t count;
-      [[maybe_unused]] auto n = ::read(efd, &count, sizeof count);
+    if (calls.empty())
       return false;
-    }
     in = std::move(calls.front());
     calls.pop_front();
     return true;
+  }
+  int wakeOn(int fd) {
+    std::lock_guard lock(mu);
+    return std::exchange(wake_fd, fd);
   }
 };
 
@@ -142,7 +158,7 @@ class PeerSockets {
 public:
   explicit PeerSockets(std::string endpoint) : endpoint_(std::move(endpoint)) {}
 
-  std::unique_ptr<zmq::socket_t> take(const std::atomic<bool> &stop) {
+  std::unique_ptr<Slot> take(const std::atomic<bool> &stop) {
     std::unique_lock lock(mu_);
     while (free_.empty() && created_ >= kMaxSocketsPerPeer && !stop.load())
       cv_.wait_for(lock, kPollSlice);
@@ -152,12 +168,13 @@ public:
       return s;
     }
     ++created_;
-    auto s = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
-    transport::configureSocket(*s);
-    s->connect(endpoint_);
+    auto s = std::make_unique<Slot>();
+    s->socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
+    transport::configureSocket(*s->socket);
+    s->socket->connect(endpoint_);
     return s;
   }
-  void give(std::unique_ptr<zmq::socket_t> s) {
+  void give(std::unique_ptr<Slot> s) {
     {
       std::lock_guard lock(mu_);
       free_.push_back(std::move(s));
@@ -168,8 +185,8 @@ public:
   void closeAll(milliseconds linger) {
     std::lock_guard lock(mu_);
     for (auto &s : free_) {
-      s->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
-      s->close();
+      s->socket->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+      s->socket->close();
     }
     free_.clear();
   }
@@ -178,7 +195,7 @@ private:
   std::string endpoint_;
   std::mutex mu_; ///< guards free_ and created_
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<zmq::socket_t>> free_;
+  std::vector<std::unique_ptr<Slot>> free_;
   int created_ = 0;
 };
 
@@ -267,7 +284,7 @@ struct ClusterNode::Impl {
   // when its outermost remote call returns.
   struct Links {
     const Impl *owner = nullptr;
-    std::vector<std::unique_ptr<zmq::socket_t>> dealers;
+    std::vector<std::unique_ptr<Slot>> dealers;
     std::map<std::uint64_t, zmq::message_t> early; ///< answers for outer waits, by call id
     int depth = 0;                                 ///< remote calls in progress on this thread
   };
@@ -287,11 +304,11 @@ struct ClusterNode::Impl {
     return l;
   }
 
-  zmq::socket_t &dealerTo(int node) {
-    auto &socket = links().dealers[node];
-    if (!socket)
-      socket = peers[node]->take(stop);
-    return *socket;
+  Slot &dealerTo(int node) {
+    auto &slot = links().dealers[node];
+    if (!slot)
+      slot = peers[node]->take(stop);
+    return *slot;
   }
 
   void releaseSockets() {
@@ -337,9 +354,15 @@ struct ClusterNode::Impl {
   bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
                const wire::Envelope *&envelope, std::string &error) {
     Mailbox &box = threadMailbox();
+    Slot &slot = dealerTo(node);
+    zmq::socket_t &dealer = *slot.socket;
+    struct Wake { // calls of the chain wake this wait; the outer one's slot afterwards
+      Mailbox &box;
+      int outer;
+      ~Wake() { box.wakeOn(outer); }
+    } wake{box, box.wakeOn(slot.efd)};
     ChainWait registered(*this, current_chain, box);
     ensureLeader(); // someone must read the socket while this thread waits
-    zmq::socket_t &dealer = dealerTo(node);
     if (!transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
       error = "cannot send to node `" + nodeName(node) + "`";
       return false;
@@ -353,9 +376,16 @@ struct ClusterNode::Impl {
         envelope = transport::verifyEnvelope(response);
         return true;
       }
+      // Calls of this chain that arrived while it was busy (serving or sending).
+      for (Incoming in; box.pop(in);)
+        serve(in);
       zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
-                                  {nullptr, box.efd, ZMQ_POLLIN, 0}};
+                                  {nullptr, slot.efd, ZMQ_POLLIN, 0}};
       pollSockets(items, 2, kPollSlice);
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(slot.efd, &count, sizeof count);
+      }
       if (items[0].revents & ZMQ_POLLIN) {
         if (!transport::recvRetrying(dealer, response, zmq::recv_flags::none))
           continue;
@@ -371,9 +401,6 @@ struct ClusterNode::Impl {
           l.early.emplace(id, std::move(response));
         continue;
       }
-      if (items[1].revents & ZMQ_POLLIN)
-        for (Incoming in; box.pop(in);)
-          serve(in);
       if (stop.load() || terminate_signal.load()) {
         error = "node `" + nodeName(self) + "` is stopping";
         return false;

@@ -453,6 +453,46 @@ TEST(ClusterFailures, InterruptStopsAndReapsEveryNode) {
   EXPECT_EQ(err.find("error"), std::string::npos) << "an interrupt is not an error: " << err;
 }
 
+// Concurrent serving. Two calls of different threads on a member with two workers overlap:
+// each waits until both have arrived (a member running calls one at a time makes the first
+// give up, and the output differs from native).
+TEST(ConcurrentServing, TwoCallsOfDifferentThreadsOverlapOnAMember) {
+  ProcessResult expected = runProcess({fixture("rendezvous") + ".native"});
+  std::string yaml = clusterConfig(2, 10000) + "placement:\n  meet: n1\n";
+  yaml = std::regex_replace(yaml, std::regex("  - name: n1\n"),
+                            "  - name: n1\n    capacity: {cpu: 2}\n");
+  std::string config = writeTempFile("rendezvous.yaml", yaml);
+  auto member =
+      startProcess({kDistnode, "--join", config, "--name", "n1", fixture("rendezvous") + ".bc"});
+  ProcessResult entry =
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("rendezvous") + ".bc"});
+  ProcessResult m = member.get();
+  EXPECT_EQ(expected.out, "met 10 20\n");
+  EXPECT_EQ(entry.out, expected.out) << entry.err;
+  EXPECT_EQ(m.exit_code, 0) << m.err;
+}
+
+TEST(ConcurrentServing, ThousandOneHundredThreadsEachCallingRemotely) {
+  ProcessResult expected = runProcess({fixture("many_threads") + ".native"});
+  ProcessResult actual = runProcess(
+      {kDistnode, "--local", "2", "--placement", "scatter", fixture("many_threads") + ".bc"});
+  ASSERT_FALSE(actual.timed_out);
+  EXPECT_EQ(actual.signal, 0) << actual.err;
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+  EXPECT_EQ(actual.exit_code, 0) << actual.err;
+}
+
+// Eight threads, each with its own chain of nested calls crossing the two nodes at once: every
+// nested call must reach the thread of its own chain.
+TEST(ConcurrentServing, NestedChainsOfEightThreadsAtOnce) {
+  ProcessResult expected = runProcess({fixture("chains") + ".native"});
+  ProcessResult actual =
+      runProcess({kDistnode, "--local", "2", "--placement", "scatter", fixture("chains") + ".bc"});
+  ASSERT_FALSE(actual.timed_out);
+  EXPECT_EQ(actual.signal, 0) << actual.err;
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+}
+
 // Recursion that alternates between two nodes: every level is a call nested in the wait for
 // the level above, on both nodes. Nested calls move to fresh stack segments when a thread's
 // stack runs low, so the depth is that of the native program, not of the thread's stack.
