@@ -77,8 +77,8 @@ struct Cluster {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(config.takeError()).c_str());
       std::exit(1);
     }
-    auto n = node::ClusterNode::Create(*config, 0, *program.session, program.sha256,
-                                       [](const std::string &message, int code) {
+    auto n = node::ClusterNode::Create(*config, 0, *program.session, program.analysis,
+                                       program.sha256, [](const std::string &message, int code) {
                                          std::fprintf(stderr, "bench: %s\n", message.c_str());
                                          std::_Exit(code);
                                        });
@@ -91,9 +91,9 @@ struct Cluster {
       nd->callRemote(id, slots, ret);
     });
     member = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n1", DIST_BENCH_BC});
-    std::vector<std::uint16_t> owners(program.session->remoteFunctions().size(), 0);
+    std::vector<std::uint16_t> owners(program.analysis.units.size(), 0);
     for (const char *remote : {"echo_bytes", "tiny_remote"})
-      owners.at(program.session->findFunction(remote)) = 1;
+      owners.at(program.analysis.find(remote)->unit) = 1;
     if (auto err = node->startEntry(owners)) {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(std::move(err)).c_str());
       std::exit(1);

@@ -509,6 +509,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     RemoteSignature sig;
     sig.id = id;
     sig.name = f.name;
+    sig.unit = static_cast<std::uint32_t>(f.unit);
     sig.params = f.params;
     sig.result = f.result;
     rewriteFunction(module, f.name, id, call_remote, context, sig);

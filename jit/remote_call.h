@@ -42,6 +42,7 @@ using DispatchFn = void (*)(void **slots, void *ret);
 struct RemoteSignature {
   std::uint32_t id = 0; ///< index in the program's remotable functions (same on every node)
   std::string name;     ///< the function's name
+  std::uint32_t unit = 0; ///< its placement unit (ProgramAnalysis::units), moved as a whole
   std::vector<ValuePlan> params;
   ValuePlan result;
   std::vector<std::uint32_t> ir_arg_sizes; ///< store size of each IR argument

@@ -15,7 +15,7 @@ namespace distnode::node {
 /// One node of cluster.yaml.
 struct NodeConfig {
   std::string name;
-  std::string call_endpoint;  ///< ZeroMQ endpoint the node binds for calls (tcp://host:port)
+  std::string call_endpoint; ///< ZeroMQ endpoint the node binds for calls (tcp://host:port)
   /// Endpoint of the control plane (Join, Placement, Shutdown, heartbeats), bound by the node
   /// when it is the entry node. Default: the call endpoint's port + 1 (ipc: path + ".control").
   std::string control_endpoint;

@@ -20,6 +20,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -95,6 +96,15 @@ std::string errorText(const wire::Envelope &e) {
 constexpr int kMaxWorkers = 1024;
 // Outgoing call sockets per peer node; a thread holds one per peer during its remote calls.
 constexpr int kMaxSocketsPerPeer = 64;
+
+// How often one call may be answered Moved before the placement is taken as broken.
+constexpr int kMaxMoves = 1000;
+
+// One placement: the owner node of every unit from `epoch` on. Immutable once published.
+struct PlacementTable {
+  std::uint64_t epoch = 0;
+  std::vector<std::uint16_t> owner; ///< by unit id
+};
 
 // A call received on the call socket, with the identity to answer it by.
 struct Incoming {
@@ -246,8 +256,17 @@ struct ClusterNode::Impl {
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> next_call_id{1};
   std::atomic<std::uint64_t> next_chain{1};
-  std::atomic<std::uint64_t> epoch{0};
-  std::vector<std::atomic<std::uint16_t>> owners;
+  // ---- placement -----------------------------------------------------------------------------
+  std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
+  std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
+  std::atomic<const PlacementTable *> table{nullptr}; ///< the placement in effect
+  std::mutex table_mu;                                ///< guards tables (and orders publications)
+  /// Every table published, kept for the run: a call may still read an old one.
+  std::vector<std::unique_ptr<PlacementTable>> tables;
+  std::thread chaos_thread; ///< entry, test option: random re-placement
+  std::atomic<bool> chaos_stop{false};
+  std::mutex chaos_mu; ///< for chaos_cv
+  std::condition_variable chaos_cv;
 
   std::function<std::string()> shutdown_report;
 
@@ -560,14 +579,17 @@ struct ClusterNode::Impl {
                                   "a node's call socket takes only calls; control messages go "
                                   "between the entry node's control endpoint and its members");
     const wire::Call &call = *envelope->body_as_Call();
-    if (call.function() >= owners.size())
+    if (call.function() >= unit_of.size())
       return transport::makeError(call_id, wire::ErrorCode::UnknownFunction,
                                   "no remotable function with id " +
                                       std::to_string(call.function()));
-    if (call.epoch() != epoch.load())
-      return transport::makeError(call_id, wire::ErrorCode::StaleEpoch,
-                                  "call for placement epoch " + std::to_string(call.epoch()) +
-                                      ", node is at epoch " + std::to_string(epoch.load()));
+    // Read the placement once. A unit this node does not own is answered with its owner; a
+    // stateless unit also runs here when the caller knows a newer placement than this node
+    // (it runs correctly anywhere, and this node is about to hear of it).
+    const PlacementTable &t = *table.load(std::memory_order_acquire);
+    std::uint32_t unit = unit_of[call.function()];
+    if (t.owner[unit] != self && !(movable[unit] && call.epoch() > t.epoch))
+      return transport::makeMoved(call_id, t.owner[unit], t.epoch);
     static const std::uint8_t kEmpty = 0;
     const std::uint8_t *args = call.args() ? call.args()->data() : &kEmpty;
     std::size_t size = call.args() ? call.args()->size() : 0;
@@ -585,22 +607,33 @@ struct ClusterNode::Impl {
     return reply.finish(call_id);
   }
 
-  void applyPlacement(const std::vector<std::uint16_t> &list, std::uint64_t new_epoch) {
-    for (std::size_t id = 0; id < list.size(); ++id) {
-      owners[id] = list[id];
-      session->relink(static_cast<std::uint32_t>(id),
-                      list[id] == self ? jit::StubTarget::Local : jit::StubTarget::Remote);
+  // Publishes the placement of `epoch` if it is newer than the one in effect, then points the
+  // stubs of the units it moves at their bodies or thunks. A call reads the table once, so it
+  // sees either placement whole; a call through a stub that is re-pointed a moment later reads
+  // the new table and goes where it says.
+  void applyPlacement(const std::vector<std::uint16_t> &owner, std::uint64_t epoch) {
+    std::lock_guard lock(table_mu);
+    const PlacementTable *old = table.load(std::memory_order_relaxed);
+    if (old && epoch <= old->epoch)
+      return; // an old placement arriving late: never go back
+    tables.push_back(std::make_unique<PlacementTable>(PlacementTable{epoch, owner}));
+    table.store(tables.back().get(), std::memory_order_release);
+    for (std::size_t id = 0; id < unit_of.size(); ++id) {
+      std::uint32_t u = unit_of[id];
+      bool here = owner[u] == self;
+      if (!old || (old->owner[u] == self) != here)
+        session->relink(static_cast<std::uint32_t>(id),
+                        here ? jit::StubTarget::Local : jit::StubTarget::Remote);
     }
-    epoch = new_epoch;
   }
 
   // A Placement from the entry node: checked, then applied. Returns the answer.
   zmq::message_t answerPlacement(const wire::Placement &p) {
-    if (!p.owners() || p.owners()->size() != owners.size())
-      return transport::makeError(
-          p.call_id(), wire::ErrorCode::Malformed,
-          "placement lists " + std::to_string(p.owners() ? p.owners()->size() : 0) +
-              " functions, this program has " + std::to_string(owners.size()));
+    if (!p.owners() || p.owners()->size() != movable.size())
+      return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
+                                  "placement lists " +
+                                      std::to_string(p.owners() ? p.owners()->size() : 0) +
+                                      " units, this program has " + std::to_string(movable.size()));
     std::vector<std::uint16_t> list(p.owners()->begin(), p.owners()->end());
     for (auto o : list)
       if (o >= config.nodes.size())
@@ -962,7 +995,42 @@ struct ClusterNode::Impl {
     closed.wait_for(kFlushTimeout + milliseconds(200));
   }
 
+  // Test option: every `period`, every stateless placeable unit to a random node, as a new
+  // epoch sent to every node (acknowledged) and then applied here.
+  void chaosLoop(milliseconds period, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> pick(0, static_cast<int>(config.nodes.size()) - 1);
+    std::vector<int> members;
+    {
+      std::lock_guard lock(mu);
+      for (std::size_t i = 0; i < joined.size(); ++i)
+        if (joined[i])
+          members.push_back(static_cast<int>(i));
+    }
+    std::unique_lock lock(chaos_mu);
+    while (!chaos_cv.wait_for(lock, period, [&] { return chaos_stop.load(); })) {
+      const PlacementTable &t = *table.load(std::memory_order_acquire);
+      std::vector<std::uint16_t> owner = t.owner;
+      for (std::size_t u = 0; u < owner.size(); ++u)
+        if (movable[u])
+          owner[u] = static_cast<std::uint16_t>(pick(rng));
+      std::uint64_t epoch = t.epoch + 1;
+      broadcast(
+          members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
+          config.join_timeout);
+      applyPlacement(owner, epoch);
+    }
+  }
+
+  void stopChaos() {
+    chaos_stop = true;
+    chaos_cv.notify_all();
+    if (chaos_thread.joinable() && std::this_thread::get_id() != chaos_thread.get_id())
+      chaos_thread.join();
+  }
+
   void stopThreads() {
+    stopChaos();
     stop = true;
     control_stop = true;
     if (wake_fd >= 0)
@@ -995,6 +1063,7 @@ ClusterNode::~ClusterNode() {
 
 llvm::Expected<std::unique_ptr<ClusterNode>>
 ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &session,
+                    const jit::ProgramAnalysis &analysis,
                     const std::array<std::uint8_t, 32> &bitcode_sha256, FailureHandler on_failure) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
@@ -1004,9 +1073,17 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->sha256 = bitcode_sha256;
   impl->on_failure = std::move(on_failure);
   impl->heartbeat_interval = std::max(config.heartbeat_timeout / 5, milliseconds(10));
-  impl->owners = std::vector<std::atomic<std::uint16_t>>(session.remoteFunctions().size());
-  for (auto &o : impl->owners)
-    o = static_cast<std::uint16_t>(impl->entry);
+  for (const auto &f : session.remoteFunctions())
+    impl->unit_of.push_back(f.unit);
+  for (const jit::PlacementUnit &u : analysis.units)
+    impl->movable.push_back(u.placement == jit::Placement::Placeable && !u.stateful);
+  // Epoch 0: everything on the entry node, until the entry node sends epoch 1.
+  impl->tables.push_back(std::make_unique<PlacementTable>(
+      PlacementTable{0, std::vector<std::uint16_t>(analysis.units.size(),
+                                                   static_cast<std::uint16_t>(impl->entry))}));
+  impl->table = impl->tables.back().get();
+  for (std::uint32_t id = 0; id < impl->unit_of.size(); ++id) // the stubs follow the table
+    session.relink(id, self == impl->entry ? jit::StubTarget::Local : jit::StubTarget::Remote);
   impl->joined.assign(config.nodes.size(), false);
   impl->routing_ids.assign(config.nodes.size(), "");
   impl->last_seen.assign(config.nodes.size(), Clock::now());
@@ -1104,6 +1181,7 @@ void ClusterNode::setShutdownReport(std::function<std::string()> report) {
 
 std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
   Impl &n = *impl_;
+  n.stopChaos();
   std::vector<int> members;
   std::vector<std::string> reports(n.config.nodes.size());
   {
@@ -1157,11 +1235,6 @@ llvm::Expected<int> ClusterNode::runMember() {
 
 void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;
-  int owner = n.owners[id].load();
-  if (owner == n.self) { // re-linked while this call was on its way: run it here
-    n.session->callLocal(id, slots, ret);
-    return;
-  }
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
   auto started = Clock::now();
   // The outermost remote call of a thread starts a chain and lends it sockets until it returns.
@@ -1184,31 +1257,59 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   std::string error;
   if (!jit::marshaledCallSize(sig, slots, size, error))
     n.failed("call of `" + sig.name + "`: " + error);
-  std::uint64_t call_id = n.next_call_id++;
-  std::size_t args_size = size;
-  zmq::message_t call = transport::makeCallWith(
-      call_id, id, n.epoch.load(), size,
-      [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, current_chain);
-  auto marshaled = Clock::now();
-  zmq::message_t response;
-  const wire::Envelope *envelope = nullptr;
-  if (!n.request(owner, std::move(call), call_id, response, envelope, error))
-    n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
-  if (const wire::Reply *reply = envelope->body_as_Reply()) {
-    static const std::uint8_t kEmpty = 0;
-    const std::uint8_t *data = reply->result() ? reply->result()->data() : &kEmpty;
-    std::size_t size = reply->result() ? reply->result()->size() : 0;
-    auto answered = Clock::now();
-    if (!jit::unmarshalReply(sig, data, size, slots, ret, error))
-      n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
-    if (std::uint32_t pid = n.session->profileId(id))
-      profiler::Profiler::instance().recordRemoteCall(pid, args_size + size, answered - marshaled,
-                                                      (marshaled - started) +
-                                                          (Clock::now() - answered));
-    return;
+
+  int moved_to = -1;             // where the last Moved answer pointed
+  std::uint64_t moved_epoch = 0; // and by which placement
+  for (int attempt = 0;; ++attempt) {
+    // Read the placement once per attempt: the owner and the epoch come from one table.
+    const PlacementTable &t = *n.table.load(std::memory_order_acquire);
+    int owner = moved_to >= 0 && moved_epoch >= t.epoch ? moved_to : t.owner[sig.unit];
+    std::uint64_t epoch = std::max(t.epoch, moved_to >= 0 ? moved_epoch : 0);
+    if (owner == n.self) { // placed here (re-linked while the call was on its way): run it
+      n.session->callLocal(id, slots, ret);
+      return;
+    }
+
+    std::uint64_t call_id = n.next_call_id++;
+    zmq::message_t call = transport::makeCallWith(
+        call_id, id, epoch, size,
+        [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, current_chain);
+    auto marshaled = Clock::now();
+    zmq::message_t response;
+    const wire::Envelope *envelope = nullptr;
+    if (!n.request(owner, std::move(call), call_id, response, envelope, error))
+      n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
+    if (const wire::Reply *reply = envelope->body_as_Reply()) {
+      static const std::uint8_t kEmpty = 0;
+      const std::uint8_t *data = reply->result() ? reply->result()->data() : &kEmpty;
+      std::size_t reply_size = reply->result() ? reply->result()->size() : 0;
+      auto answered = Clock::now();
+      if (!jit::unmarshalReply(sig, data, reply_size, slots, ret, error))
+        n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
+      if (std::uint32_t pid = n.session->profileId(id))
+        profiler::Profiler::instance().recordRemoteCall(
+            pid, size + reply_size, answered - marshaled,
+            (marshaled - started) + (Clock::now() - answered));
+      return;
+    }
+    const wire::Moved *moved = envelope->body_as_Moved();
+    if (!moved)
+      n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +
+               "` failed: " + errorText(*envelope));
+    if (moved->owner() >= n.config.nodes.size() || attempt >= kMaxMoves)
+      n.failed("call of `" + sig.name + "`: node `" + n.nodeName(owner) +
+               "` does not run it, and after " + std::to_string(attempt + 1) +
+               " tries no node did; the placement is not converging");
+    moved_to = moved->owner();
+    moved_epoch = moved->epoch();
+    if (attempt >= kMaxMoves / 2) // placements change faster than calls go: let them settle
+      std::this_thread::yield();
   }
-  n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +
-           "` failed: " + errorText(*envelope));
+}
+
+void ClusterNode::startChaos(milliseconds period, unsigned seed) {
+  Impl &n = *impl_;
+  n.chaos_thread = std::thread([&n, period, seed] { n.chaosLoop(period, seed); });
 }
 
 } // namespace distnode::node

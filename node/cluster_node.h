@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,7 @@ class message_t;
 
 namespace distnode::jit {
 class JitSession;
+struct ProgramAnalysis;
 } // namespace distnode::jit
 
 namespace distnode::node {
@@ -66,18 +68,23 @@ public:
   /// indexes config.nodes. `on_failure` is called, from any thread, when the cluster fails.
   [[nodiscard]] static llvm::Expected<std::unique_ptr<ClusterNode>>
   Create(const ClusterConfig &config, int self, jit::JitSession &session,
-         const std::array<std::uint8_t, 32> &bitcode_sha256, FailureHandler on_failure);
+         const jit::ProgramAnalysis &analysis, const std::array<std::uint8_t, 32> &bitcode_sha256,
+         FailureHandler on_failure);
   ~ClusterNode();
 
   /// Entry node: starts serving, waits until every other node has joined (or the join timeout
-  /// passes), then gives every node the placement `owners` (owner node of each remotable
-  /// function) and links this node's stubs by it.
+  /// passes), then gives every node the placement `owners` (owner node of each placement unit)
+  /// as epoch 1 and links this node's stubs by it.
   [[nodiscard]] llvm::Error startEntry(const std::vector<std::uint16_t> &owners);
 
   /// Entry node: tells every other node to stop, and stops serving. Returns each node's final
   /// report (see setShutdownReport; "" for this node and for nodes that did not answer).
   /// Idempotent: later calls return nothing.
   std::vector<std::string> shutdownCluster(int exit_code);
+
+  /// Entry node, test option: every `period`, moves every stateless placeable unit to a
+  /// random node (seeded by `seed`) as a new placement epoch, until the cluster shuts down.
+  void startChaos(std::chrono::milliseconds period, unsigned seed);
 
   /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
   void setShutdownReport(std::function<std::string()> report);

@@ -68,6 +68,7 @@ struct Options {
   bool no_profile = false;
   std::string profile_out;
   long profile_half_life_ms = 10000;
+  long chaos_ms = 0;
   unsigned min_instructions = distnode::jit::AnalysisOptions{}.min_instructions;
 };
 
@@ -149,7 +150,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
       std::cerr << "distnode: error: " << message << std::endl;
     std::_Exit(exit_code);
   };
-  auto node = ClusterNode::Create(*config, self, session, sha256, on_failure);
+  auto node = ClusterNode::Create(*config, self, session, analysis, sha256, on_failure);
   if (!node)
     return reportError(node.takeError());
   session.setRemoteHandler([n = node->get()](std::uint32_t id, void **slots, void *ret) {
@@ -179,7 +180,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
       return reportError(extra.takeError());
     entries.insert(entries.end(), extra->begin(), extra->end());
   }
-  auto owners = planPlacement(analysis, session.remoteFunctions(), *config, entries, defaults);
+  auto owners = planPlacement(analysis, *config, entries, defaults);
   if (!owners) {
     (*node)->shutdownCluster(kUsageOrInputError);
     return reportError(owners.takeError());
@@ -187,9 +188,11 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   if (opt.verbose)
     for (const auto &f : session.remoteFunctions())
       std::cerr << "distnode: placement: " << f.name << " on "
-                << config->nodes[(*owners)[f.id]].name << "\n";
+                << config->nodes[(*owners)[f.unit]].name << "\n";
   if (auto err = (*node)->startEntry(*owners))
     return reportError(std::move(err));
+  if (opt.chaos_ms > 0)
+    (*node)->startChaos(std::chrono::milliseconds(opt.chaos_ms), 1);
   session.setExitHook([&opt, n = node->get(), name](int code) {
     std::fflush(nullptr);
     std::vector<std::string> reports = n->shutdownCluster(code);
@@ -275,6 +278,10 @@ int main(int argc, char **argv) {
                  "half-life of the profile's decayed rates")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--chaos-ms", opt.chaos_ms,
+                 "test option: every this many milliseconds, move every stateless placeable "
+                 "unit to a random node (a new placement epoch)")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -318,11 +325,15 @@ int main(int argc, char **argv) {
       local_options.node_flags.push_back("--verbose");
     if (opt.no_profile)
       local_options.node_flags.push_back("--no-profile");
+    if (opt.chaos_ms > 0)
+      local_options.entry_flags.insert(local_options.entry_flags.end(),
+                                       {"--chaos-ms", std::to_string(opt.chaos_ms)});
     local_options.node_flags.insert(
         local_options.node_flags.end(),
         {"--profile-half-life-ms", std::to_string(opt.profile_half_life_ms)});
     if (!opt.profile_out.empty())
-      local_options.entry_flags = {"--profile-out", opt.profile_out};
+      local_options.entry_flags.insert(local_options.entry_flags.end(),
+                                       {"--profile-out", opt.profile_out});
     if (opt.min_instructions != distnode::jit::AnalysisOptions{}.min_instructions)
       local_options.node_flags.insert(local_options.node_flags.end(),
                                       {"--min-instructions", std::to_string(opt.min_instructions)});

@@ -1,4 +1,4 @@
-// placement_plan.cpp - a static placement: which node owns each remotable function.
+// placement_plan.cpp - a static placement: which node owns each placement unit.
 #include "node/placement_plan.h"
 
 #include "llvm/Support/Error.h"
@@ -13,10 +13,10 @@ llvm::Error fail(const std::string &message) {
 
 } // namespace
 
-llvm::Expected<std::vector<std::uint16_t>>
-planPlacement(const jit::ProgramAnalysis &analysis,
-              const std::vector<jit::RemoteSignature> &functions, const ClusterConfig &config,
-              const std::vector<PlacementEntry> &entries, DefaultPlacement defaults) {
+llvm::Expected<std::vector<std::uint16_t>> planPlacement(const jit::ProgramAnalysis &analysis,
+                                                         const ClusterConfig &config,
+                                                         const std::vector<PlacementEntry> &entries,
+                                                         DefaultPlacement defaults) {
   const int entry = config.nodeIndex(config.entry);
   const int n = static_cast<int>(config.nodes.size());
   std::vector<int> unit_node(analysis.units.size(), entry);
@@ -63,12 +63,7 @@ planPlacement(const jit::ProgramAnalysis &analysis,
     unit_source[f->unit] = e.function;
   }
 
-  std::vector<std::uint16_t> owners(functions.size(), static_cast<std::uint16_t>(entry));
-  for (const jit::RemoteSignature &sig : functions) {
-    const jit::FunctionInfo *f = analysis.find(sig.name);
-    if (f && f->unit >= 0)
-      owners[sig.id] = static_cast<std::uint16_t>(unit_node[f->unit]);
-  }
+  std::vector<std::uint16_t> owners(unit_node.begin(), unit_node.end());
   return owners;
 }
 

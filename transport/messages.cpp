@@ -43,6 +43,8 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
     return e.body_as_Shutdown()->call_id();
   case wire::Body::Heartbeat:
     return e.body_as_Heartbeat()->call_id();
+  case wire::Body::Moved:
+    return e.body_as_Moved()->call_id();
   default:
     return 0;
   }
@@ -127,6 +129,12 @@ zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
   auto text = b.CreateString(reason.data(), reason.size());
   auto body = wire::CreateShutdown(b, call_id, exit_code, text);
   return finish(b, wire::Body::Shutdown, body.Union());
+}
+
+zmq::message_t makeMoved(std::uint64_t call_id, std::uint16_t owner, std::uint64_t epoch) {
+  flatbuffers::FlatBufferBuilder b(48);
+  auto body = wire::CreateMoved(b, call_id, owner, epoch);
+  return finish(b, wire::Body::Moved, body.Union());
 }
 
 zmq::message_t makeHeartbeat(std::uint64_t call_id) {

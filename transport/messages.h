@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 3;
+inline constexpr std::uint32_t kProtocolVersion = 4;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives.
@@ -62,6 +62,8 @@ private:
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
 [[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id);
+[[nodiscard]] zmq::message_t makeMoved(std::uint64_t call_id, std::uint16_t owner,
+                                       std::uint64_t epoch);
 
 /// zmq send and receive that retry when a signal interrupts them (the profiler's SIGPROF
 /// arrives many times a second); otherwise as socket_t::send/recv: an empty result means

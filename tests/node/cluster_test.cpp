@@ -493,6 +493,22 @@ TEST(ConcurrentServing, NestedChainsOfEightThreadsAtOnce) {
   EXPECT_EQ(actual.out, expected.out) << actual.err;
 }
 
+// One versioned placement: under --chaos-ms every stateless unit moves to a random node every
+// 2 ms (a new epoch each time) while 8 threads call them, nested calls included; calls that
+// reach a node which no longer owns their unit are answered Moved and retried. About 10 s on
+// three nodes; the output must be the native one.
+TEST(ChaosMode, ThreeNodesEightThreadsUnitsMovingEveryTwoMsMatchNative) {
+  ProcessResult expected = runProcess({fixture("chaos") + ".native", "600000"});
+  ProcessResult actual = runProcess({kDistnode, "--local", "3", "--placement", "scatter",
+                                     "--chaos-ms", "2", fixture("chaos") + ".bc", "--", "600000"},
+                                    std::chrono::seconds(240));
+  ASSERT_FALSE(actual.timed_out);
+  EXPECT_EQ(actual.signal, 0) << actual.err;
+  EXPECT_EQ(actual.exit_code, 0) << actual.err;
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+  EXPECT_EQ(actual.err, "");
+}
+
 // Recursion that alternates between two nodes: every level is a call nested in the wait for
 // the level above, on both nodes. Nested calls move to fresh stack segments when a thread's
 // stack runs low, so the depth is that of the native program, not of the thread's stack.
