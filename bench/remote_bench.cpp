@@ -14,7 +14,11 @@
 #include <zmq.hpp>
 
 #include <csignal>
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <regex>
+#include <thread>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,18 +63,24 @@ int runRawEchoServer(const std::string &endpoint) {
 struct Cluster {
   BenchProgram program = distnode::bench::loadBenchProgram();
   std::unique_ptr<distnode::node::ClusterNode> node;
-  pid_t member = -1, raw_server = -1;
+  pid_t member = -1, third = -1, raw_server = -1;
+  std::vector<std::uint16_t> owners; ///< the placement (by unit)
   zmq::context_t ctx;
   std::string raw_endpoint;
   EchoFn echo = nullptr;
   TinyFn tiny = nullptr;
+  TinyFn busy = nullptr, busy_long = nullptr, busy_local = nullptr;
 
   Cluster() {
     using namespace distnode;
-    // Two nodes (call and control ports) and the echo server.
-    std::vector<int> ports = testing::freeLoopbackPorts(5);
-    std::string yaml =
-        node::localClusterYaml({ports[0], ports[1], ports[2], ports[3]}, std::chrono::seconds(30));
+    // Three nodes (call and control ports) and the echo server. n1 serves the calls measured;
+    // n2 only takes part in placements.
+    std::vector<int> ports = testing::freeLoopbackPorts(7);
+    std::string yaml = node::localClusterYaml(
+        {ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]}, std::chrono::seconds(30));
+    // n1 runs calls on two workers, as a 2-CPU machine would.
+    yaml = std::regex_replace(yaml, std::regex("  - name: n1\n"),
+                              "  - name: n1\n    capacity: {cpu: 2}\n");
     std::string config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
     auto config = node::loadClusterConfig(config_path);
     if (!config) {
@@ -91,8 +101,9 @@ struct Cluster {
       nd->callRemote(id, slots, ret);
     });
     member = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n1", DIST_BENCH_BC});
-    std::vector<std::uint16_t> owners(program.analysis.units.size(), 0);
-    for (const char *remote : {"echo_bytes", "tiny_remote"})
+    third = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n2", DIST_BENCH_BC});
+    owners.assign(program.analysis.units.size(), 0);
+    for (const char *remote : {"echo_bytes", "tiny_remote", "busy", "busy_long"})
       owners.at(program.analysis.find(remote)->unit) = 1;
     if (auto err = node->startEntry(owners)) {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(std::move(err)).c_str());
@@ -100,8 +111,11 @@ struct Cluster {
     }
     echo = program.function<EchoFn>("echo_bytes");
     tiny = program.function<TinyFn>("tiny_remote");
+    busy = program.function<TinyFn>("busy");
+    busy_long = program.function<TinyFn>("busy_long");
+    busy_local = program.function<TinyFn>("busy_local");
 
-    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(ports[4]);
+    raw_endpoint = "tcp://127.0.0.1:" + std::to_string(ports[6]);
     raw_server = spawn({"/proc/self/exe", "--raw-echo-server", raw_endpoint});
   }
 
@@ -112,7 +126,7 @@ struct Cluster {
     quit.connect(raw_endpoint);
     quit.send(zmq::message_t(), zmq::send_flags::none);
     quit.close();
-    for (pid_t pid : {member, raw_server}) {
+    for (pid_t pid : {member, third, raw_server}) {
       int status = 0;
       waitpid(pid, &status, 0);
     }
@@ -156,6 +170,88 @@ void BM_RemoteCalls_Threads(benchmark::State &state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The baseline for calls per second: one DEALER keeps `depth` 8-byte requests in flight to the
+// raw echo server (as many app threads would each keep one call in flight).
+void BM_RawZmq_InFlight(benchmark::State &state) {
+  const int depth = static_cast<int>(state.range(0));
+  zmq::socket_t dealer(cluster->ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 10000);
+  dealer.connect(cluster->raw_endpoint);
+  std::uint64_t payload = 42;
+  for (int i = 0; i < depth; ++i)
+    dealer.send(zmq::buffer(&payload, sizeof payload), zmq::send_flags::none);
+  for (auto _ : state) {
+    zmq::message_t reply;
+    if (!dealer.recv(reply)) {
+      state.SkipWithError("no echo");
+      break;
+    }
+    dealer.send(zmq::buffer(&payload, sizeof payload), zmq::send_flags::none);
+  }
+  for (int i = 0; i < depth; ++i) {
+    zmq::message_t reply;
+    (void)dealer.recv(reply);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Rounds of busy() that take `target` here (the member runs the same code on the same kind of
+// core).
+std::uint64_t calibrate(std::chrono::nanoseconds target) {
+  std::uint64_t n = 1000;
+  while (true) {
+    auto t0 = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(cluster->busy_local(n));
+    auto took = std::chrono::steady_clock::now() - t0;
+    if (took >= target / 4)
+      return static_cast<std::uint64_t>(static_cast<double>(n) * target.count() / took.count());
+    n *= 4;
+  }
+}
+
+// Latency of a ~10 us call on the member, idle (range 0) or while another thread's ~1 s call
+// runs on it (range 1). Counters: p50 and p99 in microseconds over 500 calls.
+void BM_ShortCallLatency(benchmark::State &state) {
+  static const std::uint64_t short_n = calibrate(std::chrono::microseconds(10));
+  static const std::uint64_t long_n = calibrate(std::chrono::seconds(1));
+  std::atomic<bool> done{false};
+  std::thread loader;
+  if (state.range(0) == 1)
+    loader = std::thread([&] {
+      while (!done.load())
+        benchmark::DoNotOptimize(cluster->busy_long(long_n));
+    });
+  std::vector<double> us;
+  for (auto _ : state) {
+    us.clear();
+    for (int i = 0; i < 500; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(cluster->busy(short_n));
+      us.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  done = true;
+  if (loader.joinable())
+    loader.join();
+  std::sort(us.begin(), us.end());
+  state.counters["p50_us"] = us[us.size() / 2];
+  state.counters["p99_us"] = us[us.size() * 99 / 100];
+}
+
+// Time from a placement sent to all three nodes until every one runs it (acknowledged).
+void BM_Placement_ThreeNodes(benchmark::State &state) {
+  for (auto _ : state)
+    if (auto err = cluster->node->place(cluster->owners)) {
+      state.SkipWithError(llvm::toString(std::move(err)).c_str());
+      break;
+    }
+}
+
+BENCHMARK(BM_RawZmq_InFlight)->Arg(16)->UseRealTime();
+BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();
 BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);
 BENCHMARK(BM_RoundTrip_RemoteCall)->RangeMultiplier(8)->Range(8, 1 << 20);
 BENCHMARK(BM_RemoteCalls_Threads)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();

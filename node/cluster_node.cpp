@@ -8,6 +8,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Error.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -265,6 +267,7 @@ struct ClusterNode::Impl {
   std::vector<std::unique_ptr<PlacementTable>> tables;
   std::thread chaos_thread; ///< entry, test option: random re-placement
   std::atomic<bool> chaos_stop{false};
+  std::mutex place_mu; ///< serializes place()
   std::mutex chaos_mu; ///< for chaos_cv
   std::condition_variable chaos_cv;
 
@@ -290,10 +293,11 @@ struct ClusterNode::Impl {
 
   // Ends the process through the command's handler (never returns).
   [[noreturn]] void failed(const std::string &message, int exit_code = 2) {
-    if (int sig = terminate_signal.load()) // stopped on purpose: nothing to report
+    if (int sig = terminate_signal.load()) { // stopped on purpose: nothing to report
+      spdlog::info("stopped by signal {}", sig);
       on_failure("", 128 + sig);
-    else
-      on_failure(message, exit_code);
+    }
+    on_failure(message, exit_code);
     std::abort(); // a FailureHandler must not return
   }
 
@@ -455,10 +459,14 @@ struct ClusterNode::Impl {
   // waiting), start one, so that the calls of the waiting chains are read.
   void ensureLeader() {
     std::lock_guard lock(pool_mu);
-    if (leader_taken || idle_workers > 0 || stop.load() ||
-        workers.size() >= static_cast<std::size_t>(kMaxWorkers))
+    if (leader_taken || idle_workers > 0 || stop.load())
       return;
+    if (workers.size() >= static_cast<std::size_t>(kMaxWorkers)) {
+      spdlog::warn("{} workers, all busy or waiting: calls wait for one to finish", kMaxWorkers);
+      return;
+    }
     workers.emplace_back([this] { workerLoop(); });
+    spdlog::debug("worker {} started: every other one is busy or waiting", workers.size());
   }
 
   void workerLoop() {
@@ -618,6 +626,12 @@ struct ClusterNode::Impl {
       return; // an old placement arriving late: never go back
     tables.push_back(std::make_unique<PlacementTable>(PlacementTable{epoch, owner}));
     table.store(tables.back().get(), std::memory_order_release);
+    std::size_t moved = 0;
+    for (std::size_t u = 0; u < owner.size(); ++u)
+      moved += !old || old->owner[u] != owner[u];
+    spdlog::log(epoch <= 1 ? spdlog::level::info : spdlog::level::debug,
+                "placement epoch {} in effect ({} of {} units placed anew)", epoch, moved,
+                owner.size());
     for (std::size_t id = 0; id < unit_of.size(); ++id) {
       std::uint32_t u = unit_of[id];
       bool here = owner[u] == self;
@@ -837,7 +851,9 @@ struct ClusterNode::Impl {
         joined[index] = true;
         routing_ids[index] = from;
         last_seen[index] = Clock::now();
+        spdlog::info("node `{}` joined", name);
       } else if (join_failure.empty() && index != self) {
+        spdlog::info("join refused: {}", reason);
         join_failure = reason;
       }
     }
@@ -914,6 +930,7 @@ struct ClusterNode::Impl {
         if (!w->accepted())
           return fail("the entry node refused this node: " +
                       (w->reason() ? w->reason()->str() : std::string("no reason given")));
+        spdlog::info("joined the cluster at {}", config.nodes[entry].control_endpoint);
         return true;
       }
     }
@@ -1000,6 +1017,24 @@ struct ClusterNode::Impl {
   void chaosLoop(milliseconds period, unsigned seed) {
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int> pick(0, static_cast<int>(config.nodes.size()) - 1);
+    std::unique_lock lock(chaos_mu);
+    while (!chaos_cv.wait_for(lock, period, [&] { return chaos_stop.load(); })) {
+      std::vector<std::uint16_t> owner = table.load(std::memory_order_acquire)->owner;
+      for (std::size_t u = 0; u < owner.size(); ++u)
+        if (movable[u])
+          owner[u] = static_cast<std::uint16_t>(pick(rng));
+      if (auto err = place(owner)) // a member that does not answer is the heartbeats' case
+        llvm::consumeError(std::move(err));
+    }
+  }
+
+  // Entry node: `owner` as the next epoch, acknowledged by every node, then applied here.
+  // Placements are made one at a time.
+  llvm::Error place(const std::vector<std::uint16_t> &owner) {
+    std::lock_guard serial(place_mu);
+    if (owner.size() != movable.size())
+      return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
+                  std::to_string(movable.size()));
     std::vector<int> members;
     {
       std::lock_guard lock(mu);
@@ -1007,19 +1042,14 @@ struct ClusterNode::Impl {
         if (joined[i])
           members.push_back(static_cast<int>(i));
     }
-    std::unique_lock lock(chaos_mu);
-    while (!chaos_cv.wait_for(lock, period, [&] { return chaos_stop.load(); })) {
-      const PlacementTable &t = *table.load(std::memory_order_acquire);
-      std::vector<std::uint16_t> owner = t.owner;
-      for (std::size_t u = 0; u < owner.size(); ++u)
-        if (movable[u])
-          owner[u] = static_cast<std::uint16_t>(pick(rng));
-      std::uint64_t epoch = t.epoch + 1;
-      broadcast(
-          members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
-          config.join_timeout);
-      applyPlacement(owner, epoch);
-    }
+    std::uint64_t epoch = table.load(std::memory_order_acquire)->epoch + 1;
+    for (const Ack &a : broadcast(
+             members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
+             config.join_timeout))
+      if (!a.ok)
+        return fail("placement epoch " + std::to_string(epoch) + " not accepted: " + a.text);
+    applyPlacement(owner, epoch);
+    return llvm::Error::success();
   }
 
   void stopChaos() {
@@ -1129,7 +1159,6 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
   Impl &n = *impl_;
   n.startWorkers(n.pool_size);
   n.control_thread = std::thread([&n] { n.controlLoop(); });
-  std::vector<int> members;
   {
     std::unique_lock lock(n.mu);
     auto deadline = Clock::now() + n.config.join_timeout;
@@ -1159,19 +1188,11 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
                   " ms; start each with `distnode --join " + n.config.path +
                   " --name NAME app.bc`");
     }
-    for (std::size_t i = 0; i < n.joined.size(); ++i)
-      if (n.joined[i])
-        members.push_back(static_cast<int>(i));
   }
-  std::vector<Ack> acks = n.broadcast(
-      members, [&](std::uint64_t id) { return transport::makePlacement(id, 1, owners); },
-      n.config.join_timeout);
-  for (const Ack &a : acks)
-    if (!a.ok) {
-      shutdownCluster(2);
-      return fail("placement not accepted: " + a.text);
-    }
-  n.applyPlacement(owners, 1);
+  if (auto err = n.place(owners)) {
+    shutdownCluster(2);
+    return err;
+  }
   return llvm::Error::success();
 }
 
@@ -1201,7 +1222,7 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
       if (acks[i].ok)
         reports[members[i]] = std::move(acks[i].text);
       else
-        std::cerr << "distnode: warning: " << acks[i].text << " (shutdown)\n";
+        spdlog::warn("{} (shutdown)", acks[i].text);
     }
   }
   if (!n.onWorker() && std::this_thread::get_id() != n.control_thread.get_id()) {
@@ -1302,9 +1323,19 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
                " tries no node did; the placement is not converging");
     moved_to = moved->owner();
     moved_epoch = moved->epoch();
+    spdlog::debug("`{}`: node `{}` answered Moved to `{}` (epoch {})", sig.name, n.nodeName(owner),
+                  n.nodeName(moved_to), moved_epoch);
     if (attempt >= kMaxMoves / 2) // placements change faster than calls go: let them settle
       std::this_thread::yield();
   }
+}
+
+llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners) {
+  return impl_->place(owners);
+}
+
+std::uint64_t ClusterNode::epoch() const {
+  return impl_->table.load(std::memory_order_acquire)->epoch;
 }
 
 void ClusterNode::startChaos(milliseconds period, unsigned seed) {

@@ -82,6 +82,14 @@ public:
   /// Idempotent: later calls return nothing.
   std::vector<std::string> shutdownCluster(int exit_code);
 
+  /// Entry node: makes `owners` (owner node of each placement unit) the next placement epoch:
+  /// sends it to every node, waits until each has applied it, then applies it here. Fails
+  /// if a node does not accept it within the join timeout. Thread-safe; one at a time.
+  [[nodiscard]] llvm::Error place(const std::vector<std::uint16_t> &owners);
+
+  /// The epoch of the placement in effect on this node.
+  [[nodiscard]] std::uint64_t epoch() const;
+
   /// Entry node, test option: every `period`, moves every stateless placeable unit to a
   /// random node (seeded by `seed`) as a new placement epoch, until the cluster shuts down.
   void startChaos(std::chrono::milliseconds period, unsigned seed);

@@ -13,6 +13,7 @@
 #include "node/cluster_config.h"
 #include "node/cluster_node.h"
 #include "node/local_cluster.h"
+#include "node/logging.h"
 #include "node/placement_plan.h"
 #include "node/profile_report.h"
 #include "profiler/profiler.h"
@@ -20,6 +21,7 @@
 #include "llvm/Support/Error.h"
 
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <fstream>
@@ -69,6 +71,8 @@ struct Options {
   std::string profile_out;
   long profile_half_life_ms = 10000;
   long chaos_ms = 0;
+  std::string log_level = "warn";
+  std::string log_file;
   unsigned min_instructions = distnode::jit::AnalysisOptions{}.min_instructions;
 };
 
@@ -96,7 +100,7 @@ void writeProfile(const Options &opt, const std::string &node,
   std::ofstream out(opt.profile_out);
   out << distnode::node::profileDocument(nodes).dump(2) << "\n";
   if (!out)
-    std::cerr << "distnode: warning: cannot write profile to " << opt.profile_out << "\n";
+    spdlog::warn("cannot write the profile to {}", opt.profile_out);
 }
 
 int analyze(const Options &opt, const distnode::jit::Program &program,
@@ -138,13 +142,18 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   if (!config)
     return reportError(config.takeError());
   std::string name = opt.name.empty() ? config->entry : opt.name;
+  if (auto err = distnode::node::setupLogging(name, opt.log_level, opt.log_file))
+    return reportError(std::move(err));
   int self = config->nodeIndex(name);
   if (self < 0)
     return reportError(opt.join + ": no node named `" + name + "`; --name must be one of its " +
                        "nodes");
   // Where a running cluster's failures end: one line, then the process, from whichever thread
   // found it (the program's threads may be inside JIT'd code, which cannot be unwound).
-  auto on_failure = [](const std::string &message, int exit_code) {
+  auto on_failure = [log_file = opt.log_file](const std::string &message, int exit_code) {
+    if (!log_file.empty() && !message.empty()) // the log tells the whole story
+      spdlog::error("{}", message);
+    spdlog::default_logger()->flush();
     std::fflush(nullptr);
     if (!message.empty())
       std::cerr << "distnode: error: " << message << std::endl;
@@ -278,6 +287,12 @@ int main(int argc, char **argv) {
                  "half-life of the profile's decayed rates")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--log-level", opt.log_level,
+                 std::string("distnode's own log: ") + distnode::node::kLogLevels)
+      ->capture_default_str();
+  app.add_option("--log-file", opt.log_file,
+                 "append distnode's log to this file instead of stderr (the program's output is "
+                 "never in it)");
   app.add_option("--chaos-ms", opt.chaos_ms,
                  "test option: every this many milliseconds, move every stateless placeable "
                  "unit to a random node (a new placement epoch)")
@@ -295,6 +310,10 @@ int main(int argc, char **argv) {
     return reportError("--placement goes with --join or --local");
   if (opt.loopback && (!opt.join.empty() || opt.local > 0))
     return reportError("--loopback runs on one node; drop --join/--local");
+  if (opt.join.empty())
+    if (auto err = distnode::node::setupLogging(opt.local > 0 ? "launcher" : "local", opt.log_level,
+                                                opt.log_file))
+      return reportError(std::move(err));
 
   auto program = distnode::jit::loadBitcode(opt.bitcode);
   if (!program)
@@ -325,6 +344,9 @@ int main(int argc, char **argv) {
       local_options.node_flags.push_back("--verbose");
     if (opt.no_profile)
       local_options.node_flags.push_back("--no-profile");
+    local_options.node_flags.insert(local_options.node_flags.end(), {"--log-level", opt.log_level});
+    if (!opt.log_file.empty())
+      local_options.node_flags.insert(local_options.node_flags.end(), {"--log-file", opt.log_file});
     if (opt.chaos_ms > 0)
       local_options.entry_flags.insert(local_options.entry_flags.end(),
                                        {"--chaos-ms", std::to_string(opt.chaos_ms)});

@@ -39,5 +39,32 @@ uint64_t tiny_remote(uint64_t x) {
   return x;
 }
 
+/* CPU work of `n` rounds, on its node: a short call (about 10 us) and a long one (about 1 s)
+ * for the latency-under-load benchmark; busy_local is the same work run here, to calibrate. */
+uint64_t busy(uint64_t n) {
+  uint64_t x = n;
+  for (uint64_t i = 0; i < n; ++i)
+    x = x * 6364136223846793005ULL + i;
+  return x;
+}
+
+uint64_t busy_long(uint64_t n) {
+  uint64_t x = n;
+  for (uint64_t i = 0; i < n; ++i)
+    x = x * 6364136223846793005ULL + i;
+  return x;
+}
+
+DIST_LOCAL uint64_t busy_local(uint64_t n) {
+  uint64_t x = n;
+  for (uint64_t i = 0; i < n; ++i)
+    x = x * 6364136223846793005ULL + i;
+  return x;
+}
+
 /* Every program needs one; the benchmarks call the functions above directly. */
-int main(void) { return (int)(loop_stub(1) + loop_direct(1) + (long)tiny_remote(0)) & 1; }
+int main(void) {
+  return (int)(loop_stub(1) + loop_direct(1) + (long)tiny_remote(0) + (long)busy(1) +
+               (long)busy_long(1) + (long)busy_local(1)) &
+         1;
+}

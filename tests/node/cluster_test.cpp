@@ -493,6 +493,34 @@ TEST(ConcurrentServing, NestedChainsOfEightThreadsAtOnce) {
   EXPECT_EQ(actual.out, expected.out) << actual.err;
 }
 
+// distnode's own log: every line has the time, the node and the level; the program's output
+// is untouched and never in the log.
+TEST(Logging, LogFileLinesCarryTimeNodeAndLevel) {
+  std::string log = ::testing::TempDir() + "/distnode_log.txt";
+  std::remove(log.c_str());
+  ProcessResult expected = runProcess({fixture("hello") + ".native", "a"});
+  ProcessResult r = runProcess({kDistnode, "--local", "2", "--log-level", "info", "--log-file", log,
+                                fixture("hello") + ".bc", "--", "a"});
+  EXPECT_EQ(r.out, expected.out);
+  EXPECT_EQ(r.err, expected.err) << "nothing but the program's own stderr";
+  EXPECT_EQ(r.exit_code, expected.exit_code);
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> lines = splitLines(text);
+  ASSERT_FALSE(lines.empty()) << "no log at level info";
+  std::regex shape(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[n[01]\] (info|warning): .+)");
+  for (const auto &line : lines)
+    EXPECT_TRUE(std::regex_match(line, shape)) << line;
+  EXPECT_NE(text.find("[n0] info: node `n1` joined"), std::string::npos) << text;
+  EXPECT_NE(text.find("[n1] info: joined the cluster"), std::string::npos) << text;
+}
+
+TEST(Logging, UnknownLevelIsOneLineError) {
+  expectOneLineError(runProcess({kDistnode, "--log-level", "loud", fixture("hello") + ".bc"}),
+                     "--log-level `loud` is not a level; use one of trace, debug, info, warn, "
+                     "error, off");
+}
+
 // One versioned placement: under --chaos-ms every stateless unit moves to a random node every
 // 2 ms (a new epoch each time) while 8 threads call them, nested calls included; calls that
 // reach a node which no longer owns their unit are answered Moved and retried. About 10 s on
