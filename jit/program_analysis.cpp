@@ -15,8 +15,11 @@
 #include "jit/pointer_uses.h"
 
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/EquivalenceClasses.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Analysis/CFG.h"
 #include "llvm/BinaryFormat/Dwarf.h"
 #include "llvm/IR/Constants.h"
 #include "llvm/IR/DebugInfo.h"
@@ -562,30 +565,9 @@ struct Facts {
 };
 
 bool hasCycle(const llvm::Function &f) {
-  // Iterative DFS over the CFG; a back edge to a block on the stack closes a loop.
-  llvm::DenseMap<const llvm::BasicBlock *, int> state; // 1 on stack, 2 done
-  std::vector<std::pair<const llvm::BasicBlock *, unsigned>> stack;
-  stack.push_back({&f.getEntryBlock(), 0});
-  state[&f.getEntryBlock()] = 1;
-  while (!stack.empty()) {
-    auto &[bb, next] = stack.back();
-    const llvm::Instruction *term = bb->getTerminator();
-    unsigned n = term ? term->getNumSuccessors() : 0;
-    if (next < n) {
-      const llvm::BasicBlock *succ = term->getSuccessor(next++);
-      int s = state.lookup(succ);
-      if (s == 1)
-        return true;
-      if (s == 0) {
-        state[succ] = 1;
-        stack.push_back({succ, 0});
-      }
-    } else {
-      state[bb] = 2;
-      stack.pop_back();
-    }
-  }
-  return false;
+  llvm::SmallVector<std::pair<const llvm::BasicBlock *, const llvm::BasicBlock *>, 4> back_edges;
+  llvm::FindFunctionBackedges(f, back_edges);
+  return !back_edges.empty();
 }
 
 bool isDebugOrLifetime(const llvm::Instruction &i) {
@@ -976,23 +958,15 @@ void checkPointerUse(ValuePlan &p, const PointerUse &use) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Union-find over function and resource indices.
-
-struct UnionFind {
-  std::vector<int> parent;
-  explicit UnionFind(size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
-  int find(int x) {
-    while (parent[x] != x)
-      x = parent[x] = parent[parent[x]];
-    return x;
+// Function and resource indices that share state, joined into classes.
+struct StateClasses {
+  llvm::EquivalenceClasses<int> classes;
+  explicit StateClasses(int n) {
+    for (int i = 0; i < n; ++i)
+      classes.insert(i);
   }
-  void unite(int a, int b) {
-    a = find(a);
-    b = find(b);
-    if (a != b)
-      parent[std::max(a, b)] = std::min(a, b);
-  }
+  void unite(int a, int b) { classes.unionSets(a, b); }
+  int find(int x) const { return classes.getLeaderValue(x); }
 };
 
 std::string firstUnmarshalable(const FunctionInfo &info) {
@@ -1003,10 +977,7 @@ std::string firstUnmarshalable(const FunctionInfo &info) {
 }
 
 std::string joinNames(const std::vector<std::string> &names) {
-  std::string s;
-  for (const auto &n : names)
-    s += (s.empty() ? "" : ", ") + n;
-  return s.empty() ? "none" : s;
+  return names.empty() ? "none" : llvm::join(names, ", ");
 }
 
 } // namespace
@@ -1311,7 +1282,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   for (auto &[name, id] : gpin_id)
     id = next_id++;
 
-  UnionFind state(next_id), globals_only(next_id);
+  StateClasses state(next_id), globals_only(next_id);
   for (size_t i = 0; i < n; ++i) {
     for (auto *g : globals[i]) {
       state.unite(static_cast<int>(i), global_id[g]);
