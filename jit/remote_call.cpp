@@ -338,6 +338,7 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     case MarshalKind::StructPtrInOut: {
       std::uint8_t present = 0;
       ok = in.readU8(present) && present <= 1;
+      setPointer(p.ir_args[0], nullptr); // a null pointer arrives as null, not as stale bytes
       if (!ok || !present)
         break;
       if (p.kind == MarshalKind::BufferOut) {

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   cmake ninja-build g++ pkg-config
-  llvm-19-dev clang-19 libzstd-dev
+  llvm-19-dev clang-19 libclang-rt-19-dev libzstd-dev
   libzmq3-dev cppzmq-dev
   libflatbuffers-dev flatbuffers-compiler
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev

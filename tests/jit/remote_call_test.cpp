@@ -1,0 +1,209 @@
+// remote_call_test.cpp - the marshaling decoders against malformed blobs, one case per
+// marshaling kind: each is refused with the parameter named, and nothing is called.
+#include "fuzz/marshal_signatures.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace distnode::jit {
+namespace {
+
+// A well-formed call of fuzz::everyKind() with n = 3, as the calling side marshals it.
+struct EveryKindCall {
+  std::int32_t a = -5;
+  double b = 2.5;
+  std::uint64_t c[2] = {3, 4};
+  const char *s = "text";
+  double in[3] = {1, 2, 3};
+  double out[3] = {};
+  std::int32_t acc[4] = {1, 2, 3, 4};
+  std::uint8_t cfg[24] = {9};
+  std::uint8_t state[12] = {7};
+  std::uint64_t handle = 0;
+  std::int64_t n = 3;
+  const void *p_s = s, *p_in = in, *p_out = out, *p_acc = acc, *p_cfg = cfg, *p_state = state;
+  void *slots[12] = {&a,     &b,     &c[0],  &c[1],    &p_s,    &p_in,
+                     &p_out, &p_acc, &p_cfg, &p_state, &handle, &n};
+
+  std::vector<std::uint8_t> blob() {
+    std::vector<std::uint8_t> out_blob;
+    std::string error;
+    EXPECT_TRUE(marshalCall(fuzz::everyKind(), slots, out_blob, error)) << error;
+    return out_blob;
+  }
+};
+
+int calls = 0;
+void countingDispatch(void **slots, void *ret) {
+  ++calls;
+  fuzz::dispatchEveryKind(slots, ret);
+}
+
+bool serve(const std::vector<std::uint8_t> &blob, std::string &error,
+           std::vector<std::uint8_t> *reply_out = nullptr) {
+  static HandleTable handles(1);
+  std::vector<std::uint8_t> reply;
+  calls = 0;
+  bool ok = serveCall(
+      fuzz::everyKind(), countingDispatch, blob.data(), blob.size(),
+      [&reply](std::size_t n) {
+        reply.assign(n, 0);
+        return reply.data();
+      },
+      handles, error);
+  if (reply_out)
+    *reply_out = reply;
+  return ok;
+}
+
+// Offsets in the blob of EveryKindCall (remote_call.h's layout).
+constexpr std::size_t kString = 4 + 8 + 16;      // u8 present, u64 length, bytes
+constexpr std::size_t kIn = kString + 1 + 8 + 4; // "text"
+constexpr std::size_t kOut = kIn + 1 + 8 + 24;   // 3 doubles
+constexpr std::size_t kAcc = kOut + 1;           // present only
+constexpr std::size_t kCfg = kAcc + 1 + 8 + 16;  // 4 int32
+constexpr std::size_t kState = kCfg + 1 + 8 + 24;
+constexpr std::size_t kHandle = kState + 1 + 8 + 12;
+constexpr std::size_t kCount = kHandle + 8;
+
+TEST(CallDecoder, WellFormedCallIsServed) {
+  EveryKindCall call;
+  std::vector<std::uint8_t> blob = call.blob();
+  ASSERT_EQ(blob.size(), kCount + 8) << "the offsets below follow remote_call.h's layout";
+  std::string error;
+  std::vector<std::uint8_t> reply;
+  EXPECT_TRUE(serve(blob, error, &reply)) << error;
+  EXPECT_EQ(calls, 1);
+  // Reply: result, then out (3 doubles), acc (4 int32), state (12 bytes), each with its length.
+  EXPECT_EQ(reply.size(), 8u + (8 + 24) + (8 + 16) + (8 + 12));
+}
+
+TEST(CallDecoder, AbsentPointersArriveAsNull) {
+  EveryKindCall call;
+  call.p_s = call.p_in = call.p_out = call.p_acc = call.p_cfg = call.p_state = nullptr;
+  std::vector<std::uint8_t> blob = call.blob();
+  std::string error;
+  static void *seen[6];
+  auto record = [](void **slots, void *) {
+    for (int i = 0; i < 6; ++i)
+      seen[i] = fuzz::pointerAt(slots, 4 + i);
+  };
+  for (auto &p : seen)
+    p = &seen; // anything but null
+  std::vector<std::uint8_t> reply;
+  HandleTable handles;
+  ASSERT_TRUE(serveCall(
+      fuzz::everyKind(), record, blob.data(), blob.size(),
+      [&reply](std::size_t n) {
+        reply.assign(n, 0);
+        return reply.data();
+      },
+      handles, error))
+      << error;
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(seen[i], nullptr) << "pointer parameter " << i << " was absent";
+}
+
+TEST(CallDecoder, EachMalformedKindIsRefusedNamingTheParameter) {
+  struct Case {
+    const char *what;
+    std::function<void(std::vector<std::uint8_t> &)> damage;
+    const char *needle;
+  } cases[] = {
+      {"integer cut short", [](auto &b) { b.resize(2); }, "parameter `a`"},
+      {"struct by value cut short", [](auto &b) { b.resize(20); }, "parameter `c`"},
+      {"string longer than the blob",
+       [](auto &b) {
+         std::uint64_t huge = 1 << 20;
+         std::memcpy(&b[kString + 1], &huge, 8);
+       },
+       "parameter `s`"},
+      {"presence flag neither 0 nor 1", [](auto &b) { b[kString] = 2; }, "parameter `s`"},
+      {"buffer-in shorter than its count",
+       [](auto &b) {
+         std::uint64_t bytes = 16; // count n = 3 doubles needs 24
+         std::memcpy(&b[kIn + 1], &bytes, 8);
+         b.erase(b.begin() + kIn + 9 + 16, b.begin() + kIn + 9 + 24);
+       },
+       "parameter `in` carries 16 bytes, but its count says 24"},
+      {"count larger than any call",
+       [](auto &b) {
+         std::int64_t n = std::int64_t(1) << 40;
+         std::memcpy(&b[kCount], &n, 8);
+       },
+       "parameter `in`"},
+      {"negative count",
+       [](auto &b) {
+         std::int64_t n = -1;
+         std::memcpy(&b[kCount], &n, 8);
+       },
+       "is negative"},
+      {"buffer-inout of the wrong size",
+       [](auto &b) {
+         std::uint64_t bytes = 12;
+         std::memcpy(&b[kAcc + 1], &bytes, 8);
+         b.erase(b.begin() + kAcc + 9, b.begin() + kAcc + 9 + 4);
+       },
+       "parameter `acc` carries 12 bytes, but its count says 16"},
+      {"struct pointer of another size",
+       [](auto &b) {
+         std::uint64_t bytes = 8;
+         std::memcpy(&b[kCfg + 1], &bytes, 8);
+       },
+       "parameter `cfg`"},
+      {"handle never issued",
+       [](auto &b) {
+         std::uint64_t h = 0x4141414141414141;
+         std::memcpy(&b[kHandle], &h, 8);
+       },
+       "parameter `h` is handle 4702111234474983745, which this node never issued"},
+      {"trailing bytes", [](auto &b) { b.push_back(0); }, "trailing bytes"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.what);
+    EveryKindCall call;
+    std::vector<std::uint8_t> blob = call.blob();
+    c.damage(blob);
+    std::string error;
+    EXPECT_FALSE(serve(blob, error));
+    EXPECT_EQ(calls, 0) << "nothing runs on a malformed call";
+    EXPECT_NE(error.find(c.needle), std::string::npos) << error;
+  }
+}
+
+TEST(ReplyDecoder, MalformedRepliesAreRefused) {
+  EveryKindCall call;
+  std::vector<std::uint8_t> blob = call.blob(), reply;
+  std::string error;
+  ASSERT_TRUE(serve(blob, error, &reply)) << error;
+  std::uint64_t ret = 0;
+  ASSERT_TRUE(
+      unmarshalReply(fuzz::everyKind(), reply.data(), reply.size(), call.slots, &ret, error))
+      << error;
+  EXPECT_EQ(call.state[0], 1) << "state came back";
+  struct Case {
+    const char *what;
+    std::function<void(std::vector<std::uint8_t> &)> damage;
+  } cases[] = {
+      {"cut short", [](auto &r) { r.resize(r.size() - 1); }},
+      {"trailing bytes", [](auto &r) { r.push_back(0); }},
+      {"out-buffer length differs from the count",
+       [](auto &r) {
+         std::uint64_t bytes = 16;
+         std::memcpy(&r[8], &bytes, 8);
+       }},
+      {"empty", [](auto &r) { r.clear(); }},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.what);
+    std::vector<std::uint8_t> bad = reply;
+    c.damage(bad);
+    EXPECT_FALSE(
+        unmarshalReply(fuzz::everyKind(), bad.data(), bad.size(), call.slots, &ret, error));
+    EXPECT_NE(error.find("malformed reply for `every_kind`"), std::string::npos) << error;
+  }
+}
+
+} // namespace
+} // namespace distnode::jit
