@@ -1,6 +1,11 @@
 // cluster_node.cpp - this process as one node of a cluster.
 #include "node/cluster_node.h"
 
+#include "node/call_client.h"
+#include "node/call_server.h"
+#include "node/node_sockets.h"
+#include "node/placement_table.h"
+
 #include "jit/jit_session.h"
 #include "profiler/profiler.h"
 #include "transport/messages.h"
@@ -41,10 +46,6 @@ static_assert(jit::kMaxCallBytes + (64 << 10) <= transport::kMaxMessageBytes,
 
 namespace {
 
-// How often a waiting thread looks up from its sockets to notice that the node is stopping.
-constexpr milliseconds kPollSlice{20};
-// Answers kept for outer waits of the same thread (see request()).
-constexpr std::size_t kMaxEarlyAnswers = 4096;
 // How long a stopping node lets ZeroMQ send what is still queued.
 constexpr milliseconds kFlushTimeout{1000};
 // How long the entry waits for each node to acknowledge a Shutdown.
@@ -62,30 +63,9 @@ std::string shortHash(const std::uint8_t *data, std::size_t n) {
   return hex + "…";
 }
 
-// Set by SIGTERM/SIGINT on a member node: stop serving and exit quietly (the launcher or the
-// operator stops the cluster; there is nothing to report).
-std::atomic<int> terminate_signal{0};
-
-void onTerminate(int sig) { terminate_signal = sig; }
-
-// zmq::poll, with a signal's interruption counted as "nothing ready".
-void pollSockets(zmq::pollitem_t *items, int n, milliseconds timeout) {
-  try {
-    zmq::poll(items, static_cast<size_t>(n), timeout);
-  } catch (const zmq::error_t &e) {
-    if (e.num() != EINTR)
-      throw;
-    for (int i = 0; i < n; ++i)
-      items[i].revents = 0;
-  }
-}
-
-// The process-wide ZeroMQ context. Deliberately never destroyed: threads of the program may
-// still own sockets (thread-local) when the process exits, and zmq_ctx_term would wait for them.
-zmq::context_t &context() {
-  static auto *ctx = new zmq::context_t(1);
-  return *ctx;
-}
+// SIGTERM/SIGINT on a member node: stop serving and exit quietly (the launcher or the operator
+// stops the cluster; there is nothing to report).
+void onTerminate(int sig) { terminateSignal() = sig; }
 
 std::string errorText(const wire::Envelope &e) {
   if (const wire::Error *err = e.body_as_Error())
@@ -93,123 +73,8 @@ std::string errorText(const wire::Envelope &e) {
   return "an unexpected answer";
 }
 
-// Worker threads a node may start in all: its pool, plus one for each thread that waits for a
-// reply while every worker is busy (see ensureLeader).
-constexpr int kMaxWorkers = 1024;
-// Outgoing call sockets per peer node; a thread holds one per peer during its remote calls.
-constexpr int kMaxSocketsPerPeer = 64;
-
 // How often one call may be answered Moved before the placement is taken as broken.
 constexpr int kMaxMoves = 1000;
-
-// One placement: the owner node of every unit from `epoch` on. Immutable once published.
-struct PlacementTable {
-  std::uint64_t epoch = 0;
-  std::vector<std::uint16_t> owner; ///< by unit id
-};
-
-// A call received on the call socket, with the identity to answer it by.
-struct Incoming {
-  zmq::message_t identity, payload;
-};
-
-// One outgoing call socket and the eventfd that wakes the thread waiting on it when a call of
-// its chain arrives (the fd goes with the socket, so their number is bounded by the sockets',
-// not by the program's threads).
-struct Slot {
-  std::unique_ptr<zmq::socket_t> socket;
-  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  ~Slot() {
-    if (efd >= 0)
-      ::close(efd);
-  }
-};
-
-// Calls of a thread's chain handed to it while it waits (see ClusterNode::Impl::request).
-struct Mailbox {
-  std::mutex mu; ///< guards calls and wake_fd
-  std::deque<Incoming> calls;
-  int wake_fd = -1; ///< the eventfd of the slot the thread waits on now
-
-  void push(Incoming in) {
-    int fd;
-    {
-      std::lock_guard lock(mu);
-      calls.push_back(std::move(in));
-      fd = wake_fd;
-    }
-    std::uint64_t one = 1;
-    if (fd >= 0) [[maybe_unused]]
-      auto n = ::write(fd, &one, sizeof one);
-  }
-  bool pop(Incoming &in) {
-    std::lock_guard lock(mu);
-    if (calls.empty())
-      return false;
-    in = std::move(calls.front());
-    calls.pop_front();
-    return true;
-  }
-  int wakeOn(int fd) {
-    std::lock_guard lock(mu);
-    return std::exchange(wake_fd, fd);
-  }
-};
-
-Mailbox &threadMailbox() {
-  thread_local Mailbox box;
-  return box;
-}
-
-// The call chain this thread runs in: 0 until it makes or serves a remote call.
-thread_local std::uint64_t current_chain = 0;
-
-// The outgoing call sockets to one node: at most kMaxSocketsPerPeer, lent to one thread at a
-// time (a ZeroMQ socket may change threads when a lock orders the hand-over).
-class PeerSockets {
-public:
-  explicit PeerSockets(std::string endpoint) : endpoint_(std::move(endpoint)) {}
-
-  std::unique_ptr<Slot> take(const std::atomic<bool> &stop) {
-    std::unique_lock lock(mu_);
-    while (free_.empty() && created_ >= kMaxSocketsPerPeer && !stop.load())
-      cv_.wait_for(lock, kPollSlice);
-    if (!free_.empty()) {
-      auto s = std::move(free_.back());
-      free_.pop_back();
-      return s;
-    }
-    ++created_;
-    auto s = std::make_unique<Slot>();
-    s->socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
-    transport::configureSocket(*s->socket);
-    s->socket->connect(endpoint_);
-    return s;
-  }
-  void give(std::unique_ptr<Slot> s) {
-    {
-      std::lock_guard lock(mu_);
-      free_.push_back(std::move(s));
-    }
-    cv_.notify_one();
-  }
-  // Closes the sockets not lent out, letting each send what is queued for `linger`.
-  void closeAll(milliseconds linger) {
-    std::lock_guard lock(mu_);
-    for (auto &s : free_) {
-      s->socket->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
-      s->socket->close();
-    }
-    free_.clear();
-  }
-
-private:
-  std::string endpoint_;
-  std::mutex mu_; ///< guards free_ and created_
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<Slot>> free_;
-  int created_ = 0;
-};
 
 // One outstanding control request of the entry node to one node, answered by a Reply or Error
 // with its call id.
@@ -229,42 +94,16 @@ struct ClusterNode::Impl {
   FailureHandler on_failure;
   milliseconds heartbeat_interval{600};
 
-  // ---- data plane ----------------------------------------------------------------------------
-  //
-  // Serving: a pool of worker threads shares the call ROUTER in leader/follower fashion. One
-  // worker at a time, the leader, waits on the socket; when a call arrives it hands the
-  // leadership to an idle worker and runs the call itself (no thread hand-off on the call's
-  // path). A call of a chain whose thread waits on this node (A→B→A) goes to that thread's
-  // mailbox instead: it runs there, on top of the waiting frames, so nested calls cannot
-  // deadlock however small the pool. Replies are sent by the worker that ran the call.
-  std::unique_ptr<zmq::socket_t> router;
-  std::mutex sock_mu; ///< guards every use of `router` (leader's reads, workers' replies)
-  int router_fd = -1; ///< ZMQ_FD of `router`: readable when its state may have changed
-  int poke_fd = -1;   ///< eventfd: "look at the router again" (a reply's send took the signal)
-
-  std::mutex pool_mu; ///< guards the pool fields below
-  std::condition_variable pool_cv;
-  std::deque<Incoming> tasks; ///< calls for any worker
-  bool leader_taken = false;
-  int idle_workers = 0;
-  int pool_size = 1; ///< workers kept for calls (capacity.cpu, default: the cores)
-  std::vector<std::thread> workers;
-
-  std::mutex chains_mu; ///< guards waiting_chains
-  std::unordered_map<std::uint64_t, Mailbox *> waiting_chains;
-
-  std::vector<std::unique_ptr<PeerSockets>> peers; ///< outgoing call sockets, per node
-
+  // ---- data plane (call_server.h, call_client.h) ----------------------------------------------
+  std::unique_ptr<CallServer> server;
+  std::unique_ptr<CallClient> client;
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> next_call_id{1};
   std::atomic<std::uint64_t> next_chain{1};
   // ---- placement -----------------------------------------------------------------------------
   std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
   std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
-  std::atomic<const PlacementTable *> table{nullptr}; ///< the placement in effect
-  std::mutex table_mu;                                ///< guards tables (and orders publications)
-  /// Every table published, kept for the run: a call may still read an old one.
-  std::vector<std::unique_ptr<PlacementTable>> tables;
+  std::unique_ptr<PlacementTables> placement;
   std::thread chaos_thread; ///< entry, test option: random re-placement
   std::atomic<bool> chaos_stop{false};
   std::mutex place_mu; ///< serializes place()
@@ -293,7 +132,7 @@ struct ClusterNode::Impl {
 
   // Ends the process through the command's handler (never returns).
   [[noreturn]] void failed(const std::string &message, int exit_code = 2) {
-    if (int sig = terminate_signal.load()) { // stopped on purpose: nothing to report
+    if (int sig = terminateSignal().load()) { // stopped on purpose: nothing to report
       spdlog::info("stopped by signal {}", sig);
       on_failure("", 128 + sig);
     }
@@ -301,280 +140,7 @@ struct ClusterNode::Impl {
     std::abort(); // a FailureHandler must not return
   }
 
-  // ---- outgoing calls (data plane) -----------------------------------------------------------
-
-  // The sockets this thread holds, one per peer at most, from the peers' pools; they go back
-  // when its outermost remote call returns.
-  struct Links {
-    const Impl *owner = nullptr;
-    std::vector<std::unique_ptr<Slot>> dealers;
-    std::map<std::uint64_t, zmq::message_t> early; ///< answers for outer waits, by call id
-    int depth = 0;                                 ///< remote calls in progress on this thread
-  };
-  static Links &threadLinks() {
-    thread_local Links links;
-    return links;
-  }
-
-  Links &links() {
-    Links &l = threadLinks();
-    if (l.owner != this) {
-      l.dealers.clear();
-      l.early.clear();
-      l.dealers.resize(config.nodes.size());
-      l.owner = this;
-    }
-    return l;
-  }
-
-  Slot &dealerTo(int node) {
-    auto &slot = links().dealers[node];
-    if (!slot)
-      slot = peers[node]->take(stop);
-    return *slot;
-  }
-
-  void releaseSockets() {
-    Links &l = links();
-    for (std::size_t i = 0; i < l.dealers.size(); ++i)
-      if (l.dealers[i])
-        peers[i]->give(std::move(l.dealers[i]));
-    l.early.clear();
-  }
-
-  // The thread waiting in `chain` on this node, for the time of one wait (the outermost one
-  // registers; nested waits of the same thread find it there).
-  class ChainWait {
-  public:
-    ChainWait(Impl &n, std::uint64_t chain, Mailbox &box) : n_(n), chain_(chain), box_(box) {
-      std::lock_guard lock(n_.chains_mu);
-      owned_ = n_.waiting_chains.emplace(chain_, &box_).second;
-    }
-    ~ChainWait() {
-      if (!owned_)
-        return;
-      std::deque<Incoming> left;
-      {
-        std::lock_guard lock(n_.chains_mu);
-        n_.waiting_chains.erase(chain_);
-        std::lock_guard box_lock(box_.mu);
-        left.swap(box_.calls);
-      }
-      for (auto &in : left) // cannot happen in a synchronous chain; never lose a call
-        n_.enqueue(std::move(in));
-    }
-
-  private:
-    Impl &n_;
-    std::uint64_t chain_;
-    Mailbox &box_;
-    bool owned_ = false;
-  };
-
-  // Sends a call to `node` and waits for the response with `call_id`, running meanwhile the
-  // calls of this thread's chain that arrive here. The wait ends when the node stops (a dead
-  // peer stops the cluster through the control plane).
-  bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
-               const wire::Envelope *&envelope, std::string &error) {
-    Mailbox &box = threadMailbox();
-    Slot &slot = dealerTo(node);
-    zmq::socket_t &dealer = *slot.socket;
-    struct Wake { // calls of the chain wake this wait; the outer one's slot afterwards
-      Mailbox &box;
-      int outer;
-      ~Wake() { box.wakeOn(outer); }
-    } wake{box, box.wakeOn(slot.efd)};
-    ChainWait registered(*this, current_chain, box);
-    ensureLeader(); // someone must read the socket while this thread waits
-    if (!transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
-      error = "cannot send to node `" + nodeName(node) + "`";
-      return false;
-    }
-    Links &l = links();
-    while (true) {
-      // An answer that arrived while a nested wait on this thread was reading the socket.
-      if (auto it = l.early.find(call_id); it != l.early.end()) {
-        response = std::move(it->second);
-        l.early.erase(it);
-        envelope = transport::verifyEnvelope(response);
-        return true;
-      }
-      // Calls of this chain that arrived while it was busy (serving or sending).
-      for (Incoming in; box.pop(in);)
-        serve(in);
-      zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
-                                  {nullptr, slot.efd, ZMQ_POLLIN, 0}};
-      pollSockets(items, 2, kPollSlice);
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto n = ::read(slot.efd, &count, sizeof count);
-      }
-      if (items[0].revents & ZMQ_POLLIN) {
-        if (!transport::recvRetrying(dealer, response, zmq::recv_flags::none))
-          continue;
-        envelope = transport::verifyEnvelope(response);
-        if (!envelope)
-          continue; // garbage
-        std::uint64_t id = transport::callIdOf(*envelope);
-        if (id == call_id)
-          return true;
-        // Waits nest (a call of this chain served while another waits) and share this socket:
-        // the answer may be for an outer wait, which will look here.
-        if (l.early.size() < kMaxEarlyAnswers)
-          l.early.emplace(id, std::move(response));
-        continue;
-      }
-      if (stop.load() || terminate_signal.load()) {
-        error = "node `" + nodeName(self) + "` is stopping";
-        return false;
-      }
-    }
-  }
-
-  // ---- serving calls (data plane) ------------------------------------------------------------
-
-  bool onWorker() {
-    std::lock_guard lock(pool_mu);
-    for (const auto &t : workers)
-      if (t.get_id() == std::this_thread::get_id())
-        return true;
-    return false;
-  }
-
-  void startWorkers(int count) {
-    std::lock_guard lock(pool_mu);
-    for (int i = 0; i < count; ++i)
-      workers.emplace_back([this] { workerLoop(); });
-  }
-
-  void enqueue(Incoming in) {
-    {
-      std::lock_guard lock(pool_mu);
-      tasks.push_back(std::move(in));
-    }
-    pool_cv.notify_one();
-  }
-
-  // Before a thread waits for a reply: if no worker is left to read the socket (all busy or
-  // waiting), start one, so that the calls of the waiting chains are read.
-  void ensureLeader() {
-    std::lock_guard lock(pool_mu);
-    if (leader_taken || idle_workers > 0 || stop.load())
-      return;
-    if (workers.size() >= static_cast<std::size_t>(kMaxWorkers)) {
-      spdlog::warn("{} workers, all busy or waiting: calls wait for one to finish", kMaxWorkers);
-      return;
-    }
-    workers.emplace_back([this] { workerLoop(); });
-    spdlog::debug("worker {} started: every other one is busy or waiting", workers.size());
-  }
-
-  void workerLoop() {
-    while (true) {
-      Incoming in;
-      {
-        std::unique_lock lock(pool_mu);
-        ++idle_workers;
-        pool_cv.wait(lock, [&] { return stop.load() || !tasks.empty() || !leader_taken; });
-        --idle_workers;
-        if (stop.load())
-          return;
-        if (!tasks.empty()) {
-          in = std::move(tasks.front());
-          tasks.pop_front();
-        } else {
-          leader_taken = true;
-          lock.unlock();
-          bool got = lead(in);
-          lock.lock();
-          leader_taken = false;
-          lock.unlock();
-          pool_cv.notify_one(); // the next leader
-          if (!got)
-            continue;
-        }
-      }
-      serve(in);
-    }
-  }
-
-  // As the leader: reads the socket until a call arrives for the pool (returned in `out`);
-  // calls of waiting chains go to their threads meanwhile. False when the node stops.
-  bool lead(Incoming &out) {
-    while (!stop.load() && !terminate_signal.load()) {
-      Incoming in;
-      bool got = false;
-      {
-        std::lock_guard lock(sock_mu);
-        if (router->get(zmq::sockopt::events) & ZMQ_POLLIN)
-          got = receiveCall(in);
-      }
-      if (got) {
-        if (!deliverToChain(in)) {
-          out = std::move(in);
-          return true;
-        }
-        continue;
-      }
-      zmq::pollitem_t items[2] = {{nullptr, router_fd, ZMQ_POLLIN, 0},
-                                  {nullptr, poke_fd, ZMQ_POLLIN, 0}};
-      pollSockets(items, 2, kPollSlice);
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto n = ::read(poke_fd, &count, sizeof count);
-      }
-    }
-    return false;
-  }
-
-  // Reads one message (identity and payload) from the router; sock_mu is held.
-  bool receiveCall(Incoming &in) {
-    if (!transport::recvRetrying(*router, in.identity, zmq::recv_flags::dontwait))
-      return false;
-    if (!in.identity.more() || !transport::recvRetrying(*router, in.payload, zmq::recv_flags::none))
-      return false;
-    for (bool more = in.payload.more(); more;) { // frames the protocol does not have
-      zmq::message_t extra;
-      if (!transport::recvRetrying(*router, extra, zmq::recv_flags::none))
-        break;
-      more = extra.more();
-    }
-    return true;
-  }
-
-  // A call of a chain whose thread waits here goes to that thread.
-  bool deliverToChain(Incoming &in) {
-    const wire::Envelope *e = transport::verifyEnvelope(in.payload);
-    const wire::Call *call = e ? e->body_as_Call() : nullptr;
-    if (!call || call->chain() == 0)
-      return false;
-    std::lock_guard lock(chains_mu);
-    auto it = waiting_chains.find(call->chain());
-    if (it == waiting_chains.end())
-      return false;
-    it->second->push(std::move(in));
-    return true;
-  }
-
-  // Runs one received call on this thread and sends its answer.
-  void serve(Incoming &in) {
-    zmq::message_t answer = answerCall(in.payload);
-    bool more = false;
-    {
-      std::lock_guard lock(sock_mu);
-      transport::sendRetrying(*router, in.identity, zmq::send_flags::sndmore);
-      transport::sendRetrying(*router, answer, zmq::send_flags::none);
-      more = router->get(zmq::sockopt::events) & ZMQ_POLLIN;
-    }
-    // Sending may have consumed the socket's "readable" signal the leader waits for.
-    if (more)
-      poke();
-  }
-
-  void poke() {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(poke_fd, &one, sizeof one);
-  }
+  // ---- serving calls -------------------------------------------------------------------------
 
   zmq::message_t answerCall(const zmq::message_t &payload) {
     const wire::Envelope *envelope = transport::verifyEnvelope(payload);
@@ -594,7 +160,7 @@ struct ClusterNode::Impl {
     // Read the placement once. A unit this node does not own is answered with its owner; a
     // stateless unit also runs here when the caller knows a newer placement than this node
     // (it runs correctly anywhere, and this node is about to hear of it).
-    const PlacementTable &t = *table.load(std::memory_order_acquire);
+    const PlacementTable &t = placement->current();
     std::uint32_t unit = unit_of[call.function()];
     if (t.owner[unit] != self && !(movable[unit] && call.epoch() > t.epoch))
       return transport::makeMoved(call_id, t.owner[unit], t.epoch);
@@ -605,11 +171,12 @@ struct ClusterNode::Impl {
     std::string error;
     // The call runs in its chain: calls it makes carry the chain, and calls of the chain that
     // come back here while it waits run on this thread.
-    std::uint64_t outer = current_chain;
-    current_chain = call.chain();
+    std::uint64_t &chain = currentChain();
+    std::uint64_t outer = chain;
+    chain = call.chain();
     bool ok = session->serve(
         call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
-    current_chain = outer;
+    chain = outer;
     if (!ok)
       return transport::makeError(call_id, wire::ErrorCode::Malformed, error);
     return reply.finish(call_id);
@@ -620,25 +187,22 @@ struct ClusterNode::Impl {
   // sees either placement whole; a call through a stub that is re-pointed a moment later reads
   // the new table and goes where it says.
   void applyPlacement(const std::vector<std::uint16_t> &owner, std::uint64_t epoch) {
-    std::lock_guard lock(table_mu);
-    const PlacementTable *old = table.load(std::memory_order_relaxed);
-    if (old && epoch <= old->epoch)
-      return; // an old placement arriving late: never go back
-    tables.push_back(std::make_unique<PlacementTable>(PlacementTable{epoch, owner}));
-    table.store(tables.back().get(), std::memory_order_release);
-    std::size_t moved = 0;
-    for (std::size_t u = 0; u < owner.size(); ++u)
-      moved += !old || old->owner[u] != owner[u];
-    spdlog::log(epoch <= 1 ? spdlog::level::info : spdlog::level::debug,
-                "placement epoch {} in effect ({} of {} units placed anew)", epoch, moved,
-                owner.size());
-    for (std::size_t id = 0; id < unit_of.size(); ++id) {
-      std::uint32_t u = unit_of[id];
-      bool here = owner[u] == self;
-      if (!old || (old->owner[u] == self) != here)
-        session->relink(static_cast<std::uint32_t>(id),
-                        here ? jit::StubTarget::Local : jit::StubTarget::Remote);
-    }
+    placement->publish(
+        PlacementTable{epoch, owner}, [&](const PlacementTable &old, const PlacementTable &now) {
+          std::size_t moved = 0;
+          for (std::size_t u = 0; u < now.owner.size(); ++u)
+            moved += old.owner[u] != now.owner[u];
+          spdlog::log(epoch <= 1 ? spdlog::level::info : spdlog::level::debug,
+                      "placement epoch {} in effect ({} of {} units placed anew)", epoch, moved,
+                      now.owner.size());
+          for (std::size_t id = 0; id < unit_of.size(); ++id) {
+            std::uint32_t u = unit_of[id];
+            bool here = now.owner[u] == self;
+            if ((old.owner[u] == self) != here)
+              session->relink(static_cast<std::uint32_t>(id),
+                              here ? jit::StubTarget::Local : jit::StubTarget::Remote);
+          }
+        });
   }
 
   // A Placement from the entry node: checked, then applied. Returns the answer.
@@ -915,7 +479,7 @@ struct ClusterNode::Impl {
     std::uint64_t id = next_call_id++;
     toEntry(transport::makeJoin(id, nodeName(self), sha256));
     auto deadline = Clock::now() + config.join_timeout;
-    while (Clock::now() < deadline && !terminate_signal.load()) {
+    while (Clock::now() < deadline && !terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
       pollSockets(&item, 1, kPollSlice);
       if (!(item.revents & ZMQ_POLLIN))
@@ -934,7 +498,7 @@ struct ClusterNode::Impl {
         return true;
       }
     }
-    if (terminate_signal.load())
+    if (terminateSignal().load())
       return false;
     return fail("cannot join the cluster: no answer from the entry node `" + nodeName(entry) +
                 "` at " + config.nodes[entry].control_endpoint + " within " +
@@ -945,7 +509,7 @@ struct ClusterNode::Impl {
   int memberLoop() {
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
-    while (!terminate_signal.load()) {
+    while (!terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
       pollSockets(&item, 1, std::min(heartbeat_interval, kPollSlice * 5));
       auto now = Clock::now();
@@ -986,7 +550,7 @@ struct ClusterNode::Impl {
                std::to_string(config.heartbeat_timeout.count()) + " ms); stopping node `" +
                nodeName(self) + "`");
     }
-    return 128 + terminate_signal.load();
+    return 128 + terminateSignal().load();
   }
 
   // Before the process exits: sends what is still queued (answers, acknowledgements), for at
@@ -994,15 +558,15 @@ struct ClusterNode::Impl {
   // terminating the context waits for every socket to be closed: this thread's are closed
   // here, but other threads of the program may still hold theirs, so the wait is bounded.
   void flushAndClose() {
-    releaseSockets();
-    for (auto &p : peers)
-      p->closeAll(kFlushTimeout);
-    for (auto *s : {&router, &control})
-      if (*s) {
-        (*s)->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
-        (*s)->close();
-        s->reset();
-      }
+    if (client)
+      client->close(kFlushTimeout);
+    if (server)
+      server->close(kFlushTimeout);
+    if (control) {
+      control->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
+      control->close();
+      control.reset();
+    }
     auto done = std::make_shared<std::promise<void>>();
     std::future<void> closed = done->get_future();
     std::thread([done] {
@@ -1019,7 +583,7 @@ struct ClusterNode::Impl {
     std::uniform_int_distribution<int> pick(0, static_cast<int>(config.nodes.size()) - 1);
     std::unique_lock lock(chaos_mu);
     while (!chaos_cv.wait_for(lock, period, [&] { return chaos_stop.load(); })) {
-      std::vector<std::uint16_t> owner = table.load(std::memory_order_acquire)->owner;
+      std::vector<std::uint16_t> owner = placement->current().owner;
       for (std::size_t u = 0; u < owner.size(); ++u)
         if (movable[u])
           owner[u] = static_cast<std::uint16_t>(pick(rng));
@@ -1042,7 +606,7 @@ struct ClusterNode::Impl {
         if (joined[i])
           members.push_back(static_cast<int>(i));
     }
-    std::uint64_t epoch = table.load(std::memory_order_acquire)->epoch + 1;
+    std::uint64_t epoch = placement->current().epoch + 1;
     for (const Ack &a : broadcast(
              members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
              config.join_timeout))
@@ -1065,18 +629,8 @@ struct ClusterNode::Impl {
     control_stop = true;
     if (wake_fd >= 0)
       wake();
-    pool_cv.notify_all();
-    std::vector<std::thread> all;
-    {
-      std::lock_guard lock(pool_mu);
-      all.swap(workers);
-    }
-    for (auto &t : all) {
-      if (t.get_id() == std::this_thread::get_id())
-        t.detach(); // a worker that stops the node (it is ending the process)
-      else if (t.joinable())
-        t.join();
-    }
+    if (server)
+      server->stop();
     if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
       control_thread.join();
   }
@@ -1086,9 +640,8 @@ ClusterNode::ClusterNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ClusterNode::~ClusterNode() {
   impl_->stopThreads();
-  for (int fd : {impl_->wake_fd, impl_->poke_fd})
-    if (fd >= 0)
-      ::close(fd);
+  if (impl_->wake_fd >= 0)
+    ::close(impl_->wake_fd);
 }
 
 llvm::Expected<std::unique_ptr<ClusterNode>>
@@ -1108,32 +661,33 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   for (const jit::PlacementUnit &u : analysis.units)
     impl->movable.push_back(u.placement == jit::Placement::Placeable && !u.stateful);
   // Epoch 0: everything on the entry node, until the entry node sends epoch 1.
-  impl->tables.push_back(std::make_unique<PlacementTable>(
+  impl->placement = std::make_unique<PlacementTables>(
       PlacementTable{0, std::vector<std::uint16_t>(analysis.units.size(),
-                                                   static_cast<std::uint16_t>(impl->entry))}));
-  impl->table = impl->tables.back().get();
+                                                   static_cast<std::uint16_t>(impl->entry))});
   for (std::uint32_t id = 0; id < impl->unit_of.size(); ++id) // the stubs follow the table
     session.relink(id, self == impl->entry ? jit::StubTarget::Local : jit::StubTarget::Remote);
   impl->joined.assign(config.nodes.size(), false);
   impl->routing_ids.assign(config.nodes.size(), "");
   impl->last_seen.assign(config.nodes.size(), Clock::now());
   session.setHandleTag(static_cast<std::uint16_t>(self + 1));
-  for (const NodeConfig &n : config.nodes)
-    impl->peers.push_back(std::make_unique<PeerSockets>(n.call_endpoint));
   double cpus = config.nodes[self].cpu_capacity;
-  impl->pool_size = cpus > 0 ? std::max(1, static_cast<int>(std::ceil(cpus)))
-                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  impl->poke_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (impl->poke_fd < 0)
-    return fail(std::string("eventfd: ") + std::strerror(errno));
+  int pool_size = cpus > 0 ? std::max(1, static_cast<int>(std::ceil(cpus)))
+                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const NodeConfig &me = config.nodes[self];
   const NodeConfig &entry = config.nodes[impl->entry];
   std::string endpoint = me.call_endpoint;
   try {
-    impl->router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
-    transport::configureSocket(*impl->router);
-    impl->router->bind(endpoint);
-    impl->router_fd = impl->router->get(zmq::sockopt::fd);
+    auto router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
+    transport::configureSocket(*router);
+    router->bind(endpoint);
+    Impl *n = impl.get();
+    impl->server = std::make_unique<CallServer>(
+        std::move(router), pool_size,
+        [n](const zmq::message_t &payload) { return n->answerCall(payload); });
+    std::vector<std::string> endpoints;
+    for (const NodeConfig &node : config.nodes)
+      endpoints.push_back(node.call_endpoint);
+    impl->client = std::make_unique<CallClient>(endpoints, *impl->server);
     if (self == impl->entry) {
       endpoint = me.control_endpoint;
       impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
@@ -1157,7 +711,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
 
 llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
   Impl &n = *impl_;
-  n.startWorkers(n.pool_size);
+  n.server->start();
   n.control_thread = std::thread([&n] { n.controlLoop(); });
   {
     std::unique_lock lock(n.mu);
@@ -1225,7 +779,7 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
         spdlog::warn("{} (shutdown)", acks[i].text);
     }
   }
-  if (!n.onWorker() && std::this_thread::get_id() != n.control_thread.get_id()) {
+  if (!n.server->onWorker() && std::this_thread::get_id() != n.control_thread.get_id()) {
     n.stopThreads();
     n.flushAndClose(); // e.g. a refused node's Welcome may still be queued
   }
@@ -1243,8 +797,8 @@ llvm::Expected<int> ClusterNode::runMember() {
   if (!joined)
     return joined.takeError();
   if (!*joined)
-    return 128 + terminate_signal.load();
-  n.startWorkers(n.pool_size);
+    return 128 + terminateSignal().load();
+  n.server->start();
   int code = n.memberLoop();
   n.stopThreads();
   if (code != 0)
@@ -1258,22 +812,19 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
   auto started = Clock::now();
-  // The outermost remote call of a thread starts a chain and lends it sockets until it returns.
-  Impl::Links &links = n.links();
-  struct Depth {
-    Impl &n;
-    Impl::Links &l;
-    bool started_chain;
-    ~Depth() {
-      if (--l.depth == 0)
-        n.releaseSockets();
-      if (started_chain)
-        current_chain = 0;
+  // The outermost remote call of a thread starts a chain and borrows sockets until it returns.
+  CallClient::CallScope scope(*n.client);
+  std::uint64_t &chain = currentChain();
+  struct ChainScope {
+    std::uint64_t &chain;
+    bool started;
+    ~ChainScope() {
+      if (started)
+        chain = 0;
     }
-  } depth{n, links, current_chain == 0};
-  ++links.depth;
-  if (depth.started_chain)
-    current_chain = (std::uint64_t(n.self + 1) << 48) | n.next_chain++;
+  } chain_scope{chain, chain == 0};
+  if (chain_scope.started)
+    chain = (std::uint64_t(n.self + 1) << 48) | n.next_chain++;
   std::size_t size = 0;
   std::string error;
   if (!jit::marshaledCallSize(sig, slots, size, error))
@@ -1283,7 +834,7 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   std::uint64_t moved_epoch = 0; // and by which placement
   for (int attempt = 0;; ++attempt) {
     // Read the placement once per attempt: the owner and the epoch come from one table.
-    const PlacementTable &t = *n.table.load(std::memory_order_acquire);
+    const PlacementTable &t = n.placement->current();
     int owner = moved_to >= 0 && moved_epoch >= t.epoch ? moved_to : t.owner[sig.unit];
     std::uint64_t epoch = std::max(t.epoch, moved_to >= 0 ? moved_epoch : 0);
     if (owner == n.self) { // placed here (re-linked while the call was on its way): run it
@@ -1294,11 +845,11 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     std::uint64_t call_id = n.next_call_id++;
     zmq::message_t call = transport::makeCallWith(
         call_id, id, epoch, size,
-        [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, current_chain);
+        [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, chain);
     auto marshaled = Clock::now();
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
-    if (!n.request(owner, std::move(call), call_id, response, envelope, error))
+    if (!n.client->request(owner, std::move(call), call_id, response, envelope, error))
       n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
     if (const wire::Reply *reply = envelope->body_as_Reply()) {
       static const std::uint8_t kEmpty = 0;
@@ -1334,9 +885,7 @@ llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners) {
   return impl_->place(owners);
 }
 
-std::uint64_t ClusterNode::epoch() const {
-  return impl_->table.load(std::memory_order_acquire)->epoch;
-}
+std::uint64_t ClusterNode::epoch() const { return impl_->placement->current().epoch; }
 
 void ClusterNode::startChaos(milliseconds period, unsigned seed) {
   Impl &n = *impl_;

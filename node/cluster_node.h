@@ -41,14 +41,10 @@ namespace distnode::node {
 /// which cannot be unwound). distnode's command installs it; libraries never exit.
 using FailureHandler = std::function<void(const std::string &message, int exit_code)>;
 
-/// One node of a running cluster.
-///
-/// Two planes. The *data plane*: every node binds a ROUTER on its call endpoint; a reactor
-/// thread runs calls from other nodes where they arrive (no hand-off to a pool: a thread
-/// wake-up costs about as much as the network here). A thread that calls a remote function
-/// sends on a DEALER of its own to the owner node and waits for the reply with a matching call
-/// id; if that thread is the reactor (a nested call, A→B→A), it keeps serving while it waits,
-/// so nested calls cannot deadlock. The call socket takes only calls.
+/// One node of a running cluster: membership and the control plane, with the data plane in
+/// call_server.h (serving calls on a pool of workers; calls of a waiting chain run on its
+/// thread) and call_client.h (pooled outgoing sockets), and the placement in effect in
+/// placement_table.h. Every node binds its call endpoint, which takes nothing but calls.
 ///
 /// The *control plane*: the entry node binds a ROUTER on its control endpoint, served by a
 /// control thread of its own; every other node connects one DEALER to it and serves it on its

@@ -1,0 +1,63 @@
+// call_client.h - making calls to other nodes: the outgoing sockets and the wait for a reply.
+#ifndef DISTNODE_NODE_CALL_CLIENT_H
+#define DISTNODE_NODE_CALL_CLIENT_H
+
+#include "node/call_server.h"
+#include "transport/messages.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace distnode::node {
+
+class PeerSockets;
+
+/// Sends calls to other nodes and waits for their replies. A thread borrows one socket per
+/// peer (and the eventfd that wakes it for calls of its chain) from that peer's pool for its
+/// outermost remote call, and gives them back when that call returns: at most
+/// kMaxSocketsPerPeer sockets per peer whatever the number of program threads. While it
+/// waits, the thread runs the calls of its own chain that arrive at this node.
+/// Thread-safe.
+class CallClient {
+public:
+  /// Outgoing sockets per peer node.
+  static constexpr int kMaxSocketsPerPeer = 64;
+
+  /// `endpoints`: each node's call endpoint, by node index. `server` is this node's.
+  CallClient(const std::vector<std::string> &endpoints, CallServer &server);
+  ~CallClient();
+
+  /// Sends `message` to `node` and waits for the response with `call_id` (its envelope is
+  /// verified). False with `error` when the node stops first.
+  bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
+               const wire::Envelope *&envelope, std::string &error);
+
+  /// Counts this thread's remote calls in progress; the outermost one's end gives its sockets
+  /// back. Use as a scope around each remote call.
+  class CallScope {
+  public:
+    explicit CallScope(CallClient &client);
+    ~CallScope();
+
+  private:
+    CallClient &client_;
+  };
+
+  /// Closes the sockets no thread holds, letting them send what is queued for `linger`.
+  void close(std::chrono::milliseconds linger);
+  /// Gives this thread's sockets back.
+  void releaseSockets();
+
+private:
+  struct Links;
+  Links &links();
+
+  std::vector<std::unique_ptr<PeerSockets>> peers_;
+  CallServer &server_;
+};
+
+} // namespace distnode::node
+
+#endif

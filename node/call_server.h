@@ -1,0 +1,130 @@
+// call_server.h - serving the calls that arrive on a node's call socket.
+//
+// A pool of worker threads shares the call ROUTER, leader/follower style. One worker at a time,
+// the leader, waits on the socket; when a call arrives it hands the leadership to an idle
+// worker and runs the call itself (no thread hand-off on the call's path). A call of a chain
+// whose thread waits on this node (A→B→A) goes to that thread's mailbox instead and runs
+// there, on top of the waiting frames, so nested calls cannot deadlock however small the pool.
+// The worker that ran a call sends its reply.
+#ifndef DISTNODE_NODE_CALL_SERVER_H
+#define DISTNODE_NODE_CALL_SERVER_H
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace distnode::node {
+
+/// A call received on the call socket, with the identity to answer it by.
+struct Incoming {
+  zmq::message_t identity, payload;
+};
+
+/// Calls of a thread's chain handed to it while it waits for a reply. Thread-safe.
+class Mailbox {
+public:
+  /// Queues a call and wakes the thread (through the eventfd it waits on, if any).
+  void push(Incoming in);
+  /// The oldest queued call, if any.
+  bool pop(Incoming &in);
+  /// Makes `fd` the eventfd that wakes the thread; returns the previous one.
+  int wakeOn(int fd);
+  /// Takes every queued call.
+  std::deque<Incoming> takeAll();
+
+private:
+  std::mutex mu_; ///< guards calls_ and wake_fd_
+  std::deque<Incoming> calls_;
+  int wake_fd_ = -1;
+};
+
+/// This thread's mailbox.
+Mailbox &threadMailbox();
+
+/// The call chain this thread runs in: 0 until it makes or serves a remote call. Calls it
+/// makes carry it; calls of it that arrive while it waits run on it.
+std::uint64_t &currentChain();
+
+/// The call socket's server. Thread-safe; construct, start(), stop().
+class CallServer {
+public:
+  /// Answers one call's payload (runs the call); used by every worker.
+  using Answer = std::function<zmq::message_t(const zmq::message_t &payload)>;
+
+  /// `router` is bound already; `pool_size` workers are started by start().
+  CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Answer answer);
+  ~CallServer();
+
+  void start();
+  /// Stops the workers and waits for them (except the calling thread, if it is one).
+  void stop();
+  /// Whether stop() was called.
+  [[nodiscard]] bool stopping() const { return stop_.load(); }
+  /// Whether the calling thread is one of the workers.
+  [[nodiscard]] bool onWorker();
+  /// Closes the socket, letting it send what is queued for `linger`. After stop().
+  void close(std::chrono::milliseconds linger);
+
+  /// Before a thread waits for a reply: if no worker is left to read the socket (all busy or
+  /// waiting), starts one, so that the calls of waiting chains are read.
+  void ensureLeader();
+  /// Runs one received call on this thread and sends its answer.
+  void serve(Incoming &in);
+
+  /// Registers the calling thread's mailbox as the one of `chain` for its lifetime (the
+  /// outermost wait of a thread registers; nested waits find it there).
+  class ChainWait {
+  public:
+    ChainWait(CallServer &server, std::uint64_t chain, Mailbox &box);
+    ~ChainWait();
+    ChainWait(const ChainWait &) = delete;
+    ChainWait &operator=(const ChainWait &) = delete;
+
+  private:
+    CallServer &server_;
+    std::uint64_t chain_;
+    Mailbox &box_;
+    bool owned_ = false;
+  };
+
+private:
+  void workerLoop();
+  bool lead(Incoming &out);
+  bool receive(Incoming &in);
+  bool deliverToChain(Incoming &in);
+  void enqueue(Incoming in);
+  void poke();
+
+  Answer answer_;
+  std::atomic<bool> stop_{false};
+
+  std::unique_ptr<zmq::socket_t> router_;
+  std::mutex sock_mu_; ///< guards every use of router_ (leader's reads, workers' replies)
+  int router_fd_ = -1; ///< ZMQ_FD of router_: readable when its state may have changed
+  int poke_fd_ = -1;   ///< eventfd: "look at the router again" (a reply's send took the signal)
+
+  std::mutex pool_mu_; ///< guards the fields below, to workers_
+  std::condition_variable pool_cv_;
+  std::deque<Incoming> tasks_; ///< calls for any worker
+  bool leader_taken_ = false;
+  int idle_workers_ = 0;
+  int pool_size_;
+  std::vector<std::thread> workers_;
+
+  std::mutex chains_mu_; ///< guards waiting_chains_
+  std::unordered_map<std::uint64_t, Mailbox *> waiting_chains_;
+};
+
+} // namespace distnode::node
+
+#endif

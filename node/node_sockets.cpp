@@ -1,0 +1,29 @@
+// node_sockets.cpp - what the parts of a cluster node share about ZeroMQ.
+#include "node/node_sockets.h"
+
+#include <cerrno>
+
+namespace distnode::node {
+
+zmq::context_t &context() {
+  static auto *ctx = new zmq::context_t(1);
+  return *ctx;
+}
+
+void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeout) {
+  try {
+    zmq::poll(items, static_cast<size_t>(n), timeout);
+  } catch (const zmq::error_t &e) {
+    if (e.num() != EINTR)
+      throw;
+    for (int i = 0; i < n; ++i)
+      items[i].revents = 0;
+  }
+}
+
+std::atomic<int> &terminateSignal() {
+  static std::atomic<int> signal{0};
+  return signal;
+}
+
+} // namespace distnode::node

@@ -1,0 +1,28 @@
+// node_sockets.h - what the parts of a cluster node share about ZeroMQ: the process's context,
+// polling that survives signals, the poll slice, and the signal that stops a member.
+#ifndef DISTNODE_NODE_NODE_SOCKETS_H
+#define DISTNODE_NODE_NODE_SOCKETS_H
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+
+namespace distnode::node {
+
+/// How often a waiting thread looks up from its sockets to notice that the node is stopping.
+inline constexpr std::chrono::milliseconds kPollSlice{20};
+
+/// The process-wide ZeroMQ context. Never destroyed: threads of the program may still own
+/// sockets when the process exits, and terminating the context would wait for them.
+zmq::context_t &context();
+
+/// zmq::poll, with a signal's interruption counted as "nothing ready".
+void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeout);
+
+/// Set by SIGTERM/SIGINT on a member node (0 otherwise): stop serving and exit quietly.
+std::atomic<int> &terminateSignal();
+
+} // namespace distnode::node
+
+#endif
