@@ -159,6 +159,8 @@ struct CountingSink {
 struct WritingSink {
   std::uint8_t *p;
   void put(const void *data, std::size_t n) {
+    if (n == 0) // an empty buffer may come as a null pointer, which memcpy must not see
+      return;
     std::memcpy(p, data, n);
     p += n;
   }

@@ -59,7 +59,7 @@ std::uint64_t &currentChain();
 class CallServer {
 public:
   /// Answers one call's payload (runs the call); used by every worker.
-  using Answer = std::function<zmq::message_t(const zmq::message_t &payload)>;
+  using Answer = std::function<zmq::message_t(zmq::message_t &payload)>;
 
   /// `router` is bound already; `pool_size` workers are started by start().
   CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Answer answer);

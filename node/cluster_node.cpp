@@ -142,7 +142,7 @@ struct ClusterNode::Impl {
 
   // ---- serving calls -------------------------------------------------------------------------
 
-  zmq::message_t answerCall(const zmq::message_t &payload) {
+  zmq::message_t answerCall(zmq::message_t &payload) {
     const wire::Envelope *envelope = transport::verifyEnvelope(payload);
     if (!envelope)
       return transport::makeError(0, wire::ErrorCode::Malformed,
@@ -681,9 +681,10 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     transport::configureSocket(*router);
     router->bind(endpoint);
     Impl *n = impl.get();
-    impl->server = std::make_unique<CallServer>(
-        std::move(router), pool_size,
-        [n](const zmq::message_t &payload) { return n->answerCall(payload); });
+    impl->server =
+        std::make_unique<CallServer>(std::move(router), pool_size, [n](zmq::message_t &payload) {
+          return n->answerCall(payload);
+        });
     std::vector<std::string> endpoints;
     for (const NodeConfig &node : config.nodes)
       endpoints.push_back(node.call_endpoint);

@@ -17,7 +17,9 @@ static zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
       [](void *, void *hint) { delete[] static_cast<std::uint8_t *>(hint); }, raw);
 }
 
-const wire::Envelope *verifyEnvelope(const zmq::message_t &message) {
+const wire::Envelope *verifyEnvelope(zmq::message_t &message) {
+  if (reinterpret_cast<std::uintptr_t>(message.data()) % alignof(std::uint64_t) != 0)
+    message = zmq::message_t(message.data(), message.size());
   flatbuffers::Verifier verifier(message.data<std::uint8_t>(), message.size());
   if (!wire::VerifyEnvelopeBuffer(verifier))
     return nullptr;

@@ -20,8 +20,11 @@ namespace distnode::transport {
 inline constexpr std::uint32_t kProtocolVersion = 4;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
-/// for anything malformed. The view is valid while the message lives.
-[[nodiscard]] const wire::Envelope *verifyEnvelope(const zmq::message_t &message);
+/// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
+/// fields in place, which needs the buffer 8-byte aligned; ZeroMQ may hand out a message at
+/// any offset of its receive buffer, so a misaligned message is first copied (into memory of
+/// its own, which is aligned).
+[[nodiscard]] const wire::Envelope *verifyEnvelope(zmq::message_t &message);
 
 /// The call_id of any request or response body, or 0.
 [[nodiscard]] std::uint64_t callIdOf(const wire::Envelope &envelope);
