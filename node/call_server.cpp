@@ -20,6 +20,8 @@ namespace {
 // Worker threads a node may start in all: its pool, plus one for each thread that waits for a
 // reply while every worker is busy (see ensureLeader).
 constexpr std::size_t kMaxWorkers = 1024;
+// Messages a leader reads from the socket in one go.
+constexpr std::size_t kBatch = 32;
 
 void signal(int fd) {
   std::uint64_t one = 1;
@@ -181,20 +183,35 @@ void CallServer::workerLoop() {
 // of waiting chains go to their threads meanwhile. False when the node stops.
 bool CallServer::lead(Incoming &out) {
   while (!stop_.load() && !terminateSignal().load()) {
-    Incoming in;
-    bool got = false;
+    // Everything queued at once (up to kBatch): the first call for the pool is this worker's,
+    // the others go to the pool's queue, where workers take them without passing the
+    // leadership around for each.
+    std::vector<Incoming> batch;
     {
       std::lock_guard lock(sock_mu_);
-      if (router_ && (router_->get(zmq::sockopt::events) & ZMQ_POLLIN))
-        got = receive(in);
-    }
-    if (got) {
-      if (!deliverToChain(in)) {
-        out = std::move(in);
-        return true;
+      while (router_ && batch.size() < kBatch &&
+             (router_->get(zmq::sockopt::events) & ZMQ_POLLIN)) {
+        Incoming in;
+        if (!receive(in))
+          break;
+        batch.push_back(std::move(in));
       }
-      continue;
     }
+    bool mine = false;
+    for (Incoming &in : batch) {
+      if (deliverToChain(in))
+        continue;
+      if (!mine) {
+        out = std::move(in);
+        mine = true;
+      } else {
+        enqueue(std::move(in));
+      }
+    }
+    if (mine)
+      return true;
+    if (!batch.empty())
+      continue;
     zmq::pollitem_t items[2] = {{nullptr, router_fd_, ZMQ_POLLIN, 0},
                                 {nullptr, poke_fd_, ZMQ_POLLIN, 0}};
     pollSockets(items, 2, kPollSlice);
