@@ -160,6 +160,9 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, slot.efd, ZMQ_POLLIN, 0}};
     pollSockets(items, 2, kPollSlice);
+    // Again every slice: the leader seen before sending may have taken a call since, with no
+    // idle worker left to read this chain's calls.
+    server_.ensureLeader();
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t count;
       [[maybe_unused]] auto n = ::read(slot.efd, &count, sizeof count);

@@ -94,11 +94,14 @@ CallServer::~CallServer() {
 void CallServer::start() {
   std::lock_guard lock(pool_mu_);
   for (int i = 0; i < pool_size_; ++i)
-    workers_.emplace_back([this] { workerLoop(); });
+    workers_.emplace_back([this] { workerLoop(false); });
 }
 
 void CallServer::stop() {
-  stop_ = true;
+  {
+    std::lock_guard lock(pool_mu_); // a worker between its check and its wait must see it
+    stop_ = true;
+  }
   pool_cv_.notify_all();
   std::vector<std::thread> all;
   {
@@ -140,17 +143,23 @@ void CallServer::enqueue(Incoming in) {
 
 void CallServer::ensureLeader() {
   std::lock_guard lock(pool_mu_);
-  if (leader_taken_ || idle_workers_ > 0 || stop_.load())
+  if (leader_taken_ || stop_.load())
     return;
+  // Idle workers that queued calls will not claim will lead; wake them all to be sure one
+  // does (a leader that gave up its role woke only one, which may have taken a call).
+  if (idle_workers_ > static_cast<int>(tasks_.size())) {
+    pool_cv_.notify_all();
+    return;
+  }
   if (workers_.size() >= kMaxWorkers) {
     spdlog::warn("{} workers, all busy or waiting: calls wait for one to finish", kMaxWorkers);
     return;
   }
-  workers_.emplace_back([this] { workerLoop(); });
+  workers_.emplace_back([this] { workerLoop(/*lead_first=*/true); });
   spdlog::debug("worker {} started: every other one is busy or waiting", workers_.size());
 }
 
-void CallServer::workerLoop() {
+void CallServer::workerLoop(bool lead_first) {
   while (true) {
     Incoming in;
     {
@@ -160,7 +169,10 @@ void CallServer::workerLoop() {
       --idle_workers_;
       if (stop_.load())
         return;
-      if (!tasks_.empty()) {
+      // A worker started for a waiting chain reads the socket before it takes queued calls.
+      bool take_task = !tasks_.empty() && !(lead_first && !leader_taken_);
+      lead_first = false;
+      if (take_task) {
         in = std::move(tasks_.front());
         tasks_.pop_front();
       } else {

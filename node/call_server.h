@@ -98,7 +98,7 @@ public:
   };
 
 private:
-  void workerLoop();
+  void workerLoop(bool lead_first);
   bool lead(Incoming &out);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);

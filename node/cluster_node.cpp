@@ -444,6 +444,8 @@ struct ClusterNode::Impl {
     std::map<std::uint64_t, std::string> waiting; // call id → routing id
     {
       std::lock_guard lock(mu);
+      if (shut_down) // the cluster is stopping normally: silence is expected
+        return;
       shut_down = true;
       for (std::size_t i = 0; i < joined.size(); ++i)
         if (joined[i] && static_cast<int>(i) != dead)
@@ -617,7 +619,10 @@ struct ClusterNode::Impl {
   }
 
   void stopChaos() {
-    chaos_stop = true;
+    {
+      std::lock_guard lock(chaos_mu); // the chaos thread between its check and its wait
+      chaos_stop = true;
+    }
     chaos_cv.notify_all();
     if (chaos_thread.joinable() && std::this_thread::get_id() != chaos_thread.get_id())
       chaos_thread.join();
