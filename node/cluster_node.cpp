@@ -130,6 +130,18 @@ struct ClusterNode::Impl {
 
   std::string nodeName(int i) const { return config.nodes[i].name; }
 
+  // A call cut short because this node stops normally (main returned, or the entry node sent
+  // Shutdown) while a thread was still calling: as natively, where the process's exit ends
+  // every other thread, the thread just stops here. A program thread on the entry node waits
+  // for the process to end; a worker on another node ends it quietly (its node has finished).
+  [[noreturn]] void stoppedMidCall() {
+    if (self == entry && !server->onWorker())
+      while (true)
+        ::pause();
+    on_failure("", 0);
+    std::abort(); // a FailureHandler must not return
+  }
+
   // Ends the process through the command's handler (never returns).
   [[noreturn]] void failed(const std::string &message, int exit_code = 2) {
     if (int sig = terminateSignal().load()) { // stopped on purpose: nothing to report
@@ -855,8 +867,11 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     auto marshaled = Clock::now();
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
-    if (!n.client->request(owner, std::move(call), call_id, response, envelope, error))
+    if (!n.client->request(owner, std::move(call), call_id, response, envelope, error)) {
+      if (n.stop.load())
+        n.stoppedMidCall(); // the cluster is stopping normally: not a failure
       n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
+    }
     if (const wire::Reply *reply = envelope->body_as_Reply()) {
       static const std::uint8_t kEmpty = 0;
       const std::uint8_t *data = reply->result() ? reply->result()->data() : &kEmpty;

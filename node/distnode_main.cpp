@@ -132,6 +132,17 @@ void linkAllThroughLoopback(distnode::jit::JitSession &session) {
     session.relink(f.id, distnode::jit::StubTarget::Remote);
 }
 
+// After the program's main returned and its atexit handlers and static destructors ran (and,
+// on a cluster, the other nodes were stopped): ends the process as a native exit() does, with
+// the program's other threads stopped where they are. Unwinding distnode itself instead would
+// free the JIT'd code under threads that may still run it.
+[[noreturn]] void exitAfterMain(int code) {
+  std::fflush(nullptr);
+  std::cerr.flush();
+  spdlog::default_logger()->flush();
+  std::_Exit(code);
+}
+
 // One node of a cluster: the entry node places the functions, runs main and stops the
 // others; every other node serves until then.
 int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
@@ -211,7 +222,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   auto code = session.runMain(opt.args);
   if (!code)
     return reportError(code.takeError());
-  return *code;
+  exitAfterMain(*code);
 }
 
 int run(const Options &opt, distnode::jit::Program program,
@@ -239,7 +250,7 @@ int run(const Options &opt, distnode::jit::Program program,
   auto code = (*session)->runMain(opt.args);
   if (!code)
     return reportError(code.takeError());
-  return *code;
+  exitAfterMain(*code);
 }
 
 } // namespace

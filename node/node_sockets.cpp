@@ -14,7 +14,9 @@ void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeou
   try {
     zmq::poll(items, static_cast<size_t>(n), timeout);
   } catch (const zmq::error_t &e) {
-    if (e.num() != EINTR)
+    // EINTR: a signal (the profiler's SIGPROF); ETERM: the process is ending and closed the
+    // context under this thread. Either way nothing is ready; the caller sees why.
+    if (e.num() != EINTR && e.num() != ETERM)
       throw;
     for (int i = 0; i < n; ++i)
       items[i].revents = 0;

@@ -84,7 +84,7 @@ std::vector<ExampleRun> correctnessRuns() {
       {}, {"--loopback"}, {"--local", "3", "--placement", "scatter"}};
   std::vector<ExampleRun> runs;
   for (const auto &mode : modes)
-    for (const char *name : {"struct_array", "escape", "own_rand", "own_exit"})
+    for (const char *name : {"struct_array", "escape", "own_rand", "own_exit", "lingering"})
       runs.push_back(ExampleRun{name, {}, mode, true});
   return runs;
 }
