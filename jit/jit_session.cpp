@@ -169,7 +169,8 @@ struct JitSession::Impl {
   std::vector<std::uint32_t> profile_ids;              // profiler id by remote id
   RemoteHandler remote_handler;
   std::function<void(int)> exit_hook;
-  HandleTable handles; ///< GPin objects of this node known to other nodes by id
+  /// GPin objects of this node known to other nodes by id, one table per placement unit.
+  std::vector<std::unique_ptr<HandleTable>> handles;
 };
 
 namespace {
@@ -513,6 +514,9 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     sig.params = f.params;
     sig.result = f.result;
     rewriteFunction(module, f.name, id, call_remote, context, sig);
+    while (impl->handles.size() <= sig.unit)
+      impl->handles.push_back(
+          std::make_unique<HandleTable>(1, static_cast<std::uint16_t>(impl->handles.size())));
     impl->functions.push_back(std::move(sig));
     inits[f.name] = {orc::ExecutorAddr::fromPtr(&stubNotLinked), callable};
   }
@@ -651,7 +655,10 @@ void JitSession::setRemoteHandler(RemoteHandler handler) {
   impl_->remote_handler = std::move(handler);
 }
 
-void JitSession::setHandleTag(std::uint16_t tag) { impl_->handles.setTag(tag); }
+void JitSession::setHandleTag(std::uint16_t tag) {
+  for (auto &table : impl_->handles)
+    table->setTag(tag);
+}
 
 void JitSession::setExitHook(std::function<void(int)> hook) { impl_->exit_hook = std::move(hook); }
 
@@ -697,7 +704,8 @@ bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t s
   const RemoteSignature &sig = impl_->functions[id];
   bool served = false;
   if (!withStackReserve([&] {
-        served = serveCall(sig, impl_->dispatch[id], args, size, reply, impl_->handles, error);
+        served = serveCall(sig, impl_->dispatch[id], args, size, reply, *impl_->handles[sig.unit],
+                           error);
       })) {
     error = "`" + sig.name + "` not run: " + std::to_string(nested) +
             " calls nested on one thread of this node use all of its stack (" +

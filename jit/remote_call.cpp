@@ -262,7 +262,7 @@ std::uint64_t HandleTable::issue(void *object) {
   std::lock_guard lock(mu_);
   auto [it, inserted] = ids_.emplace(object, 0);
   if (inserted) {
-    it->second = (std::uint64_t(tag_) << 48) | next_++;
+    it->second = (std::uint64_t(tag_) << 48) | (std::uint64_t(unit_) << 32) | next_++;
     objects_.emplace(it->second, object);
   }
   return it->second;

@@ -40,8 +40,8 @@ using DispatchFn = void (*)(void **slots, void *ret);
 /// Everything needed to marshal calls of one remotable function. Immutable after creation;
 /// safe to share between threads.
 struct RemoteSignature {
-  std::uint32_t id = 0; ///< index in the program's remotable functions (same on every node)
-  std::string name;     ///< the function's name
+  std::uint32_t id = 0;   ///< index in the program's remotable functions (same on every node)
+  std::string name;       ///< the function's name
   std::uint32_t unit = 0; ///< its placement unit (ProgramAnalysis::units), moved as a whole
   std::vector<ValuePlan> params;
   ValuePlan result;
@@ -64,17 +64,19 @@ void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_
 [[nodiscard]] bool marshalCall(const RemoteSignature &sig, void *const *slots,
                                std::vector<std::uint8_t> &out, std::string &error);
 
-/// The GPin objects of this node that other nodes hold handles to. A GPin pointer leaves the
-/// node that owns its object only as an id issued here (never as an address), and an id that
-/// arrives is looked up here: one this node did not issue is refused, so no message can make
-/// a node write through an address of the sender's choosing. The same object always gets the
-/// same id, so handles compare equal on other nodes exactly when the pointers would. Ids are
-/// never reused (objects the program frees stay in the table, as their handles may too).
-/// Thread-safe.
+/// The GPin objects of one placement unit on this node that other nodes hold handles to. A
+/// GPin pointer leaves the node that owns its object only as an id issued here (never as an
+/// address), and an id that arrives is looked up in the table of the unit it is passed to: one
+/// this node did not issue for that unit is refused, so no message can make a node write
+/// through an address of the sender's choosing, nor pass one GPin type's object as another's.
+/// The same object always gets the same id, so handles compare equal on other nodes exactly
+/// when the pointers would. Ids are never reused (objects the program frees stay in the table,
+/// as their handles may too). An id is the node's tag (16 bits), the unit (16 bits) and a
+/// counter (32 bits). Thread-safe.
 class HandleTable {
 public:
   /// `tag` distinguishes the ids of different nodes (e.g. the node's index + 1).
-  explicit HandleTable(std::uint16_t tag = 1) : tag_(tag) {}
+  explicit HandleTable(std::uint16_t tag = 1, std::uint16_t unit = 0) : tag_(tag), unit_(unit) {}
   void setTag(std::uint16_t tag);
   /// The id of `object` (0 for nullptr), issued on first use.
   [[nodiscard]] std::uint64_t issue(void *object);
@@ -84,7 +86,8 @@ public:
 private:
   mutable std::mutex mu_; ///< guards everything below
   std::uint16_t tag_;
-  std::uint64_t next_ = 1;
+  std::uint16_t unit_;
+  std::uint32_t next_ = 1;
   std::unordered_map<void *, std::uint64_t> ids_;
   std::unordered_map<std::uint64_t, void *> objects_;
 };

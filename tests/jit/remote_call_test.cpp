@@ -205,5 +205,25 @@ TEST(ReplyDecoder, MalformedRepliesAreRefused) {
   }
 }
 
+TEST(HandleTable, IdsAreTheNodesAndTheUnitsNeverAnAddress) {
+  HandleTable accounts(/*tag=*/2, /*unit=*/3), tables(/*tag=*/2, /*unit=*/4);
+  int a = 1, b = 2;
+  std::uint64_t id = accounts.issue(&a);
+  EXPECT_EQ(id >> 48, 2u) << "the issuing node";
+  EXPECT_EQ((id >> 32) & 0xffff, 3u) << "the unit";
+  EXPECT_NE(id, reinterpret_cast<std::uintptr_t>(&a));
+  EXPECT_EQ(accounts.issue(&a), id) << "one object, one id";
+  EXPECT_NE(accounts.issue(&b), id);
+  EXPECT_EQ(accounts.issue(nullptr), 0u);
+  void *object = nullptr;
+  ASSERT_TRUE(accounts.resolve(id, object));
+  EXPECT_EQ(object, &a);
+  EXPECT_FALSE(tables.resolve(id, object)) << "another unit's handle (another GPin type)";
+  EXPECT_FALSE(HandleTable(3, 3).resolve(id, object)) << "another node's handle";
+  EXPECT_FALSE(accounts.resolve(reinterpret_cast<std::uintptr_t>(&a), object)) << "an address";
+  ASSERT_TRUE(accounts.resolve(0, object));
+  EXPECT_EQ(object, nullptr);
+}
+
 } // namespace
 } // namespace distnode::jit
