@@ -1,6 +1,7 @@
 // remote_call.cpp - marshaling a call of a placeable function into bytes and back.
 #include "jit/remote_call.h"
 
+#include <atomic>
 #include <cstring>
 #include <limits>
 
@@ -8,7 +9,7 @@ namespace distnode::jit {
 
 namespace {
 
-constexpr std::uint64_t kMaxBufferBytes = kMaxCallBytes;
+std::atomic<std::uint64_t> max_call_bytes{kDefaultMaxCallBytes};
 
 bool copiesOut(MarshalKind k) {
   return k == MarshalKind::BufferOut || k == MarshalKind::BufferInOut ||
@@ -51,9 +52,9 @@ bool countOf(const RemoteSignature &sig, const ValuePlan &p, void *const *slots,
     }
     count = static_cast<std::uint64_t>(value);
   }
-  if (p.size != 0 && count > kMaxBufferBytes / p.size) {
+  if (p.size != 0 && count > maxCallBytes() / p.size) {
     error = "parameter `" + p.name + "`: " + std::to_string(count) + " elements of " +
-            std::to_string(p.size) + " bytes exceed the " + std::to_string(kMaxCallBytes >> 20) +
+            std::to_string(p.size) + " bytes exceed the " + std::to_string(maxCallBytes() >> 20) +
             " MiB limit of one call";
     return false;
   }
@@ -225,9 +226,9 @@ bool marshaledCallSize(const RemoteSignature &sig, void *const *slots, std::size
   CountingSink counter;
   if (!encodeCall(sig, slots, counter, error))
     return false;
-  if (counter.size > kMaxCallBytes) {
+  if (counter.size > maxCallBytes()) {
     error = "its arguments are " + std::to_string(counter.size) + " bytes, more than the " +
-            std::to_string(kMaxCallBytes >> 20) + " MiB one call may carry";
+            std::to_string(maxCallBytes() >> 20) + " MiB one call may carry";
     return false;
   }
   size = counter.size;
@@ -249,6 +250,12 @@ bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std
   out.resize(at + size);
   marshalCallInto(sig, slots, out.data() + at);
   return true;
+}
+
+std::uint64_t maxCallBytes() { return max_call_bytes.load(std::memory_order_relaxed); }
+
+void setMaxCallBytes(std::uint64_t bytes) {
+  max_call_bytes.store(bytes, std::memory_order_relaxed);
 }
 
 void HandleTable::setTag(std::uint16_t tag) {
@@ -348,7 +355,7 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
         break;
       }
       std::uint64_t bytes = 0;
-      ok = in.readU64(bytes) && bytes <= kMaxBufferBytes;
+      ok = in.readU64(bytes) && bytes <= maxCallBytes();
       if (ok && (p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut))
         ok = bytes == p.size;
       const std::uint8_t *src = ok ? in.take(bytes) : nullptr;
@@ -421,9 +428,9 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   for (std::size_t i = 0; i < sig.params.size(); ++i)
     if (out_present[i])
       reply_size += sizeof(std::uint64_t) + out_bytes[i];
-  if (reply_size > kMaxCallBytes) {
+  if (reply_size > maxCallBytes()) {
     error = "`" + sig.name + "` not run: its reply would be " + std::to_string(reply_size) +
-            " bytes, more than the " + std::to_string(kMaxCallBytes >> 20) +
+            " bytes, more than the " + std::to_string(maxCallBytes() >> 20) +
             " MiB one call may carry";
     return false;
   }

@@ -30,9 +30,14 @@
 
 namespace distnode::jit {
 
-/// The largest buffer one call may carry (in or out). A count this large is a bug in the
-/// program, and the transport refuses larger messages (transport::kMaxMessageBytes).
-inline constexpr std::uint64_t kMaxCallBytes = std::uint64_t(256) << 20;
+/// The default of the largest argument or reply blob one call may carry (cluster.yaml's
+/// `max_message_mb`). A count beyond it is a bug in the program, and the transport refuses
+/// larger messages.
+inline constexpr std::uint64_t kDefaultMaxCallBytes = std::uint64_t(256) << 20;
+
+/// The cap in effect (process-wide; set once at start-up, before any call).
+[[nodiscard]] std::uint64_t maxCallBytes();
+void setMaxCallBytes(std::uint64_t bytes);
 
 /// The generated dispatcher of one function: unpacks slots, calls the body, stores the result.
 using DispatchFn = void (*)(void **slots, void *ret);

@@ -49,7 +49,7 @@ public:
     ++created_;
     auto s = std::make_unique<Slot>();
     s->socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
-    transport::configureSocket(*s->socket);
+    transport::configureSocket(*s->socket, maxMessageBytes());
     s->socket->connect(endpoint_);
     return s;
   }

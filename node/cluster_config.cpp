@@ -126,7 +126,7 @@ public:
       fail(root, "(top level)", "expected a map with `cluster` and `nodes`");
     onlyKeys(root, "",
              {"cluster", "nodes", "entry", "coordinator", "join_timeout_ms", "heartbeat_timeout_ms",
-              "placement"});
+              "max_message_mb", "placement"});
     if (!root["cluster"])
       fail(root, "cluster", "missing; name the cluster, e.g. `cluster: demo`");
     c.name = str(root["cluster"], "cluster");
@@ -211,6 +211,17 @@ public:
     }
     if (YAML::Node t = root["join_timeout_ms"])
       c.join_timeout = milliseconds(t, "join_timeout_ms", 1);
+    if (YAML::Node m = root["max_message_mb"]) {
+      long mb = 0;
+      try {
+        mb = m.as<long>();
+      } catch (const YAML::Exception &) {
+        fail(m, "max_message_mb", "expected a whole number of MiB");
+      }
+      if (mb < 1 || mb > 2047)
+        fail(m, "max_message_mb", "must be from 1 to 2047 (FlatBuffers messages stay below 2 GiB)");
+      c.max_call_bytes = static_cast<std::uint64_t>(mb) << 20;
+    }
     if (YAML::Node t = root["heartbeat_timeout_ms"])
       c.heartbeat_timeout = milliseconds(t, "heartbeat_timeout_ms", kMinHeartbeatTimeoutMs);
     if (YAML::Node p = root["placement"])

@@ -3,6 +3,7 @@
 #define DISTNODE_NODE_CLUSTER_CONFIG_H
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct ClusterConfig {
   std::chrono::milliseconds join_timeout{10000};
   /// A node that sends no heartbeat for this long is taken for dead and the cluster stops.
   std::chrono::milliseconds heartbeat_timeout{3000};
+  /// The largest argument or reply blob of one call (`max_message_mb`); a node refuses larger
+  /// messages before buffering them.
+  std::uint64_t max_call_bytes = std::uint64_t(256) << 20;
   std::vector<PlacementEntry> placement;
 
   /// Index of node `name` in `nodes`, or -1.

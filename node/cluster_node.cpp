@@ -41,9 +41,6 @@ namespace wire = distnode::wire;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-static_assert(jit::kMaxCallBytes + (64 << 10) <= transport::kMaxMessageBytes,
-              "a call's blob and its envelope must fit in a message");
-
 namespace {
 
 // How long a stopping node lets ZeroMQ send what is still queued.
@@ -687,6 +684,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->routing_ids.assign(config.nodes.size(), "");
   impl->last_seen.assign(config.nodes.size(), Clock::now());
   session.setHandleTag(static_cast<std::uint16_t>(self + 1));
+  jit::setMaxCallBytes(config.max_call_bytes); // before any socket is made
   double cpus = config.nodes[self].cpu_capacity;
   int pool_size = cpus > 0 ? std::max(1, static_cast<int>(std::ceil(cpus)))
                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -695,7 +693,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   std::string endpoint = me.call_endpoint;
   try {
     auto router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
-    transport::configureSocket(*router);
+    transport::configureSocket(*router, maxMessageBytes());
     router->bind(endpoint);
     Impl *n = impl.get();
     impl->server =
@@ -709,7 +707,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     if (self == impl->entry) {
       endpoint = me.control_endpoint;
       impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
-      transport::configureSocket(*impl->control);
+      transport::configureSocket(*impl->control, maxMessageBytes());
       impl->control->bind(endpoint);
       impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (impl->wake_fd < 0)
@@ -717,7 +715,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     } else {
       endpoint = entry.control_endpoint;
       impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
-      transport::configureSocket(*impl->control);
+      transport::configureSocket(*impl->control, maxMessageBytes());
       impl->control->connect(endpoint);
     }
   } catch (const zmq::error_t &e) {

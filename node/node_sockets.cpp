@@ -1,6 +1,9 @@
 // node_sockets.cpp - what the parts of a cluster node share about ZeroMQ.
 #include "node/node_sockets.h"
 
+#include "jit/remote_call.h"
+#include "transport/messages.h"
+
 #include <cerrno>
 
 namespace distnode::node {
@@ -21,6 +24,10 @@ void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeou
     for (int i = 0; i < n; ++i)
       items[i].revents = 0;
   }
+}
+
+std::int64_t maxMessageBytes() {
+  return static_cast<std::int64_t>(jit::maxCallBytes()) + transport::kEnvelopeBytes;
 }
 
 std::atomic<int> &terminateSignal() {

@@ -20,6 +20,10 @@ zmq::context_t &context();
 /// zmq::poll, with a signal's interruption counted as "nothing ready".
 void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeout);
 
+/// The largest message a node accepts: the largest call blob (jit::maxCallBytes()) and its
+/// envelope.
+std::int64_t maxMessageBytes();
+
 /// Set by SIGTERM/SIGINT on a member node (0 otherwise): stop serving and exit quietly.
 std::atomic<int> &terminateSignal();
 

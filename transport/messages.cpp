@@ -169,11 +169,11 @@ zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
   }
 }
 
-void configureSocket(zmq::socket_t &socket) {
+void configureSocket(zmq::socket_t &socket, std::int64_t max_message_bytes) {
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
-  socket.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+  socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
 }
 
 } // namespace distnode::transport

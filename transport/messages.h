@@ -76,13 +76,14 @@ zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
 zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::recv_flags flags);
 
-/// The largest message a node accepts: one call's arguments or reply (jit::kMaxCallBytes) and
-/// the envelope around them. ZeroMQ drops a connection that sends more, before buffering it.
-inline constexpr std::int64_t kMaxMessageBytes = (std::int64_t(256) << 20) + (64 << 10);
+/// Room for a message's envelope beyond its blob: the largest message a node accepts is the
+/// largest call blob plus this. ZeroMQ drops a connection that sends more, before buffering it.
+inline constexpr std::int64_t kEnvelopeBytes = 64 << 10;
 
 /// Sets the options every distnode socket uses: no linger on close (a stopping node must not
-/// block on unsent messages), no limit on queued messages, and kMaxMessageBytes.
-void configureSocket(zmq::socket_t &socket);
+/// block on unsent messages), no limit on queued messages, and at most `max_message_bytes` per
+/// received message.
+void configureSocket(zmq::socket_t &socket, std::int64_t max_message_bytes);
 
 } // namespace distnode::transport
 

@@ -38,6 +38,7 @@ TEST(ClusterConfig, ParsesEveryField) {
   EXPECT_EQ(c->nodes[0].control_endpoint, "tcp://127.0.0.1:7001") << "default: call port + 1";
   EXPECT_EQ(c->nodes[1].control_endpoint, "ipc:///tmp/distnode-b.control");
   EXPECT_EQ(c->heartbeat_timeout.count(), 3000);
+  EXPECT_EQ(c->max_call_bytes, std::uint64_t(256) << 20) << "the default cap of one call";
   ASSERT_EQ(c->placement.size(), 1u);
   EXPECT_EQ(c->placement[0].function, "hash_block");
   EXPECT_EQ(c->placement[0].where, "cluster.yaml:12");
@@ -79,7 +80,9 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
        "c.yaml:2: heartbeat_timeout_ms: must be at least 100"},
       {"cluster: x\nnodse: []\n",
        "c.yaml:2: nodse: unknown field (expected one of: cluster, coordinator, entry, "
-       "heartbeat_timeout_ms, join_timeout_ms, nodes, placement)"},
+       "heartbeat_timeout_ms, join_timeout_ms, max_message_mb, nodes, placement)"},
+      {"cluster: x\nmax_message_mb: 4096\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:2: max_message_mb: must be from 1 to 2047 (FlatBuffers messages stay below 2 GiB)"},
       {"cluster: x\nentry: z\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: entry: no node named `z` in `nodes`"},
       {"cluster: x\njoin_timeout_ms: soon\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",

@@ -521,6 +521,24 @@ TEST(Logging, UnknownLevelIsOneLineError) {
                      "error, off");
 }
 
+// max_message_mb caps one call's arguments: a larger call is refused on the calling side with
+// one line naming the parameter, before anything is sent (a node would drop a connection that
+// sent it).
+TEST(ClusterErrors, CallAboveMaxMessageSizeIsOneLineError) {
+  std::string config =
+      writeTempFile("small_messages.yaml",
+                    clusterConfig(2, 10000, "max_message_mb: 1\nheartbeat_timeout_ms: 500\n") +
+                        "placement:\n  total: n1\n");
+  auto member =
+      startProcess({kDistnode, "--join", config, "--name", "n1", fixture("big_call") + ".bc"});
+  ProcessResult entry =
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("big_call") + ".bc"});
+  ProcessResult m = member.get();
+  expectOneLineError(entry, "call of `total`: parameter `data`: 2097152 elements of 1 bytes "
+                            "exceed the 1 MiB limit of one call");
+  EXPECT_FALSE(m.timed_out);
+}
+
 // One versioned placement: under --chaos-ms every stateless unit moves to a random node every
 // 2 ms (a new epoch each time) while 8 threads call them, nested calls included; calls that
 // reach a node which no longer owns their unit are answered Moved and retried. About 10 s on
