@@ -145,8 +145,31 @@ struct ClusterNode::Impl {
       spdlog::info("stopped by signal {}", sig);
       on_failure("", 128 + sig);
     }
+    tellMembers(message);
     on_failure(message, exit_code);
     std::abort(); // a FailureHandler must not return
+  }
+
+  // Entry node, before it ends with a failure found outside its control thread: tells the
+  // other nodes why, so that each stops at once with that line instead of waiting for the
+  // heartbeats to run out. Waits at most kFailureNoticeTimeout for them to have it.
+  void tellMembers(const std::string &why) {
+    if (self != entry || !control_thread.joinable() ||
+        std::this_thread::get_id() == control_thread.get_id())
+      return;
+    std::vector<int> members;
+    {
+      std::lock_guard lock(mu);
+      if (shut_down)
+        return; // stopping anyway
+      shut_down = true;
+      for (std::size_t i = 0; i < joined.size(); ++i)
+        if (joined[i])
+          members.push_back(static_cast<int>(i));
+    }
+    broadcast(
+        members, [&](std::uint64_t id) { return transport::makeShutdown(id, 2, why); },
+        kFailureNoticeTimeout);
   }
 
   // ---- serving calls -------------------------------------------------------------------------
