@@ -390,30 +390,26 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   }
   // Buffers: the counts are known once every parameter is decoded. What arrived must be
   // exactly count × element size (a callee trusts its count), and an out-only buffer, which
-  // costs the sender nothing, must fit in a reply.
+  // costs the sender nothing, must fit in a reply (checked with the reply's size below).
   std::vector<std::uint64_t> out_bytes(sig.params.size(), 0);
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
-    if (!isBuffer(p.kind) || !(in_present[i] || out_present[i]))
-      continue;
-    std::uint64_t bytes = 0;
-    if (!countOf(sig, p, slots.data(), bytes, error)) {
-      error = "malformed arguments for `" + sig.name + "`: " + error;
-      return false;
-    }
-    if (in_present[i] && in_bytes[i] != bytes) {
-      error = "malformed arguments for `" + sig.name + "`: parameter `" + p.name + "` carries " +
-              std::to_string(in_bytes[i]) + " bytes, but its count says " + std::to_string(bytes);
-      return false;
-    }
-  }
-  for (std::size_t i = 0; i < sig.params.size(); ++i) {
-    const ValuePlan &p = sig.params[i];
-    if (!out_present[i])
+    if (!in_present[i] && !out_present[i])
       continue;
     std::uint64_t bytes = p.size;
-    if (isBuffer(p.kind) && !countOf(sig, p, slots.data(), bytes, error))
-      return false;
+    if (isBuffer(p.kind)) {
+      if (!countOf(sig, p, slots.data(), bytes, error)) {
+        error = "malformed arguments for `" + sig.name + "`: " + error;
+        return false;
+      }
+      if (in_present[i] && in_bytes[i] != bytes) {
+        error = "malformed arguments for `" + sig.name + "`: parameter `" + p.name + "` carries " +
+                std::to_string(in_bytes[i]) + " bytes, but its count says " + std::to_string(bytes);
+        return false;
+      }
+    }
+    if (!out_present[i])
+      continue;
     out_bytes[i] = bytes;
     if (p.kind == MarshalKind::BufferOut) {
       // Zeroed, so that elements the callee leaves alone come back the same on every run.
