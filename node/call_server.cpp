@@ -28,19 +28,6 @@ void signal(int fd) {
   [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
 }
 
-// ZMQ_EVENTS, retried when a signal (the profiler's SIGPROF) interrupts it: reading it makes
-// ZeroMQ process its pending commands, which can be interrupted like a receive.
-int pendingEvents(zmq::socket_t &socket) {
-  while (true) {
-    try {
-      return socket.get(zmq::sockopt::events);
-    } catch (const zmq::error_t &e) {
-      if (e.num() != EINTR)
-        throw;
-    }
-  }
-}
-
 void drain(int fd) {
   std::uint64_t count;
   [[maybe_unused]] auto n = ::read(fd, &count, sizeof count);
@@ -214,7 +201,8 @@ bool CallServer::lead(Incoming &out) {
     std::vector<Incoming> batch;
     {
       std::lock_guard lock(sock_mu_);
-      while (router_ && batch.size() < kBatch && (pendingEvents(*router_) & ZMQ_POLLIN)) {
+      while (router_ && batch.size() < kBatch &&
+             (transport::eventsRetrying(*router_) & ZMQ_POLLIN)) {
         Incoming in;
         if (!receive(in))
           break;
@@ -282,7 +270,7 @@ void CallServer::serve(Incoming &in) {
       return;
     transport::sendRetrying(*router_, in.identity, zmq::send_flags::sndmore);
     transport::sendRetrying(*router_, answer, zmq::send_flags::none);
-    more = pendingEvents(*router_) & ZMQ_POLLIN;
+    more = transport::eventsRetrying(*router_) & ZMQ_POLLIN;
   }
   // Sending may have consumed the socket's "readable" signal the leader waits for.
   if (more)

@@ -169,6 +169,17 @@ zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
   }
 }
 
+int eventsRetrying(zmq::socket_t &socket) {
+  while (true) {
+    try {
+      return socket.get(zmq::sockopt::events);
+    } catch (const zmq::error_t &e) {
+      if (e.num() != EINTR)
+        throw;
+    }
+  }
+}
+
 void configureSocket(zmq::socket_t &socket, std::int64_t max_message_bytes) {
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);

@@ -75,6 +75,9 @@ zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::send_flags flags);
 zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::recv_flags flags);
+/// ZMQ_EVENTS (ZMQ_POLLIN, ZMQ_POLLOUT), retried likewise: reading it makes ZeroMQ process its
+/// pending commands, which a signal can interrupt as it does a receive.
+int eventsRetrying(zmq::socket_t &socket);
 
 /// Room for a message's envelope beyond its blob: the largest message a node accepts is the
 /// largest call blob plus this. ZeroMQ drops a connection that sends more, before buffering it.
