@@ -536,6 +536,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     profiler::InstrumentSpec spec;
     spec.thread_state_offset = profiler::Profiler::threadStateOffset();
     spec.thread_init_symbol = kThreadInitSymbol;
+    spec.flush_generation = &profiler::Profiler::flushGeneration();
     auto *string_bytes = llvm::cast<llvm::Function>(
         module
             .getOrInsertFunction(kStringBytesSymbol,

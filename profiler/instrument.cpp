@@ -178,18 +178,34 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
       }
     }
     // Each site counts in locals (registers, after mem2reg) and adds them to the thread's
-    // block every kFlushEvery calls, before a call that does not return, and at every return:
-    // a memory add per call would cost as much as a tiny call itself. A snapshot taken while a
-    // frame runs lags by fewer than kFlushEvery calls per site; totals at the end are exact.
-    constexpr std::uint64_t kFlushEvery = 4096;
+    // block before a call that does not return, at every return, and at the first call after
+    // the process's flush generation changed: a memory add per call would cost as much as a
+    // tiny call itself. The generation check is one load and compare per call, so a frame that
+    // runs for minutes still shows its calls within one flush period (Profiler::requestFlush);
+    // totals at the end are exact.
     struct Pending {
       std::size_t site;
       llvm::Value *index;
       llvm::AllocaInst *calls, *call_bytes, *reply_bytes; // bytes: null when static
     };
     std::vector<Pending> pending;
+    std::vector<std::pair<llvm::Instruction *, llvm::Value *>> flush_points;
     llvm::Instruction *setup = llvm::cast<llvm::Instruction>(current_slot)->getNextNode();
     llvm::IRBuilder<> alloca_b(&f->getEntryBlock(), f->getEntryBlock().begin());
+    llvm::Value *generation_addr = nullptr;
+    llvm::AllocaInst *seen = nullptr;
+    auto loadGeneration = [&](llvm::IRBuilder<> &b) {
+      llvm::LoadInst *g = b.CreateAlignedLoad(i32, generation_addr, llvm::Align(4), "prof.gen");
+      g->setAtomic(llvm::AtomicOrdering::Monotonic); // never hoisted out of a loop
+      return g;
+    };
+    if (!sites_in[f].empty()) {
+      llvm::IRBuilder<> sb(setup);
+      generation_addr = sb.CreateIntToPtr(
+          sb.getInt64(reinterpret_cast<std::uintptr_t>(spec.flush_generation)), ptr);
+      seen = alloca_b.CreateAlloca(i32, nullptr, "prof.seen");
+      sb.CreateStore(loadGeneration(sb), seen);
+    }
     for (std::size_t s : sites_in[f]) {
       const Site &site = sites[s];
       llvm::CallBase *call = site.call;
@@ -229,10 +245,18 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
       if (p.reply_bytes)
         b.CreateStore(b.CreateAdd(b.CreateLoad(i64, p.reply_bytes), reply_bytes), p.reply_bytes);
       pending.push_back(p);
-      llvm::Instruction *full = llvm::SplitBlockAndInsertIfThen(
-          b.CreateICmpEQ(calls, b.getInt64(kFlushEvery)), call, /*Unreachable=*/false);
-      llvm::IRBuilder<> fb(full);
-      flush(fb, entry.block, pending.back());
+      llvm::Value *now = loadGeneration(b);
+      llvm::Instruction *changed = llvm::SplitBlockAndInsertIfThen(
+          b.CreateICmpNE(now, b.CreateLoad(i32, seen)), call, /*Unreachable=*/false);
+      flush_points.push_back({changed, now});
+    }
+    // At a generation change, every site of the frame is flushed (their locals are all set up
+    // at entry), so a frame's counts are never older than the generation it saw last.
+    for (auto [at, now] : flush_points) {
+      llvm::IRBuilder<> fb(at);
+      for (const Pending &p : pending)
+        flush(fb, entry.block, p);
+      fb.CreateStore(now, seen);
     }
     // Before every return and every call that does not return (exit, abort...).
     std::vector<llvm::Instruction *> exits;

@@ -36,11 +36,16 @@ struct InstrumentSpec {
   std::ptrdiff_t thread_state_offset = 0;
   /// Name of the slow-path function `ptr ()` that returns this thread's counter block.
   std::string thread_init_symbol;
+  /// Address of the process's flush generation (Profiler::flushGeneration): a frame adds its
+  /// sites' pending counts to the thread's block at the first call after it changes.
+  const void *flush_generation = nullptr;
 };
 
 /// Instruments `module`: every profiled body records itself as the thread's current function
 /// while it runs; every call of a profiled function with byte counters increments, in the
-/// thread's block, the calls and bytes of its edge. Functions named `*.remote` and
+/// thread's block, the calls and bytes of its edge: kept in the frame's locals and added to
+/// the block at every return and at the first call after the flush generation changed. Functions
+/// named `*.remote` and
 /// `*.dispatch` (generated glue) are left alone. Returns the layout of the counter blocks.
 [[nodiscard]] ProfileLayout instrumentModule(llvm::Module &module, const InstrumentSpec &spec);
 

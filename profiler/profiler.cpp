@@ -136,9 +136,6 @@ void Profiler::configure(ProfileLayout layout) {
   layout_ = std::move(layout);
   retired_.assign(layout_.blockSize(), 0);
   remote_.assign(layout_.functions.size(), {});
-  last_totals_.assign(layout_.blockSize(), 0);
-  rates_.assign(layout_.blockSize(), 0);
-  last_s_ = 0;
   samples_index = layout_.samplesIndex();
   samples_functions = layout_.functions.size();
   start_ = std::chrono::steady_clock::now();
@@ -226,26 +223,129 @@ std::vector<std::uint64_t> Profiler::totals() {
   return sum;
 }
 
-ProfileSnapshot Profiler::snapshot() {
-  return snapshotAt(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+double Profiler::elapsedS() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
-ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
+ProfileSnapshot Profiler::snapshot(RateCursor &cursor) { return snapshotAt(cursor, elapsedS()); }
+
+ProfileSnapshot Profiler::snapshot() {
+  RateCursor fresh;
+  return snapshot(fresh);
+}
+
+std::atomic<std::uint32_t> &Profiler::flushGeneration() {
+  static std::atomic<std::uint32_t> generation{0};
+  return generation;
+}
+
+void Profiler::requestFlush() { flushGeneration().fetch_add(1, std::memory_order_relaxed); }
+
+ProfileCounts Profiler::counts() {
+  double elapsed = elapsedS();
+  std::lock_guard lock(mu_);
+  ProfileCounts c;
+  c.elapsed_s = elapsed;
+  std::vector<std::uint64_t> now = totals();
+  const ProfileLayout &l = layout_;
+  const std::size_t nf = l.functions.size();
+  c.cpu_ns.assign(now.begin() + static_cast<std::ptrdiff_t>(l.samplesIndex()),
+                  now.begin() + static_cast<std::ptrdiff_t>(l.samplesIndex() + nf));
+  c.samples.assign(now.begin() + static_cast<std::ptrdiff_t>(l.samplesIndex() + nf),
+                   now.begin() + static_cast<std::ptrdiff_t>(l.samplesIndex() + 2 * nf));
+  std::map<std::pair<std::uint32_t, std::uint32_t>, ProfileCounts::Edge> edges;
+  auto add = [&](const CallSite &site, std::uint32_t caller, std::size_t at) {
+    if (now[at] == 0)
+      return;
+    ProfileCounts::Edge &e = edges[{caller, site.callee}];
+    e.caller = caller;
+    e.callee = site.callee;
+    e.calls += now[at];
+    e.call_bytes +=
+        site.call_bytes != CallSite::kVariable ? now[at] * site.call_bytes : now[at + 1];
+    e.reply_bytes +=
+        site.reply_bytes != CallSite::kVariable ? now[at] * site.reply_bytes : now[at + 2];
+  };
+  for (std::size_t s = 0; s < l.sites.size(); ++s) {
+    const CallSite &site = l.sites[s];
+    if (site.caller != CallSite::kDynamicCaller)
+      add(site, site.caller, l.counterIndex(s));
+    else
+      for (std::uint32_t caller = 0; caller < nf; ++caller)
+        add(site, caller, l.counterIndex(s, caller));
+  }
+  for (auto &[key, e] : edges)
+    c.edges.push_back(e);
+  for (std::size_t f = 0; f < remote_.size() && f < nf; ++f)
+    if (const Remote &r = remote_[f]; r.calls)
+      c.remote.push_back({static_cast<std::uint32_t>(f), r.calls, r.bytes, r.rtt_ns, r.marshal_ns});
+  return c;
+}
+
+ProfileCounts ProfileCounts::minus(const ProfileCounts &earlier) const {
+  ProfileCounts d;
+  d.elapsed_s = elapsed_s - earlier.elapsed_s;
+  auto sub = [](std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; };
+  d.cpu_ns = cpu_ns;
+  d.samples = samples;
+  for (std::size_t i = 0; i < d.cpu_ns.size() && i < earlier.cpu_ns.size(); ++i)
+    d.cpu_ns[i] = sub(cpu_ns[i], earlier.cpu_ns[i]);
+  for (std::size_t i = 0; i < d.samples.size() && i < earlier.samples.size(); ++i)
+    d.samples[i] = sub(samples[i], earlier.samples[i]);
+  std::size_t k = 0;
+  for (const Edge &e : edges) { // both sorted by (caller, callee)
+    while (k < earlier.edges.size() && std::pair(earlier.edges[k].caller, earlier.edges[k].callee) <
+                                           std::pair(e.caller, e.callee))
+      ++k;
+    Edge out = e;
+    if (k < earlier.edges.size() && earlier.edges[k].caller == e.caller &&
+        earlier.edges[k].callee == e.callee) {
+      out.calls = sub(e.calls, earlier.edges[k].calls);
+      out.call_bytes = sub(e.call_bytes, earlier.edges[k].call_bytes);
+      out.reply_bytes = sub(e.reply_bytes, earlier.edges[k].reply_bytes);
+    }
+    if (out.calls)
+      d.edges.push_back(out);
+  }
+  k = 0;
+  for (const Remote &r : remote) {
+    while (k < earlier.remote.size() && earlier.remote[k].function < r.function)
+      ++k;
+    Remote out = r;
+    if (k < earlier.remote.size() && earlier.remote[k].function == r.function) {
+      out.calls = sub(r.calls, earlier.remote[k].calls);
+      out.bytes = sub(r.bytes, earlier.remote[k].bytes);
+      out.round_trip_ns = sub(r.round_trip_ns, earlier.remote[k].round_trip_ns);
+      out.marshal_ns = sub(r.marshal_ns, earlier.remote[k].marshal_ns);
+    }
+    if (out.calls)
+      d.remote.push_back(out);
+  }
+  return d;
+}
+
+ProfileSnapshot Profiler::snapshotAt(RateCursor &cursor, double elapsed_s) {
   std::lock_guard lock(mu_);
   ProfileSnapshot snap;
   snap.elapsed_s = elapsed_s;
   snap.sample_period_s = sample_period_s_;
   snap.half_life_s = half_life_s_;
   std::vector<std::uint64_t> now = totals();
-  double dt = elapsed_s - last_s_;
-  bool had = last_s_ > 0;
+  if (cursor.last_totals.size() != now.size()) { // a fresh cursor, or a new configuration
+    cursor = {};
+    cursor.last_totals.assign(now.size(), 0);
+    cursor.rates.assign(now.size(), 0);
+  }
+  const std::vector<double> &rates = cursor.rates;
+  double dt = elapsed_s - cursor.last_s;
+  bool had = cursor.last_s > 0;
   for (std::size_t i = 0; i < now.size(); ++i)
-    rates_[i] = decayedRate(rates_[i], had, static_cast<double>(now[i] - last_totals_[i]), dt,
-                            half_life_s_);
+    cursor.rates[i] =
+        decayedRate(cursor.rates[i], had, static_cast<double>(now[i] - cursor.last_totals[i]), dt,
+                    half_life_s_);
   if (dt > 0) {
-    last_totals_ = now;
-    last_s_ = elapsed_s;
+    cursor.last_totals = now;
+    cursor.last_s = elapsed_s;
   }
 
   const ProfileLayout &l = layout_;
@@ -259,16 +359,16 @@ ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
     e.caller = l.functions[caller];
     e.callee = l.functions[site.callee];
     e.calls += now[at];
-    e.calls_per_s += rates_[at];
+    e.calls_per_s += rates[at];
     // Bytes of static size are calls × size; the others were counted.
     bool fixed_call = site.call_bytes != CallSite::kVariable;
     bool fixed_reply = site.reply_bytes != CallSite::kVariable;
     e.call_bytes += fixed_call ? now[at] * site.call_bytes : now[at + 1];
     e.reply_bytes += fixed_reply ? now[at] * site.reply_bytes : now[at + 2];
-    e.bytes_per_s += (fixed_call ? rates_[at] * site.call_bytes : rates_[at + 1]) +
-                     (fixed_reply ? rates_[at] * site.reply_bytes : rates_[at + 2]);
+    e.bytes_per_s += (fixed_call ? rates[at] * site.call_bytes : rates[at + 1]) +
+                     (fixed_reply ? rates[at] * site.reply_bytes : rates[at + 2]);
     fns[site.callee].calls += now[at];
-    fns[site.callee].calls_per_s += rates_[at];
+    fns[site.callee].calls_per_s += rates[at];
   };
   for (std::size_t s = 0; s < l.sites.size(); ++s) {
     const CallSite &site = l.sites[s];
@@ -283,7 +383,7 @@ ProfileSnapshot Profiler::snapshotAt(double elapsed_s) {
     fs.name = l.functions[f];
     fs.samples = now[l.samplesIndex() + nf + f];
     fs.self_cpu_s = now[l.samplesIndex() + f] / 1e9;
-    fs.cpu_s_per_s = rates_[l.samplesIndex() + f] / 1e9;
+    fs.cpu_s_per_s = rates[l.samplesIndex() + f] / 1e9;
     snap.functions.push_back(fs);
   }
   for (auto &[key, e] : edges)

@@ -103,6 +103,36 @@ struct RemoteStats {
   [[nodiscard]] double marshalSPerByte() const { return bytes ? marshal_s / bytes : 0; }
 };
 
+/// A node's cumulative counts by profile id, without names or rates: what a node reports to
+/// the coordinator (as the difference of two of them, see minus()).
+struct ProfileCounts {
+  double elapsed_s = 0;               ///< since profiling started
+  std::vector<std::uint64_t> cpu_ns;  ///< self CPU time by profile id (index 0: the root)
+  std::vector<std::uint64_t> samples; ///< SIGPROF samples by profile id
+  struct Edge {
+    std::uint32_t caller = 0, callee = 0;
+    std::uint64_t calls = 0, call_bytes = 0, reply_bytes = 0;
+  };
+  std::vector<Edge> edges; ///< sorted by (caller, callee); edges with calls only
+  struct Remote {
+    std::uint32_t function = 0;
+    std::uint64_t calls = 0, bytes = 0, round_trip_ns = 0, marshal_ns = 0;
+  };
+  std::vector<Remote> remote; ///< sorted by function; functions called remotely only
+
+  /// What happened between `earlier` and this (counts only grow); entries without calls
+  /// and samples are left out.
+  [[nodiscard]] ProfileCounts minus(const ProfileCounts &earlier) const;
+};
+
+/// One reader's view of the decayed rates: the totals and rates it saw last. Every reader of
+/// rates keeps its own, so readers do not disturb each other.
+struct RateCursor {
+  double last_s = 0;
+  std::vector<std::uint64_t> last_totals;
+  std::vector<double> rates;
+};
+
 /// A node's profile at one moment.
 struct ProfileSnapshot {
   double elapsed_s = 0;       ///< since profiling started
@@ -149,10 +179,24 @@ public:
   void recordRemoteCall(std::uint32_t callee, std::uint64_t payload_bytes,
                         std::chrono::nanoseconds round_trip, std::chrono::nanoseconds marshal);
 
-  /// Cumulative totals and decayed rates now. Each call advances the rates.
+  /// Cumulative totals now, with rates decayed since `cursor`'s previous reading (which it
+  /// advances). A fresh cursor gives the mean rates since profiling started.
+  [[nodiscard]] ProfileSnapshot snapshot(RateCursor &cursor);
+  /// Totals with mean rates since profiling started; changes nothing.
   [[nodiscard]] ProfileSnapshot snapshot();
-  /// The same at a given time since profiling started (for deterministic tests of the rates).
-  [[nodiscard]] ProfileSnapshot snapshotAt(double elapsed_s);
+  /// The same as snapshot(cursor) at a given time since profiling started (for deterministic
+  /// tests of the rates).
+  [[nodiscard]] ProfileSnapshot snapshotAt(RateCursor &cursor, double elapsed_s);
+
+  /// Cumulative counts by profile id now; changes nothing.
+  [[nodiscard]] ProfileCounts counts();
+
+  /// The flush generation instrumented code watches (InstrumentSpec::flush_generation).
+  static std::atomic<std::uint32_t> &flushGeneration();
+  /// Asks every running frame to add its pending call counts to its thread's block at its next
+  /// profiled call. A reader that calls this every period sees every call older than one
+  /// period (and every call of a frame that returned).
+  static void requestFlush();
 
 private:
   Profiler() = default;
@@ -171,10 +215,7 @@ private:
     std::uint64_t calls = 0, bytes = 0, rtt_ns = 0, marshal_ns = 0;
   };
   std::vector<Remote> remote_;
-  // Decayed-rate state: previous totals and rates per counter.
-  double last_s_ = 0;
-  std::vector<std::uint64_t> last_totals_;
-  std::vector<double> rates_;
+  [[nodiscard]] double elapsedS() const;
   friend struct ThreadGuard;
 };
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 
 namespace distnode::profiler {
 namespace {
@@ -170,15 +171,97 @@ TEST(Profile, RatesDecayWithTheHalfLife) {
   prof.setHalfLife(std::chrono::seconds(1));
   auto loop_f = p.fn<long (*)(long)>("loop_f");
   loop_f(1000);
-  ProfileSnapshot first = prof.snapshotAt(1.0);
+  RateCursor cursor;
+  ProfileSnapshot first = prof.snapshotAt(cursor, 1.0);
   EXPECT_DOUBLE_EQ(edge(first, "loop_f", "f")->calls_per_s, 1000.0) << "first interval: plain";
-  ProfileSnapshot idle = prof.snapshotAt(2.0);
+  ProfileSnapshot idle = prof.snapshotAt(cursor, 2.0);
   EXPECT_DOUBLE_EQ(edge(idle, "loop_f", "f")->calls_per_s, 500.0) << "one half-life, no calls";
   loop_f(3000);
-  ProfileSnapshot busy = prof.snapshotAt(3.0);
+  ProfileSnapshot busy = prof.snapshotAt(cursor, 3.0);
   EXPECT_DOUBLE_EQ(edge(busy, "loop_f", "f")->calls_per_s, 250.0 + 1500.0);
   EXPECT_EQ(edge(busy, "loop_f", "f")->calls, 4000u) << "totals are cumulative";
   prof.setHalfLife(std::chrono::seconds(10));
+}
+
+TEST(Profile, ReadersKeepTheirOwnRates) {
+  Profiled p("counts");
+  Profiler &prof = Profiler::instance();
+  prof.setHalfLife(std::chrono::seconds(1));
+  auto loop_f = p.fn<long (*)(long)>("loop_f");
+  loop_f(1000);
+  RateCursor a, b;
+  EXPECT_DOUBLE_EQ(edge(prof.snapshotAt(a, 1.0), "loop_f", "f")->calls_per_s, 1000.0);
+  EXPECT_DOUBLE_EQ(edge(prof.snapshotAt(a, 2.0), "loop_f", "f")->calls_per_s, 500.0);
+  EXPECT_DOUBLE_EQ(edge(prof.snapshotAt(b, 2.0), "loop_f", "f")->calls_per_s, 500.0)
+      << "b's first reading: the plain rate over 2 s, whatever a read";
+  (void)prof.snapshot(); // a reader without a cursor
+  EXPECT_DOUBLE_EQ(edge(prof.snapshotAt(a, 3.0), "loop_f", "f")->calls_per_s, 250.0)
+      << "b's and the cursor-less readings did not advance a";
+  prof.setHalfLife(std::chrono::seconds(10));
+}
+
+// A frame that never returns still shows its calls once a flush was requested: the counts
+// reach the node's totals within one flush period.
+TEST(Profile, CountsOfALiveFrameArriveAfterAFlushRequest) {
+  Profiled p("counts");
+  auto loop = p.fn<long (*)()>("loop_f_until_stopped");
+  auto *progress = p.fn<volatile long *>("progress");
+  auto *stop = p.fn<volatile int *>("stop_loop");
+  ASSERT_TRUE(loop && progress && stop);
+  *stop = 0;
+  std::thread runner([&] { loop(); });
+  auto waitFor = [&](long at_least) {
+    while (*progress < at_least)
+      std::this_thread::yield();
+  };
+  waitFor(5000);
+  auto calls = [](const ProfileCounts &c) -> std::uint64_t {
+    std::uint64_t n = 0;
+    for (const auto &e : c.edges)
+      if (e.callee != 0 && Profiler::instance().layout().functions[e.callee] == "f")
+        n += e.calls;
+    return n;
+  };
+  EXPECT_EQ(calls(Profiler::instance().counts()), 0u) << "nothing flushed yet: no request";
+  Profiler::requestFlush();
+  long asked_at = *progress;
+  waitFor(asked_at + 2); // the next call after the request flushed the frame
+  std::uint64_t seen = calls(Profiler::instance().counts());
+  EXPECT_GE(seen, static_cast<std::uint64_t>(asked_at));
+  EXPECT_LE(seen, static_cast<std::uint64_t>(*progress + 1));
+  *stop = 1;
+  runner.join();
+  EXPECT_EQ(calls(Profiler::instance().counts()), static_cast<std::uint64_t>(*progress))
+      << "exact once the frame returned";
+}
+
+TEST(ProfileCounts, MinusGivesWhatHappenedBetween) {
+  ProfileCounts before, after;
+  before.elapsed_s = 1;
+  before.cpu_ns = {0, 100, 50};
+  before.samples = {0, 1, 1};
+  before.edges = {{0, 1, 10, 80, 80}, {1, 2, 5, 40, 40}};
+  before.remote = {{2, 5, 80, 5000, 100}};
+  after = before;
+  after.elapsed_s = 3;
+  after.cpu_ns = {0, 300, 50};
+  after.samples = {0, 3, 1};
+  after.edges = {{0, 1, 10, 80, 80}, {1, 2, 9, 72, 72}, {2, 1, 1, 8, 8}};
+  after.remote = {{1, 1, 16, 900, 10}, {2, 7, 112, 7000, 140}};
+  ProfileCounts d = after.minus(before);
+  EXPECT_DOUBLE_EQ(d.elapsed_s, 2);
+  EXPECT_EQ(d.cpu_ns, (std::vector<std::uint64_t>{0, 200, 0}));
+  EXPECT_EQ(d.samples, (std::vector<std::uint64_t>{0, 2, 0}));
+  ASSERT_EQ(d.edges.size(), 2u) << "the edge without new calls is left out";
+  EXPECT_EQ(d.edges[0].caller, 1u);
+  EXPECT_EQ(d.edges[0].calls, 4u);
+  EXPECT_EQ(d.edges[0].call_bytes, 32u);
+  EXPECT_EQ(d.edges[1].caller, 2u);
+  EXPECT_EQ(d.edges[1].calls, 1u);
+  ASSERT_EQ(d.remote.size(), 2u);
+  EXPECT_EQ(d.remote[0].calls, 1u) << "new";
+  EXPECT_EQ(d.remote[1].calls, 2u);
+  EXPECT_EQ(d.remote[1].round_trip_ns, 2000u);
 }
 
 TEST(DecayedRate, FollowsTheFormula) {
