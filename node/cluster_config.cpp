@@ -1,8 +1,6 @@
 // cluster_config.cpp - cluster.yaml: the nodes of a cluster and how they run a program.
 #include "node/cluster_config.h"
 
-#include "llvm/Support/Error.h"
-
 #include <filesystem>
 
 #include <yaml-cpp/yaml.h>
@@ -11,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -30,6 +29,8 @@ namespace {
 constexpr long kMaxTimeoutMs = 24L * 60 * 60 * 1000;
 // Heartbeats go out five times per timeout; much faster than this is noise, not safety.
 constexpr long kMinHeartbeatTimeoutMs = 100;
+// Profile deltas and planning rounds faster than this cost more than they tell.
+constexpr long kMinAdaptIntervalMs = 50;
 
 // The call endpoint's port + 1, or its path + ".control"; "" if there is no port + 1.
 std::string defaultControlEndpoint(const std::string &call) {
@@ -126,7 +127,7 @@ public:
       fail(root, "(top level)", "expected a map with `cluster` and `nodes`");
     onlyKeys(root, "",
              {"cluster", "nodes", "entry", "coordinator", "join_timeout_ms", "heartbeat_timeout_ms",
-              "max_message_mb", "placement"});
+              "max_message_mb", "placement", "adapt"});
     if (!root["cluster"])
       fail(root, "cluster", "missing; name the cluster, e.g. `cluster: demo`");
     c.name = str(root["cluster"], "cluster");
@@ -226,7 +227,44 @@ public:
       c.heartbeat_timeout = milliseconds(t, "heartbeat_timeout_ms", kMinHeartbeatTimeoutMs);
     if (YAML::Node p = root["placement"])
       c.placement = placement(p, "placement", &c);
+    if (YAML::Node a = root["adapt"])
+      c.adapt = adapt(a);
     return c;
+  }
+
+  // `adapt:` {enabled, interval_ms, hysteresis, cooldown_ms, half_life_ms}.
+  AdaptOptions adapt(const YAML::Node &a) const {
+    AdaptOptions o;
+    if (!a.IsMap())
+      fail(a, "adapt",
+           "expected a map (enabled, interval_ms, hysteresis, cooldown_ms, "
+           "half_life_ms)");
+    onlyKeys(a, "adapt", {"enabled", "interval_ms", "hysteresis", "cooldown_ms", "half_life_ms"});
+    if (YAML::Node e = a["enabled"]) {
+      try {
+        o.enabled = e.as<bool>();
+      } catch (const YAML::Exception &) {
+        fail(e, "adapt.enabled", "expected true or false");
+      }
+    }
+    if (YAML::Node t = a["interval_ms"])
+      o.interval = milliseconds(t, "adapt.interval_ms", kMinAdaptIntervalMs);
+    if (YAML::Node t = a["cooldown_ms"])
+      o.cooldown_s = milliseconds(t, "adapt.cooldown_ms", 1).count() / 1000.0;
+    if (YAML::Node t = a["half_life_ms"])
+      o.half_life_s = milliseconds(t, "adapt.half_life_ms", 1).count() / 1000.0;
+    if (YAML::Node h = a["hysteresis"]) {
+      double v = -1;
+      try {
+        v = h.as<double>();
+      } catch (const YAML::Exception &) {
+        fail(h, "adapt.hysteresis", "expected a fraction, e.g. 0.05");
+      }
+      if (!(v >= 0 && v < 1))
+        fail(h, "adapt.hysteresis", "must be at least 0 and below 1 (a fraction of the cost)");
+      o.hysteresis = v;
+    }
+    return o;
   }
 
   std::vector<PlacementEntry> placement(const YAML::Node &p, const std::string &field,
@@ -250,61 +288,60 @@ private:
   std::string path_;
 };
 
-llvm::Error fail(const std::string &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
-}
-
-llvm::Expected<std::string> readFile(const std::string &path) {
+// The file's text, or why it cannot be read.
+std::optional<std::string> readFile(const std::string &path, std::string &text) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
-    return fail(path + ": is a directory, not a YAML file");
+    return path + ": is a directory, not a YAML file";
   std::ifstream in(path);
   if (!in)
-    return fail(path + ": cannot open: " + std::strerror(errno));
+    return path + ": cannot open: " + std::strerror(errno);
   std::stringstream s;
   s << in.rdbuf();
-  return s.str();
+  text = s.str();
+  return std::nullopt;
 }
 
-template <typename F> auto guarded(const std::string &path, F &&body) -> decltype(body()) {
+template <typename F> std::optional<std::string> guarded(const std::string &path, F &&body) {
   try {
-    return body();
+    body();
+    return std::nullopt;
   } catch (const ConfigError &e) {
-    return fail(e.message);
+    return e.message;
   } catch (const YAML::Exception &e) {
-    return fail(path + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+    return path + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg;
   }
 }
 
 } // namespace
 
-llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text, const std::string &path) {
-  return guarded(path, [&]() -> llvm::Expected<ClusterConfig> {
-    return Parser(path).parse(YAML::Load(text));
+std::optional<std::string> parseClusterConfig(const std::string &text, const std::string &path,
+                                              ClusterConfig &out) {
+  return guarded(path, [&] { out = Parser(path).parse(YAML::Load(text)); });
+}
+
+std::optional<std::string> readClusterConfig(const std::string &path, ClusterConfig &out) {
+  std::string text;
+  if (auto why = readFile(path, text))
+    return why;
+  return parseClusterConfig(text, path, out);
+}
+
+std::optional<std::string> readPlacementFile(const std::string &path,
+                                             std::vector<PlacementEntry> &out) {
+  std::string text;
+  if (auto why = readFile(path, text))
+    return why;
+  return guarded(path, [&] {
+    YAML::Node root = YAML::Load(text);
+    out.clear();
+    if (root.IsDefined() && !root.IsNull())
+      out = Parser(path).placement(root, "placement", nullptr);
   });
 }
 
-llvm::Expected<ClusterConfig> loadClusterConfig(const std::string &path) {
-  auto text = readFile(path);
-  if (!text)
-    return text.takeError();
-  return parseClusterConfig(*text, path);
-}
-
-llvm::Expected<std::vector<PlacementEntry>> loadPlacementFile(const std::string &path) {
-  auto text = readFile(path);
-  if (!text)
-    return text.takeError();
-  return guarded(path, [&]() -> llvm::Expected<std::vector<PlacementEntry>> {
-    YAML::Node root = YAML::Load(*text);
-    if (!root.IsDefined() || root.IsNull())
-      return std::vector<PlacementEntry>{};
-    return Parser(path).placement(root, "placement", nullptr);
-  });
-}
-
-std::string localClusterYaml(const std::vector<int> &ports,
-                             std::chrono::milliseconds join_timeout) {
+std::string localClusterYaml(const std::vector<int> &ports, std::chrono::milliseconds join_timeout,
+                             const std::string &admin_dir) {
   std::ostringstream y;
   y << "# generated by distnode --local\n"
     << "cluster: local\n"
@@ -314,7 +351,10 @@ std::string localClusterYaml(const std::vector<int> &ports,
   for (size_t i = 0; i + 1 < ports.size(); i += 2)
     y << "  - name: n" << i / 2 << "\n"
       << "    call: tcp://127.0.0.1:" << ports[i] << "\n"
-      << "    control: tcp://127.0.0.1:" << ports[i + 1] << "\n";
+      << "    control: tcp://127.0.0.1:" << ports[i + 1] << "\n"
+      << (admin_dir.empty()
+              ? ""
+              : "    admin: ipc://" + admin_dir + "/n" + std::to_string(i / 2) + ".admin\n");
   return y.str();
 }
 

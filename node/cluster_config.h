@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,19 @@ struct PlacementEntry {
   std::string where; ///< "file:line" of the entry, for messages
 };
 
+/// Settings of the online placement loop (cluster.yaml `adapt:`; distnode's --no-adapt and
+/// --adapt-interval-ms; the admin commands `set`, `freeze` and `thaw`).
+struct AdaptOptions {
+  bool enabled = true; ///< false: the placement is held still (freeze)
+  /// Every node reports its profile delta, and the coordinator plans, once per interval.
+  std::chrono::milliseconds interval{1000};
+  double hysteresis = 0.05; ///< a new placement must save more than this fraction of the cost
+  double cooldown_s = 5;    ///< a unit that moved stays put this long
+  /// Half-life of the rates the planner sees: short enough to follow a program's phases, long
+  /// enough not to chase one noisy interval.
+  double half_life_s = 1.5;
+};
+
 /// A parsed and validated cluster.yaml.
 struct ClusterConfig {
   std::string path;
@@ -46,26 +60,37 @@ struct ClusterConfig {
   /// messages before buffering them.
   std::uint64_t max_call_bytes = std::uint64_t(256) << 20;
   std::vector<PlacementEntry> placement;
+  AdaptOptions adapt;
 
   /// Index of node `name` in `nodes`, or -1.
   [[nodiscard]] int nodeIndex(const std::string &name) const;
 };
 
-/// Reads and validates cluster.yaml. Errors are one line: "file:line: field: what is wrong".
-[[nodiscard]] llvm::Expected<ClusterConfig> loadClusterConfig(const std::string &path);
-
+/// Reads and validates cluster.yaml into `out`; nothing, or the error as one line: "file:line:
+/// field: what is wrong". Needs no LLVM (distctl uses it).
+[[nodiscard]] std::optional<std::string> readClusterConfig(const std::string &path,
+                                                           ClusterConfig &out);
 /// The same from text (`path` is used in messages only).
+[[nodiscard]] std::optional<std::string>
+parseClusterConfig(const std::string &text, const std::string &path, ClusterConfig &out);
+/// Reads a placement file: a YAML map `function: node`.
+[[nodiscard]] std::optional<std::string> readPlacementFile(const std::string &path,
+                                                           std::vector<PlacementEntry> &out);
+
+/// The same three as llvm::Expected, for distnode (cluster_config_errors.cpp, in the `node`
+/// library: the configuration library itself links no LLVM).
+[[nodiscard]] llvm::Expected<ClusterConfig> loadClusterConfig(const std::string &path);
 [[nodiscard]] llvm::Expected<ClusterConfig> parseClusterConfig(const std::string &text,
                                                                const std::string &path);
-
-/// Reads a placement file: a YAML map `function: node`.
 [[nodiscard]] llvm::Expected<std::vector<PlacementEntry>>
 loadPlacementFile(const std::string &path);
 
 /// cluster.yaml text for nodes n0..n{k-1} on 127.0.0.1: `ports` holds each node's call port
-/// then its control port (2k ports).
+/// then its control port (2k ports). With `admin_dir`, each node's admin socket is
+/// ipc://admin_dir/NAME.admin.
 [[nodiscard]] std::string localClusterYaml(const std::vector<int> &ports,
-                                           std::chrono::milliseconds join_timeout);
+                                           std::chrono::milliseconds join_timeout,
+                                           const std::string &admin_dir = "");
 
 } // namespace distnode::node
 

@@ -5,6 +5,7 @@
 #include "node/call_server.h"
 #include "node/node_sockets.h"
 #include "node/placement_table.h"
+#include "node/profile_wire.h"
 
 #include "jit/jit_session.h"
 #include "profiler/profiler.h"
@@ -108,6 +109,12 @@ struct ClusterNode::Impl {
   std::condition_variable chaos_cv;
 
   std::function<std::string()> shutdown_report;
+  // ---- profile reports -----------------------------------------------------------------------
+  std::function<void(int, const NodeReport &)> report_handler; ///< entry
+  std::function<std::optional<std::string>(const NodeReport &)> report_check;
+  std::size_t profile_functions = 0;
+  std::function<NodeReport()> report_source; ///< members
+  milliseconds report_interval{1000};
 
   // ---- control plane -------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
@@ -180,6 +187,10 @@ struct ClusterNode::Impl {
       return transport::makeError(0, wire::ErrorCode::Malformed,
                                   "message rejected by the FlatBuffers verifier");
     std::uint64_t call_id = transport::callIdOf(*envelope);
+    if (const wire::Probe *probe = envelope->body_as_Probe()) {
+      const auto *data = probe->data();
+      return transport::makeReply(call_id, data ? data->data() : nullptr, data ? data->size() : 0);
+    }
     if (envelope->body_type() != wire::Body::Call)
       return transport::makeError(call_id, wire::ErrorCode::Refused,
                                   "a node's call socket takes only calls; control messages go "
@@ -388,6 +399,23 @@ struct ClusterNode::Impl {
     switch (e->body_type()) {
     case wire::Body::Heartbeat:
       break;
+    case wire::Body::ProfileDelta: {
+      if (!report_handler)
+        break;
+      NodeReport report;
+      std::optional<std::string> bad =
+          decodeProfileDelta(*e->body_as_ProfileDelta(), profile_functions, report);
+      if (!bad)
+        bad = report_check(report);
+      if (bad) {
+        spdlog::warn("node `{}`: {}", nodeName(node), *bad);
+        sendControl(
+            from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Malformed, *bad));
+        break;
+      }
+      report_handler(node, report);
+      break;
+    }
     case wire::Body::Reply:
     case wire::Body::Error: {
       std::optional<std::promise<Ack>> promise;
@@ -543,10 +571,19 @@ struct ClusterNode::Impl {
   int memberLoop() {
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
+    auto next_report = Clock::now() + report_interval;
     while (!terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
-      pollSockets(&item, 1, std::min(heartbeat_interval, kPollSlice * 5));
+      auto wait = std::min(heartbeat_interval, kPollSlice * 5);
+      if (report_source)
+        wait = std::min(wait, std::chrono::duration_cast<milliseconds>(
+                                  std::max(next_report - Clock::now(), Clock::duration(0))));
+      pollSockets(&item, 1, wait);
       auto now = Clock::now();
+      if (report_source && now >= next_report) {
+        next_report = now + report_interval;
+        toEntry(encodeProfileDelta(0, report_source()));
+      }
       while (item.revents & ZMQ_POLLIN) {
         zmq::message_t m;
         if (!transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
@@ -921,6 +958,39 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     if (attempt >= kMaxMoves / 2) // placements change faster than calls go: let them settle
       std::this_thread::yield();
   }
+}
+
+std::vector<std::uint16_t> ClusterNode::owners() const { return impl_->placement->current().owner; }
+
+void ClusterNode::setReportHandler(
+    std::function<void(int, const NodeReport &)> handler,
+    std::function<std::optional<std::string>(const NodeReport &)> check,
+    std::size_t profile_functions) {
+  impl_->report_check = std::move(check);
+  impl_->profile_functions = profile_functions;
+  impl_->report_handler = std::move(handler);
+}
+
+void ClusterNode::setReportSource(std::function<NodeReport()> source, milliseconds interval) {
+  impl_->report_interval = interval;
+  impl_->report_source = std::move(source);
+}
+
+std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t bytes) {
+  Impl &n = *impl_;
+  if (node < 0 || node == n.self || static_cast<std::size_t>(node) >= n.config.nodes.size())
+    return std::nullopt;
+  CallClient::CallScope scope(*n.client);
+  std::uint64_t call_id = n.next_call_id++;
+  zmq::message_t response;
+  const wire::Envelope *envelope = nullptr;
+  std::string error;
+  auto start = Clock::now();
+  if (!n.client->request(node, transport::makeProbe(call_id, bytes), call_id, response, envelope,
+                         error) ||
+      !envelope->body_as_Reply())
+    return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
 }
 
 llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners) {

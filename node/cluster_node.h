@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +35,8 @@ struct ProgramAnalysis;
 } // namespace distnode::jit
 
 namespace distnode::node {
+
+struct NodeReport;
 
 /// What a node does when the cluster fails (a node stopped answering, a remote call failed, the
 /// entry node stopped the cluster with a reason): receives one line saying what happened and
@@ -89,6 +92,23 @@ public:
   /// Entry node, test option: every `period`, moves every stateless placeable unit to a
   /// random node (seeded by `seed`) as a new placement epoch, until the cluster shuts down.
   void startChaos(std::chrono::milliseconds period, unsigned seed);
+
+  /// The placement in effect on this node: the owner node of every unit.
+  [[nodiscard]] std::vector<std::uint16_t> owners() const;
+
+  /// Entry node: `handler` receives every other node's profile report, on the control thread,
+  /// once `check` (given the report) found nothing wrong; a report with `profile_functions`
+  /// or more profile ids, or one `check` rejects, is answered with an Error and dropped.
+  void setReportHandler(std::function<void(int node, const NodeReport &)> handler,
+                        std::function<std::optional<std::string>(const NodeReport &)> check,
+                        std::size_t profile_functions);
+  /// Other nodes: every `interval`, what `source` returns goes to the entry node as a profile
+  /// delta (on the control plane).
+  void setReportSource(std::function<NodeReport()> source, std::chrono::milliseconds interval);
+
+  /// A round trip of `bytes` bytes each way to `node` on the call path (a Probe), or nothing
+  /// if the cluster stops first.
+  [[nodiscard]] std::optional<std::chrono::nanoseconds> probe(int node, std::size_t bytes);
 
   /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
   void setShutdownReport(std::function<std::string()> report);

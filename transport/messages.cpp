@@ -1,14 +1,14 @@
 // messages.cpp - building and checking the FlatBuffers messages of transport/wire.fbs.
 #include "transport/messages.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
 namespace distnode::transport {
 
-// Hands the builder's buffer to ZeroMQ without copying it.
-static zmq::message_t finish(flatbuffers::FlatBufferBuilder &b, wire::Body type,
-                             flatbuffers::Offset<void> body) {
+zmq::message_t finishEnvelope(flatbuffers::FlatBufferBuilder &b, wire::Body type,
+                              flatbuffers::Offset<void> body) {
   b.Finish(wire::CreateEnvelope(b, type, body));
   std::size_t size = 0, offset = 0;
   std::uint8_t *raw = b.ReleaseRaw(size, offset);
@@ -47,6 +47,10 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
     return e.body_as_Heartbeat()->call_id();
   case wire::Body::Moved:
     return e.body_as_Moved()->call_id();
+  case wire::Body::Probe:
+    return e.body_as_Probe()->call_id();
+  case wire::Body::ProfileDelta:
+    return e.body_as_ProfileDelta()->call_id();
   default:
     return 0;
   }
@@ -58,14 +62,14 @@ zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
   auto name = b.CreateString(node.data(), node.size());
   auto hash = b.CreateVector(sha.data(), sha.size());
   auto body = wire::CreateJoin(b, call_id, kProtocolVersion, name, hash);
-  return finish(b, wire::Body::Join, body.Union());
+  return finishEnvelope(b, wire::Body::Join, body.Union());
 }
 
 zmq::message_t makeWelcome(std::uint64_t call_id, bool accepted, std::string_view reason) {
   flatbuffers::FlatBufferBuilder b(128);
   auto text = b.CreateString(reason.data(), reason.size());
   auto body = wire::CreateWelcome(b, call_id, accepted, text);
-  return finish(b, wire::Body::Welcome, body.Union());
+  return finishEnvelope(b, wire::Body::Welcome, body.Union());
 }
 
 zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
@@ -73,7 +77,7 @@ zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint
   flatbuffers::FlatBufferBuilder b(size + 64);
   auto blob = b.CreateVector(args, size);
   auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
-  return finish(b, wire::Body::Call, body.Union());
+  return finishEnvelope(b, wire::Body::Call, body.Union());
 }
 
 zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
@@ -84,7 +88,7 @@ zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::
   auto blob = b.CreateUninitializedVector(size, &room);
   fill(room);
   auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
-  return finish(b, wire::Body::Call, body.Union());
+  return finishEnvelope(b, wire::Body::Call, body.Union());
 }
 
 std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
@@ -100,21 +104,21 @@ zmq::message_t ReplyBuilder::finish(std::uint64_t call_id) {
     result_ = builder_->CreateVector(static_cast<const std::uint8_t *>(nullptr), 0);
   }
   auto body = wire::CreateReply(*builder_, call_id, result_);
-  return transport::finish(*builder_, wire::Body::Reply, body.Union());
+  return finishEnvelope(*builder_, wire::Body::Reply, body.Union());
 }
 
 zmq::message_t makeReply(std::uint64_t call_id, const std::uint8_t *result, std::size_t size) {
   flatbuffers::FlatBufferBuilder b(size + 48);
   auto blob = b.CreateVector(result, size);
   auto body = wire::CreateReply(b, call_id, blob);
-  return finish(b, wire::Body::Reply, body.Union());
+  return finishEnvelope(b, wire::Body::Reply, body.Union());
 }
 
 zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code, std::string_view message) {
   flatbuffers::FlatBufferBuilder b(128);
   auto text = b.CreateString(message.data(), message.size());
   auto body = wire::CreateError(b, call_id, code, text);
-  return finish(b, wire::Body::Error, body.Union());
+  return finishEnvelope(b, wire::Body::Error, body.Union());
 }
 
 zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
@@ -122,7 +126,7 @@ zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
   flatbuffers::FlatBufferBuilder b(64 + 2 * owners.size());
   auto list = b.CreateVector(owners);
   auto body = wire::CreatePlacement(b, call_id, epoch, list);
-  return finish(b, wire::Body::Placement, body.Union());
+  return finishEnvelope(b, wire::Body::Placement, body.Union());
 }
 
 zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
@@ -130,19 +134,28 @@ zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
   flatbuffers::FlatBufferBuilder b(64 + reason.size());
   auto text = b.CreateString(reason.data(), reason.size());
   auto body = wire::CreateShutdown(b, call_id, exit_code, text);
-  return finish(b, wire::Body::Shutdown, body.Union());
+  return finishEnvelope(b, wire::Body::Shutdown, body.Union());
 }
 
 zmq::message_t makeMoved(std::uint64_t call_id, std::uint16_t owner, std::uint64_t epoch) {
   flatbuffers::FlatBufferBuilder b(48);
   auto body = wire::CreateMoved(b, call_id, owner, epoch);
-  return finish(b, wire::Body::Moved, body.Union());
+  return finishEnvelope(b, wire::Body::Moved, body.Union());
 }
 
 zmq::message_t makeHeartbeat(std::uint64_t call_id) {
   flatbuffers::FlatBufferBuilder b(32);
   auto body = wire::CreateHeartbeat(b, call_id);
-  return finish(b, wire::Body::Heartbeat, body.Union());
+  return finishEnvelope(b, wire::Body::Heartbeat, body.Union());
+}
+
+zmq::message_t makeProbe(std::uint64_t call_id, std::size_t bytes) {
+  flatbuffers::FlatBufferBuilder b(bytes + 64);
+  std::uint8_t *room = nullptr;
+  auto data = b.CreateUninitializedVector(bytes, &room);
+  std::fill(room, room + bytes, std::uint8_t{0x5a});
+  auto body = wire::CreateProbe(b, call_id, data);
+  return finishEnvelope(b, wire::Body::Probe, body.Union());
 }
 
 zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,

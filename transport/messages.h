@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 4;
+inline constexpr std::uint32_t kProtocolVersion = 5;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -28,6 +28,11 @@ inline constexpr std::uint32_t kProtocolVersion = 4;
 
 /// The call_id of any request or response body, or 0.
 [[nodiscard]] std::uint64_t callIdOf(const wire::Envelope &envelope);
+
+/// Wraps `body` (of type `type`, built in `b`) in an Envelope and hands the builder's buffer
+/// to ZeroMQ without copying it.
+[[nodiscard]] zmq::message_t finishEnvelope(flatbuffers::FlatBufferBuilder &b, wire::Body type,
+                                            flatbuffers::Offset<void> body);
 
 [[nodiscard]] zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
                                       const std::array<std::uint8_t, 32> &bitcode_sha256);
@@ -65,6 +70,7 @@ private:
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
 [[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id);
+[[nodiscard]] zmq::message_t makeProbe(std::uint64_t call_id, std::size_t bytes);
 [[nodiscard]] zmq::message_t makeMoved(std::uint64_t call_id, std::uint16_t owner,
                                        std::uint64_t epoch);
 

@@ -21,6 +21,12 @@ nodes:
     call: ipc:///tmp/distnode-b
 placement:
   hash_block: a
+adapt:
+  interval_ms: 250
+  hysteresis: 0.1
+  cooldown_ms: 2000
+  half_life_ms: 500
+  enabled: false
 )";
 
 TEST(ClusterConfig, ParsesEveryField) {
@@ -42,6 +48,20 @@ TEST(ClusterConfig, ParsesEveryField) {
   ASSERT_EQ(c->placement.size(), 1u);
   EXPECT_EQ(c->placement[0].function, "hash_block");
   EXPECT_EQ(c->placement[0].where, "cluster.yaml:12");
+  EXPECT_FALSE(c->adapt.enabled);
+  EXPECT_EQ(c->adapt.interval.count(), 250);
+  EXPECT_DOUBLE_EQ(c->adapt.hysteresis, 0.1);
+  EXPECT_DOUBLE_EQ(c->adapt.cooldown_s, 2.0);
+  EXPECT_DOUBLE_EQ(c->adapt.half_life_s, 0.5);
+}
+
+TEST(ClusterConfig, AdaptationIsOnByDefault) {
+  ClusterConfig c;
+  ASSERT_EQ(
+      parseClusterConfig("cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n", "c.yaml", c),
+      std::nullopt);
+  EXPECT_TRUE(c.adapt.enabled);
+  EXPECT_EQ(c.adapt.interval.count(), 1000);
 }
 
 TEST(ClusterConfig, EntryDefaultsToFirstNode) {
@@ -79,8 +99,17 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       {"cluster: x\nheartbeat_timeout_ms: 10\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: heartbeat_timeout_ms: must be at least 100"},
       {"cluster: x\nnodse: []\n",
-       "c.yaml:2: nodse: unknown field (expected one of: cluster, coordinator, entry, "
+       "c.yaml:2: nodse: unknown field (expected one of: adapt, cluster, coordinator, entry, "
        "heartbeat_timeout_ms, join_timeout_ms, max_message_mb, nodes, placement)"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nadapt:\n  interval_ms: 10\n",
+       "c.yaml:5: adapt.interval_ms: must be at least 50"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nadapt:\n  hysteresis: 1.5\n",
+       "c.yaml:5: adapt.hysteresis: must be at least 0 and below 1 (a fraction of the cost)"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nadapt:\n  enabled: maybe\n",
+       "c.yaml:5: adapt.enabled: expected true or false"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nadapt:\n  period: 3\n",
+       "c.yaml:5: adapt.period: unknown field (expected one of: cooldown_ms, enabled, "
+       "half_life_ms, hysteresis, interval_ms)"},
       {"cluster: x\nmax_message_mb: 4096\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: max_message_mb: must be from 1 to 2047 (FlatBuffers messages stay below 2 GiB)"},
       {"cluster: x\nentry: z\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",

@@ -1,0 +1,467 @@
+// coordinator.cpp - the online placement loop's decisions.
+#include "node/coordinator.h"
+
+#include "jit/program_analysis.h"
+#include "node/cluster_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace distnode::node {
+
+namespace {
+
+struct Traffic {
+  double calls = 0, call_bytes = 0, reply_bytes = 0;
+};
+
+std::string nodeList(const std::vector<std::string> &names) {
+  std::string out;
+  for (const auto &n : names)
+    out += (out.empty() ? "`" : ", `") + n + "`";
+  return out;
+}
+
+} // namespace
+
+struct Coordinator::State {
+  mutable std::mutex mu;
+
+  // ---- the program and the cluster (fixed) ----
+  std::vector<std::string> unit_names;
+  std::vector<std::vector<std::string>> unit_functions;
+  std::vector<int> fixed_node;        ///< Home/Pinned: their node; -1 otherwise
+  std::vector<std::string> why_fixed; ///< "" for units the planner may move
+  std::vector<int> pid_unit;          ///< unit of each profile id (-1: none)
+  std::vector<std::string> node_names;
+  std::vector<double> capacity; ///< configured, or as reported
+  int entry = 0;
+
+  // ---- the round being collected ----
+  std::vector<double> round_cpu_ns;                   ///< by unit
+  std::vector<double> round_node_cpu_ns;              ///< by node
+  std::vector<double> round_node_calls;               ///< by node
+  std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
+
+  // ---- rates (decayed) ----
+  double last_round_s = 0;
+  bool had_rates = false;
+  std::vector<double> cpu_rate;      ///< by unit, CPU s/s
+  std::vector<double> node_cpu_rate; ///< by node
+  std::vector<double> node_call_rate;
+  std::map<std::pair<int, int>, Traffic> edge_rate;
+
+  // ---- measured costs ----
+  std::vector<std::vector<double>> latency, bandwidth; ///< [from][to]; 0: not measured
+  struct RemoteTotals {
+    double calls = 0, bytes = 0, marshal_ns = 0;
+  };
+  std::vector<RemoteTotals> remote; ///< by profile id, all nodes
+
+  // ---- decisions ----
+  AdaptOptions options;
+  heuristic::Planner planner;
+  std::vector<int> operator_pin; ///< by unit; -1: none
+  std::vector<bool> drained;     ///< by node
+  std::vector<std::string> last_move;
+  std::vector<HistoryEntry> history;
+
+  explicit State(AdaptOptions o) : options(o), planner(plannerOptions(o)) {}
+
+  static heuristic::PlannerOptions plannerOptions(const AdaptOptions &o) {
+    heuristic::PlannerOptions p;
+    p.hysteresis = o.hysteresis;
+    p.cooldown_s = o.cooldown_s;
+    return p;
+  }
+
+  double decay(double previous, double delta, double dt) const {
+    return profiler::decayedRate(previous, had_rates, delta, dt, options.half_life_s);
+  }
+
+  void merge(double now_s) {
+    double dt = now_s - last_round_s;
+    if (dt <= 0)
+      return;
+    for (std::size_t u = 0; u < cpu_rate.size(); ++u) {
+      cpu_rate[u] = decay(cpu_rate[u], round_cpu_ns[u] / 1e9, dt);
+      round_cpu_ns[u] = 0;
+    }
+    for (std::size_t n = 0; n < node_cpu_rate.size(); ++n) {
+      node_cpu_rate[n] = decay(node_cpu_rate[n], round_node_cpu_ns[n] / 1e9, dt);
+      node_call_rate[n] = decay(node_call_rate[n], round_node_calls[n], dt);
+      round_node_cpu_ns[n] = round_node_calls[n] = 0;
+    }
+    for (auto &[key, t] : round_edges)
+      edge_rate.try_emplace(key);
+    for (auto it = edge_rate.begin(); it != edge_rate.end();) {
+      Traffic add = round_edges.count(it->first) ? round_edges[it->first] : Traffic{};
+      Traffic &r = it->second;
+      r.calls = decay(r.calls, add.calls, dt);
+      r.call_bytes = decay(r.call_bytes, add.call_bytes, dt);
+      r.reply_bytes = decay(r.reply_bytes, add.reply_bytes, dt);
+      if (r.calls < 1e-3) // an edge that went quiet stops weighing on the planner
+        it = edge_rate.erase(it);
+      else
+        ++it;
+    }
+    round_edges.clear();
+    last_round_s = now_s;
+    had_rates = true;
+  }
+
+  // Marshaling cost per call and per byte: a least-squares line through each function's mean
+  // (bytes per call, marshal time per call), weighted by its calls. The caller's side is
+  // measured (marshal the arguments, unmarshal the reply); the callee's is taken to be the same.
+  bool callCosts(heuristic::CallCosts &costs) const {
+    double w = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int points = 0;
+    for (const RemoteTotals &r : remote) {
+      if (r.calls < 1)
+        continue;
+      double x = r.bytes / r.calls, y = r.marshal_ns * 1e-9 / r.calls;
+      w += r.calls;
+      sx += r.calls * x;
+      sy += r.calls * y;
+      sxx += r.calls * x * x;
+      sxy += r.calls * x * y;
+      ++points;
+    }
+    if (points == 0)
+      return false;
+    double mx = sx / w, my = sy / w, var = sxx / w - mx * mx;
+    double per_byte = var > 1e-9 ? std::max(0.0, (sxy / w - mx * my) / var) : 0;
+    double per_call = std::max(0.0, my - per_byte * mx);
+    if (var <= 1e-9) // one size only: all of it counts per call
+      per_call = my;
+    costs.marshal_s_per_call = costs.unmarshal_s_per_call = per_call / 2;
+    costs.marshal_s_per_byte = costs.unmarshal_s_per_byte = per_byte / 2;
+    return true;
+  }
+
+  int effectivePin(std::size_t u, const std::vector<std::uint16_t> &current) const {
+    if (fixed_node[u] >= 0)
+      return fixed_node[u];
+    if (!why_fixed[u].empty())
+      return current[u];
+    if (operator_pin[u] >= 0)
+      return operator_pin[u];
+    return -1;
+  }
+
+  heuristic::Problem problem(const std::vector<std::uint16_t> &current) const {
+    heuristic::Problem p;
+    std::size_t nn = node_names.size();
+    for (std::size_t n = 0; n < nn; ++n)
+      p.nodes.push_back({node_names[n], drained[n] ? 0.0 : capacity[n]});
+    p.links.assign(nn, std::vector<heuristic::Link>(nn));
+    for (std::size_t a = 0; a < nn; ++a)
+      for (std::size_t b = 0; b < nn; ++b) {
+        if (latency[a][b] > 0)
+          p.links[a][b].latency_s = latency[a][b];
+        if (bandwidth[a][b] > 0)
+          p.links[a][b].bandwidth_bytes_s = bandwidth[a][b];
+      }
+    for (std::size_t u = 0; u < unit_names.size(); ++u) {
+      heuristic::Unit unit;
+      unit.name = unit_names[u];
+      unit.cpu_load = cpu_rate[u];
+      unit.pinned_node = effectivePin(u, current);
+      p.units.push_back(unit);
+      p.current.push_back(current[u]);
+    }
+    for (const auto &[key, t] : edge_rate)
+      p.edges.push_back({key.first, key.second, t.calls, t.call_bytes, t.reply_bytes});
+    callCosts(p.call_costs);
+    return p;
+  }
+
+  // Units the planner put on a drained node go back where they were, or to the entry node.
+  void keepOffDrained(heuristic::Placement &placement,
+                      const std::vector<std::uint16_t> &current) const {
+    for (std::size_t u = 0; u < placement.size(); ++u)
+      if (drained[placement[u]] && effectivePin(u, current) < 0)
+        placement[u] = drained[current[u]] ? entry : current[u];
+  }
+
+  Decision decide(const heuristic::Plan &plan, const std::vector<std::uint16_t> &current,
+                  heuristic::Placement placement) {
+    Decision d;
+    d.reason = plan.reason;
+    keepOffDrained(placement, current);
+    d.owners.assign(placement.begin(), placement.end());
+    d.change = plan.accepted && d.owners != current;
+    if (!d.change)
+      return d;
+    d.predicted_gain_s_per_s = (plan.current_cost.communication + plan.current_cost.overload) -
+                               (plan.proposed_cost.communication + plan.proposed_cost.overload);
+    for (const heuristic::Move &m : plan.moves)
+      if (d.owners[m.unit] != current[m.unit])
+        d.moves.push_back(m);
+    return d;
+  }
+};
+
+Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
+                         std::vector<std::string> profile_functions, const ClusterConfig &config,
+                         int entry, AdaptOptions options)
+    : state_(std::make_unique<State>(options)) {
+  State &s = *state_;
+  s.entry = entry;
+  for (const NodeConfig &n : config.nodes) {
+    s.node_names.push_back(n.name);
+    s.capacity.push_back(n.cpu_capacity); // 0 until the node reports its cores
+  }
+  std::size_t nn = s.node_names.size();
+  for (const jit::PlacementUnit &u : analysis.units) {
+    s.unit_names.push_back(u.name);
+    s.unit_functions.push_back(u.functions);
+    int fixed = -1;
+    std::string why;
+    if (u.placement == jit::Placement::Home) {
+      fixed = entry;
+      const jit::FunctionInfo *f = analysis.find(u.functions.front());
+      why = "runs on the entry node: " + (f ? f->reason : std::string("home"));
+    } else if (u.placement == jit::Placement::Pinned) {
+      fixed = std::max(0, config.nodeIndex(u.pin_node));
+      why = "pinned to `" + u.pin_node + "` by DIST_PIN";
+    } else if (u.stateful) {
+      // Simplified: state migration is not built, so a unit with state stays where it started.
+      why = "holds state (mutable globals or GPin objects) and state migration is not built "
+            "yet: it stays where it started";
+    }
+    s.fixed_node.push_back(fixed);
+    s.why_fixed.push_back(why);
+  }
+  std::size_t nu = s.unit_names.size();
+  s.pid_unit.assign(profile_functions.size(), -1);
+  for (std::size_t pid = 0; pid < profile_functions.size(); ++pid)
+    if (const jit::FunctionInfo *f = analysis.find(profile_functions[pid]))
+      s.pid_unit[pid] = f->unit;
+  // Calls from outside every profiled function (a thread's start routine): charged to main's
+  // unit, on the entry node. Simplified: a thread started elsewhere is counted the same way.
+  if (!s.pid_unit.empty())
+    if (const jit::FunctionInfo *main_fn = analysis.find("main"))
+      s.pid_unit[profiler::kRoot] = main_fn->unit;
+  s.round_cpu_ns.assign(nu, 0);
+  s.cpu_rate.assign(nu, 0);
+  s.round_node_cpu_ns.assign(nn, 0);
+  s.round_node_calls.assign(nn, 0);
+  s.node_cpu_rate.assign(nn, 0);
+  s.node_call_rate.assign(nn, 0);
+  s.latency.assign(nn, std::vector<double>(nn, 0));
+  s.bandwidth.assign(nn, std::vector<double>(nn, 0));
+  s.remote.assign(profile_functions.size(), {});
+  s.operator_pin.assign(nu, -1);
+  s.drained.assign(nn, false);
+  s.last_move.assign(nu, "");
+}
+
+Coordinator::~Coordinator() = default;
+
+std::optional<std::string> Coordinator::check(const NodeReport &r) const {
+  const State &s = *state_;
+  std::size_t np = s.pid_unit.size();
+  if (r.delta.cpu_ns.size() > np || r.delta.samples.size() > np)
+    return "a profile delta lists " + std::to_string(r.delta.cpu_ns.size()) +
+           " functions, the program has " + std::to_string(np);
+  for (const auto &e : r.delta.edges)
+    if (e.caller >= np || e.callee >= np)
+      return "a profile delta names profile id " + std::to_string(std::max(e.caller, e.callee)) +
+             ", the program has " + std::to_string(np);
+  for (const auto &m : r.delta.remote)
+    if (m.function >= np)
+      return "a profile delta names profile id " + std::to_string(m.function);
+  for (const auto &l : r.links)
+    if (l.node < 0 || static_cast<std::size_t>(l.node) >= s.node_names.size() ||
+        !(l.latency_s >= 0) || !(l.bandwidth_bytes_s >= 0) || !std::isfinite(l.latency_s) ||
+        !std::isfinite(l.bandwidth_bytes_s))
+      return "a profile delta has a bad link measurement";
+  if (!(r.cpu_capacity >= 0) || !std::isfinite(r.cpu_capacity) || r.cpu_capacity > 1e6)
+    return "a profile delta has a bad CPU capacity";
+  if (!(r.delta.elapsed_s >= 0) || !std::isfinite(r.delta.elapsed_s))
+    return "a profile delta has a bad interval";
+  return std::nullopt;
+}
+
+void Coordinator::addReport(int node, const NodeReport &r) {
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
+    return;
+  if (r.cpu_capacity > 0)
+    s.capacity[node] = r.cpu_capacity;
+  for (std::size_t pid = 0; pid < r.delta.cpu_ns.size(); ++pid) {
+    double ns = static_cast<double>(r.delta.cpu_ns[pid]);
+    s.round_node_cpu_ns[node] += ns;
+    if (int u = s.pid_unit[pid]; u >= 0)
+      s.round_cpu_ns[u] += ns;
+  }
+  for (const auto &e : r.delta.edges) {
+    s.round_node_calls[node] += static_cast<double>(e.calls);
+    int cu = s.pid_unit[e.caller], ku = s.pid_unit[e.callee];
+    if (cu < 0 || ku < 0 || cu == ku)
+      continue;
+    Traffic &t = s.round_edges[{cu, ku}];
+    t.calls += static_cast<double>(e.calls);
+    t.call_bytes += static_cast<double>(e.call_bytes);
+    t.reply_bytes += static_cast<double>(e.reply_bytes);
+  }
+  for (const auto &m : r.delta.remote) {
+    State::RemoteTotals &t = s.remote[m.function];
+    t.calls += static_cast<double>(m.calls);
+    t.bytes += static_cast<double>(m.bytes);
+    t.marshal_ns += static_cast<double>(m.marshal_ns);
+  }
+  for (const auto &l : r.links) {
+    if (l.latency_s > 0)
+      s.latency[node][l.node] = l.latency_s;
+    if (l.bandwidth_bytes_s > 0)
+      s.bandwidth[node][l.node] = l.bandwidth_bytes_s;
+  }
+}
+
+Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s) {
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  s.merge(now_s);
+  if (!s.options.enabled)
+    return {false, {}, {}, "adaptation is frozen", 0};
+  heuristic::Problem p = s.problem(current);
+  heuristic::Plan plan = s.planner.plan(p, now_s);
+  return s.decide(plan, current, plan.placement);
+}
+
+Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  s.merge(now_s);
+  heuristic::PlannerOptions o = State::plannerOptions(s.options);
+  o.hysteresis = 0;
+  o.cooldown_s = 0;
+  heuristic::Planner fresh(o);
+  heuristic::Plan plan = fresh.plan(s.problem(current), now_s);
+  return s.decide(plan, current, plan.placement);
+}
+
+std::optional<std::string> Coordinator::checkMove(int unit, int node) const {
+  const State &s = *state_;
+  std::lock_guard lock(s.mu);
+  if (unit < 0 || static_cast<std::size_t>(unit) >= s.unit_names.size())
+    return "no such unit";
+  if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
+    return "no such node; the nodes are " + nodeList(s.node_names);
+  if (!s.why_fixed[unit].empty())
+    return "`" + s.unit_names[unit] + "` cannot move: " + s.why_fixed[unit];
+  if (s.drained[node])
+    return "node `" + s.node_names[node] + "` is drained; `undrain` it first";
+  return std::nullopt;
+}
+
+std::optional<std::string> Coordinator::pin(int unit, int node) {
+  if (node >= 0)
+    if (auto why = checkMove(unit, node))
+      return why;
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  if (unit < 0 || static_cast<std::size_t>(unit) >= s.unit_names.size())
+    return "no such unit";
+  s.operator_pin[unit] = node;
+  return std::nullopt;
+}
+
+std::optional<std::string> Coordinator::drain(int node, bool drained) {
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
+    return "no such node; the nodes are " + nodeList(s.node_names);
+  if (drained && node == s.entry)
+    return "the entry node `" + s.node_names[node] + "` runs main and cannot be drained";
+  s.drained[node] = drained;
+  return std::nullopt;
+}
+
+void Coordinator::setOptions(const AdaptOptions &options) {
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  bool planner_changed =
+      options.hysteresis != s.options.hysteresis || options.cooldown_s != s.options.cooldown_s;
+  s.options = options;
+  if (planner_changed) // the planner keeps its cool-down clock; a new one starts afresh
+    s.planner = heuristic::Planner(State::plannerOptions(options));
+}
+
+AdaptOptions Coordinator::options() const {
+  std::lock_guard lock(state_->mu);
+  return state_->options;
+}
+
+void Coordinator::recordEpoch(std::uint64_t epoch, const std::vector<std::uint16_t> &owners,
+                              double now_s, const std::string &trigger, const Decision &d) {
+  State &s = *state_;
+  std::lock_guard lock(s.mu);
+  HistoryEntry h;
+  h.epoch = epoch;
+  h.at_s = now_s;
+  h.trigger = trigger;
+  h.reason = d.reason;
+  h.predicted_gain_s_per_s = d.predicted_gain_s_per_s;
+  for (const heuristic::Move &m : d.moves) {
+    h.moves.push_back(m.explanation);
+    if (static_cast<std::size_t>(m.unit) < s.last_move.size())
+      s.last_move[m.unit] = m.explanation;
+  }
+  (void)owners;
+  s.history.push_back(std::move(h));
+}
+
+std::vector<HistoryEntry> Coordinator::history() const {
+  std::lock_guard lock(state_->mu);
+  return state_->history;
+}
+
+ClusterView Coordinator::view(const std::vector<std::uint16_t> &current) const {
+  const State &s = *state_;
+  std::lock_guard lock(s.mu);
+  ClusterView v;
+  v.nodes = s.node_names;
+  v.node_capacity = s.capacity;
+  v.node_cpu_s_per_s = s.node_cpu_rate;
+  v.node_calls_per_s = s.node_call_rate;
+  v.latency_s = s.latency;
+  v.bandwidth_bytes_s = s.bandwidth;
+  v.call_costs_measured = s.callCosts(v.call_costs);
+  v.options = s.options;
+  for (std::size_t u = 0; u < s.unit_names.size(); ++u) {
+    UnitView uv;
+    uv.name = s.unit_names[u];
+    uv.functions = s.unit_functions[u];
+    uv.owner = u < current.size() ? current[u] : s.entry;
+    uv.movable = s.why_fixed[u].empty();
+    uv.why_fixed = s.why_fixed[u];
+    uv.last_move = s.last_move[u];
+    uv.cpu_s_per_s = s.cpu_rate[u];
+    uv.pinned_by_operator = s.operator_pin[u];
+    v.units.push_back(std::move(uv));
+  }
+  for (const auto &[key, t] : s.edge_rate) {
+    v.edges.push_back({key.first, key.second, t.calls, t.call_bytes + t.reply_bytes});
+    v.units[key.second].calls_per_s += t.calls;
+  }
+  return v;
+}
+
+int Coordinator::findUnit(const std::string &name) const {
+  const State &s = *state_;
+  for (std::size_t u = 0; u < s.unit_names.size(); ++u) {
+    if (s.unit_names[u] == name)
+      return static_cast<int>(u);
+    for (const auto &f : s.unit_functions[u])
+      if (f == name)
+        return static_cast<int>(u);
+  }
+  return -1;
+}
+
+} // namespace distnode::node

@@ -1,0 +1,144 @@
+// coordinator.h - the online placement loop's decisions: the nodes' profile deltas merged into
+// rates per placement unit, the cost model's measured inputs, the planner, the operator's
+// overrides and the history of placements.
+//
+// Pure logic: no sockets and no threads of its own. The entry node (the coordinator) feeds it
+// every node's report and asks it once per interval what to place (cluster_node.cpp).
+#ifndef DISTNODE_NODE_COORDINATOR_H
+#define DISTNODE_NODE_COORDINATOR_H
+
+#include "heuristic/planner.h"
+#include "node/cluster_config.h"
+#include "profiler/profiler.h"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace distnode::jit {
+struct ProgramAnalysis;
+} // namespace distnode::jit
+
+namespace distnode::node {
+
+/// One node's report for one profile interval (a wire ProfileDelta, checked).
+struct NodeReport {
+  profiler::ProfileCounts delta; ///< what happened in the interval; elapsed_s = its length
+  double cpu_capacity = 0;       ///< CPU seconds per second the node offers
+  struct Link {
+    int node = 0;
+    double latency_s = 0;         ///< one way
+    double bandwidth_bytes_s = 0; ///< 0: not measured
+  };
+  std::vector<Link> links; ///< from this node to others
+};
+
+/// One placement the cluster ran, and why.
+struct HistoryEntry {
+  std::uint64_t epoch = 0;
+  double at_s = 0;                ///< seconds since the cluster started
+  std::string trigger;            ///< "start", "planner", "operator: move …", "chaos"
+  std::vector<std::string> moves; ///< one explanation per unit that moved
+  std::string reason;             ///< the planner's sentence, or the operator's request
+  double predicted_gain_s_per_s = 0;
+};
+
+/// What the coordinator knows of one unit (for `placement` and `profile`).
+struct UnitView {
+  std::string name;
+  std::vector<std::string> functions;
+  int owner = 0;
+  bool movable = false;
+  std::string why_fixed; ///< why it cannot move ("" if movable)
+  std::string last_move; ///< the planner's or operator's explanation of its last move
+  double cpu_s_per_s = 0;
+  double calls_per_s = 0; ///< calls into it
+  int pinned_by_operator = -1;
+};
+
+/// A call edge between two units, as the planner sees it.
+struct UnitEdgeView {
+  int caller = 0, callee = 0;
+  double calls_per_s = 0, bytes_per_s = 0;
+};
+
+/// The merged state of the cluster (for `status`, `profile`, `graph`).
+struct ClusterView {
+  std::vector<UnitView> units;
+  std::vector<UnitEdgeView> edges;
+  std::vector<std::string> nodes;
+  std::vector<double> node_capacity;          ///< CPU s/s
+  std::vector<double> node_cpu_s_per_s;       ///< used, by the units it ran
+  std::vector<double> node_calls_per_s;       ///< calls made on each node (by its callers)
+  std::vector<std::vector<double>> latency_s; ///< measured one-way latency [from][to], 0 unknown
+  std::vector<std::vector<double>> bandwidth_bytes_s;
+  heuristic::CallCosts call_costs;
+  bool call_costs_measured = false;
+  AdaptOptions options;
+};
+
+/// The decision of one round.
+struct Decision {
+  bool change = false;
+  std::vector<std::uint16_t> owners; ///< the placement to publish when `change`
+  std::vector<heuristic::Move> moves;
+  std::string reason;
+  double predicted_gain_s_per_s = 0;
+};
+
+/// The coordinator's state. Thread-safe: reports arrive on the control thread, rounds run on
+/// the coordinator's thread, admin requests on the admin thread.
+class Coordinator {
+public:
+  /// `profile_functions` are the profiler's function names by profile id (the same layout on
+  /// every node). `entry` indexes config.nodes.
+  Coordinator(const jit::ProgramAnalysis &analysis, std::vector<std::string> profile_functions,
+              const ClusterConfig &config, int entry, AdaptOptions options);
+  ~Coordinator();
+
+  /// Checks `report` against the program and the cluster; a bad one is an error message.
+  [[nodiscard]] std::optional<std::string> check(const NodeReport &report) const;
+  /// Adds node `node`'s report (checked) to those of the current round.
+  void addReport(int node, const NodeReport &report);
+
+  /// Merges the reports of the round into the rates (their time is `now_s`, seconds since
+  /// the start) and, if adaptation is on and `current` is not the best placement by enough,
+  /// returns the placement to publish.
+  [[nodiscard]] Decision round(const std::vector<std::uint16_t> &current, double now_s);
+  /// Plans now, ignoring hysteresis of time (operator's `repartition`): the partitioner's
+  /// placement if it differs from `current` at all.
+  [[nodiscard]] Decision repartition(const std::vector<std::uint16_t> &current, double now_s);
+
+  /// The operator moves unit `unit` to `node`: the placement to publish, or why not.
+  [[nodiscard]] std::optional<std::string> checkMove(int unit, int node) const;
+  /// Pins a unit to a node until unpinned (-1: unpin). Checked like a move.
+  [[nodiscard]] std::optional<std::string> pin(int unit, int node);
+  /// Drains `node`: every movable unit leaves it and the planner places nothing there.
+  [[nodiscard]] std::optional<std::string> drain(int node, bool drained);
+
+  void setOptions(const AdaptOptions &options);
+  [[nodiscard]] AdaptOptions options() const;
+
+  /// Records a placement that took effect.
+  void recordEpoch(std::uint64_t epoch, const std::vector<std::uint16_t> &owners, double now_s,
+                   const std::string &trigger, const Decision &decision);
+  [[nodiscard]] std::vector<HistoryEntry> history() const;
+  [[nodiscard]] ClusterView view(const std::vector<std::uint16_t> &current) const;
+
+  /// Unit index by name (a unit's name or the name of any of its functions), or -1.
+  [[nodiscard]] int findUnit(const std::string &name) const;
+
+  struct State;
+
+private:
+  std::unique_ptr<State> state_;
+};
+
+} // namespace distnode::node
+
+#endif
