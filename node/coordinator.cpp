@@ -185,20 +185,38 @@ struct Coordinator::State {
         placement[u] = drained[current[u]] ? entry : current[u];
   }
 
-  Decision decide(const heuristic::Plan &plan, const std::vector<std::uint16_t> &current,
-                  heuristic::Placement placement) {
+  Decision decide(const heuristic::Plan &plan, const std::vector<std::uint16_t> &current) {
     Decision d;
     d.reason = plan.reason;
+    heuristic::Placement placement = plan.placement; // the current one unless accepted
     keepOffDrained(placement, current);
     d.owners.assign(placement.begin(), placement.end());
-    d.change = plan.accepted && d.owners != current;
+    d.change = d.owners != current;
     if (!d.change)
       return d;
-    d.predicted_gain_s_per_s = (plan.current_cost.communication + plan.current_cost.overload) -
-                               (plan.proposed_cost.communication + plan.proposed_cost.overload);
-    for (const heuristic::Move &m : plan.moves)
-      if (d.owners[m.unit] != current[m.unit])
-        d.moves.push_back(m);
+    if (plan.accepted)
+      d.predicted_gain_s_per_s = (plan.current_cost.communication + plan.current_cost.overload) -
+                                 (plan.proposed_cost.communication + plan.proposed_cost.overload);
+    for (std::size_t u = 0; u < d.owners.size(); ++u) {
+      if (d.owners[u] == current[u])
+        continue;
+      auto m = std::find_if(plan.moves.begin(), plan.moves.end(),
+                            [&](const heuristic::Move &mv) { return mv.unit == int(u); });
+      if (plan.accepted && m != plan.moves.end() && m->to == d.owners[u]) {
+        d.moves.push_back(*m);
+        continue;
+      }
+      heuristic::Move forced;
+      forced.unit = static_cast<int>(u);
+      forced.from = current[u];
+      forced.to = d.owners[u];
+      forced.explanation = "moved `" + unit_names[u] + "` " + node_names[forced.from] + "→" +
+                           node_names[forced.to] + ": node " + node_names[forced.from] +
+                           " is drained";
+      d.moves.push_back(forced);
+    }
+    if (!plan.accepted)
+      d.reason = "draining";
     return d;
   }
 };
@@ -330,7 +348,7 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
     return {false, {}, {}, "adaptation is frozen", 0};
   heuristic::Problem p = s.problem(current);
   heuristic::Plan plan = s.planner.plan(p, now_s);
-  return s.decide(plan, current, plan.placement);
+  return s.decide(plan, current);
 }
 
 Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {
@@ -342,7 +360,7 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
   o.cooldown_s = 0;
   heuristic::Planner fresh(o);
   heuristic::Plan plan = fresh.plan(s.problem(current), now_s);
-  return s.decide(plan, current, plan.placement);
+  return s.decide(plan, current);
 }
 
 std::optional<std::string> Coordinator::checkMove(int unit, int node) const {

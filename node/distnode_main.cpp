@@ -9,6 +9,7 @@
 #include "jit/bitcode.h"
 #include "jit/jit_session.h"
 #include "jit/program_analysis.h"
+#include "node/adaptation.h"
 #include "node/analysis_report.h"
 #include "node/cluster_config.h"
 #include "node/cluster_node.h"
@@ -26,6 +27,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 namespace {
 
@@ -71,6 +73,9 @@ struct Options {
   std::string profile_out;
   long profile_half_life_ms = 10000;
   long chaos_ms = 0;
+  bool no_adapt = false;
+  long adapt_interval_ms = 0; // 0: cluster.yaml's
+  std::string cluster_out;
   std::string log_level = "warn";
   std::string log_file;
   unsigned min_instructions = distnode::jit::AnalysisOptions{}.min_instructions;
@@ -159,6 +164,15 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   if (self < 0)
     return reportError(opt.join + ": no node named `" + name + "`; --name must be one of its " +
                        "nodes");
+  if (opt.adapt_interval_ms > 0)
+    config->adapt.interval = std::chrono::milliseconds(opt.adapt_interval_ms);
+  if (opt.no_adapt)
+    config->adapt.enabled = false;
+  if (opt.no_profile && config->adapt.enabled) {
+    spdlog::info(
+        "adaptation needs the profile: with --no-profile the placement stays as it starts");
+    config->adapt.enabled = false;
+  }
   // Where a running cluster's failures end: one line, then the process, from whichever thread
   // found it (the program's threads may be inside JIT'd code, which cannot be unwound).
   auto on_failure = [log_file = opt.log_file](const std::string &message, int exit_code) {
@@ -176,7 +190,16 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   session.setRemoteHandler([n = node->get()](std::uint32_t id, void **slots, void *ret) {
     n->callRemote(id, slots, ret);
   });
+  double capacity = config->nodes[self].cpu_capacity > 0
+                        ? config->nodes[self].cpu_capacity
+                        : static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
+  // Every node measures its links and reports its profile each interval (the coordinator
+  // reads them even when adaptation is held still: `distctl profile` shows them).
+  static NodeReporter reporter(**node, self, static_cast<int>(config->nodes.size()), capacity);
   if (name != config->entry) {
+    if (!opt.no_profile)
+      (*node)->setReportSource([] { return reporter.next(); }, config->adapt.interval);
+    reporter.startProbing(config->adapt.interval);
     if (!opt.no_profile)
       (*node)->setShutdownReport([name] {
         auto &p = distnode::profiler::Profiler::instance();
@@ -209,11 +232,27 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     for (const auto &f : session.remoteFunctions())
       std::cerr << "distnode: placement: " << f.name << " on "
                 << config->nodes[(*owners)[f.unit]].name << "\n";
+  // The coordinator lives as long as the process: the control thread feeds it until the end.
+  static Coordinator coordinator(analysis,
+                                 distnode::profiler::Profiler::instance().layout().functions,
+                                 *config, self, config->adapt);
+  (*node)->setReportHandler([](int from, const NodeReport &r) { coordinator.addReport(from, r); },
+                            [](const NodeReport &r) { return coordinator.check(r); },
+                            distnode::profiler::Profiler::instance().layout().functions.size());
   if (auto err = (*node)->startEntry(*owners))
     return reportError(std::move(err));
-  if (opt.chaos_ms > 0)
+  reporter.startProbing(config->adapt.interval);
+  static AdaptationLoop loop(**node, coordinator, reporter, self);
+  if (opt.chaos_ms > 0) {
     (*node)->startChaos(std::chrono::milliseconds(opt.chaos_ms), 1);
+    AdaptOptions held = coordinator.options(); // the chaos test moves units itself
+    held.enabled = false;
+    coordinator.setOptions(held);
+  }
+  loop.start();
   session.setExitHook([&opt, n = node->get(), name](int code) {
+    loop.stop();
+    reporter.stop();
     std::fflush(nullptr);
     std::vector<std::string> reports = n->shutdownCluster(code);
     writeProfile(opt, name, reports);
@@ -304,6 +343,16 @@ int main(int argc, char **argv) {
   app.add_option("--log-file", opt.log_file,
                  "append distnode's log to this file instead of stderr (the program's output is "
                  "never in it)");
+  app.add_flag("--no-adapt", opt.no_adapt,
+               "hold the placement still: no re-placement while the program runs (the "
+               "operator can still move units, and `distctl thaw` starts adapting)");
+  app.add_option("--adapt-interval-ms", opt.adapt_interval_ms,
+                 "profile interval and planning period (default: cluster.yaml's adapt.interval_ms, "
+                 "else 1000)")
+      ->check(CLI::Range(50L, 86400000L));
+  app.add_option("--cluster-out", opt.cluster_out,
+                 "with --local: write the generated cluster.yaml here (for distctl --cluster)")
+      ->needs(local);
   app.add_option("--chaos-ms", opt.chaos_ms,
                  "test option: every this many milliseconds, move every stateless placeable "
                  "unit to a random node (a new placement epoch)")
@@ -361,6 +410,13 @@ int main(int argc, char **argv) {
     if (opt.chaos_ms > 0)
       local_options.entry_flags.insert(local_options.entry_flags.end(),
                                        {"--chaos-ms", std::to_string(opt.chaos_ms)});
+    if (opt.no_adapt)
+      local_options.entry_flags.push_back("--no-adapt");
+    if (opt.adapt_interval_ms > 0)
+      local_options.node_flags.insert(
+          local_options.node_flags.end(),
+          {"--adapt-interval-ms", std::to_string(opt.adapt_interval_ms)});
+    local_options.cluster_out = opt.cluster_out;
     local_options.node_flags.insert(
         local_options.node_flags.end(),
         {"--profile-half-life-ms", std::to_string(opt.profile_half_life_ms)});

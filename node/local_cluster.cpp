@@ -115,7 +115,18 @@ int runLocalCluster(const LocalClusterOptions &options) {
   }
   std::string dir = dir_template;
   std::string config = dir + "/cluster.yaml";
-  std::ofstream(config) << localClusterYaml(ports, options.join_timeout);
+  // Admin sockets are ipc:// files in the directory, which only this user can enter (0700).
+  std::string yaml = localClusterYaml(ports, options.join_timeout, dir);
+  std::ofstream(config) << yaml;
+  if (!options.cluster_out.empty()) {
+    std::ofstream out(options.cluster_out);
+    out << yaml;
+    if (!out) {
+      std::cerr << "distnode: error: --cluster-out: cannot write " << options.cluster_out << ": "
+                << std::strerror(errno) << "\n";
+      return 2;
+    }
+  }
 
   if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     std::cerr << "distnode: error: pipe: " << std::strerror(errno) << "\n";

@@ -18,6 +18,8 @@ struct LocalClusterOptions {
   /// Flags passed to the entry node only (e.g. --profile-out FILE).
   std::vector<std::string> entry_flags;
   std::chrono::milliseconds join_timeout{10000};
+  /// If set, the generated cluster.yaml is also written here (for distctl --cluster).
+  std::string cluster_out;
 };
 
 /// Starts nodes n0..n{N-1} as child processes of this one (n0 is the entry node) with a

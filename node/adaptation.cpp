@@ -1,0 +1,233 @@
+// adaptation.cpp - the online placement loop on a running cluster.
+#include "node/adaptation.h"
+
+#include "node/cluster_node.h"
+
+#include "llvm/Support/Error.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace distnode::node {
+
+namespace {
+
+constexpr int kLatencyProbes = 3;
+constexpr std::size_t kSmallProbe = 64;
+constexpr std::size_t kLargeProbe = std::size_t(1) << 20;
+constexpr int kBandwidthEvery = 10; // intervals
+
+std::string msPerS(double s_per_s) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.1f ms/s", s_per_s * 1e3);
+  return buffer;
+}
+
+} // namespace
+
+// ---- NodeReporter --------------------------------------------------------------------------
+
+NodeReporter::NodeReporter(ClusterNode &node, int self, int nodes, double capacity)
+    : node_(node), self_(self), nodes_(nodes), capacity_(capacity) {
+  last_ = profiler::Profiler::instance().counts();
+}
+
+NodeReporter::~NodeReporter() { stop(); }
+
+NodeReport NodeReporter::next() {
+  profiler::Profiler &p = profiler::Profiler::instance();
+  p.requestFlush();
+  profiler::ProfileCounts now = p.counts();
+  NodeReport r;
+  std::lock_guard lock(mu_);
+  r.delta = now.minus(last_);
+  last_ = std::move(now);
+  r.cpu_capacity = capacity_;
+  r.links = links_;
+  return r;
+}
+
+void NodeReporter::startProbing(std::chrono::milliseconds interval) {
+  if (nodes_ > 1)
+    prober_ = std::thread([this, interval] { probeLoop(interval); });
+}
+
+void NodeReporter::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (prober_.joinable())
+    prober_.join();
+}
+
+void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
+  std::vector<NodeReport::Link> links(nodes_);
+  for (int n = 0; n < nodes_; ++n)
+    links[n].node = n;
+  for (int round = 0;; ++round) {
+    for (int n = 0; n < nodes_; ++n) {
+      if (n == self_)
+        continue;
+      std::optional<std::chrono::nanoseconds> best;
+      for (int i = 0; i < kLatencyProbes; ++i) {
+        auto rtt = node_.probe(n, kSmallProbe);
+        if (!rtt)
+          return; // the cluster is stopping
+        best = best ? std::min(*best, *rtt) : *rtt;
+      }
+      links[n].latency_s = std::chrono::duration<double>(*best).count() / 2;
+      if (round % kBandwidthEvery == 0) {
+        auto rtt = node_.probe(n, kLargeProbe);
+        if (!rtt)
+          return;
+        // Both ways carry the payload; the small round trip's time is the per-message part.
+        double transfer_s = std::chrono::duration<double>(*rtt - *best).count();
+        if (transfer_s > 0)
+          links[n].bandwidth_bytes_s = 2.0 * kLargeProbe / transfer_s;
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      links_.clear();
+      for (const auto &l : links)
+        if (l.node != self_ && l.latency_s > 0)
+          links_.push_back(l);
+    }
+    std::unique_lock lock(stop_mu_);
+    if (stop_cv_.wait_for(lock, interval, [&] { return stop_; }))
+      return;
+  }
+}
+
+// ---- AdaptationLoop ------------------------------------------------------------------------
+
+AdaptationLoop::AdaptationLoop(ClusterNode &node, Coordinator &coordinator, NodeReporter &own,
+                               int self)
+    : node_(node), coordinator_(coordinator), own_(own), self_(self) {}
+
+AdaptationLoop::~AdaptationLoop() { stop(); }
+
+double AdaptationLoop::nowS() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void AdaptationLoop::start() {
+  {
+    std::lock_guard lock(mu_);
+    Decision initial;
+    initial.reason = "the starting placement";
+    coordinator_.recordEpoch(node_.epoch(), node_.owners(), nowS(), "start", initial);
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+void AdaptationLoop::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void AdaptationLoop::loop() {
+  while (true) {
+    {
+      std::unique_lock lock(stop_mu_);
+      if (stop_cv_.wait_for(lock, coordinator_.options().interval, [&] { return stop_; }))
+        return;
+    }
+    coordinator_.addReport(self_, own_.next());
+    std::lock_guard lock(mu_);
+    Decision d = coordinator_.round(node_.owners(), nowS());
+    if (d.change)
+      apply(d, "planner");
+    else
+      spdlog::debug("placement kept: {}", d.reason);
+  }
+}
+
+AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::string &trigger) {
+  Outcome out;
+  out.decision = d;
+  if (auto err = node_.place(d.owners)) {
+    out.ok = false;
+    out.error = llvm::toString(std::move(err));
+    spdlog::warn("placement not applied: {}", out.error);
+    return out;
+  }
+  out.epoch = node_.epoch();
+  coordinator_.recordEpoch(out.epoch, d.owners, nowS(), trigger, d);
+  for (const heuristic::Move &m : d.moves)
+    spdlog::info("epoch {}: {}", out.epoch, m.explanation);
+  spdlog::info("epoch {} ({}): {}; predicted gain {}", out.epoch, trigger, d.reason,
+               msPerS(d.predicted_gain_s_per_s));
+  return out;
+}
+
+AdaptationLoop::Outcome AdaptationLoop::repartition() {
+  std::lock_guard lock(mu_);
+  Decision d = coordinator_.repartition(node_.owners(), nowS());
+  if (!d.change) {
+    Outcome out;
+    out.decision = d;
+    out.epoch = node_.epoch();
+    return out;
+  }
+  return apply(d, "operator: repartition");
+}
+
+AdaptationLoop::Outcome AdaptationLoop::move(int unit, int node) {
+  std::lock_guard lock(mu_);
+  Outcome out;
+  if (auto why = coordinator_.checkMove(unit, node)) {
+    out.ok = false;
+    out.error = *why;
+    return out;
+  }
+  std::vector<std::uint16_t> owners = node_.owners();
+  out.epoch = node_.epoch();
+  if (owners[unit] == node) {
+    out.decision.reason = "already there";
+    return out;
+  }
+  ClusterView v = coordinator_.view(owners);
+  Decision d;
+  d.change = true;
+  d.reason = "operator request";
+  heuristic::Move m;
+  m.unit = unit;
+  m.from = owners[unit];
+  m.to = node;
+  m.explanation = "moved `" + v.units[unit].name + "` " + v.nodes[m.from] + "→" + v.nodes[node] +
+                  ": operator request";
+  d.moves.push_back(m);
+  owners[unit] = static_cast<std::uint16_t>(node);
+  d.owners = owners;
+  return apply(d, "operator: move");
+}
+
+AdaptationLoop::Outcome AdaptationLoop::drain(int node, bool drained) {
+  std::lock_guard lock(mu_);
+  Outcome out;
+  if (auto why = coordinator_.drain(node, drained)) {
+    out.ok = false;
+    out.error = *why;
+    return out;
+  }
+  out.epoch = node_.epoch();
+  if (!drained)
+    return out;
+  // Every movable unit leaves the node now, to where the planner would put it.
+  Decision d = coordinator_.repartition(node_.owners(), nowS());
+  if (!d.change)
+    return out;
+  return apply(d, "operator: drain");
+}
+
+} // namespace distnode::node

@@ -1,0 +1,102 @@
+// adaptation.h - the online placement loop on a running cluster: every node measures its links
+// and reports its profile each interval; the coordinator (the entry node) plans and publishes
+// new placement epochs, and applies the operator's requests (admin_server.h).
+#ifndef DISTNODE_NODE_ADAPTATION_H
+#define DISTNODE_NODE_ADAPTATION_H
+
+#include "node/coordinator.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace distnode::node {
+
+class ClusterNode;
+
+/// This node's reports and link measurements. Thread-safe.
+class NodeReporter {
+public:
+  /// `capacity`: the CPU seconds per second this node offers (configured, or its cores).
+  NodeReporter(ClusterNode &node, int self, int nodes, double capacity);
+  ~NodeReporter();
+
+  /// What happened since the previous report: asks running frames to flush their counts
+  /// (a frame that runs on shows its calls in the next report), then takes the difference.
+  [[nodiscard]] NodeReport next();
+
+  /// Measures the latency to every other node each `interval` (the least of a few small
+  /// round trips on the call path) and the bandwidth at the start and every tenth interval
+  /// (a 1 MiB round trip), on a thread of its own.
+  void startProbing(std::chrono::milliseconds interval);
+  void stop();
+
+private:
+  void probeLoop(std::chrono::milliseconds interval);
+
+  ClusterNode &node_;
+  int self_, nodes_;
+  double capacity_;
+  profiler::ProfileCounts last_;
+  std::mutex mu_; ///< guards last_, links_
+  std::vector<NodeReport::Link> links_;
+  std::thread prober_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+};
+
+/// The coordinator's loop (entry node): each interval, its own report joins the others', the
+/// coordinator plans, and an accepted placement becomes the next epoch on every node. Every
+/// change is logged (info) with its epoch, the units moved, why, and the predicted gain, and
+/// kept in the history. Operator requests go through it too, one decision at a time.
+class AdaptationLoop {
+public:
+  AdaptationLoop(ClusterNode &node, Coordinator &coordinator, NodeReporter &own, int self);
+  ~AdaptationLoop();
+
+  /// Records the starting placement and starts the loop's thread.
+  void start();
+  void stop();
+
+  /// Seconds since the loop started.
+  [[nodiscard]] double nowS() const;
+
+  /// What an operator's request did: the epoch now in effect, the moves, or why nothing.
+  struct Outcome {
+    bool ok = true;
+    std::string error;
+    Decision decision;
+    std::uint64_t epoch = 0;
+  };
+  /// Plans now (no hysteresis, no cool-down) and applies the result if it differs.
+  Outcome repartition();
+  /// Moves one unit (checked by the coordinator) as a new epoch.
+  Outcome move(int unit, int node);
+  /// Drains `node` (every movable unit leaves it, and it gets none) or ends a drain.
+  Outcome drain(int node, bool drained);
+
+private:
+  void loop();
+  // Publishes `d` as the next epoch and records it; returns the outcome. mu_ is held.
+  Outcome apply(const Decision &d, const std::string &trigger);
+
+  ClusterNode &node_;
+  Coordinator &coordinator_;
+  NodeReporter &own_;
+  int self_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::mutex mu_; ///< one decision at a time (the loop's and the operator's)
+  std::thread thread_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+};
+
+} // namespace distnode::node
+
+#endif
