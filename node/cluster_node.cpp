@@ -128,6 +128,7 @@ struct ClusterNode::Impl {
   std::vector<std::string> routing_ids;     ///< entry: each joined node's connection
   std::vector<Clock::time_point> last_seen; ///< entry: last control message of each node
   std::string join_failure;
+  std::vector<std::function<void()>> stop_hooks;
   bool shut_down = false;                            ///< entry: Shutdown sent; silence is expected
   std::deque<std::pair<int, zmq::message_t>> outbox; ///< entry: control messages to send
   std::map<std::uint64_t, std::pair<int, std::promise<Ack>>> pending; ///< entry: by call id
@@ -707,6 +708,13 @@ struct ClusterNode::Impl {
       server->stop();
     if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
       control_thread.join();
+    std::vector<std::function<void()>> hooks;
+    {
+      std::lock_guard lock(mu);
+      hooks.swap(stop_hooks);
+    }
+    for (auto &hook : hooks) // threads of other parts that use this node's sockets
+      hook();
   }
 };
 
@@ -976,21 +984,32 @@ void ClusterNode::setReportSource(std::function<NodeReport()> source, millisecon
   impl_->report_source = std::move(source);
 }
 
+void ClusterNode::atStop(std::function<void()> hook) {
+  std::lock_guard lock(impl_->mu);
+  impl_->stop_hooks.push_back(std::move(hook));
+}
+
 std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t bytes) {
   Impl &n = *impl_;
-  if (node < 0 || node == n.self || static_cast<std::size_t>(node) >= n.config.nodes.size())
+  if (node < 0 || node == n.self || static_cast<std::size_t>(node) >= n.config.nodes.size() ||
+      n.stop.load())
     return std::nullopt;
-  CallClient::CallScope scope(*n.client);
-  std::uint64_t call_id = n.next_call_id++;
-  zmq::message_t response;
-  const wire::Envelope *envelope = nullptr;
-  std::string error;
-  auto start = Clock::now();
-  if (!n.client->request(node, transport::makeProbe(call_id, bytes), call_id, response, envelope,
-                         error) ||
-      !envelope->body_as_Reply())
+  try {
+    CallClient::CallScope scope(*n.client);
+    std::uint64_t call_id = n.next_call_id++;
+    zmq::message_t response;
+    const wire::Envelope *envelope = nullptr;
+    std::string error;
+    auto start = Clock::now();
+    if (!n.client->request(node, transport::makeProbe(call_id, bytes), call_id, response, envelope,
+                           error) ||
+        !envelope->body_as_Reply())
+      return std::nullopt;
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
+  } catch (const zmq::error_t &e) { // the node's sockets are closing
+    spdlog::debug("probe of node `{}`: {}", n.nodeName(node), e.what());
     return std::nullopt;
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
+  }
 }
 
 llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners) {

@@ -106,6 +106,10 @@ public:
   /// delta (on the control plane).
   void setReportSource(std::function<NodeReport()> source, std::chrono::milliseconds interval);
 
+  /// Runs `hook` when this node stops serving, before its sockets close (to stop threads that
+  /// use the node, such as the prober and the admin socket).
+  void atStop(std::function<void()> hook);
+
   /// A round trip of `bytes` bytes each way to `node` on the call path (a Probe), or nothing
   /// if the cluster stops first.
   [[nodiscard]] std::optional<std::chrono::nanoseconds> probe(int node, std::size_t bytes);

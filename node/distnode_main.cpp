@@ -10,6 +10,7 @@
 #include "jit/jit_session.h"
 #include "jit/program_analysis.h"
 #include "node/adaptation.h"
+#include "node/admin_server.h"
 #include "node/analysis_report.h"
 #include "node/cluster_config.h"
 #include "node/cluster_node.h"
@@ -200,6 +201,20 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     if (!opt.no_profile)
       (*node)->setReportSource([] { return reporter.next(); }, config->adapt.interval);
     reporter.startProbing(config->adapt.interval);
+    std::unique_ptr<AdminServer> admin;
+    if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
+      const NodeConfig &coordinator = config->nodes[config->nodeIndex(config->coordinator)];
+      auto server = AdminServer::Create(
+          endpoint, forwardingHandler(coordinator.admin_endpoint, coordinator.name,
+                                      std::chrono::milliseconds(5000)));
+      if (!server)
+        return reportError(server.takeError());
+      admin = std::move(*server);
+    }
+    (*node)->atStop([&admin] {
+      admin.reset();
+      reporter.stop();
+    });
     if (!opt.no_profile)
       (*node)->setShutdownReport([name] {
         auto &p = distnode::profiler::Profiler::instance();
@@ -250,6 +265,19 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     coordinator.setOptions(held);
   }
   loop.start();
+  if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
+    static const ClusterConfig admin_config = *config;
+    auto server =
+        AdminServer::Create(endpoint, coordinatorHandler(admin_config, **node, coordinator, loop));
+    if (!server) {
+      (*node)->shutdownCluster(kUsageOrInputError);
+      return reportError(server.takeError());
+    }
+    static std::unique_ptr<AdminServer> admin = std::move(*server);
+    spdlog::info("admin socket at {}", endpoint);
+    (*node)->atStop([] { admin->stop(); });
+  }
+  (*node)->atStop([] { reporter.stop(); });
   session.setExitHook([&opt, n = node->get(), name](int code) {
     loop.stop();
     reporter.stop();
