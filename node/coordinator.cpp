@@ -3,6 +3,7 @@
 
 #include "jit/program_analysis.h"
 #include "node/cluster_config.h"
+#include "heuristic/cost_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -185,10 +186,32 @@ struct Coordinator::State {
         placement[u] = drained[current[u]] ? entry : current[u];
   }
 
-  Decision decide(const heuristic::Plan &plan, const std::vector<std::uint16_t> &current) {
+  // Moves that gain nothing are undone: the partitioner may put idle units anywhere (every
+  // node costs them the same), and each move re-links stubs on every node for nothing.
+  static void keepIdleUnits(const heuristic::Problem &problem, heuristic::Placement &placement,
+                            const std::vector<std::uint16_t> &current) {
+    heuristic::CostModel model(problem);
+    double cost = model.evaluate(placement).total();
+    for (std::size_t u = 0; u < placement.size(); ++u) {
+      if (placement[u] == current[u])
+        continue;
+      int moved_to = placement[u];
+      placement[u] = current[u];
+      double back = model.evaluate(placement).total();
+      if (back <= cost + 1e-12)
+        cost = back;
+      else
+        placement[u] = moved_to;
+    }
+  }
+
+  Decision decide(const heuristic::Problem &problem, const heuristic::Plan &plan,
+                  const std::vector<std::uint16_t> &current) {
     Decision d;
     d.reason = plan.reason;
     heuristic::Placement placement = plan.placement; // the current one unless accepted
+    if (plan.accepted)
+      keepIdleUnits(problem, placement, current);
     keepOffDrained(placement, current);
     d.owners.assign(placement.begin(), placement.end());
     d.change = d.owners != current;
@@ -348,7 +371,7 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
     return {false, {}, {}, "adaptation is frozen", 0};
   heuristic::Problem p = s.problem(current);
   heuristic::Plan plan = s.planner.plan(p, now_s);
-  return s.decide(plan, current);
+  return s.decide(p, plan, current);
 }
 
 Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {
@@ -359,8 +382,9 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
   o.hysteresis = 0;
   o.cooldown_s = 0;
   heuristic::Planner fresh(o);
-  heuristic::Plan plan = fresh.plan(s.problem(current), now_s);
-  return s.decide(plan, current);
+  heuristic::Problem p = s.problem(current);
+  heuristic::Plan plan = fresh.plan(p, now_s);
+  return s.decide(p, plan, current);
 }
 
 std::optional<std::string> Coordinator::checkMove(int unit, int node) const {

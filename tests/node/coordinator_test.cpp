@@ -1,0 +1,251 @@
+// coordinator_test.cpp - the coordinator's decisions from synthetic node reports: what moves,
+// what never moves and why, operator pins and drains, and checks of bad reports.
+#include "jit/program_analysis.h"
+#include "node/cluster_config.h"
+#include "node/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace distnode::node {
+namespace {
+
+// A program of five units: main (home), stage → filter (chatty), heavy_a and heavy_b (CPU),
+// and `table` holding mutable globals. Profile ids: 1 + index in kFunctions.
+const std::vector<std::string> kFunctions = {"(root)", "main",    "stage",  "filter",
+                                             "heavy_a", "heavy_b", "table"};
+
+jit::ProgramAnalysis program() {
+  jit::ProgramAnalysis a;
+  auto unit = [&](const std::string &name, jit::Placement p, bool stateful) {
+    jit::FunctionInfo f;
+    f.name = name;
+    f.placement = p;
+    f.reason = p == jit::Placement::Home ? "the program's entry point runs on the entry node" : "";
+    f.unit = static_cast<int>(a.units.size());
+    a.functions.push_back(f);
+    jit::PlacementUnit u;
+    u.name = name;
+    u.functions = {name};
+    u.placement = p;
+    u.stateful = stateful;
+    a.units.push_back(u);
+  };
+  unit("main", jit::Placement::Home, false);
+  unit("stage", jit::Placement::Placeable, false);
+  unit("filter", jit::Placement::Placeable, false);
+  unit("heavy_a", jit::Placement::Placeable, false);
+  unit("heavy_b", jit::Placement::Placeable, false);
+  unit("table", jit::Placement::Placeable, true);
+  return a;
+}
+
+ClusterConfig cluster(int nodes, double cpu = 1.0) {
+  ClusterConfig c;
+  c.path = "cluster.yaml";
+  for (int i = 0; i < nodes; ++i) {
+    NodeConfig n;
+    n.name = "n" + std::to_string(i);
+    n.cpu_capacity = cpu;
+    c.nodes.push_back(n);
+  }
+  c.entry = c.coordinator = "n0";
+  return c;
+}
+
+std::uint32_t pid(const std::string &name) {
+  for (std::size_t i = 0; i < kFunctions.size(); ++i)
+    if (kFunctions[i] == name)
+      return static_cast<std::uint32_t>(i);
+  ADD_FAILURE() << name;
+  return 0;
+}
+
+// One interval of `seconds` on a node: calls between functions, CPU per function.
+struct Interval {
+  double seconds = 1;
+  std::vector<std::tuple<std::string, std::string, std::uint64_t, std::uint64_t>> calls;
+  std::vector<std::pair<std::string, double>> cpu_s;
+
+  NodeReport report() const {
+    NodeReport r;
+    r.delta.elapsed_s = seconds;
+    r.delta.cpu_ns.assign(kFunctions.size(), 0);
+    r.delta.samples.assign(kFunctions.size(), 0);
+    for (const auto &[f, s] : cpu_s)
+      r.delta.cpu_ns[pid(f)] = static_cast<std::uint64_t>(s * 1e9);
+    for (const auto &[from, to, n, bytes] : calls)
+      r.delta.edges.push_back({pid(from), pid(to), n, bytes / 2, bytes / 2});
+    r.cpu_capacity = 1.0;
+    return r;
+  }
+};
+
+// The owner of each unit: main n0, stage n0, filter n1, heavy_a n0, heavy_b n0, table n1.
+const std::vector<std::uint16_t> kStart = {0, 0, 1, 0, 0, 1};
+
+AdaptOptions fast() {
+  AdaptOptions o;
+  o.cooldown_s = 0;
+  o.half_life_s = 1;
+  return o;
+}
+
+TEST(Coordinator, MovesAChattyCalleeToItsCaller) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval i; // main → stage keeps stage at home: filter is the one to move
+  i.calls = {{"main", "stage", 1, 16}, {"stage", "filter", 200000, 3200000}};
+  i.cpu_s = {{"stage", 0.2}, {"filter", 0.2}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  ASSERT_TRUE(d.change) << d.reason;
+  EXPECT_EQ(d.owners[2], 0) << "filter joins stage on n0";
+  ASSERT_EQ(d.moves.size(), 1u);
+  EXPECT_EQ(d.moves[0].unit, 2);
+  EXPECT_NE(d.moves[0].explanation.find("remote calls with `stage`"), std::string::npos)
+      << d.moves[0].explanation;
+  EXPECT_GT(d.predicted_gain_s_per_s, 0);
+}
+
+TEST(Coordinator, ShedsLoadFromAnOverloadedNode) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval i;
+  i.calls = {{"main", "heavy_a", 10, 160}, {"main", "heavy_b", 10, 160}};
+  i.cpu_s = {{"heavy_a", 0.95}, {"heavy_b", 0.95}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  ASSERT_TRUE(d.change) << d.reason;
+  EXPECT_NE(d.owners[3], d.owners[4]) << "one heavy unit per one-core node";
+  EXPECT_NE(d.moves.at(0).explanation.find("overload"), std::string::npos)
+      << d.moves[0].explanation;
+}
+
+TEST(Coordinator, NeverMovesAStatefulOrHomeUnitAndSaysWhy) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval i; // table is called a lot from stage on n0, but holds state
+  i.calls = {{"stage", "table", 500000, 8000000}, {"main", "stage", 1, 8}};
+  i.cpu_s = {{"stage", 0.3}, {"table", 0.3}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  EXPECT_EQ(d.owners.empty() ? kStart[5] : d.owners[5], 1) << "table stays on n1";
+  if (d.change)
+    EXPECT_EQ(d.owners[0], 0) << "main stays home";
+  ClusterView v = c.view(kStart);
+  EXPECT_FALSE(v.units[5].movable);
+  EXPECT_NE(v.units[5].why_fixed.find("state migration is not built"), std::string::npos);
+  EXPECT_FALSE(v.units[0].movable);
+  EXPECT_NE(v.units[0].why_fixed.find("entry node"), std::string::npos);
+  EXPECT_EQ(c.checkMove(5, 0).value_or(""),
+            "`table` cannot move: " + v.units[5].why_fixed);
+}
+
+TEST(Coordinator, FrozenHoldsThePlacement) {
+  jit::ProgramAnalysis a = program();
+  AdaptOptions o = fast();
+  o.enabled = false;
+  Coordinator c(a, kFunctions, cluster(2), 0, o);
+  Interval i;
+  i.calls = {{"stage", "filter", 200000, 3200000}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  EXPECT_FALSE(d.change);
+  EXPECT_EQ(d.reason, "adaptation is frozen");
+  ClusterView v = c.view(kStart);
+  EXPECT_GT(v.edges.size(), 0u) << "the rates are kept while frozen";
+}
+
+TEST(Coordinator, OperatorPinOverridesThePlanner) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  ASSERT_EQ(c.pin(2, 1), std::nullopt);
+  Interval i;
+  i.calls = {{"stage", "filter", 200000, 3200000}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  EXPECT_TRUE(!d.change || d.owners[2] == 1) << "filter is pinned to n1";
+  EXPECT_EQ(c.pin(0, 1).value_or(""), "`main` cannot move: " + c.view(kStart).units[0].why_fixed);
+  EXPECT_EQ(c.pin(2, 7).value_or("").rfind("no such node", 0), 0u);
+}
+
+TEST(Coordinator, DrainedNodeIsEmptiedAndGetsNothing) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(3), 0, fast());
+  ASSERT_EQ(c.drain(1, true), std::nullopt);
+  Decision d = c.repartition(kStart, 1.0);
+  ASSERT_TRUE(d.change);
+  EXPECT_NE(d.owners[2], 1) << "filter left n1";
+  EXPECT_EQ(d.owners[5], 1) << "table cannot move";
+  EXPECT_EQ(c.drain(0, true).value_or(""),
+            "the entry node `n0` runs main and cannot be drained");
+  EXPECT_EQ(c.checkMove(2, 1).value_or(""), "node `n1` is drained; `undrain` it first");
+}
+
+TEST(Coordinator, QuietEdgesFadeAndStopWeighing) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval busy;
+  busy.calls = {{"stage", "filter", 1000, 16000}};
+  c.addReport(0, busy.report());
+  (void)c.round(kStart, 1.0);
+  ASSERT_EQ(c.view(kStart).edges.size(), 1u);
+  EXPECT_DOUBLE_EQ(c.view(kStart).edges[0].calls_per_s, 1000.0);
+  (void)c.round(kStart, 2.0); // no reports: halves (half-life 1 s)
+  EXPECT_DOUBLE_EQ(c.view(kStart).edges[0].calls_per_s, 500.0);
+  (void)c.round(kStart, 40.0);
+  EXPECT_TRUE(c.view(kStart).edges.empty());
+}
+
+TEST(Coordinator, MarshalingCostIsFittedFromRemoteCalls) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  EXPECT_FALSE(c.view(kStart).call_costs_measured);
+  NodeReport r;
+  r.delta.elapsed_s = 1;
+  // 1 µs + 1 ns per byte: 100 calls of 1000 B, 100 calls of 10000 B.
+  r.delta.remote = {{pid("filter"), 100, 100000, 0, 100 * 2000},
+                    {pid("heavy_a"), 100, 1000000, 0, 100 * 11000}};
+  c.addReport(0, r);
+  ClusterView v = c.view(kStart);
+  ASSERT_TRUE(v.call_costs_measured);
+  // The caller measures both of its sides; each side counts half.
+  EXPECT_NEAR(v.call_costs.marshal_s_per_call * 2, 1e-6, 1e-9);
+  EXPECT_NEAR(v.call_costs.marshal_s_per_byte * 2, 1e-9, 1e-12);
+}
+
+TEST(Coordinator, BadReportsAreRefusedWithAReason) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  NodeReport r = Interval{}.report();
+  EXPECT_EQ(c.check(r), std::nullopt);
+  NodeReport bad_edge = r;
+  bad_edge.delta.edges.push_back({99, 1, 1, 0, 0});
+  EXPECT_EQ(c.check(bad_edge).value_or(""),
+            "a profile delta names profile id 99, the program has 7");
+  NodeReport bad_link = r;
+  bad_link.links.push_back({5, 1e-4, 0});
+  EXPECT_EQ(c.check(bad_link).value_or(""), "a profile delta has a bad link measurement");
+  NodeReport nan_link = r;
+  nan_link.links.push_back({1, std::numeric_limits<double>::quiet_NaN(), 0});
+  EXPECT_TRUE(c.check(nan_link).has_value());
+  NodeReport bad_cpu = r;
+  bad_cpu.cpu_capacity = -1;
+  EXPECT_EQ(c.check(bad_cpu).value_or(""), "a profile delta has a bad CPU capacity");
+}
+
+TEST(Coordinator, FindsUnitsByUnitOrFunctionName) {
+  jit::ProgramAnalysis a = program();
+  a.units[1].name = "globals#0";
+  a.units[1].functions = {"stage", "stage_helper"};
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  EXPECT_EQ(c.findUnit("globals#0"), 1);
+  EXPECT_EQ(c.findUnit("stage_helper"), 1);
+  EXPECT_EQ(c.findUnit("nothing"), -1);
+}
+
+} // namespace
+} // namespace distnode::node
