@@ -1,9 +1,9 @@
 // coordinator.cpp - the online placement loop's decisions.
 #include "node/coordinator.h"
 
+#include "heuristic/cost_model.h"
 #include "jit/program_analysis.h"
 #include "node/cluster_config.h"
-#include "heuristic/cost_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -263,7 +263,7 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
     if (u.placement == jit::Placement::Home) {
       fixed = entry;
       const jit::FunctionInfo *f = analysis.find(u.functions.front());
-      why = "runs on the entry node: " + (f ? f->reason : std::string("home"));
+      why = f ? f->reason : "runs on the entry node";
     } else if (u.placement == jit::Placement::Pinned) {
       fixed = std::max(0, config.nodeIndex(u.pin_node));
       why = "pinned to `" + u.pin_node + "` by DIST_PIN";

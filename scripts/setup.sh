@@ -10,7 +10,7 @@ PACKAGES=(
   libflatbuffers-dev flatbuffers-compiler
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev
-  iproute2
+  iproute2 python3-zmq
 )
 
 missing=()

@@ -14,7 +14,7 @@ namespace {
 
 // A program of five units: main (home), stage → filter (chatty), heavy_a and heavy_b (CPU),
 // and `table` holding mutable globals. Profile ids: 1 + index in kFunctions.
-const std::vector<std::string> kFunctions = {"(root)", "main",    "stage",  "filter",
+const std::vector<std::string> kFunctions = {"(root)",  "main",    "stage", "filter",
                                              "heavy_a", "heavy_b", "table"};
 
 jit::ProgramAnalysis program() {
@@ -133,15 +133,15 @@ TEST(Coordinator, NeverMovesAStatefulOrHomeUnitAndSaysWhy) {
   c.addReport(0, i.report());
   Decision d = c.round(kStart, 1.0);
   EXPECT_EQ(d.owners.empty() ? kStart[5] : d.owners[5], 1) << "table stays on n1";
-  if (d.change)
+  if (d.change) {
     EXPECT_EQ(d.owners[0], 0) << "main stays home";
+  }
   ClusterView v = c.view(kStart);
   EXPECT_FALSE(v.units[5].movable);
   EXPECT_NE(v.units[5].why_fixed.find("state migration is not built"), std::string::npos);
   EXPECT_FALSE(v.units[0].movable);
   EXPECT_NE(v.units[0].why_fixed.find("entry node"), std::string::npos);
-  EXPECT_EQ(c.checkMove(5, 0).value_or(""),
-            "`table` cannot move: " + v.units[5].why_fixed);
+  EXPECT_EQ(c.checkMove(5, 0).value_or(""), "`table` cannot move: " + v.units[5].why_fixed);
 }
 
 TEST(Coordinator, FrozenHoldsThePlacement) {
@@ -180,8 +180,7 @@ TEST(Coordinator, DrainedNodeIsEmptiedAndGetsNothing) {
   ASSERT_TRUE(d.change);
   EXPECT_NE(d.owners[2], 1) << "filter left n1";
   EXPECT_EQ(d.owners[5], 1) << "table cannot move";
-  EXPECT_EQ(c.drain(0, true).value_or(""),
-            "the entry node `n0` runs main and cannot be drained");
+  EXPECT_EQ(c.drain(0, true).value_or(""), "the entry node `n0` runs main and cannot be drained");
   EXPECT_EQ(c.checkMove(2, 1).value_or(""), "node `n1` is drained; `undrain` it first");
 }
 

@@ -1,0 +1,369 @@
+// adaptation_test.cpp - the online loop on real clusters: work moves while programs run, the
+// output stays the native one, and the admin socket answers distctl, a Python client and
+// malformed requests.
+#include "tests/support/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+namespace distnode::testing {
+namespace {
+
+using nlohmann::json;
+
+const std::string kDistnode = DIST_DISTNODE;
+const std::string kDistctl = DIST_DISTCTL;
+
+std::string fixture(const std::string &name) {
+  return std::string(DIST_FIXTURE_DIR) + "/fixture_" + name;
+}
+std::string example(const std::string &name) { return std::string(DIST_EXAMPLES_DIR) + "/" + name; }
+
+// A --local cluster running adapt_target until stop() (or its destructor) creates the stop
+// file; its admin sockets are found through the cluster.yaml it writes.
+class RunningCluster {
+public:
+  explicit RunningCluster(std::vector<std::string> extra_flags = {}, int nodes = 3) {
+    static int serial = 0;
+    std::string dir = ::testing::TempDir() + "adapt-" + std::to_string(::getpid()) + "-" +
+                      std::to_string(serial++);
+    std::filesystem::create_directories(dir);
+    stop_file_ = dir + "/stop";
+    cluster_yaml_ = dir + "/cluster.yaml";
+    std::vector<std::string> argv = {kDistnode, "--local", std::to_string(nodes), "--cluster-out",
+                                     cluster_yaml_};
+    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+    argv.insert(argv.end(), {fixture("adapt_target.bc"), "--", stop_file_});
+    run_ = startProcess(argv, std::chrono::seconds(120));
+  }
+  ~RunningCluster() {
+    if (run_.valid())
+      (void)stop();
+  }
+
+  // Runs distctl against the coordinator (or `node`).
+  ProcessResult ctl(std::vector<std::string> args, const std::string &node = "") {
+    std::vector<std::string> argv = {kDistctl, "--cluster", cluster_yaml_};
+    if (!node.empty())
+      argv.insert(argv.end(), {"--node", node});
+    argv.insert(argv.end(), args.begin(), args.end());
+    return runProcess(argv, std::chrono::seconds(30));
+  }
+  json ctlJson(std::vector<std::string> args) {
+    args.insert(args.begin(), "--json");
+    ProcessResult r = ctl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+
+  // Waits until the coordinator answers (the cluster has started), at most 60 s.
+  bool waitReady() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (std::filesystem::exists(cluster_yaml_) && ctl({"status"}).exit_code == 0)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50)); // the sockets are not up yet
+    }
+    return false;
+  }
+
+  // Polls `ok` (a query of the running cluster) until it holds, at most 60 s.
+  template <typename F> bool eventually(F ok) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (ok())
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  ProcessResult stop() {
+    std::ofstream(stop_file_) << "stop\n";
+    return run_.get();
+  }
+
+  const std::string &clusterYaml() const { return cluster_yaml_; }
+
+private:
+  std::string stop_file_, cluster_yaml_;
+  std::future<ProcessResult> run_;
+};
+
+std::string nodeOf(const json &placement, const std::string &unit) {
+  for (const auto &u : placement["units"])
+    if (u["unit"] == unit)
+      return u["node"];
+  return "";
+}
+
+const std::string kExpected = "rounds that disagreed: 0\n";
+
+TEST(Adaptation, ChattyPairEndsOnOneNodeAndOutputMatchesNative) {
+  RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100"});
+  ASSERT_TRUE(c.waitReady());
+  // Scatter starts driver and mix on different nodes; the loop brings them together.
+  EXPECT_TRUE(c.eventually([&] {
+    json p = c.ctlJson({"placement"});
+    return !nodeOf(p, "driver").empty() && nodeOf(p, "driver") == nodeOf(p, "mix");
+  }));
+  json history = c.ctlJson({"history"});
+  ASSERT_GE(history["entries"].size(), 2u);
+  EXPECT_EQ(history["entries"][0]["trigger"], "start");
+  bool planner_moved = false;
+  for (const auto &h : history["entries"])
+    if (h["trigger"] == "planner")
+      for (const auto &m : h["moves"])
+        planner_moved |= m.get<std::string>().find("remote calls with") != std::string::npos;
+  EXPECT_TRUE(planner_moved) << history.dump(2);
+  ProcessResult r = c.stop();
+  EXPECT_EQ(r.out, kExpected) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(Adaptation, ImmovableUnitsNeverMoveAndPlacementSaysWhy) {
+  RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100"});
+  ASSERT_TRUE(c.waitReady());
+  json p = c.ctlJson({"placement"});
+  std::string tally_node = nodeOf(p, "globals#0");
+  for (const auto &u : p["units"]) {
+    if (u["unit"] == "main") {
+      EXPECT_FALSE(u["movable"].get<bool>());
+      EXPECT_NE(u["why_fixed"].get<std::string>().find("entry node"), std::string::npos);
+    }
+    if (u["unit"] == "globals#0") {
+      EXPECT_FALSE(u["movable"].get<bool>());
+      EXPECT_NE(u["why_fixed"].get<std::string>().find("state"), std::string::npos);
+    }
+  }
+  ProcessResult refused = c.ctl({"move", "tally_add", "n0"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_EQ(refused.err.rfind("distctl: error: `globals#0` cannot move: ", 0), 0u) << refused.err;
+  // Let a few rounds of planning pass: the stateful unit stays where it started.
+  ASSERT_TRUE(c.eventually([&] { return c.ctlJson({"history"})["entries"].size() >= 2; }));
+  EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), "globals#0"), tally_node);
+  json history = c.ctlJson({"history"});
+  for (const auto &h : history["entries"])
+    for (const auto &m : h["moves"])
+      EXPECT_EQ(m.get<std::string>().find("globals#0"), std::string::npos) << m;
+  EXPECT_EQ(c.stop().out, kExpected);
+}
+
+TEST(Adaptation, NoAdaptHoldsThePlacementStill) {
+  RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100", "--no-adapt"});
+  ASSERT_TRUE(c.waitReady());
+  json status = c.ctlJson({"status"});
+  EXPECT_FALSE(status["adapt"]["enabled"].get<bool>());
+  // Profiles still arrive: the chatty edge shows up, and nothing moves.
+  EXPECT_TRUE(c.eventually([&] {
+    json profile = c.ctlJson({"profile"});
+    for (const auto &e : profile["edges"])
+      if (e["caller"] == "driver" && e["callee"] == "mix" && e["calls_per_s"].get<double>() > 0)
+        return true;
+    return false;
+  }));
+  EXPECT_EQ(c.ctlJson({"status"})["epoch"], 1);
+  EXPECT_EQ(c.ctlJson({"history"})["entries"].size(), 1u);
+  EXPECT_EQ(c.stop().out, kExpected);
+}
+
+TEST(Admin, EveryCommandFromDistctl) {
+  RunningCluster c({"--adapt-interval-ms", "100", "--no-adapt"});
+  ASSERT_TRUE(c.waitReady());
+
+  ProcessResult status = c.ctl({"status"});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("cluster local, coordinator n0, placement epoch 1"), std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("n2"), std::string::npos);
+
+  json moved = c.ctlJson({"move", "mix", "n2"});
+  EXPECT_TRUE(moved["ok"].get<bool>());
+  EXPECT_EQ(moved["epoch"], 2);
+  EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), "mix"), "n2");
+  ProcessResult human = c.ctl({"move", "mix", "n1"});
+  EXPECT_EQ(human.out, "moved `mix` n2→n1: operator request\nplacement epoch 3 in effect\n");
+
+  json pinned = c.ctlJson({"pin", "driver", "n1"});
+  EXPECT_EQ(pinned["pinned_to"], "n1");
+  json p = c.ctlJson({"placement"});
+  EXPECT_EQ(nodeOf(p, "driver"), "n1");
+  for (const auto &u : p["units"]) {
+    if (u["unit"] == "driver") {
+      EXPECT_EQ(u["pinned_to"], "n1");
+    }
+  }
+  EXPECT_EQ(c.ctlJson({"unpin", "driver"})["pinned_to"], nullptr);
+
+  EXPECT_FALSE(c.ctlJson({"freeze"})["adapt"]["enabled"].get<bool>());
+  EXPECT_TRUE(c.ctlJson({"thaw"})["adapt"]["enabled"].get<bool>());
+  EXPECT_FALSE(c.ctlJson({"freeze"})["adapt"]["enabled"].get<bool>());
+  json set = c.ctlJson({"set", "hysteresis=0.2", "cooldown_ms=1500"});
+  EXPECT_DOUBLE_EQ(set["adapt"]["hysteresis"].get<double>(), 0.2);
+  EXPECT_EQ(set["adapt"]["cooldown_ms"], 1500);
+
+  json drained = c.ctlJson({"drain", "n1"});
+  EXPECT_TRUE(drained["ok"].get<bool>()) << drained.dump();
+  p = c.ctlJson({"placement"});
+  EXPECT_NE(nodeOf(p, "mix"), "n1");
+  EXPECT_NE(nodeOf(p, "driver"), "n1");
+  EXPECT_EQ(c.ctl({"move", "mix", "n1"}).err,
+            "distctl: error: node `n1` is drained; `undrain` it first\n");
+  EXPECT_TRUE(c.ctlJson({"undrain", "n1"})["ok"].get<bool>());
+
+  EXPECT_TRUE(c.ctlJson({"repartition"})["ok"].get<bool>());
+  json profile = c.ctlJson({"profile"});
+  EXPECT_TRUE(profile["units"].is_array());
+  EXPECT_TRUE(profile["links"].is_array());
+  ProcessResult graph = c.ctl({"graph"});
+  EXPECT_EQ(graph.out.rfind("digraph distnode {", 0), 0u) << graph.out;
+  json history = c.ctlJson({"history"});
+  std::vector<std::string> triggers;
+  for (const auto &h : history["entries"])
+    triggers.push_back(h["trigger"]);
+  ASSERT_GE(triggers.size(), 4u);
+  EXPECT_EQ(triggers[0], "start");
+  EXPECT_EQ(triggers[1], "operator: move");
+
+  // A member forwards to the coordinator.
+  ProcessResult forwarded = c.ctl({"status"}, "n2");
+  EXPECT_EQ(forwarded.exit_code, 0) << forwarded.err;
+  EXPECT_NE(forwarded.out.find("coordinator n0"), std::string::npos);
+
+  // Refusals are one line, exit code 1; the cluster keeps serving.
+  for (auto [args, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"move", "nothing", "n1"},
+            "no placement unit or placeable function named `nothing`; `placement` lists them"},
+           {{"move", "main", "n1"},
+            "`main` cannot move: the program's entry point runs on the entry node"},
+           {{"drain", "n0"}, "the entry node `n0` runs main and cannot be drained"},
+           {{"set", "speed=3"},
+            "`set` has no setting \"speed\"; it takes interval_ms, hysteresis, cooldown_ms, "
+            "half_life_ms"},
+           {{"set", "interval_ms=10"}, "`set`: interval_ms must be at least 50"}}) {
+    ProcessResult r = c.ctl(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0];
+    EXPECT_EQ(r.err, "distctl: error: " + error + "\n");
+  }
+  ProcessResult no_node = c.ctl({"move", "mix", "n9"});
+  EXPECT_EQ(no_node.exit_code, 1);
+  EXPECT_EQ(no_node.err.rfind("distctl: error: no node named `n9` in ", 0), 0u) << no_node.err;
+  ProcessResult usage = c.ctl({"move", "mix"});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_EQ(usage.err, "distctl: error: usage: distctl move UNIT NODE\n");
+  EXPECT_EQ(c.stop().out, kExpected);
+}
+
+// A client in another language: Python's zmq (Debian's python3-zmq), REQ socket, plain JSON;
+// then requests that are not the protocol's, each answered with an error.
+TEST(Admin, PythonClientAndMalformedRequests) {
+  if (!std::filesystem::exists(DIST_PYTHON3))
+    GTEST_SKIP() << "no Debian python3 with zmq";
+  RunningCluster c({"--no-adapt"});
+  ASSERT_TRUE(c.waitReady());
+  std::string endpoint;
+  {
+    std::ifstream in(c.clusterYaml());
+    std::string line;
+    while (std::getline(in, line))
+      if (auto at = line.find("admin: "); at != std::string::npos && endpoint.empty())
+        endpoint = line.substr(at + 7);
+  }
+  ASSERT_EQ(endpoint.rfind("ipc://", 0), 0u);
+  std::string script = R"PY(
+import json, sys, zmq
+ctx = zmq.Context()
+def ask(raw):
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 2000)
+    s.connect(sys.argv[1])
+    s.send(raw)
+    try:
+        return json.loads(s.recv())
+    except zmq.Again:
+        return None
+    finally:
+        s.close()
+out = {}
+out["status"] = ask(json.dumps({"command": "status"}).encode())
+out["not_json"] = ask(b"{not json")
+out["not_object"] = ask(b"[1, 2]")
+out["command_number"] = ask(json.dumps({"command": 5}).encode())
+out["move_no_unit"] = ask(json.dumps({"command": "move", "node": "n1"}).encode())
+out["unit_number"] = ask(json.dumps({"command": "move", "unit": 7, "node": "n1"}).encode())
+out["unknown"] = ask(json.dumps({"command": "explode"}).encode())
+out["set_string"] = ask(json.dumps({"command": "set", "hysteresis": "high"}).encode())
+out["too_big"] = ask(b"x" * (1 << 20))
+out["after"] = ask(json.dumps({"command": "placement"}).encode())
+print(json.dumps(out))
+)PY";
+  std::string path = writeTempFile("admin_client.py", script);
+  ProcessResult py = runProcess({DIST_PYTHON3, path, endpoint}, std::chrono::seconds(60));
+  ASSERT_EQ(py.exit_code, 0) << py.err;
+  json out = json::parse(py.out, nullptr, false);
+  ASSERT_TRUE(out.is_object()) << py.out;
+  EXPECT_TRUE(out["status"]["ok"].get<bool>());
+  EXPECT_EQ(out["status"]["coordinator"], "n0");
+  EXPECT_EQ(out["not_json"]["error"], "the request is not JSON");
+  EXPECT_EQ(out["not_object"]["error"], "a request is a JSON object with \"command\" (a string)");
+  EXPECT_EQ(out["command_number"]["error"],
+            "a request is a JSON object with \"command\" (a string)");
+  EXPECT_EQ(out["move_no_unit"]["error"], "`move` needs \"unit\" (a string)");
+  EXPECT_EQ(out["unit_number"]["error"], "`move` needs \"unit\" (a string)");
+  EXPECT_EQ(out["unknown"]["error"].get<std::string>().rfind("unknown command `explode`", 0), 0u);
+  EXPECT_EQ(out["set_string"]["error"], "`set`: \"hysteresis\" must be a number");
+  EXPECT_TRUE(out["too_big"].is_null()) << "ZeroMQ drops a request above the cap";
+  EXPECT_TRUE(out["after"]["ok"].get<bool>()) << "the admin socket still serves";
+  EXPECT_EQ(c.stop().out, kExpected);
+}
+
+TEST(Distctl, UnreachableOrUnconfiguredIsOneLineExitTwo) {
+  ProcessResult none = runProcess(
+      {kDistctl, "--endpoint", "ipc:///nonexistent/x.admin", "--timeout-ms", "300", "status"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_EQ(none.err, "distctl: error: no answer from ipc:///nonexistent/x.admin within 300 ms; "
+                      "is the node running?\n");
+  std::string yaml = writeTempFile("no_admin.yaml", "cluster: c\nnodes:\n  - name: a\n"
+                                                    "    call: tcp://127.0.0.1:7000\n");
+  ProcessResult unconfigured = runProcess({kDistctl, "--cluster", yaml, "status"});
+  EXPECT_EQ(unconfigured.exit_code, 2);
+  EXPECT_EQ(unconfigured.err, "distctl: error: " + yaml +
+                                  ":3: node `a` has no `admin:` endpoint; add one, e.g. admin: "
+                                  "ipc:///run/distnode/a.admin\n");
+  ProcessResult neither = runProcess({kDistctl, "status"});
+  EXPECT_EQ(neither.exit_code, 2);
+  EXPECT_EQ(neither.err,
+            "distctl: error: say where the cluster is: --endpoint E or --cluster cluster.yaml\n");
+}
+
+// phases.c alternates a chatty phase and a bulky one; started scattered, the loop brings each
+// phase's pair together as the phase runs, and the output stays the native one.
+TEST(Adaptation, PhasesStartedScatteredConvergeAndMatchNative) {
+  std::string log = ::testing::TempDir() + "phases-" + std::to_string(::getpid()) + ".log";
+  std::filesystem::remove(log);
+  ProcessResult native = runProcess({example("phases.native"), "6", "1000000"});
+  ProcessResult r = runProcess({kDistnode, "--local", "3", "--placement", "scatter",
+                                "--adapt-interval-ms", "100", "--log-level", "info", "--log-file",
+                                log, example("phases.bc"), "--", "6", "1000000"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, native.out);
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(
+      text, m,
+      std::regex("epoch [0-9]+: moved `filter_a` n[0-9]→n[0-9]: saves .* of remote calls "
+                 "with `stage_a`")))
+      << text;
+  EXPECT_TRUE(std::regex_search(text, m, std::regex("moved `reduce_b` n[0-9]→n[0-9]: saves")))
+      << text;
+}
+
+} // namespace
+} // namespace distnode::testing
