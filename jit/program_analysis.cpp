@@ -12,6 +12,8 @@
 //   5. checks of the annotations (buffers, load-balanced functions, conflicting pins).
 #include "jit/program_analysis.h"
 
+#include "jit/state_analysis.h"
+
 #include "jit/pointer_uses.h"
 
 #include "llvm/ADT/DenseMap.h"
@@ -1372,6 +1374,8 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
 
   // Placement units: the connected components of shared state, singletons otherwise.
   std::map<int, int> unit_of_root;
+  std::map<int, std::set<const llvm::GlobalVariable *, ByName>> unit_globals;
+  std::map<int, std::set<std::string>> unit_gpins;
   for (size_t i = 0; i < n; ++i) {
     FunctionInfo &info = infos[i];
     if (info.placement == Placement::Local)
@@ -1395,6 +1399,19 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       u.pin_node = info.pin_node;
     }
     info.unit = it->second;
+    for (const llvm::GlobalVariable *gv : globals[i])
+      unit_globals[it->second].insert(gv);
+    for (const auto &t : gpins[i])
+      unit_gpins[it->second].insert(t);
+  }
+  {
+    std::vector<std::vector<const llvm::GlobalVariable *>> by_unit(out.units.size());
+    std::vector<std::vector<std::string>> gpins_by_unit(out.units.size());
+    for (const auto &[u, set] : unit_globals)
+      by_unit[u].assign(set.begin(), set.end());
+    for (const auto &[u, set] : unit_gpins)
+      gpins_by_unit[u].assign(set.begin(), set.end());
+    describeUnitState(m, by_unit, gpins_by_unit, out.units);
   }
 
   // Phase 5: checks of what the annotations promise.

@@ -109,6 +109,12 @@ struct FunctionInfo {
   int remote_id = -1;
 };
 
+/// One mutable global of a unit's state.
+struct StateVar {
+  std::string name; ///< as in the IR (a function's static: "counter" or "f.counter")
+  std::uint64_t bytes = 0;
+};
+
 /// What the placement moves: one function, or all functions that share state (GPin types and
 /// mutable globals, transitively). Local functions belong to no unit: they run where called.
 struct PlacementUnit {
@@ -116,7 +122,13 @@ struct PlacementUnit {
   std::vector<std::string> functions;         ///< members, in module order
   Placement placement = Placement::Placeable; ///< Placeable, Home or Pinned
   std::string pin_node;                       ///< for Pinned
-  bool stateful = false; ///< holds mutable globals or GPin data (moving it moves state)
+  bool stateful = false;         ///< holds mutable globals or GPin data (moving it moves state)
+  std::vector<StateVar> state;   ///< its mutable globals, by name (state_analysis.h)
+  std::uint64_t state_bytes = 0; ///< their total size
+  /// A stateful unit whose state can be shipped to another node: pointer-free globals only, and
+  /// no GPin objects. Stateless units need no migration.
+  bool migratable = false;
+  std::string migrate_why; ///< for a stateful unit that cannot migrate: why, naming the evidence
 };
 
 /// Functions that must share a node: all handlers of one GPin type, or all functions using one

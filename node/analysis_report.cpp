@@ -103,13 +103,22 @@ nlohmann::json analysisToJson(const jit::ProgramAnalysis &a, const std::string &
   for (const auto &g : a.global_groups)
     globals.push_back({{"name", g.name}, {"functions", g.functions}, {"globals", g.globals}});
   nlohmann::json units = nlohmann::json::array();
-  for (const auto &u : a.units)
+  for (const auto &u : a.units) {
+    nlohmann::json state = nlohmann::json::array();
+    for (const auto &v : u.state)
+      state.push_back({{"global", v.name}, {"bytes", v.bytes}});
     units.push_back(
         {{"name", u.name},
          {"functions", u.functions},
          {"placement", std::string(jit::toString(u.placement))},
          {"pin_node", u.pin_node.empty() ? nlohmann::json() : nlohmann::json(u.pin_node)},
-         {"stateful", u.stateful}});
+         {"stateful", u.stateful},
+         {"state", state},
+         {"state_bytes", u.state_bytes},
+         {"migratable", u.migratable},
+         {"migrate_why",
+          u.migrate_why.empty() ? nlohmann::json() : nlohmann::json(u.migrate_why)}});
+  }
   nlohmann::json edges = nlohmann::json::array();
   for (const auto &e : a.call_graph)
     edges.push_back({{"caller", e.caller}, {"callee", e.callee}, {"sites", e.sites}});
@@ -164,10 +173,15 @@ std::string analysisToText(const jit::ProgramAnalysis &a, const std::string &pro
   if (a.global_groups.empty())
     s << "  (none)\n";
   s << "Placement units (what moves between nodes as a whole):\n";
-  for (const auto &u : a.units)
+  for (const auto &u : a.units) {
     s << "  " << u.name << " [" << jit::toString(u.placement)
       << (u.pin_node.empty() ? "" : " to " + u.pin_node) << (u.stateful ? ", stateful" : "")
       << "]: " << join(u.functions) << "\n";
+    if (u.stateful && u.placement == jit::Placement::Placeable)
+      s << "    state " << u.state_bytes << " B"
+        << (u.migratable ? ": migrates with the unit" : ": cannot migrate: " + u.migrate_why)
+        << "\n";
+  }
   if (a.units.empty())
     s << "  (none)\n";
   s << "Load-balanced: " << join(a.load_balanced) << "\n";
