@@ -4,6 +4,8 @@
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
 #include "jit/stack_reserve.h"
+#include "jit/unit_gate.h"
+#include "jit/unit_gate_ir.h"
 #include "profiler/instrument.h"
 #include "profiler/profiler.h"
 
@@ -171,11 +173,16 @@ struct JitSession::Impl {
   std::function<void(int)> exit_hook;
   /// GPin objects of this node known to other nodes by id, one table per placement unit.
   std::vector<std::unique_ptr<HandleTable>> handles;
+  /// The gates of migratable units, and where each one's state lies (address, bytes).
+  std::unique_ptr<UnitGates> gates;
+  std::vector<std::vector<std::pair<std::uint8_t *, std::size_t>>> state;
 };
 
 namespace {
 
 constexpr const char *kCallRemoteSymbol = "__distnode_call_remote";
+constexpr const char *kUnitEnterSymbol = "__distnode_unit_enter";
+constexpr const char *kUnitExitSymbol = "__distnode_unit_exit";
 constexpr const char *kThreadInitSymbol = "__distnode_prof_thread_init";
 constexpr const char *kStringBytesSymbol = "__distnode_prof_string_bytes";
 
@@ -530,6 +537,28 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       return err;
   }
 
+  // State migration: gated entries and state tables for the units whose state can move.
+  std::vector<bool> migratable;
+  for (const PlacementUnit &u : analysis.units)
+    migratable.push_back(u.migratable);
+  impl->gates = std::make_unique<UnitGates>(migratable);
+  if (std::find(migratable.begin(), migratable.end(), true) != migratable.end()) {
+    llvm::Constant *gates = llvm::ConstantExpr::getIntToPtr(
+        llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx),
+                               reinterpret_cast<std::uintptr_t>(impl->gates.get())),
+        ptr);
+    if (auto err = addUnitGates(module, analysis, impl->functions, gates, kUnitEnterSymbol,
+                                kUnitExitSymbol))
+      return err;
+    orc::SymbolMap hooks;
+    hooks[j.mangleAndIntern(kUnitEnterSymbol)] = {orc::ExecutorAddr::fromPtr(&distUnitEnter),
+                                                  callable};
+    hooks[j.mangleAndIntern(kUnitExitSymbol)] = {orc::ExecutorAddr::fromPtr(&distUnitExit),
+                                                 callable};
+    if (auto err = main_jd.define(orc::absoluteSymbols(std::move(hooks))))
+      return err;
+  }
+
   CodeRangePlugin *code_ranges = nullptr; // owned by the linking layer
   if (options.profile) {
     // Every non-local function is profiled; calls of remotable ones are call edges.
@@ -607,12 +636,30 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     auto dispatch = j.lookup(name + ".dispatch");
     if (!dispatch)
       return dispatch.takeError();
-    impl->impl_addr[id] = body->getValue();
+    orc::ExecutorAddr local = *body;
+    if (impl->gates->gated(impl->functions[id].unit)) { // local calls enter through the gate
+      auto gated = j.lookup(gatedName(name));
+      if (!gated)
+        return gated.takeError();
+      local = *gated;
+    }
+    impl->impl_addr[id] = local.getValue();
     impl->remote_addr[id] = remote->getValue();
     impl->dispatch[id] = dispatch->toPtr<DispatchFn>();
-    if (auto err = impl->stubs->updatePointer(name, *body))
+    if (auto err = impl->stubs->updatePointer(name, local))
       return err;
     impl->linked[id] = static_cast<std::uint8_t>(StubTarget::Local);
+  }
+  impl->state.resize(analysis.units.size());
+  for (std::uint32_t u = 0; u < analysis.units.size(); ++u) {
+    if (!analysis.units[u].migratable)
+      continue;
+    auto table = j.lookup(stateTableName(u));
+    if (!table)
+      return table.takeError();
+    auto *addresses = table->toPtr<std::uint8_t *const *>();
+    for (std::size_t k = 0; k < analysis.units[u].state.size(); ++k)
+      impl->state[u].emplace_back(addresses[k], analysis.units[u].state[k].bytes);
   }
   if (code_ranges) {
     // Everything is in one module: looking up any symbol links all of it (the lookups above
@@ -668,6 +715,33 @@ llvm::Expected<void *> JitSession::lookup(const std::string &name) {
   if (!addr)
     return addr.takeError();
   return addr->toPtr<void *>();
+}
+
+UnitGates &JitSession::gates() { return *impl_->gates; }
+
+std::vector<std::uint8_t> JitSession::readState(std::uint32_t unit) const {
+  std::vector<std::uint8_t> bytes;
+  if (unit < impl_->state.size())
+    for (const auto &[address, size] : impl_->state[unit])
+      bytes.insert(bytes.end(), address, address + size);
+  return bytes;
+}
+
+std::optional<std::string> JitSession::writeState(std::uint32_t unit, const std::uint8_t *data,
+                                                  std::size_t size) {
+  if (unit >= impl_->state.size() || impl_->state[unit].empty())
+    return "unit " + std::to_string(unit) + " has no state that can migrate";
+  std::size_t expected = 0;
+  for (const auto &var : impl_->state[unit])
+    expected += var.second;
+  if (size != expected)
+    return "the state of unit " + std::to_string(unit) + " is " + std::to_string(expected) +
+           " bytes, not " + std::to_string(size);
+  for (const auto &[address, bytes] : impl_->state[unit]) {
+    std::memcpy(address, data, bytes);
+    data += bytes;
+  }
+  return std::nullopt;
 }
 
 void JitSession::callLocal(std::uint32_t id, void **slots, void *ret) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,8 @@ template <typename T> class Expected;
 } // namespace llvm
 
 namespace distnode::jit {
+
+class UnitGates;
 
 struct Program;
 struct ProgramAnalysis;
@@ -82,6 +85,17 @@ public:
   void setHandleTag(std::uint16_t tag);
   /// Runs (on the exiting thread) when the program calls exit(), before its atexit handlers.
   void setExitHook(std::function<void(int code)> hook);
+
+  /// The gates of the units whose state can migrate (unit_gate.h): every call of their
+  /// functions on this node enters through them.
+  [[nodiscard]] UnitGates &gates();
+  /// The state of migratable unit `unit`: its globals' bytes, concatenated in the analysis'
+  /// order (PlacementUnit::state). Read while its gate is closed and drained.
+  [[nodiscard]] std::vector<std::uint8_t> readState(std::uint32_t unit) const;
+  /// Overwrites the state of `unit` with what readState gave on another node; an error if the
+  /// unit cannot migrate or the size differs.
+  [[nodiscard]] std::optional<std::string> writeState(std::uint32_t unit, const std::uint8_t *data,
+                                                      std::size_t size);
 
   /// Calls function `id`'s body with a thunk's slots, on this thread (see remote_call.h).
   void callLocal(std::uint32_t id, void **slots, void *ret);

@@ -21,7 +21,8 @@ struct Site {
 };
 
 bool isGlue(const llvm::Function &f) {
-  return f.getName().ends_with(".remote") || f.getName().ends_with(".dispatch");
+  return f.getName().ends_with(".remote") || f.getName().ends_with(".dispatch") ||
+         f.getName().ends_with(".gated");
 }
 
 // The thread's ThreadState address and counter block, computed once at function entry (after
