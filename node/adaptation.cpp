@@ -155,18 +155,35 @@ void AdaptationLoop::loop() {
 AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::string &trigger) {
   Outcome out;
   out.decision = d;
-  if (auto err = node_.place(d.owners)) {
+  std::vector<std::uint16_t> before = node_.owners();
+  std::vector<std::string> kept;
+  if (auto err = node_.place(d.owners, &kept)) {
     out.ok = false;
     out.error = llvm::toString(std::move(err));
     spdlog::warn("placement not applied: {}", out.error);
     return out;
   }
   out.epoch = node_.epoch();
-  coordinator_.recordEpoch(out.epoch, d.owners, nowS(), trigger, d);
-  for (const heuristic::Move &m : d.moves)
+  // Units whose state could not be taken stayed; the others moved.
+  std::vector<std::uint16_t> after = node_.owners();
+  std::erase_if(out.decision.moves,
+                [&](const heuristic::Move &m) { return after[m.unit] == before[m.unit]; });
+  out.decision.owners = after;
+  for (const std::string &k : kept)
+    out.decision.reason += "; not moved: " + k;
+  if (out.decision.moves.empty()) {
+    if (!kept.empty()) {
+      out.ok = false;
+      out.error = "not moved: " + kept.front();
+    }
+    return out;
+  }
+  const Decision &done = out.decision;
+  coordinator_.recordEpoch(out.epoch, done.owners, nowS(), trigger, done);
+  for (const heuristic::Move &m : done.moves)
     spdlog::info("epoch {}: {}", out.epoch, m.explanation);
-  spdlog::info("epoch {} ({}): {}; predicted gain {}", out.epoch, trigger, d.reason,
-               msPerS(d.predicted_gain_s_per_s));
+  spdlog::info("epoch {} ({}): {}; predicted gain {}", out.epoch, trigger, done.reason,
+               msPerS(done.predicted_gain_s_per_s));
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include "node/profile_wire.h"
 
 #include "jit/jit_session.h"
+#include "jit/unit_gate.h"
 #include "profiler/profiler.h"
 #include "transport/messages.h"
 
@@ -101,6 +102,9 @@ struct ClusterNode::Impl {
   // ---- placement -----------------------------------------------------------------------------
   std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
   std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
+  std::vector<bool> migratable;       ///< per unit: stateful, and its state can move
+  std::vector<std::string> unit_names;
+  milliseconds drain_timeout{2000}; ///< how long a migration waits for a unit's calls to end
   std::unique_ptr<PlacementTables> placement;
   std::thread chaos_thread; ///< entry, test option: random re-placement
   std::atomic<bool> chaos_stop{false};
@@ -208,6 +212,19 @@ struct ClusterNode::Impl {
     std::uint32_t unit = unit_of[call.function()];
     if (t.owner[unit] != self && !(movable[unit] && call.epoch() > t.epoch))
       return transport::makeMoved(call_id, t.owner[unit], t.epoch);
+    // A unit whose state is moving: the call waits at its gate, then goes where it lives now.
+    jit::UnitGates &gates = session->gates();
+    while (!gates.tryEnter(unit)) {
+      gates.waitOpen(unit);
+      const PlacementTable &now = placement->current();
+      if (now.owner[unit] != self)
+        return transport::makeMoved(call_id, now.owner[unit], now.epoch);
+    }
+    struct Leave {
+      jit::UnitGates &gates;
+      std::uint32_t unit;
+      ~Leave() { gates.exit(unit); }
+    } leave{gates, unit};
     static const std::uint8_t kEmpty = 0;
     const std::uint8_t *args = call.args() ? call.args()->data() : &kEmpty;
     std::size_t size = call.args() ? call.args()->size() : 0;
@@ -263,6 +280,66 @@ struct ClusterNode::Impl {
                                     "placement names node index " + std::to_string(o));
     applyPlacement(list, p.epoch());
     return transport::makeReply(p.call_id(), nullptr, 0);
+  }
+
+  // ---- state migration -----------------------------------------------------------------------
+
+  // One step of moving unit `unit`'s state, on this node: Close answers with the state.
+  llvm::Expected<std::vector<std::uint8_t>> migrateHere(std::uint32_t unit,
+                                                        wire::MigratePhase phase,
+                                                        const std::uint8_t *state,
+                                                        std::size_t size) {
+    if (unit >= migratable.size() || !migratable[unit])
+      return fail("unit " + std::to_string(unit) + " has no state that can migrate");
+    jit::UnitGates &gates = session->gates();
+    switch (phase) {
+    case wire::MigratePhase::Close:
+      if (!gates.closeAndDrain(unit, drain_timeout))
+        return fail("`" + unit_names[unit] + "` on node `" + nodeName(self) +
+                    "`: " + std::to_string(gates.active(unit)) + " call(s) still running after " +
+                    std::to_string(drain_timeout.count()) + " ms; it stays there for now");
+      return session->readState(unit);
+    case wire::MigratePhase::Install:
+      if (auto why = session->writeState(unit, state, size))
+        return fail(*why);
+      return std::vector<std::uint8_t>{};
+    case wire::MigratePhase::Open:
+      gates.open(unit);
+      return std::vector<std::uint8_t>{};
+    }
+    return fail("unknown migration phase");
+  }
+
+  // A Migrate from the entry node: the step, answered.
+  zmq::message_t answerMigrate(const wire::Migrate &m) {
+    const auto *state = m.state();
+    auto result = migrateHere(m.unit(), m.phase(), state ? state->data() : nullptr,
+                              state ? state->size() : 0);
+    if (!result)
+      return transport::makeError(m.call_id(), wire::ErrorCode::Failed,
+                                  llvm::toString(result.takeError()));
+    return transport::makeReply(m.call_id(), result->data(), result->size());
+  }
+
+  // Entry node: one migration step on node `node` (here or by the control plane).
+  llvm::Expected<std::vector<std::uint8_t>> migrateStep(int node, std::uint32_t unit,
+                                                        wire::MigratePhase phase,
+                                                        const std::vector<std::uint8_t> &state) {
+    if (node == self)
+      return migrateHere(unit, phase, state.data(), state.size());
+    std::uint64_t id = next_call_id++;
+    std::future<Ack> f = post(node, id, transport::makeMigrate(id, unit, phase, state));
+    auto timeout = drain_timeout + config.join_timeout;
+    if (f.wait_for(timeout) != std::future_status::ready) {
+      std::lock_guard lock(mu);
+      pending.erase(id);
+      return fail("no answer from node `" + nodeName(node) + "` within " +
+                  std::to_string(timeout.count()) + " ms");
+    }
+    Ack a = f.get();
+    if (!a.ok)
+      return fail(a.text);
+    return std::vector<std::uint8_t>(a.text.begin(), a.text.end());
   }
 
   // ---- control plane: entry node -------------------------------------------------------------
@@ -597,6 +674,9 @@ struct ClusterNode::Impl {
         case wire::Body::Placement:
           toEntry(answerPlacement(*e->body_as_Placement()));
           break;
+        case wire::Body::Migrate:
+          toEntry(answerMigrate(*e->body_as_Migrate()));
+          break;
         case wire::Body::Shutdown: {
           const wire::Shutdown &s = *e->body_as_Shutdown();
           std::string reason = s.reason() ? s.reason()->str() : "";
@@ -648,8 +728,9 @@ struct ClusterNode::Impl {
     closed.wait_for(kFlushTimeout + milliseconds(200));
   }
 
-  // Test option: every `period`, every stateless placeable unit to a random node, as a new
-  // epoch sent to every node (acknowledged) and then applied here.
+  // Test option: every `period`, every placeable unit that can move (stateless, or with state
+  // that migrates) to a random node, as a new epoch sent to every node (acknowledged) and then
+  // applied here.
   void chaosLoop(milliseconds period, unsigned seed) {
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int> pick(0, static_cast<int>(config.nodes.size()) - 1);
@@ -657,7 +738,7 @@ struct ClusterNode::Impl {
     while (!chaos_cv.wait_for(lock, period, [&] { return chaos_stop.load(); })) {
       std::vector<std::uint16_t> owner = placement->current().owner;
       for (std::size_t u = 0; u < owner.size(); ++u)
-        if (movable[u])
+        if (movable[u] || migratable[u])
           owner[u] = static_cast<std::uint16_t>(pick(rng));
       if (auto err = place(owner)) // a member that does not answer is the heartbeats' case
         llvm::consumeError(std::move(err));
@@ -666,11 +747,50 @@ struct ClusterNode::Impl {
 
   // Entry node: `owner` as the next epoch, acknowledged by every node, then applied here.
   // Placements are made one at a time.
-  llvm::Error place(const std::vector<std::uint16_t> &owner) {
+  llvm::Error place(std::vector<std::uint16_t> owner, std::vector<std::string> *kept = nullptr) {
     std::lock_guard serial(place_mu);
     if (owner.size() != movable.size())
       return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
                   std::to_string(movable.size()));
+    // Units with state: the old owner closes the unit's gate and drains it, its state goes to
+    // the new owner, and the gate opens once every node runs the new placement. A unit whose
+    // state cannot be taken now (calls still inside it) stays where it is.
+    const std::vector<std::uint16_t> current = placement->current().owner;
+    const bool asked_to_move = owner != current;
+    std::vector<std::pair<std::uint32_t, int>> closed; // unit, old owner
+    for (std::uint32_t u = 0; u < owner.size(); ++u) {
+      if (owner[u] == current[u] || !migratable[u])
+        continue;
+      auto state = migrateStep(current[u], u, wire::MigratePhase::Close, {});
+      llvm::Error err = state ? llvm::Error::success() : state.takeError();
+      if (!err) {
+        auto installed = migrateStep(owner[u], u, wire::MigratePhase::Install, *state);
+        if (!installed) {
+          err = installed.takeError();
+          if (auto reopen = migrateStep(current[u], u, wire::MigratePhase::Open, {}); !reopen)
+            llvm::consumeError(reopen.takeError()); // that node is failing: the heartbeats' case
+        } else {
+          spdlog::debug("`{}`: {} bytes of state moved {}→{}", unit_names[u], state->size(),
+                        nodeName(current[u]), nodeName(owner[u]));
+        }
+      }
+      if (err) {
+        std::string why = llvm::toString(std::move(err));
+        spdlog::warn("`{}` not moved: {}", unit_names[u], why);
+        if (kept)
+          kept->push_back(unit_names[u] + ": " + why);
+        owner[u] = current[u];
+        continue;
+      }
+      closed.emplace_back(u, current[u]);
+    }
+    auto openGates = [&] {
+      for (auto [u, node] : closed)
+        if (auto opened = migrateStep(node, u, wire::MigratePhase::Open, {}); !opened)
+          spdlog::warn("`{}`: {}", unit_names[u], llvm::toString(opened.takeError()));
+    };
+    if (asked_to_move && owner == current) // every move was of a unit that had to stay
+      return llvm::Error::success();
     std::vector<int> members;
     {
       std::lock_guard lock(mu);
@@ -682,9 +802,12 @@ struct ClusterNode::Impl {
     for (const Ack &a : broadcast(
              members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
              config.join_timeout))
-      if (!a.ok)
+      if (!a.ok) {
+        openGates();
         return fail("placement epoch " + std::to_string(epoch) + " not accepted: " + a.text);
+      }
     applyPlacement(owner, epoch);
+    openGates();
     return llvm::Error::success();
   }
 
@@ -740,8 +863,12 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->heartbeat_interval = std::max(config.heartbeat_timeout / 5, milliseconds(10));
   for (const auto &f : session.remoteFunctions())
     impl->unit_of.push_back(f.unit);
-  for (const jit::PlacementUnit &u : analysis.units)
+  for (const jit::PlacementUnit &u : analysis.units) {
     impl->movable.push_back(u.placement == jit::Placement::Placeable && !u.stateful);
+    impl->migratable.push_back(u.placement == jit::Placement::Placeable && u.migratable);
+    impl->unit_names.push_back(u.name);
+  }
+  impl->drain_timeout = std::min(milliseconds(2000), config.heartbeat_timeout / 2);
   // Epoch 0: everything on the entry node, until the entry node sends epoch 1.
   impl->placement = std::make_unique<PlacementTables>(
       PlacementTable{0, std::vector<std::uint16_t>(analysis.units.size(),
@@ -922,7 +1049,14 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     int owner = moved_to >= 0 && moved_epoch >= t.epoch ? moved_to : t.owner[sig.unit];
     std::uint64_t epoch = std::max(t.epoch, moved_to >= 0 ? moved_epoch : 0);
     if (owner == n.self) { // placed here (re-linked while the call was on its way): run it
+      jit::UnitGates &gates = n.session->gates();
+      if (!gates.tryEnter(sig.unit)) { // its state is moving: wait, then go where it lives
+        gates.waitOpen(sig.unit);
+        moved_to = -1;
+        continue;
+      }
       n.session->callLocal(id, slots, ret);
+      gates.exit(sig.unit);
       return;
     }
 
@@ -1012,8 +1146,9 @@ std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t
   }
 }
 
-llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners) {
-  return impl_->place(owners);
+llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners,
+                               std::vector<std::string> *kept) {
+  return impl_->place(owners, kept);
 }
 
 std::uint64_t ClusterNode::epoch() const { return impl_->placement->current().epoch; }

@@ -82,15 +82,21 @@ public:
   std::vector<std::string> shutdownCluster(int exit_code);
 
   /// Entry node: makes `owners` (owner node of each placement unit) the next placement epoch:
-  /// sends it to every node, waits until each has applied it, then applies it here. Fails
-  /// if a node does not accept it within the join timeout. Thread-safe; one at a time.
-  [[nodiscard]] llvm::Error place(const std::vector<std::uint16_t> &owners);
+  /// sends it to every node, waits until each has applied it, then applies it here. A unit with
+  /// state moves with it: its old owner closes the unit's gate and drains its calls, the state
+  /// goes to the new owner, and the gate opens once the placement switched. A unit whose state
+  /// cannot move now stays where it is (listed in `kept` with why); the placement without it
+  /// still takes effect. Fails if a node does not accept the placement within the join
+  /// timeout. Thread-safe; one at a time.
+  [[nodiscard]] llvm::Error place(const std::vector<std::uint16_t> &owners,
+                                  std::vector<std::string> *kept = nullptr);
 
   /// The epoch of the placement in effect on this node.
   [[nodiscard]] std::uint64_t epoch() const;
 
-  /// Entry node, test option: every `period`, moves every stateless placeable unit to a
-  /// random node (seeded by `seed`) as a new placement epoch, until the cluster shuts down.
+  /// Entry node, test option: every `period`, moves every placeable unit that can move
+  /// (stateless, or with state that migrates) to a random node (seeded by `seed`) as a new
+  /// placement epoch, until the cluster shuts down.
   void startChaos(std::chrono::milliseconds period, unsigned seed);
 
   /// The placement in effect on this node: the owner node of every unit.

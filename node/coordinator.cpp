@@ -33,6 +33,7 @@ struct Coordinator::State {
   std::vector<std::string> unit_names;
   std::vector<std::vector<std::string>> unit_functions;
   std::vector<int> fixed_node;        ///< Home/Pinned: their node; -1 otherwise
+  std::vector<double> state_bytes;    ///< shipped when the unit moves
   std::vector<std::string> why_fixed; ///< "" for units the planner may move
   std::vector<int> pid_unit;          ///< unit of each profile id (-1: none)
   std::vector<std::string> node_names;
@@ -168,6 +169,7 @@ struct Coordinator::State {
       heuristic::Unit unit;
       unit.name = unit_names[u];
       unit.cpu_load = cpu_rate[u];
+      unit.state_bytes = state_bytes[u];
       unit.pinned_node = effectivePin(u, current);
       p.units.push_back(unit);
       p.current.push_back(current[u]);
@@ -267,13 +269,12 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
     } else if (u.placement == jit::Placement::Pinned) {
       fixed = std::max(0, config.nodeIndex(u.pin_node));
       why = "pinned to `" + u.pin_node + "` by DIST_PIN";
-    } else if (u.stateful) {
-      // Simplified: state migration is not built, so a unit with state stays where it started.
-      why = "holds state (mutable globals or GPin objects) and state migration is not built "
-            "yet: it stays where it started";
+    } else if (u.stateful && !u.migratable) {
+      why = u.migrate_why + "; it stays where it started";
     }
     s.fixed_node.push_back(fixed);
     s.why_fixed.push_back(why);
+    s.state_bytes.push_back(static_cast<double>(u.state_bytes));
   }
   std::size_t nu = s.unit_names.size();
   s.pid_unit.assign(profile_functions.size(), -1);

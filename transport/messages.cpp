@@ -51,6 +51,8 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
     return e.body_as_Probe()->call_id();
   case wire::Body::ProfileDelta:
     return e.body_as_ProfileDelta()->call_id();
+  case wire::Body::Migrate:
+    return e.body_as_Migrate()->call_id();
   default:
     return 0;
   }
@@ -156,6 +158,15 @@ zmq::message_t makeProbe(std::uint64_t call_id, std::size_t bytes) {
   std::fill(room, room + bytes, std::uint8_t{0x5a});
   auto body = wire::CreateProbe(b, call_id, data);
   return finishEnvelope(b, wire::Body::Probe, body.Union());
+}
+
+zmq::message_t makeMigrate(std::uint64_t call_id, std::uint32_t unit, wire::MigratePhase phase,
+                           const std::vector<std::uint8_t> &state) {
+  flatbuffers::FlatBufferBuilder b(state.size() + 64);
+  auto bytes = state.empty() ? 0 : b.CreateVector(state.data(), state.size()).o;
+  auto body = wire::CreateMigrate(b, call_id, unit, phase,
+                                  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>(bytes));
+  return finishEnvelope(b, wire::Body::Migrate, body.Union());
 }
 
 zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,

@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 5;
+inline constexpr std::uint32_t kProtocolVersion = 6;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -70,6 +70,9 @@ private:
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
 [[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id);
+[[nodiscard]] zmq::message_t makeMigrate(std::uint64_t call_id, std::uint32_t unit,
+                                         wire::MigratePhase phase,
+                                         const std::vector<std::uint8_t> &state = {});
 [[nodiscard]] zmq::message_t makeProbe(std::uint64_t call_id, std::size_t bytes);
 [[nodiscard]] zmq::message_t makeMoved(std::uint64_t call_id, std::uint16_t owner,
                                        std::uint64_t epoch);

@@ -126,32 +126,65 @@ TEST(Adaptation, ChattyPairEndsOnOneNodeAndOutputMatchesNative) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// The unit of the function `function` in a placement answer.
+std::string unitOf(const json &placement, const std::string &function) {
+  for (const auto &u : placement["units"])
+    for (const auto &f : u["functions"])
+      if (f == function)
+        return u["unit"];
+  return "";
+}
+
 TEST(Adaptation, ImmovableUnitsNeverMoveAndPlacementSaysWhy) {
   RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100"});
   ASSERT_TRUE(c.waitReady());
   json p = c.ctlJson({"placement"});
-  std::string tally_node = nodeOf(p, "globals#0");
+  std::string pointer_unit = unitOf(p, "remember");
+  ASSERT_FALSE(pointer_unit.empty());
+  std::string start_node = nodeOf(p, pointer_unit);
   for (const auto &u : p["units"]) {
     if (u["unit"] == "main") {
       EXPECT_FALSE(u["movable"].get<bool>());
       EXPECT_NE(u["why_fixed"].get<std::string>().find("entry node"), std::string::npos);
     }
-    if (u["unit"] == "globals#0") {
+    if (u["unit"] == pointer_unit) {
       EXPECT_FALSE(u["movable"].get<bool>());
-      EXPECT_NE(u["why_fixed"].get<std::string>().find("state"), std::string::npos);
+      EXPECT_EQ(u["why_fixed"], "mutable global `last_label` (a pointer) holds a pointer, which "
+                                "means nothing on another node; it stays where it started");
+    }
+    if (u["unit"] == unitOf(p, "tally_add")) {
+      EXPECT_TRUE(u["movable"].get<bool>()) << "its state migrates";
     }
   }
-  ProcessResult refused = c.ctl({"move", "tally_add", "n0"});
+  ProcessResult refused = c.ctl({"move", "remember", "n0"});
   EXPECT_EQ(refused.exit_code, 1);
-  EXPECT_EQ(refused.err.rfind("distctl: error: `globals#0` cannot move: ", 0), 0u) << refused.err;
-  // Let a few rounds of planning pass: the stateful unit stays where it started.
+  EXPECT_EQ(refused.err.rfind("distctl: error: `" + pointer_unit + "` cannot move: ", 0), 0u)
+      << refused.err;
+  // Let a few rounds of planning pass: the unit stays where it started.
   ASSERT_TRUE(c.eventually([&] { return c.ctlJson({"history"})["entries"].size() >= 2; }));
-  EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), "globals#0"), tally_node);
+  EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), pointer_unit), start_node);
   json history = c.ctlJson({"history"});
   for (const auto &h : history["entries"])
     for (const auto &m : h["moves"])
-      EXPECT_EQ(m.get<std::string>().find("globals#0"), std::string::npos) << m;
+      EXPECT_EQ(m.get<std::string>().find("`" + pointer_unit + "`"), std::string::npos) << m;
   EXPECT_EQ(c.stop().out, kExpected);
+}
+
+// The unit with state moves between nodes while the program runs, back and forth; every
+// round checks that the running total went on where it left off.
+TEST(Adaptation, StatefulUnitMigratedMidRunKeepsItsState) {
+  RunningCluster c({"--no-adapt"});
+  ASSERT_TRUE(c.waitReady());
+  std::string unit = unitOf(c.ctlJson({"placement"}), "tally_add");
+  ASSERT_FALSE(unit.empty());
+  for (const char *node : {"n1", "n2", "n0", "n2", "n1", "n0", "n1"}) {
+    json moved = c.ctlJson({"move", unit, node});
+    ASSERT_TRUE(moved["ok"].get<bool>()) << moved.dump();
+    EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), unit), node);
+  }
+  ProcessResult r = c.stop();
+  EXPECT_EQ(r.out, kExpected) << r.err;
+  EXPECT_EQ(r.exit_code, 0);
 }
 
 TEST(Adaptation, NoAdaptHoldsThePlacementStill) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include <arpa/inet.h>
@@ -555,6 +556,28 @@ TEST(ChaosMode, ThreeNodesEightThreadsUnitsMovingEveryTwoMsMatchNative) {
   EXPECT_EQ(actual.exit_code, 0) << actual.err;
   EXPECT_EQ(actual.out, expected.out) << actual.err;
   EXPECT_EQ(actual.err, "");
+}
+
+// A stateful unit moved, state and all, every few milliseconds while 8 threads call it: every
+// call sees the state the previous one left, wherever the unit went.
+TEST(ChaosMode, StatefulUnitMigratingEveryThreeMsUnderEightThreadsMatchesNative) {
+  std::string log = ::testing::TempDir() + "migrate-chaos-" + std::to_string(::getpid()) + ".log";
+  std::filesystem::remove(log);
+  ProcessResult expected = runProcess({fixture("migrate_chaos") + ".native", "400000"});
+  ProcessResult actual = runProcess({kDistnode, "--local", "3", "--placement", "scatter",
+                                     "--chaos-ms", "3", "--log-level", "debug", "--log-file", log,
+                                     fixture("migrate_chaos") + ".bc", "--", "400000"},
+                                    std::chrono::seconds(240));
+  ASSERT_FALSE(actual.timed_out);
+  EXPECT_EQ(actual.exit_code, 0) << actual.err;
+  EXPECT_EQ(actual.out, expected.out) << actual.err;
+  EXPECT_EQ(expected.out.rfind("mismatches: 0\n", 0), 0u);
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::size_t moves = 0;
+  for (std::size_t at = 0; (at = text.find("bytes of state moved", at)) != std::string::npos; ++at)
+    ++moves;
+  EXPECT_GE(moves, 5u) << "the unit's state moved between nodes during the run";
 }
 
 // Recursion that alternates between two nodes: every level is a call nested in the wait for

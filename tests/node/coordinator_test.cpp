@@ -31,6 +31,9 @@ jit::ProgramAnalysis program() {
     u.functions = {name};
     u.placement = p;
     u.stateful = stateful;
+    if (stateful)
+      u.migrate_why = "mutable global `cells` (a pointer) holds a pointer, which means nothing on "
+                      "another node";
     a.units.push_back(u);
   };
   unit("main", jit::Placement::Home, false);
@@ -138,10 +141,27 @@ TEST(Coordinator, NeverMovesAStatefulOrHomeUnitAndSaysWhy) {
   }
   ClusterView v = c.view(kStart);
   EXPECT_FALSE(v.units[5].movable);
-  EXPECT_NE(v.units[5].why_fixed.find("state migration is not built"), std::string::npos);
+  EXPECT_EQ(v.units[5].why_fixed, "mutable global `cells` (a pointer) holds a pointer, which means "
+                                  "nothing on another node; it stays where it started");
   EXPECT_FALSE(v.units[0].movable);
   EXPECT_NE(v.units[0].why_fixed.find("entry node"), std::string::npos);
   EXPECT_EQ(c.checkMove(5, 0).value_or(""), "`table` cannot move: " + v.units[5].why_fixed);
+}
+
+TEST(Coordinator, UnitWhoseStateMigratesMovesLikeAnyOther) {
+  jit::ProgramAnalysis a = program();
+  a.units[5].migratable = true;
+  a.units[5].migrate_why.clear();
+  a.units[5].state_bytes = 64;
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval i; // stage (on n0, called by main) calls table (on n1) all the time
+  i.calls = {{"main", "stage", 1, 16}, {"stage", "table", 500000, 8000000}};
+  i.cpu_s = {{"stage", 0.3}, {"table", 0.3}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  ASSERT_TRUE(d.change) << d.reason;
+  EXPECT_EQ(d.owners[5], 0) << "table joins its caller, state and all";
+  EXPECT_TRUE(c.view(kStart).units[5].movable);
 }
 
 TEST(Coordinator, FrozenHoldsThePlacement) {
