@@ -125,8 +125,9 @@ struct PlacementUnit {
   bool stateful = false;         ///< holds mutable globals or GPin data (moving it moves state)
   std::vector<StateVar> state;   ///< its mutable globals, by name (state_analysis.h)
   std::uint64_t state_bytes = 0; ///< their total size
-  /// A stateful unit whose state can be shipped to another node: pointer-free globals only, and
-  /// no GPin objects. Stateless units need no migration.
+  /// A placeable stateful unit whose state can be shipped to another node: pointer-free
+  /// globals only, and no GPin objects. Stateless units need no migration; home and pinned
+  /// units never move.
   bool migratable = false;
   std::string migrate_why; ///< for a stateful unit that cannot migrate: why, naming the evidence
 };

@@ -81,8 +81,10 @@ void describeUnitState(const llvm::Module &module,
     if (why.empty() && u < gpins.size() && !gpins[u].empty())
       why = "handles GPin objects of `" + gpins[u].front() +
             "`, which live in the heap of the node that created them";
-    unit.migratable = unit.stateful && why.empty();
-    unit.migrate_why = unit.stateful ? why : "";
+    // Only units the placement may move migrate: a home or pinned unit stays on its node.
+    bool placeable = unit.placement == Placement::Placeable;
+    unit.migratable = placeable && unit.stateful && why.empty();
+    unit.migrate_why = placeable && unit.stateful ? why : "";
   }
 }
 

@@ -18,7 +18,8 @@ namespace distnode::jit {
 
 /// Fills in each unit's `state`, `state_bytes`, `migratable` and `migrate_why` from the mutable
 /// globals (`globals[u]`) and GPin types (`gpins[u]`) its functions use, sizes by `module`'s
-/// data layout. A unit can migrate unless a global holds a pointer (an address means nothing on
+/// data layout. Home and pinned units never migrate (they never move). A placeable unit can
+/// migrate unless a global holds a pointer (an address means nothing on
 /// another node; named with its C type when debug info has it) or the unit handles GPin objects
 /// (they live in the heap of the node that created them, and their handles name that node).
 void describeUnitState(const llvm::Module &module,

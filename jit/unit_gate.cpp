@@ -22,10 +22,12 @@ std::vector<int> &depths(std::size_t id, std::size_t units) {
 
 UnitGates::UnitGates(std::vector<bool> gated)
     : gated_(std::move(gated)), active_(new std::atomic<std::int64_t>[gated_.size()]),
-      closed_(new std::atomic<std::uint8_t>[gated_.size()]), id_(next_id++) {
+      closed_(new std::atomic<std::uint8_t>[gated_.size()]),
+      owned_(new std::atomic<std::uint8_t>[gated_.size()]), id_(next_id++) {
   for (std::size_t u = 0; u < gated_.size(); ++u) {
     active_[u] = 0;
     closed_[u] = 0;
+    owned_[u] = 1;
   }
 }
 
@@ -34,7 +36,8 @@ bool UnitGates::tryEnter(std::uint32_t unit) {
     return true;
   int &depth = depths(id_, gated_.size())[unit];
   active_[unit].fetch_add(1, std::memory_order_seq_cst);
-  if (depth == 0 && closed_[unit].load(std::memory_order_seq_cst)) {
+  if (depth == 0 && (closed_[unit].load(std::memory_order_seq_cst) ||
+                     !owned_[unit].load(std::memory_order_seq_cst))) {
     exit(unit);
     ++depth; // exit() took one off
     return false;
@@ -85,6 +88,11 @@ void UnitGates::waitOpen(std::uint32_t unit) {
     return;
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return closed_[unit].load(std::memory_order_seq_cst) == 0; });
+}
+
+void UnitGates::setOwned(std::uint32_t unit, bool owned) {
+  if (gated(unit))
+    owned_[unit].store(owned ? 1 : 0, std::memory_order_seq_cst);
 }
 
 bool UnitGates::closed(std::uint32_t unit) const {

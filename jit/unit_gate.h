@@ -8,7 +8,8 @@
 // has switched. The handshake is Dekker-style: a caller increments the unit's count before it
 // reads the gate, the migration closes the gate before it reads the count, both sequentially
 // consistent, so either the caller sees the gate closed and turns back, or the migration sees
-// the call and waits for it.
+// the call and waits for it. A call also turns back where the node no longer owns the unit: the
+// flag changes while the gate is closed, before the placement is published.
 //
 // A call made from inside the unit on the same thread (recursion, a nested call of the unit
 // while one of its calls waits for another node) passes a closed gate: it belongs to a call in
@@ -39,7 +40,8 @@ public:
   }
 
   /// A call of `unit` starts on this thread: true if it may run here; false if the gate is
-  /// closed (the caller then waits for it to open and goes where the placement says).
+  /// closed or this node does not own the unit (the caller then waits for the gate to open and
+  /// goes where the placement says).
   [[nodiscard]] bool tryEnter(std::uint32_t unit);
   /// The call that entered returns.
   void exit(std::uint32_t unit);
@@ -54,6 +56,10 @@ public:
   /// Blocks while the gate of `unit` is closed.
   void waitOpen(std::uint32_t unit);
   [[nodiscard]] bool closed(std::uint32_t unit) const;
+  /// Whether this node owns `unit` (default: yes). Set before a placement that changes it is
+  /// published: a call that entered the unit's code through a stale stub or table after the
+  /// unit left turns back instead of running on the state that left with it.
+  void setOwned(std::uint32_t unit, bool owned);
   /// Calls of `unit` running on this node now.
   [[nodiscard]] std::int64_t active(std::uint32_t unit) const;
 
@@ -61,6 +67,7 @@ private:
   std::vector<bool> gated_;
   std::unique_ptr<std::atomic<std::int64_t>[]> active_;
   std::unique_ptr<std::atomic<std::uint8_t>[]> closed_;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> owned_;
   std::mutex mu_; ///< for cv_: drains and waiters
   std::condition_variable cv_;
   std::size_t id_; ///< this object's index in every thread's depth table

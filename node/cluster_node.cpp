@@ -248,6 +248,12 @@ struct ClusterNode::Impl {
   // sees either placement whole; a call through a stub that is re-pointed a moment later reads
   // the new table and goes where it says.
   void applyPlacement(const std::vector<std::uint16_t> &owner, std::uint64_t epoch) {
+    // Units with state: ownership changes while their gate is closed (place()), and is
+    // recorded before the table is published. A newer epoch only: an older one changes nothing.
+    if (epoch > placement->current().epoch)
+      for (std::uint32_t u = 0; u < owner.size(); ++u)
+        if (migratable[u])
+          session->gates().setOwned(u, owner[u] == self);
     placement->publish(
         PlacementTable{epoch, owner}, [&](const PlacementTable &old, const PlacementTable &now) {
           std::size_t moved = 0;
@@ -875,6 +881,9 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
                                                    static_cast<std::uint16_t>(impl->entry))});
   for (std::uint32_t id = 0; id < impl->unit_of.size(); ++id) // the stubs follow the table
     session.relink(id, self == impl->entry ? jit::StubTarget::Local : jit::StubTarget::Remote);
+  for (std::uint32_t u = 0; u < analysis.units.size(); ++u)
+    if (impl->migratable[u])
+      session.gates().setOwned(u, self == impl->entry);
   impl->joined.assign(config.nodes.size(), false);
   impl->routing_ids.assign(config.nodes.size(), "");
   impl->last_seen.assign(config.nodes.size(), Clock::now());

@@ -62,6 +62,19 @@ TEST(StateAnalysis, GPinUnitsDoNotMigrate) {
                             "the node that created them");
 }
 
+TEST(StateAnalysis, PinnedAndHomeUnitsNeverMigrate) {
+  ProgramAnalysis a = analyze(std::string(DIST_FIXTURE_DIR) + "/fixture_rules.bc");
+  const PlacementUnit *pinned = unitOf(a, "pinned_writer");
+  ASSERT_NE(pinned, nullptr);
+  EXPECT_EQ(pinned->placement, Placement::Pinned);
+  EXPECT_TRUE(pinned->stateful);
+  EXPECT_FALSE(pinned->migratable);
+  EXPECT_TRUE(pinned->migrate_why.empty()) << "it stays for its pin, not for its state";
+  const PlacementUnit *home = unitOf(a, "main");
+  ASSERT_NE(home, nullptr);
+  EXPECT_FALSE(home->migratable);
+}
+
 TEST(StateAnalysis, StatelessUnitsHaveNothingToShip) {
   ProgramAnalysis a = analyze(std::string(DIST_EXAMPLES_DIR) + "/phases.bc");
   const PlacementUnit *u = unitOf(a, "filter_a");

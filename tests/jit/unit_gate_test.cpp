@@ -83,6 +83,23 @@ TEST(UnitGate, NestedCallsOfACallInProgressPassAClosedGate) {
   g.open(0);
 }
 
+// A call that reached the unit's code through a stale stub or table after the unit left this
+// node turns back, even with the gate open again: the state it would use has left.
+TEST(UnitGate, CallsTurnBackWhereTheUnitIsNoLongerOwned) {
+  UnitGates g({true});
+  ASSERT_TRUE(g.closeAndDrain(0, 1s));
+  g.setOwned(0, false); // the placement that moves it away, applied here
+  g.open(0);
+  EXPECT_FALSE(g.tryEnter(0));
+  EXPECT_EQ(g.active(0), 0);
+  g.setOwned(0, true); // it came back
+  EXPECT_TRUE(g.tryEnter(0));
+  g.setOwned(0, false);
+  EXPECT_TRUE(g.tryEnter(0)) << "a nested call of the call in progress still runs";
+  g.exit(0);
+  g.exit(0);
+}
+
 TEST(UnitGate, DrainThatTimesOutReopensTheGate) {
   UnitGates g({true});
   std::promise<void> inside, leave;
