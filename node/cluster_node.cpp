@@ -74,6 +74,9 @@ std::string errorText(const wire::Envelope &e) {
 
 // How often one call may be answered Moved before the placement is taken as broken.
 constexpr int kMaxMoves = 1000;
+// How long a migration waits for the calls inside a unit to end (at most half the heartbeat
+// timeout: a member drains on the thread that answers heartbeats).
+constexpr milliseconds kDrainTimeout{250};
 
 // One outstanding control request of the entry node to one node, answered by a Reply or Error
 // with its call id.
@@ -301,9 +304,9 @@ struct ClusterNode::Impl {
     switch (phase) {
     case wire::MigratePhase::Close:
       if (!gates.closeAndDrain(unit, drain_timeout))
-        return fail("`" + unit_names[unit] + "` on node `" + nodeName(self) +
-                    "`: " + std::to_string(gates.active(unit)) + " call(s) still running after " +
-                    std::to_string(drain_timeout.count()) + " ms; it stays there for now");
+        return fail(std::to_string(gates.active(unit)) + " call(s) of it still running on `" +
+                    nodeName(self) + "` after " + std::to_string(drain_timeout.count()) +
+                    " ms; it stays there for now");
       return session->readState(unit);
     case wire::MigratePhase::Install:
       if (auto why = session->writeState(unit, state, size))
@@ -874,7 +877,9 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     impl->migratable.push_back(u.placement == jit::Placement::Placeable && u.migratable);
     impl->unit_names.push_back(u.name);
   }
-  impl->drain_timeout = std::min(milliseconds(2000), config.heartbeat_timeout / 2);
+  // New calls of the unit wait at its gate while it drains: a unit busy with a long call is
+  // left where it is rather than holding the others back.
+  impl->drain_timeout = std::min(kDrainTimeout, config.heartbeat_timeout / 2);
   // Epoch 0: everything on the entry node, until the entry node sends epoch 1.
   impl->placement = std::make_unique<PlacementTables>(
       PlacementTable{0, std::vector<std::uint16_t>(analysis.units.size(),

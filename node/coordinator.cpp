@@ -13,6 +13,9 @@ namespace distnode::node {
 
 namespace {
 
+// The least a planner's change must save, in seconds per second (see Coordinator::round).
+constexpr double kMinGainSPerS = 1e-3;
+
 struct Traffic {
   double calls = 0, call_bytes = 0, reply_bytes = 0;
 };
@@ -372,7 +375,19 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
     return {false, {}, {}, "adaptation is frozen", 0};
   heuristic::Problem p = s.problem(current);
   heuristic::Plan plan = s.planner.plan(p, now_s);
-  return s.decide(p, plan, current);
+  Decision d = s.decide(p, plan, current);
+  // Hysteresis is relative: when the whole cost is tiny, so are the moves it lets through.
+  // A move re-links stubs on every node (and a unit with state holds its calls while it
+  // moves); it must save at least this much.
+  if (d.change && d.predicted_gain_s_per_s < kMinGainSPerS &&
+      std::none_of(d.moves.begin(), d.moves.end(),
+                   [&](const heuristic::Move &m) { return s.drained[m.from]; })) {
+    char why[96];
+    std::snprintf(why, sizeof why, "saves %.3f ms/s, below the floor of %.1f ms/s",
+                  d.predicted_gain_s_per_s * 1e3, kMinGainSPerS * 1e3);
+    return {false, {}, {}, why, 0};
+  }
+  return d;
 }
 
 Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {

@@ -164,6 +164,17 @@ TEST(Coordinator, UnitWhoseStateMigratesMovesLikeAnyOther) {
   EXPECT_TRUE(c.view(kStart).units[5].movable);
 }
 
+TEST(Coordinator, MovesThatSaveAlmostNothingAreNotMade) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval i; // a few calls a second across nodes: far below the floor
+  i.calls = {{"main", "stage", 1, 16}, {"stage", "filter", 3, 48}};
+  c.addReport(0, i.report());
+  Decision d = c.round(kStart, 1.0);
+  EXPECT_FALSE(d.change);
+  EXPECT_NE(d.reason.find("below the floor of 1.0 ms/s"), std::string::npos) << d.reason;
+}
+
 TEST(Coordinator, FrozenHoldsThePlacement) {
   jit::ProgramAnalysis a = program();
   AdaptOptions o = fast();
