@@ -160,4 +160,15 @@ Plan Planner::plan(const Problem &problem, double now_s) {
   return plan;
 }
 
+void Planner::notMoved(int unit, double previous_move_s) {
+  if (unit >= 0 && static_cast<std::size_t>(unit) < last_moved_.size())
+    last_moved_[unit] = previous_move_s;
+}
+
+double Planner::lastMoved(int unit) const {
+  return unit >= 0 && static_cast<std::size_t>(unit) < last_moved_.size()
+             ? last_moved_[unit]
+             : -std::numeric_limits<double>::infinity();
+}
+
 } // namespace distnode::heuristic

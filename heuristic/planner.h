@@ -54,6 +54,10 @@ public:
 
   /// Plans for `problem` at time `now_s` (seconds, increasing between calls).
   [[nodiscard]] Plan plan(const Problem &problem, double now_s);
+  /// The moves of unit `unit` planned last did not happen: its cool-down does not start.
+  void notMoved(int unit, double previous_move_s);
+  /// When unit `unit` last moved (-inf if never).
+  [[nodiscard]] double lastMoved(int unit) const;
 
 private:
   PlannerOptions options_;

@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 
 namespace distnode::node {
 
@@ -18,6 +21,23 @@ constexpr int kLatencyProbes = 3;
 constexpr std::size_t kSmallProbe = 64;
 constexpr std::size_t kLargeProbe = std::size_t(1) << 20;
 constexpr int kBandwidthEvery = 10; // intervals
+constexpr std::chrono::milliseconds kFlushWait{5};
+
+// The kernel's totals over this process's threads, from /proc/self/task/*/schedstat: time
+// running and time waiting on a run queue (ns). Threads that exited are not counted, so a
+// difference of two readings can be negative: the caller keeps it at 0.
+void schedTotals(std::uint64_t &run_ns, std::uint64_t &wait_ns) {
+  run_ns = wait_ns = 0;
+  std::error_code ec;
+  for (const auto &task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    std::uint64_t run = 0, wait = 0;
+    if (in >> run >> wait) {
+      run_ns += run;
+      wait_ns += wait;
+    }
+  }
+}
 
 std::string msPerS(double s_per_s) {
   char buffer[32];
@@ -32,19 +52,30 @@ std::string msPerS(double s_per_s) {
 NodeReporter::NodeReporter(ClusterNode &node, int self, int nodes, double capacity)
     : node_(node), self_(self), nodes_(nodes), capacity_(capacity) {
   last_ = profiler::Profiler::instance().counts();
+  schedTotals(last_run_ns_, last_wait_ns_);
 }
 
 NodeReporter::~NodeReporter() { stop(); }
 
 NodeReport NodeReporter::next() {
   profiler::Profiler &p = profiler::Profiler::instance();
+  // Running frames add their counts at their next call after the request: a frame in a loop
+  // within microseconds, one waiting for a reply when it returns. A short wait gives them
+  // that, so the report holds the interval's calls instead of the previous interval's.
   p.requestFlush();
+  std::this_thread::sleep_for(kFlushWait);
   profiler::ProfileCounts now = p.counts();
   NodeReport r;
   std::lock_guard lock(mu_);
   r.delta = now.minus(last_);
   last_ = std::move(now);
   r.cpu_capacity = capacity_;
+  std::uint64_t run = 0, wait = 0;
+  schedTotals(run, wait);
+  r.run_s = run > last_run_ns_ ? static_cast<double>(run - last_run_ns_) / 1e9 : 0;
+  r.runnable_wait_s = wait > last_wait_ns_ ? static_cast<double>(wait - last_wait_ns_) / 1e9 : 0;
+  last_run_ns_ = run;
+  last_wait_ns_ = wait;
   r.links = links_;
   return r;
 }
@@ -155,8 +186,7 @@ void AdaptationLoop::loop() {
 AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::string &trigger) {
   Outcome out;
   out.decision = d;
-  std::vector<std::uint16_t> before = node_.owners();
-  std::vector<std::string> kept;
+  std::vector<ClusterNode::Kept> kept;
   if (auto err = node_.place(d.owners, &kept)) {
     out.ok = false;
     out.error = llvm::toString(std::move(err));
@@ -164,24 +194,41 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
     return out;
   }
   out.epoch = node_.epoch();
-  // Units whose state could not be taken stayed; the others moved.
-  std::vector<std::uint16_t> after = node_.owners();
-  std::erase_if(out.decision.moves,
-                [&](const heuristic::Move &m) { return after[m.unit] == before[m.unit]; });
-  out.decision.owners = after;
-  for (const std::string &k : kept)
-    out.decision.reason += "; not moved: " + k;
-  if (out.decision.moves.empty()) {
-    if (!kept.empty()) {
-      out.ok = false;
-      out.error = "not moved: " + kept.front();
+  if (!kept.empty()) { // nothing moved: a unit's state could not be taken now
+    ClusterView v = coordinator_.view(node_.owners());
+    out.ok = false;
+    out.error = "`" + v.units[kept.front().unit].name + "` not moved: " + kept.front().why;
+    if (trigger == "planner") { // plan again at once around the busy units
+      std::vector<int> busy;
+      for (const auto &k : kept)
+        busy.push_back(static_cast<int>(k.unit));
+      Decision again = coordinator_.replan(node_.owners(), nowS(), d, busy);
+      if (again.change) {
+        std::vector<ClusterNode::Kept> kept_again;
+        if (auto err = node_.place(again.owners, &kept_again)) {
+          out.error = llvm::toString(std::move(err));
+          spdlog::warn("placement not applied: {}", out.error);
+          return out;
+        }
+        if (kept_again.empty()) {
+          out = Outcome{};
+          out.decision = again;
+          out.epoch = node_.epoch();
+        }
+      }
+      if (!out.ok)
+        return out;
+    } else {
+      return out;
     }
-    return out;
   }
   const Decision &done = out.decision;
   coordinator_.recordEpoch(out.epoch, done.owners, nowS(), trigger, done);
   for (const heuristic::Move &m : done.moves)
     spdlog::info("epoch {}: {}", out.epoch, m.explanation);
+  for (const auto &k : kept)
+    spdlog::info("epoch {}: kept `{}` where it is: {}", out.epoch,
+                 coordinator_.view(done.owners).units[k.unit].name, k.why);
   spdlog::info("epoch {} ({}): {}; predicted gain {}", out.epoch, trigger, done.reason,
                msPerS(done.predicted_gain_s_per_s));
   return out;

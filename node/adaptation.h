@@ -42,7 +42,8 @@ private:
   int self_, nodes_;
   double capacity_;
   profiler::ProfileCounts last_;
-  std::mutex mu_; ///< guards last_, links_
+  std::uint64_t last_run_ns_ = 0, last_wait_ns_ = 0; ///< the threads' schedstat totals
+  std::mutex mu_;                                    ///< guards last_, links_
   std::vector<NodeReport::Link> links_;
   std::thread prober_;
   std::mutex stop_mu_;

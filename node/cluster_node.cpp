@@ -756,17 +756,18 @@ struct ClusterNode::Impl {
 
   // Entry node: `owner` as the next epoch, acknowledged by every node, then applied here.
   // Placements are made one at a time.
-  llvm::Error place(std::vector<std::uint16_t> owner, std::vector<std::string> *kept = nullptr) {
+  llvm::Error place(std::vector<std::uint16_t> owner,
+                    std::vector<ClusterNode::Kept> *kept = nullptr) {
     std::lock_guard serial(place_mu);
     if (owner.size() != movable.size())
       return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
                   std::to_string(movable.size()));
     // Units with state: the old owner closes the unit's gate and drains it, its state goes to
-    // the new owner, and the gate opens once every node runs the new placement. A unit whose
-    // state cannot be taken now (calls still inside it) stays where it is.
+    // the new owner, and the gate opens once every node runs the new placement. If a unit's
+    // state cannot be taken now (calls still inside it), nothing moves.
     const std::vector<std::uint16_t> current = placement->current().owner;
-    const bool asked_to_move = owner != current;
     std::vector<std::pair<std::uint32_t, int>> closed; // unit, old owner
+    bool refused = false;
     for (std::uint32_t u = 0; u < owner.size(); ++u) {
       if (owner[u] == current[u] || !migratable[u])
         continue;
@@ -785,10 +786,10 @@ struct ClusterNode::Impl {
       }
       if (err) {
         std::string why = llvm::toString(std::move(err));
-        spdlog::warn("`{}` not moved: {}", unit_names[u], why);
+        spdlog::info("`{}` not moved: {}", unit_names[u], why);
         if (kept)
-          kept->push_back(unit_names[u] + ": " + why);
-        owner[u] = current[u];
+          kept->push_back({u, why});
+        refused = true;
         continue;
       }
       closed.emplace_back(u, current[u]);
@@ -798,8 +799,10 @@ struct ClusterNode::Impl {
         if (auto opened = migrateStep(node, u, wire::MigratePhase::Open, {}); !opened)
           spdlog::warn("`{}`: {}", unit_names[u], llvm::toString(opened.takeError()));
     };
-    if (asked_to_move && owner == current) // every move was of a unit that had to stay
+    if (refused) { // the state of the others stays where it is too (its copies are unused)
+      openGates();
       return llvm::Error::success();
+    }
     std::vector<int> members;
     {
       std::lock_guard lock(mu);
@@ -1160,8 +1163,7 @@ std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t
   }
 }
 
-llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners,
-                               std::vector<std::string> *kept) {
+llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners, std::vector<Kept> *kept) {
   return impl_->place(owners, kept);
 }
 

@@ -81,15 +81,22 @@ public:
   /// Idempotent: later calls return nothing.
   std::vector<std::string> shutdownCluster(int exit_code);
 
+  /// A unit whose state could not be taken when a placement wanted to move it.
+  struct Kept {
+    std::uint32_t unit = 0;
+    std::string why;
+  };
+
   /// Entry node: makes `owners` (owner node of each placement unit) the next placement epoch:
   /// sends it to every node, waits until each has applied it, then applies it here. A unit with
   /// state moves with it: its old owner closes the unit's gate and drains its calls, the state
-  /// goes to the new owner, and the gate opens once the placement switched. A unit whose state
-  /// cannot move now stays where it is (listed in `kept` with why); the placement without it
-  /// still takes effect. Fails if a node does not accept the placement within the join
-  /// timeout. Thread-safe; one at a time.
+  /// goes to the new owner, and the gate opens once the placement switched. If the state of
+  /// any unit cannot be taken now (calls still inside it), nothing moves: those units are
+  /// listed in `kept` with why, and the placement stays as it was (the rest of a plan may only
+  /// pay with them). Fails if a node does not accept the placement within the join timeout.
+  /// Thread-safe; one at a time.
   [[nodiscard]] llvm::Error place(const std::vector<std::uint16_t> &owners,
-                                  std::vector<std::string> *kept = nullptr);
+                                  std::vector<Kept> *kept = nullptr);
 
   /// The epoch of the placement in effect on this node.
   [[nodiscard]] std::uint64_t epoch() const;

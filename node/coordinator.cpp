@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 namespace distnode::node {
 
@@ -15,6 +16,8 @@ namespace {
 
 // The least a planner's change must save, in seconds per second (see Coordinator::round).
 constexpr double kMinGainSPerS = 1e-3;
+// A bound on how much more CPU than they got a node's units are taken to want.
+constexpr double kMaxDemandFactor = 8;
 
 struct Traffic {
   double calls = 0, call_bytes = 0, reply_bytes = 0;
@@ -67,8 +70,10 @@ struct Coordinator::State {
   // ---- decisions ----
   AdaptOptions options;
   heuristic::Planner planner;
-  std::vector<int> operator_pin; ///< by unit; -1: none
-  std::vector<bool> drained;     ///< by node
+  std::vector<int> operator_pin;    ///< by unit; -1: none
+  std::vector<bool> busy;           ///< by unit: held where it is for the next plan only
+  std::vector<double> moved_before; ///< by unit: the planner's last move before the last plan
+  std::vector<bool> drained;        ///< by node
   std::vector<std::string> last_move;
   std::vector<HistoryEntry> history;
 
@@ -148,7 +153,7 @@ struct Coordinator::State {
   int effectivePin(std::size_t u, const std::vector<std::uint16_t> &current) const {
     if (fixed_node[u] >= 0)
       return fixed_node[u];
-    if (!why_fixed[u].empty())
+    if (!why_fixed[u].empty() || busy[u])
       return current[u];
     if (operator_pin[u] >= 0)
       return operator_pin[u];
@@ -299,6 +304,8 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.bandwidth.assign(nn, std::vector<double>(nn, 0));
   s.remote.assign(profile_functions.size(), {});
   s.operator_pin.assign(nu, -1);
+  s.busy.assign(nu, false);
+  s.moved_before.assign(nu, -std::numeric_limits<double>::infinity());
   s.drained.assign(nn, false);
   s.last_move.assign(nu, "");
 }
@@ -327,6 +334,9 @@ std::optional<std::string> Coordinator::check(const NodeReport &r) const {
     return "a profile delta has a bad CPU capacity";
   if (!(r.delta.elapsed_s >= 0) || !std::isfinite(r.delta.elapsed_s))
     return "a profile delta has a bad interval";
+  if (!(r.run_s >= 0) || !(r.runnable_wait_s >= 0) || !std::isfinite(r.run_s) ||
+      !std::isfinite(r.runnable_wait_s))
+    return "a profile delta has bad run times";
   return std::nullopt;
 }
 
@@ -337,11 +347,13 @@ void Coordinator::addReport(int node, const NodeReport &r) {
     return;
   if (r.cpu_capacity > 0)
     s.capacity[node] = r.cpu_capacity;
+  // What the units would use with the CPU to themselves (NodeReport::run_s).
+  double demand = r.run_s > 1e-3 ? std::min(kMaxDemandFactor, 1 + r.runnable_wait_s / r.run_s) : 1;
   for (std::size_t pid = 0; pid < r.delta.cpu_ns.size(); ++pid) {
     double ns = static_cast<double>(r.delta.cpu_ns[pid]);
     s.round_node_cpu_ns[node] += ns;
     if (int u = s.pid_unit[pid]; u >= 0)
-      s.round_cpu_ns[u] += ns;
+      s.round_cpu_ns[u] += ns * demand;
   }
   for (const auto &e : r.delta.edges) {
     s.round_node_calls[node] += static_cast<double>(e.calls);
@@ -374,7 +386,10 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
   if (!s.options.enabled)
     return {false, {}, {}, "adaptation is frozen", 0};
   heuristic::Problem p = s.problem(current);
+  for (std::size_t u = 0; u < s.moved_before.size(); ++u)
+    s.moved_before[u] = s.planner.lastMoved(static_cast<int>(u));
   heuristic::Plan plan = s.planner.plan(p, now_s);
+  std::fill(s.busy.begin(), s.busy.end(), false);
   Decision d = s.decide(p, plan, current);
   // Hysteresis is relative: when the whole cost is tiny, so are the moves it lets through.
   // A move re-links stubs on every node (and a unit with state holds its calls while it
@@ -390,6 +405,23 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
   return d;
 }
 
+Decision Coordinator::replan(const std::vector<std::uint16_t> &current, double now_s,
+                             const Decision &failed, const std::vector<int> &busy) {
+  {
+    State &s = *state_;
+    std::lock_guard lock(s.mu);
+    // A busy unit keeps its cool-down: trying again at every round would hold its calls at
+    // the gate each time.
+    for (const heuristic::Move &m : failed.moves)
+      if (std::find(busy.begin(), busy.end(), m.unit) == busy.end())
+        s.planner.notMoved(m.unit, s.moved_before[m.unit]);
+    for (int u : busy)
+      if (u >= 0 && static_cast<std::size_t>(u) < s.busy.size())
+        s.busy[u] = true;
+  }
+  return round(current, now_s); // no time has passed: the rates stay as they are
+}
+
 Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
@@ -400,6 +432,7 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
   heuristic::Planner fresh(o);
   heuristic::Problem p = s.problem(current);
   heuristic::Plan plan = fresh.plan(p, now_s);
+  std::fill(s.busy.begin(), s.busy.end(), false);
   return s.decide(p, plan, current);
 }
 

@@ -36,6 +36,11 @@ struct NodeReport {
     double bandwidth_bytes_s = 0; ///< 0: not measured
   };
   std::vector<Link> links; ///< from this node to others
+  /// The kernel's view of the node's threads in the interval: time running, and time ready to
+  /// run but waiting for a CPU. The CPU a unit would use if it had the CPU to itself is its
+  /// measured CPU time × (run + wait) / run: a saturated node's units use no more than its
+  /// capacity, but they want more.
+  double run_s = 0, runnable_wait_s = 0;
 };
 
 /// One placement the cluster ran, and why.
@@ -113,6 +118,12 @@ public:
   /// Plans now, ignoring hysteresis of time (operator's `repartition`): the partitioner's
   /// placement if it differs from `current` at all.
   [[nodiscard]] Decision repartition(const std::vector<std::uint16_t> &current, double now_s);
+  /// The last decision did not happen because the state of `busy` units could not be taken:
+  /// its other moves start no cool-down (the busy units' does, so that they are not tried
+  /// again at every round), and the busy units stay where they are in the plan made now with
+  /// the same rates.
+  [[nodiscard]] Decision replan(const std::vector<std::uint16_t> &current, double now_s,
+                                const Decision &failed, const std::vector<int> &busy);
 
   /// The operator moves unit `unit` to `node`: the placement to publish, or why not.
   [[nodiscard]] std::optional<std::string> checkMove(int unit, int node) const;

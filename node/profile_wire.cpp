@@ -26,7 +26,9 @@ zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &r) {
   auto body = wire::CreateProfileDelta(
       b, call_id, static_cast<std::uint64_t>(r.delta.elapsed_s * 1e9), r.cpu_capacity,
       b.CreateVectorOfStructs(functions), b.CreateVectorOfStructs(edges),
-      b.CreateVectorOfStructs(remote), b.CreateVectorOfStructs(links));
+      b.CreateVectorOfStructs(remote), b.CreateVectorOfStructs(links),
+      static_cast<std::uint64_t>(r.run_s * 1e9),
+      static_cast<std::uint64_t>(r.runnable_wait_s * 1e9));
   return transport::finishEnvelope(b, wire::Body::ProfileDelta, body.Union());
 }
 
@@ -35,6 +37,8 @@ std::optional<std::string> decodeProfileDelta(const wire::ProfileDelta &d, std::
   r = {};
   r.delta.elapsed_s = static_cast<double>(d.interval_ns()) / 1e9;
   r.cpu_capacity = d.cpu_capacity();
+  r.run_s = static_cast<double>(d.run_ns()) / 1e9;
+  r.runnable_wait_s = static_cast<double>(d.runnable_wait_ns()) / 1e9;
   r.delta.cpu_ns.assign(functions, 0);
   r.delta.samples.assign(functions, 0);
   if (const auto *fs = d.functions())

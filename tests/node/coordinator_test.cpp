@@ -127,6 +127,29 @@ TEST(Coordinator, ShedsLoadFromAnOverloadedNode) {
       << d.moves[0].explanation;
 }
 
+// Two threads sharing one core each get half of it: the CPU they use adds up to the capacity,
+// but the time they waited for the CPU shows that they want twice as much.
+TEST(Coordinator, ASaturatedNodeShowsItsDemandThroughRunQueueWaits) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  Interval i;
+  i.calls = {{"main", "heavy_a", 50, 800}, {"main", "heavy_b", 50, 800}};
+  i.cpu_s = {{"heavy_a", 0.5}, {"heavy_b", 0.5}};
+  NodeReport r = i.report();
+  Coordinator blind(a, kFunctions, cluster(2), 0, fast()); // sees the CPU used only
+  blind.addReport(0, r);
+  Decision without = blind.round(kStart, 1.0);
+  r.run_s = 1.0;
+  r.runnable_wait_s = 1.0;
+  c.addReport(0, r);
+  EXPECT_NEAR(c.view(kStart).units[3].cpu_s_per_s, 0.0, 1e-12) << "rates come with the round";
+  Decision d = c.round(kStart, 1.0);
+  EXPECT_NEAR(c.view(kStart).units[3].cpu_s_per_s, 1.0, 1e-9) << "0.5 s used, twice that wanted";
+  ASSERT_TRUE(d.change) << d.reason;
+  EXPECT_NE(d.owners[3], d.owners[4]);
+  EXPECT_FALSE(without.change) << "1 CPU s/s used on a 1-CPU node looks like no overload";
+}
+
 TEST(Coordinator, NeverMovesAStatefulOrHomeUnitAndSaysWhy) {
   jit::ProgramAnalysis a = program();
   Coordinator c(a, kFunctions, cluster(2), 0, fast());

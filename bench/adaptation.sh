@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Benchmarks of the online loop (bench/README.md, "Adaptation"), each against its baseline in
+# the same run:
+#   shed      two threads, each calling its own CPU-heavy function, on two nodes held to one
+#             core each (taskset) with capacity 1.0: adaptive (starting all on the entry node)
+#             vs everything on the entry node vs the best static placement;
+#   recovery  phases.c started scattered with adaptation vs all on one node;
+#   moves     time from an admin request to every node of 3 running the new placement, for a
+#             stateless unit and for a unit with 1 MiB of state, vs an admin round trip;
+#   steady    a steady workload for N seconds: moves after convergence.
+# Usage: bench/adaptation.sh BUILD_DIR [shed|recovery|moves|steady SECONDS]...
+set -euo pipefail
+build=$(cd "${1:?usage: bench/adaptation.sh BUILD_DIR [benchmark...]}" && pwd)
+shift
+distnode=$build/bin/distnode
+distctl=$build/bin/distctl
+python=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+repeats=${REPEATS:-3}
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ports() { $python -c "
+import socket
+s=[socket.socket() for _ in range($1)]
+[x.bind(('127.0.0.1',0)) for x in s]
+print(' '.join(str(x.getsockname()[1]) for x in s))"; }
+
+# A 2-node cluster.yaml, capacity 1.0 each, admin on n0.
+two_nodes() {
+  read -r p0 c0 p1 c1 <<<"$(ports 4)"
+  cat >"$tmp/two.yaml" <<EOF
+cluster: shed
+join_timeout_ms: 30000
+nodes:
+  - {name: n0, call: 'tcp://127.0.0.1:$p0', control: 'tcp://127.0.0.1:$c0', capacity: {cpu: 1.0}, admin: 'ipc://$tmp/n0.admin'}
+  - {name: n1, call: 'tcp://127.0.0.1:$p1', control: 'tcp://127.0.0.1:$c1', capacity: {cpu: 1.0}}
+EOF
+}
+
+# Runs shed.bc on the two pinned nodes with extra entry flags; prints the wall time (s).
+shed_run() {
+  two_nodes
+  rm -f "$tmp/shed.log"
+  taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$build/bench/shed.bc" -- 400 \
+    >/dev/null 2>&1 &
+  local member=$!
+  local t0 t1
+  t0=$(now)
+  taskset -c 0 "$distnode" --join "$tmp/two.yaml" --name n0 "$@" --log-level info \
+    --log-file "$tmp/shed.log" "$build/bench/shed.bc" -- 400 >"$tmp/shed.out"
+  t1=$(now)
+  wait "$member"
+  cmp -s "$tmp/shed.out" "$tmp/shed.native" || { echo "shed: output differs" >&2; exit 1; }
+  echo "$t1 - $t0" | bc -l
+}
+
+shed() {
+  "$build/bench/shed.native" 400 >"$tmp/shed.native"
+  printf 'heavy_b: n1\n' >"$tmp/best.yaml"
+  local entry best adaptive adaptive1s native
+  for _ in $(seq "$repeats"); do
+    shed_run --no-adapt >>"$tmp/entry.t"
+    shed_run --no-adapt --placement "$tmp/best.yaml" >>"$tmp/best.t"
+    shed_run --adapt-interval-ms 300 >>"$tmp/adaptive.t"
+    grep -E "epoch [0-9]+: moved" "$tmp/shed.log" | sed -E 's/^[0-9-]+ //' >>"$tmp/shed.moves"
+    shed_run >>"$tmp/adaptive1s.t"
+    local t0 t1
+    t0=$(now)
+    "$build/bench/shed.native" 400 >/dev/null
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l >>"$tmp/native.t"
+  done
+  entry=$(median <"$tmp/entry.t")
+  best=$(median <"$tmp/best.t")
+  adaptive=$(median <"$tmp/adaptive.t")
+  adaptive1s=$(median <"$tmp/adaptive1s.t")
+  native=$(median <"$tmp/native.t")
+  printf 'shed (medians of %d; seconds): all on n0 %.2f, best static %.2f, adaptive (300 ms) %.2f, adaptive (1 s) %.2f, native on 2 cores %.2f\n' \
+    "$repeats" "$entry" "$best" "$adaptive" "$adaptive1s" "$native"
+  printf 'shed: adaptive 300 ms / all on n0 = %.3f (goal <= 0.6); / best static = %.3f (goal <= 1.1)\n' \
+    "$(echo "$adaptive / $entry" | bc -l)" "$(echo "$adaptive / $best" | bc -l)"
+  printf 'shed: adaptive 1 s / all on n0 = %.3f; / best static = %.3f\n' \
+    "$(echo "$adaptive1s / $entry" | bc -l)" "$(echo "$adaptive1s / $best" | bc -l)"
+  echo "shed: moves of the adaptive runs:"
+  sed 's/^/  /' "$tmp/shed.moves"
+}
+
+recovery() {
+  local args=(-- "${ROUNDS:-16}" 2000000)
+  "$build/examples/phases.native" "${args[@]:1}" >"$tmp/phases.native"
+  for _ in $(seq "$repeats"); do
+    local t0 t1
+    t0=$(now)
+    "$distnode" --local 3 --no-adapt "$build/examples/phases.bc" "${args[@]}" >"$tmp/p1.out"
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l >>"$tmp/one.t"
+    t0=$(now)
+    rm -f "$tmp/rec.log"
+    "$distnode" --local 3 --placement scatter --log-level info --log-file "$tmp/rec.log" \
+      "$build/examples/phases.bc" "${args[@]}" >"$tmp/p2.out"
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l >>"$tmp/adaptive.t"
+    for f in p1 p2; do
+      cmp -s "$tmp/$f.out" "$tmp/phases.native" || { echo "recovery: $f differs" >&2; exit 1; }
+    done
+    # Seconds from the start placement (epoch 1) to the last planner move.
+    awk '/placement epoch 1 in effect/ && !s {split($2,a,":"); s=a[1]*3600+a[2]*60+a[3]}
+         /\(planner\)/ {split($2,a,":"); l=a[1]*3600+a[2]*60+a[3]}
+         END {printf "%.2f\n", l - s}' "$tmp/rec.log" >>"$tmp/converged.t"
+  done
+  local one adaptive converged
+  one=$(median <"$tmp/one.t")
+  adaptive=$(median <"$tmp/adaptive.t")
+  converged=$(median <"$tmp/converged.t")
+  # Scatter held still is not run: phase A's 2,000,000 calls per round would all be remote
+  # (about 100 us each, minutes per round).
+  printf 'recovery (phases %d rounds, medians of %d; seconds): all on n0 %.2f, scatter + adaptation %.2f\n' \
+    "${ROUNDS:-16}" "$repeats" "$one" "$adaptive"
+  printf 'recovery: adaptive / all on one node = %.3f (goal <= 1.15); last planner move %.2f s after start (interval 1 s)\n' \
+    "$(echo "$adaptive / $one" | bc -l)" "$converged"
+}
+
+moves() {
+  rm -f "$tmp/stop"
+  "$distnode" --local 3 --no-adapt --cluster-out "$tmp/c3.yaml" "$build/bench/state_mb.bc" -- \
+    "$tmp/stop" >"$tmp/mb.out" &
+  local run=$!
+  for _ in $(seq 200); do
+    "$distctl" --cluster "$tmp/c3.yaml" --timeout-ms 200 status >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  local endpoint
+  endpoint=$(grep -m1 'admin:' "$tmp/c3.yaml" | sed 's/.*admin: //')
+  $python - "$endpoint" <<'EOF'
+import json, statistics, sys, time, zmq
+s = zmq.Context().socket(zmq.REQ)
+s.connect(sys.argv[1])
+def ask(**request):
+    t0 = time.perf_counter()
+    s.send_string(json.dumps(request))
+    answer = json.loads(s.recv_string())
+    assert answer["ok"], answer
+    return (time.perf_counter() - t0) * 1e3
+rtt = [ask(command="status") for _ in range(200)]
+# touch and checksum share the table: one unit with 1 MiB of state. main is home.
+state = [ask(command="move", unit="touch", node=n) for n in ["n1", "n2", "n0"] * 20]
+print("moves: admin round trip (status) median %.3f ms; move of the 1 MiB unit median %.3f ms, p90 %.3f ms (%d moves)"
+      % (statistics.median(rtt), statistics.median(state),
+         sorted(state)[int(len(state) * 0.9)], len(state)))
+EOF
+  touch "$tmp/stop"
+  wait "$run"
+  cat "$tmp/mb.out"
+  # A stateless unit: adapt_target's `mix` (tests' fixture) on the same kind of cluster.
+  rm -f "$tmp/stop"
+  "$distnode" --local 3 --no-adapt --cluster-out "$tmp/c4.yaml" \
+    "$build/tests/fixtures/fixture_adapt_target.bc" -- "$tmp/stop" >"$tmp/at.out" &
+  run=$!
+  for _ in $(seq 200); do
+    "$distctl" --cluster "$tmp/c4.yaml" --timeout-ms 200 status >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  endpoint=$(grep -m1 'admin:' "$tmp/c4.yaml" | sed 's/.*admin: //')
+  $python - "$endpoint" <<'EOF'
+import json, statistics, sys, time, zmq
+s = zmq.Context().socket(zmq.REQ)
+s.connect(sys.argv[1])
+def ask(**request):
+    t0 = time.perf_counter()
+    s.send_string(json.dumps(request))
+    answer = json.loads(s.recv_string())
+    assert answer["ok"], answer
+    return (time.perf_counter() - t0) * 1e3
+rtt = [ask(command="status") for _ in range(200)]
+moves = [ask(command="move", unit="mix", node=n) for n in ["n1", "n2", "n0"] * 40]
+print("moves: admin round trip (status) median %.3f ms; move of a stateless unit median %.3f ms, p90 %.3f ms (%d moves); move - round trip %.3f ms"
+      % (statistics.median(rtt), statistics.median(moves), sorted(moves)[int(len(moves) * 0.9)],
+         len(moves), statistics.median(moves) - statistics.median(rtt)))
+EOF
+  touch "$tmp/stop"
+  wait "$run"
+  cat "$tmp/at.out"
+}
+
+steady() {
+  local seconds=${1:-600}
+  rm -f "$tmp/stop"
+  "$distnode" --local 3 --placement scatter --cluster-out "$tmp/c5.yaml" --log-level info \
+    --log-file "$tmp/steady.log" "$build/tests/fixtures/fixture_adapt_target.bc" -- "$tmp/stop" \
+    >"$tmp/steady.out" &
+  local run=$!
+  sleep "$seconds"
+  "$distctl" --cluster "$tmp/c5.yaml" history
+  touch "$tmp/stop"
+  wait "$run"
+  cat "$tmp/steady.out"
+  echo "steady: planner moves over ${seconds} s, with the second each happened:"
+  grep -E "epoch [0-9]+: moved" "$tmp/steady.log" | sed -E 's/^[0-9-]+ //; s/^/  /'
+}
+
+[ $# -gt 0 ] || set -- shed recovery moves
+while [ $# -gt 0 ]; do
+  case "$1" in
+  steady) steady "${2:-600}"; shift 2 || shift ;;
+  shed | recovery | moves) "$1"; shift ;;
+  *) echo "unknown benchmark $1" >&2; exit 2 ;;
+  esac
+done
