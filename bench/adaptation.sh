@@ -200,9 +200,10 @@ steady() {
     >"$tmp/steady.out" &
   local run=$!
   sleep "$seconds"
-  "$distctl" --cluster "$tmp/c5.yaml" history
+  "$distctl" --cluster "$tmp/c5.yaml" history || true
   touch "$tmp/stop"
-  wait "$run"
+  wait "$run" || echo "steady: the cluster exited with $?"
+  cp "$tmp/steady.log" "${STEADY_LOG:-/tmp/distnode-steady.log}"
   cat "$tmp/steady.out"
   echo "steady: planner moves over ${seconds} s, with the second each happened:"
   grep -E "epoch [0-9]+: moved" "$tmp/steady.log" | sed -E 's/^[0-9-]+ //; s/^/  /'

@@ -1,7 +1,8 @@
 // state_analysis.cpp - the state of each placement unit, and whether it can migrate.
 #include "jit/state_analysis.h"
 
-#include "llvm/BinaryFormat/Dwarf.h"
+#include "jit/debug_types.h"
+
 #include "llvm/IR/DataLayout.h"
 #include "llvm/IR/DebugInfoMetadata.h"
 #include "llvm/IR/DerivedTypes.h"
@@ -33,24 +34,8 @@ std::string cType(const llvm::GlobalVariable &gv) {
   llvm::SmallVector<llvm::DIGlobalVariableExpression *, 1> dis;
   gv.getDebugInfo(dis);
   for (auto *e : dis)
-    if (const llvm::DIType *t = e->getVariable()->getType()) {
-      // Qualifiers and typedefs add nothing here; the name of what they wrap does.
-      while (auto *d = llvm::dyn_cast<llvm::DIDerivedType>(t)) {
-        if (d->getTag() == llvm::dwarf::DW_TAG_pointer_type)
-          return "a pointer";
-        if (!d->getName().empty() && d->getTag() == llvm::dwarf::DW_TAG_typedef)
-          return "`" + d->getName().str() + "`";
-        t = d->getBaseType();
-        if (!t)
-          return "";
-      }
-      if (auto *c = llvm::dyn_cast<llvm::DICompositeType>(t)) {
-        if (c->getTag() == llvm::dwarf::DW_TAG_array_type)
-          return "an array";
-        std::string kind = c->getTag() == llvm::dwarf::DW_TAG_union_type ? "union" : "struct";
-        return c->getName().empty() ? "a " + kind : "`" + kind + " " + c->getName().str() + "`";
-      }
-    }
+    if (const llvm::DIType *t = e->getVariable()->getType())
+      return renderType(t);
   return "";
 }
 
@@ -74,7 +59,7 @@ void describeUnitState(const llvm::Module &module,
       if (why.empty() && holdsPointer(gv->getValueType())) {
         std::string type = cType(*gv);
         why = "mutable global `" + gv->getName().str() + "`" +
-              (type.empty() ? "" : " (" + type + ")") +
+              (type.empty() ? "" : " (`" + type + "`)") +
               " holds a pointer, which means nothing on another node";
       }
     }

@@ -104,17 +104,16 @@ void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
       if (n == self_)
         continue;
       std::optional<std::chrono::nanoseconds> best;
-      for (int i = 0; i < kLatencyProbes; ++i) {
-        auto rtt = node_.probe(n, kSmallProbe);
-        if (!rtt)
-          return; // the cluster is stopping
-        best = best ? std::min(*best, *rtt) : *rtt;
-      }
+      for (int i = 0; i < kLatencyProbes; ++i)
+        if (auto rtt = node_.probe(n, kSmallProbe)) // none: the node stops, or a failed probe
+          best = best ? std::min(*best, *rtt) : *rtt;
+      if (!best)
+        continue; // measured again next round
       links[n].latency_s = std::chrono::duration<double>(*best).count() / 2;
       if (round % kBandwidthEvery == 0) {
         auto rtt = node_.probe(n, kLargeProbe);
         if (!rtt)
-          return;
+          continue;
         // Both ways carry the payload; the small round trip's time is the per-message part.
         double transfer_s = std::chrono::duration<double>(*rtt - *best).count();
         if (transfer_s > 0)
@@ -191,6 +190,7 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
     out.ok = false;
     out.error = llvm::toString(std::move(err));
     spdlog::warn("placement not applied: {}", out.error);
+    coordinator_.notMoved(d); // no cool-down for moves that did not happen
     return out;
   }
   out.epoch = node_.epoch();

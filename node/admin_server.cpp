@@ -225,8 +225,12 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
         return adminError(*why);
       if (to < 0)
         return ok({{"unit", v.units[unit].name}, {"pinned_to", nullptr}});
-      // A pin takes effect at once: the unit moves there if it is elsewhere.
-      json moved = outcomeJson(loop.move(unit, to), v);
+      // A pin takes effect at once: the unit moves there if it is elsewhere; if it cannot
+      // move now, the pin is not kept.
+      AdaptationLoop::Outcome outcome = loop.move(unit, to);
+      if (!outcome.ok)
+        (void)coordinator.pin(unit, -1);
+      json moved = outcomeJson(outcome, v);
       moved["unit"] = v.units[unit].name;
       moved["pinned_to"] = v.nodes[to];
       return moved;
@@ -302,6 +306,8 @@ llvm::Expected<std::unique_ptr<AdminServer>> AdminServer::Create(const std::stri
   auto socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
   try {
     transport::configureSocket(*socket, kMaxRequestBytes);
+    // A client that sends and never reads must not grow the answers' queue without bound.
+    socket->set(zmq::sockopt::sndhwm, 1000);
     socket->bind(endpoint);
   } catch (const zmq::error_t &e) {
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
@@ -367,7 +373,8 @@ void AdminServer::serve() {
         answer = adminError(std::string("bad request: ") + e.what());
       }
     }
-    std::string text = answer.dump();
+    // Texts from the wire (a node's error message) need not be UTF-8: replaced, not thrown.
+    std::string text = answer.dump(-1, ' ', false, json::error_handler_t::replace);
     for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
       zmq::message_t copy(frames[i].data(), frames[i].size());
       transport::sendRetrying(*socket_, copy, zmq::send_flags::sndmore);

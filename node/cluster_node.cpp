@@ -111,8 +111,9 @@ struct ClusterNode::Impl {
   std::unique_ptr<PlacementTables> placement;
   std::thread chaos_thread; ///< entry, test option: random re-placement
   std::atomic<bool> chaos_stop{false};
-  std::mutex place_mu; ///< serializes place()
-  std::mutex chaos_mu; ///< for chaos_cv
+  std::mutex place_mu;               ///< serializes place()
+  std::uint64_t last_sent_epoch = 0; ///< entry: the newest epoch sent (place_mu)
+  std::mutex chaos_mu;               ///< for chaos_cv
   std::condition_variable chaos_cv;
 
   std::function<std::string()> shutdown_report;
@@ -762,47 +763,55 @@ struct ClusterNode::Impl {
     if (owner.size() != movable.size())
       return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
                   std::to_string(movable.size()));
-    // Units with state: the old owner closes the unit's gate and drains it, its state goes to
-    // the new owner, and the gate opens once every node runs the new placement. If a unit's
-    // state cannot be taken now (calls still inside it), nothing moves.
-    const std::vector<std::uint16_t> current = placement->current().owner;
-    std::vector<std::pair<std::uint32_t, int>> closed; // unit, old owner
-    bool refused = false;
+    // Units with state move one at a time, each in an epoch of its own: the old owner closes
+    // the unit's gate and drains it, its state goes to the new owner, every node switches, and
+    // the gate opens. (Two at once could wait for each other: a call draining from one may be
+    // held at the other's gate.) A unit whose state cannot be taken now stays, and so does
+    // the rest of the plan, which may only pay with it; the caller plans again.
     for (std::uint32_t u = 0; u < owner.size(); ++u) {
-      if (owner[u] == current[u] || !migratable[u])
+      std::vector<std::uint16_t> step = placement->current().owner;
+      if (owner[u] == step[u] || !migratable[u])
         continue;
-      auto state = migrateStep(current[u], u, wire::MigratePhase::Close, {});
+      int from = step[u], to = owner[u];
+      auto state = migrateStep(from, u, wire::MigratePhase::Close, {});
       llvm::Error err = state ? llvm::Error::success() : state.takeError();
-      if (!err) {
-        auto installed = migrateStep(owner[u], u, wire::MigratePhase::Install, *state);
-        if (!installed) {
+      if (!err)
+        if (auto installed = migrateStep(to, u, wire::MigratePhase::Install, *state); !installed)
           err = installed.takeError();
-          if (auto reopen = migrateStep(current[u], u, wire::MigratePhase::Open, {}); !reopen)
-            llvm::consumeError(reopen.takeError()); // that node is failing: the heartbeats' case
-        } else {
-          spdlog::debug("`{}`: {} bytes of state moved {}→{}", unit_names[u], state->size(),
-                        nodeName(current[u]), nodeName(owner[u]));
-        }
-      }
       if (err) {
+        // The gate opens again (also after a Close that got no answer: the node may have
+        // closed it late); the state stays where it is.
+        if (auto reopen = migrateStep(from, u, wire::MigratePhase::Open, {}); !reopen)
+          llvm::consumeError(reopen.takeError()); // that node is failing: the heartbeats' case
         std::string why = llvm::toString(std::move(err));
         spdlog::info("`{}` not moved: {}", unit_names[u], why);
         if (kept)
           kept->push_back({u, why});
-        refused = true;
-        continue;
+        return llvm::Error::success();
       }
-      closed.emplace_back(u, current[u]);
+      spdlog::debug("`{}`: {} bytes of state moved {}→{}", unit_names[u], state->size(),
+                    nodeName(from), nodeName(to));
+      step[u] = static_cast<std::uint16_t>(to);
+      if (auto published = publishEverywhere(step)) {
+        // Some nodes may run the new epoch and the moved state, others not: the state could
+        // fork. The cluster cannot go on safely.
+        failed(llvm::toString(std::move(published)) + " while `" + unit_names[u] +
+               "` moved with its state; stopping the cluster");
+      }
+      if (auto opened = migrateStep(from, u, wire::MigratePhase::Open, {}); !opened)
+        failed("`" + unit_names[u] + "` moved, but node `" + nodeName(from) +
+               "` did not reopen its gate: " + llvm::toString(opened.takeError()) +
+               "; stopping the cluster");
     }
-    auto openGates = [&] {
-      for (auto [u, node] : closed)
-        if (auto opened = migrateStep(node, u, wire::MigratePhase::Open, {}); !opened)
-          spdlog::warn("`{}`: {}", unit_names[u], llvm::toString(opened.takeError()));
-    };
-    if (refused) { // the state of the others stays where it is too (its copies are unused)
-      openGates();
-      return llvm::Error::success();
-    }
+    if (owner == placement->current().owner && placement->current().epoch > 0)
+      return llvm::Error::success(); // nothing else changes
+
+    return publishEverywhere(owner);
+  }
+
+  // `owner` as the next epoch on every node (acknowledged), then here. An epoch number is
+  // never sent twice, even when a node did not accept it.
+  llvm::Error publishEverywhere(const std::vector<std::uint16_t> &owner) {
     std::vector<int> members;
     {
       std::lock_guard lock(mu);
@@ -810,16 +819,14 @@ struct ClusterNode::Impl {
         if (joined[i])
           members.push_back(static_cast<int>(i));
     }
-    std::uint64_t epoch = placement->current().epoch + 1;
+    std::uint64_t epoch = std::max(placement->current().epoch, last_sent_epoch) + 1;
+    last_sent_epoch = epoch;
     for (const Ack &a : broadcast(
              members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
              config.join_timeout))
-      if (!a.ok) {
-        openGates();
+      if (!a.ok)
         return fail("placement epoch " + std::to_string(epoch) + " not accepted: " + a.text);
-      }
     applyPlacement(owner, epoch);
-    openGates();
     return llvm::Error::success();
   }
 
@@ -877,7 +884,9 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     impl->unit_of.push_back(f.unit);
   for (const jit::PlacementUnit &u : analysis.units) {
     impl->movable.push_back(u.placement == jit::Placement::Placeable && !u.stateful);
-    impl->migratable.push_back(u.placement == jit::Placement::Placeable && u.migratable);
+    // State larger than one message cannot travel (the coordinator keeps such a unit still).
+    impl->migratable.push_back(u.placement == jit::Placement::Placeable && u.migratable &&
+                               u.state_bytes <= config.max_call_bytes);
     impl->unit_names.push_back(u.name);
   }
   // New calls of the unit wait at its gate while it drains: a unit busy with a long call is
@@ -1060,6 +1069,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
 
   int moved_to = -1;             // where the last Moved answer pointed
   std::uint64_t moved_epoch = 0; // and by which placement
+  int stale = 0;                 // answers in a row by an older placement than this node's
+  Clock::time_point stale_since{};
   for (int attempt = 0;; ++attempt) {
     // Read the placement once per attempt: the owner and the epoch come from one table.
     const PlacementTable &t = n.placement->current();
@@ -1106,6 +1117,26 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     if (!moved)
       n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +
                "` failed: " + errorText(*envelope));
+    // An answer by an older placement than this node's: that node has not applied the newer
+    // one yet (a placement reaches the members before the entry node). Waiting is the answer,
+    // with a growing pause, for at most the heartbeat timeout; such answers are not moves.
+    if (moved->epoch() < t.epoch) {
+      if (stale_since == Clock::time_point{})
+        stale_since = Clock::now();
+      else if (Clock::now() - stale_since > n.config.heartbeat_timeout)
+        n.failed("call of `" + sig.name + "`: node `" + n.nodeName(owner) +
+                 "` still answers by placement epoch " + std::to_string(moved->epoch()) +
+                 " after " + std::to_string(n.config.heartbeat_timeout.count()) +
+                 " ms; this node runs epoch " + std::to_string(t.epoch));
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(std::min(2000, 50 << std::min(stale, 6))));
+      ++stale;
+      --attempt;
+      moved_to = -1;
+      continue;
+    }
+    stale = 0;
+    stale_since = {};
     if (moved->owner() >= n.config.nodes.size() || attempt >= kMaxMoves)
       n.failed("call of `" + sig.name + "`: node `" + n.nodeName(owner) +
                "` does not run it, and after " + std::to_string(attempt + 1) +

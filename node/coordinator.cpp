@@ -279,6 +279,10 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
       why = "pinned to `" + u.pin_node + "` by DIST_PIN";
     } else if (u.stateful && !u.migratable) {
       why = u.migrate_why + "; it stays where it started";
+    } else if (u.migratable && u.state_bytes > config.max_call_bytes) {
+      why = "its state (" + std::to_string(u.state_bytes) +
+            " bytes) is larger than one message may be (max_message_mb); it stays where it "
+            "started";
     }
     s.fixed_node.push_back(fixed);
     s.why_fixed.push_back(why);
@@ -325,10 +329,12 @@ std::optional<std::string> Coordinator::check(const NodeReport &r) const {
   for (const auto &m : r.delta.remote)
     if (m.function >= np)
       return "a profile delta names profile id " + std::to_string(m.function);
+  // A latency of a minute or a bandwidth below 1 KB/s is no measurement of a working link
+  // (and 1/bandwidth must stay finite in the cost model).
   for (const auto &l : r.links)
     if (l.node < 0 || static_cast<std::size_t>(l.node) >= s.node_names.size() ||
-        !(l.latency_s >= 0) || !(l.bandwidth_bytes_s >= 0) || !std::isfinite(l.latency_s) ||
-        !std::isfinite(l.bandwidth_bytes_s))
+        !(l.latency_s >= 0 && l.latency_s <= 60) ||
+        !(l.bandwidth_bytes_s == 0 || (l.bandwidth_bytes_s >= 1e3 && l.bandwidth_bytes_s <= 1e13)))
       return "a profile delta has a bad link measurement";
   if (!(r.cpu_capacity >= 0) || !std::isfinite(r.cpu_capacity) || r.cpu_capacity > 1e6)
     return "a profile delta has a bad CPU capacity";
@@ -407,6 +413,11 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
 
 Decision Coordinator::replan(const std::vector<std::uint16_t> &current, double now_s,
                              const Decision &failed, const std::vector<int> &busy) {
+  notMoved(failed, busy);
+  return round(current, now_s); // no time has passed: the rates stay as they are
+}
+
+void Coordinator::notMoved(const Decision &failed, const std::vector<int> &busy) {
   {
     State &s = *state_;
     std::lock_guard lock(s.mu);
@@ -419,7 +430,6 @@ Decision Coordinator::replan(const std::vector<std::uint16_t> &current, double n
       if (u >= 0 && static_cast<std::size_t>(u) < s.busy.size())
         s.busy[u] = true;
   }
-  return round(current, now_s); // no time has passed: the rates stay as they are
 }
 
 Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {

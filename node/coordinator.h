@@ -124,6 +124,8 @@ public:
   /// the same rates.
   [[nodiscard]] Decision replan(const std::vector<std::uint16_t> &current, double now_s,
                                 const Decision &failed, const std::vector<int> &busy);
+  /// The same without planning: `failed` did not happen (for a placement that failed).
+  void notMoved(const Decision &failed, const std::vector<int> &busy = {});
 
   /// The operator moves unit `unit` to `node`: the placement to publish, or why not.
   [[nodiscard]] std::optional<std::string> checkMove(int unit, int node) const;

@@ -49,7 +49,8 @@ TEST(StateAnalysis, AGlobalHoldingAPointerKeepsItsUnitWithTheReason) {
   EXPECT_FALSE(u->migratable);
   EXPECT_EQ(
       u->migrate_why,
-      "mutable global `head` (a pointer) holds a pointer, which means nothing on another node");
+      "mutable global `head` (`struct cell *`) holds a pointer, which means nothing on another "
+      "node");
   EXPECT_EQ(u->state_bytes, 4u * 16u + 8u) << "pool and head";
 }
 

@@ -149,7 +149,7 @@ TEST(Adaptation, ImmovableUnitsNeverMoveAndPlacementSaysWhy) {
     }
     if (u["unit"] == pointer_unit) {
       EXPECT_FALSE(u["movable"].get<bool>());
-      EXPECT_EQ(u["why_fixed"], "mutable global `last_label` (a pointer) holds a pointer, which "
+      EXPECT_EQ(u["why_fixed"], "mutable global `last_label` (`char *`) holds a pointer, which "
                                 "means nothing on another node; it stays where it started");
     }
     if (u["unit"] == unitOf(p, "tally_add")) {
