@@ -196,7 +196,7 @@ steady() {
   local seconds=${1:-600}
   rm -f "$tmp/stop"
   "$distnode" --local 3 --placement scatter --cluster-out "$tmp/c5.yaml" --log-level info \
-    --log-file "$tmp/steady.log" "$build/tests/fixtures/fixture_adapt_target.bc" -- "$tmp/stop" \
+    --log-file "$tmp/steady.log" "$build/tests/fixtures/fixture_adapt_target.bc" -- "$tmp/stop" 1000000000 \
     >"$tmp/steady.out" &
   local run=$!
   sleep "$seconds"
