@@ -263,6 +263,14 @@ TEST(Admin, EveryCommandFromDistctl) {
   EXPECT_EQ(triggers[0], "start");
   EXPECT_EQ(triggers[1], "operator: move");
 
+  // The live view, twice: status, hot edges, where each unit runs, recent moves.
+  ProcessResult top = c.ctl({"top", "--iterations", "2", "--interval-ms", "50"});
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  EXPECT_NE(top.out.find("HOT EDGE"), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("recent moves:"), std::string::npos);
+  EXPECT_NE(top.out.find("epoch 2: moved `mix` n0→n2: operator request"), std::string::npos)
+      << top.out;
+
   // A member forwards to the coordinator.
   ProcessResult forwarded = c.ctl({"status"}, "n2");
   EXPECT_EQ(forwarded.exit_code, 0) << forwarded.err;

@@ -1,0 +1,245 @@
+// analysis_facts.cpp - what the program analysis learns of each function (phase 1).
+#include "jit/analysis_facts.h"
+
+#include "jit/debug_types.h"
+
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Analysis/CFG.h"
+#include "llvm/BinaryFormat/Dwarf.h"
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/DebugInfo.h"
+#include "llvm/IR/DebugInfoMetadata.h"
+#include "llvm/IR/Function.h"
+#include "llvm/IR/GlobalVariable.h"
+#include "llvm/IR/InstIterator.h"
+#include "llvm/IR/Instructions.h"
+#include "llvm/IR/IntrinsicInst.h"
+#include "llvm/IR/Module.h"
+
+namespace distnode::jit {
+
+using llvm::cast;
+using llvm::dyn_cast;
+using llvm::dyn_cast_or_null;
+using llvm::isa;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Externals that are safe on any node: no I/O, no process-wide state beyond their arguments.
+// malloc and free are included because the memory they hand out is a node-local temporary.
+
+bool isSafeExternal(llvm::StringRef name) {
+  static const llvm::StringSet<> kSafe = {
+      // math.h (double, float and long double variants)
+      "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh",
+      "acosh", "atanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "sqrt",
+      "cbrt", "hypot", "fabs", "floor", "ceil", "round", "lround", "llround", "trunc", "rint",
+      "lrint", "llrint", "nearbyint", "fmod", "remainder", "fmin", "fmax", "fdim", "fma",
+      "copysign", "frexp", "ldexp", "modf", "scalbn", "erf", "erfc", "tgamma", "lgamma", "nan",
+      "sinf", "cosf", "tanf", "asinf", "acosf", "atanf", "atan2f", "sinhf", "coshf", "tanhf",
+      "expf", "exp2f", "expm1f", "logf", "log2f", "log10f", "log1pf", "powf", "sqrtf", "cbrtf",
+      "hypotf", "fabsf", "floorf", "ceilf", "roundf", "truncf", "rintf", "fmodf", "fminf", "fmaxf",
+      "fmaf", "copysignf", "frexpf", "ldexpf", "modff", "erff", "sinl", "cosl", "sqrtl", "fabsl",
+      "expl", "logl", "powl", "floorl", "ceill",
+      // string.h
+      "memcpy", "memmove", "memset", "memcmp", "memchr", "strlen", "strnlen", "strcmp", "strncmp",
+      "strcpy", "strncpy", "strcat", "strncat", "strchr", "strrchr", "strstr", "strspn", "strcspn",
+      "strpbrk", "strdup", "strndup", "stpcpy", "bcmp",
+      // stdlib.h (pure or node-local)
+      "malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign", "abs", "labs",
+      "llabs", "div", "ldiv", "atoi", "atol", "atoll", "atof", "strtol", "strtoul", "strtoll",
+      "strtoull", "strtod", "strtof", "qsort", "bsearch",
+      // ctype.h and its glibc tables
+      "isalpha", "isdigit", "isalnum", "isspace", "isupper", "islower", "ispunct", "isxdigit",
+      "isprint", "toupper", "tolower", "__ctype_b_loc", "__ctype_tolower_loc",
+      "__ctype_toupper_loc",
+      // formatting into memory only
+      "sprintf", "snprintf", "vsnprintf", "vsprintf", "sscanf", "__isoc99_sscanf",
+      // errno lives in thread-local storage of the node that runs the call
+      "__errno_location"};
+  return kSafe.contains(name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-function facts (phase 1).
+
+bool hasCycle(const llvm::Function &f) {
+  llvm::SmallVector<std::pair<const llvm::BasicBlock *, const llvm::BasicBlock *>, 4> back_edges;
+  llvm::FindFunctionBackedges(f, back_edges);
+  return !back_edges.empty();
+}
+
+bool isDebugOrLifetime(const llvm::Instruction &i) {
+  if (isa<llvm::DbgInfoIntrinsic>(i))
+    return true;
+  if (auto *ii = dyn_cast<llvm::IntrinsicInst>(&i))
+    return ii->isLifetimeStartOrEnd() || ii->isAssumeLikeIntrinsic();
+  return false;
+}
+
+bool isStackAccess(const llvm::Instruction &i) {
+  const llvm::Value *ptr = nullptr;
+  if (auto *ld = dyn_cast<llvm::LoadInst>(&i))
+    ptr = ld->getPointerOperand();
+  else if (auto *st = dyn_cast<llvm::StoreInst>(&i))
+    ptr = st->getPointerOperand();
+  return ptr && isa<llvm::AllocaInst>(ptr->stripPointerCasts());
+}
+
+// Whether an instruction will still be work after mem2reg and instruction selection: stack
+// slots and their loads and stores disappear, constant-offset GEPs fold into addressing.
+bool countsAsWork(const llvm::Instruction &i) {
+  if (isa<llvm::AllocaInst>(i) || isStackAccess(i))
+    return false;
+  if (auto *gep = dyn_cast<llvm::GetElementPtrInst>(&i))
+    return !gep->hasAllConstantIndices();
+  if (auto *cast = dyn_cast<llvm::CastInst>(&i))
+    return !cast->isNoopCast(i.getModule()->getDataLayout());
+  return true;
+}
+
+// Records globals and functions that appear in a constant operand (through constant
+// expressions such as GEPs).
+void scanConstant(const llvm::Value *v, Facts &facts, std::set<const llvm::Value *> &seen) {
+  if (!seen.insert(v).second)
+    return;
+  if (auto *gv = dyn_cast<llvm::GlobalVariable>(v)) {
+    if (gv->getName().starts_with("llvm."))
+      return;
+    if (gv->isDeclaration()) {
+      if (facts.direct_io.empty())
+        facts.direct_io = "uses external global `" + gv->getName().str() + "`";
+    } else if (!gv->isConstant()) {
+      facts.globals.insert(gv);
+    } else if (gv->hasInitializer()) {
+      // A constant table may hold function pointers or addresses of mutable globals.
+      scanConstant(gv->getInitializer(), facts, seen);
+    }
+    return;
+  }
+  if (auto *fn = dyn_cast<llvm::Function>(v)) {
+    facts.address_taken.insert(fn);
+    return;
+  }
+  if (auto *c = dyn_cast<llvm::Constant>(v))
+    for (const llvm::Use &op : c->operands())
+      scanConstant(op.get(), facts, seen);
+}
+
+} // namespace
+
+// A function whose body is not the program's: a declaration, or a C library inline body that
+// is only there for inlining (available_externally, e.g. glibc's atoi).
+bool isExternal(const llvm::Function &f) {
+  return f.isDeclaration() || f.hasAvailableExternallyLinkage();
+}
+
+bool isSideEffectingExternal(const llvm::Function &callee,
+                             const std::map<const llvm::Function *, FunctionAnnotations> &ann) {
+  if (!isExternal(callee) || callee.isIntrinsic())
+    return false;
+  if (isSafeExternal(callee.getName()))
+    return false;
+  auto it = ann.find(&callee);
+  return !(it != ann.end() && it->second.pure_extern);
+}
+
+// Whether a use of a constant ends only in LLVM's own bookkeeping globals (llvm.used,
+// llvm.global.annotations, llvm.global_ctors...), which never call anything.
+static bool onlyMetadataUses(const llvm::Value *v, int depth = 0) {
+  if (depth > 8)
+    return false;
+  for (const llvm::User *u : v->users()) {
+    if (auto *gv = dyn_cast<llvm::GlobalVariable>(u)) {
+      if (!gv->getName().starts_with("llvm."))
+        return false;
+    } else if (!isa<llvm::Constant>(u) || !onlyMetadataUses(u, depth + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether a function may be called through a pointer: some use of it is not the callee of a
+// direct call and not mere bookkeeping.
+bool isAddressTaken(const llvm::Function &f) {
+  for (const llvm::Use &use : f.uses()) {
+    const llvm::User *user = use.getUser();
+    if (auto *call = dyn_cast<llvm::CallBase>(user); call && call->isCallee(&use))
+      continue;
+    if (isa<llvm::Constant>(user) && !isa<llvm::GlobalValue>(user) && onlyMetadataUses(user))
+      continue;
+    if (auto *gv = dyn_cast<llvm::GlobalVariable>(user); gv && gv->getName().starts_with("llvm."))
+      continue;
+    return true;
+  }
+  return false;
+}
+
+void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann) {
+  const llvm::Function &f = *facts.fn;
+  facts.has_loop = hasCycle(f);
+  std::set<const llvm::Value *> seen;
+  for (const llvm::Instruction &i : llvm::instructions(f)) {
+    if (isDebugOrLifetime(i))
+      continue;
+    if (countsAsWork(i))
+      ++facts.instructions;
+    const llvm::Value *called = nullptr;
+    if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
+      called = call->getCalledOperand()->stripPointerCasts();
+      if (auto *callee = dyn_cast<llvm::Function>(called)) {
+        if (!callee->isIntrinsic())
+          facts.calls_only_intrinsics = false;
+        if (!isExternal(*callee))
+          ++facts.callees[callee];
+        else if (facts.direct_io.empty() && isSideEffectingExternal(*callee, ann))
+          facts.direct_io = "calls `" + callee->getName().str() + "`";
+      } else if (!isa<llvm::InlineAsm>(called)) {
+        facts.indirect_call = true;
+        facts.calls_only_intrinsics = false;
+      } else {
+        facts.calls_only_intrinsics = false;
+        if (facts.direct_io.empty())
+          facts.direct_io = "contains inline assembly";
+      }
+    }
+    for (const llvm::Use &op : i.operands()) {
+      const llvm::Value *v = op.get();
+      if (v == called && isa<llvm::Function>(v))
+        continue; // a direct call, handled above
+      if (isa<llvm::Constant>(v) && !isa<llvm::ConstantData>(v))
+        scanConstant(v, facts, seen);
+    }
+  }
+}
+
+void readSignature(Facts &facts) {
+  facts.sp = facts.fn->getSubprogram();
+  if (!facts.sp)
+    return;
+  if (auto *type = facts.sp->getType()) {
+    auto array = type->getTypeArray();
+    if (array.size() >= 1) {
+      facts.result_type = array[0];
+      for (unsigned k = 1; k < array.size(); ++k)
+        facts.param_types.push_back(array[k]);
+      // A trailing null entry stands for `...` (unspecified parameters).
+      if (!facts.param_types.empty() && !facts.param_types.back() && facts.fn->isVarArg())
+        facts.param_types.pop_back();
+      facts.has_di_signature = true;
+    }
+  }
+  facts.param_names.resize(facts.param_types.size());
+  for (const llvm::DINode *node : facts.sp->getRetainedNodes()) {
+    auto *var = dyn_cast<llvm::DILocalVariable>(node);
+    if (var && var->getArg() > 0 && var->getArg() <= facts.param_names.size())
+      facts.param_names[var->getArg() - 1] = var->getName().str();
+  }
+  for (unsigned k = 0; k < facts.param_names.size(); ++k)
+    if (facts.param_names[k].empty())
+      facts.param_names[k] = "arg" + std::to_string(k);
+}
+
+} // namespace distnode::jit

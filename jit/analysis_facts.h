@@ -1,0 +1,79 @@
+// analysis_facts.h - what the program analysis learns of each function before it decides
+// anything (phase 1 of program_analysis.cpp): annotations, the C signature from debug info,
+// calls, referenced functions and globals, size, loops, direct I/O. Internal to jit/.
+#ifndef DISTNODE_JIT_ANALYSIS_FACTS_H
+#define DISTNODE_JIT_ANALYSIS_FACTS_H
+
+#include "jit/annotations.h"
+
+#include "llvm/ADT/MapVector.h"
+#include "llvm/IR/GlobalValue.h"
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace llvm {
+class DISubprogram;
+class DIType;
+class Function;
+class GlobalVariable;
+} // namespace llvm
+
+namespace distnode::jit {
+
+// Orders globals by name, so that every output (and the first evidence chosen) is the same on
+// every run and every node.
+struct ByName {
+  bool operator()(const llvm::GlobalValue *a, const llvm::GlobalValue *b) const {
+    return a->getName() < b->getName();
+  }
+};
+
+/// The facts of one defined function.
+struct Facts {
+  const llvm::Function *fn = nullptr;
+  FunctionAnnotations ann;
+  const llvm::DISubprogram *sp = nullptr;
+  std::vector<std::string> param_names; // C-level, from debug info
+  std::vector<const llvm::DIType *> param_types;
+  const llvm::DIType *result_type = nullptr;
+  bool has_di_signature = false;
+
+  llvm::MapVector<const llvm::Function *, unsigned> callees; // defined callees → call sites
+  std::set<const llvm::Function *, ByName> address_taken;    // functions referenced, not called
+  bool indirect_call = false;
+  bool calls_only_intrinsics = true;
+  std::string direct_io;                                  // first external with side effects
+  std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
+  std::set<std::string> gpin_types;                       // GPin types in the signature
+  std::string npin_type;                                  // an NPin type in the signature
+  std::string npin_where;
+  bool has_loop = false;
+  unsigned instructions = 0;
+
+  // Phase 2.
+  std::string io_root; // the side-effecting external it reaches
+  std::string io_via;  // the callee through which it reaches it ("" if direct)
+  bool io_indirect = false;
+};
+
+/// Whether `f` is outside the program: a declaration, or a C library inline body.
+[[nodiscard]] bool isExternal(const llvm::Function &f);
+/// Whether a call of external `callee` is I/O or touches process-wide state (not one of the
+/// C library's pure or node-local functions, and not DIST_PURE_EXTERN).
+[[nodiscard]] bool
+isSideEffectingExternal(const llvm::Function &callee,
+                        const std::map<const llvm::Function *, FunctionAnnotations> &ann);
+/// Whether `f` may be called through a pointer (a use of it is not a direct call).
+[[nodiscard]] bool isAddressTaken(const llvm::Function &f);
+/// Fills in the facts of `facts.fn`'s body: calls, referenced functions and globals, size,
+/// loops, direct I/O.
+void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann);
+/// Fills in the C-level signature of `facts.fn` from its debug info.
+void readSignature(Facts &facts);
+
+} // namespace distnode::jit
+
+#endif
