@@ -9,7 +9,9 @@
 #   moves     time from an admin request to every node of 3 running the new placement, for a
 #             stateless unit and for a unit with 1 MiB of state, vs an admin round trip;
 #   steady    a steady workload for N seconds: moves after convergence.
-# Usage: bench/adaptation.sh BUILD_DIR [shed|recovery|moves|steady SECONDS]...
+#   phases    shift.c, whose phases want different placements: adaptive vs the best static
+#             placement of each phase in hindsight;
+# Usage: bench/adaptation.sh BUILD_DIR [shed|recovery|moves|phases|steady SECONDS]...
 set -euo pipefail
 build=$(cd "${1:?usage: bench/adaptation.sh BUILD_DIR [benchmark...]}" && pwd)
 shift
@@ -86,6 +88,54 @@ shed() {
     "$(echo "$adaptive1s / $entry" | bc -l)" "$(echo "$adaptive1s / $best" | bc -l)"
   echo "shed: moves of the adaptive runs:"
   sed 's/^/  /' "$tmp/shed.moves"
+}
+
+# Phase changes: shift.c alternates phase X (two CPU-heavy functions: split them over the two
+# one-core nodes) and phase Y (chatty calls of heavy_a: keep it with its caller). Adaptive vs
+# the best static placement of each phase chosen in hindsight (X alone with heavy_b on n1, Y
+# alone with everything on n0, their times added).
+shift_run() { # PHASES WHICH [entry flags...]: wall time of shift.bc on the two pinned nodes
+  local phases=$1 which=$2
+  shift 2
+  two_nodes
+  taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$build/bench/shift.bc" -- \
+    "$phases" "$which" >/dev/null 2>&1 &
+  local member=$!
+  local t0 t1
+  t0=$(now)
+  taskset -c 0 "$distnode" --join "$tmp/two.yaml" --name n0 "$@" --log-level info \
+    --log-file "$tmp/shift.log" "$build/bench/shift.bc" -- "$phases" "$which" >"$tmp/shift.out"
+  t1=$(now)
+  wait "$member"
+  "$build/bench/shift.native" "$phases" "$which" >"$tmp/shift.native"
+  cmp -s "$tmp/shift.out" "$tmp/shift.native" || { echo "shift: output differs" >&2; exit 1; }
+  echo "$t1 - $t0" | bc -l
+}
+
+phases() {
+  printf 'heavy_b: n1\n' >"$tmp/split.yaml"
+  for _ in $(seq "$repeats"); do
+    rm -f "$tmp/shift.log"
+    shift_run 4 XY >>"$tmp/shift_adaptive.t"
+    grep -E "epoch [0-9]+: moved" "$tmp/shift.log" | sed -E 's/^[0-9-]+ //' >>"$tmp/shift.moves"
+    shift_run 2 X --no-adapt --placement "$tmp/split.yaml" >>"$tmp/shift_x.t"
+    shift_run 2 Y --no-adapt >>"$tmp/shift_y.t"
+    shift_run 4 XY --no-adapt --placement "$tmp/split.yaml" >>"$tmp/shift_split.t"
+    shift_run 4 XY --no-adapt >>"$tmp/shift_entry.t"
+  done
+  local adaptive x y split entry hindsight
+  adaptive=$(median <"$tmp/shift_adaptive.t")
+  x=$(median <"$tmp/shift_x.t")
+  y=$(median <"$tmp/shift_y.t")
+  split=$(median <"$tmp/shift_split.t")
+  entry=$(median <"$tmp/shift_entry.t")
+  hindsight=$(echo "$x + $y" | bc -l)
+  printf 'phases (shift.c, X Y X Y, medians of %d; seconds): adaptive %.2f; best per phase in hindsight %.2f (X X split %.2f + Y Y on n0 %.2f); static split %.2f; static all on n0 %.2f\n' \
+    "$repeats" "$adaptive" "$hindsight" "$x" "$y" "$split" "$entry"
+  printf 'phases: adaptive / best per phase in hindsight = %.3f (goal <= 1.15)\n' \
+    "$(echo "$adaptive / $hindsight" | bc -l)"
+  echo "phases: moves of the adaptive runs:"
+  sed 's/^/  /' "$tmp/shift.moves"
 }
 
 recovery() {
@@ -213,7 +263,7 @@ steady() {
 while [ $# -gt 0 ]; do
   case "$1" in
   steady) steady "${2:-600}"; shift 2 || shift ;;
-  shed | recovery | moves) "$1"; shift ;;
+  shed | recovery | moves | phases) "$1"; shift ;;
   *) echo "unknown benchmark $1" >&2; exit 2 ;;
   esac
 done
