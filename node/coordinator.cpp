@@ -51,6 +51,9 @@ struct Coordinator::State {
   std::vector<double> round_node_cpu_ns;              ///< by node
   std::vector<double> round_node_calls;               ///< by node
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
+  /// Calls each unit made, by the node that reported them: where its frames ran.
+  std::vector<std::vector<double>> round_caller_calls; ///< [unit][node]
+  std::vector<int> running_at; ///< by unit: where its frames ran last round if not its owner
 
   // ---- rates (decayed) ----
   double last_round_s = 0;
@@ -117,6 +120,22 @@ struct Coordinator::State {
         ++it;
     }
     round_edges.clear();
+    // A unit whose calls were made elsewhere than its owner has frames running there (a call
+    // that started before the unit moved finishes where it started): where it runs now.
+    for (std::size_t u = 0; u < round_caller_calls.size(); ++u) {
+      auto &by_node = round_caller_calls[u];
+      double total = 0, best = 0;
+      int at = -1;
+      for (std::size_t n = 0; n < by_node.size(); ++n) {
+        total += by_node[n];
+        if (by_node[n] > best) {
+          best = by_node[n];
+          at = static_cast<int>(n);
+        }
+      }
+      running_at[u] = total > 0 && best > total / 2 ? at : -1;
+      std::fill(by_node.begin(), by_node.end(), 0.0);
+    }
     last_round_s = now_s;
     had_rates = true;
   }
@@ -155,6 +174,10 @@ struct Coordinator::State {
       return fixed_node[u];
     if (!why_fixed[u].empty() || busy[u])
       return current[u];
+    // Its frames run elsewhere (they started before it moved and keep running there): its
+    // callees must come to them, not follow it to a node where nothing of it runs yet.
+    if (running_at[u] >= 0 && running_at[u] != current[u])
+      return running_at[u];
     if (operator_pin[u] >= 0)
       return operator_pin[u];
     return -1;
@@ -309,6 +332,8 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.remote.assign(profile_functions.size(), {});
   s.operator_pin.assign(nu, -1);
   s.busy.assign(nu, false);
+  s.round_caller_calls.assign(nu, std::vector<double>(nn, 0));
+  s.running_at.assign(nu, -1);
   s.moved_before.assign(nu, -std::numeric_limits<double>::infinity());
   s.drained.assign(nn, false);
   s.last_move.assign(nu, "");
@@ -364,6 +389,8 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   for (const auto &e : r.delta.edges) {
     s.round_node_calls[node] += static_cast<double>(e.calls);
     int cu = s.pid_unit[e.caller], ku = s.pid_unit[e.callee];
+    if (cu >= 0 && e.caller != profiler::kRoot)
+      s.round_caller_calls[cu][node] += static_cast<double>(e.calls);
     if (cu < 0 || ku < 0 || cu == ku)
       continue;
     Traffic &t = s.round_edges[{cu, ku}];

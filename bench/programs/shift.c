@@ -1,8 +1,8 @@
 /* shift.c - phases that want different placements, for the phase-change benchmark:
  *   phase X: two threads each call their own CPU-heavy function (`heavy_a`, `heavy_b`) in
  *            slices of ~13 ms: on two one-core nodes, one of them belongs on each node;
- *   phase Y: `chatty` calls `heavy_a` with tiny work 30,000,000 times: `heavy_a` belongs with
- *            `chatty` (wherever that is).
+ *   phase Y: `chatty` calls `heavy_a` and `heavy_b` in turn with tiny work, 30,000,000 times:
+ *            both belong with `chatty` (wherever that is), whichever of them phase X moved.
  * Prints a checksum that does not depend on where the functions ran.
  *
  * Usage: shift PHASES [X|Y|XY]   (XY alternates, starting with X; default XY) */
@@ -25,7 +25,7 @@ uint64_t heavy_b(uint64_t x, uint32_t rounds) { return grind(x + 1, rounds); }
 
 uint64_t chatty(uint64_t x, uint32_t calls) {
   for (uint32_t i = 0; i < calls; ++i)
-    x = heavy_a(x + i, 20);
+    x = (i & 1) ? heavy_b(x + i, 20) : heavy_a(x + i, 20);
   return x;
 }
 

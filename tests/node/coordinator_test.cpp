@@ -198,6 +198,23 @@ TEST(Coordinator, MovesThatSaveAlmostNothingAreNotMade) {
   EXPECT_NE(d.reason.find("below the floor of 1.0 ms/s"), std::string::npos) << d.reason;
 }
 
+// `stage` was moved to n1, but a call of it that started before the move runs on n0 and makes
+// its calls there: its callee must stay with that frame, not follow `stage` to n1.
+TEST(Coordinator, CalleesStayWithFramesStillRunningWhereTheyStarted) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  std::vector<std::uint16_t> owners = {0, 1, 0, 0, 0, 1}; // stage on n1, filter on n0
+  Interval i;
+  i.calls = {{"stage", "filter", 200000, 3200000}};
+  i.cpu_s = {{"stage", 0.2}, {"filter", 0.2}};
+  c.addReport(0, i.report()); // reported by n0: stage's frame runs there
+  Decision d = c.round(owners, 1.0);
+  EXPECT_TRUE(!d.change || d.owners[2] == 0) << "filter stays with the running frame";
+  if (d.change) {
+    EXPECT_EQ(d.owners[1], 0) << "stage is placed where it runs";
+  }
+}
+
 TEST(Coordinator, FrozenHoldsThePlacement) {
   jit::ProgramAnalysis a = program();
   AdaptOptions o = fast();
