@@ -18,6 +18,8 @@ namespace {
 constexpr double kMinGainSPerS = 1e-3;
 // A bound on how much more CPU than they got a node's units are taken to want.
 constexpr double kMaxDemandFactor = 8;
+// Calls made per call received above which a unit's frames are taken to run long.
+constexpr double kLongFrameCalls = 1000;
 
 struct Traffic {
   double calls = 0, call_bytes = 0, reply_bytes = 0;
@@ -53,7 +55,8 @@ struct Coordinator::State {
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
   /// Calls each unit made, by the node that reported them: where its frames ran.
   std::vector<std::vector<double>> round_caller_calls; ///< [unit][node]
-  std::vector<int> running_at; ///< by unit: where its frames ran last round if not its owner
+  std::vector<int> running_at;   ///< by unit: where its frames ran last round if not its owner
+  std::vector<bool> long_frames; ///< by unit: each of its calls makes many calls (see merge)
 
   // ---- rates (decayed) ----
   double last_round_s = 0;
@@ -136,6 +139,16 @@ struct Coordinator::State {
       running_at[u] = total > 0 && best > total / 2 ? at : -1;
       std::fill(by_node.begin(), by_node.end(), 0.0);
     }
+    // A unit each of whose calls makes thousands of calls has frames that run long: moved, the
+    // call in progress would stay where it started and make all of them remotely. Such a
+    // caller stays where it runs; its callees come to it.
+    std::vector<double> in(long_frames.size(), 0), out(long_frames.size(), 0);
+    for (const auto &[key, t] : edge_rate) {
+      out[key.first] += t.calls;
+      in[key.second] += t.calls;
+    }
+    for (std::size_t u = 0; u < long_frames.size(); ++u)
+      long_frames[u] = out[u] >= kLongFrameCalls * std::max(in[u], 1e-9) && out[u] > 0;
     last_round_s = now_s;
     had_rates = true;
   }
@@ -178,6 +191,8 @@ struct Coordinator::State {
     // callees must come to them, not follow it to a node where nothing of it runs yet.
     if (running_at[u] >= 0 && running_at[u] != current[u])
       return running_at[u];
+    if (long_frames[u])
+      return current[u];
     if (operator_pin[u] >= 0)
       return operator_pin[u];
     return -1;
@@ -334,6 +349,7 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.busy.assign(nu, false);
   s.round_caller_calls.assign(nu, std::vector<double>(nn, 0));
   s.running_at.assign(nu, -1);
+  s.long_frames.assign(nu, false);
   s.moved_before.assign(nu, -std::numeric_limits<double>::infinity());
   s.drained.assign(nn, false);
   s.last_move.assign(nu, "");

@@ -215,6 +215,21 @@ TEST(Coordinator, CalleesStayWithFramesStillRunningWhereTheyStarted) {
   }
 }
 
+// Each call of `stage` makes 200,000 calls of `filter`: its frames run long, so `stage` stays
+// and `filter` comes to it, even where moving `stage` would cost the same in the model.
+TEST(Coordinator, ACallerWithLongFramesStaysAndItsCalleeComes) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  std::vector<std::uint16_t> owners = {0, 0, 1, 0, 0, 1};
+  Interval i; // no edge into stage at all: nothing ties it to n0 but its running frame
+  i.calls = {{"stage", "filter", 200000, 3200000}};
+  c.addReport(0, i.report());
+  Decision d = c.round(owners, 1.0);
+  ASSERT_TRUE(d.change) << d.reason;
+  EXPECT_EQ(d.owners[1], 0) << "stage stays";
+  EXPECT_EQ(d.owners[2], 0) << "filter comes to it";
+}
+
 TEST(Coordinator, FrozenHoldsThePlacement) {
   jit::ProgramAnalysis a = program();
   AdaptOptions o = fast();
