@@ -189,9 +189,10 @@ struct Coordinator::State {
       return current[u];
     // Its frames run elsewhere (they started before it moved and keep running there): its
     // callees must come to them, not follow it to a node where nothing of it runs yet.
-    if (running_at[u] >= 0 && running_at[u] != current[u])
+    // (Not on a drained node: the operator wants it empty.)
+    if (running_at[u] >= 0 && running_at[u] != current[u] && !drained[running_at[u]])
       return running_at[u];
-    if (long_frames[u])
+    if (long_frames[u] && !drained[current[u]])
       return current[u];
     if (operator_pin[u] >= 0)
       return operator_pin[u];
