@@ -266,14 +266,7 @@ ProfileCounts Profiler::counts() {
     e.reply_bytes +=
         site.reply_bytes != CallSite::kVariable ? now[at] * site.reply_bytes : now[at + 2];
   };
-  for (std::size_t s = 0; s < l.sites.size(); ++s) {
-    const CallSite &site = l.sites[s];
-    if (site.caller != CallSite::kDynamicCaller)
-      add(site, site.caller, l.counterIndex(s));
-    else
-      for (std::uint32_t caller = 0; caller < nf; ++caller)
-        add(site, caller, l.counterIndex(s, caller));
-  }
+  l.forEachSiteCounter(add);
   for (auto &[key, e] : edges)
     c.edges.push_back(e);
   for (std::size_t f = 0; f < remote_.size() && f < nf; ++f)
@@ -370,14 +363,7 @@ ProfileSnapshot Profiler::snapshotAt(RateCursor &cursor, double elapsed_s) {
     fns[site.callee].calls += now[at];
     fns[site.callee].calls_per_s += rates[at];
   };
-  for (std::size_t s = 0; s < l.sites.size(); ++s) {
-    const CallSite &site = l.sites[s];
-    if (site.caller != CallSite::kDynamicCaller)
-      add(site, site.caller, l.counterIndex(s));
-    else
-      for (std::uint32_t c = 0; c < nf; ++c)
-        add(site, c, l.counterIndex(s, c));
-  }
+  l.forEachSiteCounter(add);
   for (std::size_t f = 1; f < nf; ++f) {
     FunctionStats &fs = fns[f];
     fs.name = l.functions[f];

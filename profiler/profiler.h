@@ -69,6 +69,18 @@ struct ProfileLayout {
   [[nodiscard]] std::size_t samplesIndex() const;
   /// Counters in one block.
   [[nodiscard]] std::size_t blockSize() const;
+  /// Calls `f(site, caller, index)` for every call site and each caller it counts for (its
+  /// fixed caller, or every profile id for a dynamic site), with the index of its first counter.
+  template <typename F> void forEachSiteCounter(F &&f) const {
+    for (std::size_t s = 0; s < sites.size(); ++s) {
+      const CallSite &site = sites[s];
+      if (site.caller != CallSite::kDynamicCaller)
+        f(site, site.caller, counterIndex(s));
+      else
+        for (std::uint32_t caller = 0; caller < functions.size(); ++caller)
+          f(site, caller, counterIndex(s, caller));
+    }
+  }
 };
 
 /// The machine code of one profiled function: samples whose interrupted instruction lies in
