@@ -180,21 +180,25 @@ recovery() {
     "$from_best" "$(echo "$from_best / $one" | bc -l)"
 }
 
-moves() {
+# Starts PROGRAM (with a stop file) on a held-still 3-node cluster, times 200 admin round trips
+# and ROUNDS×3 moves of UNIT over n1, n2, n0 from a Python client, and stops it.
+time_moves() { # PROGRAM UNIT LABEL ROUNDS
+  local program=$1 unit=$2 label=$3 rounds=$4
   rm -f "$tmp/stop"
-  "$distnode" --local 3 --no-adapt --cluster-out "$tmp/c3.yaml" "$build/bench/state_mb.bc" -- \
-    "$tmp/stop" >"$tmp/mb.out" &
+  "$distnode" --local 3 --no-adapt --cluster-out "$tmp/moves.yaml" "$program" -- \
+    "$tmp/stop" >"$tmp/moves.out" &
   local run=$!
   for _ in $(seq 200); do
-    "$distctl" --cluster "$tmp/c3.yaml" --timeout-ms 200 status >/dev/null 2>&1 && break
+    "$distctl" --cluster "$tmp/moves.yaml" --timeout-ms 200 status >/dev/null 2>&1 && break
     sleep 0.1
   done
   local endpoint
-  endpoint=$(grep -m1 'admin:' "$tmp/c3.yaml" | sed 's/.*admin: //')
-  $python - "$endpoint" <<'EOF'
+  endpoint=$(grep -m1 'admin:' "$tmp/moves.yaml" | sed 's/.*admin: //')
+  $python - "$endpoint" "$unit" "$label" "$rounds" <<'EOF'
 import json, statistics, sys, time, zmq
+endpoint, unit, label, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 s = zmq.Context().socket(zmq.REQ)
-s.connect(sys.argv[1])
+s.connect(endpoint)
 def ask(**request):
     t0 = time.perf_counter()
     s.send_string(json.dumps(request))
@@ -202,44 +206,22 @@ def ask(**request):
     assert answer["ok"], answer
     return (time.perf_counter() - t0) * 1e3
 rtt = [ask(command="status") for _ in range(200)]
-# touch and checksum share the table: one unit with 1 MiB of state. main is home.
-state = [ask(command="move", unit="touch", node=n) for n in ["n1", "n2", "n0"] * 20]
-print("moves: admin round trip (status) median %.3f ms; move of the 1 MiB unit median %.3f ms, p90 %.3f ms (%d moves)"
-      % (statistics.median(rtt), statistics.median(state),
-         sorted(state)[int(len(state) * 0.9)], len(state)))
+moves = [ask(command="move", unit=unit, node=n) for n in ["n1", "n2", "n0"] * rounds]
+print("moves: admin round trip (status) median %.3f ms; move of %s median %.3f ms, p90 %.3f ms (%d moves); move - round trip %.3f ms"
+      % (statistics.median(rtt), label, statistics.median(moves),
+         sorted(moves)[int(len(moves) * 0.9)], len(moves),
+         statistics.median(moves) - statistics.median(rtt)))
 EOF
   touch "$tmp/stop"
   wait "$run"
-  cat "$tmp/mb.out"
-  # A stateless unit: adapt_target's `mix` (tests' fixture) on the same kind of cluster.
-  rm -f "$tmp/stop"
-  "$distnode" --local 3 --no-adapt --cluster-out "$tmp/c4.yaml" \
-    "$build/tests/fixtures/fixture_adapt_target.bc" -- "$tmp/stop" >"$tmp/at.out" &
-  run=$!
-  for _ in $(seq 200); do
-    "$distctl" --cluster "$tmp/c4.yaml" --timeout-ms 200 status >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  endpoint=$(grep -m1 'admin:' "$tmp/c4.yaml" | sed 's/.*admin: //')
-  $python - "$endpoint" <<'EOF'
-import json, statistics, sys, time, zmq
-s = zmq.Context().socket(zmq.REQ)
-s.connect(sys.argv[1])
-def ask(**request):
-    t0 = time.perf_counter()
-    s.send_string(json.dumps(request))
-    answer = json.loads(s.recv_string())
-    assert answer["ok"], answer
-    return (time.perf_counter() - t0) * 1e3
-rtt = [ask(command="status") for _ in range(200)]
-moves = [ask(command="move", unit="mix", node=n) for n in ["n1", "n2", "n0"] * 40]
-print("moves: admin round trip (status) median %.3f ms; move of a stateless unit median %.3f ms, p90 %.3f ms (%d moves); move - round trip %.3f ms"
-      % (statistics.median(rtt), statistics.median(moves), sorted(moves)[int(len(moves) * 0.9)],
-         len(moves), statistics.median(moves) - statistics.median(rtt)))
-EOF
-  touch "$tmp/stop"
-  wait "$run"
-  cat "$tmp/at.out"
+  cat "$tmp/moves.out"
+}
+
+moves() {
+  # `touch` holds state_mb's table: one unit with 1 MiB of state (main is home).
+  time_moves "$build/bench/state_mb.bc" touch "the 1 MiB unit" 20
+  # A stateless unit: adapt_target's `mix` (the tests' fixture).
+  time_moves "$build/tests/fixtures/fixture_adapt_target.bc" mix "a stateless unit" 40
 }
 
 steady() {
