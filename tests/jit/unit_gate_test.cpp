@@ -18,6 +18,32 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// A call of `unit` running on a thread of its own until leave(): constructed once it entered.
+class CallInside {
+public:
+  CallInside(UnitGates &g, std::uint32_t unit)
+      : thread_([this, &g, unit] {
+          ASSERT_TRUE(g.tryEnter(unit));
+          inside_.set_value();
+          leave_.get_future().wait();
+          g.exit(unit);
+        }) {
+    inside_.get_future().wait();
+  }
+  ~CallInside() { leave(); }
+  // The call returns; waits for it.
+  void leave() {
+    if (!thread_.joinable())
+      return;
+    leave_.set_value();
+    thread_.join();
+  }
+
+private:
+  std::promise<void> inside_, leave_;
+  std::thread thread_;
+};
+
 TEST(UnitGate, UngatedUnitsAlwaysEnter) {
   UnitGates g({false, true});
   EXPECT_TRUE(g.tryEnter(0));
@@ -28,14 +54,7 @@ TEST(UnitGate, UngatedUnitsAlwaysEnter) {
 
 TEST(UnitGate, DrainWaitsForTheCallInsideAndHoldsNewOnesBack) {
   UnitGates g({true});
-  std::promise<void> inside, leave;
-  std::thread call([&] {
-    ASSERT_TRUE(g.tryEnter(0));
-    inside.set_value();
-    leave.get_future().wait();
-    g.exit(0);
-  });
-  inside.get_future().wait();
+  CallInside call(g, 0);
   EXPECT_EQ(g.active(0), 1);
   auto drained = std::async(std::launch::async, [&] { return g.closeAndDrain(0, 60s); });
   // The drain has closed the gate once a new call is turned back.
@@ -47,10 +66,9 @@ TEST(UnitGate, DrainWaitsForTheCallInsideAndHoldsNewOnesBack) {
   });
   EXPECT_FALSE(entered.get_future().get()) << "a new call waits while the unit drains";
   EXPECT_EQ(drained.wait_for(0ms), std::future_status::timeout) << "a call is still inside";
-  leave.set_value();
+  call.leave();
   EXPECT_TRUE(drained.get());
   EXPECT_EQ(g.active(0), 0);
-  call.join();
   late.join();
 
   std::promise<void> waiting;
@@ -102,18 +120,10 @@ TEST(UnitGate, CallsTurnBackWhereTheUnitIsNoLongerOwned) {
 
 TEST(UnitGate, DrainThatTimesOutReopensTheGate) {
   UnitGates g({true});
-  std::promise<void> inside, leave;
-  std::thread call([&] {
-    ASSERT_TRUE(g.tryEnter(0));
-    inside.set_value();
-    leave.get_future().wait();
-    g.exit(0);
-  });
-  inside.get_future().wait();
+  CallInside call(g, 0);
   EXPECT_FALSE(g.closeAndDrain(0, 20ms));
   EXPECT_FALSE(g.closed(0)) << "the unit stays where it is, open";
-  leave.set_value();
-  call.join();
+  call.leave();
 }
 
 std::unique_ptr<JitSession> session(ProgramAnalysis &analysis) {
