@@ -13,14 +13,14 @@
 #include <benchmark/benchmark.h>
 #include <zmq.hpp>
 
-#include <csignal>
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <regex>
-#include <thread>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 extern char **environ;
@@ -69,6 +69,7 @@ struct Cluster {
   std::string raw_endpoint;
   EchoFn echo = nullptr;
   TinyFn tiny = nullptr;
+  TinyFn tiny_balanced = nullptr, tiny_here = nullptr;
   TinyFn busy = nullptr, busy_long = nullptr, busy_local = nullptr;
 
   Cluster() {
@@ -105,12 +106,17 @@ struct Cluster {
     owners.assign(program.analysis.units.size(), 0);
     for (const char *remote : {"echo_bytes", "tiny_remote", "busy", "busy_long"})
       owners.at(program.analysis.find(remote)->unit) = 1;
-    if (auto err = node->startEntry(owners)) {
+    // tiny_balanced has replicas on n0 and n1; n0 runs its calls while it has room.
+    distnode::node::ReplicaSets replicas(owners.size());
+    replicas.at(program.analysis.find("tiny_balanced")->unit) = {{0, 1.0f}, {1, 1.0f}};
+    if (auto err = node->startEntry(owners, replicas)) {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(std::move(err)).c_str());
       std::exit(1);
     }
     echo = program.function<EchoFn>("echo_bytes");
     tiny = program.function<TinyFn>("tiny_remote");
+    tiny_balanced = program.function<TinyFn>("tiny_balanced");
+    tiny_here = program.function<TinyFn>("tiny_here");
     busy = program.function<TinyFn>("busy");
     busy_long = program.function<TinyFn>("busy_long");
     busy_local = program.function<TinyFn>("busy_local");
@@ -167,6 +173,22 @@ void BM_RemoteCalls_Threads(benchmark::State &state) {
   std::uint64_t x = static_cast<std::uint64_t>(state.thread_index());
   for (auto _ : state)
     benchmark::DoNotOptimize(x = cluster->tiny(x));
+  state.SetItemsProcessed(state.iterations());
+}
+
+// The load balancer's own cost: a call of a load-balanced function that its dispatcher runs
+// here (this node has room), against the same body placed here and called through its stub.
+void BM_Dispatch_LocalReplica(benchmark::State &state) {
+  std::uint64_t x = 1;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(x = cluster->tiny_balanced(x));
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Dispatch_StubBaseline(benchmark::State &state) {
+  std::uint64_t x = 1;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(x = cluster->tiny_here(x));
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -249,6 +271,8 @@ void BM_Placement_ThreeNodes(benchmark::State &state) {
     }
 }
 
+BENCHMARK(BM_Dispatch_StubBaseline);
+BENCHMARK(BM_Dispatch_LocalReplica);
 BENCHMARK(BM_RawZmq_InFlight)->Arg(16)->UseRealTime();
 BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();

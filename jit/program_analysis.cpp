@@ -639,6 +639,9 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
         info.rule == Rule::Unmarshalable || info.rule == Rule::AnnotatedPin)
       out.errors.push_back(
           {at, info.name, "DIST_LOADBALANCED, but it cannot be replicated: " + info.reason});
+    else if (info.unit >= 0 && info.placement == Placement::Placeable && info.plan_complete &&
+             !out.units[info.unit].stateful && !fa.ann.local && !fa.ann.pin)
+      out.units[info.unit].load_balanced = true;
   }
 
   // Remote ids, in name order.

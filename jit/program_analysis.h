@@ -122,7 +122,10 @@ struct PlacementUnit {
   std::vector<std::string> functions;         ///< members, in module order
   Placement placement = Placement::Placeable; ///< Placeable, Home or Pinned
   std::string pin_node;                       ///< for Pinned
-  bool stateful = false;         ///< holds mutable globals or GPin data (moving it moves state)
+  bool stateful = false; ///< holds mutable globals or GPin data (moving it moves state)
+  /// A DIST_LOADBALANCED function that passed its checks (a unit of its own, stateless,
+  /// remotable): it runs on every node of its replica set instead of on one owner.
+  bool load_balanced = false;
   std::vector<StateVar> state;   ///< its mutable globals, by name (state_analysis.h)
   std::uint64_t state_bytes = 0; ///< their total size
   /// A placeable stateful unit whose state can be shipped to another node: pointer-free

@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -13,6 +14,9 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
+
+#include <sched.h>
 
 namespace distnode::node {
 
@@ -275,10 +279,30 @@ public:
     for (auto it = p.begin(); it != p.end(); ++it) {
       PlacementEntry e;
       e.function = it->first.Scalar();
-      e.node = str(it->second, field + "." + e.function);
       e.where = where(it->first);
-      if (c && c->nodeIndex(e.node) < 0)
-        fail(it->second, field + "." + e.function, "no node named `" + e.node + "` in `nodes`");
+      std::string at = field + "." + e.function;
+      if (it->second.IsMap()) { // a load-balanced function's replicas: node: weight
+        for (auto r = it->second.begin(); r != it->second.end(); ++r) {
+          std::string node = r->first.Scalar();
+          double weight = 0;
+          try {
+            weight = r->second.as<double>();
+          } catch (const YAML::Exception &) {
+            fail(r->second, at + "." + node, "expected a number (the replica's weight)");
+          }
+          if (!(weight > 0) || !std::isfinite(weight) || weight > 1e6)
+            fail(r->second, at + "." + node, "a replica's weight must be a positive number");
+          if (c && c->nodeIndex(node) < 0)
+            fail(r->first, at, "no node named `" + node + "` in `nodes`");
+          e.replicas.emplace_back(node, weight);
+        }
+        if (e.replicas.empty())
+          fail(it->second, at, "expected a node, or a map `node: weight` of replicas");
+      } else {
+        e.node = str(it->second, at);
+        if (c && c->nodeIndex(e.node) < 0)
+          fail(it->second, at, "no node named `" + e.node + "` in `nodes`");
+      }
       out.push_back(std::move(e));
     }
     return out;
@@ -338,6 +362,16 @@ std::optional<std::string> readPlacementFile(const std::string &path,
     if (root.IsDefined() && !root.IsNull())
       out = Parser(path).placement(root, "placement", nullptr);
   });
+}
+
+double cpuCapacity(const NodeConfig &node) {
+  if (node.cpu_capacity > 0)
+    return node.cpu_capacity;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    return CPU_COUNT(&set);
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 std::string localClusterYaml(const std::vector<int> &ports, std::chrono::milliseconds join_timeout,

@@ -29,7 +29,9 @@ struct NodeConfig {
 /// A function pinned to a node by a `placement:` entry or a placement file.
 struct PlacementEntry {
   std::string function;
-  std::string node;
+  std::string node; ///< one node ("" when `replicas` is given)
+  /// A load-balanced function's replica set: node and weight (`function: {n0: 3, n1: 1}`).
+  std::vector<std::pair<std::string, double>> replicas;
   std::string where; ///< "file:line" of the entry, for messages
 };
 
@@ -84,6 +86,10 @@ parseClusterConfig(const std::string &text, const std::string &path, ClusterConf
                                                                const std::string &path);
 [[nodiscard]] llvm::Expected<std::vector<PlacementEntry>>
 loadPlacementFile(const std::string &path);
+
+/// The CPU seconds per second the node running this process offers: `node`'s
+/// `capacity.cpu`, or else the CPUs this process may run on (its affinity, e.g. `taskset`).
+[[nodiscard]] double cpuCapacity(const NodeConfig &node);
 
 /// cluster.yaml text for nodes n0..n{k-1} on 127.0.0.1: `ports` holds each node's call port
 /// then its control port (2k ports). With `admin_dir`, each node's admin socket is

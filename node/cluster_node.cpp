@@ -6,6 +6,7 @@
 #include "node/node_sockets.h"
 #include "node/placement_table.h"
 #include "node/profile_wire.h"
+#include "node/replica_dispatcher.h"
 
 #include "jit/jit_session.h"
 #include "jit/unit_gate.h"
@@ -17,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -106,6 +108,9 @@ struct ClusterNode::Impl {
   std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
   std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
   std::vector<bool> migratable;       ///< per unit: stateful, and its state can move
+  std::vector<bool> load_balanced;    ///< per unit: runs on its replica set
+  std::unique_ptr<ReplicaDispatcher> dispatcher; ///< picks a replica per call
+  std::atomic<std::uint64_t> served_balanced{0}; ///< load-balanced calls served for others
   std::vector<std::string> unit_names;
   milliseconds drain_timeout{2000}; ///< how long a migration waits for a unit's calls to end
   std::unique_ptr<PlacementTables> placement;
@@ -113,6 +118,7 @@ struct ClusterNode::Impl {
   std::atomic<bool> chaos_stop{false};
   std::mutex place_mu;               ///< serializes place()
   std::uint64_t last_sent_epoch = 0; ///< entry: the newest epoch sent (place_mu)
+  ReplicaSets replica_plan;          ///< entry: the replica sets to publish next (place_mu)
   std::mutex chaos_mu;               ///< for chaos_cv
   std::condition_variable chaos_cv;
 
@@ -214,8 +220,21 @@ struct ClusterNode::Impl {
     // (it runs correctly anywhere, and this node is about to hear of it).
     const PlacementTable &t = placement->current();
     std::uint32_t unit = unit_of[call.function()];
-    if (t.owner[unit] != self && !(movable[unit] && call.epoch() > t.epoch))
-      return transport::makeMoved(call_id, t.owner[unit], t.epoch);
+    if (!servesHere(t, unit) && !(movable[unit] && call.epoch() > t.epoch))
+      return transport::makeMoved(call_id, servingNode(t, unit), t.epoch);
+    // A load-balanced call served here takes one of this node's slots while it runs.
+    struct Slot {
+      ReplicaDispatcher *dispatcher;
+      int self;
+      ~Slot() {
+        if (dispatcher)
+          dispatcher->release(self);
+      }
+    } slot{load_balanced[unit] ? dispatcher.get() : nullptr, self};
+    if (slot.dispatcher) {
+      slot.dispatcher->acquireAt(self);
+      served_balanced.fetch_add(1, std::memory_order_relaxed);
+    }
     // A unit whose state is moving: the call waits at its gate, then goes where it lives now.
     jit::UnitGates &gates = session->gates();
     while (!gates.tryEnter(unit)) {
@@ -247,33 +266,55 @@ struct ClusterNode::Impl {
     return reply.finish(call_id);
   }
 
+  // Whether this node runs calls of `unit` by table `t`: it owns the unit, or is one of its
+  // replicas.
+  bool servesHere(const PlacementTable &t, std::uint32_t unit) const {
+    if (!load_balanced[unit])
+      return t.owner[unit] == self;
+    const auto &set = t.replicas[unit];
+    return std::any_of(set.begin(), set.end(), [&](const Replica &r) { return r.node == self; });
+  }
+  // A node that runs calls of `unit` by table `t` (for a Moved answer).
+  static int servingNode(const PlacementTable &t, std::uint32_t unit) {
+    return t.replicas[unit].empty() ? t.owner[unit] : t.replicas[unit].front().node;
+  }
+  // Whether the stubs of `unit`'s functions point at their bodies: it runs here and nowhere
+  // else (a load-balanced unit with other replicas goes through its dispatcher, in the thunk).
+  bool linkedHere(const PlacementTable &t, std::uint32_t unit) const {
+    if (!load_balanced[unit])
+      return t.owner[unit] == self;
+    return t.replicas[unit].size() == 1 && t.replicas[unit].front().node == self;
+  }
+
   // Publishes the placement of `epoch` if it is newer than the one in effect, then points the
   // stubs of the units it moves at their bodies or thunks. A call reads the table once, so it
   // sees either placement whole; a call through a stub that is re-pointed a moment later reads
   // the new table and goes where it says.
-  void applyPlacement(const std::vector<std::uint16_t> &owner, std::uint64_t epoch) {
+  void applyPlacement(const std::vector<std::uint16_t> &owner, const ReplicaSets &replicas,
+                      std::uint64_t epoch) {
     // Units with state: ownership changes while their gate is closed (place()), and is
     // recorded before the table is published. A newer epoch only: an older one changes nothing.
     if (epoch > placement->current().epoch)
       for (std::uint32_t u = 0; u < owner.size(); ++u)
         if (migratable[u])
           session->gates().setOwned(u, owner[u] == self);
-    placement->publish(
-        PlacementTable{epoch, owner}, [&](const PlacementTable &old, const PlacementTable &now) {
-          std::size_t moved = 0;
-          for (std::size_t u = 0; u < now.owner.size(); ++u)
-            moved += old.owner[u] != now.owner[u];
-          spdlog::log(epoch <= 1 ? spdlog::level::info : spdlog::level::debug,
-                      "placement epoch {} in effect ({} of {} units placed anew)", epoch, moved,
-                      now.owner.size());
-          for (std::size_t id = 0; id < unit_of.size(); ++id) {
-            std::uint32_t u = unit_of[id];
-            bool here = now.owner[u] == self;
-            if ((old.owner[u] == self) != here)
-              session->relink(static_cast<std::uint32_t>(id),
-                              here ? jit::StubTarget::Local : jit::StubTarget::Remote);
-          }
-        });
+    placement->publish(PlacementTable{epoch, owner, replicas}, [&](const PlacementTable &old,
+                                                                   const PlacementTable &now) {
+      std::size_t moved = 0;
+      for (std::size_t u = 0; u < now.owner.size(); ++u)
+        moved +=
+            load_balanced[u] ? old.replicas[u] != now.replicas[u] : old.owner[u] != now.owner[u];
+      spdlog::log(epoch <= 1 ? spdlog::level::info : spdlog::level::debug,
+                  "placement epoch {} in effect ({} of {} units placed anew)", epoch, moved,
+                  now.owner.size());
+      for (std::size_t id = 0; id < unit_of.size(); ++id) {
+        std::uint32_t u = unit_of[id];
+        bool here = linkedHere(now, u);
+        if (linkedHere(old, u) != here)
+          session->relink(static_cast<std::uint32_t>(id),
+                          here ? jit::StubTarget::Local : jit::StubTarget::Remote);
+      }
+    });
   }
 
   // A Placement from the entry node: checked, then applied. Returns the answer.
@@ -288,7 +329,30 @@ struct ClusterNode::Impl {
       if (o >= config.nodes.size())
         return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
                                     "placement names node index " + std::to_string(o));
-    applyPlacement(list, p.epoch());
+    ReplicaSets replicas(list.size());
+    if (p.replicas())
+      for (const wire::ReplicaShare *r : *p.replicas()) {
+        std::string bad;
+        if (r->unit() >= list.size() || !load_balanced[r->unit()])
+          bad = "replicas for unit " + std::to_string(r->unit()) + ", which is not load-balanced";
+        else if (r->node() >= config.nodes.size())
+          bad = "a replica on node index " + std::to_string(r->node());
+        else if (!(r->weight() > 0) || !std::isfinite(r->weight()))
+          bad = "a replica weight of " + std::to_string(r->weight());
+        else if (std::any_of(replicas[r->unit()].begin(), replicas[r->unit()].end(),
+                             [&](const Replica &x) { return x.node == r->node(); }))
+          bad = "node index " + std::to_string(r->node()) + " twice in one replica set";
+        if (!bad.empty())
+          return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
+                                      "placement names " + bad);
+        replicas[r->unit()].push_back({r->node(), r->weight()});
+      }
+    for (std::size_t u = 0; u < list.size(); ++u)
+      if (load_balanced[u] && replicas[u].empty())
+        return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
+                                    "placement gives load-balanced unit `" + unit_names[u] +
+                                        "` no replica");
+    applyPlacement(list, replicas, p.epoch());
     return transport::makeReply(p.call_id(), nullptr, 0);
   }
 
@@ -743,14 +807,23 @@ struct ClusterNode::Impl {
   // applied here.
   void chaosLoop(milliseconds period, unsigned seed) {
     std::mt19937 rng(seed);
-    std::uniform_int_distribution<int> pick(0, static_cast<int>(config.nodes.size()) - 1);
+    const int nodes = static_cast<int>(config.nodes.size());
+    std::uniform_int_distribution<int> pick(0, nodes - 1);
     std::unique_lock lock(chaos_mu);
     while (!chaos_cv.wait_for(lock, period, [&] { return chaos_stop.load(); })) {
       std::vector<std::uint16_t> owner = placement->current().owner;
+      ReplicaSets replicas(owner.size());
       for (std::size_t u = 0; u < owner.size(); ++u)
-        if (movable[u] || migratable[u])
+        if (load_balanced[u]) { // a random non-empty set of nodes, with random weights
+          int members = 1 + pick(rng) % nodes, first = pick(rng);
+          for (int k = 0; k < members; ++k)
+            replicas[u].push_back(
+                {static_cast<std::uint16_t>((first + k) % nodes), float(1 + pick(rng))});
+        } else if (movable[u] || migratable[u]) {
           owner[u] = static_cast<std::uint16_t>(pick(rng));
-      if (auto err = place(owner)) // a member that does not answer is the heartbeats' case
+        }
+      // A member that does not answer is the heartbeats' case.
+      if (auto err = place(owner, nullptr, &replicas))
         llvm::consumeError(std::move(err));
     }
   }
@@ -758,11 +831,22 @@ struct ClusterNode::Impl {
   // Entry node: `owner` as the next epoch, acknowledged by every node, then applied here.
   // Placements are made one at a time.
   llvm::Error place(std::vector<std::uint16_t> owner,
-                    std::vector<ClusterNode::Kept> *kept = nullptr) {
+                    std::vector<ClusterNode::Kept> *kept = nullptr,
+                    const ReplicaSets *replicas = nullptr) {
     std::lock_guard serial(place_mu);
     if (owner.size() != movable.size())
       return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
                   std::to_string(movable.size()));
+    if (replicas) {
+      if (replicas->size() != movable.size())
+        return fail("a placement lists replicas of " + std::to_string(replicas->size()) +
+                    " units, the program has " + std::to_string(movable.size()));
+      for (std::size_t u = 0; u < replicas->size(); ++u)
+        if (load_balanced[u] != !(*replicas)[u].empty())
+          return fail("a placement gives `" + unit_names[u] + "` " +
+                      (load_balanced[u] ? "no replica" : "replicas, but it is not load-balanced"));
+      replica_plan = *replicas;
+    }
     // Units with state move one at a time, each in an epoch of its own: the old owner closes
     // the unit's gate and drains it, its state goes to the new owner, every node switches, and
     // the gate opens. (Two at once could wait for each other: a call draining from one may be
@@ -803,7 +887,8 @@ struct ClusterNode::Impl {
                "` did not reopen its gate: " + llvm::toString(opened.takeError()) +
                "; stopping the cluster");
     }
-    if (owner == placement->current().owner && placement->current().epoch > 0)
+    if (owner == placement->current().owner && replica_plan == placement->current().replicas &&
+        placement->current().epoch > 0)
       return llvm::Error::success(); // nothing else changes
 
     return publishEverywhere(owner);
@@ -821,13 +906,35 @@ struct ClusterNode::Impl {
     }
     std::uint64_t epoch = std::max(placement->current().epoch, last_sent_epoch) + 1;
     last_sent_epoch = epoch;
+    std::vector<wire::ReplicaShare> shares;
+    for (std::size_t u = 0; u < replica_plan.size(); ++u)
+      for (const Replica &r : replica_plan[u])
+        shares.emplace_back(static_cast<std::uint16_t>(u), r.node, r.weight);
     for (const Ack &a : broadcast(
-             members, [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner); },
+             members,
+             [&](std::uint64_t id) { return transport::makePlacement(id, epoch, owner, shares); },
              config.join_timeout))
       if (!a.ok)
         return fail("placement epoch " + std::to_string(epoch) + " not accepted: " + a.text);
-    applyPlacement(owner, epoch);
+    applyPlacement(owner, replica_plan, epoch);
     return llvm::Error::success();
+  }
+
+  // One line at the end of a run with load-balanced calls: where this node's calls ran, and
+  // how many it served for other nodes.
+  void logBalancedCalls() {
+    std::vector<std::uint64_t> sent = dispatcher->dispatched();
+    std::uint64_t served = served_balanced.load(), total = served;
+    std::string where;
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+      total += sent[i];
+      if (sent[i] > 0)
+        where += (where.empty() ? "" : ", ") + std::to_string(sent[i]) + " on " +
+                 (static_cast<int>(i) == self ? "this node" : "`" + nodeName(int(i)) + "`");
+    }
+    if (total > 0)
+      spdlog::info("load-balanced calls: {} made here ({}); {} served for other nodes",
+                   total - served, where.empty() ? "none" : where, served);
   }
 
   void stopChaos() {
@@ -888,14 +995,20 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     impl->migratable.push_back(u.placement == jit::Placement::Placeable && u.migratable &&
                                u.state_bytes <= config.max_call_bytes);
     impl->unit_names.push_back(u.name);
+    impl->load_balanced.push_back(u.load_balanced);
   }
   // New calls of the unit wait at its gate while it drains: a unit busy with a long call is
   // left where it is rather than holding the others back.
   impl->drain_timeout = std::min(kDrainTimeout, config.heartbeat_timeout / 2);
   // Epoch 0: everything on the entry node, until the entry node sends epoch 1.
-  impl->placement = std::make_unique<PlacementTables>(
-      PlacementTable{0, std::vector<std::uint16_t>(analysis.units.size(),
-                                                   static_cast<std::uint16_t>(impl->entry))});
+  PlacementTable start{
+      0, std::vector<std::uint16_t>(analysis.units.size(), static_cast<std::uint16_t>(impl->entry)),
+      ReplicaSets(analysis.units.size())};
+  for (std::size_t u = 0; u < analysis.units.size(); ++u)
+    if (impl->load_balanced[u])
+      start.replicas[u].push_back({static_cast<std::uint16_t>(impl->entry), 1.0f});
+  impl->replica_plan = start.replicas;
+  impl->placement = std::make_unique<PlacementTables>(std::move(start));
   for (std::uint32_t id = 0; id < impl->unit_of.size(); ++id) // the stubs follow the table
     session.relink(id, self == impl->entry ? jit::StubTarget::Local : jit::StubTarget::Remote);
   for (std::uint32_t u = 0; u < analysis.units.size(); ++u)
@@ -906,9 +1019,10 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->last_seen.assign(config.nodes.size(), Clock::now());
   session.setHandleTag(static_cast<std::uint16_t>(self + 1));
   jit::setMaxCallBytes(config.max_call_bytes); // before any socket is made
-  double cpus = config.nodes[self].cpu_capacity;
-  int pool_size = cpus > 0 ? std::max(1, static_cast<int>(std::ceil(cpus)))
-                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // As many workers, and load-balanced calls running at once, as the node has CPUs.
+  int pool_size = std::max(1, static_cast<int>(std::ceil(cpuCapacity(config.nodes[self]))));
+  impl->dispatcher =
+      std::make_unique<ReplicaDispatcher>(static_cast<int>(config.nodes.size()), self, pool_size);
   const NodeConfig &me = config.nodes[self];
   const NodeConfig &entry = config.nodes[impl->entry];
   std::string endpoint = me.call_endpoint;
@@ -946,7 +1060,8 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   return std::unique_ptr<ClusterNode>(new ClusterNode(std::move(impl)));
 }
 
-llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
+llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
+                                    const ReplicaSets &replicas) {
   Impl &n = *impl_;
   n.server->start();
   n.control_thread = std::thread([&n] { n.controlLoop(); });
@@ -980,7 +1095,7 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners) {
                   " --name NAME app.bc`");
     }
   }
-  if (auto err = n.place(owners)) {
+  if (auto err = n.place(owners, nullptr, &replicas)) {
     shutdownCluster(2);
     return err;
   }
@@ -994,6 +1109,7 @@ void ClusterNode::setShutdownReport(std::function<std::string()> report) {
 std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
   Impl &n = *impl_;
   n.stopChaos();
+  n.logBalancedCalls();
   std::vector<int> members;
   std::vector<std::string> reports(n.config.nodes.size());
   {
@@ -1038,6 +1154,7 @@ llvm::Expected<int> ClusterNode::runMember() {
   n.server->start();
   int code = n.memberLoop();
   n.stopThreads();
+  n.logBalancedCalls();
   if (code != 0)
     return code;
   // The acknowledgement of Shutdown is still queued: the entry would wait for it in vain.
@@ -1049,6 +1166,30 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
   auto started = Clock::now();
+  // A load-balanced unit: its dispatcher picks the replica; while this node has room, the call
+  // runs here at once (no message, no chain, no sockets).
+  const bool balanced = n.load_balanced[sig.unit];
+  struct Outstanding { // the call counts on its replica until it ends (or goes elsewhere)
+    ReplicaDispatcher &dispatcher;
+    int node = -1;
+    void take(int at) {
+      put();
+      node = at;
+    }
+    void put() {
+      if (node >= 0)
+        dispatcher.release(node);
+      node = -1;
+    }
+    ~Outstanding() { put(); }
+  } outstanding{*n.dispatcher};
+  if (balanced) {
+    outstanding.take(n.dispatcher->acquire(n.placement->current().replicas[sig.unit]));
+    if (outstanding.node == n.self) {
+      n.session->callLocal(id, slots, ret);
+      return;
+    }
+  }
   // The outermost remote call of a thread starts a chain and borrows sockets until it returns.
   CallClient::CallScope scope(*n.client);
   std::uint64_t &chain = currentChain();
@@ -1074,7 +1215,19 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   for (int attempt = 0;; ++attempt) {
     // Read the placement once per attempt: the owner and the epoch come from one table.
     const PlacementTable &t = n.placement->current();
-    int owner = moved_to >= 0 && moved_epoch >= t.epoch ? moved_to : t.owner[sig.unit];
+    int owner = t.owner[sig.unit];
+    if (moved_to >= 0 && moved_epoch >= t.epoch) {
+      owner = moved_to;
+      if (balanced) {
+        outstanding.take(-1);
+        n.dispatcher->acquireAt(owner);
+        outstanding.node = owner;
+      }
+    } else if (balanced) {
+      if (attempt > 0) // the first attempt's replica was picked above
+        outstanding.take(n.dispatcher->acquire(t.replicas[sig.unit]));
+      owner = outstanding.node;
+    }
     std::uint64_t epoch = std::max(t.epoch, moved_to >= 0 ? moved_epoch : 0);
     if (owner == n.self) { // placed here (re-linked while the call was on its way): run it
       jit::UnitGates &gates = n.session->gates();
@@ -1152,6 +1305,16 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
 
 std::vector<std::uint16_t> ClusterNode::owners() const { return impl_->placement->current().owner; }
 
+ReplicaSets ClusterNode::replicas() const { return impl_->placement->current().replicas; }
+
+std::vector<std::uint64_t> ClusterNode::dispatched() const {
+  return impl_->dispatcher->dispatched();
+}
+
+std::uint64_t ClusterNode::servedForOthers() const {
+  return impl_->served_balanced.load(std::memory_order_relaxed);
+}
+
 void ClusterNode::setReportHandler(
     std::function<void(int, const NodeReport &)> handler,
     std::function<std::optional<std::string>(const NodeReport &)> check,
@@ -1194,8 +1357,9 @@ std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t
   }
 }
 
-llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners, std::vector<Kept> *kept) {
-  return impl_->place(owners, kept);
+llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners, std::vector<Kept> *kept,
+                               const ReplicaSets *replicas) {
+  return impl_->place(owners, kept, replicas);
 }
 
 std::uint64_t ClusterNode::epoch() const { return impl_->placement->current().epoch; }

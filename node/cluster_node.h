@@ -4,6 +4,7 @@
 #define DISTNODE_NODE_CLUSTER_NODE_H
 
 #include "node/cluster_config.h"
+#include "node/placement_table.h"
 
 #include <array>
 #include <atomic>
@@ -73,8 +74,9 @@ public:
 
   /// Entry node: starts serving, waits until every other node has joined (or the join timeout
   /// passes), then gives every node the placement `owners` (owner node of each placement unit)
-  /// as epoch 1 and links this node's stubs by it.
-  [[nodiscard]] llvm::Error startEntry(const std::vector<std::uint16_t> &owners);
+  /// with the load-balanced units' `replicas` as epoch 1 and links this node's stubs by it.
+  [[nodiscard]] llvm::Error startEntry(const std::vector<std::uint16_t> &owners,
+                                       const ReplicaSets &replicas);
 
   /// Entry node: tells every other node to stop, and stops serving. Returns each node's final
   /// report (see setShutdownReport; "" for this node and for nodes that did not answer).
@@ -95,8 +97,10 @@ public:
   /// listed in `kept` with why, and the placement stays as it was (the rest of a plan may only
   /// pay with them). Fails if a node does not accept the placement within the join timeout.
   /// Thread-safe; one at a time.
+  /// `replicas`, if given, are the load-balanced units' new replica sets (else they stay).
   [[nodiscard]] llvm::Error place(const std::vector<std::uint16_t> &owners,
-                                  std::vector<Kept> *kept = nullptr);
+                                  std::vector<Kept> *kept = nullptr,
+                                  const ReplicaSets *replicas = nullptr);
 
   /// The epoch of the placement in effect on this node.
   [[nodiscard]] std::uint64_t epoch() const;
@@ -108,6 +112,12 @@ public:
 
   /// The placement in effect on this node: the owner node of every unit.
   [[nodiscard]] std::vector<std::uint16_t> owners() const;
+  /// The replica sets in effect on this node (by unit; empty for units not load-balanced).
+  [[nodiscard]] ReplicaSets replicas() const;
+  /// Calls of load-balanced units this node's dispatcher sent to each node (itself included)
+  /// since the start, and the calls of load-balanced units it served for other nodes.
+  [[nodiscard]] std::vector<std::uint64_t> dispatched() const;
+  [[nodiscard]] std::uint64_t servedForOthers() const;
 
   /// Entry node: `handler` receives every other node's profile report, on the control thread,
   /// once `check` (given the report) found nothing wrong; a report with `profile_functions`

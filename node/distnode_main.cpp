@@ -191,9 +191,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   session.setRemoteHandler([n = node->get()](std::uint32_t id, void **slots, void *ret) {
     n->callRemote(id, slots, ret);
   });
-  double capacity = config->nodes[self].cpu_capacity > 0
-                        ? config->nodes[self].cpu_capacity
-                        : static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
+  double capacity = cpuCapacity(config->nodes[self]);
   // Every node measures its links and reports its profile each interval (the coordinator
   // reads them even when adaptation is held still: `distctl profile` shows them).
   static NodeReporter reporter(**node, self, static_cast<int>(config->nodes.size()), capacity);
@@ -238,15 +236,21 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
       return reportError(extra.takeError());
     entries.insert(entries.end(), extra->begin(), extra->end());
   }
-  auto owners = planPlacement(analysis, *config, entries, defaults);
-  if (!owners) {
+  auto start = planPlacement(analysis, *config, entries, defaults);
+  if (!start) {
     (*node)->shutdownCluster(kUsageOrInputError);
-    return reportError(owners.takeError());
+    return reportError(start.takeError());
   }
   if (opt.verbose)
-    for (const auto &f : session.remoteFunctions())
-      std::cerr << "distnode: placement: " << f.name << " on "
-                << config->nodes[(*owners)[f.unit]].name << "\n";
+    for (const auto &f : session.remoteFunctions()) {
+      std::cerr << "distnode: placement: " << f.name << " on ";
+      if (start->replicas[f.unit].empty())
+        std::cerr << config->nodes[start->owners[f.unit]].name;
+      for (const Replica &r : start->replicas[f.unit]) // load-balanced
+        std::cerr << (&r == &start->replicas[f.unit].front() ? "replicas " : ", ")
+                  << config->nodes[r.node].name << " (weight " << r.weight << ")";
+      std::cerr << "\n";
+    }
   // The coordinator lives as long as the process: the control thread feeds it until the end.
   static Coordinator coordinator(analysis,
                                  distnode::profiler::Profiler::instance().layout().functions,
@@ -254,7 +258,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   (*node)->setReportHandler([](int from, const NodeReport &r) { coordinator.addReport(from, r); },
                             [](const NodeReport &r) { return coordinator.check(r); },
                             distnode::profiler::Profiler::instance().layout().functions.size());
-  if (auto err = (*node)->startEntry(*owners))
+  if (auto err = (*node)->startEntry(start->owners, start->replicas))
     return reportError(std::move(err));
   reporter.startProbing(config->adapt.interval);
   static AdaptationLoop loop(**node, coordinator, reporter, self);

@@ -1,4 +1,4 @@
-// placement_plan.cpp - a static placement: which node owns each placement unit.
+// placement_plan.cpp - the starting placement.
 #include "node/placement_plan.h"
 
 #include "llvm/Support/Error.h"
@@ -13,19 +13,26 @@ llvm::Error fail(const std::string &message) {
 
 } // namespace
 
-llvm::Expected<std::vector<std::uint16_t>> planPlacement(const jit::ProgramAnalysis &analysis,
-                                                         const ClusterConfig &config,
-                                                         const std::vector<PlacementEntry> &entries,
-                                                         DefaultPlacement defaults) {
+llvm::Expected<StartPlacement> planPlacement(const jit::ProgramAnalysis &analysis,
+                                             const ClusterConfig &config,
+                                             const std::vector<PlacementEntry> &entries,
+                                             DefaultPlacement defaults) {
   const int entry = config.nodeIndex(config.entry);
   const int n = static_cast<int>(config.nodes.size());
   std::vector<int> unit_node(analysis.units.size(), entry);
   std::vector<std::string> unit_source(analysis.units.size());
+  StartPlacement out;
+  out.replicas.resize(analysis.units.size());
 
   int next = 0;
   for (std::size_t u = 0; u < analysis.units.size(); ++u) {
     const jit::PlacementUnit &unit = analysis.units[u];
-    if (unit.placement == jit::Placement::Pinned) {
+    if (unit.load_balanced) { // on every node until the coordinator knows better
+      for (int node = 0; node < n; ++node) {
+        double cpu = config.nodes[node].cpu_capacity;
+        out.replicas[u].push_back({static_cast<std::uint16_t>(node), float(cpu > 0 ? cpu : 1.0)});
+      }
+    } else if (unit.placement == jit::Placement::Pinned) {
       int node = config.nodeIndex(unit.pin_node);
       if (node < 0)
         return fail("`" + unit.functions.front() + "` is pinned to node `" + unit.pin_node +
@@ -34,7 +41,7 @@ llvm::Expected<std::vector<std::uint16_t>> planPlacement(const jit::ProgramAnaly
                     "change the pin");
       unit_node[u] = node;
     } else if (unit.placement == jit::Placement::Placeable &&
-               defaults == DefaultPlacement::Scatter) {
+               defaults == DefaultPlacement::Scatter) { // (load-balanced units: see above)
       unit_node[u] = (entry + 1 + next++) % n;
     }
   }
@@ -44,12 +51,29 @@ llvm::Expected<std::vector<std::uint16_t>> planPlacement(const jit::ProgramAnaly
     const jit::FunctionInfo *f = analysis.find(e.function);
     if (!f)
       return fail(at + ": no function `" + e.function + "` in the program");
-    int node = config.nodeIndex(e.node);
-    if (node < 0)
-      return fail(at + ": `" + e.function + "`: no node `" + e.node + "` in " + config.path);
     if (f->placement == jit::Placement::Local)
       return fail(at + ": `" + e.function + "` cannot be placed: it is local (" + f->reason + ")");
     const jit::PlacementUnit &unit = analysis.units[f->unit];
+    if (unit.load_balanced) { // its replica set: one node, or nodes with weights
+      std::vector<std::pair<std::string, double>> set = e.replicas;
+      if (set.empty())
+        set.emplace_back(e.node, 1.0);
+      out.replicas[f->unit].clear();
+      for (const auto &[name, weight] : set) {
+        int node = config.nodeIndex(name);
+        if (node < 0)
+          return fail(at + ": `" + e.function + "`: no node `" + name + "` in " + config.path);
+        out.replicas[f->unit].push_back({static_cast<std::uint16_t>(node), float(weight)});
+      }
+      continue;
+    }
+    if (!e.replicas.empty())
+      return fail(at + ": `" + e.function +
+                  "` is not load-balanced (DIST_LOADBALANCED), so it runs on one node: name "
+                  "that node instead of replicas");
+    int node = config.nodeIndex(e.node);
+    if (node < 0)
+      return fail(at + ": `" + e.function + "`: no node `" + e.node + "` in " + config.path);
     if (unit.placement == jit::Placement::Home && node != entry)
       return fail(at + ": `" + e.function + "` must run on the entry node `" + config.entry +
                   "`: " + f->reason);
@@ -63,8 +87,8 @@ llvm::Expected<std::vector<std::uint16_t>> planPlacement(const jit::ProgramAnaly
     unit_source[f->unit] = e.function;
   }
 
-  std::vector<std::uint16_t> owners(unit_node.begin(), unit_node.end());
-  return owners;
+  out.owners.assign(unit_node.begin(), unit_node.end());
+  return out;
 }
 
 } // namespace distnode::node

@@ -10,15 +10,27 @@
 
 namespace distnode::node {
 
-/// One placement: the owner node of every unit from `epoch` on. Immutable once published.
+/// One node of a load-balanced unit's replica set: it runs the unit's calls, taking a share
+/// of them in proportion to `weight` when every replica is busy (replica_dispatcher.h).
+struct Replica {
+  std::uint16_t node = 0;
+  float weight = 1;
+  bool operator==(const Replica &) const = default;
+};
+/// By unit id: the replica set of each load-balanced unit, empty for every other unit.
+using ReplicaSets = std::vector<std::vector<Replica>>;
+
+/// One placement: the owner node of every unit from `epoch` on, and where the load-balanced
+/// units have replicas. Immutable once published.
 struct PlacementTable {
   std::uint64_t epoch = 0;
   std::vector<std::uint16_t> owner; ///< by unit id (ProgramAnalysis::units)
+  ReplicaSets replicas;             ///< by unit id; a load-balanced unit's owner is unused
 };
 
 /// The tables a node has published. A reader loads the current one once (one acquire load)
 /// and sees one whole version; every table is kept for the run, so a reader never holds a
-/// freed one (tables are small: two bytes a unit). Thread-safe.
+/// freed one (tables are small: two bytes a unit and eight a replica). Thread-safe.
 class PlacementTables {
 public:
   explicit PlacementTables(PlacementTable initial);

@@ -124,10 +124,12 @@ zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code, std::strin
 }
 
 zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
-                             const std::vector<std::uint16_t> &owners) {
-  flatbuffers::FlatBufferBuilder b(64 + 2 * owners.size());
+                             const std::vector<std::uint16_t> &owners,
+                             const std::vector<wire::ReplicaShare> &replicas) {
+  flatbuffers::FlatBufferBuilder b(64 + 2 * owners.size() + 8 * replicas.size());
   auto list = b.CreateVector(owners);
-  auto body = wire::CreatePlacement(b, call_id, epoch, list);
+  auto shares = b.CreateVectorOfStructs(replicas);
+  auto body = wire::CreatePlacement(b, call_id, epoch, list, shares);
   return finishEnvelope(b, wire::Body::Placement, body.Union());
 }
 

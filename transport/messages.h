@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 6;
+inline constexpr std::uint32_t kProtocolVersion = 7;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -64,8 +64,10 @@ private:
                                        std::size_t size);
 [[nodiscard]] zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code,
                                        std::string_view message);
+/// `replicas`: the replica sets of the load-balanced units.
 [[nodiscard]] zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
-                                           const std::vector<std::uint16_t> &owners);
+                                           const std::vector<std::uint16_t> &owners,
+                                           const std::vector<wire::ReplicaShare> &replicas = {});
 /// `reason` says why the cluster stops when it failed; "" when the program finished.
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});

@@ -39,6 +39,20 @@ uint64_t tiny_remote(uint64_t x) {
   return x;
 }
 
+/* The same small body twice more: once load-balanced (called through its dispatcher, which runs
+ * it here while this node has room), once placeable and placed here (called through its stub). */
+DIST_LOADBALANCED uint64_t tiny_balanced(uint64_t x) {
+  for (int i = 0; i < 2; ++i)
+    x = x * 6364136223846793005ULL + 1;
+  return x;
+}
+
+uint64_t tiny_here(uint64_t x) {
+  for (int i = 0; i < 2; ++i)
+    x = x * 6364136223846793005ULL + 1;
+  return x;
+}
+
 /* CPU work of `n` rounds, on its node: a short call (about 10 us) and a long one (about 1 s)
  * for the latency-under-load benchmark; busy_local is the same work run here, to calibrate. */
 uint64_t busy(uint64_t n) {

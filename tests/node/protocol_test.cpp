@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <optional>
 
@@ -28,6 +29,10 @@ protected:
     jit::ProgramAnalysis analysis = jit::analyzeProgram(*program->module);
     units_ = static_cast<int>(analysis.units.size());
     ping_unit_ = analysis.find("ping")->unit;
+    lb_unit_ = analysis.find("lb_sum")->unit;
+    lb_sum_ = analysis.find("lb_sum")->remote_id;
+    ASSERT_TRUE(analysis.units[lb_unit_].load_balanced);
+    ASSERT_GE(lb_sum_, 0);
     ping_ = analysis.find("ping")->remote_id;
     ASSERT_GE(ping_, 0);
     buffers_ = analysis.find("buffers")->remote_id;
@@ -109,9 +114,20 @@ protected:
     return e->body_as_Error()->code();
   }
 
-  std::int64_t callPing(std::uint64_t call_id, std::int64_t depth, std::uint64_t epoch) {
-    zmq::message_t answer = exchange(transport::makeCall(
-        call_id, ping_, epoch, reinterpret_cast<const std::uint8_t *>(&depth), sizeof depth));
+  // A placement from the entry node; the load-balanced unit's replicas on n1 unless given.
+  zmq::message_t place(std::uint64_t call_id, std::uint64_t epoch,
+                       const std::vector<std::uint16_t> &owners,
+                       std::optional<std::vector<wire::ReplicaShare>> replicas = std::nullopt) {
+    if (!replicas)
+      replicas = {{static_cast<std::uint16_t>(lb_unit_), 1, 1.0f}};
+    return controlExchange(transport::makePlacement(call_id, epoch, owners, *replicas), call_id);
+  }
+
+  std::int64_t callPing(std::uint64_t call_id, std::int64_t depth, std::uint64_t epoch,
+                        int function = -1) {
+    zmq::message_t answer =
+        exchange(transport::makeCall(call_id, function < 0 ? ping_ : function, epoch,
+                                     reinterpret_cast<const std::uint8_t *>(&depth), sizeof depth));
     const wire::Envelope *e = transport::verifyEnvelope(answer);
     if (!e || e->body_type() != wire::Body::Reply) {
       ADD_FAILURE() << "expected a Reply";
@@ -132,6 +148,7 @@ protected:
   std::array<std::uint8_t, 32> sha_{};
   int units_ = 0;
   int ping_unit_ = -1;
+  int lb_unit_ = -1, lb_sum_ = -1;
   int ping_ = -1;
   int buffers_ = -1;
   int account_open_ = -1, account_deposit_ = -1;
@@ -174,7 +191,7 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
 
   // Everything on n1, epoch 1.
   std::vector<std::uint16_t> owners(units_, 1);
-  zmq::message_t ack = controlExchange(transport::makePlacement(4, 1, owners), 4);
+  zmq::message_t ack = place(4, 1, owners);
   e = transport::verifyEnvelope(ack);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->body_type(), wire::Body::Reply);
@@ -193,7 +210,7 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
   // the caller had; epoch 3 brings it back, and a late epoch 2 does not undo that.
   std::vector<std::uint16_t> moved = owners;
   moved[ping_unit_] = 0;
-  ASSERT_EQ(bodyOf(controlExchange(transport::makePlacement(40, 2, moved), 40)), wire::Body::Reply);
+  ASSERT_EQ(bodyOf(place(40, 2, moved)), wire::Body::Reply);
   for (std::uint64_t epoch : {1, 2}) {
     SCOPED_TRACE(epoch);
     zmq::message_t answer = exchange(
@@ -204,10 +221,41 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
     EXPECT_EQ(m->body_as_Moved()->owner(), 0);
     EXPECT_EQ(m->body_as_Moved()->epoch(), 2u);
   }
-  ASSERT_EQ(bodyOf(controlExchange(transport::makePlacement(42, 3, owners), 42)),
-            wire::Body::Reply);
-  ASSERT_EQ(bodyOf(controlExchange(transport::makePlacement(43, 2, moved), 43)), wire::Body::Reply);
+  ASSERT_EQ(bodyOf(place(42, 3, owners)), wire::Body::Reply);
+  ASSERT_EQ(bodyOf(place(43, 2, moved)), wire::Body::Reply);
   EXPECT_EQ(callPing(44, 1, 3), 101) << "epoch 3 is in effect: ping runs on n1 again";
+
+  // Replica sets: only load-balanced units have them, every one has one, on nodes of the
+  // cluster, with positive weights, each node once. A bad one changes nothing.
+  std::int64_t lb_1000 = 0;
+  for (std::int64_t i = 1; i <= 1000; ++i)
+    lb_1000 += i * i % 7;
+  auto lb = static_cast<std::uint16_t>(lb_unit_);
+  auto ping_unit = static_cast<std::uint16_t>(ping_unit_);
+  using Shares = std::vector<wire::ReplicaShare>;
+  for (const auto &[id, replicas] : std::vector<std::pair<std::uint64_t, Shares>>{
+           {50, Shares{}},
+           {51, Shares{{lb, 1, 1.0f}, {ping_unit, 1, 1.0f}}},
+           {52, Shares{{lb, 7, 1.0f}}},
+           {53, Shares{{lb, 1, NAN}}},
+           {54, Shares{{lb, 1, -1.0f}}},
+           {55, Shares{{lb, 1, 1.0f}, {lb, 1, 2.0f}}}}) {
+    SCOPED_TRACE(id);
+    EXPECT_EQ(expectError(place(id, 4, owners, replicas), id), wire::ErrorCode::Malformed);
+  }
+  EXPECT_EQ(callPing(56, 1000, 3, lb_sum_), lb_1000) << "epoch 3: lb_sum has a replica on n1";
+  // Epoch 4: lb_sum's only replica is n0: n1 answers Moved there.
+  ASSERT_EQ(bodyOf(place(57, 4, owners, Shares{{lb, 0, 1.0f}})), wire::Body::Reply);
+  std::int64_t n = 1000;
+  zmq::message_t elsewhere = exchange(
+      transport::makeCall(58, lb_sum_, 4, reinterpret_cast<const std::uint8_t *>(&n), sizeof n));
+  const wire::Envelope *m = transport::verifyEnvelope(elsewhere);
+  ASSERT_NE(m, nullptr);
+  ASSERT_EQ(m->body_type(), wire::Body::Moved);
+  EXPECT_EQ(m->body_as_Moved()->owner(), 0);
+  // Epoch 5: replicas on both nodes: n1 serves its calls again.
+  ASSERT_EQ(bodyOf(place(59, 5, owners, Shares{{lb, 0, 1.0f}, {lb, 1, 3.0f}})), wire::Body::Reply);
+  EXPECT_EQ(callPing(60, 1000, 5, lb_sum_), lb_1000);
 
   // buffers(const double *in, double *out, int64_t *acc, size_t n) with DIST_IN(in, n),
   // DIST_OUT(out, n), DIST_INOUT(acc, 4): an `in` that does not hold n elements is refused
