@@ -6,7 +6,7 @@
 #   the native program with the same threads on both cores, and on core 0 alone;
 #   each replica's busy time (render_row's CPU time on its node, from --profile-out).
 # Wall times include start-up (JIT compilation, joining) and are medians of REPEATS runs.
-# Usage: bench/loadbalance.sh BUILD_DIR   (env: REPEATS=3 THREADS=8 ROWS=960 ITERATIONS=6000)
+# Usage: bench/loadbalance.sh BUILD_DIR   (env: REPEATS=3 THREADS=8 ROWS=1920 ITERATIONS=12000)
 set -euo pipefail
 build=$(cd "${1:?usage: bench/loadbalance.sh BUILD_DIR}" && pwd)
 distnode=$build/bin/distnode
@@ -15,7 +15,7 @@ python=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 repeats=${REPEATS:-3}
-args=("${THREADS:-8}" "${ROWS:-960}" "${ITERATIONS:-6000}")
+args=("${THREADS:-8}" "${ROWS:-1920}" "${ITERATIONS:-12000}")
 
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -97,6 +97,7 @@ printf '  1 node / 2 nodes = %.2f   1 node / 3 nodes = %.2f\n' \
   "$(echo "$one / $two" | bc -l)" "$(echo "$one / $three" | bc -l)"
 printf '  2 nodes / native on both cores = %.2f   1 node / native on one core = %.2f\n' \
   "$(echo "$two / $native2" | bc -l)" "$(echo "$one / $native1" | bc -l)"
+echo "  each run (s): 1 node $(tr '\n' ' ' <"$tmp/one.t")| 2 nodes $(tr '\n' ' ' <"$tmp/two.t")| 3 nodes $(tr '\n' ' ' <"$tmp/three.t")| native 2 cores $(tr '\n' ' ' <"$tmp/native2.t")"
 echo "  busiest replica / mean (2 nodes), each run: $(cut -d' ' -f1 "$tmp/balance2" | tr '\n' ' ')"
 echo "    busy time per node, last run: $(tail -1 "$tmp/balance2" | cut -d' ' -f2-)"
 echo "  busiest replica / mean (3 nodes), each run: $(cut -d' ' -f1 "$tmp/balance3" | tr '\n' ' ')"

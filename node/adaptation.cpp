@@ -174,6 +174,7 @@ void AdaptationLoop::loop() {
     }
     coordinator_.addReport(self_, own_.next());
     std::lock_guard lock(mu_);
+    coordinator_.setReplicas(node_.replicas());
     Decision d = coordinator_.round(node_.owners(), nowS());
     if (d.change)
       apply(d, "planner");
@@ -186,7 +187,7 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
   Outcome out;
   out.decision = d;
   std::vector<ClusterNode::Kept> kept;
-  if (auto err = node_.place(d.owners, &kept)) {
+  if (auto err = node_.place(d.owners, &kept, d.replicas.empty() ? nullptr : &d.replicas)) {
     out.ok = false;
     out.error = llvm::toString(std::move(err));
     spdlog::warn("placement not applied: {}", out.error);
@@ -205,7 +206,8 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
       Decision again = coordinator_.replan(node_.owners(), nowS(), d, busy);
       if (again.change) {
         std::vector<ClusterNode::Kept> kept_again;
-        if (auto err = node_.place(again.owners, &kept_again)) {
+        if (auto err = node_.place(again.owners, &kept_again,
+                                   again.replicas.empty() ? nullptr : &again.replicas)) {
           out.error = llvm::toString(std::move(err));
           spdlog::warn("placement not applied: {}", out.error);
           return out;
@@ -226,6 +228,8 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
   coordinator_.recordEpoch(out.epoch, done.owners, nowS(), trigger, done);
   for (const heuristic::Move &m : done.moves)
     spdlog::info("epoch {}: {}", out.epoch, m.explanation);
+  for (const std::string &change : done.replica_changes)
+    spdlog::info("epoch {}: {}", out.epoch, change);
   for (const auto &k : kept)
     spdlog::info("epoch {}: kept `{}` where it is: {}", out.epoch,
                  coordinator_.view(done.owners).units[k.unit].name, k.why);
@@ -236,6 +240,7 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
 
 AdaptationLoop::Outcome AdaptationLoop::repartition() {
   std::lock_guard lock(mu_);
+  coordinator_.setReplicas(node_.replicas());
   Decision d = coordinator_.repartition(node_.owners(), nowS());
   if (!d.change) {
     Outcome out;
@@ -288,6 +293,7 @@ AdaptationLoop::Outcome AdaptationLoop::drain(int node, bool drained) {
   if (!drained)
     return out;
   // Every movable unit leaves the node now, to where the planner would put it.
+  coordinator_.setReplicas(node_.replicas());
   Decision d = coordinator_.repartition(node_.owners(), nowS());
   if (!d.change)
     return out;

@@ -153,16 +153,29 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
     }
     if (command == "placement") {
       json units = json::array();
-      for (const UnitView &u : v.units)
+      ReplicaSets replicas = node.replicas();
+      for (std::size_t i = 0; i < v.units.size(); ++i) {
+        const UnitView &u = v.units[i];
+        json set = nullptr; // a load-balanced unit's replicas and their shares of the calls
+        if (i < replicas.size() && !replicas[i].empty()) {
+          double total = 0;
+          for (const Replica &r : replicas[i])
+            total += r.weight;
+          set = json::array();
+          for (const Replica &r : replicas[i])
+            set.push_back({{"node", v.nodes.at(r.node)}, {"share", round3(r.weight / total)}});
+        }
         units.push_back(
             {{"unit", u.name},
              {"functions", u.functions},
              {"node", v.nodes[u.owner]},
+             {"replicas", set},
              {"movable", u.movable},
              {"why_fixed", u.why_fixed},
              {"pinned_to",
               u.pinned_by_operator >= 0 ? json(v.nodes[u.pinned_by_operator]) : json(nullptr)},
              {"last_move", u.last_move}});
+      }
       return ok({{"epoch", node.epoch()}, {"units", units}});
     }
     if (command == "profile") {

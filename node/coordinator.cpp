@@ -14,6 +14,10 @@ namespace distnode::node {
 
 namespace {
 
+// A load-balanced unit's replica set is re-spread when a node's share of its calls would move
+// by more than this (see State::respread).
+constexpr double kReplicaShareStep = 0.2;
+
 // The least a planner's change must save, in seconds per second (see Coordinator::round).
 constexpr double kMinGainSPerS = 1e-3;
 // A bound on how much more CPU than they got a node's units are taken to want.
@@ -43,6 +47,8 @@ struct Coordinator::State {
   std::vector<int> fixed_node;        ///< Home/Pinned: their node; -1 otherwise
   std::vector<double> state_bytes;    ///< shipped when the unit moves
   std::vector<std::string> why_fixed; ///< "" for units the planner may move
+  std::vector<bool> load_balanced;    ///< by unit: placed by replica sets
+  ReplicaSets replicas;               ///< the replica sets in effect
   std::vector<int> pid_unit;          ///< unit of each profile id (-1: none)
   std::vector<std::string> node_names;
   std::vector<double> capacity; ///< configured, or as reported
@@ -218,6 +224,7 @@ struct Coordinator::State {
       unit.cpu_load = cpu_rate[u];
       unit.state_bytes = state_bytes[u];
       unit.pinned_node = effectivePin(u, current);
+      unit.load_balanced = load_balanced[u];
       p.units.push_back(unit);
       p.current.push_back(current[u]);
     }
@@ -252,6 +259,70 @@ struct Coordinator::State {
       else
         placement[u] = moved_to;
     }
+  }
+
+  // The planner's replica sets for `placement`: each load-balanced unit on the nodes with spare
+  // CPU, weighted by it (heuristic::replicaSets); a drained node has none. A set is proposed
+  // only where it differs from the one in effect: a node joins or leaves it, or a node's share
+  // of the calls moves by more than kReplicaShareStep (shares move with every profile; the
+  // dispatcher's live queue depths do the fine work between epochs).
+  void respread(const heuristic::Problem &p, const std::vector<std::uint16_t> &current,
+                Decision &d) const {
+    // Only with a profile, and the capacity of every node that takes work.
+    if (replicas.size() != unit_names.size() || !had_rates)
+      return;
+    for (std::size_t n = 0; n < capacity.size(); ++n)
+      if (!drained[n] && !(capacity[n] > 0))
+        return;
+    heuristic::Placement placement(d.change ? d.owners.begin() : current.begin(),
+                                   d.change ? d.owners.end() : current.end());
+    heuristic::CostModel model(p);
+    ReplicaSets next = replicas;
+    bool any = false;
+    for (const heuristic::ReplicaSet &set : heuristic::replicaSets(model, placement)) {
+      std::vector<Replica> proposed;
+      for (auto [node, share] : set.shares)
+        if (share >= 0.02)
+          proposed.push_back({static_cast<std::uint16_t>(node), static_cast<float>(share)});
+      if (proposed.empty())
+        continue; // no node has capacity to offer: keep what runs
+      const std::vector<Replica> &now = replicas[set.unit];
+      double now_total = 0;
+      for (const Replica &r : now)
+        now_total += r.weight;
+      bool differs = proposed.size() != now.size();
+      for (const Replica &r : proposed) {
+        auto it = std::find_if(now.begin(), now.end(),
+                               [&](const Replica &x) { return x.node == r.node; });
+        if (it == now.end() || std::abs(it->weight / now_total - r.weight) > kReplicaShareStep)
+          differs = true;
+      }
+      if (!differs)
+        continue;
+      any = true;
+      next[set.unit] = proposed;
+      std::string text = "re-spread `" + unit_names[set.unit] + "` (load-balanced) over ";
+      for (const Replica &r : proposed) {
+        char share[32];
+        std::snprintf(share, sizeof share, " %.0f%%", 100.0 * r.weight);
+        text += (&r == &proposed.front() ? "" : ", ") + node_names[r.node] + share;
+      }
+      d.replica_changes.push_back(text + ": shares follow the nodes' spare CPU");
+    }
+    if (!any)
+      return;
+    d.replicas = std::move(next);
+    if (!d.change) { // the placement of the other units stays
+      d.change = true;
+      d.owners = current;
+      d.reason = "load-balanced units re-spread";
+    }
+  }
+
+  static Decision unchanged(std::string why) {
+    Decision d;
+    d.reason = std::move(why);
+    return d;
   }
 
   Decision decide(const heuristic::Problem &problem, const heuristic::Plan &plan,
@@ -316,6 +387,8 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
     } else if (u.placement == jit::Placement::Pinned) {
       fixed = std::max(0, config.nodeIndex(u.pin_node));
       why = "pinned to `" + u.pin_node + "` by DIST_PIN";
+    } else if (u.load_balanced) {
+      why = "load-balanced: runs on every node of its replica set";
     } else if (u.stateful && !u.migratable) {
       why = u.migrate_why + "; it stays where it started";
     } else if (u.migratable && u.state_bytes > config.max_call_bytes) {
@@ -325,6 +398,7 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
     }
     s.fixed_node.push_back(fixed);
     s.why_fixed.push_back(why);
+    s.load_balanced.push_back(u.load_balanced);
     s.state_bytes.push_back(static_cast<double>(u.state_bytes));
   }
   std::size_t nu = s.unit_names.size();
@@ -429,12 +503,17 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   }
 }
 
+void Coordinator::setReplicas(const ReplicaSets &replicas) {
+  std::lock_guard lock(state_->mu);
+  state_->replicas = replicas;
+}
+
 Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
   s.merge(now_s);
   if (!s.options.enabled)
-    return {false, {}, {}, "adaptation is frozen", 0};
+    return State::unchanged("adaptation is frozen");
   heuristic::Problem p = s.problem(current);
   for (std::size_t u = 0; u < s.moved_before.size(); ++u)
     s.moved_before[u] = s.planner.lastMoved(static_cast<int>(u));
@@ -450,8 +529,9 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
     char why[96];
     std::snprintf(why, sizeof why, "saves %.3f ms/s, below the floor of %.1f ms/s",
                   d.predicted_gain_s_per_s * 1e3, kMinGainSPerS * 1e3);
-    return {false, {}, {}, why, 0};
+    d = State::unchanged(why);
   }
+  s.respread(p, current, d);
   return d;
 }
 
@@ -487,7 +567,9 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
   heuristic::Problem p = s.problem(current);
   heuristic::Plan plan = fresh.plan(p, now_s);
   std::fill(s.busy.begin(), s.busy.end(), false);
-  return s.decide(p, plan, current);
+  Decision d = s.decide(p, plan, current);
+  s.respread(p, current, d);
+  return d;
 }
 
 std::optional<std::string> Coordinator::checkMove(int unit, int node) const {
@@ -557,6 +639,9 @@ void Coordinator::recordEpoch(std::uint64_t epoch, const std::vector<std::uint16
     if (static_cast<std::size_t>(m.unit) < s.last_move.size())
       s.last_move[m.unit] = m.explanation;
   }
+  h.moves.insert(h.moves.end(), d.replica_changes.begin(), d.replica_changes.end());
+  if (!d.replicas.empty())
+    s.replicas = d.replicas;
   (void)owners;
   s.history.push_back(std::move(h));
 }

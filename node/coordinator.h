@@ -9,6 +9,7 @@
 
 #include "heuristic/planner.h"
 #include "node/cluster_config.h"
+#include "node/placement_table.h"
 #include "profiler/profiler.h"
 
 #include <chrono>
@@ -91,7 +92,10 @@ struct ClusterView {
 struct Decision {
   bool change = false;
   std::vector<std::uint16_t> owners; ///< the placement to publish when `change`
+  /// New replica sets of the load-balanced units (all units; empty: they stay as they are).
+  ReplicaSets replicas;
   std::vector<heuristic::Move> moves;
+  std::vector<std::string> replica_changes; ///< one sentence per load-balanced unit re-spread
   std::string reason;
   double predicted_gain_s_per_s = 0;
 };
@@ -110,6 +114,9 @@ public:
   [[nodiscard]] std::optional<std::string> check(const NodeReport &report) const;
   /// Adds node `node`'s report (checked) to those of the current round.
   void addReport(int node, const NodeReport &report);
+
+  /// The replica sets in effect (the loop tells the coordinator before each round).
+  void setReplicas(const ReplicaSets &replicas);
 
   /// Merges the reports of the round into the rates (their time is `now_s`, seconds since
   /// the start) and, if adaptation is on and `current` is not the best placement by enough,

@@ -111,9 +111,18 @@ void printAnswer(const std::string &command, const json &a, std::ostream &out) {
       if (!u["pinned_to"].is_null())
         why = "pinned to " + str(u["pinned_to"]) + " by the operator" + (why.empty() ? "" : "; ") +
               why;
+      std::string where = str(u["node"]);
+      if (u.contains("replicas") && u["replicas"].is_array()) { // load-balanced
+        where.clear();
+        for (const auto &r : u["replicas"]) {
+          char share[32];
+          std::snprintf(share, sizeof share, " %.0f%%", 100.0 * r["share"].get<double>());
+          where += (where.empty() ? "" : ", ") + str(r["node"]) + share;
+        }
+      }
       t.add(
           {str(u["unit"]) + (u["functions"].size() > 1 ? " (" + joined(u["functions"]) + ")" : ""),
-           str(u["node"]), str(u["movable"]), why.empty() ? "-" : why});
+           where, str(u["movable"]), why.empty() ? "-" : why});
     }
     t.print(out);
   } else if (command == "profile") {

@@ -233,6 +233,23 @@ TEST(Admin, EveryCommandFromDistctl) {
   }
   EXPECT_EQ(c.ctlJson({"unpin", "driver"})["pinned_to"], nullptr);
 
+  // A load-balanced unit: its replicas (on every node until the profile says otherwise) and
+  // their shares; it is never moved as a whole.
+  for (const auto &u : p["units"])
+    if (u["unit"] == "spread") {
+      ASSERT_TRUE(u["replicas"].is_array()) << u.dump();
+      EXPECT_EQ(u["replicas"].size(), 3u) << u.dump();
+      EXPECT_DOUBLE_EQ(u["replicas"][0]["share"].get<double>(), 0.333);
+      EXPECT_EQ(u["why_fixed"], "load-balanced: runs on every node of its replica set");
+    } else {
+      EXPECT_TRUE(u["replicas"].is_null()) << u.dump();
+    }
+  EXPECT_NE(c.ctl({"placement"}).out.find("n0 33%, n1 33%, n2 33%"), std::string::npos);
+  ProcessResult lb_move = c.ctl({"move", "spread", "n1"});
+  EXPECT_NE(lb_move.exit_code, 0);
+  EXPECT_NE(lb_move.err.find("`spread` cannot move: load-balanced"), std::string::npos)
+      << lb_move.err;
+
   EXPECT_FALSE(c.ctlJson({"freeze"})["adapt"]["enabled"].get<bool>());
   EXPECT_TRUE(c.ctlJson({"thaw"})["adapt"]["enabled"].get<bool>());
   EXPECT_FALSE(c.ctlJson({"freeze"})["adapt"]["enabled"].get<bool>());

@@ -187,6 +187,55 @@ TEST(Coordinator, UnitWhoseStateMigratesMovesLikeAnyOther) {
   EXPECT_TRUE(c.view(kStart).units[5].movable);
 }
 
+// heavy_b load-balanced: the coordinator re-spreads its replicas over the nodes' spare CPU,
+// never moves it as a unit, keeps a set whose shares are close enough, and gives a drained node
+// no replica.
+TEST(Coordinator, SpreadsALoadBalancedUnitOverTheSpareCpu) {
+  jit::ProgramAnalysis a = program();
+  a.units[4].load_balanced = true;
+  Coordinator c(a, kFunctions, cluster(2), 0, fast());
+  ReplicaSets only_n0(a.units.size());
+  only_n0[4] = {{0, 1.0f}};
+  c.setReplicas(only_n0);
+  Interval i; // heavy_a takes 0.75 of n0's CPU; heavy_b wants a CPU
+  i.calls = {{"main", "heavy_a", 10, 160}, {"main", "heavy_b", 100, 1600}};
+  i.cpu_s = {{"heavy_a", 0.75}, {"heavy_b", 1.0}};
+  c.addReport(0, i.report());
+  c.addReport(1, Interval{}.report());
+  Decision d = c.round(kStart, 1.0);
+  ASSERT_TRUE(d.change) << d.reason;
+  ASSERT_EQ(d.replicas.size(), a.units.size());
+  EXPECT_TRUE(d.replicas[3].empty()) << "heavy_a is not load-balanced";
+  ASSERT_EQ(d.replicas[4].size(), 2u);
+  EXPECT_EQ(d.replicas[4][0].node, 0);
+  EXPECT_NEAR(d.replicas[4][0].weight, 0.25 / 1.25, 1e-6) << "n0 has 0.25 CPU to spare";
+  EXPECT_EQ(d.replicas[4][1].node, 1);
+  EXPECT_NEAR(d.replicas[4][1].weight, 1.0 / 1.25, 1e-6) << "n1 has all of its CPU";
+  ASSERT_EQ(d.replica_changes.size(), 1u);
+  EXPECT_EQ(d.replica_changes[0], "re-spread `heavy_b` (load-balanced) over n0 20%, n1 80%: "
+                                  "shares follow the nodes' spare CPU");
+  EXPECT_EQ(d.owners.at(4), kStart[4]) << "a load-balanced unit is not moved as a whole";
+  ClusterView v = c.view(kStart);
+  EXPECT_FALSE(v.units[4].movable);
+  EXPECT_EQ(v.units[4].why_fixed, "load-balanced: runs on every node of its replica set");
+
+  // In effect now: the next round with the same load keeps it (shares within the step).
+  c.recordEpoch(2, d.owners, 1.0, "planner", d);
+  c.addReport(0, i.report());
+  c.addReport(1, Interval{}.report());
+  Decision same = c.round(d.owners, 2.0);
+  EXPECT_TRUE(same.replicas.empty()) << same.reason;
+
+  // Draining n1 takes its replica away.
+  ASSERT_FALSE(c.drain(1, true).has_value());
+  c.addReport(0, i.report());
+  c.addReport(1, Interval{}.report());
+  Decision drained = c.round(d.owners, 3.0);
+  ASSERT_EQ(drained.replicas.size(), a.units.size()) << drained.reason;
+  ASSERT_EQ(drained.replicas[4].size(), 1u);
+  EXPECT_EQ(drained.replicas[4][0].node, 0);
+}
+
 TEST(Coordinator, MovesThatSaveAlmostNothingAreNotMade) {
   jit::ProgramAnalysis a = program();
   Coordinator c(a, kFunctions, cluster(2), 0, fast());
