@@ -1165,9 +1165,8 @@ llvm::Expected<int> ClusterNode::runMember() {
 void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
-  auto started = Clock::now();
   // A load-balanced unit: its dispatcher picks the replica; while this node has room, the call
-  // runs here at once (no message, no chain, no sockets).
+  // runs here at once (no message, no chain, no sockets, no clock).
   const bool balanced = n.load_balanced[sig.unit];
   struct Outstanding { // the call counts on its replica until it ends (or goes elsewhere)
     ReplicaDispatcher &dispatcher;
@@ -1190,6 +1189,7 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       return;
     }
   }
+  auto started = Clock::now();
   // The outermost remote call of a thread starts a chain and borrows sockets until it returns.
   CallClient::CallScope scope(*n.client);
   std::uint64_t &chain = currentChain();
