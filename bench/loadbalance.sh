@@ -75,6 +75,12 @@ print("%.3f %s" % (max(busy.values()) / mean, " ".join("%s=%.2fs" % kv for kv in
 EOF
 }
 
+# The fixed cost of a run (JIT compilation, joining, stopping): 2 nodes, almost no work.
+work=("${args[@]}")
+args=("${THREADS:-8}" 8 1)
+"$program.native" "${args[@]}" >"$tmp/native.out"
+for _ in $(seq "$repeats"); do cluster_run 2 >>"$tmp/startup.t"; done
+args=("${work[@]}")
 "$program.native" "${args[@]}" >"$tmp/native.out"
 for _ in $(seq "$repeats"); do
   cluster_run 1 >>"$tmp/one.t"
@@ -92,7 +98,8 @@ native2=$(median <"$tmp/native2.t")
 native1=$(median <"$tmp/native1.t")
 echo "mandel ${args[*]} (threads rows iterations), median of $repeats runs:"
 printf '  1 node  %.3f s   2 nodes %.3f s   3 nodes %.3f s (n1 and n2 share core 1)\n' "$one" "$two" "$three"
-printf '  native on cores 0,1 %.3f s, on core 0 %.3f s\n' "$native2" "$native1"
+printf '  native on cores 0,1 %.3f s, on core 0 %.3f s; start-up of 2 nodes (no work) %.3f s\n' \
+  "$native2" "$native1" "$(median <"$tmp/startup.t")"
 printf '  1 node / 2 nodes = %.2f   1 node / 3 nodes = %.2f\n' \
   "$(echo "$one / $two" | bc -l)" "$(echo "$one / $three" | bc -l)"
 printf '  2 nodes / native on both cores = %.2f   1 node / native on one core = %.2f\n' \

@@ -217,6 +217,8 @@ void Profiler::recordRemoteCall(std::uint32_t callee, std::uint64_t payload_byte
 
 std::vector<std::uint64_t> Profiler::totals() {
   std::vector<std::uint64_t> sum = retired_;
+  // Not instrumented (--no-profile): every counter of the layout is zero.
+  sum.resize(std::max(sum.size(), layout_.blockSize()), 0);
   for (const std::uint64_t *b : blocks_)
     for (std::size_t i = 0; i < sum.size(); ++i)
       sum[i] += reinterpret_cast<const volatile std::uint64_t *>(b)[i];

@@ -358,6 +358,16 @@ TEST(ClusterProfile, NoProfileWritesNothing) {
   EXPECT_FALSE(std::ifstream(out).good());
 }
 
+// Without profiling there is nothing to report or adapt to, and the cluster runs as placed
+// (every node once crashed reading counters that were never laid out).
+TEST(ClusterProfile, NoProfileOnAClusterRunsAndMatchesNative) {
+  auto native = runProcess({example("phases") + ".native", "1", "20000"});
+  auto r = runProcess({kDistnode, "--no-profile", "--local", "2", "--placement", "scatter",
+                       example("phases") + ".bc", "--", "1", "20000"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, native.out);
+}
+
 TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
   auto r =
       runProcess({kDistnode, "--local", "2", "--placement", "scatter", fixture("crash") + ".bc"},
