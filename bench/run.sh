@@ -38,6 +38,9 @@ print("remote calls per second (tiny_remote, one member node)")
 for t in [1, 4, 16]:
     b = med[f"BM_RemoteCalls_Threads/real_time/threads:{t}"]
     print(f"  {t:>2} app threads: {b['items_per_second']:>9.0f} calls/s")
+b, l = med["BM_Dispatch_StubBaseline"]["real_time"], med["BM_Dispatch_LocalReplica"]["real_time"]
+print("load balancer: a load-balanced call run on this node vs the same body through its stub")
+print(f"  stub {b:.2f} ns   dispatcher {l:.2f} ns   ratio {l / b:.1f}x")
 print("profiling on vs off (same JIT'd code without and with instrumentation, sampling on)")
 for name in ["CallHeavy", "ChattyPhase", "ReduceWork", "NBodyWork"]:
     off = med[f"BM_{name}_ProfileOff"]["real_time"]
