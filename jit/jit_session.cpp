@@ -37,6 +37,7 @@
 #include <map>
 #include <mutex>
 #include <stdlib.h>
+#include <unordered_map>
 
 namespace distnode::jit {
 
@@ -401,6 +402,35 @@ private:
   std::vector<profiler::CodeRange> ranges_;
 };
 
+// Calls between the functions of one placement unit never cross nodes (a unit is placed
+// whole), so after rewriteFunction they call the body itself: a direct call the optimizer may
+// inline, with no stub and no edge counter (the profiler counts calls of the declaration
+// only). A function's calls to itself are such calls. Uses that are not direct calls (a
+// function's address) keep going through the stub.
+void callBodiesInsideUnits(llvm::Module &m, const ProgramAnalysis &analysis) {
+  std::unordered_map<const llvm::Function *, int> unit_of; // IR body → its unit
+  for (const FunctionInfo &f : analysis.functions)
+    if (f.unit >= 0)
+      if (llvm::Function *fn = m.getFunction(f.remote_id >= 0 ? f.name + ".impl" : f.name))
+        unit_of[fn] = f.unit;
+  for (const FunctionInfo &f : analysis.functions) {
+    if (f.remote_id < 0)
+      continue;
+    llvm::Function *decl = m.getFunction(f.name);
+    llvm::Function *body = m.getFunction(f.name + ".impl");
+    if (!decl || !body)
+      continue;
+    for (llvm::Use &use : llvm::make_early_inc_range(decl->uses())) {
+      auto *call = llvm::dyn_cast<llvm::CallBase>(use.getUser());
+      if (!call || !call->isCallee(&use))
+        continue;
+      auto caller = unit_of.find(call->getFunction());
+      if (caller != unit_of.end() && caller->second == f.unit)
+        use.set(body);
+    }
+  }
+}
+
 } // namespace
 
 JitSession::JitSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -527,6 +557,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     impl->functions.push_back(std::move(sig));
     inits[f.name] = {orc::ExecutorAddr::fromPtr(&stubNotLinked), callable};
   }
+  callBodiesInsideUnits(module, analysis);
   if (!inits.empty()) {
     if (auto err = impl->stubs->createStubs(inits))
       return err;

@@ -135,9 +135,12 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
   for (std::size_t s = 0; s < sites.size(); ++s)
     sites_in[sites[s].call->getFunction()].push_back(s);
   std::vector<llvm::Function *> todo;
-  // A profiled body needs the current-function marker only if it calls something: samples
-  // that interrupt its own code are charged by address (Profiler::setCodeRanges), and the
-  // marker is the fallback for samples in code it calls (the C library, say).
+  // A profiled body needs the current-function marker only if it calls code that is not
+  // profiled: samples that interrupt a profiled body's own code are charged by address
+  // (Profiler::setCodeRanges), and the marker is the fallback for samples in code it calls
+  // (the C library, say). A direct call of another profiled body (a call inside a placement
+  // unit, a function's call to itself) needs none: the callee's samples go by address, and it
+  // sets its own marker if it calls further. So a recursive function carries no profiling code.
   auto needsMarker = [&](llvm::Function &f) {
     if (!body_id.count(f.getName().str()))
       return false;
@@ -145,7 +148,7 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
       for (llvm::Instruction &i : bb)
         if (auto *call = llvm::dyn_cast<llvm::CallBase>(&i)) {
           auto *callee = call->getCalledFunction();
-          if (!callee || !callee->isIntrinsic())
+          if (!callee || !(callee->isIntrinsic() || body_id.count(callee->getName().str())))
             return true;
         }
     return false;

@@ -77,5 +77,33 @@ TEST(Relink, SwitchingStubsWhileCallsRunKeepsEveryResultExact) {
   EXPECT_EQ(remote_calls.load(), before) << "linked to the body: no thunk calls";
 }
 
+// A function's calls to itself stay in its placement unit: they call its body directly, not
+// through its stub. With fib's stub pointed at the thunk, only the call from run_fib (another
+// unit) goes through it.
+TEST(Relink, CallsInsideAUnitDoNotGoThroughTheStub) {
+  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_counts.bc");
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+  ProgramAnalysis analysis = analyzeProgram(*program->module);
+  ASSERT_NE(analysis.find("fib")->unit, analysis.find("run_fib")->unit);
+  auto created = JitSession::Create(std::move(*program), analysis, {});
+  ASSERT_TRUE(bool(created)) << llvm::toString(created.takeError());
+  JitSession &session = **created;
+  int fib = session.findFunction("fib");
+  ASSERT_GE(fib, 0);
+  std::atomic<long> through_stub{0};
+  session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
+    std::string error;
+    if (!session.callMarshaled(id, slots, ret, error))
+      std::abort();
+    ++through_stub;
+  });
+  session.relink(static_cast<std::uint32_t>(fib), StubTarget::Remote);
+  auto lookup = session.lookup("run_fib");
+  ASSERT_TRUE(bool(lookup)) << llvm::toString(lookup.takeError());
+  auto run_fib = reinterpret_cast<long (*)(long)>(*lookup);
+  EXPECT_EQ(run_fib(20), 6765);
+  EXPECT_EQ(through_stub.load(), 1) << "fib(20) makes 21890 calls; 21889 are fib's own";
+}
+
 } // namespace
 } // namespace distnode::jit
