@@ -26,8 +26,10 @@ def ns_per_call(name):
     return med[name]["ns_per_call"] * 1e9  # JSON holds seconds per call
 
 d, s = ns_per_call("BM_Call_Direct"), ns_per_call("BM_Call_Stub")
+g = ns_per_call("BM_Call_Guarded")
 print("local call (median of interleaved repetitions)")
 print(f"  direct {d:.3f} ns   stub {s:.3f} ns   extra {s - d:+.3f} ns   ratio {s / d:.2f}x")
+print(f"  guarded (the default; the callee may be inlined) {g:.3f} ns   ratio to direct {g / d:.2f}x")
 print("round trip, raw ZeroMQ DEALER/ROUTER vs remote call of echo_bytes (same payload each way)")
 print(f"  {'bytes':>8} {'raw us':>9} {'remote us':>10} {'ratio':>6}")
 for size in [8, 64, 512, 4096, 32768, 262144, 1048576]:

@@ -26,6 +26,7 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
+#include "llvm/Transforms/Utils/BasicBlockUtils.h"
 
 #include <algorithm>
 #include <atomic>
@@ -431,6 +432,56 @@ void callBodiesInsideUnits(llvm::Module &m, const ProgramAnalysis &analysis) {
   }
 }
 
+// Every remaining direct call of a remotable function's stub (a call from another unit, or
+// from a local function) becomes a guarded call: one relaxed load of the function's link flag
+// (`linked[id]`, JitSession::relink) and a compare; while the function runs on this node the
+// call goes straight to its body (its gated wrapper for a unit whose state migrates), which
+// the optimizer may inline; otherwise through the stub. A re-placement needs no recompilation:
+// relink() flips the flag with the stub and the next call takes the stub. A call that read the
+// flag just before the flip runs here once more, as a call that read the stub just before would:
+// harmless for a stateless unit, and a migratable unit's gated wrapper sends it to the owner.
+// Runs after instrumentation, so that the call's edge counters stay in front of both paths.
+void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
+                const UnitGates &gates, std::atomic<std::uint8_t> *linked) {
+  llvm::LLVMContext &ctx = m.getContext();
+  llvm::Type *i8 = llvm::Type::getInt8Ty(ctx);
+  for (const RemoteSignature &sig : functions) {
+    llvm::Function *decl = m.getFunction(sig.name);
+    llvm::Function *fast =
+        m.getFunction(gates.gated(sig.unit) ? gatedName(sig.name) : sig.name + ".impl");
+    if (!decl || !fast)
+      continue;
+    auto *flag_addr = llvm::ConstantExpr::getIntToPtr(
+        llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx),
+                               reinterpret_cast<std::uintptr_t>(&linked[sig.id])),
+        llvm::PointerType::getUnqual(ctx));
+    for (llvm::Use &use : llvm::make_early_inc_range(decl->uses())) {
+      auto *call = llvm::dyn_cast<llvm::CallInst>(use.getUser());
+      if (!call || !call->isCallee(&use) || call->isMustTailCall())
+        continue;
+      llvm::IRBuilder<> b(call);
+      llvm::LoadInst *flag = b.CreateAlignedLoad(i8, flag_addr, llvm::Align(1), "linked");
+      flag->setAtomic(llvm::AtomicOrdering::Monotonic);
+      llvm::Value *here =
+          b.CreateICmpEQ(flag, b.getInt8(static_cast<std::uint8_t>(StubTarget::Local)));
+      llvm::Instruction *then_term = nullptr, *else_term = nullptr;
+      llvm::SplitBlockAndInsertIfThenElse(here, call, &then_term, &else_term);
+      llvm::BasicBlock *tail = call->getParent();
+      auto *direct = llvm::cast<llvm::CallInst>(call->clone());
+      direct->setCalledFunction(fast);
+      direct->setTailCallKind(llvm::CallInst::TCK_None);
+      direct->insertBefore(then_term);
+      call->moveBefore(else_term);
+      if (!call->getType()->isVoidTy()) {
+        llvm::PHINode *phi = llvm::PHINode::Create(call->getType(), 2, "", &tail->front());
+        call->replaceAllUsesWith(phi);
+        phi->addIncoming(direct, direct->getParent());
+        phi->addIncoming(call, call->getParent());
+      }
+    }
+  }
+}
+
 } // namespace
 
 JitSession::JitSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -558,6 +609,10 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     inits[f.name] = {orc::ExecutorAddr::fromPtr(&stubNotLinked), callable};
   }
   callBodiesInsideUnits(module, analysis);
+  // Until the stubs are linked below, every guarded call takes the stub.
+  impl->linked.reset(new std::atomic<std::uint8_t>[impl->functions.size()]);
+  for (std::size_t id = 0; id < impl->functions.size(); ++id)
+    impl->linked[id] = static_cast<std::uint8_t>(StubTarget::Remote);
   if (!inits.empty()) {
     if (auto err = impl->stubs->createStubs(inits))
       return err;
@@ -646,6 +701,8 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       return err;
   }
 
+  if (options.guard_calls)
+    guardCalls(module, impl->functions, *impl->gates, impl->linked.get());
   orc::ThreadSafeModule tsm(std::move(program.module), std::move(program.context));
   if (auto err = j.addIRModule(std::move(tsm)))
     return err;
@@ -655,7 +712,6 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   impl->impl_addr.resize(n);
   impl->remote_addr.resize(n);
   impl->dispatch.resize(n);
-  impl->linked.reset(new std::atomic<std::uint8_t>[n]);
   for (size_t id = 0; id < n; ++id) {
     const std::string &name = impl->functions[id].name;
     auto body = j.lookup(name + ".impl");

@@ -32,6 +32,11 @@ struct JitOptions {
   /// Instrument the program for the profiler (profiler/): call edges, bytes and self time.
   /// If false, no counters are compiled in at all.
   bool profile = true;
+  /// Guarded calls: a direct call of a remotable function from another unit tests the
+  /// function's link flag and, while it runs on this node, calls its body directly (which the
+  /// optimizer may inline) instead of going through the stub. If false, every such call goes
+  /// through the stub.
+  bool guard_calls = true;
 };
 
 /// Where a remotable function's stub points.

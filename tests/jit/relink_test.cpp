@@ -105,5 +105,38 @@ TEST(Relink, CallsInsideAUnitDoNotGoThroughTheStub) {
   EXPECT_EQ(through_stub.load(), 1) << "fib(20) makes 21890 calls; 21889 are fib's own";
 }
 
+// chain calls step (another unit) through a guarded call: straight to step's body (inlinable)
+// while step's stub points here, and through the stub from the first call after relink()
+// pointed it elsewhere; the compiled code stays as it is.
+TEST(Relink, GuardedCallTakesTheStubFromTheNextCallAfterARelink) {
+  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_relink.bc");
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+  ProgramAnalysis analysis = analyzeProgram(*program->module);
+  ASSERT_NE(analysis.find("step")->unit, analysis.find("chain")->unit);
+  auto created = JitSession::Create(std::move(*program), analysis, {});
+  ASSERT_TRUE(bool(created)) << llvm::toString(created.takeError());
+  JitSession &session = **created;
+  auto step = static_cast<std::uint32_t>(session.findFunction("step"));
+  std::atomic<long> through_stub{0};
+  session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
+    std::string error;
+    if (!session.callMarshaled(id, slots, ret, error))
+      std::abort();
+    ++through_stub;
+  });
+  auto lookup = session.lookup("chain");
+  ASSERT_TRUE(bool(lookup)) << llvm::toString(lookup.takeError());
+  auto chain = reinterpret_cast<std::uint64_t (*)(std::uint64_t, std::uint32_t)>(*lookup);
+
+  EXPECT_EQ(chain(5, 50), expectedChain(5, 50));
+  EXPECT_EQ(through_stub.load(), 0) << "step runs here: no call takes the stub";
+  session.relink(step, StubTarget::Remote);
+  EXPECT_EQ(chain(6, 50), expectedChain(6, 50));
+  EXPECT_EQ(through_stub.load(), 50) << "every call after the relink takes the stub";
+  session.relink(step, StubTarget::Local);
+  EXPECT_EQ(chain(7, 50), expectedChain(7, 50));
+  EXPECT_EQ(through_stub.load(), 50);
+}
+
 } // namespace
 } // namespace distnode::jit
