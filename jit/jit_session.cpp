@@ -186,6 +186,13 @@ constexpr const char *kCallRemoteSymbol = "__distnode_call_remote";
 constexpr const char *kUnitEnterSymbol = "__distnode_unit_enter";
 constexpr const char *kUnitExitSymbol = "__distnode_unit_exit";
 constexpr const char *kThreadInitSymbol = "__distnode_prof_thread_init";
+// Data of this process the generated code refers to by name, never by address, so that the
+// compiled object is the same in every run and can be cached (code_cache.h); each is an
+// absolute symbol defined when the session is created.
+constexpr const char *kSessionSymbol = "__distnode_session"; // the JitSession::Impl
+constexpr const char *kGatesSymbol = "__distnode_gates";     // the UnitGates
+constexpr const char *kLinkedSymbol = "__distnode_linked";   // the link flags, by id
+constexpr const char *kFlushGenerationSymbol = "__distnode_prof_generation";
 constexpr const char *kStringBytesSymbol = "__distnode_prof_string_bytes";
 
 // Bytes a `const char *` argument takes in a call blob (remote_call.h): the presence flag is
@@ -285,6 +292,12 @@ void callRemote(void *context, std::uint32_t id, void **slots, void *ret) {
 void stubNotLinked() {
   std::cerr << "distnode: error: internal: a function stub was called before it was linked\n";
   std::abort();
+}
+
+// A declaration of the process data named `symbol` (see kSessionSymbol): its address is the
+// data's.
+llvm::Constant *runtimeData(llvm::Module &m, const char *symbol) {
+  return m.getOrInsertGlobal(symbol, llvm::Type::getInt8Ty(m.getContext()));
 }
 
 // Moves the body of `name` to `name.impl` behind a fresh declaration `name` (resolved to the
@@ -442,19 +455,18 @@ void callBodiesInsideUnits(llvm::Module &m, const ProgramAnalysis &analysis) {
 // harmless for a stateless unit, and a migratable unit's gated wrapper sends it to the owner.
 // Runs after instrumentation, so that the call's edge counters stay in front of both paths.
 void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
-                const UnitGates &gates, std::atomic<std::uint8_t> *linked) {
+                const UnitGates &gates) {
   llvm::LLVMContext &ctx = m.getContext();
   llvm::Type *i8 = llvm::Type::getInt8Ty(ctx);
+  llvm::Constant *linked = runtimeData(m, kLinkedSymbol);
   for (const RemoteSignature &sig : functions) {
     llvm::Function *decl = m.getFunction(sig.name);
     llvm::Function *fast =
         m.getFunction(gates.gated(sig.unit) ? gatedName(sig.name) : sig.name + ".impl");
     if (!decl || !fast)
       continue;
-    auto *flag_addr = llvm::ConstantExpr::getIntToPtr(
-        llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx),
-                               reinterpret_cast<std::uintptr_t>(&linked[sig.id])),
-        llvm::PointerType::getUnqual(ctx));
+    llvm::Constant *flag_addr = llvm::ConstantExpr::getInBoundsGetElementPtr(
+        i8, linked, llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx), sig.id));
     for (llvm::Use &use : llvm::make_early_inc_range(decl->uses())) {
       auto *call = llvm::dyn_cast<llvm::CallInst>(use.getUser());
       if (!call || !call->isCallee(&use) || call->isMustTailCall())
@@ -584,10 +596,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       llvm::Type::getVoidTy(ctx), {ptr, llvm::Type::getInt32Ty(ctx), ptr, ptr}, false);
   llvm::Function *call_remote = llvm::Function::Create(
       call_remote_type, llvm::GlobalValue::ExternalLinkage, kCallRemoteSymbol, module);
-  llvm::Constant *context = llvm::ConstantExpr::getIntToPtr(
-      llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx),
-                             reinterpret_cast<std::uintptr_t>(impl.get())),
-      ptr);
+  llvm::Constant *context = runtimeData(module, kSessionSymbol);
 
   impl->stubs = orc::createLocalIndirectStubsManagerBuilder(triple)();
   if (!impl->stubs)
@@ -629,10 +638,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     migratable.push_back(u.migratable);
   impl->gates = std::make_unique<UnitGates>(migratable);
   if (std::find(migratable.begin(), migratable.end(), true) != migratable.end()) {
-    llvm::Constant *gates = llvm::ConstantExpr::getIntToPtr(
-        llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx),
-                               reinterpret_cast<std::uintptr_t>(impl->gates.get())),
-        ptr);
+    llvm::Constant *gates = runtimeData(module, kGatesSymbol);
     if (auto err = addUnitGates(module, analysis, impl->functions, gates, kUnitEnterSymbol,
                                 kUnitExitSymbol))
       return err;
@@ -645,13 +651,27 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       return err;
   }
 
+  { // the process data the generated code names (kSessionSymbol...)
+    orc::SymbolMap data;
+    auto exported = llvm::JITSymbolFlags::Exported;
+    data[j.mangleAndIntern(kSessionSymbol)] = {orc::ExecutorAddr::fromPtr(impl.get()), exported};
+    data[j.mangleAndIntern(kGatesSymbol)] = {orc::ExecutorAddr::fromPtr(impl->gates.get()),
+                                             exported};
+    data[j.mangleAndIntern(kLinkedSymbol)] = {orc::ExecutorAddr::fromPtr(impl->linked.get()),
+                                              exported};
+    data[j.mangleAndIntern(kFlushGenerationSymbol)] = {
+        orc::ExecutorAddr::fromPtr(&profiler::Profiler::flushGeneration()), exported};
+    if (auto err = main_jd.define(orc::absoluteSymbols(std::move(data))))
+      return err;
+  }
+
   CodeRangePlugin *code_ranges = nullptr; // owned by the linking layer
   if (options.profile) {
     // Every non-local function is profiled; calls of remotable ones are call edges.
     profiler::InstrumentSpec spec;
     spec.thread_state_offset = profiler::Profiler::threadStateOffset();
     spec.thread_init_symbol = kThreadInitSymbol;
-    spec.flush_generation = &profiler::Profiler::flushGeneration();
+    spec.flush_generation_symbol = kFlushGenerationSymbol;
     auto *string_bytes = llvm::cast<llvm::Function>(
         module
             .getOrInsertFunction(kStringBytesSymbol,
@@ -702,7 +722,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   }
 
   if (options.guard_calls)
-    guardCalls(module, impl->functions, *impl->gates, impl->linked.get());
+    guardCalls(module, impl->functions, *impl->gates);
   orc::ThreadSafeModule tsm(std::move(program.module), std::move(program.context));
   if (auto err = j.addIRModule(std::move(tsm)))
     return err;

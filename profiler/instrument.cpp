@@ -205,8 +205,7 @@ ProfileLayout instrumentModule(llvm::Module &m, const InstrumentSpec &spec) {
     };
     if (!sites_in[f].empty()) {
       llvm::IRBuilder<> sb(setup);
-      generation_addr = sb.CreateIntToPtr(
-          sb.getInt64(reinterpret_cast<std::uintptr_t>(spec.flush_generation)), ptr);
+      generation_addr = m.getOrInsertGlobal(spec.flush_generation_symbol, i32);
       seen = alloca_b.CreateAlloca(i32, nullptr, "prof.seen");
       sb.CreateStore(loadGeneration(sb), seen);
     }

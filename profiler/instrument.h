@@ -36,9 +36,10 @@ struct InstrumentSpec {
   std::ptrdiff_t thread_state_offset = 0;
   /// Name of the slow-path function `ptr ()` that returns this thread's counter block.
   std::string thread_init_symbol;
-  /// Address of the process's flush generation (Profiler::flushGeneration): a frame adds its
-  /// sites' pending counts to the thread's block at the first call after it changes.
-  const void *flush_generation = nullptr;
+  /// Name of the symbol at the process's flush generation (Profiler::flushGeneration, an i32):
+  /// a frame adds its sites' pending counts to the thread's block at the first call after it
+  /// changes. (A name, not an address: the compiled code is the same in every process.)
+  std::string flush_generation_symbol;
 };
 
 /// Instruments `module`: every profiled body records itself as the thread's current function

@@ -203,7 +203,7 @@ public:
   /// Cumulative counts by profile id now; changes nothing.
   [[nodiscard]] ProfileCounts counts();
 
-  /// The flush generation instrumented code watches (InstrumentSpec::flush_generation).
+  /// The flush generation instrumented code watches (InstrumentSpec::flush_generation_symbol).
   static std::atomic<std::uint32_t> &flushGeneration();
   /// Asks every running frame to add its pending call counts to its thread's block at its next
   /// profiled call. A reader that calls this every period sees every call older than one
