@@ -62,8 +62,9 @@ json outcomeJson(const AdaptationLoop::Outcome &o, const ClusterView &v) {
   for (const heuristic::Move &m : o.decision.moves)
     moves.push_back(moveJson(m, v));
   return ok({{"epoch", o.epoch},
-             {"changed", !o.decision.moves.empty()},
+             {"changed", !o.decision.moves.empty() || !o.decision.replica_changes.empty()},
              {"moves", moves},
+             {"replica_changes", o.decision.replica_changes},
              {"reason", o.decision.reason}});
 }
 

@@ -276,12 +276,16 @@ public:
     if (!p.IsMap())
       fail(p, field, "expected a map `function: node`");
     std::vector<PlacementEntry> out;
+    std::set<std::string> functions;
     for (auto it = p.begin(); it != p.end(); ++it) {
       PlacementEntry e;
       e.function = it->first.Scalar();
       e.where = where(it->first);
       std::string at = field + "." + e.function;
+      if (!functions.insert(e.function).second)
+        fail(it->first, at, "`" + e.function + "` is placed twice; keep one entry");
       if (it->second.IsMap()) { // a load-balanced function's replicas: node: weight
+        std::set<std::string> nodes;
         for (auto r = it->second.begin(); r != it->second.end(); ++r) {
           std::string node = r->first.Scalar();
           double weight = 0;
@@ -290,8 +294,12 @@ public:
           } catch (const YAML::Exception &) {
             fail(r->second, at + "." + node, "expected a number (the replica's weight)");
           }
-          if (!(weight > 0) || !std::isfinite(weight) || weight > 1e6)
-            fail(r->second, at + "." + node, "a replica's weight must be a positive number");
+          // Weights travel as 32-bit floats: from one millionth to a million.
+          if (!(weight >= 1e-6 && weight <= 1e6))
+            fail(r->second, at + "." + node,
+                 "a replica's weight must be a number from 0.000001 to 1000000");
+          if (!nodes.insert(node).second)
+            fail(r->first, at, "node `" + node + "` is named twice in one replica set");
           if (c && c->nodeIndex(node) < 0)
             fail(r->first, at, "no node named `" + node + "` in `nodes`");
           e.replicas.emplace_back(node, weight);
@@ -299,6 +307,10 @@ public:
         if (e.replicas.empty())
           fail(it->second, at, "expected a node, or a map `node: weight` of replicas");
       } else {
+        if (!it->second.IsScalar() || it->second.Scalar().empty())
+          fail(it->second, at,
+               "expected a node name, or for a load-balanced function a map `node: weight` of "
+               "its replicas");
         e.node = str(it->second, at);
         if (c && c->nodeIndex(e.node) < 0)
           fail(it->second, at, "no node named `" + e.node + "` in `nodes`");

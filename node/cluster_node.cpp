@@ -118,7 +118,6 @@ struct ClusterNode::Impl {
   std::atomic<bool> chaos_stop{false};
   std::mutex place_mu;               ///< serializes place()
   std::uint64_t last_sent_epoch = 0; ///< entry: the newest epoch sent (place_mu)
-  ReplicaSets replica_plan;          ///< entry: the replica sets to publish next (place_mu)
   std::mutex chaos_mu;               ///< for chaos_cv
   std::condition_variable chaos_cv;
 
@@ -317,6 +316,34 @@ struct ClusterNode::Impl {
     });
   }
 
+  // What is wrong with `sets` as the replica sets of this program's units: every load-balanced
+  // unit has at least one replica and no other unit has any; replicas are on nodes of the
+  // cluster, each node once, with positive finite weights. Checked by the entry node before it
+  // sends a placement and by every node that receives one.
+  std::optional<std::string> checkReplicas(const ReplicaSets &sets) const {
+    if (sets.size() != load_balanced.size())
+      return "replica sets for " + std::to_string(sets.size()) + " units, this program has " +
+             std::to_string(load_balanced.size());
+    for (std::size_t u = 0; u < sets.size(); ++u) {
+      if (!load_balanced[u] && !sets[u].empty())
+        return "replicas for `" + unit_names[u] + "`, which is not load-balanced";
+      if (load_balanced[u] && sets[u].empty())
+        return "no replica for load-balanced `" + unit_names[u] + "`";
+      for (std::size_t i = 0; i < sets[u].size(); ++i) {
+        const Replica &r = sets[u][i];
+        if (r.node >= config.nodes.size())
+          return "a replica of `" + unit_names[u] + "` on node index " + std::to_string(r.node);
+        if (!(r.weight > 0) || !std::isfinite(r.weight))
+          return "a replica of `" + unit_names[u] + "` with weight " + std::to_string(r.weight);
+        for (std::size_t k = 0; k < i; ++k)
+          if (sets[u][k].node == r.node)
+            return "node `" + nodeName(r.node) + "` twice in the replica set of `" + unit_names[u] +
+                   "`";
+      }
+    }
+    return std::nullopt;
+  }
+
   // A Placement from the entry node: checked, then applied. Returns the answer.
   zmq::message_t answerPlacement(const wire::Placement &p) {
     if (!p.owners() || p.owners()->size() != movable.size())
@@ -332,26 +359,16 @@ struct ClusterNode::Impl {
     ReplicaSets replicas(list.size());
     if (p.replicas())
       for (const wire::ReplicaShare *r : *p.replicas()) {
-        std::string bad;
-        if (r->unit() >= list.size() || !load_balanced[r->unit()])
-          bad = "replicas for unit " + std::to_string(r->unit()) + ", which is not load-balanced";
-        else if (r->node() >= config.nodes.size())
-          bad = "a replica on node index " + std::to_string(r->node());
-        else if (!(r->weight() > 0) || !std::isfinite(r->weight()))
-          bad = "a replica weight of " + std::to_string(r->weight());
-        else if (std::any_of(replicas[r->unit()].begin(), replicas[r->unit()].end(),
-                             [&](const Replica &x) { return x.node == r->node(); }))
-          bad = "node index " + std::to_string(r->node()) + " twice in one replica set";
-        if (!bad.empty())
+        if (r->unit() >= list.size())
           return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
-                                      "placement names " + bad);
+                                      "placement names replicas for unit " +
+                                          std::to_string(r->unit()) + " of " +
+                                          std::to_string(list.size()));
         replicas[r->unit()].push_back({r->node(), r->weight()});
       }
-    for (std::size_t u = 0; u < list.size(); ++u)
-      if (load_balanced[u] && replicas[u].empty())
-        return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
-                                    "placement gives load-balanced unit `" + unit_names[u] +
-                                        "` no replica");
+    if (auto bad = checkReplicas(replicas))
+      return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
+                                  "placement names " + *bad);
     applyPlacement(list, replicas, p.epoch());
     return transport::makeReply(p.call_id(), nullptr, 0);
   }
@@ -837,16 +854,14 @@ struct ClusterNode::Impl {
     if (owner.size() != movable.size())
       return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
                   std::to_string(movable.size()));
-    if (replicas) {
-      if (replicas->size() != movable.size())
-        return fail("a placement lists replicas of " + std::to_string(replicas->size()) +
-                    " units, the program has " + std::to_string(movable.size()));
-      for (std::size_t u = 0; u < replicas->size(); ++u)
-        if (load_balanced[u] != !(*replicas)[u].empty())
-          return fail("a placement gives `" + unit_names[u] + "` " +
-                      (load_balanced[u] ? "no replica" : "replicas, but it is not load-balanced"));
-      replica_plan = *replicas;
-    }
+    for (auto o : owner)
+      if (o >= config.nodes.size())
+        return fail("a placement names node index " + std::to_string(o));
+    // The replica sets to publish (those in effect unless new ones are given); they take
+    // effect with the placement's epoch, not before.
+    const ReplicaSets sets = replicas ? *replicas : placement->current().replicas;
+    if (auto bad = checkReplicas(sets))
+      return fail("a placement names " + *bad);
     // Units with state move one at a time, each in an epoch of its own: the old owner closes
     // the unit's gate and drains it, its state goes to the new owner, every node switches, and
     // the gate opens. (Two at once could wait for each other: a call draining from one may be
@@ -876,7 +891,7 @@ struct ClusterNode::Impl {
       spdlog::debug("`{}`: {} bytes of state moved {}→{}", unit_names[u], state->size(),
                     nodeName(from), nodeName(to));
       step[u] = static_cast<std::uint16_t>(to);
-      if (auto published = publishEverywhere(step)) {
+      if (auto published = publishEverywhere(step, placement->current().replicas)) {
         // Some nodes may run the new epoch and the moved state, others not: the state could
         // fork. The cluster cannot go on safely.
         failed(llvm::toString(std::move(published)) + " while `" + unit_names[u] +
@@ -887,16 +902,17 @@ struct ClusterNode::Impl {
                "` did not reopen its gate: " + llvm::toString(opened.takeError()) +
                "; stopping the cluster");
     }
-    if (owner == placement->current().owner && replica_plan == placement->current().replicas &&
+    if (owner == placement->current().owner && sets == placement->current().replicas &&
         placement->current().epoch > 0)
       return llvm::Error::success(); // nothing else changes
 
-    return publishEverywhere(owner);
+    return publishEverywhere(owner, sets);
   }
 
   // `owner` as the next epoch on every node (acknowledged), then here. An epoch number is
   // never sent twice, even when a node did not accept it.
-  llvm::Error publishEverywhere(const std::vector<std::uint16_t> &owner) {
+  llvm::Error publishEverywhere(const std::vector<std::uint16_t> &owner,
+                                const ReplicaSets &replicas) {
     std::vector<int> members;
     {
       std::lock_guard lock(mu);
@@ -907,8 +923,8 @@ struct ClusterNode::Impl {
     std::uint64_t epoch = std::max(placement->current().epoch, last_sent_epoch) + 1;
     last_sent_epoch = epoch;
     std::vector<wire::ReplicaShare> shares;
-    for (std::size_t u = 0; u < replica_plan.size(); ++u)
-      for (const Replica &r : replica_plan[u])
+    for (std::size_t u = 0; u < replicas.size(); ++u)
+      for (const Replica &r : replicas[u])
         shares.emplace_back(static_cast<std::uint16_t>(u), r.node, r.weight);
     for (const Ack &a : broadcast(
              members,
@@ -916,14 +932,14 @@ struct ClusterNode::Impl {
              config.join_timeout))
       if (!a.ok)
         return fail("placement epoch " + std::to_string(epoch) + " not accepted: " + a.text);
-    applyPlacement(owner, replica_plan, epoch);
+    applyPlacement(owner, replicas, epoch);
     return llvm::Error::success();
   }
 
   // One line at the end of a run with load-balanced calls: where this node's calls ran, and
   // how many it served for other nodes.
   void logBalancedCalls() {
-    std::vector<std::uint64_t> sent = dispatcher->dispatched();
+    std::vector<std::uint64_t> sent = dispatcher->ranOn();
     std::uint64_t served = served_balanced.load(), total = served;
     std::string where;
     for (std::size_t i = 0; i < sent.size(); ++i) {
@@ -987,6 +1003,9 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->sha256 = bitcode_sha256;
   impl->on_failure = std::move(on_failure);
   impl->heartbeat_interval = std::max(config.heartbeat_timeout / 5, milliseconds(10));
+  if (analysis.units.size() > 65535) // unit ids travel as 16 bits
+    return fail("the program has " + std::to_string(analysis.units.size()) +
+                " placement units; a cluster places at most 65535");
   for (const auto &f : session.remoteFunctions())
     impl->unit_of.push_back(f.unit);
   for (const jit::PlacementUnit &u : analysis.units) {
@@ -1007,7 +1026,6 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   for (std::size_t u = 0; u < analysis.units.size(); ++u)
     if (impl->load_balanced[u])
       start.replicas[u].push_back({static_cast<std::uint16_t>(impl->entry), 1.0f});
-  impl->replica_plan = start.replicas;
   impl->placement = std::make_unique<PlacementTables>(std::move(start));
   for (std::uint32_t id = 0; id < impl->unit_of.size(); ++id) // the stubs follow the table
     session.relink(id, self == impl->entry ? jit::StubTarget::Local : jit::StubTarget::Remote);
@@ -1182,10 +1200,13 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     }
     ~Outstanding() { put(); }
   } outstanding{*n.dispatcher};
+  const PlacementTable *first = nullptr; // the table the first replica was picked by
   if (balanced) {
-    outstanding.take(n.dispatcher->acquire(n.placement->current().replicas[sig.unit]));
+    first = &n.placement->current();
+    outstanding.take(n.dispatcher->acquire(first->replicas[sig.unit]));
     if (outstanding.node == n.self) {
       n.session->callLocal(id, slots, ret);
+      n.dispatcher->ran(n.self);
       return;
     }
   }
@@ -1213,20 +1234,23 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   int stale = 0;                 // answers in a row by an older placement than this node's
   Clock::time_point stale_since{};
   for (int attempt = 0;; ++attempt) {
-    // Read the placement once per attempt: the owner and the epoch come from one table.
-    const PlacementTable &t = n.placement->current();
+    // Read the placement once per attempt: the owner (or the replica) and the epoch come from
+    // one table; the first attempt of a load-balanced call uses the table its replica was
+    // picked by.
+    const PlacementTable &t = first ? *first : n.placement->current();
+    first = nullptr;
     int owner = t.owner[sig.unit];
-    if (moved_to >= 0 && moved_epoch >= t.epoch) {
-      owner = moved_to;
-      if (balanced) {
+    if (balanced) {
+      if (moved_to >= 0 && moved_epoch > t.epoch) { // the answer knows a newer set: go there
         outstanding.take(-1);
-        n.dispatcher->acquireAt(owner);
-        outstanding.node = owner;
-      }
-    } else if (balanced) {
-      if (attempt > 0) // the first attempt's replica was picked above
+        n.dispatcher->acquireAt(moved_to);
+        outstanding.node = moved_to;
+      } else if (attempt > 0) { // answered Moved by a set this node has too: pick again
         outstanding.take(n.dispatcher->acquire(t.replicas[sig.unit]));
+      }
       owner = outstanding.node;
+    } else if (moved_to >= 0 && moved_epoch >= t.epoch) {
+      owner = moved_to;
     }
     std::uint64_t epoch = std::max(t.epoch, moved_to >= 0 ? moved_epoch : 0);
     if (owner == n.self) { // placed here (re-linked while the call was on its way): run it
@@ -1238,6 +1262,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       }
       n.session->callLocal(id, slots, ret);
       gates.exit(sig.unit);
+      if (balanced)
+        n.dispatcher->ran(n.self);
       return;
     }
 
@@ -1264,6 +1290,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
         profiler::Profiler::instance().recordRemoteCall(
             pid, size + reply_size, answered - marshaled,
             (marshaled - started) + (Clock::now() - answered));
+      if (balanced)
+        n.dispatcher->ran(owner);
       return;
     }
     const wire::Moved *moved = envelope->body_as_Moved();
@@ -1307,9 +1335,7 @@ std::vector<std::uint16_t> ClusterNode::owners() const { return impl_->placement
 
 ReplicaSets ClusterNode::replicas() const { return impl_->placement->current().replicas; }
 
-std::vector<std::uint64_t> ClusterNode::dispatched() const {
-  return impl_->dispatcher->dispatched();
-}
+std::vector<std::uint64_t> ClusterNode::dispatched() const { return impl_->dispatcher->ranOn(); }
 
 std::uint64_t ClusterNode::servedForOthers() const {
   return impl_->served_balanced.load(std::memory_order_relaxed);

@@ -114,8 +114,9 @@ public:
   [[nodiscard]] std::vector<std::uint16_t> owners() const;
   /// The replica sets in effect on this node (by unit; empty for units not load-balanced).
   [[nodiscard]] ReplicaSets replicas() const;
-  /// Calls of load-balanced units this node's dispatcher sent to each node (itself included)
-  /// since the start, and the calls of load-balanced units it served for other nodes.
+  /// Calls of load-balanced units this node's dispatcher handled, by the node each ran on
+  /// (itself included), since the start; and the calls of load-balanced units it served for
+  /// other nodes.
   [[nodiscard]] std::vector<std::uint64_t> dispatched() const;
   [[nodiscard]] std::uint64_t servedForOthers() const;
 

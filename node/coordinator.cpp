@@ -15,8 +15,11 @@ namespace distnode::node {
 namespace {
 
 // A load-balanced unit's replica set is re-spread when a node's share of its calls would move
-// by more than this (see State::respread).
+// by more than kReplicaShareStep, or a node would join (with a share of at least
+// kReplicaJoinShare) or leave (below kReplicaLeaveShare) it (see State::respread).
 constexpr double kReplicaShareStep = 0.2;
+constexpr double kReplicaJoinShare = 0.05;
+constexpr double kReplicaLeaveShare = 0.01;
 
 // The least a planner's change must save, in seconds per second (see Coordinator::round).
 constexpr double kMinGainSPerS = 1e-3;
@@ -261,35 +264,66 @@ struct Coordinator::State {
     }
   }
 
-  // The planner's replica sets for `placement`: each load-balanced unit on the nodes with spare
-  // CPU, weighted by it (heuristic::replicaSets); a drained node has none. A set is proposed
-  // only where it differs from the one in effect: a node joins or leaves it, or a node's share
-  // of the calls moves by more than kReplicaShareStep (shares move with every profile; the
-  // dispatcher's live queue depths do the fine work between epochs).
+  // The replica sets to publish with `d`: for each load-balanced unit, the planner's set for
+  // the placement (heuristic::replicaSets: nodes weighted by their spare CPU), once there is a
+  // profile and every node that takes work has a known capacity; before that, the set in effect
+  // less the drained nodes. A set is proposed only where it differs enough from the one in
+  // effect: a node joins it with a share of at least kReplicaJoinShare and leaves it below
+  // kReplicaLeaveShare (apart, so that a node near the edge does not flap), or a node's share
+  // moves by more than kReplicaShareStep. Shares move with every profile; the dispatcher's
+  // live queue depths do the fine work between epochs. A drained node has no replica.
   void respread(const heuristic::Problem &p, const std::vector<std::uint16_t> &current,
                 Decision &d) const {
-    // Only with a profile, and the capacity of every node that takes work.
-    if (replicas.size() != unit_names.size() || !had_rates)
+    if (replicas.size() != unit_names.size())
       return;
+    bool planned = had_rates;
     for (std::size_t n = 0; n < capacity.size(); ++n)
       if (!drained[n] && !(capacity[n] > 0))
-        return;
-    heuristic::Placement placement(d.change ? d.owners.begin() : current.begin(),
-                                   d.change ? d.owners.end() : current.end());
-    heuristic::CostModel model(p);
+        planned = false;
+    std::map<int, std::vector<std::pair<int, double>>> shares; // by unit
+    if (planned) {
+      heuristic::Placement placement(d.change ? d.owners.begin() : current.begin(),
+                                     d.change ? d.owners.end() : current.end());
+      heuristic::CostModel model(p);
+      for (const heuristic::ReplicaSet &set : heuristic::replicaSets(model, placement))
+        shares[set.unit] = set.shares;
+    }
     ReplicaSets next = replicas;
     bool any = false;
-    for (const heuristic::ReplicaSet &set : heuristic::replicaSets(model, placement)) {
-      std::vector<Replica> proposed;
-      for (auto [node, share] : set.shares)
-        if (share >= 0.02)
-          proposed.push_back({static_cast<std::uint16_t>(node), static_cast<float>(share)});
-      if (proposed.empty())
-        continue; // no node has capacity to offer: keep what runs
-      const std::vector<Replica> &now = replicas[set.unit];
+    for (std::size_t u = 0; u < replicas.size(); ++u) {
+      if (!load_balanced[u])
+        continue;
+      const std::vector<Replica> &now = replicas[u];
       double now_total = 0;
       for (const Replica &r : now)
         now_total += r.weight;
+      auto inSet = [&](int node) {
+        return std::any_of(now.begin(), now.end(),
+                           [&](const Replica &r) { return r.node == node; });
+      };
+      std::vector<Replica> proposed;
+      std::string why;
+      if (planned) {
+        for (auto [node, share] : shares[static_cast<int>(u)])
+          if (!drained[node] && share >= (inSet(node) ? kReplicaLeaveShare : kReplicaJoinShare))
+            proposed.push_back({static_cast<std::uint16_t>(node), static_cast<float>(share)});
+        why = "shares follow the nodes' spare CPU";
+      } else {
+        for (const Replica &r : now)
+          if (!drained[r.node])
+            proposed.push_back({r.node, static_cast<float>(r.weight / now_total)});
+        why = "drained nodes take no calls";
+      }
+      if (proposed.empty()) {
+        if (std::none_of(now.begin(), now.end(), [&](const Replica &r) { return drained[r.node]; }))
+          continue; // no node has capacity to offer: keep what runs
+        proposed.push_back({static_cast<std::uint16_t>(entry), 1.0f}); // everything drained
+      }
+      double total = 0;
+      for (const Replica &r : proposed)
+        total += r.weight;
+      for (Replica &r : proposed)
+        r.weight = static_cast<float>(r.weight / total);
       bool differs = proposed.size() != now.size();
       for (const Replica &r : proposed) {
         auto it = std::find_if(now.begin(), now.end(),
@@ -300,14 +334,14 @@ struct Coordinator::State {
       if (!differs)
         continue;
       any = true;
-      next[set.unit] = proposed;
-      std::string text = "re-spread `" + unit_names[set.unit] + "` (load-balanced) over ";
+      next[u] = proposed;
+      std::string text = "re-spread `" + unit_names[u] + "` (load-balanced) over ";
       for (const Replica &r : proposed) {
         char share[32];
         std::snprintf(share, sizeof share, " %.0f%%", 100.0 * r.weight);
         text += (&r == &proposed.front() ? "" : ", ") + node_names[r.node] + share;
       }
-      d.replica_changes.push_back(text + ": shares follow the nodes' spare CPU");
+      d.replica_changes.push_back(text + ": " + why);
     }
     if (!any)
       return;

@@ -82,6 +82,9 @@ void printMoves(const json &a, std::ostream &out) {
   if (a.value("changed", false)) {
     for (const auto &m : a["moves"])
       out << str(m["why"]) << "\n";
+    if (a.contains("replica_changes"))
+      for (const auto &r : a["replica_changes"])
+        out << str(r) << "\n";
     out << "placement epoch " << str(a["epoch"]) << " in effect\n";
   } else {
     out << "nothing moved (" << str(a.value("reason", json("no change"))) << "); epoch "

@@ -355,7 +355,8 @@ int main(int argc, char **argv) {
                     ->check(CLI::Range(1, 64))
                     ->excludes(join);
   app.add_option("--placement", opt.placement,
-                 "static placement: a YAML file `function: node`, or `scatter` (placement units "
+                 "starting placement: a YAML file `function: node` (a load-balanced function: "
+                 "`function: {node: weight, ...}`, its replicas), or `scatter` (placement units "
                  "round-robin over the nodes)");
   app.add_option("--join-timeout-ms", opt.join_timeout_ms,
                  "with --local: how long the entry node waits for the others")
@@ -386,8 +387,9 @@ int main(int argc, char **argv) {
                  "with --local: write the generated cluster.yaml here (for distctl --cluster)")
       ->needs(local);
   app.add_option("--chaos-ms", opt.chaos_ms,
-                 "test option: every this many milliseconds, move every stateless placeable "
-                 "unit to a random node (a new placement epoch)")
+                 "test option: every this many milliseconds, move every placeable unit that can "
+                 "move to a random node and give every load-balanced one a random replica set "
+                 "(a new placement epoch)")
       ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);

@@ -30,7 +30,8 @@ struct PlacementTable {
 
 /// The tables a node has published. A reader loads the current one once (one acquire load)
 /// and sees one whole version; every table is kept for the run, so a reader never holds a
-/// freed one (tables are small: two bytes a unit and eight a replica). Thread-safe.
+/// freed one (tables are small: two bytes and an empty vector a unit, eight bytes a replica).
+/// Thread-safe.
 class PlacementTables {
 public:
   explicit PlacementTables(PlacementTable initial);

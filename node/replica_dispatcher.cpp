@@ -8,10 +8,10 @@ namespace distnode::node {
 ReplicaDispatcher::ReplicaDispatcher(int nodes, int self, int local_slots)
     : nodes_(nodes), self_(self), slots_(std::max(1, local_slots)),
       outstanding_(new std::atomic<int>[static_cast<std::size_t>(nodes)]),
-      dispatched_(new std::atomic<std::uint64_t>[static_cast<std::size_t>(nodes)]) {
+      ran_(new std::atomic<std::uint64_t>[static_cast<std::size_t>(nodes)]) {
   for (int n = 0; n < nodes_; ++n) {
     outstanding_[n] = 0;
-    dispatched_[n] = 0;
+    ran_[n] = 0;
   }
 }
 
@@ -22,10 +22,8 @@ int ReplicaDispatcher::acquire(const std::vector<Replica> &set) {
     int running = outstanding_[self_].load(std::memory_order_relaxed);
     while (running < slots_)
       if (outstanding_[self_].compare_exchange_weak(running, running + 1,
-                                                    std::memory_order_relaxed)) {
-        dispatched_[self_].fetch_add(1, std::memory_order_relaxed);
+                                                    std::memory_order_relaxed))
         return self_;
-      }
   }
   // The least loaded replica per unit of weight, counting this call; a tie goes to this node,
   // then to the first in the set.
@@ -43,7 +41,6 @@ int ReplicaDispatcher::acquire(const std::vector<Replica> &set) {
   if (best < 0) // a set without a usable replica (the placement checks prevent it): run here
     best = self_;
   acquireAt(best);
-  dispatched_[best].fetch_add(1, std::memory_order_relaxed);
   return best;
 }
 
@@ -59,10 +56,12 @@ int ReplicaDispatcher::outstanding(int node) const {
   return outstanding_[node].load(std::memory_order_relaxed);
 }
 
-std::vector<std::uint64_t> ReplicaDispatcher::dispatched() const {
+void ReplicaDispatcher::ran(int node) { ran_[node].fetch_add(1, std::memory_order_relaxed); }
+
+std::vector<std::uint64_t> ReplicaDispatcher::ranOn() const {
   std::vector<std::uint64_t> out(static_cast<std::size_t>(nodes_));
   for (int n = 0; n < nodes_; ++n)
-    out[n] = dispatched_[n].load(std::memory_order_relaxed);
+    out[n] = ran_[n].load(std::memory_order_relaxed);
   return out;
 }
 

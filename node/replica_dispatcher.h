@@ -34,17 +34,22 @@ public:
   void acquireAt(int node);
   void release(int node);
 
+  /// A call this node's dispatcher handled ended, having run on `node`.
+  void ran(int node);
+
   /// Calls outstanding on `node` now (on this node: the ones running here).
   [[nodiscard]] int outstanding(int node) const;
-  /// Calls this node's dispatcher sent to each node since the start (this node: run here).
-  [[nodiscard]] std::vector<std::uint64_t> dispatched() const;
+  /// Calls this node's dispatcher handled that ran on each node (itself included), since the
+  /// start. (Calls through a stub linked straight to the body, where a unit's only replica is
+  /// this node, do not pass the dispatcher.)
+  [[nodiscard]] std::vector<std::uint64_t> ranOn() const;
   [[nodiscard]] int self() const { return self_; }
   [[nodiscard]] int localSlots() const { return slots_; }
 
 private:
   int nodes_, self_, slots_;
   std::unique_ptr<std::atomic<int>[]> outstanding_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> dispatched_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> ran_;
 };
 
 } // namespace distnode::node

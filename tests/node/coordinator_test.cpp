@@ -236,6 +236,28 @@ TEST(Coordinator, SpreadsALoadBalancedUnitOverTheSpareCpu) {
   EXPECT_EQ(drained.replicas[4][0].node, 0);
 }
 
+// Before the nodes' capacities are known (no report yet, none configured), draining a node
+// still takes it out of every replica set; the others keep their weights.
+TEST(Coordinator, DrainBeforeAnyProfileTakesTheNodeOutOfReplicaSets) {
+  jit::ProgramAnalysis a = program();
+  a.units[4].load_balanced = true;
+  Coordinator c(a, kFunctions, cluster(3, 0.0), 0, fast());
+  ReplicaSets everywhere(a.units.size());
+  everywhere[4] = {{0, 1.0f}, {1, 1.0f}, {2, 2.0f}};
+  c.setReplicas(everywhere);
+  ASSERT_FALSE(c.drain(1, true).has_value());
+  Decision d = c.repartition(kStart, 0.5);
+  ASSERT_EQ(d.replicas.size(), a.units.size()) << d.reason;
+  ASSERT_EQ(d.replicas[4].size(), 2u);
+  EXPECT_EQ(d.replicas[4][0].node, 0);
+  EXPECT_NEAR(d.replicas[4][0].weight, 1.0 / 3, 1e-6);
+  EXPECT_EQ(d.replicas[4][1].node, 2);
+  EXPECT_NEAR(d.replicas[4][1].weight, 2.0 / 3, 1e-6);
+  ASSERT_EQ(d.replica_changes.size(), 1u);
+  EXPECT_EQ(d.replica_changes[0], "re-spread `heavy_b` (load-balanced) over n0 33%, n2 67%: "
+                                  "drained nodes take no calls");
+}
+
 TEST(Coordinator, MovesThatSaveAlmostNothingAreNotMade) {
   jit::ProgramAnalysis a = program();
   Coordinator c(a, kFunctions, cluster(2), 0, fast());

@@ -151,9 +151,13 @@ TEST(LoadBalanced, PlacementFileNamesTheReplicas) {
 TEST(LoadBalanced, BadReplicaSetsAreOneLineErrors) {
   for (const auto &[text, needle] : std::vector<std::pair<std::string, std::string>>{
            {"render_row: {n7: 1}\n", "`render_row`: no node `n7`"},
-           {"render_row: {n1: -2}\n", "a replica's weight must be a positive number"},
+           {"render_row: {n1: -2}\n", "a replica's weight must be a number from"},
            {"render_row: {n1: lots}\n", "expected a number (the replica's weight)"},
-           {"main: {n0: 1}\n", "`main` is not load-balanced"}}) {
+           {"main: {n0: 1}\n", "`main` is not load-balanced"},
+           {"render_row: {n0: 1, n0: 2}\n", "node `n0` is named twice in one replica set"},
+           {"render_row: {n1: 1e-46}\n", "weight must be a number from 0.000001 to 1000000"},
+           {"render_row: n1\nrender_row: n0\n", "`render_row` is placed twice"},
+           {"render_row: [n0, n1]\n", "or for a load-balanced function a map `node: weight`"}}) {
     SCOPED_TRACE(text);
     std::string placement = writeTempFile("lb-bad.yaml", text);
     ProcessResult r = distnode({"--local", "2", "--placement", placement});

@@ -52,9 +52,13 @@ TEST(ReplicaDispatcher, NeverBehindABusyReplicaWhileAnotherIsIdle) {
 
 TEST(ReplicaDispatcher, OnlyReplicasOfTheSetAreUsed) {
   ReplicaDispatcher d(3, 0, 4);
-  for (int call = 0; call < 10; ++call)
-    EXPECT_EQ(d.acquire(set({{2, 1}})), 2);
-  EXPECT_EQ(d.dispatched(), (std::vector<std::uint64_t>{0, 0, 10}));
+  for (int call = 0; call < 10; ++call) {
+    int node = d.acquire(set({{2, 1}}));
+    EXPECT_EQ(node, 2);
+    d.ran(node);
+  }
+  EXPECT_EQ(d.ranOn(), (std::vector<std::uint64_t>{0, 0, 10}));
+  EXPECT_EQ(d.outstanding(2), 10) << "until released";
 }
 
 // When every replica is busy the calls split by the weights. Simulated: 12 program threads
