@@ -2,6 +2,7 @@
 #include "jit/jit_session.h"
 
 #include "jit/bitcode.h"
+#include "jit/code_cache.h"
 #include "jit/program_analysis.h"
 #include "jit/stack_reserve.h"
 #include "jit/unit_gate.h"
@@ -10,6 +11,7 @@
 #include "profiler/profiler.h"
 
 #include "llvm/ExecutionEngine/JITLink/JITLink.h"
+#include "llvm/ExecutionEngine/Orc/CompileUtils.h"
 #include "llvm/ExecutionEngine/Orc/Core.h"
 #include "llvm/ExecutionEngine/Orc/IndirectionUtils.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
@@ -163,12 +165,16 @@ std::string firstUser(const llvm::Module &m, const std::string &name) {
 
 struct JitSession::Impl {
   std::string path;
+  // The code cache (or null): the JIT's compiler hands it objects for as long as the JIT
+  // lives (also when it compiles its own deinitialization code), so it is destroyed after it.
+  std::unique_ptr<CodeCache> cache;
   std::unique_ptr<orc::LLJIT> jit;
   std::unique_ptr<orc::IndirectStubsManager> stubs;
   std::vector<RemoteSignature> functions;
   std::vector<std::uint64_t> impl_addr, remote_addr;
   std::vector<DispatchFn> dispatch;
   std::unique_ptr<std::atomic<std::uint8_t>[]> linked; // StubTarget per function
+  std::string cache_status;                            // what the code cache did
   bool profiling = false;                              // the program is instrumented
   std::vector<std::uint32_t> profile_ids;              // profiler id by remote id
   RemoteHandler remote_handler;
@@ -515,7 +521,22 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   if (!tm)
     return tm.takeError();
 
-  auto jit = orc::LLJITBuilder().setJITTargetMachineBuilder(jtmb).create();
+  // With a code cache, the compiler hands every object it makes to the cache (code_cache.h).
+  if (!options.code_cache_dir.empty())
+    impl->cache = std::make_unique<CodeCache>(options.code_cache_dir);
+  CodeCache *cache = impl->cache.get();
+  orc::LLJITBuilder builder;
+  builder.setJITTargetMachineBuilder(jtmb);
+  if (cache)
+    builder.setCompileFunctionCreator(
+        [cache](orc::JITTargetMachineBuilder machine)
+            -> llvm::Expected<std::unique_ptr<orc::IRCompileLayer::IRCompiler>> {
+          auto tm = machine.createTargetMachine();
+          if (!tm)
+            return tm.takeError();
+          return std::make_unique<orc::TMOwningSimpleCompiler>(std::move(*tm), cache);
+        });
+  auto jit = builder.create();
   if (!jit)
     return jit.takeError();
   impl->jit = std::move(*jit);
@@ -723,9 +744,24 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
 
   if (options.guard_calls)
     guardCalls(module, impl->functions, *impl->gates);
-  orc::ThreadSafeModule tsm(std::move(program.module), std::move(program.context));
-  if (auto err = j.addIRModule(std::move(tsm)))
-    return err;
+  // A program compiled before with the same options is linked from the code cache; otherwise
+  // it is optimized and compiled here (and the cache stores the object).
+  bool loaded = false;
+  if (cache) {
+    std::string key = CodeCache::key(module, options.optimize ? "O2" : "O0");
+    if (auto object = cache->load(key)) {
+      if (auto err = j.addObjectFile(std::move(object)))
+        return err;
+      loaded = true;
+    } else {
+      module.setModuleIdentifier(key);
+    }
+  }
+  if (!loaded) {
+    orc::ThreadSafeModule tsm(std::move(program.module), std::move(program.context));
+    if (auto err = j.addIRModule(std::move(tsm)))
+      return err;
+  }
 
   // Compile now and link every stub to its local body.
   size_t n = impl->functions.size();
@@ -768,13 +804,14 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     for (std::size_t k = 0; k < analysis.units[u].state.size(); ++k)
       impl->state[u].emplace_back(addresses[k], analysis.units[u].state[k].bytes);
   }
-  if (code_ranges) {
-    // Everything is in one module: looking up any symbol links all of it (the lookups above
-    // did, unless the program has no remotable function).
-    if (auto err = j.lookup("main").takeError())
-      llvm::consumeError(std::move(err)); // a program without main: no range for it
+  // Everything is in one module: looking up any symbol compiles and links all of it now (the
+  // lookups above did, unless the program has no remotable function), not at the first call.
+  if (auto err = j.lookup("main").takeError())
+    llvm::consumeError(std::move(err)); // a program without main: nothing to run anyway
+  if (code_ranges)
     profiler::Profiler::instance().setCodeRanges(code_ranges->ranges());
-  }
+  if (cache)
+    impl->cache_status = cache->status();
   return std::unique_ptr<JitSession>(new JitSession(std::move(impl)));
 }
 
@@ -801,6 +838,8 @@ void JitSession::relink(std::uint32_t id, StubTarget target) {
 StubTarget JitSession::linkedTo(std::uint32_t id) const {
   return static_cast<StubTarget>(impl_->linked[id].load());
 }
+
+std::string JitSession::codeCacheStatus() const { return impl_->cache_status; }
 
 std::uint32_t JitSession::profileId(std::uint32_t id) const {
   return id < impl_->profile_ids.size() ? impl_->profile_ids[id] : 0;

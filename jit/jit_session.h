@@ -37,7 +37,14 @@ struct JitOptions {
   /// optimizer may inline) instead of going through the stub. If false, every such call goes
   /// through the stub.
   bool guard_calls = true;
+  /// Where compiled programs are kept (code_cache.h); "" for no cache. A program compiled
+  /// before with the same options is loaded from there instead of being compiled.
+  std::string code_cache_dir;
 };
+
+/// The code cache's default directory (code_cache.h): $DISTNODE_CACHE_DIR, else
+/// $XDG_CACHE_HOME/distnode, else $HOME/.cache/distnode ("" if none is set).
+[[nodiscard]] std::string defaultCodeCacheDir();
 
 /// Where a remotable function's stub points.
 enum class StubTarget { Local, Remote };
@@ -82,6 +89,10 @@ public:
   /// The profiler's id of remotable function `id` (profiler::Profiler), or 0 when the program
   /// is not instrumented.
   [[nodiscard]] std::uint32_t profileId(std::uint32_t id) const;
+
+  /// What the code cache did in Create ("loaded PATH ...", "compiled; stored PATH"), or "" when
+  /// there is no cache.
+  [[nodiscard]] std::string codeCacheStatus() const;
 
   /// Sets what remote thunks call. Without one, a call through a thunk is a fatal error.
   void setRemoteHandler(RemoteHandler handler);

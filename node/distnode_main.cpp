@@ -71,6 +71,8 @@ struct Options {
   std::string placement;
   long join_timeout_ms = 10000;
   bool no_profile = false;
+  std::string code_cache = distnode::jit::defaultCodeCacheDir();
+  bool no_code_cache = false;
   std::string profile_out;
   long profile_half_life_ms = 10000;
   long chaos_ms = 0;
@@ -161,6 +163,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   std::string name = opt.name.empty() ? config->entry : opt.name;
   if (auto err = distnode::node::setupLogging(name, opt.log_level, opt.log_file))
     return reportError(std::move(err));
+  if (!session.codeCacheStatus().empty())
+    spdlog::info("code cache: {}", session.codeCacheStatus());
   int self = config->nodeIndex(name);
   if (self < 0)
     return reportError(opt.join + ": no node named `" + name + "`; --name must be one of its " +
@@ -309,11 +313,15 @@ int run(const Options &opt, distnode::jit::Program program,
   distnode::jit::JitOptions jit_options;
   jit_options.optimize = !opt.no_opt;
   jit_options.profile = !opt.no_profile;
+  if (!opt.no_code_cache)
+    jit_options.code_cache_dir = opt.code_cache;
   auto session = distnode::jit::JitSession::Create(std::move(program), analysis, jit_options);
   if (!session)
     return reportError(session.takeError());
   if (opt.loopback)
     linkAllThroughLoopback(**session);
+  if (opt.join.empty() && !(*session)->codeCacheStatus().empty())
+    spdlog::info("code cache: {}", (*session)->codeCacheStatus());
   if (!opt.join.empty())
     return runClusterNode(opt, **session, analysis, sha256);
   (*session)->setExitHook([&opt](int) { writeProfile(opt, "local", {}); });
@@ -363,6 +371,12 @@ int main(int argc, char **argv) {
       ->needs(local)
       ->check(CLI::PositiveNumber);
   app.add_flag("--no-profile", opt.no_profile, "compile no profiling counters and take no samples");
+  app.add_option("--code-cache", opt.code_cache,
+                 "where compiled programs are kept, so that the next run of the same program with "
+                 "the same options starts without compiling (default: $DISTNODE_CACHE_DIR, else "
+                 "$XDG_CACHE_HOME/distnode, else ~/.cache/distnode; remove it to clear it)");
+  app.add_flag("--no-code-cache", opt.no_code_cache,
+               "compile the program without looking in or writing to the code cache");
   app.add_option("--profile-out", opt.profile_out,
                  "when the program ends, write the profile (all nodes' and merged) to this JSON "
                  "file; on a cluster, the entry node writes it");
@@ -438,6 +452,11 @@ int main(int argc, char **argv) {
       local_options.node_flags.push_back("--verbose");
     if (opt.no_profile)
       local_options.node_flags.push_back("--no-profile");
+    if (opt.no_code_cache)
+      local_options.node_flags.push_back("--no-code-cache");
+    else
+      local_options.node_flags.insert(local_options.node_flags.end(),
+                                      {"--code-cache", opt.code_cache});
     local_options.node_flags.insert(local_options.node_flags.end(), {"--log-level", opt.log_level});
     if (!opt.log_file.empty())
       local_options.node_flags.insert(local_options.node_flags.end(), {"--log-file", opt.log_file});

@@ -6,8 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
+
+#include <unistd.h>
 
 namespace distnode::testing {
 namespace {
@@ -81,6 +84,47 @@ TEST(DistnodeCli, PassesArgumentsStreamsAndExitCode) {
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_EQ(r.out, "arg 1: one\narg 2: two words\narg 3: --three\n");
   EXPECT_EQ(r.err, "to stderr\n");
+}
+
+// The code cache: a program compiled once is loaded on the next run; other options or other
+// bitcode are other entries; a damaged entry is compiled afresh and replaced. Output stays the
+// same whichever way the code came.
+TEST(DistnodeCli, CodeCacheIsUsedOnASecondRunAndIgnoredWhenBitcodeOrOptionsChange) {
+  std::string dir = ::testing::TempDir() + "code-cache-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  auto run = [&](const std::string &program, std::vector<std::string> flags) {
+    std::vector<std::string> argv = {kDistnode, "--code-cache", dir, "--log-level", "info"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.insert(argv.end(), {fixture(program), "--", "a"});
+    ProcessResult r = runProcess(argv);
+    EXPECT_EQ(r.exit_code, program == "hello" ? 1 : 0) << r.err;
+    if (program == "hello") {
+      EXPECT_EQ(r.out, "arg 1: a\n");
+    }
+    bool loaded = r.err.find("code cache: loaded " + dir) != std::string::npos;
+    bool stored = r.err.find("code cache: compiled; stored " + dir) != std::string::npos;
+    EXPECT_NE(loaded, stored) << r.err;
+    return loaded ? "loaded" : "compiled";
+  };
+  EXPECT_STREQ(run("hello", {}), "compiled");
+  EXPECT_STREQ(run("hello", {}), "loaded");
+  EXPECT_STREQ(run("hello", {"--no-profile"}), "compiled") << "other options, other code";
+  EXPECT_STREQ(run("hello", {"--no-profile"}), "loaded");
+  EXPECT_STREQ(run("threads", {}), "compiled") << "other bitcode";
+  EXPECT_STREQ(run("hello", {}), "loaded") << "entries are kept side by side";
+  std::size_t entries = 0;
+  for (const auto &e : std::filesystem::directory_iterator(dir)) {
+    ++entries;
+    EXPECT_EQ(e.path().extension(), ".o");
+    std::ofstream(e.path(), std::ios::trunc) << "not an object file"; // damage every entry
+  }
+  EXPECT_EQ(entries, 3u);
+  EXPECT_STREQ(run("hello", {}), "compiled") << "a damaged entry is compiled afresh";
+  EXPECT_STREQ(run("hello", {}), "loaded") << "and replaced";
+  ProcessResult off = runProcess({kDistnode, "--code-cache", dir, "--no-code-cache", "--log-level",
+                                  "info", fixture("hello"), "--", "a"});
+  EXPECT_EQ(off.err.find("code cache"), std::string::npos) << off.err;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(DistnodeCli, AnalyzeTextExplainsEachDecision) {
