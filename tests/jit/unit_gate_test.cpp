@@ -188,5 +188,41 @@ TEST(UnitState, ClosedGateSendsLocalCallsToTheRuntime) {
   EXPECT_EQ(s->gates().active(unit), 0);
 }
 
+// bump_twice (another unit) calls bump through guarded calls, which may inline bump's gated
+// body: with bump's gate closed, or with its stub pointed away once its state left, both calls
+// go to the runtime; no inlined body runs against state that is not here.
+TEST(UnitState, GuardedCallsFromAnotherUnitGoWhereTheStateIs) {
+  ProgramAnalysis a;
+  auto s = session(a);
+  ASSERT_TRUE(s);
+  ASSERT_NE(a.find("bump_twice")->unit, a.find("bump")->unit);
+  std::uint32_t unit = static_cast<std::uint32_t>(a.find("bump")->unit);
+  auto bump_id = static_cast<std::uint32_t>(s->findFunction("bump"));
+  int rerouted = 0;
+  s->setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
+    ++rerouted; // runs the call here, as the owner would
+    s->gates().open(unit);
+    s->gates().setOwned(unit, true);
+    ASSERT_TRUE(s->gates().tryEnter(unit));
+    s->callLocal(id, slots, ret);
+    s->gates().exit(unit);
+  });
+  auto twice = reinterpret_cast<std::uint64_t (*)(std::uint64_t)>(*s->lookup("bump_twice"));
+  EXPECT_EQ(twice(1), 1u + 3u); // counter 1, then 3
+  EXPECT_EQ(rerouted, 0);
+  ASSERT_TRUE(s->gates().closeAndDrain(unit, 1s));
+  EXPECT_EQ(twice(1), 4u + 6u);
+  EXPECT_EQ(rerouted, 1) << "the first call finds the gate closed; the handler reopened it";
+  // The state left: the stub points away and this node no longer owns the unit.
+  s->gates().setOwned(unit, false);
+  s->relink(bump_id, StubTarget::Remote);
+  rerouted = 0;
+  EXPECT_EQ(twice(1), 7u + 9u);
+  EXPECT_EQ(rerouted, 2) << "both calls take the stub";
+  s->relink(bump_id, StubTarget::Local);
+  EXPECT_EQ(twice(1), 10u + 12u);
+  EXPECT_EQ(rerouted, 2) << "linked here again: no call leaves";
+}
+
 } // namespace
 } // namespace distnode::jit
