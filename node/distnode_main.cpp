@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 namespace {
@@ -36,7 +37,7 @@ constexpr int kUsageOrInputError = 2;
 
 int reportError(const std::string &message) {
   std::fflush(stdout);
-  std::cerr << "distnode: error: " << message << "\n";
+  std::cerr << "distnode: error: " + message + "\n"; // one write: other nodes share stderr
   return kUsageOrInputError;
 }
 
@@ -49,7 +50,7 @@ int reportError(llvm::Error err) {
     size_t nl = message.find('\n', start);
     std::string line = message.substr(start, nl == std::string::npos ? nl : nl - start);
     if (!line.empty())
-      std::cerr << "distnode: error: " << line << "\n";
+      std::cerr << "distnode: error: " + line + "\n";
     if (nl == std::string::npos)
       break;
     start = nl + 1;
@@ -120,7 +121,7 @@ int analyze(const Options &opt, const distnode::jit::Program &program,
     std::cout << distnode::node::analysisToText(analysis, program.path);
   std::cout.flush();
   for (const auto &e : analysis.errors)
-    std::cerr << "distnode: error: " << e.str() << "\n";
+    std::cerr << "distnode: error: " + e.str() + "\n";
   return analysis.errors.empty() ? 0 : kUsageOrInputError;
 }
 
@@ -186,7 +187,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     spdlog::default_logger()->flush();
     std::fflush(nullptr);
     if (!message.empty())
-      std::cerr << "distnode: error: " << message << std::endl;
+      std::cerr << "distnode: error: " + message + "\n" << std::flush;
     std::_Exit(exit_code);
   };
   auto node = ClusterNode::Create(*config, self, session, analysis, sha256, on_failure);
@@ -247,13 +248,16 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   }
   if (opt.verbose)
     for (const auto &f : session.remoteFunctions()) {
-      std::cerr << "distnode: placement: " << f.name << " on ";
+      // One write per line: other nodes' lines reach the same stderr.
+      std::ostringstream line;
+      line << "distnode: placement: " << f.name << " on ";
       if (start->replicas[f.unit].empty())
-        std::cerr << config->nodes[start->owners[f.unit]].name;
+        line << config->nodes[start->owners[f.unit]].name;
       for (const Replica &r : start->replicas[f.unit]) // load-balanced
-        std::cerr << (&r == &start->replicas[f.unit].front() ? "replicas " : ", ")
-                  << config->nodes[r.node].name << " (weight " << r.weight << ")";
-      std::cerr << "\n";
+        line << (&r == &start->replicas[f.unit].front() ? "replicas " : ", ")
+             << config->nodes[r.node].name << " (weight " << r.weight << ")";
+      line << "\n";
+      std::cerr << line.str() << std::flush;
     }
   // The coordinator lives as long as the process: the control thread feeds it until the end.
   static Coordinator coordinator(analysis,
@@ -304,7 +308,7 @@ int run(const Options &opt, distnode::jit::Program program,
         const distnode::jit::ProgramAnalysis &analysis) {
   if (!analysis.errors.empty()) {
     for (const auto &e : analysis.errors)
-      std::cerr << "distnode: error: " << e.str() << "\n";
+      std::cerr << "distnode: error: " + e.str() + "\n";
     return kUsageOrInputError;
   }
   if (auto err = distnode::jit::checkHasMain(program))
