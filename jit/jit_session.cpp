@@ -460,8 +460,13 @@ void callBodiesInsideUnits(llvm::Module &m, const ProgramAnalysis &analysis) {
 // flag just before the flip runs here once more, as a call that read the stub just before would:
 // harmless for a stateless unit, and a migratable unit's gated wrapper sends it to the owner.
 // Runs after instrumentation, so that the call's edge counters stay in front of both paths.
+//
+// With profiling, the direct branch is not inlined: CPU samples are charged by the address
+// they hit, and a callee inlined into a caller of another unit would have its time charged to
+// the caller's unit, which would mislead the planner (calls inside a unit may still be inlined:
+// their time stays in their unit). Without profiling the optimizer decides.
 void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
-                const UnitGates &gates) {
+                const UnitGates &gates, bool keep_bodies_apart) {
   llvm::LLVMContext &ctx = m.getContext();
   llvm::Type *i8 = llvm::Type::getInt8Ty(ctx);
   llvm::Constant *linked = runtimeData(m, kLinkedSymbol);
@@ -486,7 +491,9 @@ void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
       llvm::SplitBlockAndInsertIfThenElse(here, call, &then_term, &else_term);
       llvm::BasicBlock *tail = call->getParent();
       auto *direct = llvm::cast<llvm::CallInst>(call->clone());
-      direct->setCalledFunction(fast);
+      direct->setCalledOperand(fast); // the call's own type (an unprototyped call may differ)
+      if (keep_bodies_apart)
+        direct->addFnAttr(llvm::Attribute::NoInline);
       direct->setTailCallKind(llvm::CallInst::TCK_None);
       direct->insertBefore(then_term);
       call->moveBefore(else_term);
@@ -729,10 +736,6 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       linker->addPlugin(std::move(plugin));
     }
     profiler::Profiler::instance().configure(profiler::instrumentModule(module, spec));
-    std::string broken;
-    llvm::raw_string_ostream os(broken);
-    if (llvm::verifyModule(module, &os))
-      return fail("internal: instrumented IR does not verify: " + broken.substr(0, 400));
     orc::SymbolMap hooks;
     hooks[j.mangleAndIntern(kThreadInitSymbol)] = {
         orc::ExecutorAddr::fromPtr(&profiler::Profiler::threadInit), callable};
@@ -743,7 +746,13 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   }
 
   if (options.guard_calls)
-    guardCalls(module, impl->functions, *impl->gates);
+    guardCalls(module, impl->functions, *impl->gates, options.profile);
+  {
+    std::string broken;
+    llvm::raw_string_ostream os(broken);
+    if (llvm::verifyModule(module, &os))
+      return fail("internal: the generated IR does not verify: " + broken.substr(0, 400));
+  }
   // A program compiled before with the same options is linked from the code cache; otherwise
   // it is optimized and compiled here (and the cache stores the object).
   bool loaded = false;

@@ -125,15 +125,16 @@ int analyze(const Options &opt, const distnode::jit::Program &program,
   return analysis.errors.empty() ? 0 : kUsageOrInputError;
 }
 
-// Self-check: every remotable function is called through its thunk, its arguments marshaled,
-// served by its dispatcher in this process and its reply unmarshaled, exactly as a call to
-// another node but without the network.
+// Self-check: every call of a remotable function from another placement unit goes through its
+// thunk, its arguments marshaled, served by its dispatcher in this process and its reply
+// unmarshaled, exactly as a call to another node but without the network. (Calls inside a
+// unit never cross nodes: they stay direct calls.)
 void linkAllThroughLoopback(distnode::jit::JitSession &session) {
   session.setRemoteHandler([&session](std::uint32_t id, void **slots, void *ret) {
     std::string error;
     if (!session.callMarshaled(id, slots, ret, error)) {
-      std::cerr << "distnode: error: loopback call of `" << session.remoteFunctions()[id].name
-                << "`: " << error << "\n";
+      std::cerr << "distnode: error: loopback call of `" + session.remoteFunctions()[id].name +
+                       "`: " + error + "\n";
       std::_Exit(kUsageOrInputError);
     }
   });
@@ -355,8 +356,8 @@ int main(int argc, char **argv) {
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
   app.add_flag("--verbose", opt.verbose, "print where each remotable function runs to stderr");
   app.add_flag("--loopback", opt.loopback,
-               "self-check: call every remotable function through its remote thunk, "
-               "marshaled and served in this process");
+               "self-check: every call of a remotable function from another placement unit goes "
+               "through its remote thunk, marshaled and served in this process");
   auto *join = app.add_option("--join", opt.join,
                               "run as one node of the cluster described by this cluster.yaml");
   app.add_option("--name", opt.name, "with --join: this node's name (default: the entry node)")
@@ -379,8 +380,10 @@ int main(int argc, char **argv) {
                  "where compiled programs are kept, so that the next run of the same program with "
                  "the same options starts without compiling (default: $DISTNODE_CACHE_DIR, else "
                  "$XDG_CACHE_HOME/distnode, else ~/.cache/distnode; remove it to clear it)");
+  auto *cache_dir = app.get_option("--code-cache");
   app.add_flag("--no-code-cache", opt.no_code_cache,
-               "compile the program without looking in or writing to the code cache");
+               "compile the program without looking in or writing to the code cache")
+      ->excludes(cache_dir);
   app.add_option("--profile-out", opt.profile_out,
                  "when the program ends, write the profile (all nodes' and merged) to this JSON "
                  "file; on a cluster, the entry node writes it");

@@ -101,6 +101,8 @@ TEST(DistnodeCli, CodeCacheIsUsedOnASecondRunAndIgnoredWhenBitcodeOrOptionsChang
     if (program == "hello") {
       EXPECT_EQ(r.out, "arg 1: a\n");
     }
+    if (r.err.find("code cache: compiled; replaced the damaged entry " + dir) != std::string::npos)
+      return "replaced";
     bool loaded = r.err.find("code cache: loaded " + dir) != std::string::npos;
     bool stored = r.err.find("code cache: compiled; stored " + dir) != std::string::npos;
     EXPECT_NE(loaded, stored) << r.err;
@@ -116,13 +118,28 @@ TEST(DistnodeCli, CodeCacheIsUsedOnASecondRunAndIgnoredWhenBitcodeOrOptionsChang
   for (const auto &e : std::filesystem::directory_iterator(dir)) {
     ++entries;
     EXPECT_EQ(e.path().extension(), ".o");
-    std::ofstream(e.path(), std::ios::trunc) << "not an object file"; // damage every entry
+    // Damage every entry in the middle: one byte changed.
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(std::filesystem::file_size(e.path()) / 2));
+    char c = 0;
+    f.get(c);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(e.path()) / 2));
+    f.put(static_cast<char>(c ^ 0x5a));
   }
   EXPECT_EQ(entries, 3u);
-  EXPECT_STREQ(run("hello", {}), "compiled") << "a damaged entry is compiled afresh";
+  EXPECT_STREQ(run("hello", {}), "replaced") << "a damaged entry is compiled afresh";
   EXPECT_STREQ(run("hello", {}), "loaded") << "and replaced";
-  ProcessResult off = runProcess({kDistnode, "--code-cache", dir, "--no-code-cache", "--log-level",
-                                  "info", fixture("hello"), "--", "a"});
+  // A directory others can write is not used (its code would run here), and keeps its mode.
+  std::filesystem::permissions(dir, std::filesystem::perms::all);
+  ProcessResult unsafe = runProcess(
+      {kDistnode, "--code-cache", dir, "--log-level", "info", fixture("hello"), "--", "a"});
+  EXPECT_EQ(unsafe.out, "arg 1: a\n");
+  EXPECT_NE(unsafe.err.find("code cache: not used: " + dir + " can be written by other users"),
+            std::string::npos)
+      << unsafe.err;
+  EXPECT_EQ(std::filesystem::status(dir).permissions(), std::filesystem::perms::all);
+  ProcessResult off = runProcess(
+      {kDistnode, "--no-code-cache", "--log-level", "info", fixture("hello"), "--", "a"});
   EXPECT_EQ(off.err.find("code cache"), std::string::npos) << off.err;
   std::filesystem::remove_all(dir);
 }
