@@ -22,13 +22,7 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 repeats=${REPEATS:-3}
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-ports() { $python -c "
-import socket
-s=[socket.socket() for _ in range($1)]
-[x.bind(('127.0.0.1',0)) for x in s]
-print(' '.join(str(x.getsockname()[1]) for x in s))"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # A 2-node cluster.yaml, capacity 1.0 each, admin on n0.
 two_nodes() {

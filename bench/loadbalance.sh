@@ -17,13 +17,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 repeats=${REPEATS:-3}
 args=("${THREADS:-8}" "${ROWS:-1920}" "${ITERATIONS:-12000}")
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-ports() { $python -c "
-import socket
-s=[socket.socket() for _ in range($1)]
-[x.bind(('127.0.0.1',0)) for x in s]
-print(' '.join(str(x.getsockname()[1]) for x in s))"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 core_of() { case $1 in 0) echo 0 ;; *) echo 1 ;; esac; }
 
 # cluster.yaml for N nodes, capacity 1.0 each.

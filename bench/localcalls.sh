@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 repeats=${REPEATS:-5}
 cache=$tmp/cache
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 compute() { "$@" 2>&1 >/dev/null | awk '/^compute_s/ {print $2}'; }
 wall() {
   local t0 t1

@@ -22,24 +22,40 @@ std::uint64_t expectedChain(std::uint64_t x, std::uint32_t calls) {
   return x;
 }
 
-TEST(Relink, SwitchingStubsWhileCallsRunKeepsEveryResultExact) {
-  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_relink.bc");
-  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
-  ProgramAnalysis analysis = analyzeProgram(*program->module);
+// A session of fixture `name` (analysed into `analysis`) whose "remote" side marshals every
+// call through a thunk, serves it through the dispatcher and unmarshals the reply, as between
+// nodes, and counts it in `calls`; null (with a failure) if it cannot be made.
+std::unique_ptr<JitSession> countingSession(const std::string &name, ProgramAnalysis &analysis,
+                                            std::atomic<long> &calls) {
+  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_" + name + ".bc");
+  if (!program) {
+    ADD_FAILURE() << llvm::toString(program.takeError());
+    return nullptr;
+  }
+  analysis = analyzeProgram(*program->module);
   auto created = JitSession::Create(std::move(*program), analysis, {});
-  ASSERT_TRUE(bool(created)) << llvm::toString(created.takeError());
-  JitSession &session = **created;
+  if (!created) {
+    ADD_FAILURE() << llvm::toString(created.takeError());
+    return nullptr;
+  }
+  JitSession *session = created->get();
+  session->setRemoteHandler([session, &calls](std::uint32_t id, void **slots, void *ret) {
+    std::string error;
+    if (!session->callMarshaled(id, slots, ret, error))
+      std::abort(); // cannot report through JIT'd frames; the test would crash visibly
+    ++calls;
+  });
+  return std::move(*created);
+}
+
+TEST(Relink, SwitchingStubsWhileCallsRunKeepsEveryResultExact) {
+  ProgramAnalysis analysis;
+  std::atomic<long> remote_calls{0};
+  auto created = countingSession("relink", analysis, remote_calls);
+  ASSERT_TRUE(created);
+  JitSession &session = *created;
   int step = session.findFunction("step");
   ASSERT_GE(step, 0) << "step must be remotable";
-
-  // The "remote" side: marshal, serve through the dispatcher, unmarshal, as between nodes.
-  std::atomic<long> remote_calls{0};
-  session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
-    std::string error;
-    if (!session.callMarshaled(id, slots, ret, error))
-      std::abort(); // cannot report through JIT'd frames; the test would crash visibly
-    ++remote_calls;
-  });
   auto lookup = session.lookup("chain");
   ASSERT_TRUE(bool(lookup)) << llvm::toString(lookup.takeError());
   auto chain = reinterpret_cast<std::uint64_t (*)(std::uint64_t, std::uint32_t)>(*lookup);
@@ -81,22 +97,14 @@ TEST(Relink, SwitchingStubsWhileCallsRunKeepsEveryResultExact) {
 // through its stub. With fib's stub pointed at the thunk, only the call from run_fib (another
 // unit) goes through it.
 TEST(Relink, CallsInsideAUnitDoNotGoThroughTheStub) {
-  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_counts.bc");
-  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
-  ProgramAnalysis analysis = analyzeProgram(*program->module);
+  ProgramAnalysis analysis;
+  std::atomic<long> through_stub{0};
+  auto created = countingSession("counts", analysis, through_stub);
+  ASSERT_TRUE(created);
+  JitSession &session = *created;
   ASSERT_NE(analysis.find("fib")->unit, analysis.find("run_fib")->unit);
-  auto created = JitSession::Create(std::move(*program), analysis, {});
-  ASSERT_TRUE(bool(created)) << llvm::toString(created.takeError());
-  JitSession &session = **created;
   int fib = session.findFunction("fib");
   ASSERT_GE(fib, 0);
-  std::atomic<long> through_stub{0};
-  session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
-    std::string error;
-    if (!session.callMarshaled(id, slots, ret, error))
-      std::abort();
-    ++through_stub;
-  });
   session.relink(static_cast<std::uint32_t>(fib), StubTarget::Remote);
   auto lookup = session.lookup("run_fib");
   ASSERT_TRUE(bool(lookup)) << llvm::toString(lookup.takeError());
@@ -109,21 +117,13 @@ TEST(Relink, CallsInsideAUnitDoNotGoThroughTheStub) {
 // while step's stub points here, and through the stub from the first call after relink()
 // pointed it elsewhere; the compiled code stays as it is.
 TEST(Relink, GuardedCallTakesTheStubFromTheNextCallAfterARelink) {
-  auto program = loadBitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_relink.bc");
-  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
-  ProgramAnalysis analysis = analyzeProgram(*program->module);
-  ASSERT_NE(analysis.find("step")->unit, analysis.find("chain")->unit);
-  auto created = JitSession::Create(std::move(*program), analysis, {});
-  ASSERT_TRUE(bool(created)) << llvm::toString(created.takeError());
-  JitSession &session = **created;
-  auto step = static_cast<std::uint32_t>(session.findFunction("step"));
+  ProgramAnalysis analysis;
   std::atomic<long> through_stub{0};
-  session.setRemoteHandler([&](std::uint32_t id, void **slots, void *ret) {
-    std::string error;
-    if (!session.callMarshaled(id, slots, ret, error))
-      std::abort();
-    ++through_stub;
-  });
+  auto created = countingSession("relink", analysis, through_stub);
+  ASSERT_TRUE(created);
+  JitSession &session = *created;
+  ASSERT_NE(analysis.find("step")->unit, analysis.find("chain")->unit);
+  auto step = static_cast<std::uint32_t>(session.findFunction("step"));
   auto lookup = session.lookup("chain");
   ASSERT_TRUE(bool(lookup)) << llvm::toString(lookup.takeError());
   auto chain = reinterpret_cast<std::uint64_t (*)(std::uint64_t, std::uint32_t)>(*lookup);

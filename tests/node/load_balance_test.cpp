@@ -63,8 +63,9 @@ std::string clusterWithCapacity(int count, double cpu) {
   return writeTempFile("lb-" + std::to_string(count) + ".yaml", yaml);
 }
 
-// Runs mandel on the cluster of `config` (members started first), every node logging at info.
-// Returns the entry's result with every node's stderr appended to its own.
+// Runs mandel on the cluster of `config` (members started first), every node logging at info,
+// and checks that it exits as the native program does with the same output. Returns the
+// entry's result with every node's stderr appended to its own.
 ProcessResult runCluster(const std::string &config, int count,
                          const std::vector<std::string> &args) {
   std::vector<std::future<ProcessResult>> members;
@@ -82,6 +83,8 @@ ProcessResult runCluster(const std::string &config, int count,
     for (const std::string &line : splitLines(m.err)) // as --local prefixes them
       entry.err += "[n" + std::to_string(i + 1) + "] " + line + "\n";
   }
+  EXPECT_EQ(entry.exit_code, 0) << entry.err;
+  EXPECT_EQ(entry.out, native(args).out);
   return entry;
 }
 
@@ -107,8 +110,6 @@ TEST(LoadBalanced, SameOutputAsNativeOnOneTwoAndThreeNodes) {
 TEST(LoadBalanced, LocalReplicaIsUsedWhileItsNodeHasRoom) {
   std::vector<std::string> args = {"2", std::to_string(kRows), "600"};
   ProcessResult r = runCluster(clusterWithCapacity(2, 2.0), 2, args);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, native(args).out);
   auto n0 = balancedCalls(r.err, "n0");
   EXPECT_EQ(n0["n0"], kRows) << r.err;
   EXPECT_EQ(n0.count("n1"), 0u) << r.err;
@@ -120,8 +121,6 @@ TEST(LoadBalanced, LocalReplicaIsUsedWhileItsNodeHasRoom) {
 TEST(LoadBalanced, EveryReplicaServesWhenTheLoadNeedsIt) {
   std::vector<std::string> args = {"6", std::to_string(kRows), "3000"};
   ProcessResult r = runCluster(clusterWithCapacity(3, 1.0), 3, args);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, native(args).out);
   auto n0 = balancedCalls(r.err, "n0");
   long served1 = balancedCalls(r.err, "n1")["served"],
        served2 = balancedCalls(r.err, "n2")["served"];
