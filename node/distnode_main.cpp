@@ -205,7 +205,9 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     if (!opt.no_profile)
       (*node)->setReportSource([] { return reporter.next(); }, config->adapt.interval);
     reporter.startProbing(config->adapt.interval);
-    std::unique_ptr<AdminServer> admin;
+    // Shared with the stop hook, which runs when the node is destroyed: after this block when
+    // the node fails to join, so the hook must not refer to the block's locals.
+    auto admin = std::make_shared<std::unique_ptr<AdminServer>>();
     if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
       const NodeConfig &coordinator = config->nodes[config->nodeIndex(config->coordinator)];
       auto server = AdminServer::Create(
@@ -213,10 +215,10 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
                                       std::chrono::milliseconds(5000)));
       if (!server)
         return reportError(server.takeError());
-      admin = std::move(*server);
+      *admin = std::move(*server);
     }
-    (*node)->atStop([&admin] {
-      admin.reset();
+    (*node)->atStop([admin] {
+      admin->reset();
       reporter.stop();
     });
     if (!opt.no_profile)
