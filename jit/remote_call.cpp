@@ -308,6 +308,7 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   std::vector<bool> out_present(sig.params.size(), false);
   std::vector<std::uint64_t> in_bytes(sig.params.size(), 0);
   std::vector<bool> in_present(sig.params.size(), false);
+  std::vector<const std::uint8_t *> in_data(sig.params.size(), nullptr); // inside `data`
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
     bool ok = true;
@@ -363,15 +364,17 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
         ok = false;
         break;
       }
-      // One spare byte: strings get their NUL, empty buffers a valid address.
-      auto *copy = static_cast<std::uint8_t *>(arena.alloc(bytes + 1));
-      std::memcpy(copy, src, bytes);
-      copy[bytes] = 0;
-      pointers[i] = copy;
-      setPointer(p.ir_args[0], copy);
       in_present[i] = true;
       in_bytes[i] = bytes;
+      in_data[i] = src;
       out_present[i] = copiesOut(p.kind);
+      if (p.kind == MarshalKind::CString) { // its own copy: the string gets its NUL
+        auto *copy = static_cast<std::uint8_t *>(arena.alloc(bytes + 1));
+        std::memcpy(copy, src, bytes);
+        copy[bytes] = 0;
+        pointers[i] = copy;
+        setPointer(p.ir_args[0], copy);
+      }
       break;
     }
     case MarshalKind::Void:
@@ -408,15 +411,8 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
         return false;
       }
     }
-    if (!out_present[i])
-      continue;
-    out_bytes[i] = bytes;
-    if (p.kind == MarshalKind::BufferOut) {
-      // Zeroed, so that elements the callee leaves alone come back the same on every run.
-      pointers[i] = arena.alloc(bytes + 1);
-      std::memset(pointers[i], 0, bytes);
-      setPointer(p.ir_args[0], pointers[i]);
-    }
+    if (out_present[i])
+      out_bytes[i] = bytes;
   }
 
   // Known before the call, so that a reply too large to send is refused before anything runs.
@@ -431,6 +427,45 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     return false;
   }
 
+  // The reply is made before the call: a buffer that goes back is written by the callee in
+  // place, inside the reply, and one that only comes in is read where it arrived, when their
+  // addresses suit the elements' alignment; otherwise they get a copy of their own. (For
+  // megabyte buffers each copy saved is a pass over the data.)
+  std::uint8_t *room = allocate_reply(reply_size);
+  std::size_t result_size = sig.sret ? sig.result.size : sig.ir_return_size;
+  std::vector<bool> in_reply(sig.params.size(), false);
+  std::size_t offset = result_size;
+  for (std::size_t i = 0; i < sig.params.size(); ++i) {
+    const ValuePlan &p = sig.params[i];
+    if (p.kind == MarshalKind::CString || (!in_present[i] && !out_present[i]))
+      continue;
+    std::uint64_t bytes = out_present[i] ? out_bytes[i] : in_bytes[i];
+    // Elements of p.size bytes: aligned to its largest power of two, at most 16.
+    std::uintptr_t align = std::min<std::uintptr_t>(16, p.size & (~p.size + 1));
+    auto suits = [&](const void *at) {
+      return at && align > 0 && reinterpret_cast<std::uintptr_t>(at) % align == 0;
+    };
+    std::uint8_t *place = nullptr;
+    if (out_present[i]) {
+      offset += sizeof(std::uint64_t);
+      if (suits(room + offset)) {
+        place = room + offset;
+        in_reply[i] = true;
+      }
+      offset += bytes;
+    } else if (suits(in_data[i])) {
+      place = const_cast<std::uint8_t *>(in_data[i]); // the message is this call's
+    }
+    if (!place) // one spare byte: an empty buffer still gets a valid address
+      place = static_cast<std::uint8_t *>(arena.alloc(bytes + 1));
+    if (in_present[i] && place != in_data[i] && bytes > 0)
+      std::memcpy(place, in_data[i], bytes);
+    else if (!in_present[i])        // zeroed, so that elements the callee leaves alone come back
+      std::memset(place, 0, bytes); // the same on every run
+    pointers[i] = place;
+    setPointer(p.ir_args[0], place);
+  }
+
   void *ret = arena.alloc(std::max<std::uint32_t>(sig.ir_return_size, 16));
   std::memset(ret, 0, std::max<std::uint32_t>(sig.ir_return_size, 16));
   dispatch(slots.data(), ret);
@@ -441,7 +476,7 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     std::uint64_t id = handles.issue(object);
     std::memcpy(ret, &id, sizeof id);
   }
-  WritingSink reply{allocate_reply(reply_size)};
+  WritingSink reply{room};
   if (sig.sret)
     reply.put(sret_buffer, sig.result.size);
   else
@@ -450,7 +485,10 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     if (!out_present[i])
       continue;
     reply.put(&out_bytes[i], sizeof(std::uint64_t));
-    reply.put(pointers[i], out_bytes[i]);
+    if (in_reply[i])
+      reply.p += out_bytes[i]; // written there by the callee
+    else
+      reply.put(pointers[i], out_bytes[i]);
   }
   return true;
 }

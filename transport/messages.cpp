@@ -96,6 +96,8 @@ zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::
 std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
   builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(size + 64);
   std::uint8_t *room = nullptr;
+  // Aligned as the buffer's end is (8 bytes at least): a callee may write its out-buffers here.
+  builder_->ForceVectorAlignment(size, 1, 16);
   result_ = builder_->CreateUninitializedVector(size, &room);
   return room;
 }
