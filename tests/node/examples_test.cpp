@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 namespace distnode::testing {
 namespace {
 
@@ -100,6 +102,34 @@ std::string modeName(const ExampleRun &run) {
 INSTANTIATE_TEST_SUITE_P(Correctness, ExampleMatchesNative, ::testing::ValuesIn(correctnessRuns()),
                          [](const ::testing::TestParamInfo<ExampleRun> &info) {
                            return modeName(info.param);
+                         });
+
+// With profiling off, a guarded call across units may be inlined into its caller (with
+// profiling on it is kept apart): every example, on one node, under --loopback and scattered
+// over three nodes, must still print what the native build prints.
+std::vector<ExampleRun> inlinedRuns() {
+  const std::vector<std::vector<std::string>> modes = {
+      {"--no-profile"},
+      {"--no-profile", "--loopback"},
+      {"--no-profile", "--local", "3", "--placement", "scatter"}};
+  std::vector<ExampleRun> runs;
+  for (const auto &mode : modes) {
+    for (const char *name : {"pipeline", "kvstore", "nbody"})
+      runs.push_back(ExampleRun{name, {}, mode});
+    // Without profiling nothing moves: a short run, every call remote when scattered.
+    runs.push_back(ExampleRun{"phases", {"1", "20000"}, mode});
+    runs.push_back(ExampleRun{"mandel", {"3", "48", "300"}, mode});
+  }
+  return runs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Inlined, ExampleMatchesNative, ::testing::ValuesIn(inlinedRuns()),
+                         [](const ::testing::TestParamInfo<ExampleRun> &info) {
+                           std::string name = modeName(info.param);
+                           for (char &c : name)
+                             if (!std::isalnum(static_cast<unsigned char>(c)))
+                               c = '_';
+                           return name;
                          });
 
 } // namespace
