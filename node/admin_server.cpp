@@ -152,25 +152,28 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
                  {"adapt", optionsJson(v.options)},
                  {"nodes", nodes}});
     }
+    // A load-balanced unit's replicas and their shares of the calls; null for other units.
+    ReplicaSets replicas = node.replicas();
+    auto replicasOf = [&](std::size_t unit) -> json {
+      if (unit >= replicas.size() || replicas[unit].empty())
+        return nullptr;
+      double total = 0;
+      for (const Replica &r : replicas[unit])
+        total += r.weight;
+      json set = json::array();
+      for (const Replica &r : replicas[unit])
+        set.push_back({{"node", v.nodes.at(r.node)}, {"share", round3(r.weight / total)}});
+      return set;
+    };
     if (command == "placement") {
       json units = json::array();
-      ReplicaSets replicas = node.replicas();
       for (std::size_t i = 0; i < v.units.size(); ++i) {
         const UnitView &u = v.units[i];
-        json set = nullptr; // a load-balanced unit's replicas and their shares of the calls
-        if (i < replicas.size() && !replicas[i].empty()) {
-          double total = 0;
-          for (const Replica &r : replicas[i])
-            total += r.weight;
-          set = json::array();
-          for (const Replica &r : replicas[i])
-            set.push_back({{"node", v.nodes.at(r.node)}, {"share", round3(r.weight / total)}});
-        }
         units.push_back(
             {{"unit", u.name},
              {"functions", u.functions},
              {"node", v.nodes[u.owner]},
-             {"replicas", set},
+             {"replicas", replicasOf(i)},
              {"movable", u.movable},
              {"why_fixed", u.why_fixed},
              {"pinned_to",
@@ -181,11 +184,14 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
     }
     if (command == "profile") {
       json units = json::array(), edges = json::array(), links = json::array();
-      for (const UnitView &u : v.units)
+      for (std::size_t i = 0; i < v.units.size(); ++i) {
+        const UnitView &u = v.units[i];
         units.push_back({{"unit", u.name},
                          {"node", v.nodes[u.owner]},
+                         {"replicas", replicasOf(i)},
                          {"cpu_s_per_s", round3(u.cpu_s_per_s)},
                          {"calls_per_s", std::round(u.calls_per_s)}});
+      }
       for (const UnitEdgeView &e : v.edges)
         edges.push_back({{"caller", v.units[e.caller].name},
                          {"callee", v.units[e.callee].name},

@@ -78,6 +78,20 @@ std::string joined(const json &list) {
   return out;
 }
 
+// Where a unit of a `placement` or `profile` answer runs: its node, or for a load-balanced unit
+// its replicas with their shares ("n0 50%, n1 50%").
+std::string whereText(const json &u) {
+  if (!u.contains("replicas") || !u["replicas"].is_array())
+    return str(u["node"]);
+  std::string where;
+  for (const auto &r : u["replicas"]) {
+    char share[32];
+    std::snprintf(share, sizeof share, " %.0f%%", 100.0 * r["share"].get<double>());
+    where += (where.empty() ? "" : ", ") + str(r["node"]) + share;
+  }
+  return where;
+}
+
 void printMoves(const json &a, std::ostream &out) {
   if (a.value("changed", false)) {
     for (const auto &m : a["moves"])
@@ -114,24 +128,15 @@ void printAnswer(const std::string &command, const json &a, std::ostream &out) {
       if (!u["pinned_to"].is_null())
         why = "pinned to " + str(u["pinned_to"]) + " by the operator" + (why.empty() ? "" : "; ") +
               why;
-      std::string where = str(u["node"]);
-      if (u.contains("replicas") && u["replicas"].is_array()) { // load-balanced
-        where.clear();
-        for (const auto &r : u["replicas"]) {
-          char share[32];
-          std::snprintf(share, sizeof share, " %.0f%%", 100.0 * r["share"].get<double>());
-          where += (where.empty() ? "" : ", ") + str(r["node"]) + share;
-        }
-      }
       t.add(
           {str(u["unit"]) + (u["functions"].size() > 1 ? " (" + joined(u["functions"]) + ")" : ""),
-           where, str(u["movable"]), why.empty() ? "-" : why});
+           whereText(u), str(u["movable"]), why.empty() ? "-" : why});
     }
     t.print(out);
   } else if (command == "profile") {
     Table units({"UNIT", "NODE", "CPU (s/s)", "CALLS IN/S"});
     for (const auto &u : a["units"])
-      units.add({str(u["unit"]), str(u["node"]), str(u["cpu_s_per_s"]), str(u["calls_per_s"])});
+      units.add({str(u["unit"]), whereText(u), str(u["cpu_s_per_s"]), str(u["calls_per_s"])});
     units.print(out);
     out << "\n";
     Table edges({"CALLER", "CALLEE", "CALLS/S", "BYTES/S", "REMOTE"});
@@ -316,7 +321,7 @@ int main(int argc, char **argv) {
       view << "\n";
       Table where({"UNIT", "NODE", "CPU (s/s)"});
       for (const auto &u : profile["units"])
-        where.add({str(u["unit"]), str(u["node"]), str(u["cpu_s_per_s"])});
+        where.add({str(u["unit"]), whereText(u), str(u["cpu_s_per_s"])});
       where.print(view);
       view << "\nrecent moves:\n";
       for (std::size_t m = moves.size() > 8 ? moves.size() - 8 : 0; m < moves.size(); ++m)
