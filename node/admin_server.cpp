@@ -157,9 +157,7 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
     auto replicasOf = [&](std::size_t unit) -> json {
       if (unit >= replicas.size() || replicas[unit].empty())
         return nullptr;
-      double total = 0;
-      for (const Replica &r : replicas[unit])
-        total += r.weight;
+      double total = totalWeight(replicas[unit]);
       json set = json::array();
       for (const Replica &r : replicas[unit])
         set.push_back({{"node", v.nodes.at(r.node)}, {"share", round3(r.weight / total)}});

@@ -270,8 +270,7 @@ struct ClusterNode::Impl {
   bool servesHere(const PlacementTable &t, std::uint32_t unit) const {
     if (!load_balanced[unit])
       return t.owner[unit] == self;
-    const auto &set = t.replicas[unit];
-    return std::any_of(set.begin(), set.end(), [&](const Replica &r) { return r.node == self; });
+    return findReplica(t.replicas[unit], self) != nullptr;
   }
   // A node that runs calls of `unit` by table `t` (for a Moved answer).
   static int servingNode(const PlacementTable &t, std::uint32_t unit) {
@@ -316,11 +315,18 @@ struct ClusterNode::Impl {
     });
   }
 
-  // What is wrong with `sets` as the replica sets of this program's units: every load-balanced
-  // unit has at least one replica and no other unit has any; replicas are on nodes of the
-  // cluster, each node once, with positive finite weights. Checked by the entry node before it
-  // sends a placement and by every node that receives one.
-  std::optional<std::string> checkReplicas(const ReplicaSets &sets) const {
+  // What is wrong with a placement of this program's units: every unit has an owner among the
+  // cluster's nodes; every load-balanced unit has at least one replica and no other unit has
+  // any; replicas are on nodes of the cluster, each node once, with positive finite weights.
+  // Checked by the entry node before it sends a placement and by every node that receives one.
+  std::optional<std::string> checkPlacement(const std::vector<std::uint16_t> &owner,
+                                            const ReplicaSets &sets) const {
+    if (owner.size() != movable.size())
+      return std::to_string(owner.size()) + " units, this program has " +
+             std::to_string(movable.size());
+    for (auto o : owner)
+      if (o >= config.nodes.size())
+        return "node index " + std::to_string(o);
     if (sets.size() != load_balanced.size())
       return "replica sets for " + std::to_string(sets.size()) + " units, this program has " +
              std::to_string(load_balanced.size());
@@ -335,10 +341,9 @@ struct ClusterNode::Impl {
           return "a replica of `" + unit_names[u] + "` on node index " + std::to_string(r.node);
         if (!(r.weight > 0) || !std::isfinite(r.weight))
           return "a replica of `" + unit_names[u] + "` with weight " + std::to_string(r.weight);
-        for (std::size_t k = 0; k < i; ++k)
-          if (sets[u][k].node == r.node)
-            return "node `" + nodeName(r.node) + "` twice in the replica set of `" + unit_names[u] +
-                   "`";
+        if (findReplica(sets[u], r.node) != &r) // an earlier replica on the same node
+          return "node `" + nodeName(r.node) + "` twice in the replica set of `" + unit_names[u] +
+                 "`";
       }
     }
     return std::nullopt;
@@ -346,16 +351,9 @@ struct ClusterNode::Impl {
 
   // A Placement from the entry node: checked, then applied. Returns the answer.
   zmq::message_t answerPlacement(const wire::Placement &p) {
-    if (!p.owners() || p.owners()->size() != movable.size())
-      return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
-                                  "placement lists " +
-                                      std::to_string(p.owners() ? p.owners()->size() : 0) +
-                                      " units, this program has " + std::to_string(movable.size()));
-    std::vector<std::uint16_t> list(p.owners()->begin(), p.owners()->end());
-    for (auto o : list)
-      if (o >= config.nodes.size())
-        return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
-                                    "placement names node index " + std::to_string(o));
+    std::vector<std::uint16_t> list;
+    if (p.owners())
+      list.assign(p.owners()->begin(), p.owners()->end());
     ReplicaSets replicas(list.size());
     if (p.replicas())
       for (const wire::ReplicaShare *r : *p.replicas()) {
@@ -366,7 +364,7 @@ struct ClusterNode::Impl {
                                           std::to_string(list.size()));
         replicas[r->unit()].push_back({r->node(), r->weight()});
       }
-    if (auto bad = checkReplicas(replicas))
+    if (auto bad = checkPlacement(list, replicas))
       return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
                                   "placement names " + *bad);
     applyPlacement(list, replicas, p.epoch());
@@ -851,16 +849,10 @@ struct ClusterNode::Impl {
                     std::vector<ClusterNode::Kept> *kept = nullptr,
                     const ReplicaSets *replicas = nullptr) {
     std::lock_guard serial(place_mu);
-    if (owner.size() != movable.size())
-      return fail("a placement lists " + std::to_string(owner.size()) + " units, the program has " +
-                  std::to_string(movable.size()));
-    for (auto o : owner)
-      if (o >= config.nodes.size())
-        return fail("a placement names node index " + std::to_string(o));
     // The replica sets to publish (those in effect unless new ones are given); they take
     // effect with the placement's epoch, not before.
     const ReplicaSets sets = replicas ? *replicas : placement->current().replicas;
-    if (auto bad = checkReplicas(sets))
+    if (auto bad = checkPlacement(owner, sets))
       return fail("a placement names " + *bad);
     // Units with state move one at a time, each in an epoch of its own: the old owner closes
     // the unit's gate and drains it, its state goes to the new owner, every node switches, and

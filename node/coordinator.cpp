@@ -294,24 +294,19 @@ struct Coordinator::State {
       if (!load_balanced[u])
         continue;
       const std::vector<Replica> &now = replicas[u];
-      double now_total = 0;
-      for (const Replica &r : now)
-        now_total += r.weight;
-      auto inSet = [&](int node) {
-        return std::any_of(now.begin(), now.end(),
-                           [&](const Replica &r) { return r.node == node; });
-      };
+      double now_total = totalWeight(now);
       std::vector<Replica> proposed;
       std::string why;
       if (planned) {
         for (auto [node, share] : shares[static_cast<int>(u)])
-          if (!drained[node] && share >= (inSet(node) ? kReplicaLeaveShare : kReplicaJoinShare))
+          if (!drained[node] &&
+              share >= (findReplica(now, node) ? kReplicaLeaveShare : kReplicaJoinShare))
             proposed.push_back({static_cast<std::uint16_t>(node), static_cast<float>(share)});
         why = "shares follow the nodes' spare CPU";
       } else {
         for (const Replica &r : now)
           if (!drained[r.node])
-            proposed.push_back({r.node, static_cast<float>(r.weight / now_total)});
+            proposed.push_back(r); // shares kept (normalized below)
         why = "drained nodes take no calls";
       }
       if (proposed.empty()) {
@@ -319,16 +314,13 @@ struct Coordinator::State {
           continue; // no node has capacity to offer: keep what runs
         proposed.push_back({static_cast<std::uint16_t>(entry), 1.0f}); // everything drained
       }
-      double total = 0;
-      for (const Replica &r : proposed)
-        total += r.weight;
+      double total = totalWeight(proposed);
       for (Replica &r : proposed)
         r.weight = static_cast<float>(r.weight / total);
       bool differs = proposed.size() != now.size();
       for (const Replica &r : proposed) {
-        auto it = std::find_if(now.begin(), now.end(),
-                               [&](const Replica &x) { return x.node == r.node; });
-        if (it == now.end() || std::abs(it->weight / now_total - r.weight) > kReplicaShareStep)
+        const Replica *was = findReplica(now, r.node);
+        if (!was || std::abs(was->weight / now_total - r.weight) > kReplicaShareStep)
           differs = true;
       }
       if (!differs)

@@ -20,6 +20,22 @@ struct Replica {
 /// By unit id: the replica set of each load-balanced unit, empty for every other unit.
 using ReplicaSets = std::vector<std::vector<Replica>>;
 
+/// The replica of `set` on `node`, or nullptr.
+inline const Replica *findReplica(const std::vector<Replica> &set, int node) {
+  for (const Replica &r : set)
+    if (r.node == node)
+      return &r;
+  return nullptr;
+}
+
+/// The sum of the weights of `set` (a replica's share of the calls is its weight over it).
+inline double totalWeight(const std::vector<Replica> &set) {
+  double total = 0;
+  for (const Replica &r : set)
+    total += r.weight;
+  return total;
+}
+
 /// One placement: the owner node of every unit from `epoch` on, and where the load-balanced
 /// units have replicas. Immutable once published.
 struct PlacementTable {

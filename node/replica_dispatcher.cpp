@@ -16,9 +16,7 @@ ReplicaDispatcher::ReplicaDispatcher(int nodes, int self, int local_slots)
 }
 
 int ReplicaDispatcher::acquire(const std::vector<Replica> &set) {
-  bool local =
-      std::any_of(set.begin(), set.end(), [&](const Replica &r) { return r.node == self_; });
-  if (local) { // a free local slot: no message, no marshaling
+  if (findReplica(set, self_)) { // a free local slot: no message, no marshaling
     int running = outstanding_[self_].load(std::memory_order_relaxed);
     while (running < slots_)
       if (outstanding_[self_].compare_exchange_weak(running, running + 1,
