@@ -174,8 +174,7 @@ void AdaptationLoop::loop() {
     }
     coordinator_.addReport(self_, own_.next());
     std::lock_guard lock(mu_);
-    coordinator_.setReplicas(node_.replicas());
-    Decision d = coordinator_.round(node_.owners(), nowS());
+    Decision d = coordinator_.round(node_.owners(), nowS(), node_.replicas());
     if (d.change)
       apply(d, "planner");
     else
@@ -203,7 +202,7 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
       std::vector<int> busy;
       for (const auto &k : kept)
         busy.push_back(static_cast<int>(k.unit));
-      Decision again = coordinator_.replan(node_.owners(), nowS(), d, busy);
+      Decision again = coordinator_.replan(node_.owners(), nowS(), d, busy, node_.replicas());
       if (again.change) {
         std::vector<ClusterNode::Kept> kept_again;
         if (auto err = node_.place(again.owners, &kept_again,
@@ -240,8 +239,7 @@ AdaptationLoop::Outcome AdaptationLoop::apply(const Decision &d, const std::stri
 
 AdaptationLoop::Outcome AdaptationLoop::repartition() {
   std::lock_guard lock(mu_);
-  coordinator_.setReplicas(node_.replicas());
-  Decision d = coordinator_.repartition(node_.owners(), nowS());
+  Decision d = coordinator_.repartition(node_.owners(), nowS(), node_.replicas());
   if (!d.change) {
     Outcome out;
     out.decision = d;
@@ -293,8 +291,7 @@ AdaptationLoop::Outcome AdaptationLoop::drain(int node, bool drained) {
   if (!drained)
     return out;
   // Every movable unit leaves the node now, to where the planner would put it.
-  coordinator_.setReplicas(node_.replicas());
-  Decision d = coordinator_.repartition(node_.owners(), nowS());
+  Decision d = coordinator_.repartition(node_.owners(), nowS(), node_.replicas());
   if (!d.change)
     return out;
   return apply(d, "operator: drain");

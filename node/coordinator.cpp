@@ -51,7 +51,6 @@ struct Coordinator::State {
   std::vector<double> state_bytes;    ///< shipped when the unit moves
   std::vector<std::string> why_fixed; ///< "" for units the planner may move
   std::vector<bool> load_balanced;    ///< by unit: placed by replica sets
-  ReplicaSets replicas;               ///< the replica sets in effect
   std::vector<int> pid_unit;          ///< unit of each profile id (-1: none)
   std::vector<std::string> node_names;
   std::vector<double> capacity; ///< configured, or as reported
@@ -273,7 +272,7 @@ struct Coordinator::State {
   // moves by more than kReplicaShareStep. Shares move with every profile; the dispatcher's
   // live queue depths do the fine work between epochs. A drained node has no replica.
   void respread(const heuristic::Problem &p, const std::vector<std::uint16_t> &current,
-                Decision &d) const {
+                const ReplicaSets &replicas, Decision &d) const {
     if (replicas.size() != unit_names.size())
       return;
     bool planned = had_rates;
@@ -529,12 +528,8 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   }
 }
 
-void Coordinator::setReplicas(const ReplicaSets &replicas) {
-  std::lock_guard lock(state_->mu);
-  state_->replicas = replicas;
-}
-
-Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s) {
+Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s,
+                            const ReplicaSets &replicas) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
   s.merge(now_s);
@@ -557,14 +552,15 @@ Decision Coordinator::round(const std::vector<std::uint16_t> &current, double no
                   d.predicted_gain_s_per_s * 1e3, kMinGainSPerS * 1e3);
     d = State::unchanged(why);
   }
-  s.respread(p, current, d);
+  s.respread(p, current, replicas, d);
   return d;
 }
 
 Decision Coordinator::replan(const std::vector<std::uint16_t> &current, double now_s,
-                             const Decision &failed, const std::vector<int> &busy) {
+                             const Decision &failed, const std::vector<int> &busy,
+                             const ReplicaSets &replicas) {
   notMoved(failed, busy);
-  return round(current, now_s); // no time has passed: the rates stay as they are
+  return round(current, now_s, replicas); // no time has passed: the rates stay as they are
 }
 
 void Coordinator::notMoved(const Decision &failed, const std::vector<int> &busy) {
@@ -582,7 +578,8 @@ void Coordinator::notMoved(const Decision &failed, const std::vector<int> &busy)
   }
 }
 
-Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s) {
+Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, double now_s,
+                                  const ReplicaSets &replicas) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
   s.merge(now_s);
@@ -594,7 +591,7 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
   heuristic::Plan plan = fresh.plan(p, now_s);
   std::fill(s.busy.begin(), s.busy.end(), false);
   Decision d = s.decide(p, plan, current);
-  s.respread(p, current, d);
+  s.respread(p, current, replicas, d);
   return d;
 }
 
@@ -666,8 +663,6 @@ void Coordinator::recordEpoch(std::uint64_t epoch, const std::vector<std::uint16
       s.last_move[m.unit] = m.explanation;
   }
   h.moves.insert(h.moves.end(), d.replica_changes.begin(), d.replica_changes.end());
-  if (!d.replicas.empty())
-    s.replicas = d.replicas;
   (void)owners;
   s.history.push_back(std::move(h));
 }

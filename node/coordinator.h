@@ -115,22 +115,23 @@ public:
   /// Adds node `node`'s report (checked) to those of the current round.
   void addReport(int node, const NodeReport &report);
 
-  /// The replica sets in effect (the loop tells the coordinator before each round).
-  void setReplicas(const ReplicaSets &replicas);
-
   /// Merges the reports of the round into the rates (their time is `now_s`, seconds since
   /// the start) and, if adaptation is on and `current` is not the best placement by enough,
-  /// returns the placement to publish.
-  [[nodiscard]] Decision round(const std::vector<std::uint16_t> &current, double now_s);
+  /// returns the placement to publish. `replicas` are the replica sets in effect (none: the
+  /// load-balanced units are not re-spread).
+  [[nodiscard]] Decision round(const std::vector<std::uint16_t> &current, double now_s,
+                               const ReplicaSets &replicas = {});
   /// Plans now, ignoring hysteresis of time (operator's `repartition`): the partitioner's
   /// placement if it differs from `current` at all.
-  [[nodiscard]] Decision repartition(const std::vector<std::uint16_t> &current, double now_s);
+  [[nodiscard]] Decision repartition(const std::vector<std::uint16_t> &current, double now_s,
+                                     const ReplicaSets &replicas = {});
   /// The last decision did not happen because the state of `busy` units could not be taken:
   /// its other moves start no cool-down (the busy units' does, so that they are not tried
   /// again at every round), and the busy units stay where they are in the plan made now with
   /// the same rates.
   [[nodiscard]] Decision replan(const std::vector<std::uint16_t> &current, double now_s,
-                                const Decision &failed, const std::vector<int> &busy);
+                                const Decision &failed, const std::vector<int> &busy,
+                                const ReplicaSets &replicas = {});
   /// The same without planning: `failed` did not happen (for a placement that failed).
   void notMoved(const Decision &failed, const std::vector<int> &busy = {});
 

@@ -196,13 +196,12 @@ TEST(Coordinator, SpreadsALoadBalancedUnitOverTheSpareCpu) {
   Coordinator c(a, kFunctions, cluster(2), 0, fast());
   ReplicaSets only_n0(a.units.size());
   only_n0[4] = {{0, 1.0f}};
-  c.setReplicas(only_n0);
   Interval i; // heavy_a takes 0.75 of n0's CPU; heavy_b wants a CPU
   i.calls = {{"main", "heavy_a", 10, 160}, {"main", "heavy_b", 100, 1600}};
   i.cpu_s = {{"heavy_a", 0.75}, {"heavy_b", 1.0}};
   c.addReport(0, i.report());
   c.addReport(1, Interval{}.report());
-  Decision d = c.round(kStart, 1.0);
+  Decision d = c.round(kStart, 1.0, only_n0);
   ASSERT_TRUE(d.change) << d.reason;
   ASSERT_EQ(d.replicas.size(), a.units.size());
   EXPECT_TRUE(d.replicas[3].empty()) << "heavy_a is not load-balanced";
@@ -223,14 +222,14 @@ TEST(Coordinator, SpreadsALoadBalancedUnitOverTheSpareCpu) {
   c.recordEpoch(2, d.owners, 1.0, "planner", d);
   c.addReport(0, i.report());
   c.addReport(1, Interval{}.report());
-  Decision same = c.round(d.owners, 2.0);
+  Decision same = c.round(d.owners, 2.0, d.replicas);
   EXPECT_TRUE(same.replicas.empty()) << same.reason;
 
   // Draining n1 takes its replica away.
   ASSERT_FALSE(c.drain(1, true).has_value());
   c.addReport(0, i.report());
   c.addReport(1, Interval{}.report());
-  Decision drained = c.round(d.owners, 3.0);
+  Decision drained = c.round(d.owners, 3.0, d.replicas);
   ASSERT_EQ(drained.replicas.size(), a.units.size()) << drained.reason;
   ASSERT_EQ(drained.replicas[4].size(), 1u);
   EXPECT_EQ(drained.replicas[4][0].node, 0);
@@ -244,9 +243,8 @@ TEST(Coordinator, DrainBeforeAnyProfileTakesTheNodeOutOfReplicaSets) {
   Coordinator c(a, kFunctions, cluster(3, 0.0), 0, fast());
   ReplicaSets everywhere(a.units.size());
   everywhere[4] = {{0, 1.0f}, {1, 1.0f}, {2, 2.0f}};
-  c.setReplicas(everywhere);
   ASSERT_FALSE(c.drain(1, true).has_value());
-  Decision d = c.repartition(kStart, 0.5);
+  Decision d = c.repartition(kStart, 0.5, everywhere);
   ASSERT_EQ(d.replicas.size(), a.units.size()) << d.reason;
   ASSERT_EQ(d.replicas[4].size(), 2u);
   EXPECT_EQ(d.replicas[4][0].node, 0);
