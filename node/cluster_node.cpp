@@ -222,16 +222,10 @@ struct ClusterNode::Impl {
     if (!servesHere(t, unit) && !(movable[unit] && call.epoch() > t.epoch))
       return transport::makeMoved(call_id, servingNode(t, unit), t.epoch);
     // A load-balanced call served here takes one of this node's slots while it runs.
-    struct Slot {
-      ReplicaDispatcher *dispatcher;
-      int self;
-      ~Slot() {
-        if (dispatcher)
-          dispatcher->release(self);
-      }
-    } slot{load_balanced[unit] ? dispatcher.get() : nullptr, self};
-    if (slot.dispatcher) {
-      slot.dispatcher->acquireAt(self);
+    OutstandingCall slot(*dispatcher);
+    if (load_balanced[unit]) {
+      dispatcher->acquireAt(self);
+      slot.countedOn(self);
       served_balanced.fetch_add(1, std::memory_order_relaxed);
     }
     // A unit whose state is moving: the call waits at its gate, then goes where it lives now.
@@ -1178,25 +1172,12 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   // A load-balanced unit: its dispatcher picks the replica; while this node has room, the call
   // runs here at once (no message, no chain, no sockets, no clock).
   const bool balanced = n.load_balanced[sig.unit];
-  struct Outstanding { // the call counts on its replica until it ends (or goes elsewhere)
-    ReplicaDispatcher &dispatcher;
-    int node = -1;
-    void take(int at) {
-      put();
-      node = at;
-    }
-    void put() {
-      if (node >= 0)
-        dispatcher.release(node);
-      node = -1;
-    }
-    ~Outstanding() { put(); }
-  } outstanding{*n.dispatcher};
-  const PlacementTable *first = nullptr; // the table the first replica was picked by
+  OutstandingCall outstanding(*n.dispatcher); // the call counts on its replica until it ends
+  const PlacementTable *first = nullptr;      // the table the first replica was picked by
   if (balanced) {
     first = &n.placement->current();
-    outstanding.take(n.dispatcher->acquire(first->replicas[sig.unit]));
-    if (outstanding.node == n.self) {
+    outstanding.countedOn(n.dispatcher->acquire(first->replicas[sig.unit]));
+    if (outstanding.node() == n.self) {
       n.session->callLocal(id, slots, ret);
       n.dispatcher->ran(n.self);
       return;
@@ -1234,13 +1215,12 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     int owner = t.owner[sig.unit];
     if (balanced) {
       if (moved_to >= 0 && moved_epoch > t.epoch) { // the answer knows a newer set: go there
-        outstanding.take(-1);
         n.dispatcher->acquireAt(moved_to);
-        outstanding.node = moved_to;
+        outstanding.countedOn(moved_to);
       } else if (attempt > 0) { // answered Moved by a set this node has too: pick again
-        outstanding.take(n.dispatcher->acquire(t.replicas[sig.unit]));
+        outstanding.countedOn(n.dispatcher->acquire(t.replicas[sig.unit]));
       }
-      owner = outstanding.node;
+      owner = outstanding.node();
     } else if (moved_to >= 0 && moved_epoch >= t.epoch) {
       owner = moved_to;
     }

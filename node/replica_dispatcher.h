@@ -52,6 +52,33 @@ private:
   std::unique_ptr<std::atomic<std::uint64_t>[]> ran_;
 };
 
+/// One call's count on the node it runs on (ReplicaDispatcher::acquire or acquireAt counted
+/// it there): released when the call ends, or when it is counted on another node instead.
+class OutstandingCall {
+public:
+  explicit OutstandingCall(ReplicaDispatcher &dispatcher) : dispatcher_(dispatcher) {}
+  ~OutstandingCall() { release(); }
+  OutstandingCall(const OutstandingCall &) = delete;
+  OutstandingCall &operator=(const OutstandingCall &) = delete;
+
+  /// The call now counts on `node` (already counted there); its count elsewhere is released.
+  void countedOn(int node) {
+    release();
+    node_ = node;
+  }
+  void release() {
+    if (node_ >= 0)
+      dispatcher_.release(node_);
+    node_ = -1;
+  }
+  /// Where the call counts (-1: nowhere).
+  [[nodiscard]] int node() const { return node_; }
+
+private:
+  ReplicaDispatcher &dispatcher_;
+  int node_ = -1;
+};
+
 } // namespace distnode::node
 
 #endif
