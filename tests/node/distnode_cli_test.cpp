@@ -79,6 +79,12 @@ TEST(DistnodeCli, LoopbackWithClusterIsUsageError) {
                      "--loopback runs on one node; drop --join/--local");
 }
 
+TEST(DistnodeCli, CodeCacheAndNoCodeCacheIsUsageError) {
+  expectOneLineError(
+      runProcess({kDistnode, "--code-cache", "/tmp", "--no-code-cache", fixture("hello")}),
+      "--code-cache excludes --no-code-cache");
+}
+
 TEST(DistnodeCli, PassesArgumentsStreamsAndExitCode) {
   auto r = runProcess({kDistnode, fixture("hello"), "--", "one", "two words", "--three"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
