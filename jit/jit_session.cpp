@@ -3,6 +3,7 @@
 
 #include "jit/bitcode.h"
 #include "jit/code_cache.h"
+#include "jit/code_ranges.h"
 #include "jit/program_analysis.h"
 #include "jit/stack_reserve.h"
 #include "jit/unit_gate.h"
@@ -383,45 +384,6 @@ void rewriteFunction(llvm::Module &m, const std::string &name, std::uint32_t id,
   }
 }
 
-// Records where the code of the profiled functions landed, once JITLink has placed it.
-class CodeRangePlugin : public orc::ObjectLinkingLayer::Plugin {
-public:
-  explicit CodeRangePlugin(std::map<std::string, std::uint32_t> ids) : ids_(std::move(ids)) {}
-
-  void modifyPassConfig(orc::MaterializationResponsibility &, llvm::jitlink::LinkGraph &,
-                        llvm::jitlink::PassConfiguration &config) override {
-    config.PostFixupPasses.push_back([this](llvm::jitlink::LinkGraph &g) {
-      std::lock_guard lock(mu_);
-      for (llvm::jitlink::Symbol *sym : g.defined_symbols()) {
-        if (!sym->hasName() || !sym->isCallable())
-          continue;
-        auto it = ids_.find(sym->getName().str());
-        if (it != ids_.end())
-          ranges_.push_back({sym->getAddress().getValue(),
-                             sym->getAddress().getValue() + sym->getSize(), it->second});
-      }
-      return llvm::Error::success();
-    });
-  }
-  llvm::Error notifyFailed(orc::MaterializationResponsibility &) override {
-    return llvm::Error::success();
-  }
-  llvm::Error notifyRemovingResources(orc::JITDylib &, orc::ResourceKey) override {
-    return llvm::Error::success();
-  }
-  void notifyTransferringResources(orc::JITDylib &, orc::ResourceKey, orc::ResourceKey) override {}
-
-  std::vector<profiler::CodeRange> ranges() {
-    std::lock_guard lock(mu_);
-    return ranges_;
-  }
-
-private:
-  std::map<std::string, std::uint32_t> ids_;
-  std::mutex mu_; ///< guards ranges_ (links may run on other threads)
-  std::vector<profiler::CodeRange> ranges_;
-};
-
 // Calls between the functions of one placement unit never cross nodes (a unit is placed
 // whole), so after rewriteFunction they call the body itself: a direct call the optimizer may
 // inline, with no stub and no edge counter (the profiler counts calls of the declaration
@@ -461,20 +423,21 @@ void callBodiesInsideUnits(llvm::Module &m, const ProgramAnalysis &analysis) {
 // harmless for a stateless unit, and a migratable unit's gated wrapper sends it to the owner.
 // Runs after instrumentation, so that the call's edge counters stay in front of both paths.
 //
-// With profiling, the direct branch is not inlined: CPU samples are charged by the address
-// they hit, and a callee inlined into a caller of another unit would have its time charged to
-// the caller's unit, which would mislead the planner (calls inside a unit may still be inlined:
-// their time stays in their unit). Without profiling the optimizer decides.
+// The optimizer decides whether the direct branch is inlined. With profiling, CPU samples are
+// charged by the address they hit, and an inlined body is found by the debug info's inlined
+// ranges (code_ranges.h), so it keeps its own time. A body without debug info (a program not
+// compiled with dist-cc's -g) has no such ranges: with profiling its calls are not inlined, or
+// its time would be charged to its caller's unit and mislead the planner.
 void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
-                const UnitGates &gates, bool keep_bodies_apart) {
+                const UnitGates &gates, bool profiled) {
   llvm::LLVMContext &ctx = m.getContext();
   llvm::Type *i8 = llvm::Type::getInt8Ty(ctx);
   llvm::Constant *linked = runtimeData(m, kLinkedSymbol);
   for (const RemoteSignature &sig : functions) {
     llvm::Function *decl = m.getFunction(sig.name);
-    llvm::Function *fast =
-        m.getFunction(gates.gated(sig.unit) ? gatedName(sig.name) : sig.name + ".impl");
-    if (!decl || !fast)
+    llvm::Function *body = m.getFunction(sig.name + ".impl");
+    llvm::Function *fast = gates.gated(sig.unit) ? m.getFunction(gatedName(sig.name)) : body;
+    if (!decl || !body || !fast)
       continue;
     llvm::Constant *flag_addr = llvm::ConstantExpr::getInBoundsGetElementPtr(
         i8, linked, llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx), sig.id));
@@ -492,7 +455,7 @@ void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
       llvm::BasicBlock *tail = call->getParent();
       auto *direct = llvm::cast<llvm::CallInst>(call->clone());
       direct->setCalledOperand(fast); // the call's own type (an unprototyped call may differ)
-      if (keep_bodies_apart)
+      if (profiled && !body->getSubprogram())
         direct->addFnAttr(llvm::Attribute::NoInline);
       direct->setTailCallKind(llvm::CallInst::TCK_None);
       direct->insertBefore(then_term);
@@ -730,6 +693,7 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
     std::map<std::string, std::uint32_t> body_ids;
     for (std::size_t i = 0; i < spec.functions.size(); ++i)
       body_ids[spec.functions[i].body] = static_cast<std::uint32_t>(i + 1);
+    nameSubprogramsByBody(module, body_ids);
     if (auto *linker = dynamic_cast<orc::ObjectLinkingLayer *>(&j.getObjLinkingLayer())) {
       auto plugin = std::make_unique<CodeRangePlugin>(std::move(body_ids));
       code_ranges = plugin.get();

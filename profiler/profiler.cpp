@@ -5,6 +5,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <sys/time.h>
 #include <ucontext.h>
@@ -170,12 +171,55 @@ void Profiler::retire(std::uint64_t *block) {
   delete[] block;
 }
 
+std::vector<CodeRange> innermostRanges(std::vector<CodeRange> ranges) {
+  // Outer before inner where two start together; a stack holds the ranges that contain the
+  // position reached, innermost on top, and each piece goes to the top of the stack.
+  std::sort(ranges.begin(), ranges.end(), [](const CodeRange &a, const CodeRange &b) {
+    return a.start != b.start ? a.start < b.start : a.end > b.end;
+  });
+  std::vector<CodeRange> pieces;
+  auto emit = [&](std::uintptr_t start, std::uintptr_t end, std::uint32_t id) {
+    if (start >= end)
+      return;
+    if (!pieces.empty() && pieces.back().end == start && pieces.back().id == id)
+      pieces.back().end = end;
+    else
+      pieces.push_back({start, end, id});
+  };
+  std::vector<CodeRange> open;
+  std::uintptr_t at = 0;
+  auto closeUpTo = [&](std::uintptr_t limit) {
+    while (!open.empty() && open.back().end <= limit) {
+      emit(std::max(at, open.back().start), open.back().end, open.back().id);
+      at = std::max(at, open.back().end);
+      open.pop_back();
+    }
+  };
+  for (CodeRange r : ranges) {
+    if (r.start >= r.end)
+      continue;
+    closeUpTo(r.start);
+    if (!open.empty()) {
+      emit(std::max(at, open.back().start), r.start, open.back().id);
+      r.end = std::min(r.end, open.back().end); // overlapping, not nested: keep to the outer
+    }
+    at = r.start;
+    open.push_back(r);
+  }
+  closeUpTo(std::numeric_limits<std::uintptr_t>::max());
+  return pieces;
+}
+
 void Profiler::setCodeRanges(std::vector<CodeRange> ranges) {
-  std::sort(ranges.begin(), ranges.end(),
-            [](const CodeRange &a, const CodeRange &b) { return a.start < b.start; });
+  ranges = innermostRanges(std::move(ranges));
   auto *copy = new CodeRange[ranges.size()];
   std::copy(ranges.begin(), ranges.end(), copy);
   code_ranges.store(new Ranges{copy, ranges.size()}, std::memory_order_release);
+}
+
+std::vector<CodeRange> Profiler::codeRanges() const {
+  const Ranges *r = code_ranges.load(std::memory_order_acquire);
+  return r ? std::vector<CodeRange>(r->data, r->data + r->size) : std::vector<CodeRange>{};
 }
 
 void Profiler::startSampling(std::chrono::microseconds period) {

@@ -90,6 +90,10 @@ struct CodeRange {
   std::uint32_t id = 0;
 };
 
+/// The same ranges as disjoint pieces, sorted, each charged to the innermost range that holds
+/// it: a body inlined into another function owns its piece of the other's range.
+[[nodiscard]] std::vector<CodeRange> innermostRanges(std::vector<CodeRange> ranges);
+
 /// Totals and decayed rates of one call edge (caller → callee, by name).
 struct EdgeStats {
   std::string caller, callee;
@@ -174,10 +178,13 @@ public:
   /// its counter block and returns it.
   static std::uint64_t *threadInit();
 
-  /// Where each profiled function's code lies. A sample is charged to the function whose code
-  /// was interrupted; outside all ranges (in the C library, say), to the thread's current
-  /// function marker, which instrumented code keeps at call boundaries.
+  /// Where each profiled function's code lies, its bodies inlined elsewhere included (ranges
+  /// may nest). A sample is charged to the innermost function whose code was interrupted;
+  /// outside all ranges (in the C library, say), to the thread's current function marker,
+  /// which instrumented code keeps at call boundaries.
   void setCodeRanges(std::vector<CodeRange> ranges);
+  /// The ranges in effect, as innermostRanges made them.
+  [[nodiscard]] std::vector<CodeRange> codeRanges() const;
 
   /// Starts charging `period` of CPU time per SIGPROF sample. Replaces a previous period.
   void startSampling(std::chrono::microseconds period);

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -164,6 +165,76 @@ TEST(Profile, SelfTimeOfASpinningFunctionIsRoughlyRight) {
   EXPECT_GT(spin->self_cpu_s, 0.15);
   EXPECT_LT(spin->self_cpu_s, 0.6);
   EXPECT_LT(function(s, "fib")->self_cpu_s, 0.01) << "fib did not run";
+}
+
+// A small callee of another unit is inlined into its caller's loop behind the guarded call
+// (profiling does not keep it out of line), and the samples that hit its inlined body are
+// charged to it, not to the caller: the debug info's inlined ranges say whose code it is.
+TEST(Profile, AnInlinedCalleeKeepsItsOwnCpuTime) {
+  Profiled p("counts");
+  jit::JitSession &session = p.session();
+  std::uint32_t callee = session.profileId(session.findFunction("mix_round"));
+  std::uint32_t caller = session.profileId(session.findFunction("mix_for_ms"));
+  ASSERT_NE(callee, 0u);
+  ASSERT_NE(caller, 0u);
+  std::vector<CodeRange> ranges = Profiler::instance().codeRanges();
+  auto pieces = [&](std::uint32_t id) {
+    return std::count_if(ranges.begin(), ranges.end(),
+                         [&](const CodeRange &r) { return r.id == id; });
+  };
+  // Its own body, and at least one piece inside the caller: the caller's range is cut by it.
+  EXPECT_GE(pieces(callee), 2) << "mix_round was not inlined into mix_for_ms";
+  EXPECT_GE(pieces(caller), 2);
+
+  Profiler::instance().startSampling(std::chrono::milliseconds(1));
+  p.fn<std::uint64_t (*)(long)>("mix_for_ms")(300);
+  Profiler::instance().stopSampling();
+  ProfileSnapshot s = Profiler::instance().snapshot();
+  const FunctionStats *in_callee = function(s, "mix_round");
+  const FunctionStats *in_caller = function(s, "mix_for_ms");
+  ASSERT_NE(in_callee, nullptr);
+  ASSERT_NE(in_caller, nullptr);
+  // About 90% of the work is mix_round's arithmetic; charged by address without the inlined
+  // ranges, all of it went to mix_for_ms.
+  EXPECT_GT(in_callee->self_cpu_s, 0.1);
+  EXPECT_GT(in_callee->self_cpu_s, 2 * in_caller->self_cpu_s)
+      << "mix_round " << in_callee->self_cpu_s << " s, mix_for_ms " << in_caller->self_cpu_s
+      << " s";
+}
+
+// Nested ranges (a body inlined into another, itself inlined) become disjoint pieces, each
+// charged to the innermost range that holds it.
+TEST(InnermostRanges, CutOuterRangesAroundInnerOnes) {
+  std::vector<CodeRange> pieces = innermostRanges({
+      {100, 200, 1}, // a function
+      {120, 160, 2}, // a body inlined into it
+      {130, 140, 3}, // and one inlined into that
+      {170, 180, 2}, // the first body inlined again
+      {300, 310, 4}, // another function
+      {300, 305, 5}, // starting with an inlined body
+      {150, 150, 6}, // empty: ignored
+  });
+  std::vector<CodeRange> expected = {{100, 120, 1}, {120, 130, 2}, {130, 140, 3},
+                                     {140, 160, 2}, {160, 170, 1}, {170, 180, 2},
+                                     {180, 200, 1}, {300, 305, 5}, {305, 310, 4}};
+  ASSERT_EQ(pieces.size(), expected.size());
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i].start, expected[i].start) << i;
+    EXPECT_EQ(pieces[i].end, expected[i].end) << i;
+    EXPECT_EQ(pieces[i].id, expected[i].id) << i;
+  }
+  // Adjacent pieces of one function are merged; a range that overlaps its outer one without
+  // being inside it is cut at the outer one's end.
+  pieces = innermostRanges({{0, 10, 1}, {10, 20, 1}});
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_EQ(pieces[0].end, 20u);
+  pieces = innermostRanges({{0, 10, 1}, {5, 30, 2}, {10, 20, 1}});
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[1].start, 5u);
+  EXPECT_EQ(pieces[1].end, 10u);
+  EXPECT_EQ(pieces[1].id, 2u);
+  EXPECT_EQ(pieces[2].start, 10u);
+  EXPECT_EQ(pieces[2].end, 20u);
 }
 
 TEST(Profile, RatesDecayWithTheHalfLife) {
