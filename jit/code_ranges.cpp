@@ -8,6 +8,8 @@
 #include "llvm/IR/Module.h"
 #include "llvm/Object/ObjectFile.h"
 
+#include <memory>
+
 namespace distnode::jit {
 
 std::size_t nameSubprogramsByBody(llvm::Module &module,
@@ -57,7 +59,9 @@ void CodeRangePlugin::notifyMaterializing(llvm::orc::MaterializationResponsibili
       llvm::DWARFDie die(unit.get(), &entry);
       if (die.getTag() != llvm::dwarf::DW_TAG_inlined_subroutine)
         continue;
-      const char *name = die.getSubroutineName(llvm::DINameKind::LinkageName);
+      // The linkage name only: every profiled body has one (nameSubprogramsByBody); a source
+      // name may be that of another function (a static one renamed by llvm-link).
+      const char *name = die.getLinkageName();
       auto id = name ? ids_.find(name) : ids_.end();
       if (id == ids_.end())
         continue;
@@ -75,28 +79,33 @@ void CodeRangePlugin::notifyMaterializing(llvm::orc::MaterializationResponsibili
 }
 
 void CodeRangePlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility &,
-                                       llvm::jitlink::LinkGraph &,
+                                       llvm::jitlink::LinkGraph &graph,
                                        llvm::jitlink::PassConfiguration &config) {
-  config.PostFixupPasses.push_back([this](llvm::jitlink::LinkGraph &g) {
+  // What notifyMaterializing read of this graph's object goes with its pass (and with it if
+  // the link fails), so that no entry outlives its graph.
+  auto object = std::make_shared<ObjectRanges>();
+  {
     std::lock_guard lock(mu_);
-    ObjectRanges object;
-    if (auto it = pending_.find(&g); it != pending_.end()) {
-      object = std::move(it->second);
+    if (auto it = pending_.find(&graph); it != pending_.end()) {
+      *object = std::move(it->second);
       pending_.erase(it);
     }
+  }
+  config.PostFixupPasses.push_back([this, object](llvm::jitlink::LinkGraph &g) {
+    std::lock_guard lock(mu_);
     std::map<std::uint64_t, std::uint64_t> section_base; // section index → its address here
     for (llvm::jitlink::Symbol *sym : g.defined_symbols()) {
       if (!sym->hasName())
         continue;
       std::string name = sym->getName().str();
       std::uint64_t address = sym->getAddress().getValue();
-      if (auto at = object.symbols.find(name); at != object.symbols.end())
+      if (auto at = object->symbols.find(name); at != object->symbols.end())
         section_base.emplace(at->second.first, address - at->second.second);
       auto it = ids_.find(name);
       if (it != ids_.end() && sym->isCallable())
         ranges_.push_back({address, address + sym->getSize(), it->second});
     }
-    for (const ObjectRanges::Inlined &r : object.inlined)
+    for (const ObjectRanges::Inlined &r : object->inlined)
       if (auto base = section_base.find(r.section); base != section_base.end()) {
         ranges_.push_back({base->second + r.start, base->second + r.end, r.id});
         ++inlined_;

@@ -425,9 +425,10 @@ void callBodiesInsideUnits(llvm::Module &m, const ProgramAnalysis &analysis) {
 //
 // The optimizer decides whether the direct branch is inlined. With profiling, CPU samples are
 // charged by the address they hit, and an inlined body is found by the debug info's inlined
-// ranges (code_ranges.h), so it keeps its own time. A body without debug info (a program not
-// compiled with dist-cc's -g) has no such ranges: with profiling its calls are not inlined, or
-// its time would be charged to its caller's unit and mislead the planner.
+// ranges (code_ranges.h), so it keeps its own time. Code without debug info (a source not
+// compiled with dist-cc's -g) gives no such ranges: with profiling, a call is not inlined
+// unless both the body and its caller have debug info, or the body's time would be charged to
+// its caller's unit and mislead the planner.
 void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
                 const UnitGates &gates, bool profiled) {
   llvm::LLVMContext &ctx = m.getContext();
@@ -455,7 +456,7 @@ void guardCalls(llvm::Module &m, const std::vector<RemoteSignature> &functions,
       llvm::BasicBlock *tail = call->getParent();
       auto *direct = llvm::cast<llvm::CallInst>(call->clone());
       direct->setCalledOperand(fast); // the call's own type (an unprototyped call may differ)
-      if (profiled && !body->getSubprogram())
+      if (profiled && (!body->getSubprogram() || !call->getFunction()->getSubprogram()))
         direct->addFnAttr(llvm::Attribute::NoInline);
       direct->setTailCallKind(llvm::CallInst::TCK_None);
       direct->insertBefore(then_term);

@@ -172,9 +172,10 @@ void Profiler::retire(std::uint64_t *block) {
 }
 
 std::vector<CodeRange> innermostRanges(std::vector<CodeRange> ranges) {
-  // Outer before inner where two start together; a stack holds the ranges that contain the
+  // Outer before inner where two start together (of two equal ranges the later one given is
+  // inner: an inlined body after its function); a stack holds the ranges that contain the
   // position reached, innermost on top, and each piece goes to the top of the stack.
-  std::sort(ranges.begin(), ranges.end(), [](const CodeRange &a, const CodeRange &b) {
+  std::stable_sort(ranges.begin(), ranges.end(), [](const CodeRange &a, const CodeRange &b) {
     return a.start != b.start ? a.start < b.start : a.end > b.end;
   });
   std::vector<CodeRange> pieces;

@@ -91,7 +91,8 @@ struct CodeRange {
 };
 
 /// The same ranges as disjoint pieces, sorted, each charged to the innermost range that holds
-/// it: a body inlined into another function owns its piece of the other's range.
+/// it: a body inlined into another function owns its piece of the other's range. Of two equal
+/// ranges the later one is taken as the inner one.
 [[nodiscard]] std::vector<CodeRange> innermostRanges(std::vector<CodeRange> ranges);
 
 /// Totals and decayed rates of one call edge (caller → callee, by name).

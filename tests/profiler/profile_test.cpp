@@ -228,6 +228,10 @@ TEST(InnermostRanges, CutOuterRangesAroundInnerOnes) {
   pieces = innermostRanges({{0, 10, 1}, {10, 20, 1}});
   ASSERT_EQ(pieces.size(), 1u);
   EXPECT_EQ(pieces[0].end, 20u);
+  // Of two equal ranges the later is the inner one (a body inlined as a whole function).
+  pieces = innermostRanges({{0, 10, 1}, {0, 10, 2}});
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_EQ(pieces[0].id, 2u);
   pieces = innermostRanges({{0, 10, 1}, {5, 30, 2}, {10, 20, 1}});
   ASSERT_EQ(pieces.size(), 3u);
   EXPECT_EQ(pieces[1].start, 5u);
