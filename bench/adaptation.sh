@@ -88,20 +88,23 @@ shed() {
 # one-core nodes) and phase Y (chatty calls of heavy_a: keep it with its caller). Adaptive vs
 # the best static placement of each phase chosen in hindsight (X alone with heavy_b on n1, Y
 # alone with everything on n0, their times added).
+# PHASE_LENGTH (default 1) multiplies each phase's work: 1 gives phases of 1-2.5 s, a few
+# planning intervals; 4 gives phases of 4-10 s.
 shift_run() { # PHASES WHICH [entry flags...]: wall time of shift.bc on the two pinned nodes
-  local phases=$1 which=$2
+  local phases=$1 which=$2 length=${PHASE_LENGTH:-1}
   shift 2
   two_nodes
   taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$build/bench/shift.bc" -- \
-    "$phases" "$which" >/dev/null 2>&1 &
+    "$phases" "$which" "$length" >/dev/null 2>&1 &
   local member=$!
   local t0 t1
   t0=$(now)
   taskset -c 0 "$distnode" --join "$tmp/two.yaml" --name n0 "$@" --log-level info \
-    --log-file "$tmp/shift.log" "$build/bench/shift.bc" -- "$phases" "$which" >"$tmp/shift.out"
+    --log-file "$tmp/shift.log" "$build/bench/shift.bc" -- "$phases" "$which" "$length" \
+    >"$tmp/shift.out"
   t1=$(now)
   wait "$member"
-  "$build/bench/shift.native" "$phases" "$which" >"$tmp/shift.native"
+  "$build/bench/shift.native" "$phases" "$which" "$length" >"$tmp/shift.native"
   cmp -s "$tmp/shift.out" "$tmp/shift.native" || { echo "shift: output differs" >&2; exit 1; }
   echo "$t1 - $t0" | bc -l
 }
@@ -124,8 +127,8 @@ phases() {
   hindsight=$(echo "$x + $y" | bc -l)
   # Static split (heavy_b on n1) is not run over X Y X Y: phase Y's 15,000,000 calls of
   # heavy_b would all be remote (about 100 us each, half an hour).
-  printf 'phases (shift.c, X Y X Y, medians of %d; seconds): adaptive %.2f; best per phase in hindsight %.2f (X X split %.2f + Y Y on n0 %.2f); static all on n0 %.2f\n' \
-    "$repeats" "$adaptive" "$hindsight" "$x" "$y" "$entry"
+  printf 'phases (shift.c, X Y X Y, phase length %d, medians of %d; seconds): adaptive %.2f; best per phase in hindsight %.2f (X X split %.2f + Y Y on n0 %.2f); static all on n0 %.2f\n' \
+    "${PHASE_LENGTH:-1}" "$repeats" "$adaptive" "$hindsight" "$x" "$y" "$entry"
   printf 'phases: adaptive / best per phase in hindsight = %.3f (goal <= 1.15)\n' \
     "$(echo "$adaptive / $hindsight" | bc -l)"
   echo "phases: moves of the adaptive runs:"

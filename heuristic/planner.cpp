@@ -120,6 +120,24 @@ Plan Planner::plan(const Problem &problem, double now_s) {
 
   Plan plan;
   Placement proposed = partition(model, options);
+  auto costOf = [&](const Placement &placement) {
+    CostBreakdown c = model.evaluate(placement);
+    return c.communication + c.overload;
+  };
+  if (complete &&
+      std::find(options.frozen.begin(), options.frozen.end(), true) != options.frozen.end()) {
+    // Would moving units in their cool-down save most of the cost? Then the workload changed.
+    PartitionOptions unfrozen_options = options;
+    unfrozen_options.frozen.assign(n, false);
+    Placement unfrozen = partition(model, unfrozen_options);
+    double now_cost = costOf(current), held_cost = costOf(proposed);
+    double free_cost = costOf(unfrozen);
+    if (now_cost - free_cost > options_.cooldown_override * now_cost &&
+        held_cost - free_cost > options_.hysteresis * now_cost) {
+      proposed = std::move(unfrozen);
+      plan.cooldown_overridden = true;
+    }
+  }
   plan.proposed_cost = model.evaluate(proposed);
   if (!complete) { // new units must go somewhere: nothing to compare with
     plan.accepted = true;
@@ -146,9 +164,13 @@ Plan Planner::plan(const Problem &problem, double now_s) {
     } else {
       plan.accepted = true;
       plan.reason = "saves " + rate(saved) + " of " + rate(now_cost);
+      if (plan.cooldown_overridden)
+        plan.reason += format(" (more than %.0f%%: units in their cool-down may move)",
+                              options_.cooldown_override * 100);
     }
     plan.placement = plan.accepted ? proposed : current;
   }
+  plan.cooldown_overridden = plan.cooldown_overridden && plan.accepted && complete;
   plan.cost = model.evaluate(plan.placement);
   if (plan.accepted && complete)
     for (std::size_t u = 0; u < n; ++u)

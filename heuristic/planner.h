@@ -16,8 +16,12 @@ namespace distnode::heuristic {
 struct PlannerOptions {
   /// A new placement must save more than this fraction of the current cost.
   double hysteresis = 0.05;
-  /// A unit that moved stays put for this long.
+  /// A unit that moved stays put for this long...
   double cooldown_s = 60;
+  /// ...unless moving it saves more than this fraction of the current cost: a phase change,
+  /// not noise (on the same rates no placement can halve the cost both ways, so this cannot
+  /// flip a unit back and forth). 1 or more: the cool-down always holds.
+  double cooldown_override = 0.5;
   PartitionOptions partition;
 };
 
@@ -36,13 +40,14 @@ struct ReplicaSet {
 
 /// The outcome of one planning round.
 struct Plan {
-  Placement placement;         ///< what to run (the current placement if not accepted)
-  bool accepted = false;       ///< the partitioner's placement was taken
-  std::string reason;          ///< why (not) in one sentence
-  CostBreakdown cost;          ///< of `placement`
-  CostBreakdown current_cost;  ///< of the current placement
-  CostBreakdown proposed_cost; ///< of the partitioner's placement
-  std::vector<Move> moves;     ///< empty unless accepted
+  Placement placement;              ///< what to run (the current placement if not accepted)
+  bool accepted = false;            ///< the partitioner's placement was taken
+  std::string reason;               ///< why (not) in one sentence
+  CostBreakdown cost;               ///< of `placement`
+  CostBreakdown current_cost;       ///< of the current placement
+  CostBreakdown proposed_cost;      ///< of the partitioner's placement
+  std::vector<Move> moves;          ///< empty unless accepted
+  bool cooldown_overridden = false; ///< units in their cool-down moved (see PlannerOptions)
   std::vector<ReplicaSet> replicas;
 };
 

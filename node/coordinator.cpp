@@ -27,6 +27,11 @@ constexpr double kMinGainSPerS = 1e-3;
 constexpr double kMaxDemandFactor = 8;
 // Calls made per call received above which a unit's frames are taken to run long.
 constexpr double kLongFrameCalls = 1000;
+// A new phase (phaseChanged): a rate that changed by this factor within one round, and
+// reached at least the floor (CPU seconds per second; calls per second) before or after.
+constexpr double kPhaseChangeFactor = 8;
+constexpr double kPhaseFloorCpu = 0.02;
+constexpr double kPhaseFloorCalls = 50;
 
 struct Traffic {
   double calls = 0, call_bytes = 0, reply_bytes = 0;
@@ -40,6 +45,11 @@ std::string nodeList(const std::vector<std::string> &names) {
 }
 
 } // namespace
+
+bool phaseChanged(double smoothed, double recent, double floor) {
+  double high = std::max(smoothed, recent), low = std::min(smoothed, recent);
+  return high >= floor && high >= kPhaseChangeFactor * low;
+}
 
 struct Coordinator::State {
   mutable std::mutex mu;
@@ -60,6 +70,7 @@ struct Coordinator::State {
   std::vector<double> round_cpu_ns;                   ///< by unit
   std::vector<double> round_node_cpu_ns;              ///< by node
   std::vector<double> round_node_calls;               ///< by node
+  std::vector<int> round_reports;                     ///< by node: reports in this round
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
   /// Calls each unit made, by the node that reported them: where its frames ran.
   std::vector<std::vector<double>> round_caller_calls; ///< [unit][node]
@@ -104,17 +115,31 @@ struct Coordinator::State {
     return profiler::decayedRate(previous, had_rates, delta, dt, options.half_life_s);
   }
 
+  // The decayed rate, or the round's own rate when the round shows a new phase (phaseChanged).
+  double rate(double previous, double delta, double dt, double floor, bool complete) const {
+    if (complete && had_rates && phaseChanged(previous, delta / dt, floor))
+      return delta / dt;
+    return decay(previous, delta, dt);
+  }
+
   void merge(double now_s) {
     double dt = now_s - last_round_s;
     if (dt <= 0)
       return;
+    // A round in which some node sent no report, or two, says nothing of a new phase: its
+    // counts are short or long by an interval of that node's.
+    bool complete = std::all_of(round_reports.begin(), round_reports.end(),
+                                [](int reports) { return reports == 1; });
+    std::fill(round_reports.begin(), round_reports.end(), 0);
     for (std::size_t u = 0; u < cpu_rate.size(); ++u) {
-      cpu_rate[u] = decay(cpu_rate[u], round_cpu_ns[u] / 1e9, dt);
+      cpu_rate[u] = rate(cpu_rate[u], round_cpu_ns[u] / 1e9, dt, kPhaseFloorCpu, complete);
       round_cpu_ns[u] = 0;
     }
     for (std::size_t n = 0; n < node_cpu_rate.size(); ++n) {
-      node_cpu_rate[n] = decay(node_cpu_rate[n], round_node_cpu_ns[n] / 1e9, dt);
-      node_call_rate[n] = decay(node_call_rate[n], round_node_calls[n], dt);
+      node_cpu_rate[n] =
+          rate(node_cpu_rate[n], round_node_cpu_ns[n] / 1e9, dt, kPhaseFloorCpu, complete);
+      node_call_rate[n] =
+          rate(node_call_rate[n], round_node_calls[n], dt, kPhaseFloorCalls, complete);
       round_node_cpu_ns[n] = round_node_calls[n] = 0;
     }
     for (auto &[key, t] : round_edges)
@@ -122,9 +147,13 @@ struct Coordinator::State {
     for (auto it = edge_rate.begin(); it != edge_rate.end();) {
       Traffic add = round_edges.count(it->first) ? round_edges[it->first] : Traffic{};
       Traffic &r = it->second;
-      r.calls = decay(r.calls, add.calls, dt);
-      r.call_bytes = decay(r.call_bytes, add.call_bytes, dt);
-      r.reply_bytes = decay(r.reply_bytes, add.reply_bytes, dt);
+      if (complete && had_rates && phaseChanged(r.calls, add.calls / dt, kPhaseFloorCalls)) {
+        r = {add.calls / dt, add.call_bytes / dt, add.reply_bytes / dt}; // bytes go with calls
+      } else {
+        r.calls = decay(r.calls, add.calls, dt);
+        r.call_bytes = decay(r.call_bytes, add.call_bytes, dt);
+        r.reply_bytes = decay(r.reply_bytes, add.reply_bytes, dt);
+      }
       if (r.calls < 1e-3) // an edge that went quiet stops weighing on the planner
         it = edge_rate.erase(it);
       else
@@ -440,6 +469,7 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.cpu_rate.assign(nu, 0);
   s.round_node_cpu_ns.assign(nn, 0);
   s.round_node_calls.assign(nn, 0);
+  s.round_reports.assign(nn, 0);
   s.node_cpu_rate.assign(nn, 0);
   s.node_call_rate.assign(nn, 0);
   s.latency.assign(nn, std::vector<double>(nn, 0));
@@ -492,6 +522,7 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   std::lock_guard lock(s.mu);
   if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
     return;
+  ++s.round_reports[node];
   if (r.cpu_capacity > 0)
     s.capacity[node] = r.cpu_capacity;
   // What the units would use with the CPU to themselves (NodeReport::run_s).

@@ -5,7 +5,8 @@
  *            both belong with `chatty` (wherever that is), whichever of them phase X moved.
  * Prints a checksum that does not depend on where the functions ran.
  *
- * Usage: shift PHASES [X|Y|XY]   (XY alternates, starting with X; default XY) */
+ * Usage: shift PHASES [X|Y|XY] [LENGTH]   (XY alternates, starting with X; default XY; each
+ * phase does LENGTH times the default work, default 1: about 2.5 s for X, 1 s for Y) */
 #include <dist.h>
 
 #include <pthread.h>
@@ -31,16 +32,18 @@ uint64_t chatty(uint64_t x, uint32_t calls) {
 
 enum { kRounds = 6000000, kSlices = 200 }; /* phase X: ~2.6 s per thread on this machine */
 
+static int length = 1;
+
 static void *run_a(void *arg) {
   uint64_t *x = arg;
-  for (int i = 0; i < kSlices; ++i)
+  for (int i = 0; i < kSlices * length; ++i)
     *x = heavy_a(*x, kRounds);
   return 0;
 }
 
 static void *run_b(void *arg) {
   uint64_t *x = arg;
-  for (int i = 0; i < kSlices; ++i)
+  for (int i = 0; i < kSlices * length; ++i)
     *x = heavy_b(*x, kRounds);
   return 0;
 }
@@ -48,6 +51,9 @@ static void *run_b(void *arg) {
 int main(int argc, char **argv) {
   int phases = argc > 1 ? atoi(argv[1]) : 4;
   const char *which = argc > 2 ? argv[2] : "XY";
+  length = argc > 3 ? atoi(argv[3]) : 1;
+  if (length < 1)
+    length = 1;
   uint64_t a = 1, b = 2, c = 3;
   for (int p = 0; p < phases; ++p) {
     char kind = strcmp(which, "XY") == 0 ? (p % 2 == 0 ? 'X' : 'Y') : which[0];
@@ -58,7 +64,7 @@ int main(int argc, char **argv) {
       pthread_join(ta, 0);
       pthread_join(tb, 0);
     } else {
-      for (int k = 0; k < 20; ++k)
+      for (int k = 0; k < 20 * length; ++k)
         c = chatty(c, 1500000);
     }
   }

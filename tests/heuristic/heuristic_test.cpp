@@ -149,20 +149,24 @@ TEST(Planner, UnchangedProfileNeverMovesAnything) {
   }
 }
 
-// Two phases whose best placements differ, alternating every 10 s, faster than the 60 s
-// cool-down: a unit may move at most once per cool-down, so it cannot follow every phase.
-TEST(Planner, PhasesFasterThanTheCoolDownDoNotOscillate) {
-  Problem phase[2];
+// Two phases whose best placements differ: in phase 0 worker talks to main more than to
+// store, in phase 1 the other way round; `calls` is the busier edge's calls per second, the
+// other has 100.
+std::vector<Problem> twoPhases(double calls) {
+  std::vector<Problem> phase(2);
   for (int k = 0; k < 2; ++k) {
     phase[k] = withNodes({4, 4});
     addUnit(phase[k], "main", 0.1, 0);
     addUnit(phase[k], "worker", 0.5);
     addUnit(phase[k], "store", 0.5, 1);
-    // Phase 0: worker talks to main; phase 1: worker talks to store.
-    phase[k].edges = {{0, 1, k == 0 ? 500.0 : 1.0, 0, 0}, {1, 2, k == 0 ? 1.0 : 500.0, 0, 0}};
+    phase[k].edges = {{0, 1, k == 0 ? calls : 100.0, 0, 0}, {1, 2, k == 0 ? 100.0 : calls, 0, 0}};
   }
-  PlannerOptions options;
-  options.cooldown_s = 60;
+  return phase;
+}
+
+// Runs 18 rounds 10 s apart, the phases alternating every round, and returns when `worker`
+// moved.
+std::vector<double> workerMoves(const std::vector<Problem> &phase, const PlannerOptions &options) {
   Planner planner(options);
   Placement current = {0, 0, 1};
   std::vector<double> moved_at;
@@ -175,10 +179,48 @@ TEST(Planner, PhasesFasterThanTheCoolDownDoNotOscillate) {
         moved_at.push_back(round * 10.0);
     current = plan.placement;
   }
+  return moved_at;
+}
+
+// Phases faster than the 60 s cool-down whose moves save 23% of the cost each (130 calls/s cut
+// instead of 100): a unit may move at most once per cool-down, so it does not follow them.
+TEST(Planner, PhasesFasterThanTheCoolDownDoNotOscillate) {
+  PlannerOptions options;
+  options.cooldown_s = 60;
+  std::vector<double> moved_at = workerMoves(twoPhases(130), options);
   for (std::size_t i = 1; i < moved_at.size(); ++i)
     EXPECT_GE(moved_at[i] - moved_at[i - 1], options.cooldown_s)
         << "worker moved twice within the cool-down";
   EXPECT_LE(moved_at.size(), 3u) << "180 s of 10 s phases: at most once a minute";
+}
+
+// When a move saves most of the cost (here 80%: 500 calls/s cut instead of 100) the workload
+// changed: the unit follows every phase, cool-down or not. With the override off it does not.
+TEST(Planner, PhaseChangesThatSaveMostOfTheCostOverrideTheCoolDown) {
+  PlannerOptions options;
+  options.cooldown_s = 60;
+  EXPECT_EQ(workerMoves(twoPhases(500), options).size(), 17u)
+      << "a move at every phase change (the first phase starts on its best placement)";
+  options.cooldown_override = 1;
+  EXPECT_LE(workerMoves(twoPhases(500), options).size(), 3u);
+
+  // The plan says so, and on the same rates nothing moves back.
+  std::vector<Problem> phase = twoPhases(500);
+  Planner planner(PlannerOptions{.cooldown_s = 60});
+  phase[0].current = {0, 1, 1};
+  Plan first = planner.plan(phase[0], 0);
+  ASSERT_EQ(first.moves.size(), 1u);
+  EXPECT_FALSE(first.cooldown_overridden) << "nothing was in its cool-down";
+  phase[1].current = first.placement;
+  Plan second = planner.plan(phase[1], 10);
+  ASSERT_EQ(second.moves.size(), 1u);
+  EXPECT_TRUE(second.cooldown_overridden);
+  EXPECT_NE(second.reason.find("cool-down may move"), std::string::npos) << second.reason;
+  for (double t = 20; t < 100; t += 10) {
+    Problem same = phase[1];
+    same.current = second.placement;
+    EXPECT_TRUE(planner.plan(same, t).moves.empty()) << "at " << t << " s";
+  }
 }
 
 TEST(Planner, SmallGainsStayBelowTheHysteresis) {

@@ -354,6 +354,93 @@ TEST(Coordinator, QuietEdgesFadeAndStopWeighing) {
   EXPECT_TRUE(c.view(kStart).edges.empty());
 }
 
+// A rate that changed eightfold within a round in which every node reported once is a new
+// phase: it takes the round's value at once. Smaller changes, and rounds with a report
+// missing (whose counts are short by an interval), decay as before.
+TEST(Coordinator, ANewPhaseReplacesTheDecayedRatesAtOnce) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, fast()); // half-life 1 s
+  auto round = [&](double t, const Interval &on_n0, bool n1_reports = true) {
+    c.addReport(0, on_n0.report());
+    if (n1_reports)
+      c.addReport(1, Interval{}.report());
+    (void)c.round(kStart, t);
+    return c.view(kStart);
+  };
+  Interval chatty;
+  chatty.calls = {{"stage", "filter", 100000, 1600000}};
+  chatty.cpu_s = {{"stage", 0.4}};
+  ClusterView v = round(1, chatty);
+  ASSERT_EQ(v.edges.size(), 1u);
+  EXPECT_DOUBLE_EQ(v.edges[0].calls_per_s, 100000.0);
+
+  Interval half = chatty; // half as many: noise or a slow change, not a new phase
+  std::get<2>(half.calls[0]) = 50000;
+  half.cpu_s = {{"stage", 0.2}};
+  v = round(2, half);
+  EXPECT_DOUBLE_EQ(v.edges[0].calls_per_s, 75000.0) << "decayed";
+  EXPECT_DOUBLE_EQ(v.units[1].cpu_s_per_s, 0.3);
+
+  Interval quiet; // the edge stops, stage's CPU with it
+  quiet.cpu_s = {{"heavy_a", 0.9}};
+  ClusterView missing = round(3, Interval{}, /*n1_reports=*/false);
+  EXPECT_DOUBLE_EQ(missing.edges.at(0).calls_per_s, 37500.0) << "n1 sent nothing: decayed";
+  v = round(4, quiet);
+  EXPECT_TRUE(v.edges.empty()) << "a new phase: the edge is gone at once";
+  EXPECT_DOUBLE_EQ(v.units[1].cpu_s_per_s, 0.0);
+  EXPECT_DOUBLE_EQ(v.units[3].cpu_s_per_s, 0.9) << "heavy_a starts: its rate at once";
+}
+
+// Phases that want different placements (shift.c): Y, `stage` calls `heavy_a` millions of
+// times a second (keep them together); X, `heavy_a` and `heavy_b` each use a whole core (split
+// them). The coordinator follows each change at the first round after it, with the default
+// settings: the rates of the phase before are not remembered for seconds, and a move that
+// saves most of the cost is made in spite of the cool-down.
+TEST(Coordinator, FollowsPhasesThatWantDifferentPlacements) {
+  jit::ProgramAnalysis a = program();
+  Coordinator c(a, kFunctions, cluster(2), 0, AdaptOptions{});
+  std::vector<std::uint16_t> owners = kStart; // heavy_a and heavy_b on n0
+  double t = 0;
+  auto round = [&](const Interval &on_n0, const Interval &on_n1) {
+    t += 1;
+    NodeReport r0 = on_n0.report(), r1 = on_n1.report();
+    r0.run_s = r1.run_s = 1; // two busy threads on one core wait as long as they run
+    r0.runnable_wait_s = on_n0.cpu_s.size() > 1 ? 1 : 0;
+    c.addReport(0, r0);
+    c.addReport(1, r1);
+    Decision d = c.round(owners, t);
+    if (d.change)
+      owners = d.owners;
+    return d;
+  };
+  Interval y; // heavy_a and stage on n0
+  y.calls = {{"main", "stage", 1, 16}, {"stage", "heavy_a", 7500000, 120000000}};
+  y.cpu_s = {{"stage", 0.6}, {"heavy_a", 0.3}};
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FALSE(round(y, {}).change);
+
+  Interval x_n0; // both heavy units on n0: half a core each
+  x_n0.calls = {{"main", "heavy_a", 40, 640}, {"main", "heavy_b", 40, 640}};
+  x_n0.cpu_s = {{"heavy_a", 0.5}, {"heavy_b", 0.5}};
+  Decision split = round(x_n0, {});
+  ASSERT_TRUE(split.change) << "X: " << split.reason;
+  EXPECT_NE(owners[3], owners[4]) << "one heavy unit per node";
+  int moved = split.moves.at(0).unit;
+
+  // Y again: the unit that left is called remotely, about 10,000 times a second.
+  Interval y_remote, y_served;
+  y_remote.calls = {{"main", "stage", 1, 16}, {"stage", kFunctions[moved + 1], 10000, 160000}};
+  y_remote.cpu_s = {{"stage", 0.1}};
+  y_served.cpu_s = {{kFunctions[moved + 1], 0.01}};
+  Decision back = round(y_remote, y_served);
+  ASSERT_TRUE(back.change) << "Y, one second after the last move: " << back.reason;
+  EXPECT_EQ(owners[moved], 0) << "back with stage, within its cool-down";
+  EXPECT_NE(back.reason.find("cool-down may move"), std::string::npos) << back.reason;
+
+  for (int i = 0; i < 5; ++i) // the same phase goes on: nothing moves
+    EXPECT_FALSE(round(y, {}).change);
+}
+
 TEST(Coordinator, MarshalingCostIsFittedFromRemoteCalls) {
   jit::ProgramAnalysis a = program();
   Coordinator c(a, kFunctions, cluster(2), 0, fast());
