@@ -133,6 +133,7 @@ Plan Planner::plan(const Problem &problem, double now_s) {
     double now_cost = costOf(current), held_cost = costOf(proposed);
     double free_cost = costOf(unfrozen);
     if (now_cost - free_cost > options_.cooldown_override * now_cost &&
+        now_cost - free_cost > options_.cooldown_override_floor_s_per_s &&
         held_cost - free_cost > options_.hysteresis * now_cost) {
       proposed = std::move(unfrozen);
       plan.cooldown_overridden = true;

@@ -18,10 +18,13 @@ struct PlannerOptions {
   double hysteresis = 0.05;
   /// A unit that moved stays put for this long...
   double cooldown_s = 60;
-  /// ...unless moving it saves more than this fraction of the current cost: a phase change,
-  /// not noise (on the same rates no placement can halve the cost both ways, so this cannot
-  /// flip a unit back and forth). 1 or more: the cool-down always holds.
+  /// ...unless moving it saves more than this fraction of the current cost, and more than
+  /// cooldown_override_floor_s_per_s: a phase change, not noise (on the same rates no
+  /// placement can halve the cost both ways, so this cannot flip a unit back and forth; the
+  /// floor keeps a converged placement, whose whole cost is small, from chasing halves of
+  /// it). 1 or more: the cool-down always holds.
   double cooldown_override = 0.5;
+  double cooldown_override_floor_s_per_s = 0.05;
   PartitionOptions partition;
 };
 

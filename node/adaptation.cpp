@@ -166,8 +166,21 @@ void AdaptationLoop::stop() {
 }
 
 void AdaptationLoop::loop() {
-  while (true) {
-    {
+  // The first round: once every other node's first report (firstReportAfter) is in, or after
+  // one interval. The reports arrive on the control thread: looked for every 10 ms until then.
+  {
+    auto interval = coordinator_.options().interval;
+    auto deadline = std::chrono::steady_clock::now() + interval;
+    auto wait = firstReportAfter(interval);
+    std::unique_lock lock(stop_mu_);
+    do {
+      if (stop_cv_.wait_for(lock, wait, [&] { return stop_; }))
+        return;
+      wait = std::chrono::milliseconds(10);
+    } while (!coordinator_.othersReported(self_) && std::chrono::steady_clock::now() < deadline);
+  }
+  for (bool first = true;; first = false) {
+    if (!first) {
       std::unique_lock lock(stop_mu_);
       if (stop_cv_.wait_for(lock, coordinator_.options().interval, [&] { return stop_; }))
         return;

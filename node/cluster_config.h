@@ -2,6 +2,7 @@
 #ifndef DISTNODE_NODE_CLUSTER_CONFIG_H
 #define DISTNODE_NODE_CLUSTER_CONFIG_H
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -47,6 +48,14 @@ struct AdaptOptions {
   /// enough not to chase one noisy interval.
   double half_life_s = 1.5;
 };
+
+/// Every node's first profile report comes this soon after the start (250 ms, or one interval
+/// if that is shorter), and the coordinator's first round as soon as every node's first report
+/// is in: a bad starting placement is mended within a fraction of the first interval.
+[[nodiscard]] inline std::chrono::milliseconds
+firstReportAfter(std::chrono::milliseconds interval) {
+  return std::min(interval, std::chrono::milliseconds(250));
+}
 
 /// A parsed and validated cluster.yaml.
 struct ClusterConfig {

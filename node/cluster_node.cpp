@@ -732,7 +732,7 @@ struct ClusterNode::Impl {
   int memberLoop() {
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
-    auto next_report = Clock::now() + report_interval;
+    auto next_report = Clock::now() + firstReportAfter(report_interval);
     while (!terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);

@@ -71,6 +71,7 @@ struct Coordinator::State {
   std::vector<double> round_node_cpu_ns;              ///< by node
   std::vector<double> round_node_calls;               ///< by node
   std::vector<int> round_reports;                     ///< by node: reports in this round
+  std::vector<bool> ever_reported;                    ///< by node
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
   /// Calls each unit made, by the node that reported them: where its frames ran.
   std::vector<std::vector<double>> round_caller_calls; ///< [unit][node]
@@ -470,6 +471,7 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.round_node_cpu_ns.assign(nn, 0);
   s.round_node_calls.assign(nn, 0);
   s.round_reports.assign(nn, 0);
+  s.ever_reported.assign(nn, false);
   s.node_cpu_rate.assign(nn, 0);
   s.node_call_rate.assign(nn, 0);
   s.latency.assign(nn, std::vector<double>(nn, 0));
@@ -523,6 +525,7 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
     return;
   ++s.round_reports[node];
+  s.ever_reported[node] = true;
   if (r.cpu_capacity > 0)
     s.capacity[node] = r.cpu_capacity;
   // What the units would use with the CPU to themselves (NodeReport::run_s).
@@ -557,6 +560,15 @@ void Coordinator::addReport(int node, const NodeReport &r) {
     if (l.bandwidth_bytes_s > 0)
       s.bandwidth[node][l.node] = l.bandwidth_bytes_s;
   }
+}
+
+bool Coordinator::othersReported(int self) const {
+  const State &s = *state_;
+  std::lock_guard lock(s.mu);
+  for (std::size_t n = 0; n < s.ever_reported.size(); ++n)
+    if (static_cast<int>(n) != self && !s.ever_reported[n])
+      return false;
+  return true;
 }
 
 Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s,

@@ -151,15 +151,15 @@ TEST(Planner, UnchangedProfileNeverMovesAnything) {
 
 // Two phases whose best placements differ: in phase 0 worker talks to main more than to
 // store, in phase 1 the other way round; `calls` is the busier edge's calls per second, the
-// other has 100.
-std::vector<Problem> twoPhases(double calls) {
+// other has `other`.
+std::vector<Problem> twoPhases(double calls, double other = 100) {
   std::vector<Problem> phase(2);
   for (int k = 0; k < 2; ++k) {
     phase[k] = withNodes({4, 4});
     addUnit(phase[k], "main", 0.1, 0);
     addUnit(phase[k], "worker", 0.5);
     addUnit(phase[k], "store", 0.5, 1);
-    phase[k].edges = {{0, 1, k == 0 ? calls : 100.0, 0, 0}, {1, 2, k == 0 ? 100.0 : calls, 0, 0}};
+    phase[k].edges = {{0, 1, k == 0 ? calls : other, 0, 0}, {1, 2, k == 0 ? other : calls, 0, 0}};
   }
   return phase;
 }
@@ -201,6 +201,8 @@ TEST(Planner, PhaseChangesThatSaveMostOfTheCostOverrideTheCoolDown) {
   options.cooldown_s = 60;
   EXPECT_EQ(workerMoves(twoPhases(500), options).size(), 17u)
       << "a move at every phase change (the first phase starts on its best placement)";
+  EXPECT_LE(workerMoves(twoPhases(50, 10), options).size(), 3u)
+      << "80% of 10 ms/s: below the floor of 50 ms/s, the cool-down holds";
   options.cooldown_override = 1;
   EXPECT_LE(workerMoves(twoPhases(500), options).size(), 3u);
 
