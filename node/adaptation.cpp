@@ -99,25 +99,45 @@ void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
   std::vector<NodeReport::Link> links(nodes_);
   for (int n = 0; n < nodes_; ++n)
     links[n].node = n;
+  // The round when each link's bandwidth was last measured, by a large call or a probe.
+  std::vector<int> bandwidth_round(nodes_, -kBandwidthEvery);
   for (int round = 0;; ++round) {
     for (int n = 0; n < nodes_; ++n) {
       if (n == self_)
         continue;
+      // The remote calls of the interval measured the link where they could; the rest is
+      // probed: latency every round, bandwidth at the start and every tenth round.
+      LinkSamples::Estimate calls = node_.takeLinkEstimate(n, links[n].latency_s);
+      links[n].latency_by_calls = calls.latency_s > 0;
+      if (calls.bandwidth_bytes_s > 0) {
+        links[n].bandwidth_bytes_s = calls.bandwidth_bytes_s;
+        links[n].bandwidth_by_calls = true;
+        bandwidth_round[n] = round;
+      }
       std::optional<std::chrono::nanoseconds> best;
-      for (int i = 0; i < kLatencyProbes; ++i)
-        if (auto rtt = node_.probe(n, kSmallProbe)) // none: the node stops, or a failed probe
-          best = best ? std::min(*best, *rtt) : *rtt;
-      if (!best)
-        continue; // measured again next round
-      links[n].latency_s = std::chrono::duration<double>(*best).count() / 2;
-      if (round % kBandwidthEvery == 0) {
+      if (calls.latency_s > 0) {
+        links[n].latency_s = calls.latency_s;
+        best = std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double>(2 * calls.latency_s));
+      } else {
+        for (int i = 0; i < kLatencyProbes; ++i)
+          if (auto rtt = node_.probe(n, kSmallProbe)) // none: the node stops, or a failed probe
+            best = best ? std::min(*best, *rtt) : *rtt;
+        if (!best)
+          continue; // measured again next round
+        links[n].latency_s = std::chrono::duration<double>(*best).count() / 2;
+      }
+      if (round - bandwidth_round[n] >= kBandwidthEvery) {
         auto rtt = node_.probe(n, kLargeProbe);
         if (!rtt)
           continue;
         // Both ways carry the payload; the small round trip's time is the per-message part.
         double transfer_s = std::chrono::duration<double>(*rtt - *best).count();
-        if (transfer_s > 0)
+        if (transfer_s > 0) {
           links[n].bandwidth_bytes_s = 2.0 * kLargeProbe / transfer_s;
+          links[n].bandwidth_by_calls = false;
+          bandwidth_round[n] = round;
+        }
       }
     }
     {

@@ -202,7 +202,9 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
             links.push_back({{"from", v.nodes[a]},
                              {"to", v.nodes[b]},
                              {"latency_us", round3(v.latency_s[a][b] * 1e6)},
-                             {"bandwidth_mb_s", round3(v.bandwidth_bytes_s[a][b] / 1e6)}});
+                             {"latency_by", v.latency_by_calls[a][b] ? "calls" : "probes"},
+                             {"bandwidth_mb_s", round3(v.bandwidth_bytes_s[a][b] / 1e6)},
+                             {"bandwidth_by", v.bandwidth_by_calls[a][b] ? "calls" : "probes"}});
       const heuristic::CallCosts &c = v.call_costs;
       return ok({{"units", units},
                  {"edges", edges},

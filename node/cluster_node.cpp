@@ -3,6 +3,7 @@
 
 #include "node/call_client.h"
 #include "node/call_server.h"
+#include "node/link_estimate.h"
 #include "node/node_sockets.h"
 #include "node/placement_table.h"
 #include "node/profile_wire.h"
@@ -111,6 +112,8 @@ struct ClusterNode::Impl {
   std::vector<bool> load_balanced;    ///< per unit: runs on its replica set
   std::unique_ptr<ReplicaDispatcher> dispatcher; ///< picks a replica per call
   std::atomic<std::uint64_t> served_balanced{0}; ///< load-balanced calls served for others
+  /// By node: what this node's remote calls to it showed of the link (takeLinkEstimate).
+  std::vector<std::unique_ptr<LinkSamples>> links;
   std::vector<std::string> unit_names;
   milliseconds drain_timeout{2000}; ///< how long a migration waits for a unit's calls to end
   std::unique_ptr<PlacementTables> placement;
@@ -196,6 +199,7 @@ struct ClusterNode::Impl {
   // ---- serving calls -------------------------------------------------------------------------
 
   zmq::message_t answerCall(zmq::message_t &payload) {
+    auto began = Clock::now();
     const wire::Envelope *envelope = transport::verifyEnvelope(payload);
     if (!envelope)
       return transport::makeError(0, wire::ErrorCode::Malformed,
@@ -256,7 +260,8 @@ struct ClusterNode::Impl {
     chain = outer;
     if (!ok)
       return transport::makeError(call_id, wire::ErrorCode::Malformed, error);
-    return reply.finish(call_id);
+    return reply.finish(call_id, static_cast<std::uint64_t>(
+                                     std::chrono::nanoseconds(Clock::now() - began).count()));
   }
 
   // Whether this node runs calls of `unit` by table `t`: it owns the unit, or is one of its
@@ -1027,6 +1032,8 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   int pool_size = std::max(1, static_cast<int>(std::ceil(cpuCapacity(config.nodes[self]))));
   impl->dispatcher =
       std::make_unique<ReplicaDispatcher>(static_cast<int>(config.nodes.size()), self, pool_size);
+  for (std::size_t i = 0; i < config.nodes.size(); ++i)
+    impl->links.push_back(std::make_unique<LinkSamples>());
   const NodeConfig &me = config.nodes[self];
   const NodeConfig &entry = config.nodes[impl->entry];
   std::string endpoint = me.call_endpoint;
@@ -1258,6 +1265,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       auto answered = Clock::now();
       if (!jit::unmarshalReply(sig, data, reply_size, slots, ret, error))
         n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
+      auto network = (answered - marshaled) - std::chrono::nanoseconds(reply->serve_ns());
+      n.links[owner]->add(size + reply_size, network);
       if (std::uint32_t pid = n.session->profileId(id))
         profiler::Profiler::instance().recordRemoteCall(
             pid, size + reply_size, answered - marshaled,
@@ -1330,6 +1339,12 @@ void ClusterNode::setReportSource(std::function<NodeReport()> source, millisecon
 void ClusterNode::atStop(std::function<void()> hook) {
   std::lock_guard lock(impl_->mu);
   impl_->stop_hooks.push_back(std::move(hook));
+}
+
+LinkSamples::Estimate ClusterNode::takeLinkEstimate(int node, double known_latency_s) {
+  if (node < 0 || static_cast<std::size_t>(node) >= impl_->links.size())
+    return {};
+  return impl_->links[node]->take(known_latency_s);
 }
 
 std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t bytes) {

@@ -4,6 +4,7 @@
 #define DISTNODE_NODE_CLUSTER_NODE_H
 
 #include "node/cluster_config.h"
+#include "node/link_estimate.h"
 #include "node/placement_table.h"
 
 #include <array>
@@ -137,6 +138,9 @@ public:
   /// A round trip of `bytes` bytes each way to `node` on the call path (a Probe), or nothing
   /// if the cluster stops first.
   [[nodiscard]] std::optional<std::chrono::nanoseconds> probe(int node, std::size_t bytes);
+  /// What this node's remote calls to `node` showed of the link since the last time asked
+  /// (LinkSamples::take).
+  [[nodiscard]] LinkSamples::Estimate takeLinkEstimate(int node, double known_latency_s);
 
   /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
   void setShutdownReport(std::function<std::string()> report);

@@ -88,6 +88,7 @@ struct Coordinator::State {
 
   // ---- measured costs ----
   std::vector<std::vector<double>> latency, bandwidth; ///< [from][to]; 0: not measured
+  std::vector<std::vector<bool>> latency_by_calls, bandwidth_by_calls; ///< [from][to]
   struct RemoteTotals {
     double calls = 0, bytes = 0, marshal_ns = 0;
   };
@@ -476,6 +477,8 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.node_call_rate.assign(nn, 0);
   s.latency.assign(nn, std::vector<double>(nn, 0));
   s.bandwidth.assign(nn, std::vector<double>(nn, 0));
+  s.latency_by_calls.assign(nn, std::vector<bool>(nn, false));
+  s.bandwidth_by_calls.assign(nn, std::vector<bool>(nn, false));
   s.remote.assign(profile_functions.size(), {});
   s.operator_pin.assign(nu, -1);
   s.busy.assign(nu, false);
@@ -555,10 +558,14 @@ void Coordinator::addReport(int node, const NodeReport &r) {
     t.marshal_ns += static_cast<double>(m.marshal_ns);
   }
   for (const auto &l : r.links) {
-    if (l.latency_s > 0)
+    if (l.latency_s > 0) {
       s.latency[node][l.node] = l.latency_s;
-    if (l.bandwidth_bytes_s > 0)
+      s.latency_by_calls[node][l.node] = l.latency_by_calls;
+    }
+    if (l.bandwidth_bytes_s > 0) {
       s.bandwidth[node][l.node] = l.bandwidth_bytes_s;
+      s.bandwidth_by_calls[node][l.node] = l.bandwidth_by_calls;
+    }
   }
 }
 
@@ -725,6 +732,8 @@ ClusterView Coordinator::view(const std::vector<std::uint16_t> &current) const {
   v.node_calls_per_s = s.node_call_rate;
   v.latency_s = s.latency;
   v.bandwidth_bytes_s = s.bandwidth;
+  v.latency_by_calls = s.latency_by_calls;
+  v.bandwidth_by_calls = s.bandwidth_by_calls;
   v.call_costs_measured = s.callCosts(v.call_costs);
   v.options = s.options;
   for (std::size_t u = 0; u < s.unit_names.size(); ++u) {

@@ -35,6 +35,8 @@ struct NodeReport {
     int node = 0;
     double latency_s = 0;         ///< one way
     double bandwidth_bytes_s = 0; ///< 0: not measured
+    /// Measured from the remote calls' own round trips (link_estimate.h), else by probes.
+    bool latency_by_calls = false, bandwidth_by_calls = false;
   };
   std::vector<Link> links; ///< from this node to others
   /// The kernel's view of the node's threads in the interval: time running, and time ready to
@@ -83,6 +85,8 @@ struct ClusterView {
   std::vector<double> node_calls_per_s;       ///< calls made on each node (by its callers)
   std::vector<std::vector<double>> latency_s; ///< measured one-way latency [from][to], 0 unknown
   std::vector<std::vector<double>> bandwidth_bytes_s;
+  /// [from][to]: the figures above come from the remote calls' round trips, else from probes.
+  std::vector<std::vector<bool>> latency_by_calls, bandwidth_by_calls;
   heuristic::CallCosts call_costs;
   bool call_costs_measured = false;
   AdaptOptions options;

@@ -21,8 +21,10 @@ zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &r) {
     remote.emplace_back(m.function, m.calls, m.bytes, m.round_trip_ns, m.marshal_ns);
   std::vector<wire::LinkMeasure> links;
   for (const auto &l : r.links)
-    links.emplace_back(static_cast<std::uint16_t>(l.node),
-                       static_cast<std::uint64_t>(l.latency_s * 1e9), l.bandwidth_bytes_s);
+    links.emplace_back(
+        static_cast<std::uint16_t>(l.node), static_cast<std::uint64_t>(l.latency_s * 1e9),
+        l.bandwidth_bytes_s,
+        static_cast<std::uint8_t>((l.latency_by_calls ? 1 : 0) | (l.bandwidth_by_calls ? 2 : 0)));
   auto body = wire::CreateProfileDelta(
       b, call_id, static_cast<std::uint64_t>(r.delta.elapsed_s * 1e9), r.cpu_capacity,
       b.CreateVectorOfStructs(functions), b.CreateVectorOfStructs(edges),
@@ -59,8 +61,9 @@ std::optional<std::string> decodeProfileDelta(const wire::ProfileDelta &d, std::
           {m->function(), m->calls(), m->bytes(), m->round_trip_ns(), m->marshal_ns()});
   if (const auto *ls = d.links())
     for (const wire::LinkMeasure *l : *ls)
-      r.links.push_back(
-          {l->node(), static_cast<double>(l->latency_ns()) / 1e9, l->bandwidth_bytes_s()});
+      r.links.push_back({l->node(), static_cast<double>(l->latency_ns()) / 1e9,
+                         l->bandwidth_bytes_s(), (l->by_calls() & 1) != 0,
+                         (l->by_calls() & 2) != 0});
   return std::nullopt;
 }
 

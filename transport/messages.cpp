@@ -102,12 +102,12 @@ std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
   return room;
 }
 
-zmq::message_t ReplyBuilder::finish(std::uint64_t call_id) {
+zmq::message_t ReplyBuilder::finish(std::uint64_t call_id, std::uint64_t serve_ns) {
   if (!builder_) {
     builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(64);
     result_ = builder_->CreateVector(static_cast<const std::uint8_t *>(nullptr), 0);
   }
-  auto body = wire::CreateReply(*builder_, call_id, result_);
+  auto body = wire::CreateReply(*builder_, call_id, result_, serve_ns);
   return finishEnvelope(*builder_, wire::Body::Reply, body.Union());
 }
 

@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 7;
+inline constexpr std::uint32_t kProtocolVersion = 8;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -52,8 +52,9 @@ class ReplyBuilder {
 public:
   /// Room for a result of `size` bytes inside the message being built.
   std::uint8_t *allocate(std::size_t size);
-  /// The finished message (an empty result if allocate was not called).
-  [[nodiscard]] zmq::message_t finish(std::uint64_t call_id);
+  /// The finished message (an empty result if allocate was not called); `serve_ns`: the time
+  /// the call took here (Reply.serve_ns).
+  [[nodiscard]] zmq::message_t finish(std::uint64_t call_id, std::uint64_t serve_ns = 0);
 
 private:
   std::unique_ptr<flatbuffers::FlatBufferBuilder> builder_;

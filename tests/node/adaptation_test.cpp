@@ -126,6 +126,41 @@ TEST(Adaptation, ChattyPairEndsOnOneNodeAndOutputMatchesNative) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// Scattered and held still, `driver` calls `mix` on another node thousands of times a second:
+// the caller's node measures that link from the calls' own round trips (less the time `mix`
+// took, which the reply carries); links without calls are measured by probes.
+TEST(Adaptation, LinksAreMeasuredByTheCallsThatCrossThem) {
+  RunningCluster c({"--placement", "scatter", "--no-adapt", "--adapt-interval-ms", "100"});
+  ASSERT_TRUE(c.waitReady());
+  json p = c.ctlJson({"placement"});
+  std::string from = nodeOf(p, "driver"), to = nodeOf(p, "mix");
+  ASSERT_NE(from, to) << p.dump();
+  json link, others;
+  EXPECT_TRUE(c.eventually([&] {
+    json profile = c.ctlJson({"profile"});
+    bool found = false;
+    others = json::array();
+    for (const auto &l : profile["links"])
+      if (l["from"] == from && l["to"] == to && l["latency_by"] == "calls") {
+        link = l;
+        found = true;
+      } else if (l["from"] != from || l["to"] != to) {
+        others.push_back(l);
+      }
+    return found && others.size() == 5;
+  })) << link.dump()
+      << others.dump();
+  EXPECT_GT(link["latency_us"].get<double>(), 0) << link.dump();
+  EXPECT_EQ(link["bandwidth_by"], "probes") << "small calls say nothing of bandwidth";
+  EXPECT_GT(link["bandwidth_mb_s"].get<double>(), 0) << link.dump();
+  bool probed = false;
+  for (const auto &l : others)
+    probed |= l["latency_by"] == "probes" && l["latency_us"].get<double>() > 0;
+  EXPECT_TRUE(probed) << others.dump();
+  ProcessResult r = c.stop();
+  EXPECT_EQ(r.out, kExpected) << r.err;
+}
+
 // The unit of the function `function` in a placement answer.
 std::string unitOf(const json &placement, const std::string &function) {
   for (const auto &u : placement["units"])
