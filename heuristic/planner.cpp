@@ -108,6 +108,7 @@ std::vector<ReplicaSet> replicaSets(const CostModel &m, const Placement &placeme
 Plan Planner::plan(const Problem &problem, double now_s) {
   const std::size_t n = problem.units.size();
   last_moved_.resize(n, -std::numeric_limits<double>::infinity());
+  last_override_.resize(n, -std::numeric_limits<double>::infinity());
   CostModel model(problem);
 
   Placement current = problem.current;
@@ -126,15 +127,21 @@ Plan Planner::plan(const Problem &problem, double now_s) {
   };
   if (complete &&
       std::find(options.frozen.begin(), options.frozen.end(), true) != options.frozen.end()) {
-    // Would moving units in their cool-down save most of the cost? Then the workload changed.
+    // Would moving units in their cool-down save most of the cost, beyond what the held plan
+    // saves? Then the workload changed. A unit moves so at most once per cool-down: a
+    // workload that changes every round cannot make it flap.
     PartitionOptions unfrozen_options = options;
-    unfrozen_options.frozen.assign(n, false);
+    for (std::size_t u = 0; u < n; ++u)
+      unfrozen_options.frozen[u] = now_s - last_override_[u] < options_.cooldown_s;
     Placement unfrozen = partition(model, unfrozen_options);
     double now_cost = costOf(current), held_cost = costOf(proposed);
-    double free_cost = costOf(unfrozen);
-    if (now_cost - free_cost > options_.cooldown_override * now_cost &&
-        now_cost - free_cost > options_.cooldown_override_floor_s_per_s &&
-        held_cost - free_cost > options_.hysteresis * now_cost) {
+    double extra = held_cost - costOf(unfrozen);
+    double migration_s = 0;
+    for (std::size_t u = 0; u < n; ++u)
+      migration_s += model.migrationSeconds(static_cast<int>(u), current[u], unfrozen[u]);
+    if (extra > options_.cooldown_override * now_cost &&
+        extra > options_.cooldown_override_floor_s_per_s &&
+        (now_cost - held_cost + extra) * problem.migration_horizon_s > migration_s) {
       proposed = std::move(unfrozen);
       plan.cooldown_overridden = true;
     }
@@ -177,6 +184,8 @@ Plan Planner::plan(const Problem &problem, double now_s) {
     for (std::size_t u = 0; u < n; ++u)
       if (plan.placement[u] != current[u]) {
         plan.moves.push_back(explain(model, static_cast<int>(u), current, plan.placement));
+        if (plan.cooldown_overridden && now_s - last_moved_[u] < options_.cooldown_s)
+          last_override_[u] = now_s;
         last_moved_[u] = now_s;
       }
   plan.replicas = replicaSets(model, plan.placement);
@@ -184,8 +193,11 @@ Plan Planner::plan(const Problem &problem, double now_s) {
 }
 
 void Planner::notMoved(int unit, double previous_move_s) {
-  if (unit >= 0 && static_cast<std::size_t>(unit) < last_moved_.size())
-    last_moved_[unit] = previous_move_s;
+  if (unit < 0 || static_cast<std::size_t>(unit) >= last_moved_.size())
+    return;
+  if (last_override_[unit] == last_moved_[unit]) // that move was an override: it did not count
+    last_override_[unit] = -std::numeric_limits<double>::infinity();
+  last_moved_[unit] = previous_move_s;
 }
 
 double Planner::lastMoved(int unit) const {

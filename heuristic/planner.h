@@ -18,11 +18,12 @@ struct PlannerOptions {
   double hysteresis = 0.05;
   /// A unit that moved stays put for this long...
   double cooldown_s = 60;
-  /// ...unless moving it saves more than this fraction of the current cost, and more than
-  /// cooldown_override_floor_s_per_s: a phase change, not noise (on the same rates no
-  /// placement can halve the cost both ways, so this cannot flip a unit back and forth; the
-  /// floor keeps a converged placement, whose whole cost is small, from chasing halves of
-  /// it). 1 or more: the cool-down always holds.
+  /// ...unless moving units in their cool-down saves, beyond what the plan without them
+  /// saves, more than this fraction of the current cost and more than
+  /// cooldown_override_floor_s_per_s (and pays back its migration): a phase change, not noise.
+  /// A unit moves so at most once per cool-down, which bounds flapping when the workload
+  /// changes faster than the planner can follow; the floor keeps a converged placement, whose
+  /// whole cost is small, from chasing halves of it. 1 or more: the cool-down always holds.
   double cooldown_override = 0.5;
   double cooldown_override_floor_s_per_s = 0.05;
   PartitionOptions partition;
@@ -69,7 +70,8 @@ public:
 
 private:
   PlannerOptions options_;
-  std::vector<double> last_moved_; ///< per unit; -inf if never
+  std::vector<double> last_moved_;    ///< per unit; -inf if never
+  std::vector<double> last_override_; ///< per unit: its last move within its cool-down
 };
 
 /// Replica sets for the load-balanced units of `problem` given the placement of the others:

@@ -186,9 +186,19 @@ void AdaptationLoop::stop() {
 }
 
 void AdaptationLoop::loop() {
-  // The first round: once every other node's first report (firstReportAfter) is in, or after
-  // one interval. The reports arrive on the control thread: looked for every 10 ms until then.
+  // The first round: once every other node has reported since the program started (members
+  // report firstReportAfter their first placement), or after one interval (a node with
+  // profiling off never reports). The reports arrive on the control thread: looked for every
+  // 10 ms until then.
   {
+    std::vector<std::uint64_t> before = coordinator_.reportCounts();
+    auto othersReported = [&] {
+      std::vector<std::uint64_t> now = coordinator_.reportCounts();
+      for (std::size_t n = 0; n < now.size(); ++n)
+        if (static_cast<int>(n) != self_ && now[n] <= before[n])
+          return false;
+      return true;
+    };
     auto interval = coordinator_.options().interval;
     auto deadline = std::chrono::steady_clock::now() + interval;
     auto wait = firstReportAfter(interval);
@@ -197,7 +207,7 @@ void AdaptationLoop::loop() {
       if (stop_cv_.wait_for(lock, wait, [&] { return stop_; }))
         return;
       wait = std::chrono::milliseconds(10);
-    } while (!coordinator_.othersReported(self_) && std::chrono::steady_clock::now() < deadline);
+    } while (!othersReported() && std::chrono::steady_clock::now() < deadline);
   }
   for (bool first = true;; first = false) {
     if (!first) {

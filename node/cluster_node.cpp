@@ -737,7 +737,10 @@ struct ClusterNode::Impl {
   int memberLoop() {
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
-    auto next_report = Clock::now() + firstReportAfter(report_interval);
+    // The first report comes soon after the program starts (the first Placement), so that the
+    // coordinator's first round can mend a bad starting placement at once.
+    auto next_report = Clock::now() + report_interval;
+    bool placed = false;
     while (!terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
@@ -761,6 +764,9 @@ struct ClusterNode::Impl {
         switch (e->body_type()) {
         case wire::Body::Placement:
           toEntry(answerPlacement(*e->body_as_Placement()));
+          if (!placed)
+            next_report = now + firstReportAfter(report_interval);
+          placed = true;
           break;
         case wire::Body::Migrate:
           toEntry(answerMigrate(*e->body_as_Migrate()));

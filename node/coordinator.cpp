@@ -37,6 +37,12 @@ struct Traffic {
   double calls = 0, call_bytes = 0, reply_bytes = 0;
 };
 
+// A rate that changed this much within one round is a new phase (see State::merge).
+bool phaseChanged(double smoothed, double recent, double floor) {
+  double high = std::max(smoothed, recent), low = std::min(smoothed, recent);
+  return high >= floor && high >= kPhaseChangeFactor * low;
+}
+
 std::string nodeList(const std::vector<std::string> &names) {
   std::string out;
   for (const auto &n : names)
@@ -45,11 +51,6 @@ std::string nodeList(const std::vector<std::string> &names) {
 }
 
 } // namespace
-
-bool phaseChanged(double smoothed, double recent, double floor) {
-  double high = std::max(smoothed, recent), low = std::min(smoothed, recent);
-  return high >= floor && high >= kPhaseChangeFactor * low;
-}
 
 struct Coordinator::State {
   mutable std::mutex mu;
@@ -71,7 +72,8 @@ struct Coordinator::State {
   std::vector<double> round_node_cpu_ns;              ///< by node
   std::vector<double> round_node_calls;               ///< by node
   std::vector<int> round_reports;                     ///< by node: reports in this round
-  std::vector<bool> ever_reported;                    ///< by node
+  std::vector<double> round_report_s;                 ///< by node: the time they cover
+  std::vector<std::uint64_t> reports;                 ///< by node, since the start
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
   /// Calls each unit made, by the node that reported them: where its frames ran.
   std::vector<std::vector<double>> round_caller_calls; ///< [unit][node]
@@ -128,11 +130,17 @@ struct Coordinator::State {
     double dt = now_s - last_round_s;
     if (dt <= 0)
       return;
-    // A round in which some node sent no report, or two, says nothing of a new phase: its
-    // counts are short or long by an interval of that node's.
-    bool complete = std::all_of(round_reports.begin(), round_reports.end(),
-                                [](int reports) { return reports == 1; });
+    // A round says something of a new phase only if the reports in it cover the round: a
+    // node that sent none, or two, or one over another span (a round made early by an
+    // operator's request, a node reporting at another interval) makes its counts short or
+    // long by that much. Nodes that never report (profiling off) are left out.
+    bool complete = true;
+    for (std::size_t n = 0; n < round_reports.size(); ++n)
+      if (reports[n] > 0 &&
+          (round_reports[n] != 1 || round_report_s[n] < 0.75 * dt || round_report_s[n] > 1.33 * dt))
+        complete = false;
     std::fill(round_reports.begin(), round_reports.end(), 0);
+    std::fill(round_report_s.begin(), round_report_s.end(), 0.0);
     for (std::size_t u = 0; u < cpu_rate.size(); ++u) {
       cpu_rate[u] = rate(cpu_rate[u], round_cpu_ns[u] / 1e9, dt, kPhaseFloorCpu, complete);
       round_cpu_ns[u] = 0;
@@ -472,7 +480,8 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.round_node_cpu_ns.assign(nn, 0);
   s.round_node_calls.assign(nn, 0);
   s.round_reports.assign(nn, 0);
-  s.ever_reported.assign(nn, false);
+  s.round_report_s.assign(nn, 0.0);
+  s.reports.assign(nn, 0);
   s.node_cpu_rate.assign(nn, 0);
   s.node_call_rate.assign(nn, 0);
   s.latency.assign(nn, std::vector<double>(nn, 0));
@@ -528,7 +537,8 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
     return;
   ++s.round_reports[node];
-  s.ever_reported[node] = true;
+  s.round_report_s[node] += r.delta.elapsed_s;
+  ++s.reports[node];
   if (r.cpu_capacity > 0)
     s.capacity[node] = r.cpu_capacity;
   // What the units would use with the CPU to themselves (NodeReport::run_s).
@@ -569,13 +579,10 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   }
 }
 
-bool Coordinator::othersReported(int self) const {
+std::vector<std::uint64_t> Coordinator::reportCounts() const {
   const State &s = *state_;
   std::lock_guard lock(s.mu);
-  for (std::size_t n = 0; n < s.ever_reported.size(); ++n)
-    if (static_cast<int>(n) != self && !s.ever_reported[n])
-      return false;
-  return true;
+  return s.reports;
 }
 
 Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s,

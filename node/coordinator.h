@@ -118,8 +118,8 @@ public:
   [[nodiscard]] std::optional<std::string> check(const NodeReport &report) const;
   /// Adds node `node`'s report (checked) to those of the current round.
   void addReport(int node, const NodeReport &report);
-  /// Every node but `self` has sent at least one report.
-  [[nodiscard]] bool othersReported(int self) const;
+  /// How many reports each node has sent.
+  [[nodiscard]] std::vector<std::uint64_t> reportCounts() const;
 
   /// Merges the reports of the round into the rates (their time is `now_s`, seconds since
   /// the start) and, if adaptation is on and `current` is not the best placement by enough,
