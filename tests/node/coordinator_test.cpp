@@ -387,7 +387,13 @@ TEST(Coordinator, ANewPhaseReplacesTheDecayedRatesAtOnce) {
   EXPECT_DOUBLE_EQ(missing.edges.at(0).calls_per_s, 37500.0) << "n1 sent nothing: decayed";
   v = round(3.3, Interval{}); // reports of a whole second in a round of 0.3 s
   EXPECT_FALSE(v.edges.empty()) << "reports over another span than the round's: decayed";
-  v = round(4.3, quiet);
+  Interval half_second;
+  half_second.seconds = 0.5;
+  c.addReport(1, half_second.report()); // n1 sends two reports of half a second in one round
+  c.addReport(1, half_second.report());
+  v = round(4.3, Interval{}, /*n1_reports=*/false);
+  EXPECT_FALSE(v.edges.empty()) << "two reports of one node in a round: decayed";
+  v = round(5.3, quiet);
   EXPECT_TRUE(v.edges.empty()) << "a new phase: the edge is gone at once";
   EXPECT_DOUBLE_EQ(v.units[1].cpu_s_per_s, 0.0);
   EXPECT_DOUBLE_EQ(v.units[3].cpu_s_per_s, 0.9) << "heavy_a starts: its rate at once";
