@@ -12,7 +12,8 @@
 
 namespace distnode::heuristic {
 
-/// Stability settings (DESIGN.md "Anti-oscillation").
+/// Stability settings: move only for a gain above the hysteresis that pays back its migration,
+/// and not again within a cool-down (docs/architecture.md, "Decisions").
 struct PlannerOptions {
   /// A new placement must save more than this fraction of the current cost.
   double hysteresis = 0.05;

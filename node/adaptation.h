@@ -29,9 +29,10 @@ public:
   /// (a frame that runs on shows its calls in the next report), then takes the difference.
   [[nodiscard]] NodeReport next();
 
-  /// Measures the latency to every other node each `interval` (the least of a few small
-  /// round trips on the call path) and the bandwidth at the start and every tenth interval
-  /// (a 1 MiB round trip), on a thread of its own.
+  /// Every `interval`, on a thread of its own: takes what the remote calls to each other node
+  /// showed of the link (ClusterNode::takeLinkEstimate) and probes where they showed nothing:
+  /// latency by the least of a few small round trips on the call path, bandwidth by a 1 MiB
+  /// round trip when it was not measured for ten intervals.
   void startProbing(std::chrono::milliseconds interval);
   void stop();
 

@@ -49,8 +49,8 @@ struct AdaptOptions {
   double half_life_s = 1.5;
 };
 
-/// Every node's first profile report comes this soon after the start (250 ms, or one interval
-/// if that is shorter), and the coordinator's first round as soon as every node's first report
+/// A member's first profile report comes this soon after its first placement (250 ms, or one
+/// interval if that is shorter), and the coordinator's first round as soon as every node's report
 /// is in: a bad starting placement is mended within a fraction of the first interval.
 [[nodiscard]] inline std::chrono::milliseconds
 firstReportAfter(std::chrono::milliseconds interval) {
