@@ -331,8 +331,10 @@ AdaptationLoop::Outcome AdaptationLoop::drain(int node, bool drained) {
     return out;
   }
   out.epoch = node_.epoch();
-  if (!drained)
+  if (!drained) {
+    out.decision.reason = "nothing moves now; the planner may place units on the node again";
     return out;
+  }
   // Every movable unit leaves the node now, to where the planner would put it.
   Decision d = coordinator_.repartition(node_.owners(), nowS(), node_.replicas());
   if (!d.change)

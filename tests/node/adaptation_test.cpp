@@ -299,7 +299,12 @@ TEST(Admin, EveryCommandFromDistctl) {
   EXPECT_NE(nodeOf(p, "driver"), "n1");
   EXPECT_EQ(c.ctl({"move", "mix", "n1"}).err,
             "distctl: error: node `n1` is drained; `undrain` it first\n");
-  EXPECT_TRUE(c.ctlJson({"undrain", "n1"})["ok"].get<bool>());
+  json undrained = c.ctlJson({"undrain", "n1"});
+  EXPECT_TRUE(undrained["ok"].get<bool>());
+  EXPECT_FALSE(undrained["changed"].get<bool>());
+  EXPECT_NE(undrained["reason"].get<std::string>().find("may place units on the node again"),
+            std::string::npos)
+      << undrained.dump();
 
   EXPECT_TRUE(c.ctlJson({"repartition"})["ok"].get<bool>());
   json profile = c.ctlJson({"profile"});
