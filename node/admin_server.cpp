@@ -143,6 +143,7 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
                          {"capacity_cpu", v.node_capacity[n]},
                          {"cpu_s_per_s", round3(v.node_cpu_s_per_s[n])},
                          {"calls_per_s", std::round(v.node_calls_per_s[n])},
+                         {"report_interval_ms", std::round(v.node_report_s[n] * 1000)},
                          {"units", units}});
       }
       return ok({{"cluster", config.name},
@@ -300,6 +301,7 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
         }
       }
       coordinator.setOptions(o);
+      node.setMemberReportInterval(o.interval); // members follow from their next heartbeat
       return ok({{"adapt", optionsJson(o)}});
     }
     return adminError("unknown command `" + command +

@@ -80,6 +80,8 @@ constexpr int kMaxMoves = 1000;
 // How long a migration waits for the calls inside a unit to end (at most half the heartbeat
 // timeout: a member drains on the thread that answers heartbeats).
 constexpr milliseconds kDrainTimeout{250};
+// The least report interval a heartbeat may set (as `adapt.interval_ms`).
+constexpr long kMinReportIntervalMs = 50;
 
 // One outstanding control request of the entry node to one node, answered by a Reply or Error
 // with its call id.
@@ -131,6 +133,8 @@ struct ClusterNode::Impl {
   std::size_t profile_functions = 0;
   std::function<NodeReport()> report_source; ///< members
   milliseconds report_interval{1000};
+  /// The entry node: the members' report interval its heartbeats carry (0: none given).
+  std::atomic<std::uint32_t> member_report_interval_ms{0};
 
   // ---- control plane -------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
@@ -518,7 +522,7 @@ struct ClusterNode::Impl {
               to.push_back(routing_ids[i]);
         }
         for (const auto &r : to)
-          sendControl(r, transport::makeHeartbeat(0));
+          sendControl(r, transport::makeHeartbeat(0, member_report_interval_ms.load()));
       }
       checkLiveness(now);
     }
@@ -783,7 +787,15 @@ struct ClusterNode::Impl {
               s.call_id(), reinterpret_cast<const std::uint8_t *>(report.data()), report.size()));
           return 0;
         }
-        default: // heartbeats, and answers nobody waits for
+        case wire::Body::Heartbeat: { // the entry's: it may set the report interval
+          std::uint32_t ms = e->body_as_Heartbeat()->report_interval_ms();
+          if (ms >= kMinReportIntervalMs && milliseconds(ms) != report_interval) {
+            report_interval = milliseconds(ms);
+            next_report = std::min(next_report, now + report_interval);
+          }
+          break;
+        }
+        default: // answers nobody waits for
           break;
         }
       }
@@ -1335,6 +1347,11 @@ void ClusterNode::setReportHandler(
   impl_->report_check = std::move(check);
   impl_->profile_functions = profile_functions;
   impl_->report_handler = std::move(handler);
+}
+
+void ClusterNode::setMemberReportInterval(milliseconds interval) {
+  impl_->member_report_interval_ms.store(static_cast<std::uint32_t>(
+      std::clamp<long>(interval.count(), kMinReportIntervalMs, 3'600'000)));
 }
 
 void ClusterNode::setReportSource(std::function<NodeReport()> source, milliseconds interval) {

@@ -130,6 +130,9 @@ public:
   /// Other nodes: every `interval`, what `source` returns goes to the entry node as a profile
   /// delta (on the control plane).
   void setReportSource(std::function<NodeReport()> source, std::chrono::milliseconds interval);
+  /// The entry node: members report every `interval` from their next heartbeat on (admin
+  /// `set interval_ms`, or an entry started with another interval than its members).
+  void setMemberReportInterval(std::chrono::milliseconds interval);
 
   /// Runs `hook` when this node stops serving, before its sockets close (to stop threads that
   /// use the node, such as the prober and the admin socket).

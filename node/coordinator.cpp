@@ -74,6 +74,7 @@ struct Coordinator::State {
   std::vector<int> round_reports;                     ///< by node: reports in this round
   std::vector<double> round_report_s;                 ///< by node: the time they cover
   std::vector<std::uint64_t> reports;                 ///< by node, since the start
+  std::vector<double> last_report_s;                  ///< by node: the time its last one covers
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
   /// Calls each unit made, by the node that reported them: where its frames ran.
   std::vector<std::vector<double>> round_caller_calls; ///< [unit][node]
@@ -481,6 +482,7 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.round_node_calls.assign(nn, 0);
   s.round_reports.assign(nn, 0);
   s.round_report_s.assign(nn, 0.0);
+  s.last_report_s.assign(nn, 0.0);
   s.reports.assign(nn, 0);
   s.node_cpu_rate.assign(nn, 0);
   s.node_call_rate.assign(nn, 0);
@@ -538,6 +540,7 @@ void Coordinator::addReport(int node, const NodeReport &r) {
     return;
   ++s.round_reports[node];
   s.round_report_s[node] += r.delta.elapsed_s;
+  s.last_report_s[node] = r.delta.elapsed_s;
   ++s.reports[node];
   if (r.cpu_capacity > 0)
     s.capacity[node] = r.cpu_capacity;
@@ -739,6 +742,7 @@ ClusterView Coordinator::view(const std::vector<std::uint16_t> &current) const {
   v.node_calls_per_s = s.node_call_rate;
   v.latency_s = s.latency;
   v.bandwidth_bytes_s = s.bandwidth;
+  v.node_report_s = s.last_report_s;
   v.latency_by_calls = s.latency_by_calls;
   v.bandwidth_by_calls = s.bandwidth_by_calls;
   v.call_costs_measured = s.callCosts(v.call_costs);

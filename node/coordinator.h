@@ -83,6 +83,7 @@ struct ClusterView {
   std::vector<double> node_capacity;          ///< CPU s/s
   std::vector<double> node_cpu_s_per_s;       ///< used, by the units it ran
   std::vector<double> node_calls_per_s;       ///< calls made on each node (by its callers)
+  std::vector<double> node_report_s;          ///< the time each node's last report covered
   std::vector<std::vector<double>> latency_s; ///< measured one-way latency [from][to], 0 unknown
   std::vector<std::vector<double>> bandwidth_bytes_s;
   /// [from][to]: the figures above come from the remote calls' round trips, else from probes.

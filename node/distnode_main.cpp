@@ -269,6 +269,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   (*node)->setReportHandler([](int from, const NodeReport &r) { coordinator.addReport(from, r); },
                             [](const NodeReport &r) { return coordinator.check(r); },
                             distnode::profiler::Profiler::instance().layout().functions.size());
+  // Members report at the entry's interval, whatever they were started with.
+  (*node)->setMemberReportInterval(config->adapt.interval);
   if (auto err = (*node)->startEntry(start->owners, start->replicas))
     return reportError(std::move(err));
   reporter.startProbing(config->adapt.interval);

@@ -72,7 +72,9 @@ private:
 /// `reason` says why the cluster stops when it failed; "" when the program finished.
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
-[[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id);
+/// `report_interval_ms`: from the entry node, how often members report (0: unchanged).
+[[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id,
+                                           std::uint32_t report_interval_ms = 0);
 [[nodiscard]] zmq::message_t makeMigrate(std::uint64_t call_id, std::uint32_t unit,
                                          wire::MigratePhase phase,
                                          const std::vector<std::uint8_t> &state = {});

@@ -161,6 +161,29 @@ TEST(Adaptation, LinksAreMeasuredByTheCallsThatCrossThem) {
   EXPECT_EQ(r.out, kExpected) << r.err;
 }
 
+// The report interval is the entry's: `set interval_ms` reaches the members with the entry's
+// next heartbeat, and each node's next report covers the new interval.
+TEST(Adaptation, MembersReportAtTheIntervalTheOperatorSets) {
+  RunningCluster c({"--adapt-interval-ms", "100"});
+  ASSERT_TRUE(c.waitReady());
+  auto intervalsWithin = [&](double low, double high) {
+    json s = c.ctlJson({"status"});
+    for (const auto &n : s["nodes"]) {
+      double ms = n["report_interval_ms"].get<double>();
+      if (ms < low || ms > high)
+        return false;
+    }
+    return s["nodes"].size() == 3;
+  };
+  EXPECT_TRUE(c.eventually([&] { return intervalsWithin(50, 200); }))
+      << c.ctlJson({"status"}).dump();
+  EXPECT_TRUE(c.ctlJson({"set", "interval_ms=400"})["ok"].get<bool>());
+  EXPECT_TRUE(c.eventually([&] { return intervalsWithin(300, 540); }))
+      << c.ctlJson({"status"}).dump();
+  ProcessResult r = c.stop();
+  EXPECT_EQ(r.out, kExpected) << r.err;
+}
+
 // The unit of the function `function` in a placement answer.
 std::string unitOf(const json &placement, const std::string &function) {
   for (const auto &u : placement["units"])
