@@ -131,12 +131,12 @@ void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
         auto rtt = node_.probe(n, kLargeProbe);
         if (!rtt)
           continue;
+        bandwidth_round[n] = round; // tried: not again before ten rounds, whatever it showed
         // Both ways carry the payload; the small round trip's time is the per-message part.
         double transfer_s = std::chrono::duration<double>(*rtt - *best).count();
         if (transfer_s > 0) {
           links[n].bandwidth_bytes_s = 2.0 * kLargeProbe / transfer_s;
           links[n].bandwidth_by_calls = false;
-          bandwidth_round[n] = round;
         }
       }
     }
@@ -337,8 +337,10 @@ AdaptationLoop::Outcome AdaptationLoop::drain(int node, bool drained) {
   }
   // Every movable unit leaves the node now, to where the planner would put it.
   Decision d = coordinator_.repartition(node_.owners(), nowS(), node_.replicas());
-  if (!d.change)
+  if (!d.change) {
+    out.decision.reason = d.reason;
     return out;
+  }
   return apply(d, "operator: drain");
 }
 

@@ -80,8 +80,9 @@ constexpr int kMaxMoves = 1000;
 // How long a migration waits for the calls inside a unit to end (at most half the heartbeat
 // timeout: a member drains on the thread that answers heartbeats).
 constexpr milliseconds kDrainTimeout{250};
-// The least report interval a heartbeat may set (as `adapt.interval_ms`).
+// The report intervals a heartbeat may set (those `adapt.interval_ms` takes).
 constexpr long kMinReportIntervalMs = 50;
+constexpr long kMaxReportIntervalMs = 86'400'000;
 
 // One outstanding control request of the entry node to one node, answered by a Reply or Error
 // with its call id.
@@ -753,7 +754,7 @@ struct ClusterNode::Impl {
                                   std::max(next_report - Clock::now(), Clock::duration(0))));
       pollSockets(&item, 1, wait);
       auto now = Clock::now();
-      if (report_source && now >= next_report) {
+      if (report_source && placed && now >= next_report) { // none before the program runs
         next_report = now + report_interval;
         toEntry(encodeProfileDelta(0, report_source()));
       }
@@ -789,7 +790,8 @@ struct ClusterNode::Impl {
         }
         case wire::Body::Heartbeat: { // the entry's: it may set the report interval
           std::uint32_t ms = e->body_as_Heartbeat()->report_interval_ms();
-          if (ms >= kMinReportIntervalMs && milliseconds(ms) != report_interval) {
+          if (ms >= kMinReportIntervalMs && ms <= kMaxReportIntervalMs &&
+              milliseconds(ms) != report_interval) {
             report_interval = milliseconds(ms);
             next_report = std::min(next_report, now + report_interval);
           }
@@ -1283,8 +1285,12 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       auto answered = Clock::now();
       if (!jit::unmarshalReply(sig, data, reply_size, slots, ret, error))
         n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
-      auto network = (answered - marshaled) - std::chrono::nanoseconds(reply->serve_ns());
-      n.links[owner]->add(size + reply_size, network);
+      // The link's share of the round trip: what the callee did not spend on the call (a
+      // serving time longer than the round trip is nonsense and teaches nothing).
+      auto round_trip = std::chrono::duration_cast<std::chrono::nanoseconds>(answered - marshaled);
+      if (reply->serve_ns() < static_cast<std::uint64_t>(round_trip.count()))
+        n.links[owner]->add(size + reply_size,
+                            round_trip - std::chrono::nanoseconds(reply->serve_ns()));
       if (std::uint32_t pid = n.session->profileId(id))
         profiler::Profiler::instance().recordRemoteCall(
             pid, size + reply_size, answered - marshaled,
@@ -1351,7 +1357,7 @@ void ClusterNode::setReportHandler(
 
 void ClusterNode::setMemberReportInterval(milliseconds interval) {
   impl_->member_report_interval_ms.store(static_cast<std::uint32_t>(
-      std::clamp<long>(interval.count(), kMinReportIntervalMs, 3'600'000)));
+      std::clamp<long>(interval.count(), kMinReportIntervalMs, kMaxReportIntervalMs)));
 }
 
 void ClusterNode::setReportSource(std::function<NodeReport()> source, milliseconds interval) {

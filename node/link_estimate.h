@@ -15,7 +15,7 @@ namespace distnode::node {
 class LinkSamples {
 public:
   /// Calls of at most this many payload bytes (both ways) measure latency...
-  static constexpr std::size_t kSmallBytes = 4096;
+  static constexpr std::size_t kSmallBytes = 512;
   /// ...and of at least this many, bandwidth.
   static constexpr std::size_t kLargeBytes = 64 * 1024;
 
@@ -27,7 +27,7 @@ public:
     double bandwidth_bytes_s = 0; ///< 0: no large call, or none slower than the latency
   };
   /// What the interval's calls show, and a new interval. Bandwidth takes the round trips'
-  /// latency from this interval's small calls, else `known_latency_s`.
+  /// latency from this interval's small calls, else `known_latency_s` (0: no bandwidth).
   Estimate take(double known_latency_s);
 
 private:

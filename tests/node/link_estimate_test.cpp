@@ -14,9 +14,9 @@ using std::chrono::microseconds;
 TEST(LinkSamples, LatencyIsHalfTheFastestSmallCall) {
   LinkSamples s;
   s.add(64, microseconds(130));
-  s.add(4096, microseconds(100)); // still small
-  s.add(200, microseconds(400));  // queued behind something: not the link's
-  s.add(8192, microseconds(90));  // neither small nor large: says nothing
+  s.add(512, microseconds(100)); // still small
+  s.add(200, microseconds(400)); // queued behind something: not the link's
+  s.add(4096, microseconds(90)); // neither small nor large: says nothing
   LinkSamples::Estimate e = s.take(0);
   EXPECT_DOUBLE_EQ(e.latency_s, 50e-6);
   EXPECT_EQ(e.bandwidth_bytes_s, 0) << "no large call";
@@ -36,6 +36,9 @@ TEST(LinkSamples, BandwidthIsTheLargeCallsBytesOverTheirTimeBeyondTheLatency) {
   e = s.take(50e-6);
   EXPECT_EQ(e.latency_s, 0);
   EXPECT_DOUBLE_EQ(e.bandwidth_bytes_s, (1 << 20) / 1000e-6);
+  // Without any latency, nothing of the bandwidth either.
+  s.add(1 << 20, microseconds(1100));
+  EXPECT_EQ(s.take(0).bandwidth_bytes_s, 0);
   // A call faster than two latencies says nothing of the bandwidth.
   s.add(1 << 20, microseconds(80));
   EXPECT_EQ(s.take(50e-6).bandwidth_bytes_s, 0);
