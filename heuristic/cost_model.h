@@ -21,6 +21,8 @@ struct CostBreakdown {
   double overload = 0;
   double migration = 0; ///< amortized over the problem's horizon
   [[nodiscard]] double total() const { return communication + overload + migration; }
+  /// What running the placement costs per second, without moving there.
+  [[nodiscard]] double running() const { return communication + overload; }
 };
 
 /// Evaluates placements of one problem. Immutable once built; thread-safe.

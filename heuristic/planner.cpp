@@ -121,9 +121,13 @@ Plan Planner::plan(const Problem &problem, double now_s) {
 
   Plan plan;
   Placement proposed = partition(model, options);
-  auto costOf = [&](const Placement &placement) {
-    CostBreakdown c = model.evaluate(placement);
-    return c.communication + c.overload;
+  auto costOf = [&](const Placement &placement) { return model.evaluate(placement).running(); };
+  // Seconds of shipping state to get from the current placement to `placement`.
+  auto migrationTo = [&](const Placement &placement) {
+    double seconds = 0;
+    for (std::size_t u = 0; u < n; ++u)
+      seconds += model.migrationSeconds(static_cast<int>(u), current[u], placement[u]);
+    return seconds;
   };
   if (complete &&
       std::find(options.frozen.begin(), options.frozen.end(), true) != options.frozen.end()) {
@@ -136,12 +140,9 @@ Plan Planner::plan(const Problem &problem, double now_s) {
     Placement unfrozen = partition(model, unfrozen_options);
     double now_cost = costOf(current), held_cost = costOf(proposed);
     double extra = held_cost - costOf(unfrozen);
-    double migration_s = 0;
-    for (std::size_t u = 0; u < n; ++u)
-      migration_s += model.migrationSeconds(static_cast<int>(u), current[u], unfrozen[u]);
     if (extra > options_.cooldown_override * now_cost &&
         extra > options_.cooldown_override_floor_s_per_s &&
-        (now_cost - held_cost + extra) * problem.migration_horizon_s > migration_s) {
+        (now_cost - held_cost + extra) * problem.migration_horizon_s > migrationTo(unfrozen)) {
       proposed = std::move(unfrozen);
       plan.cooldown_overridden = true;
     }
@@ -153,12 +154,9 @@ Plan Planner::plan(const Problem &problem, double now_s) {
     plan.placement = proposed;
   } else {
     plan.current_cost = model.evaluate(current);
-    double now_cost = plan.current_cost.communication + plan.current_cost.overload;
-    double new_cost = plan.proposed_cost.communication + plan.proposed_cost.overload;
-    double saved = now_cost - new_cost;
-    double migration_s = 0;
-    for (std::size_t u = 0; u < n; ++u)
-      migration_s += model.migrationSeconds(static_cast<int>(u), current[u], proposed[u]);
+    double now_cost = plan.current_cost.running();
+    double saved = now_cost - plan.proposed_cost.running();
+    double migration_s = migrationTo(proposed);
     if (proposed == current) {
       plan.reason = "the current placement is the best found";
     } else if (saved <= options_.hysteresis * now_cost) {

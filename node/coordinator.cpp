@@ -120,11 +120,14 @@ struct Coordinator::State {
     return profiler::decayedRate(previous, had_rates, delta, dt, options.half_life_s);
   }
 
-  // The decayed rate, or the round's own rate when the round shows a new phase (phaseChanged).
+  // Whether a round (complete: its reports cover it) shows a new phase of a rate.
+  bool newPhase(double previous, double delta, double dt, double floor, bool complete) const {
+    return complete && had_rates && phaseChanged(previous, delta / dt, floor);
+  }
+
+  // The decayed rate, or the round's own rate when the round shows a new phase.
   double rate(double previous, double delta, double dt, double floor, bool complete) const {
-    if (complete && had_rates && phaseChanged(previous, delta / dt, floor))
-      return delta / dt;
-    return decay(previous, delta, dt);
+    return newPhase(previous, delta, dt, floor, complete) ? delta / dt : decay(previous, delta, dt);
   }
 
   void merge(double now_s) {
@@ -158,7 +161,7 @@ struct Coordinator::State {
     for (auto it = edge_rate.begin(); it != edge_rate.end();) {
       Traffic add = round_edges.count(it->first) ? round_edges[it->first] : Traffic{};
       Traffic &r = it->second;
-      if (complete && had_rates && phaseChanged(r.calls, add.calls / dt, kPhaseFloorCalls)) {
+      if (newPhase(r.calls, add.calls, dt, kPhaseFloorCalls, complete)) {
         r = {add.calls / dt, add.call_bytes / dt, add.reply_bytes / dt}; // bytes go with calls
       } else {
         r.calls = decay(r.calls, add.calls, dt);
@@ -403,8 +406,7 @@ struct Coordinator::State {
     if (!d.change)
       return d;
     if (plan.accepted)
-      d.predicted_gain_s_per_s = (plan.current_cost.communication + plan.current_cost.overload) -
-                                 (plan.proposed_cost.communication + plan.proposed_cost.overload);
+      d.predicted_gain_s_per_s = plan.current_cost.running() - plan.proposed_cost.running();
     for (std::size_t u = 0; u < d.owners.size(); ++u) {
       if (d.owners[u] == current[u])
         continue;
