@@ -12,18 +12,13 @@
 
 namespace distnode::jit {
 
-std::size_t nameSubprogramsByBody(llvm::Module &module,
-                                  const std::map<std::string, std::uint32_t> &ids) {
-  std::size_t named = 0;
+void nameSubprogramsByBody(llvm::Module &module, const std::map<std::string, std::uint32_t> &ids) {
   for (const auto &[name, id] : ids) {
     llvm::Function *fn = module.getFunction(name);
     llvm::DISubprogram *sp = fn ? fn->getSubprogram() : nullptr;
-    if (!sp || !sp->isDistinct())
-      continue;
-    sp->replaceLinkageName(llvm::MDString::get(module.getContext(), name));
-    ++named;
+    if (sp && sp->isDistinct())
+      sp->replaceLinkageName(llvm::MDString::get(module.getContext(), name));
   }
-  return named;
 }
 
 void CodeRangePlugin::notifyMaterializing(llvm::orc::MaterializationResponsibility &,
@@ -106,10 +101,8 @@ void CodeRangePlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility 
         ranges_.push_back({address, address + sym->getSize(), it->second});
     }
     for (const ObjectRanges::Inlined &r : object->inlined)
-      if (auto base = section_base.find(r.section); base != section_base.end()) {
+      if (auto base = section_base.find(r.section); base != section_base.end())
         ranges_.push_back({base->second + r.start, base->second + r.end, r.id});
-        ++inlined_;
-      }
     return llvm::Error::success();
   });
 }
@@ -126,11 +119,6 @@ llvm::Error CodeRangePlugin::notifyRemovingResources(llvm::orc::JITDylib &,
 std::vector<profiler::CodeRange> CodeRangePlugin::ranges() {
   std::lock_guard lock(mu_);
   return ranges_;
-}
-
-std::size_t CodeRangePlugin::inlinedRanges() {
-  std::lock_guard lock(mu_);
-  return inlined_;
 }
 
 } // namespace distnode::jit

@@ -24,9 +24,8 @@ namespace distnode::jit {
 
 /// Gives the debug-info subprogram of each function named in `ids` the IR name as its linkage
 /// name, so that the object's inlined-subroutine entries name the very body (a static function
-/// renamed by llvm-link keeps its source name in the debug info). Returns how many it found.
-std::size_t nameSubprogramsByBody(llvm::Module &module,
-                                  const std::map<std::string, std::uint32_t> &ids);
+/// renamed by llvm-link keeps its source name in the debug info).
+void nameSubprogramsByBody(llvm::Module &module, const std::map<std::string, std::uint32_t> &ids);
 
 /// An ObjectLinkingLayer plugin that records the code ranges of the bodies named in `ids`
 /// (IR name → profile id) in every object it links: compiled here or loaded from the code cache.
@@ -47,8 +46,6 @@ public:
 
   /// Every range recorded so far: whole functions, and inlined bodies inside them.
   std::vector<profiler::CodeRange> ranges();
-  /// How many of them are inlined bodies.
-  std::size_t inlinedRanges();
 
 private:
   /// What an object says before it is placed: sections by index, offsets within them.
@@ -65,7 +62,6 @@ private:
   std::mutex mu_; ///< guards what follows (links may run on other threads)
   std::map<const llvm::jitlink::LinkGraph *, ObjectRanges> pending_;
   std::vector<profiler::CodeRange> ranges_;
-  std::size_t inlined_ = 0;
 };
 
 } // namespace distnode::jit
