@@ -291,8 +291,9 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
         if (!(value >= 1 && value <= 86400000))
           return adminError("`set`: \"" + it.key() + "\" must be from 1 to 86400000 (ms)");
         if (it.key() == "interval_ms") {
-          if (value < 50)
-            return adminError("`set`: interval_ms must be at least 50");
+          if (value < kMinAdaptIntervalMs)
+            return adminError("`set`: interval_ms must be at least " +
+                              std::to_string(kMinAdaptIntervalMs));
           o.interval = std::chrono::milliseconds(static_cast<long>(value));
         } else if (it.key() == "cooldown_ms") {
           o.cooldown_s = value / 1000;

@@ -33,8 +33,6 @@ namespace {
 constexpr long kMaxTimeoutMs = 24L * 60 * 60 * 1000;
 // Heartbeats go out five times per timeout; much faster than this is noise, not safety.
 constexpr long kMinHeartbeatTimeoutMs = 100;
-// Profile deltas and planning rounds faster than this cost more than they tell.
-constexpr long kMinAdaptIntervalMs = 50;
 
 // The call endpoint's port + 1, or its path + ".control"; "" if there is no port + 1.
 std::string defaultControlEndpoint(const std::string &call) {

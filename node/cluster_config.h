@@ -36,6 +36,12 @@ struct PlacementEntry {
   std::string where; ///< "file:line" of the entry, for messages
 };
 
+/// Bounds of the online loop's interval (`adapt.interval_ms`, --adapt-interval-ms, `set
+/// interval_ms`, the members' report interval): profile deltas and planning rounds faster than
+/// the least cost more than they tell; beyond a day is a mistake.
+inline constexpr long kMinAdaptIntervalMs = 50;
+inline constexpr long kMaxAdaptIntervalMs = 24L * 60 * 60 * 1000;
+
 /// Settings of the online placement loop (cluster.yaml `adapt:`; distnode's --no-adapt and
 /// --adapt-interval-ms; the admin commands `set`, `freeze` and `thaw`).
 struct AdaptOptions {

@@ -80,9 +80,6 @@ constexpr int kMaxMoves = 1000;
 // How long a migration waits for the calls inside a unit to end (at most half the heartbeat
 // timeout: a member drains on the thread that answers heartbeats).
 constexpr milliseconds kDrainTimeout{250};
-// The report intervals a heartbeat may set (those `adapt.interval_ms` takes).
-constexpr long kMinReportIntervalMs = 50;
-constexpr long kMaxReportIntervalMs = 86'400'000;
 
 // One outstanding control request of the entry node to one node, answered by a Reply or Error
 // with its call id.
@@ -790,7 +787,7 @@ struct ClusterNode::Impl {
         }
         case wire::Body::Heartbeat: { // the entry's: it may set the report interval
           std::uint32_t ms = e->body_as_Heartbeat()->report_interval_ms();
-          if (ms >= kMinReportIntervalMs && ms <= kMaxReportIntervalMs &&
+          if (ms >= kMinAdaptIntervalMs && ms <= kMaxAdaptIntervalMs &&
               milliseconds(ms) != report_interval) {
             report_interval = milliseconds(ms);
             next_report = std::min(next_report, now + report_interval);
@@ -1357,7 +1354,7 @@ void ClusterNode::setReportHandler(
 
 void ClusterNode::setMemberReportInterval(milliseconds interval) {
   impl_->member_report_interval_ms.store(static_cast<std::uint32_t>(
-      std::clamp<long>(interval.count(), kMinReportIntervalMs, kMaxReportIntervalMs)));
+      std::clamp<long>(interval.count(), kMinAdaptIntervalMs, kMaxAdaptIntervalMs)));
 }
 
 void ClusterNode::setReportSource(std::function<NodeReport()> source, milliseconds interval) {

@@ -407,7 +407,7 @@ int main(int argc, char **argv) {
   app.add_option("--adapt-interval-ms", opt.adapt_interval_ms,
                  "profile interval and planning period (default: cluster.yaml's adapt.interval_ms, "
                  "else 1000)")
-      ->check(CLI::Range(50L, 86400000L));
+      ->check(CLI::Range(distnode::node::kMinAdaptIntervalMs, distnode::node::kMaxAdaptIntervalMs));
   app.add_option("--cluster-out", opt.cluster_out,
                  "with --local: write the generated cluster.yaml here (for distctl --cluster)")
       ->needs(local);
