@@ -51,8 +51,9 @@ std::string msPerS(double s_per_s) {
 
 NodeReporter::NodeReporter(ClusterNode &node, int self, int nodes, double capacity)
     : node_(node), self_(self), nodes_(nodes), capacity_(capacity) {
-  last_ = profiler::Profiler::instance().counts();
+  last_ = look_ = profiler::Profiler::instance().counts();
   schedTotals(last_run_ns_, last_wait_ns_);
+  look_wait_ns_ = last_wait_ns_;
 }
 
 NodeReporter::~NodeReporter() { stop(); }
@@ -76,6 +77,8 @@ NodeReport NodeReporter::next() {
   r.runnable_wait_s = wait > last_wait_ns_ ? static_cast<double>(wait - last_wait_ns_) / 1e9 : 0;
   last_run_ns_ = run;
   last_wait_ns_ = wait;
+  base_.delta = r.delta;
+  base_.runnable_wait_s = r.runnable_wait_s;
   r.links = links_;
   return r;
 }
@@ -153,6 +156,22 @@ void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
   }
 }
 
+bool NodeReporter::sawNewPhase() {
+  profiler::Profiler &p = profiler::Profiler::instance();
+  profiler::ProfileCounts now = p.counts();
+  p.requestFlush(); // running frames add their counts before the next look
+  std::uint64_t run = 0, wait = 0;
+  schedTotals(run, wait);
+  std::lock_guard lock(mu_);
+  NodeReport window;
+  window.delta = now.minus(look_);
+  window.runnable_wait_s =
+      wait > look_wait_ns_ ? static_cast<double>(wait - look_wait_ns_) / 1e9 : 0;
+  look_ = std::move(now);
+  look_wait_ns_ = wait;
+  return showsNewPhase(base_, window);
+}
+
 // ---- AdaptationLoop ------------------------------------------------------------------------
 
 AdaptationLoop::AdaptationLoop(ClusterNode &node, Coordinator &coordinator, NodeReporter &own,
@@ -185,37 +204,75 @@ void AdaptationLoop::stop() {
     thread_.join();
 }
 
-void AdaptationLoop::loop() {
-  // The first round: once every other node has reported since the program started (members
-  // report firstReportAfter their first placement), or after one interval (a node with
-  // profiling off never reports). The reports arrive on the control thread: looked for every
-  // 10 ms until then.
+void AdaptationLoop::wantRound() {
   {
-    std::vector<std::uint64_t> before = coordinator_.reportCounts();
-    auto othersReported = [&] {
-      std::vector<std::uint64_t> now = coordinator_.reportCounts();
-      for (std::size_t n = 0; n < now.size(); ++n)
-        if (static_cast<int>(n) != self_ && now[n] <= before[n])
-          return false;
-      return true;
-    };
-    auto interval = coordinator_.options().interval;
-    auto deadline = std::chrono::steady_clock::now() + interval;
-    auto wait = firstReportAfter(interval);
-    std::unique_lock lock(stop_mu_);
-    do {
-      if (stop_cv_.wait_for(lock, wait, [&] { return stop_; }))
-        return;
-      wait = std::chrono::milliseconds(10);
-    } while (!othersReported() && std::chrono::steady_clock::now() < deadline);
+    std::lock_guard lock(stop_mu_);
+    wanted_ = true;
   }
-  for (bool first = true;; first = false) {
-    if (!first) {
-      std::unique_lock lock(stop_mu_);
-      if (stop_cv_.wait_for(lock, coordinator_.options().interval, [&] { return stop_; }))
-        return;
+  stop_cv_.notify_all();
+}
+
+bool AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_round) {
+  // Until the interval is over, or a look at the counts (this node's every phaseLookEvery, or
+  // a member's, which asks for a round) shows a new phase: then the round comes at once, but
+  // never sooner than one look after the last round.
+  auto interval = coordinator_.options().interval;
+  auto look = phaseLookEvery(interval);
+  auto due = last_round + interval, next_look = last_round + look;
+  std::unique_lock lock(stop_mu_);
+  while (true) {
+    if (stop_cv_.wait_until(lock, std::min(due, next_look), [&] {
+          return stop_ || (wanted_ && std::chrono::steady_clock::now() >= last_round + look);
+        }))
+      return !stop_; // stopping, or a member saw a new phase
+    if (std::chrono::steady_clock::now() >= due)
+      return true;
+    next_look += look;
+    lock.unlock();
+    bool changed = own_.sawNewPhase();
+    lock.lock();
+    if (changed) {
+      spdlog::debug("this node saw a new phase: planning early");
+      return true;
     }
+  }
+}
+
+void AdaptationLoop::loop() {
+  // The first round comes firstRoundAfter(interval) after the start: a bad starting placement
+  // is mended at once.
+  {
+    std::unique_lock lock(stop_mu_);
+    if (stop_cv_.wait_for(lock, firstRoundAfter(coordinator_.options().interval),
+                          [&] { return stop_; }))
+      return;
+  }
+  auto last_round = std::chrono::steady_clock::now();
+  for (std::uint64_t round = 1;; ++round) {
+    if (round > 1 && !waitUntilRound(last_round))
+      return;
+    spdlog::debug(
+        "planning round {}, {:.0f} ms after the last", round,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - last_round)
+            .count());
+    {
+      std::lock_guard lock(stop_mu_);
+      wanted_ = false;
+    }
+    last_round = std::chrono::steady_clock::now();
+    // Every node's report of the round, made now: all of them cover the time since the last
+    // round. Waited for briefly (a node with profiling off never reports; one that reported
+    // before is expected to again).
+    std::vector<std::uint64_t> before = coordinator_.reportCounts();
+    std::vector<bool> from(before.size(), false);
+    for (std::size_t n = 0; n < before.size(); ++n)
+      from[n] = static_cast<int>(n) != self_ && (round == 1 || before[n] > 0);
+    node_.requestReports(round);
     coordinator_.addReport(self_, own_.next());
+    auto bound = std::clamp(coordinator_.options().interval / 4, std::chrono::milliseconds(20),
+                            std::chrono::milliseconds(250));
+    if (!coordinator_.waitForReports(before, from, last_round + bound))
+      spdlog::debug("round {}: not every node's report arrived within {} ms", round, bound.count());
     std::lock_guard lock(mu_);
     Decision d = coordinator_.round(node_.owners(), nowS(), node_.replicas());
     if (d.change)

@@ -29,6 +29,11 @@ public:
   /// (a frame that runs on shows its calls in the next report), then takes the difference.
   [[nodiscard]] NodeReport next();
 
+  /// A short look at what happened since the previous look: whether it shows a new phase
+  /// against the last report (showsNewPhase). Asks running frames to flush their counts for
+  /// the next look.
+  [[nodiscard]] bool sawNewPhase();
+
   /// Every `interval`, on a thread of its own: takes what the remote calls to each other node
   /// showed of the link (ClusterNode::takeLinkEstimate) and probes where they showed nothing:
   /// latency by the least of a few small round trips on the call path, bandwidth by a 1 MiB
@@ -44,7 +49,10 @@ private:
   double capacity_;
   profiler::ProfileCounts last_;
   std::uint64_t last_run_ns_ = 0, last_wait_ns_ = 0; ///< the threads' schedstat totals
-  std::mutex mu_;                                    ///< guards last_, links_
+  NodeReport base_;                                  ///< the last report (its counts)
+  profiler::ProfileCounts look_;                     ///< the counts at the last look
+  std::uint64_t look_wait_ns_ = 0;
+  std::mutex mu_; ///< guards last_, links_, base_ and the last look
   std::vector<NodeReport::Link> links_;
   std::thread prober_;
   std::mutex stop_mu_;
@@ -82,8 +90,13 @@ public:
   /// Drains `node` (every movable unit leaves it, and it gets none) or ends a drain.
   Outcome drain(int node, bool drained);
 
+  /// A member saw a new phase: the next round comes now (at least one look after the last).
+  void wantRound();
+
 private:
   void loop();
+  // Waits for the next round's time; false when the loop stops.
+  bool waitUntilRound(std::chrono::steady_clock::time_point last_round);
   // Publishes `d` as the next epoch and records it; returns the outcome. mu_ is held.
   Outcome apply(const Decision &d, const std::string &trigger);
 
@@ -97,6 +110,7 @@ private:
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;
+  bool wanted_ = false; ///< a member asked for a round (stop_mu_)
 };
 
 } // namespace distnode::node

@@ -55,12 +55,17 @@ struct AdaptOptions {
   double half_life_s = 1.5;
 };
 
-/// A member's first profile report comes this soon after its first placement (250 ms, or one
-/// interval if that is shorter), and the coordinator's first round as soon as every node's report
-/// is in: a bad starting placement is mended within a fraction of the first interval.
-[[nodiscard]] inline std::chrono::milliseconds
-firstReportAfter(std::chrono::milliseconds interval) {
+/// The coordinator's first planning round comes this soon after the program starts (250 ms, or
+/// one interval if that is shorter): a bad starting placement is mended within a fraction of
+/// the first interval.
+[[nodiscard]] inline std::chrono::milliseconds firstRoundAfter(std::chrono::milliseconds interval) {
   return std::min(interval, std::chrono::milliseconds(250));
+}
+
+/// How often each node looks at its counts for a new phase (NodeReporter::sawNewPhase), which
+/// brings a planning round early: an eighth of the interval, 25 to 250 ms.
+[[nodiscard]] inline std::chrono::milliseconds phaseLookEvery(std::chrono::milliseconds interval) {
+  return std::clamp(interval / 8, std::chrono::milliseconds(25), std::chrono::milliseconds(250));
 }
 
 /// A parsed and validated cluster.yaml.

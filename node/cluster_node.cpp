@@ -129,10 +129,12 @@ struct ClusterNode::Impl {
   std::function<void(int, const NodeReport &)> report_handler; ///< entry
   std::function<std::optional<std::string>(const NodeReport &)> report_check;
   std::size_t profile_functions = 0;
-  std::function<NodeReport()> report_source; ///< members
-  milliseconds report_interval{1000};
-  /// The entry node: the members' report interval its heartbeats carry (0: none given).
+  std::function<NodeReport()> report_source; ///< members: the delta of a round asked for
+  std::function<bool()> phase_watch;         ///< members: whether a look shows a new phase
+  milliseconds report_interval{1000};        ///< members: the planning interval
+  /// The entry node: the planning interval its heartbeats carry (0: none given).
   std::atomic<std::uint32_t> member_report_interval_ms{0};
+  std::function<void()> round_wanted; ///< entry: a member's look showed a new phase
 
   // ---- control plane -------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
@@ -439,6 +441,15 @@ struct ClusterNode::Impl {
     [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
   }
 
+  // Queues `message` to `node`, which sends no answer.
+  void queue(int node, zmq::message_t message) {
+    {
+      std::lock_guard lock(mu);
+      outbox.emplace_back(node, std::move(message));
+    }
+    wake();
+  }
+
   // Queues `message` to `node` and returns the future of its acknowledgement.
   std::future<Ack> post(int node, std::uint64_t call_id, zmq::message_t message) {
     std::future<Ack> f;
@@ -566,6 +577,10 @@ struct ClusterNode::Impl {
     }
     switch (e->body_type()) {
     case wire::Body::Heartbeat:
+      if (e->body_as_Heartbeat()->wants_round() && round_wanted) {
+        spdlog::debug("node `{}` saw a new phase: planning early", nodeName(node));
+        round_wanted();
+      }
       break;
     case wire::Body::ProfileDelta: {
       if (!report_handler)
@@ -739,21 +754,28 @@ struct ClusterNode::Impl {
   int memberLoop() {
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
-    // The first report comes soon after the program starts (the first Placement), so that the
-    // coordinator's first round can mend a bad starting placement at once.
-    auto next_report = Clock::now() + report_interval;
-    bool placed = false;
+    // Profile deltas go to the entry when it asks for a round's (Heartbeat.report_round), so
+    // that every report of a round covers the same time. Between rounds, a look at the counts
+    // every phaseLookEvery(interval) asks for a round early when it shows a new phase (once
+    // per round).
+    auto next_look = Clock::now() + phaseLookEvery(report_interval);
+    std::uint64_t answered_round = 0;
+    bool placed = false, asked = false;
     while (!terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
-      if (report_source)
+      if (phase_watch)
         wait = std::min(wait, std::chrono::duration_cast<milliseconds>(
-                                  std::max(next_report - Clock::now(), Clock::duration(0))));
+                                  std::max(next_look - Clock::now(), Clock::duration(0))));
       pollSockets(&item, 1, wait);
       auto now = Clock::now();
-      if (report_source && placed && now >= next_report) { // none before the program runs
-        next_report = now + report_interval;
-        toEntry(encodeProfileDelta(0, report_source()));
+      if (phase_watch && now >= next_look) {
+        next_look = now + phaseLookEvery(report_interval);
+        // None before the program runs, nor before the first round: it comes soon anyway.
+        if (phase_watch() && placed && answered_round > 0 && !asked) {
+          asked = true;
+          toEntry(transport::makeHeartbeat(0, 0, 0, true));
+        }
       }
       while (item.revents & ZMQ_POLLIN) {
         zmq::message_t m;
@@ -766,8 +788,6 @@ struct ClusterNode::Impl {
         switch (e->body_type()) {
         case wire::Body::Placement:
           toEntry(answerPlacement(*e->body_as_Placement()));
-          if (!placed)
-            next_report = now + firstReportAfter(report_interval);
           placed = true;
           break;
         case wire::Body::Migrate:
@@ -785,12 +805,19 @@ struct ClusterNode::Impl {
               s.call_id(), reinterpret_cast<const std::uint8_t *>(report.data()), report.size()));
           return 0;
         }
-        case wire::Body::Heartbeat: { // the entry's: it may set the report interval
-          std::uint32_t ms = e->body_as_Heartbeat()->report_interval_ms();
+        case wire::Body::Heartbeat: { // the entry's: the interval, a round's report asked for
+          const wire::Heartbeat &h = *e->body_as_Heartbeat();
+          std::uint32_t ms = h.report_interval_ms();
           if (ms >= kMinAdaptIntervalMs && ms <= kMaxAdaptIntervalMs &&
               milliseconds(ms) != report_interval) {
             report_interval = milliseconds(ms);
-            next_report = std::min(next_report, now + report_interval);
+            next_look = std::min(next_look, now + phaseLookEvery(report_interval));
+          }
+          // A round's report, once (rounds only grow); none before the program runs.
+          if (h.report_round() > answered_round && report_source && placed) {
+            answered_round = h.report_round();
+            asked = false;
+            toEntry(encodeProfileDelta(answered_round, report_source()));
           }
           break;
         }
@@ -1357,9 +1384,27 @@ void ClusterNode::setMemberReportInterval(milliseconds interval) {
       std::clamp<long>(interval.count(), kMinAdaptIntervalMs, kMaxAdaptIntervalMs)));
 }
 
-void ClusterNode::setReportSource(std::function<NodeReport()> source, milliseconds interval) {
+void ClusterNode::setReportSource(std::function<NodeReport()> source,
+                                  std::function<bool()> phase_watch, milliseconds interval) {
   impl_->report_interval = interval;
   impl_->report_source = std::move(source);
+  impl_->phase_watch = std::move(phase_watch);
+}
+
+void ClusterNode::setRoundWanted(std::function<void()> wanted) {
+  impl_->round_wanted = std::move(wanted);
+}
+
+void ClusterNode::requestReports(std::uint64_t round) {
+  std::vector<int> to;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (std::size_t i = 0; i < impl_->joined.size(); ++i)
+      if (impl_->joined[i])
+        to.push_back(static_cast<int>(i));
+  }
+  for (int n : to)
+    impl_->queue(n, transport::makeHeartbeat(0, impl_->member_report_interval_ms.load(), round));
 }
 
 void ClusterNode::atStop(std::function<void()> hook) {

@@ -127,12 +127,21 @@ public:
   void setReportHandler(std::function<void(int node, const NodeReport &)> handler,
                         std::function<std::optional<std::string>(const NodeReport &)> check,
                         std::size_t profile_functions);
-  /// Other nodes: every `interval`, what `source` returns goes to the entry node as a profile
-  /// delta (on the control plane).
-  void setReportSource(std::function<NodeReport()> source, std::chrono::milliseconds interval);
-  /// The entry node: members report every `interval` from their next heartbeat on (admin
-  /// `set interval_ms`, or an entry started with another interval than its members).
+  /// Other nodes: when the entry node asks for a planning round's report (requestReports),
+  /// what `source` returns goes to it as a profile delta (on the control plane); every
+  /// phaseLookEvery(`interval`), `phase_watch` looks at the counts, and when it sees a new
+  /// phase the node asks the entry node for a round early (once per round).
+  void setReportSource(std::function<NodeReport()> source, std::function<bool()> phase_watch,
+                       std::chrono::milliseconds interval);
+  /// The entry node: the planning interval its heartbeats carry to the members, from their
+  /// next heartbeat on (admin `set interval_ms`, or an entry started with another interval).
   void setMemberReportInterval(std::chrono::milliseconds interval);
+  /// The entry node: asks every member for its profile delta of planning round `round` (the
+  /// rounds count up from 1); the deltas arrive at the report handler.
+  void requestReports(std::uint64_t round);
+  /// The entry node: `wanted` runs (on the control thread) when a member's look at its counts
+  /// showed a new phase.
+  void setRoundWanted(std::function<void()> wanted);
 
   /// Runs `hook` when this node stops serving, before its sockets close (to stop threads that
   /// use the node, such as the prober and the admin socket).

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <limits>
 
@@ -43,6 +44,19 @@ bool phaseChanged(double smoothed, double recent, double floor) {
   return high >= floor && high >= kPhaseChangeFactor * low;
 }
 
+// A look at a node's counts (showsNewPhase) must see at least this many events (calls,
+// samples) in its window, or expect as many from the base's rates, to call a change a phase.
+constexpr double kWatchMinEvents = 8;
+// The node's time waiting for a CPU (seconds per second) that a new phase must reach.
+constexpr double kPhaseFloorWait = 0.1;
+
+// One rate of showsNewPhase: `base` and `window` are counts over `base_s` and `window_s`.
+bool countChanged(double base, double base_s, double window, double window_s, double floor) {
+  if (std::max(window, base * window_s / base_s) < kWatchMinEvents)
+    return false;
+  return phaseChanged(base / base_s, window / window_s, floor);
+}
+
 std::string nodeList(const std::vector<std::string> &names) {
   std::string out;
   for (const auto &n : names)
@@ -54,6 +68,7 @@ std::string nodeList(const std::vector<std::string> &names) {
 
 struct Coordinator::State {
   mutable std::mutex mu;
+  std::condition_variable reported; ///< a report was added
 
   // ---- the program and the cluster (fixed) ----
   std::vector<std::string> unit_names;
@@ -544,6 +559,7 @@ void Coordinator::addReport(int node, const NodeReport &r) {
   s.round_report_s[node] += r.delta.elapsed_s;
   s.last_report_s[node] = r.delta.elapsed_s;
   ++s.reports[node];
+  s.reported.notify_all();
   if (r.cpu_capacity > 0)
     s.capacity[node] = r.cpu_capacity;
   // What the units would use with the CPU to themselves (NodeReport::run_s).
@@ -588,6 +604,19 @@ std::vector<std::uint64_t> Coordinator::reportCounts() const {
   const State &s = *state_;
   std::lock_guard lock(s.mu);
   return s.reports;
+}
+
+bool Coordinator::waitForReports(const std::vector<std::uint64_t> &before,
+                                 const std::vector<bool> &from,
+                                 std::chrono::steady_clock::time_point deadline) {
+  State &s = *state_;
+  std::unique_lock lock(s.mu);
+  return s.reported.wait_until(lock, deadline, [&] {
+    for (std::size_t n = 0; n < from.size() && n < s.reports.size(); ++n)
+      if (from[n] && s.reports[n] <= before[n])
+        return false;
+    return true;
+  });
 }
 
 Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s,
@@ -778,6 +807,54 @@ int Coordinator::findUnit(const std::string &name) const {
         return static_cast<int>(u);
   }
   return -1;
+}
+
+bool showsNewPhase(const NodeReport &base, const NodeReport &window) {
+  const profiler::ProfileCounts &b = base.delta, &w = window.delta;
+  double bs = b.elapsed_s, ws = w.elapsed_s;
+  if (bs <= 0 || ws <= 0)
+    return false;
+  // Sorted lists (edges by caller and callee, remote calls by function), walked side by side:
+  // an entry missing from one of them counted 0 there.
+  auto walk = [&](const auto &base_list, const auto &window_list, auto key, auto count,
+                  double floor) {
+    std::size_t i = 0, j = 0;
+    while (i < base_list.size() || j < window_list.size()) {
+      double bc = 0, wc = 0;
+      if (j == window_list.size() ||
+          (i < base_list.size() && key(base_list[i]) < key(window_list[j]))) {
+        bc = count(base_list[i++]);
+      } else if (i == base_list.size() || key(window_list[j]) < key(base_list[i])) {
+        wc = count(window_list[j++]);
+      } else {
+        bc = count(base_list[i++]);
+        wc = count(window_list[j++]);
+      }
+      if (countChanged(bc, bs, wc, ws, floor))
+        return true;
+    }
+    return false;
+  };
+  using Edge = profiler::ProfileCounts::Edge;
+  using Remote = profiler::ProfileCounts::Remote;
+  if (walk(
+          b.edges, w.edges, [](const Edge &e) { return std::make_pair(e.caller, e.callee); },
+          [](const Edge &e) { return static_cast<double>(e.calls); }, kPhaseFloorCalls) ||
+      walk(
+          b.remote, w.remote, [](const Remote &r) { return r.function; },
+          [](const Remote &r) { return static_cast<double>(r.calls); }, kPhaseFloorCalls))
+    return true;
+  // CPU time by function, judged on the samples that measured it.
+  for (std::size_t f = 1; f < std::min(b.cpu_ns.size(), w.cpu_ns.size()); ++f) {
+    double bn = f < b.samples.size() ? static_cast<double>(b.samples[f]) : 0;
+    double wn = f < w.samples.size() ? static_cast<double>(w.samples[f]) : 0;
+    if (std::max(wn, bn * ws / bs) >= kWatchMinEvents &&
+        phaseChanged(static_cast<double>(b.cpu_ns[f]) / 1e9 / bs,
+                     static_cast<double>(w.cpu_ns[f]) / 1e9 / ws, kPhaseFloorCpu))
+      return true;
+  }
+  // An overload that began or ended: time waiting for a CPU (no event count: the kernel's).
+  return phaseChanged(base.runnable_wait_s / bs, window.runnable_wait_s / ws, kPhaseFloorWait);
 }
 
 } // namespace distnode::node

@@ -46,6 +46,13 @@ struct NodeReport {
   double run_s = 0, runnable_wait_s = 0;
 };
 
+/// Whether `window`, a short look at a node's counts since `base` (its last report), shows a
+/// new phase: a call edge, a function's remote calls, a function's CPU time or the node's time
+/// waiting for a CPU changed as much as a round takes for a new phase (eightfold, above the
+/// rounds' floors), on enough events to tell from noise. Each node asks every eighth of an
+/// interval, so that a phase change brings a round early (AdaptationLoop).
+[[nodiscard]] bool showsNewPhase(const NodeReport &base, const NodeReport &window);
+
 /// One placement the cluster ran, and why.
 struct HistoryEntry {
   std::uint64_t epoch = 0;
@@ -121,6 +128,10 @@ public:
   void addReport(int node, const NodeReport &report);
   /// How many reports each node has sent.
   [[nodiscard]] std::vector<std::uint64_t> reportCounts() const;
+  /// Waits until every node `n` with `from[n]` has sent more reports than `before[n]`, or
+  /// until `deadline`; false if some did not.
+  bool waitForReports(const std::vector<std::uint64_t> &before, const std::vector<bool> &from,
+                      std::chrono::steady_clock::time_point deadline);
 
   /// Merges the reports of the round into the rates (their time is `now_s`, seconds since
   /// the start) and, if adaptation is on and `current` is not the best placement by enough,

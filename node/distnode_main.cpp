@@ -203,7 +203,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   static NodeReporter reporter(**node, self, static_cast<int>(config->nodes.size()), capacity);
   if (name != config->entry) {
     if (!opt.no_profile)
-      (*node)->setReportSource([] { return reporter.next(); }, config->adapt.interval);
+      (*node)->setReportSource([] { return reporter.next(); },
+                               [] { return reporter.sawNewPhase(); }, config->adapt.interval);
     reporter.startProbing(config->adapt.interval);
     // Shared with the stop hook, which runs when the node is destroyed: after this block when
     // the node fails to join, so the hook must not refer to the block's locals.
@@ -269,12 +270,13 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   (*node)->setReportHandler([](int from, const NodeReport &r) { coordinator.addReport(from, r); },
                             [](const NodeReport &r) { return coordinator.check(r); },
                             distnode::profiler::Profiler::instance().layout().functions.size());
-  // Members report at the entry's interval, whatever they were started with.
+  // Members look for new phases at the entry's interval, whatever they were started with.
   (*node)->setMemberReportInterval(config->adapt.interval);
+  static AdaptationLoop loop(**node, coordinator, reporter, self);
+  (*node)->setRoundWanted([] { loop.wantRound(); });
   if (auto err = (*node)->startEntry(start->owners, start->replicas))
     return reportError(std::move(err));
   reporter.startProbing(config->adapt.interval);
-  static AdaptationLoop loop(**node, coordinator, reporter, self);
   if (opt.chaos_ms > 0) {
     (*node)->startChaos(std::chrono::milliseconds(opt.chaos_ms), 1);
     AdaptOptions held = coordinator.options(); // the chaos test moves units itself

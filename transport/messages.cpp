@@ -149,9 +149,10 @@ zmq::message_t makeMoved(std::uint64_t call_id, std::uint16_t owner, std::uint64
   return finishEnvelope(b, wire::Body::Moved, body.Union());
 }
 
-zmq::message_t makeHeartbeat(std::uint64_t call_id, std::uint32_t report_interval_ms) {
+zmq::message_t makeHeartbeat(std::uint64_t call_id, std::uint32_t report_interval_ms,
+                             std::uint64_t report_round, bool wants_round) {
   flatbuffers::FlatBufferBuilder b(32);
-  auto body = wire::CreateHeartbeat(b, call_id, report_interval_ms);
+  auto body = wire::CreateHeartbeat(b, call_id, report_interval_ms, report_round, wants_round);
   return finishEnvelope(b, wire::Body::Heartbeat, body.Union());
 }
 

@@ -17,7 +17,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 8;
+inline constexpr std::uint32_t kProtocolVersion = 9;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -72,9 +72,13 @@ private:
 /// `reason` says why the cluster stops when it failed; "" when the program finished.
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
-/// `report_interval_ms`: from the entry node, how often members report (0: unchanged).
+/// From the entry node: `report_interval_ms`, the planning interval (0: unchanged), and
+/// `report_round`, a round whose profile delta the member sends now (0: none). From a member:
+/// `wants_round`, its traffic shows a new phase.
 [[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id,
-                                           std::uint32_t report_interval_ms = 0);
+                                           std::uint32_t report_interval_ms = 0,
+                                           std::uint64_t report_round = 0,
+                                           bool wants_round = false);
 [[nodiscard]] zmq::message_t makeMigrate(std::uint64_t call_id, std::uint32_t unit,
                                          wire::MigratePhase phase,
                                          const std::vector<std::uint8_t> &state = {});

@@ -463,6 +463,31 @@ TEST(Distctl, UnreachableOrUnconfiguredIsOneLineExitTwo) {
             "distctl: error: say where the cluster is: --endpoint E or --cluster cluster.yaml\n");
 }
 
+// A planning interval far longer than the run: after the first round (in the quiet phase)
+// only a round brought early by the chatty phase can move `step` to `chatter`. The look that
+// sees it is a member's (n1 calls n2; the entry only waits for its one call of `chatter`).
+TEST(Adaptation, APhaseChangeBringsARoundEarly) {
+  std::string log = ::testing::TempDir() + "phase-switch-" + std::to_string(::getpid()) + ".log";
+  std::filesystem::remove(log);
+  std::string placement =
+      ::testing::TempDir() + "phase-switch-" + std::to_string(::getpid()) + ".yaml";
+  std::ofstream(placement) << "chatter: n1\nstep: n2\n";
+  ProcessResult native = runProcess({fixture("phase_switch.native")});
+  ProcessResult r =
+      runProcess({kDistnode, "--local", "3", "--placement", placement, "--adapt-interval-ms",
+                  "86400000", "--log-level", "info", "--log-file", log, fixture("phase_switch.bc")},
+                 std::chrono::seconds(240));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, native.out);
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(
+      text, m,
+      std::regex("epoch [0-9]+: moved `step` n2→n1: saves .* of remote calls with `chatter`")))
+      << text;
+}
+
 // phases.c alternates a chatty phase and a bulky one; started scattered, the loop brings each
 // phase's pair together as the phase runs, and the output stays the native one.
 TEST(Adaptation, PhasesStartedScatteredConvergeAndMatchNative) {

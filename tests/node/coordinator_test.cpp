@@ -404,6 +404,38 @@ TEST(Coordinator, ANewPhaseReplacesTheDecayedRatesAtOnce) {
 // them). The coordinator follows each change at the first round after it, with the default
 // settings: the rates of the phase before are not remembered for seconds, and a move that
 // saves most of the cost is made in spite of the cool-down.
+// A node's look at its counts (an eighth of an interval) against its last report: a new phase
+// brings a round early; the same rates, or a handful of events, do not.
+TEST(Coordinator, ALookAtTheCountsSeesANewPhaseButNotNoise) {
+  Interval base{1.0, {{"stage", "filter", 100, 800}}, {{"heavy_a", 0.9}}};
+  NodeReport b = base.report();
+  b.delta.samples[pid("heavy_a")] = 90;
+  auto look = [](Interval i, std::uint64_t heavy_a_samples = 0, double wait_s = 0) {
+    i.seconds = 0.125;
+    NodeReport r = i.report();
+    r.delta.samples[pid("heavy_a")] = heavy_a_samples;
+    r.runnable_wait_s = wait_s;
+    return r;
+  };
+  // The same phase: the edge at its rate, heavy_a's CPU at its share.
+  EXPECT_FALSE(showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {{"heavy_a", 0.11}}}, 11)));
+  // A chatty phase begins: the edge at a thousand times its rate.
+  EXPECT_TRUE(
+      showsNewPhase(b, look({0, {{"stage", "filter", 12500, 1e5}}, {{"heavy_a", 0.11}}}, 11)));
+  // The CPU phase ends: heavy_a's 90 samples a second fall to none.
+  EXPECT_TRUE(showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {}}, 0)));
+  // A new edge and a new function with a handful of events each: noise, not a phase.
+  EXPECT_FALSE(showsNewPhase(b, look({0,
+                                      {{"stage", "filter", 12, 96}, {"main", "heavy_b", 5, 40}},
+                                      {{"heavy_a", 0.11}, {"heavy_b", 0.01}}},
+                                     11)));
+  // The node's threads start waiting for a CPU: an overload began.
+  EXPECT_TRUE(
+      showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {{"heavy_a", 0.11}}}, 11, 0.06)));
+  // No report yet: nothing to compare with.
+  EXPECT_FALSE(showsNewPhase(NodeReport{}, look({0, {{"stage", "filter", 12500, 1e5}}, {}})));
+}
+
 TEST(Coordinator, FollowsPhasesThatWantDifferentPlacements) {
   jit::ProgramAnalysis a = program();
   Coordinator c(a, kFunctions, cluster(2), 0, AdaptOptions{});
