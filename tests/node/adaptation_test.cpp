@@ -161,8 +161,9 @@ TEST(Adaptation, LinksAreMeasuredByTheCallsThatCrossThem) {
   EXPECT_EQ(r.out, kExpected) << r.err;
 }
 
-// The report interval is the entry's: `set interval_ms` reaches the members with the entry's
-// next heartbeat, and each node's next report covers the new interval.
+// The planning interval is the entry's: `set interval_ms` changes how often rounds ask every
+// node for its report (and reaches the members with the entry's next heartbeat), and each
+// node's next report covers the new interval.
 TEST(Adaptation, MembersReportAtTheIntervalTheOperatorSets) {
   RunningCluster c({"--adapt-interval-ms", "100"});
   ASSERT_TRUE(c.waitReady());
