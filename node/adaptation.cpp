@@ -22,6 +22,7 @@ constexpr std::size_t kSmallProbe = 64;
 constexpr std::size_t kLargeProbe = std::size_t(1) << 20;
 constexpr int kBandwidthEvery = 10; // intervals
 constexpr std::chrono::milliseconds kFlushWait{5};
+constexpr std::chrono::milliseconds kLookFlushWait{1}; // a look's (every sixteenth of an interval)
 
 // The kernel's totals over this process's threads, from /proc/self/task/*/schedstat: time
 // running and time waiting on a run queue (ns). Threads that exited are not counted, so a
@@ -53,7 +54,6 @@ NodeReporter::NodeReporter(ClusterNode &node, int self, int nodes, double capaci
     : node_(node), self_(self), nodes_(nodes), capacity_(capacity) {
   last_ = look_ = profiler::Profiler::instance().counts();
   schedTotals(last_run_ns_, last_wait_ns_);
-  look_wait_ns_ = last_wait_ns_;
 }
 
 NodeReporter::~NodeReporter() { stop(); }
@@ -78,7 +78,7 @@ NodeReport NodeReporter::next() {
   last_run_ns_ = run;
   last_wait_ns_ = wait;
   base_.delta = r.delta;
-  base_.runnable_wait_s = r.runnable_wait_s;
+  look_changed_ = false; // looks compare with this report from now on
   r.links = links_;
   return r;
 }
@@ -158,18 +158,17 @@ void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
 
 bool NodeReporter::sawNewPhase() {
   profiler::Profiler &p = profiler::Profiler::instance();
+  p.requestFlush(); // running frames add their counts at their next call
+  std::this_thread::sleep_for(kLookFlushWait);
   profiler::ProfileCounts now = p.counts();
-  p.requestFlush(); // running frames add their counts before the next look
-  std::uint64_t run = 0, wait = 0;
-  schedTotals(run, wait);
   std::lock_guard lock(mu_);
   NodeReport window;
   window.delta = now.minus(look_);
-  window.runnable_wait_s =
-      wait > look_wait_ns_ ? static_cast<double>(wait - look_wait_ns_) / 1e9 : 0;
   look_ = std::move(now);
-  look_wait_ns_ = wait;
-  return showsNewPhase(base_, window);
+  bool changed = showsNewPhase(base_, window);
+  bool twice = changed && look_changed_;
+  look_changed_ = changed;
+  return twice;
 }
 
 // ---- AdaptationLoop ------------------------------------------------------------------------
@@ -185,6 +184,7 @@ double AdaptationLoop::nowS() const {
 }
 
 void AdaptationLoop::start() {
+  start_ = std::chrono::steady_clock::now(); // the cluster runs from here
   {
     std::lock_guard lock(mu_);
     Decision initial;
@@ -204,36 +204,54 @@ void AdaptationLoop::stop() {
     thread_.join();
 }
 
-void AdaptationLoop::wantRound() {
+void AdaptationLoop::wantRound(std::uint64_t round) {
   {
     std::lock_guard lock(stop_mu_);
+    if (round < asked_round_) // made before the member's report of a newer round
+      return;
     wanted_ = true;
   }
   stop_cv_.notify_all();
 }
 
-bool AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_round) {
-  // Until the interval is over, or a look at the counts (this node's every phaseLookEvery, or
-  // a member's, which asks for a round) shows a new phase: then the round comes at once, but
-  // never sooner than one look after the last round.
-  auto interval = coordinator_.options().interval;
-  auto look = phaseLookEvery(interval);
-  auto due = last_round + interval, next_look = last_round + look;
+AdaptationLoop::Next
+AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_round, bool follow_up) {
+  // Until the round is due, or looks at the counts (this node's every phaseLookEvery, or a
+  // member's, which asks for a round) show a new phase: then the round comes at once, but
+  // never sooner than one look after the last round ended. Held still (freeze, --no-adapt),
+  // the rounds only keep the profile current: none early.
+  auto next_look =
+      std::chrono::steady_clock::now() + phaseLookEvery(coordinator_.options().interval);
   std::unique_lock lock(stop_mu_);
   while (true) {
-    if (stop_cv_.wait_until(lock, std::min(due, next_look), [&] {
-          return stop_ || (wanted_ && std::chrono::steady_clock::now() >= last_round + look);
-        }))
-      return !stop_; // stopping, or a member saw a new phase
-    if (std::chrono::steady_clock::now() >= due)
-      return true;
-    next_look += look;
+    AdaptOptions o = coordinator_.options();
+    auto look = phaseLookEvery(o.interval);
+    auto due = last_round + (follow_up && o.enabled ? 2 * look : o.interval);
+    auto early = [&] {
+      return o.enabled && wanted_ && std::chrono::steady_clock::now() >= last_round + look;
+    };
+    if (stop_cv_.wait_until(lock, std::min(due, next_look), [&] { return stop_ || early(); })) {
+      if (stop_)
+        return Next::Stop;
+      spdlog::debug("a member saw a new phase: planning early");
+      return Next::Early;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= due)
+      return Next::Due;
+    if (now < next_look)
+      continue;
+    next_look = now + look;
+    if (!o.enabled)
+      continue;
     lock.unlock();
     bool changed = own_.sawNewPhase();
     lock.lock();
+    if (stop_)
+      return Next::Stop;
     if (changed) {
       spdlog::debug("this node saw a new phase: planning early");
-      return true;
+      return Next::Early;
     }
   }
 }
@@ -247,38 +265,48 @@ void AdaptationLoop::loop() {
                           [&] { return stop_; }))
       return;
   }
-  auto last_round = std::chrono::steady_clock::now();
+  // A round brought early covers the end of the phase before as well as the start of the new
+  // one, so some rates (a function's CPU that fell by half, not eightfold) do not show the new
+  // phase yet: a follow-up round comes two looks after it, over the new phase alone.
+  auto last_round = std::chrono::steady_clock::now(); // when the last round ended
+  bool follow_up = false;
   for (std::uint64_t round = 1;; ++round) {
-    if (round > 1 && !waitUntilRound(last_round))
-      return;
-    spdlog::debug(
-        "planning round {}, {:.0f} ms after the last", round,
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - last_round)
-            .count());
+    if (round > 1) {
+      Next next = waitUntilRound(last_round, follow_up);
+      if (next == Next::Stop)
+        return;
+      follow_up = next == Next::Early;
+    }
+    auto started = std::chrono::steady_clock::now();
+    spdlog::debug("planning round {}, {:.0f} ms after the last", round,
+                  std::chrono::duration<double, std::milli>(started - last_round).count());
     {
       std::lock_guard lock(stop_mu_);
       wanted_ = false;
+      asked_round_ = round;
     }
-    last_round = std::chrono::steady_clock::now();
     // Every node's report of the round, made now: all of them cover the time since the last
     // round. Waited for briefly (a node with profiling off never reports; one that reported
     // before is expected to again).
-    std::vector<std::uint64_t> before = coordinator_.reportCounts();
-    std::vector<bool> from(before.size(), false);
-    for (std::size_t n = 0; n < before.size(); ++n)
-      from[n] = static_cast<int>(n) != self_ && (round == 1 || before[n] > 0);
+    std::vector<std::uint64_t> counts = coordinator_.reportCounts();
+    std::vector<bool> from(counts.size(), false);
+    for (std::size_t n = 0; n < counts.size(); ++n)
+      from[n] = static_cast<int>(n) != self_ && (round == 1 || counts[n] > 0);
     node_.requestReports(round);
-    coordinator_.addReport(self_, own_.next());
+    coordinator_.addReport(self_, own_.next(), round);
     auto bound = std::clamp(coordinator_.options().interval / 4, std::chrono::milliseconds(20),
                             std::chrono::milliseconds(250));
-    if (!coordinator_.waitForReports(before, from, last_round + bound))
+    if (!coordinator_.waitForReports(round, from, started + bound))
       spdlog::debug("round {}: not every node's report arrived within {} ms", round, bound.count());
-    std::lock_guard lock(mu_);
-    Decision d = coordinator_.round(node_.owners(), nowS(), node_.replicas());
-    if (d.change)
-      apply(d, "planner");
-    else
-      spdlog::debug("placement kept: {}", d.reason);
+    {
+      std::lock_guard lock(mu_);
+      Decision d = coordinator_.round(node_.owners(), nowS(), node_.replicas(), round);
+      if (d.change)
+        apply(d, "planner");
+      else
+        spdlog::debug("placement kept: {}", d.reason);
+    }
+    last_round = std::chrono::steady_clock::now();
   }
 }
 

@@ -1,6 +1,7 @@
 // adaptation.h - the online placement loop on a running cluster: every node measures its links
-// and reports its profile each interval; the coordinator (the entry node) plans and publishes
-// new placement epochs, and applies the operator's requests (admin_server.h).
+// and reports its profile at each planning round, and looks for new phases between rounds; the
+// coordinator (the entry node) plans and publishes new placement epochs, and applies the
+// operator's requests (admin_server.h).
 #ifndef DISTNODE_NODE_ADAPTATION_H
 #define DISTNODE_NODE_ADAPTATION_H
 
@@ -29,9 +30,10 @@ public:
   /// (a frame that runs on shows its calls in the next report), then takes the difference.
   [[nodiscard]] NodeReport next();
 
-  /// A short look at what happened since the previous look: whether it shows a new phase
-  /// against the last report (showsNewPhase). Asks running frames to flush their counts for
-  /// the next look.
+  /// A short look at what happened since the previous look (running frames are asked to
+  /// flush their counts first): true when this look and the one before both show a new phase
+  /// against the last report (showsNewPhase), so that a pause or a burst of one look is not
+  /// taken for a phase.
   [[nodiscard]] bool sawNewPhase();
 
   /// Every `interval`, on a thread of its own: takes what the remote calls to each other node
@@ -51,7 +53,7 @@ private:
   std::uint64_t last_run_ns_ = 0, last_wait_ns_ = 0; ///< the threads' schedstat totals
   NodeReport base_;                                  ///< the last report (its counts)
   profiler::ProfileCounts look_;                     ///< the counts at the last look
-  std::uint64_t look_wait_ns_ = 0;
+  bool look_changed_ = false;                        ///< the last look showed a new phase
   std::mutex mu_; ///< guards last_, links_, base_ and the last look
   std::vector<NodeReport::Link> links_;
   std::thread prober_;
@@ -60,10 +62,11 @@ private:
   bool stop_ = false;
 };
 
-/// The coordinator's loop (entry node): each interval, its own report joins the others', the
-/// coordinator plans, and an accepted placement becomes the next epoch on every node. Every
-/// change is logged (info) with its epoch, the units moved, why, and the predicted gain, and
-/// kept in the history. Operator requests go through it too, one decision at a time.
+/// The coordinator's loop (entry node): each interval, or early when looks at the counts show a
+/// new phase, it asks every node for its report, its own joins the others', the coordinator plans,
+/// and an accepted placement becomes the next epoch on every node. Every change is logged (info)
+/// with its epoch, the units moved, why, and the predicted gain, and kept in the history. Operator
+/// requests go through it too, one decision at a time.
 class AdaptationLoop {
 public:
   AdaptationLoop(ClusterNode &node, Coordinator &coordinator, NodeReporter &own, int self);
@@ -90,13 +93,16 @@ public:
   /// Drains `node` (every movable unit leaves it, and it gets none) or ends a drain.
   Outcome drain(int node, bool drained);
 
-  /// A member saw a new phase: the next round comes now (at least one look after the last).
-  void wantRound();
+  /// A member saw a new phase after answering round `round`: the next round comes now (at
+  /// least one look after the last), unless a round was asked for since.
+  void wantRound(std::uint64_t round);
 
 private:
   void loop();
-  // Waits for the next round's time; false when the loop stops.
-  bool waitUntilRound(std::chrono::steady_clock::time_point last_round);
+  enum class Next { Stop, Due, Early };
+  // Waits for the next round: due one interval after the last round ended (or, when that
+  // round was brought early, two looks after: see loop()), or early on a new phase.
+  Next waitUntilRound(std::chrono::steady_clock::time_point last_round, bool follow_up);
   // Publishes `d` as the next epoch and records it; returns the outcome. mu_ is held.
   Outcome apply(const Decision &d, const std::string &trigger);
 
@@ -110,7 +116,8 @@ private:
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;
-  bool wanted_ = false; ///< a member asked for a round (stop_mu_)
+  bool wanted_ = false;           ///< a member asked for a round (stop_mu_)
+  std::uint64_t asked_round_ = 0; ///< the newest round whose reports were asked for (stop_mu_)
 };
 
 } // namespace distnode::node

@@ -37,7 +37,7 @@ struct PlacementEntry {
 };
 
 /// Bounds of the online loop's interval (`adapt.interval_ms`, --adapt-interval-ms, `set
-/// interval_ms`, the members' report interval): profile deltas and planning rounds faster than
+/// interval_ms`, the one the entry's heartbeats carry to members): planning rounds faster than
 /// the least cost more than they tell; beyond a day is a mistake.
 inline constexpr long kMinAdaptIntervalMs = 50;
 inline constexpr long kMaxAdaptIntervalMs = 24L * 60 * 60 * 1000;
@@ -46,7 +46,8 @@ inline constexpr long kMaxAdaptIntervalMs = 24L * 60 * 60 * 1000;
 /// --adapt-interval-ms; the admin commands `set`, `freeze` and `thaw`).
 struct AdaptOptions {
   bool enabled = true; ///< false: the placement is held still (freeze)
-  /// Every node reports its profile delta, and the coordinator plans, once per interval.
+  /// The coordinator plans, with every node's profile delta, once per interval (and earlier when
+  /// a phase changes: phaseLookEvery).
   std::chrono::milliseconds interval{1000};
   double hysteresis = 0.05; ///< a new placement must save more than this fraction of the cost
   double cooldown_s = 5;    ///< a unit that moved stays put this long
@@ -63,9 +64,9 @@ struct AdaptOptions {
 }
 
 /// How often each node looks at its counts for a new phase (NodeReporter::sawNewPhase), which
-/// brings a planning round early: an eighth of the interval, 25 to 250 ms.
+/// brings a planning round early: a sixteenth of the interval, 25 to 250 ms.
 [[nodiscard]] inline std::chrono::milliseconds phaseLookEvery(std::chrono::milliseconds interval) {
-  return std::clamp(interval / 8, std::chrono::milliseconds(25), std::chrono::milliseconds(250));
+  return std::clamp(interval / 16, std::chrono::milliseconds(25), std::chrono::milliseconds(250));
 }
 
 /// A parsed and validated cluster.yaml.

@@ -126,7 +126,7 @@ struct ClusterNode::Impl {
 
   std::function<std::string()> shutdown_report;
   // ---- profile reports -----------------------------------------------------------------------
-  std::function<void(int, const NodeReport &)> report_handler; ///< entry
+  std::function<void(int, std::uint64_t, const NodeReport &)> report_handler; ///< entry
   std::function<std::optional<std::string>(const NodeReport &)> report_check;
   std::size_t profile_functions = 0;
   std::function<NodeReport()> report_source; ///< members: the delta of a round asked for
@@ -134,7 +134,7 @@ struct ClusterNode::Impl {
   milliseconds report_interval{1000};        ///< members: the planning interval
   /// The entry node: the planning interval its heartbeats carry (0: none given).
   std::atomic<std::uint32_t> member_report_interval_ms{0};
-  std::function<void()> round_wanted; ///< entry: a member's look showed a new phase
+  std::function<void(std::uint64_t)> round_wanted; ///< entry: a member saw a new phase
 
   // ---- control plane -------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
@@ -577,9 +577,9 @@ struct ClusterNode::Impl {
     }
     switch (e->body_type()) {
     case wire::Body::Heartbeat:
-      if (e->body_as_Heartbeat()->wants_round() && round_wanted) {
+      if (const wire::Heartbeat &h = *e->body_as_Heartbeat(); h.wants_round() && round_wanted) {
         spdlog::debug("node `{}` saw a new phase: planning early", nodeName(node));
-        round_wanted();
+        round_wanted(h.report_round()); // the last round it answered
       }
       break;
     case wire::Body::ProfileDelta: {
@@ -596,7 +596,7 @@ struct ClusterNode::Impl {
             from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Malformed, *bad));
         break;
       }
-      report_handler(node, report);
+      report_handler(node, transport::callIdOf(*e), report);
       break;
     }
     case wire::Body::Reply:
@@ -774,7 +774,8 @@ struct ClusterNode::Impl {
         // None before the program runs, nor before the first round: it comes soon anyway.
         if (phase_watch() && placed && answered_round > 0 && !asked) {
           asked = true;
-          toEntry(transport::makeHeartbeat(0, 0, 0, true));
+          spdlog::debug("saw a new phase: asking for a planning round");
+          toEntry(transport::makeHeartbeat(0, 0, answered_round, true));
         }
       }
       while (item.revents & ZMQ_POLLIN) {
@@ -1371,7 +1372,7 @@ std::uint64_t ClusterNode::servedForOthers() const {
 }
 
 void ClusterNode::setReportHandler(
-    std::function<void(int, const NodeReport &)> handler,
+    std::function<void(int, std::uint64_t, const NodeReport &)> handler,
     std::function<std::optional<std::string>(const NodeReport &)> check,
     std::size_t profile_functions) {
   impl_->report_check = std::move(check);
@@ -1391,7 +1392,7 @@ void ClusterNode::setReportSource(std::function<NodeReport()> source,
   impl_->phase_watch = std::move(phase_watch);
 }
 
-void ClusterNode::setRoundWanted(std::function<void()> wanted) {
+void ClusterNode::setRoundWanted(std::function<void(std::uint64_t)> wanted) {
   impl_->round_wanted = std::move(wanted);
 }
 

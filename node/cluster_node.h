@@ -121,12 +121,14 @@ public:
   [[nodiscard]] std::vector<std::uint64_t> dispatched() const;
   [[nodiscard]] std::uint64_t servedForOthers() const;
 
-  /// Entry node: `handler` receives every other node's profile report, on the control thread,
+  /// Entry node: `handler` receives every other node's profile report and the planning round
+  /// it answers (the delta's call_id; 0: none), on the control thread,
   /// once `check` (given the report) found nothing wrong; a report with `profile_functions`
   /// or more profile ids, or one `check` rejects, is answered with an Error and dropped.
-  void setReportHandler(std::function<void(int node, const NodeReport &)> handler,
-                        std::function<std::optional<std::string>(const NodeReport &)> check,
-                        std::size_t profile_functions);
+  void
+  setReportHandler(std::function<void(int node, std::uint64_t round, const NodeReport &)> handler,
+                   std::function<std::optional<std::string>(const NodeReport &)> check,
+                   std::size_t profile_functions);
   /// Other nodes: when the entry node asks for a planning round's report (requestReports),
   /// what `source` returns goes to it as a profile delta (on the control plane); every
   /// phaseLookEvery(`interval`), `phase_watch` looks at the counts, and when it sees a new
@@ -139,9 +141,9 @@ public:
   /// The entry node: asks every member for its profile delta of planning round `round` (the
   /// rounds count up from 1); the deltas arrive at the report handler.
   void requestReports(std::uint64_t round);
-  /// The entry node: `wanted` runs (on the control thread) when a member's look at its counts
-  /// showed a new phase.
-  void setRoundWanted(std::function<void()> wanted);
+  /// The entry node: `wanted` runs (on the control thread) when a member's looks at its
+  /// counts showed a new phase, with the last round that member answered.
+  void setRoundWanted(std::function<void(std::uint64_t round)> wanted);
 
   /// Runs `hook` when this node stops serving, before its sockets close (to stop threads that
   /// use the node, such as the prober and the admin socket).

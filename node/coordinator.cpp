@@ -44,15 +44,15 @@ bool phaseChanged(double smoothed, double recent, double floor) {
   return high >= floor && high >= kPhaseChangeFactor * low;
 }
 
-// A look at a node's counts (showsNewPhase) must see at least this many events (calls,
-// samples) in its window, or expect as many from the base's rates, to call a change a phase.
-constexpr double kWatchMinEvents = 8;
-// The node's time waiting for a CPU (seconds per second) that a new phase must reach.
-constexpr double kPhaseFloorWait = 0.1;
+// A change is a new phase only if it rests on this many events on its larger side, seen or
+// expected from the other side's rate (calls; CPU samples, one per millisecond of CPU): short
+// spans (a look, a round brought early) must not take a handful of calls for a phase.
+constexpr double kPhaseMinEvents = 32;
+constexpr double kPhaseMinCpuS = 0.032;
 
 // One rate of showsNewPhase: `base` and `window` are counts over `base_s` and `window_s`.
 bool countChanged(double base, double base_s, double window, double window_s, double floor) {
-  if (std::max(window, base * window_s / base_s) < kWatchMinEvents)
+  if (std::max(window, base * window_s / base_s) < kPhaseMinEvents)
     return false;
   return phaseChanged(base / base_s, window / window_s, floor);
 }
@@ -88,6 +88,8 @@ struct Coordinator::State {
   std::vector<double> round_node_calls;               ///< by node
   std::vector<int> round_reports;                     ///< by node: reports in this round
   std::vector<double> round_report_s;                 ///< by node: the time they cover
+  std::vector<std::uint64_t> round_report_round;      ///< by node: the round it answered
+  std::vector<std::uint64_t> newest_round;            ///< by node: the newest round answered
   std::vector<std::uint64_t> reports;                 ///< by node, since the start
   std::vector<double> last_report_s;                  ///< by node: the time its last one covers
   std::map<std::pair<int, int>, Traffic> round_edges; ///< by (caller unit, callee unit)
@@ -135,17 +137,22 @@ struct Coordinator::State {
     return profiler::decayedRate(previous, had_rates, delta, dt, options.half_life_s);
   }
 
-  // Whether a round (complete: its reports cover it) shows a new phase of a rate.
-  bool newPhase(double previous, double delta, double dt, double floor, bool complete) const {
-    return complete && had_rates && phaseChanged(previous, delta / dt, floor);
+  // Whether a round (complete: its reports cover it) shows a new phase of a rate: changed
+  // eightfold, on at least `least` (events, CPU seconds) in the round or expected in it.
+  bool newPhase(double previous, double delta, double dt, double floor, double least,
+                bool complete) const {
+    return complete && had_rates && std::max(delta, previous * dt) >= least &&
+           phaseChanged(previous, delta / dt, floor);
   }
 
   // The decayed rate, or the round's own rate when the round shows a new phase.
-  double rate(double previous, double delta, double dt, double floor, bool complete) const {
-    return newPhase(previous, delta, dt, floor, complete) ? delta / dt : decay(previous, delta, dt);
+  double rate(double previous, double delta, double dt, double floor, double least,
+              bool complete) const {
+    return newPhase(previous, delta, dt, floor, least, complete) ? delta / dt
+                                                                 : decay(previous, delta, dt);
   }
 
-  void merge(double now_s) {
+  void merge(double now_s, std::uint64_t round) {
     double dt = now_s - last_round_s;
     if (dt <= 0)
       return;
@@ -156,19 +163,22 @@ struct Coordinator::State {
     bool complete = true;
     for (std::size_t n = 0; n < round_reports.size(); ++n)
       if (reports[n] > 0 &&
-          (round_reports[n] != 1 || round_report_s[n] < 0.75 * dt || round_report_s[n] > 1.33 * dt))
+          (round_reports[n] != 1 || (round != 0 && round_report_round[n] != round) ||
+           round_report_s[n] < 0.75 * dt || round_report_s[n] > 1.33 * dt))
         complete = false;
     std::fill(round_reports.begin(), round_reports.end(), 0);
     std::fill(round_report_s.begin(), round_report_s.end(), 0.0);
+    std::fill(round_report_round.begin(), round_report_round.end(), 0);
     for (std::size_t u = 0; u < cpu_rate.size(); ++u) {
-      cpu_rate[u] = rate(cpu_rate[u], round_cpu_ns[u] / 1e9, dt, kPhaseFloorCpu, complete);
+      cpu_rate[u] =
+          rate(cpu_rate[u], round_cpu_ns[u] / 1e9, dt, kPhaseFloorCpu, kPhaseMinCpuS, complete);
       round_cpu_ns[u] = 0;
     }
     for (std::size_t n = 0; n < node_cpu_rate.size(); ++n) {
-      node_cpu_rate[n] =
-          rate(node_cpu_rate[n], round_node_cpu_ns[n] / 1e9, dt, kPhaseFloorCpu, complete);
-      node_call_rate[n] =
-          rate(node_call_rate[n], round_node_calls[n], dt, kPhaseFloorCalls, complete);
+      node_cpu_rate[n] = rate(node_cpu_rate[n], round_node_cpu_ns[n] / 1e9, dt, kPhaseFloorCpu,
+                              kPhaseMinCpuS, complete);
+      node_call_rate[n] = rate(node_call_rate[n], round_node_calls[n], dt, kPhaseFloorCalls,
+                               kPhaseMinEvents, complete);
       round_node_cpu_ns[n] = round_node_calls[n] = 0;
     }
     for (auto &[key, t] : round_edges)
@@ -176,7 +186,7 @@ struct Coordinator::State {
     for (auto it = edge_rate.begin(); it != edge_rate.end();) {
       Traffic add = round_edges.count(it->first) ? round_edges[it->first] : Traffic{};
       Traffic &r = it->second;
-      if (newPhase(r.calls, add.calls, dt, kPhaseFloorCalls, complete)) {
+      if (newPhase(r.calls, add.calls, dt, kPhaseFloorCalls, kPhaseMinEvents, complete)) {
         r = {add.calls / dt, add.call_bytes / dt, add.reply_bytes / dt}; // bytes go with calls
       } else {
         r.calls = decay(r.calls, add.calls, dt);
@@ -499,6 +509,8 @@ Coordinator::Coordinator(const jit::ProgramAnalysis &analysis,
   s.round_node_calls.assign(nn, 0);
   s.round_reports.assign(nn, 0);
   s.round_report_s.assign(nn, 0.0);
+  s.round_report_round.assign(nn, 0);
+  s.newest_round.assign(nn, 0);
   s.last_report_s.assign(nn, 0.0);
   s.reports.assign(nn, 0);
   s.node_cpu_rate.assign(nn, 0);
@@ -550,13 +562,15 @@ std::optional<std::string> Coordinator::check(const NodeReport &r) const {
   return std::nullopt;
 }
 
-void Coordinator::addReport(int node, const NodeReport &r) {
+void Coordinator::addReport(int node, const NodeReport &r, std::uint64_t round) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
   if (node < 0 || static_cast<std::size_t>(node) >= s.node_names.size())
     return;
   ++s.round_reports[node];
   s.round_report_s[node] += r.delta.elapsed_s;
+  s.round_report_round[node] = round;
+  s.newest_round[node] = std::max(s.newest_round[node], round);
   s.last_report_s[node] = r.delta.elapsed_s;
   ++s.reports[node];
   s.reported.notify_all();
@@ -606,24 +620,23 @@ std::vector<std::uint64_t> Coordinator::reportCounts() const {
   return s.reports;
 }
 
-bool Coordinator::waitForReports(const std::vector<std::uint64_t> &before,
-                                 const std::vector<bool> &from,
+bool Coordinator::waitForReports(std::uint64_t round, const std::vector<bool> &from,
                                  std::chrono::steady_clock::time_point deadline) {
   State &s = *state_;
   std::unique_lock lock(s.mu);
   return s.reported.wait_until(lock, deadline, [&] {
-    for (std::size_t n = 0; n < from.size() && n < s.reports.size(); ++n)
-      if (from[n] && s.reports[n] <= before[n])
+    for (std::size_t n = 0; n < from.size() && n < s.newest_round.size(); ++n)
+      if (from[n] && s.newest_round[n] < round)
         return false;
     return true;
   });
 }
 
 Decision Coordinator::round(const std::vector<std::uint16_t> &current, double now_s,
-                            const ReplicaSets &replicas) {
+                            const ReplicaSets &replicas, std::uint64_t round) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
-  s.merge(now_s);
+  s.merge(now_s, round);
   if (!s.options.enabled)
     return State::unchanged("adaptation is frozen");
   heuristic::Problem p = s.problem(current);
@@ -673,7 +686,7 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
                                   const ReplicaSets &replicas) {
   State &s = *state_;
   std::lock_guard lock(s.mu);
-  s.merge(now_s);
+  s.merge(now_s, 0);
   heuristic::PlannerOptions o = State::plannerOptions(s.options);
   o.hysteresis = 0;
   o.cooldown_s = 0;
@@ -844,17 +857,17 @@ bool showsNewPhase(const NodeReport &base, const NodeReport &window) {
           b.remote, w.remote, [](const Remote &r) { return r.function; },
           [](const Remote &r) { return static_cast<double>(r.calls); }, kPhaseFloorCalls))
     return true;
-  // CPU time by function, judged on the samples that measured it.
+  // CPU time by function, judged on the samples that measured it. (An overload that begins
+  // shows here too: the function that starts to run.)
   for (std::size_t f = 1; f < std::min(b.cpu_ns.size(), w.cpu_ns.size()); ++f) {
     double bn = f < b.samples.size() ? static_cast<double>(b.samples[f]) : 0;
     double wn = f < w.samples.size() ? static_cast<double>(w.samples[f]) : 0;
-    if (std::max(wn, bn * ws / bs) >= kWatchMinEvents &&
+    if (std::max(wn, bn * ws / bs) >= kPhaseMinEvents &&
         phaseChanged(static_cast<double>(b.cpu_ns[f]) / 1e9 / bs,
                      static_cast<double>(w.cpu_ns[f]) / 1e9 / ws, kPhaseFloorCpu))
       return true;
   }
-  // An overload that began or ended: time waiting for a CPU (no event count: the kernel's).
-  return phaseChanged(base.runnable_wait_s / bs, window.runnable_wait_s / ws, kPhaseFloorWait);
+  return false;
 }
 
 } // namespace distnode::node

@@ -46,11 +46,12 @@ struct NodeReport {
   double run_s = 0, runnable_wait_s = 0;
 };
 
-/// Whether `window`, a short look at a node's counts since `base` (its last report), shows a
-/// new phase: a call edge, a function's remote calls, a function's CPU time or the node's time
-/// waiting for a CPU changed as much as a round takes for a new phase (eightfold, above the
-/// rounds' floors), on enough events to tell from noise. Each node asks every eighth of an
-/// interval, so that a phase change brings a round early (AdaptationLoop).
+/// Whether `window`, a short look at a node's counts since its previous look, shows a new phase
+/// against `base` (the node's last report): a call edge, a function's remote calls or a
+/// function's CPU time changed as much as a round takes for a new phase (eightfold, above the
+/// rounds' floors), on at least 32 calls or samples seen or expected in the window, so that a
+/// handful of events is not a phase. Nodes look every sixteenth of an interval; two looks in a row
+/// that see a change bring a planning round early (NodeReporter::sawNewPhase, AdaptationLoop).
 [[nodiscard]] bool showsNewPhase(const NodeReport &base, const NodeReport &window);
 
 /// One placement the cluster ran, and why.
@@ -124,21 +125,23 @@ public:
 
   /// Checks `report` against the program and the cluster; a bad one is an error message.
   [[nodiscard]] std::optional<std::string> check(const NodeReport &report) const;
-  /// Adds node `node`'s report (checked) to those of the current round.
-  void addReport(int node, const NodeReport &report);
+  /// Adds node `node`'s report (checked) to those of the current round; `round`: the planning
+  /// round it answers (0: none).
+  void addReport(int node, const NodeReport &report, std::uint64_t round = 0);
   /// How many reports each node has sent.
   [[nodiscard]] std::vector<std::uint64_t> reportCounts() const;
-  /// Waits until every node `n` with `from[n]` has sent more reports than `before[n]`, or
-  /// until `deadline`; false if some did not.
-  bool waitForReports(const std::vector<std::uint64_t> &before, const std::vector<bool> &from,
+  /// Waits until every node `n` with `from[n]` has answered planning round `round`, or until
+  /// `deadline`; false if some did not.
+  bool waitForReports(std::uint64_t round, const std::vector<bool> &from,
                       std::chrono::steady_clock::time_point deadline);
 
   /// Merges the reports of the round into the rates (their time is `now_s`, seconds since
   /// the start) and, if adaptation is on and `current` is not the best placement by enough,
   /// returns the placement to publish. `replicas` are the replica sets in effect (none: the
-  /// load-balanced units are not re-spread).
+  /// load-balanced units are not re-spread). `round`: the planning round whose reports these
+  /// should be (0: any); a report of another round makes the round say nothing of a new phase.
   [[nodiscard]] Decision round(const std::vector<std::uint16_t> &current, double now_s,
-                               const ReplicaSets &replicas = {});
+                               const ReplicaSets &replicas = {}, std::uint64_t round = 0);
   /// Plans now, ignoring hysteresis of time (operator's `repartition`): the partitioner's
   /// placement if it differs from `current` at all.
   [[nodiscard]] Decision repartition(const std::vector<std::uint16_t> &current, double now_s,

@@ -198,8 +198,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     n->callRemote(id, slots, ret);
   });
   double capacity = cpuCapacity(config->nodes[self]);
-  // Every node measures its links and reports its profile each interval (the coordinator
-  // reads them even when adaptation is held still: `distctl profile` shows them).
+  // Every node measures its links and reports its profile at each planning round (the
+  // coordinator reads them even when adaptation is held still: `distctl profile` shows them).
   static NodeReporter reporter(**node, self, static_cast<int>(config->nodes.size()), capacity);
   if (name != config->entry) {
     if (!opt.no_profile)
@@ -267,13 +267,14 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   static Coordinator coordinator(analysis,
                                  distnode::profiler::Profiler::instance().layout().functions,
                                  *config, self, config->adapt);
-  (*node)->setReportHandler([](int from, const NodeReport &r) { coordinator.addReport(from, r); },
+  (*node)->setReportHandler([](int from, std::uint64_t round,
+                               const NodeReport &r) { coordinator.addReport(from, r, round); },
                             [](const NodeReport &r) { return coordinator.check(r); },
                             distnode::profiler::Profiler::instance().layout().functions.size());
   // Members look for new phases at the entry's interval, whatever they were started with.
   (*node)->setMemberReportInterval(config->adapt.interval);
   static AdaptationLoop loop(**node, coordinator, reporter, self);
-  (*node)->setRoundWanted([] { loop.wantRound(); });
+  (*node)->setRoundWanted([](std::uint64_t round) { loop.wantRound(round); });
   if (auto err = (*node)->startEntry(start->owners, start->replicas))
     return reportError(std::move(err));
   reporter.startProbing(config->adapt.interval);

@@ -474,10 +474,10 @@ TEST(Adaptation, APhaseChangeBringsARoundEarly) {
       ::testing::TempDir() + "phase-switch-" + std::to_string(::getpid()) + ".yaml";
   std::ofstream(placement) << "chatter: n1\nstep: n2\n";
   ProcessResult native = runProcess({fixture("phase_switch.native")});
-  ProcessResult r =
-      runProcess({kDistnode, "--local", "3", "--placement", placement, "--adapt-interval-ms",
-                  "86400000", "--log-level", "info", "--log-file", log, fixture("phase_switch.bc")},
-                 std::chrono::seconds(240));
+  ProcessResult r = runProcess({kDistnode, "--local", "3", "--placement", placement,
+                                "--adapt-interval-ms", "86400000", "--log-level", "debug",
+                                "--log-file", log, fixture("phase_switch.bc")},
+                               std::chrono::seconds(240));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, native.out);
   std::ifstream in(log);
@@ -487,6 +487,7 @@ TEST(Adaptation, APhaseChangeBringsARoundEarly) {
       text, m,
       std::regex("epoch [0-9]+: moved `step` n2→n1: saves .* of remote calls with `chatter`")))
       << text;
+  EXPECT_NE(text.find("node `n1` saw a new phase: planning early"), std::string::npos) << text;
 }
 
 // phases.c alternates a chatty phase and a bulky one; started scattered, the loop brings each

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -81,6 +82,9 @@ struct Interval {
       r.delta.cpu_ns[pid(f)] = static_cast<std::uint64_t>(s * 1e9);
     for (const auto &[from, to, n, bytes] : calls)
       r.delta.edges.push_back({pid(from), pid(to), n, bytes / 2, bytes / 2});
+    std::sort(r.delta.edges.begin(), r.delta.edges.end(), [](const auto &x, const auto &y) {
+      return std::make_pair(x.caller, x.callee) < std::make_pair(y.caller, y.callee);
+    }); // as the profiler gives them
     r.cpu_capacity = 1.0;
     return r;
   }
@@ -399,43 +403,51 @@ TEST(Coordinator, ANewPhaseReplacesTheDecayedRatesAtOnce) {
   EXPECT_DOUBLE_EQ(v.units[3].cpu_s_per_s, 0.9) << "heavy_a starts: its rate at once";
 }
 
+// A node's look at its counts (a sixteenth of an interval) against its last report: a new phase
+// brings a round early; the same rates, a pause of one look, or a handful of events do not.
+// CPU samples are one per millisecond, as the profiler takes them.
+TEST(Coordinator, ALookAtTheCountsSeesANewPhaseButNotNoise) {
+  Interval base{
+      1.0, {{"stage", "filter", 100, 800}, {"main", "stage", 2000, 16000}}, {{"heavy_a", 0.9}}};
+  NodeReport b = base.report();
+  b.delta.samples[pid("heavy_a")] = 900;
+  auto look = [](Interval i, std::uint64_t heavy_a_samples, std::uint64_t heavy_b_samples = 0) {
+    i.seconds = 0.125;
+    NodeReport r = i.report();
+    r.delta.samples[pid("heavy_a")] = heavy_a_samples;
+    r.delta.samples[pid("heavy_b")] = heavy_b_samples;
+    return r;
+  };
+  auto steady = std::make_tuple(std::string("main"), std::string("stage"), std::uint64_t(250),
+                                std::uint64_t(2000));
+  // The same phase: the edges at their rates, heavy_a's CPU at its share.
+  EXPECT_FALSE(
+      showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}, steady}, {{"heavy_a", 0.11}}}, 110)));
+  // A chatty phase begins: an edge at a thousand times its rate.
+  EXPECT_TRUE(showsNewPhase(
+      b, look({0, {{"stage", "filter", 12500, 1e5}, steady}, {{"heavy_a", 0.11}}}, 110)));
+  // An edge stops: 2,000 calls a second fall to none.
+  EXPECT_TRUE(showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {{"heavy_a", 0.11}}}, 110)));
+  // The CPU phase ends: heavy_a's 900 samples a second fall to none.
+  EXPECT_TRUE(showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}, steady}, {}}, 0)));
+  // A pause of one look of an edge of 100 calls a second (12.5 expected): noise.
+  EXPECT_FALSE(showsNewPhase(b, look({0, {steady}, {{"heavy_a", 0.11}}}, 110)));
+  // A new edge above the rate floor (56 calls a second) and a new function, with a handful of
+  // events each: noise, not a phase.
+  EXPECT_FALSE(
+      showsNewPhase(b, look({0,
+                             {{"stage", "filter", 12, 96}, steady, {"main", "heavy_b", 7, 56}},
+                             {{"heavy_a", 0.11}, {"heavy_b", 0.006}}},
+                            110, 6)));
+  // No report yet: nothing to compare with.
+  EXPECT_FALSE(showsNewPhase(NodeReport{}, look({0, {{"stage", "filter", 12500, 1e5}}, {}}, 0)));
+}
+
 // Phases that want different placements (shift.c): Y, `stage` calls `heavy_a` millions of
 // times a second (keep them together); X, `heavy_a` and `heavy_b` each use a whole core (split
 // them). The coordinator follows each change at the first round after it, with the default
 // settings: the rates of the phase before are not remembered for seconds, and a move that
 // saves most of the cost is made in spite of the cool-down.
-// A node's look at its counts (an eighth of an interval) against its last report: a new phase
-// brings a round early; the same rates, or a handful of events, do not.
-TEST(Coordinator, ALookAtTheCountsSeesANewPhaseButNotNoise) {
-  Interval base{1.0, {{"stage", "filter", 100, 800}}, {{"heavy_a", 0.9}}};
-  NodeReport b = base.report();
-  b.delta.samples[pid("heavy_a")] = 90;
-  auto look = [](Interval i, std::uint64_t heavy_a_samples = 0, double wait_s = 0) {
-    i.seconds = 0.125;
-    NodeReport r = i.report();
-    r.delta.samples[pid("heavy_a")] = heavy_a_samples;
-    r.runnable_wait_s = wait_s;
-    return r;
-  };
-  // The same phase: the edge at its rate, heavy_a's CPU at its share.
-  EXPECT_FALSE(showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {{"heavy_a", 0.11}}}, 11)));
-  // A chatty phase begins: the edge at a thousand times its rate.
-  EXPECT_TRUE(
-      showsNewPhase(b, look({0, {{"stage", "filter", 12500, 1e5}}, {{"heavy_a", 0.11}}}, 11)));
-  // The CPU phase ends: heavy_a's 90 samples a second fall to none.
-  EXPECT_TRUE(showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {}}, 0)));
-  // A new edge and a new function with a handful of events each: noise, not a phase.
-  EXPECT_FALSE(showsNewPhase(b, look({0,
-                                      {{"stage", "filter", 12, 96}, {"main", "heavy_b", 5, 40}},
-                                      {{"heavy_a", 0.11}, {"heavy_b", 0.01}}},
-                                     11)));
-  // The node's threads start waiting for a CPU: an overload began.
-  EXPECT_TRUE(
-      showsNewPhase(b, look({0, {{"stage", "filter", 12, 96}}, {{"heavy_a", 0.11}}}, 11, 0.06)));
-  // No report yet: nothing to compare with.
-  EXPECT_FALSE(showsNewPhase(NodeReport{}, look({0, {{"stage", "filter", 12500, 1e5}}, {}})));
-}
-
 TEST(Coordinator, FollowsPhasesThatWantDifferentPlacements) {
   jit::ProgramAnalysis a = program();
   Coordinator c(a, kFunctions, cluster(2), 0, AdaptOptions{});
