@@ -52,7 +52,7 @@ std::string msPerS(double s_per_s) {
 
 NodeReporter::NodeReporter(ClusterNode &node, int self, int nodes, double capacity)
     : node_(node), self_(self), nodes_(nodes), capacity_(capacity) {
-  last_ = look_ = profiler::Profiler::instance().counts();
+  last_ = look_ = look_before_ = profiler::Profiler::instance().counts();
   schedTotals(last_run_ns_, last_wait_ns_);
 }
 
@@ -162,12 +162,14 @@ bool NodeReporter::sawNewPhase() {
   std::this_thread::sleep_for(kLookFlushWait);
   profiler::ProfileCounts now = p.counts();
   std::lock_guard lock(mu_);
-  NodeReport window;
+  NodeReport window, both;
   window.delta = now.minus(look_);
-  look_ = std::move(now);
+  both.delta = now.minus(look_before_);
   bool changed = showsNewPhase(base_, window);
-  bool twice = changed && look_changed_;
+  bool twice = changed && look_changed_ && showsNewPhase(base_, both);
   look_changed_ = changed;
+  look_before_ = std::move(look_);
+  look_ = std::move(now);
   return twice;
 }
 
@@ -204,54 +206,56 @@ void AdaptationLoop::stop() {
     thread_.join();
 }
 
-void AdaptationLoop::wantRound(std::uint64_t round) {
+bool AdaptationLoop::wantRound(std::uint64_t round) {
+  bool enabled = coordinator_.options().enabled;
   {
     std::lock_guard lock(stop_mu_);
-    if (round < asked_round_) // made before the member's report of a newer round
-      return;
+    // Not while held still, nor a request made before the member answered a newer round.
+    if (!enabled || round < asked_round_)
+      return false;
     wanted_ = true;
   }
   stop_cv_.notify_all();
+  return true;
 }
 
 AdaptationLoop::Next
-AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_round, bool follow_up) {
+AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_start,
+                               std::chrono::steady_clock::time_point last_end, bool follow_up) {
   // Until the round is due, or looks at the counts (this node's every phaseLookEvery, or a
   // member's, which asks for a round) show a new phase: then the round comes at once, but
-  // never sooner than one look after the last round ended. Held still (freeze, --no-adapt),
+  // never sooner than one look after the last round ended. A follow-up round is due two
+  // looks after the early one; nothing brings it earlier. Held still (freeze, --no-adapt),
   // the rounds only keep the profile current: none early.
-  auto next_look =
-      std::chrono::steady_clock::now() + phaseLookEvery(coordinator_.options().interval);
-  std::unique_lock lock(stop_mu_);
+  AdaptOptions o = coordinator_.options();
+  auto next_look = std::chrono::steady_clock::now() + phaseLookEvery(o.interval);
   while (true) {
-    AdaptOptions o = coordinator_.options();
     auto look = phaseLookEvery(o.interval);
-    auto due = last_round + (follow_up && o.enabled ? 2 * look : o.interval);
-    auto early = [&] {
-      return o.enabled && wanted_ && std::chrono::steady_clock::now() >= last_round + look;
-    };
-    if (stop_cv_.wait_until(lock, std::min(due, next_look), [&] { return stop_ || early(); })) {
-      if (stop_)
-        return Next::Stop;
-      spdlog::debug("a member saw a new phase: planning early");
-      return Next::Early;
+    auto due = follow_up && o.enabled ? last_end + 2 * look : last_start + o.interval;
+    bool may_be_early = o.enabled && !follow_up;
+    {
+      std::unique_lock lock(stop_mu_);
+      if (!o.enabled)
+        wanted_ = false; // asks made while held still are old news after `thaw`
+      if (stop_cv_.wait_until(lock, std::min(due, next_look), [&] {
+            return stop_ ||
+                   (may_be_early && wanted_ && std::chrono::steady_clock::now() >= last_end + look);
+          }))
+        return stop_ ? Next::Stop : Next::Early; // stopping, or a member saw a new phase
     }
     auto now = std::chrono::steady_clock::now();
     if (now >= due)
       return Next::Due;
+    o = coordinator_.options(); // `set interval_ms`, `freeze` and `thaw` take effect here
     if (now < next_look)
       continue;
     next_look = now + look;
-    if (!o.enabled)
+    if (!may_be_early)
       continue;
-    lock.unlock();
-    bool changed = own_.sawNewPhase();
-    lock.lock();
-    if (stop_)
-      return Next::Stop;
-    if (changed) {
+    if (own_.sawNewPhase()) {
       spdlog::debug("this node saw a new phase: planning early");
-      return Next::Early;
+      std::lock_guard lock(stop_mu_);
+      return stop_ ? Next::Stop : Next::Early;
     }
   }
 }
@@ -268,18 +272,20 @@ void AdaptationLoop::loop() {
   // A round brought early covers the end of the phase before as well as the start of the new
   // one, so some rates (a function's CPU that fell by half, not eightfold) do not show the new
   // phase yet: a follow-up round comes two looks after it, over the new phase alone.
-  auto last_round = std::chrono::steady_clock::now(); // when the last round ended
+  auto last_start = std::chrono::steady_clock::now(), last_end = last_start;
   bool follow_up = false;
   for (std::uint64_t round = 1;; ++round) {
     if (round > 1) {
-      Next next = waitUntilRound(last_round, follow_up);
+      Next next = waitUntilRound(last_start, last_end, follow_up);
       if (next == Next::Stop)
         return;
-      follow_up = next == Next::Early;
+      follow_up = next == Next::Early; // a follow-up itself is never early: no chains
     }
     auto started = std::chrono::steady_clock::now();
+    double started_s = nowS(); // the reports cover the time from round start to round start
     spdlog::debug("planning round {}, {:.0f} ms after the last", round,
-                  std::chrono::duration<double, std::milli>(started - last_round).count());
+                  std::chrono::duration<double, std::milli>(started - last_start).count());
+    last_start = started;
     {
       std::lock_guard lock(stop_mu_);
       wanted_ = false;
@@ -300,13 +306,13 @@ void AdaptationLoop::loop() {
       spdlog::debug("round {}: not every node's report arrived within {} ms", round, bound.count());
     {
       std::lock_guard lock(mu_);
-      Decision d = coordinator_.round(node_.owners(), nowS(), node_.replicas(), round);
+      Decision d = coordinator_.round(node_.owners(), started_s, node_.replicas(), round);
       if (d.change)
         apply(d, "planner");
       else
         spdlog::debug("placement kept: {}", d.reason);
     }
-    last_round = std::chrono::steady_clock::now();
+    last_end = std::chrono::steady_clock::now();
   }
 }
 

@@ -31,9 +31,9 @@ public:
   [[nodiscard]] NodeReport next();
 
   /// A short look at what happened since the previous look (running frames are asked to
-  /// flush their counts first): true when this look and the one before both show a new phase
-  /// against the last report (showsNewPhase), so that a pause or a burst of one look is not
-  /// taken for a phase.
+  /// flush their counts first): true when this look, the one before, and the two together
+  /// each show a new phase against the last report (showsNewPhase), so that a pause or a burst
+  /// of one look, or two activities taking turns, is not taken for a phase.
   [[nodiscard]] bool sawNewPhase();
 
   /// Every `interval`, on a thread of its own: takes what the remote calls to each other node
@@ -52,7 +52,7 @@ private:
   profiler::ProfileCounts last_;
   std::uint64_t last_run_ns_ = 0, last_wait_ns_ = 0; ///< the threads' schedstat totals
   NodeReport base_;                                  ///< the last report (its counts)
-  profiler::ProfileCounts look_;                     ///< the counts at the last look
+  profiler::ProfileCounts look_, look_before_;       ///< the counts at the last two looks
   bool look_changed_ = false;                        ///< the last look showed a new phase
   std::mutex mu_; ///< guards last_, links_, base_ and the last look
   std::vector<NodeReport::Link> links_;
@@ -72,7 +72,8 @@ public:
   AdaptationLoop(ClusterNode &node, Coordinator &coordinator, NodeReporter &own, int self);
   ~AdaptationLoop();
 
-  /// Records the starting placement and starts the loop's thread.
+  /// Records the starting placement and starts the loop's thread; the cluster's time (nowS)
+  /// counts from here. Before any other thread calls nowS (the admin socket).
   void start();
   void stop();
 
@@ -94,15 +95,18 @@ public:
   Outcome drain(int node, bool drained);
 
   /// A member saw a new phase after answering round `round`: the next round comes now (at
-  /// least one look after the last), unless a round was asked for since.
-  void wantRound(std::uint64_t round);
+  /// least one look after the last). False (ignored) when a round was asked for since, or
+  /// adaptation is held still.
+  bool wantRound(std::uint64_t round);
 
 private:
   void loop();
   enum class Next { Stop, Due, Early };
-  // Waits for the next round: due one interval after the last round ended (or, when that
-  // round was brought early, two looks after: see loop()), or early on a new phase.
-  Next waitUntilRound(std::chrono::steady_clock::time_point last_round, bool follow_up);
+  // Waits for the next round: due one interval after the last round started (or, when that
+  // round was brought early, two looks after it ended: see loop()), or early on a new phase
+  // (not before one look after the last round ended).
+  Next waitUntilRound(std::chrono::steady_clock::time_point last_start,
+                      std::chrono::steady_clock::time_point last_end, bool follow_up);
   // Publishes `d` as the next epoch and records it; returns the outcome. mu_ is held.
   Outcome apply(const Decision &d, const std::string &trigger);
 

@@ -134,7 +134,8 @@ struct ClusterNode::Impl {
   milliseconds report_interval{1000};        ///< members: the planning interval
   /// The entry node: the planning interval its heartbeats carry (0: none given).
   std::atomic<std::uint32_t> member_report_interval_ms{0};
-  std::function<void(std::uint64_t)> round_wanted; ///< entry: a member saw a new phase
+  /// Entry: a member saw a new phase after answering a round; false if that is ignored.
+  std::function<bool(std::uint64_t)> round_wanted;
 
   // ---- control plane -------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
@@ -577,10 +578,9 @@ struct ClusterNode::Impl {
     }
     switch (e->body_type()) {
     case wire::Body::Heartbeat:
-      if (const wire::Heartbeat &h = *e->body_as_Heartbeat(); h.wants_round() && round_wanted) {
+      if (const wire::Heartbeat &h = *e->body_as_Heartbeat();
+          h.wants_round() && round_wanted && round_wanted(h.report_round()))
         spdlog::debug("node `{}` saw a new phase: planning early", nodeName(node));
-        round_wanted(h.report_round()); // the last round it answered
-      }
       break;
     case wire::Body::ProfileDelta: {
       if (!report_handler)
@@ -1392,7 +1392,7 @@ void ClusterNode::setReportSource(std::function<NodeReport()> source,
   impl_->phase_watch = std::move(phase_watch);
 }
 
-void ClusterNode::setRoundWanted(std::function<void(std::uint64_t)> wanted) {
+void ClusterNode::setRoundWanted(std::function<bool(std::uint64_t)> wanted) {
   impl_->round_wanted = std::move(wanted);
 }
 

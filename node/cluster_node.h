@@ -142,8 +142,9 @@ public:
   /// rounds count up from 1); the deltas arrive at the report handler.
   void requestReports(std::uint64_t round);
   /// The entry node: `wanted` runs (on the control thread) when a member's looks at its
-  /// counts showed a new phase, with the last round that member answered.
-  void setRoundWanted(std::function<void(std::uint64_t round)> wanted);
+  /// counts showed a new phase, with the last round the member answered; it says whether the
+  /// request is taken.
+  void setRoundWanted(std::function<bool(std::uint64_t round)> wanted);
 
   /// Runs `hook` when this node stops serving, before its sockets close (to stop threads that
   /// use the node, such as the prober and the admin socket).

@@ -22,8 +22,11 @@ constexpr double kReplicaShareStep = 0.2;
 constexpr double kReplicaJoinShare = 0.05;
 constexpr double kReplicaLeaveShare = 0.01;
 
-// The least a planner's change must save, in seconds per second (see Coordinator::round).
-constexpr double kMinGainSPerS = 1e-3;
+// The least a planner's change must save, in seconds per second (see Coordinator::round):
+// half a percent of a core. Below it, the measured costs do not tell placements apart: a unit
+// called a few times a second from two nodes costs a few ms/s wherever it is, and 1-2 ms/s
+// "savings" from the noise of the link measurements moved it at every cool-down.
+constexpr double kMinGainSPerS = 5e-3;
 // A bound on how much more CPU than they got a node's units are taken to want.
 constexpr double kMaxDemandFactor = 8;
 // Calls made per call received above which a unit's frames are taken to run long.
@@ -664,7 +667,12 @@ Decision Coordinator::replan(const std::vector<std::uint16_t> &current, double n
                              const Decision &failed, const std::vector<int> &busy,
                              const ReplicaSets &replicas) {
   notMoved(failed, busy);
-  return round(current, now_s, replicas); // no time has passed: the rates stay as they are
+  double at = now_s;
+  {
+    std::lock_guard lock(state_->mu);
+    at = state_->last_round_s; // no time has passed: the rates stay as they are (no merge)
+  }
+  return round(current, at, replicas);
 }
 
 void Coordinator::notMoved(const Decision &failed, const std::vector<int> &busy) {

@@ -274,7 +274,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   // Members look for new phases at the entry's interval, whatever they were started with.
   (*node)->setMemberReportInterval(config->adapt.interval);
   static AdaptationLoop loop(**node, coordinator, reporter, self);
-  (*node)->setRoundWanted([](std::uint64_t round) { loop.wantRound(round); });
+  (*node)->setRoundWanted([](std::uint64_t round) { return loop.wantRound(round); });
   if (auto err = (*node)->startEntry(start->owners, start->replicas))
     return reportError(std::move(err));
   reporter.startProbing(config->adapt.interval);

@@ -26,8 +26,11 @@ LinkSamples::Estimate LinkSamples::take(double known_latency_s) {
   e.latency_s = least_small_s_ / 2;
   // Bandwidth needs the latency to take off each round trip: none known, none measured.
   double latency = e.latency_s > 0 ? e.latency_s : known_latency_s;
+  // When the latencies explain almost all of the time (more than 90%), what is left is their
+  // noise, not the transfer: a bandwidth from it could be anything (even beyond what a report
+  // may carry, which would have the report refused).
   double transfer_s = large_s_ - static_cast<double>(large_calls_) * 2 * latency;
-  if (large_calls_ > 0 && latency > 0 && transfer_s > 0)
+  if (large_calls_ > 0 && latency > 0 && transfer_s > 0.1 * large_s_)
     e.bandwidth_bytes_s = large_bytes_ / transfer_s;
   least_small_s_ = large_bytes_ = large_s_ = 0;
   large_calls_ = 0;

@@ -74,7 +74,8 @@ private:
                                           std::string_view reason = {});
 /// From the entry node: `report_interval_ms`, the planning interval (0: unchanged), and
 /// `report_round`, a round whose profile delta the member sends now (0: none). From a member:
-/// `wants_round`, its traffic shows a new phase.
+/// `wants_round`, its traffic shows a new phase, with `report_round` the last round it
+/// answered.
 [[nodiscard]] zmq::message_t makeHeartbeat(std::uint64_t call_id,
                                            std::uint32_t report_interval_ms = 0,
                                            std::uint64_t report_round = 0,

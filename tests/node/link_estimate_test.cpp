@@ -42,6 +42,9 @@ TEST(LinkSamples, BandwidthIsTheLargeCallsBytesOverTheirTimeBeyondTheLatency) {
   // A call faster than two latencies says nothing of the bandwidth.
   s.add(1 << 20, microseconds(80));
   EXPECT_EQ(s.take(50e-6).bandwidth_bytes_s, 0);
+  // Nor one the latencies explain almost wholly: 1 µs beyond them would be 1 TB/s.
+  s.add(1 << 20, microseconds(101));
+  EXPECT_EQ(s.take(50e-6).bandwidth_bytes_s, 0);
   // Nor does a round trip shorter than the callee's own time (a clock step).
   s.add(64, microseconds(-5));
   EXPECT_EQ(s.take(0).latency_s, 0);
