@@ -464,24 +464,33 @@ TEST(Distctl, UnreachableOrUnconfiguredIsOneLineExitTwo) {
             "distctl: error: say where the cluster is: --endpoint E or --cluster cluster.yaml\n");
 }
 
+// Runs distnode with `args` (a log file of its own at `level` added) and checks that it ends
+// well with the output of `native`; returns its log.
+std::string runMatchingNative(const std::string &name, std::vector<std::string> args,
+                              const std::vector<std::string> &native, const std::string &level) {
+  std::string log = ::testing::TempDir() + name + "-" + std::to_string(::getpid()) + ".log";
+  std::filesystem::remove(log);
+  ProcessResult expected = runProcess(native);
+  args.insert(args.begin(), {kDistnode, "--log-level", level, "--log-file", log});
+  ProcessResult r = runProcess(args, std::chrono::seconds(240));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, expected.out);
+  std::ifstream in(log);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 // A planning interval far longer than the run: after the first round (in the quiet phase)
 // only a round brought early by the chatty phase can move `step` to `chatter`. The look that
 // sees it is a member's (n1 calls n2; the entry only waits for its one call of `chatter`).
 TEST(Adaptation, APhaseChangeBringsARoundEarly) {
-  std::string log = ::testing::TempDir() + "phase-switch-" + std::to_string(::getpid()) + ".log";
-  std::filesystem::remove(log);
   std::string placement =
       ::testing::TempDir() + "phase-switch-" + std::to_string(::getpid()) + ".yaml";
   std::ofstream(placement) << "chatter: n1\nstep: n2\n";
-  ProcessResult native = runProcess({fixture("phase_switch.native")});
-  ProcessResult r = runProcess({kDistnode, "--local", "3", "--placement", placement,
-                                "--adapt-interval-ms", "86400000", "--log-level", "debug",
-                                "--log-file", log, fixture("phase_switch.bc")},
-                               std::chrono::seconds(240));
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, native.out);
-  std::ifstream in(log);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text =
+      runMatchingNative("phase-switch",
+                        {"--local", "3", "--placement", placement, "--adapt-interval-ms",
+                         "86400000", fixture("phase_switch.bc")},
+                        {fixture("phase_switch.native")}, "debug");
   std::smatch m;
   EXPECT_TRUE(std::regex_search(
       text, m,
@@ -493,16 +502,11 @@ TEST(Adaptation, APhaseChangeBringsARoundEarly) {
 // phases.c alternates a chatty phase and a bulky one; started scattered, the loop brings each
 // phase's pair together as the phase runs, and the output stays the native one.
 TEST(Adaptation, PhasesStartedScatteredConvergeAndMatchNative) {
-  std::string log = ::testing::TempDir() + "phases-" + std::to_string(::getpid()) + ".log";
-  std::filesystem::remove(log);
-  ProcessResult native = runProcess({example("phases.native"), "6", "1000000"});
-  ProcessResult r = runProcess({kDistnode, "--local", "3", "--placement", "scatter",
-                                "--adapt-interval-ms", "100", "--log-level", "info", "--log-file",
-                                log, example("phases.bc"), "--", "6", "1000000"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, native.out);
-  std::ifstream in(log);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text =
+      runMatchingNative("phases",
+                        {"--local", "3", "--placement", "scatter", "--adapt-interval-ms", "100",
+                         example("phases.bc"), "--", "6", "1000000"},
+                        {example("phases.native"), "6", "1000000"}, "info");
   std::smatch m;
   EXPECT_TRUE(std::regex_search(
       text, m,
