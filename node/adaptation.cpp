@@ -40,6 +40,16 @@ void schedTotals(std::uint64_t &run_ns, std::uint64_t &wait_ns) {
   }
 }
 
+// The profiler's counts once running frames added theirs: they do at their next call after the
+// request (a frame in a loop within microseconds, one waiting for a reply when it returns), so
+// a short wait lets the counts hold the time just past instead of what came before.
+profiler::ProfileCounts countsAfterFlush(std::chrono::milliseconds wait) {
+  profiler::Profiler &p = profiler::Profiler::instance();
+  p.requestFlush();
+  std::this_thread::sleep_for(wait);
+  return p.counts();
+}
+
 std::string msPerS(double s_per_s) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.1f ms/s", s_per_s * 1e3);
@@ -59,13 +69,7 @@ NodeReporter::NodeReporter(ClusterNode &node, int self, int nodes, double capaci
 NodeReporter::~NodeReporter() { stop(); }
 
 NodeReport NodeReporter::next() {
-  profiler::Profiler &p = profiler::Profiler::instance();
-  // Running frames add their counts at their next call after the request: a frame in a loop
-  // within microseconds, one waiting for a reply when it returns. A short wait gives them
-  // that, so the report holds the interval's calls instead of the previous interval's.
-  p.requestFlush();
-  std::this_thread::sleep_for(kFlushWait);
-  profiler::ProfileCounts now = p.counts();
+  profiler::ProfileCounts now = countsAfterFlush(kFlushWait);
   NodeReport r;
   std::lock_guard lock(mu_);
   r.delta = now.minus(last_);
@@ -157,10 +161,7 @@ void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
 }
 
 bool NodeReporter::sawNewPhase() {
-  profiler::Profiler &p = profiler::Profiler::instance();
-  p.requestFlush(); // running frames add their counts at their next call
-  std::this_thread::sleep_for(kLookFlushWait);
-  profiler::ProfileCounts now = p.counts();
+  profiler::ProfileCounts now = countsAfterFlush(kLookFlushWait);
   std::lock_guard lock(mu_);
   NodeReport window, both;
   window.delta = now.minus(look_);

@@ -947,15 +947,19 @@ struct ClusterNode::Impl {
 
   // `owner` as the next epoch on every node (acknowledged), then here. An epoch number is
   // never sent twice, even when a node did not accept it.
+  // The members that joined (mu must not be held).
+  std::vector<int> joinedMembers() {
+    std::lock_guard lock(mu);
+    std::vector<int> members;
+    for (std::size_t i = 0; i < joined.size(); ++i)
+      if (joined[i])
+        members.push_back(static_cast<int>(i));
+    return members;
+  }
+
   llvm::Error publishEverywhere(const std::vector<std::uint16_t> &owner,
                                 const ReplicaSets &replicas) {
-    std::vector<int> members;
-    {
-      std::lock_guard lock(mu);
-      for (std::size_t i = 0; i < joined.size(); ++i)
-        if (joined[i])
-          members.push_back(static_cast<int>(i));
-    }
+    std::vector<int> members = joinedMembers();
     std::uint64_t epoch = std::max(placement->current().epoch, last_sent_epoch) + 1;
     last_sent_epoch = epoch;
     std::vector<wire::ReplicaShare> shares;
@@ -1397,14 +1401,7 @@ void ClusterNode::setRoundWanted(std::function<bool(std::uint64_t)> wanted) {
 }
 
 void ClusterNode::requestReports(std::uint64_t round) {
-  std::vector<int> to;
-  {
-    std::lock_guard lock(impl_->mu);
-    for (std::size_t i = 0; i < impl_->joined.size(); ++i)
-      if (impl_->joined[i])
-        to.push_back(static_cast<int>(i));
-  }
-  for (int n : to)
+  for (int n : impl_->joinedMembers())
     impl_->queue(n, transport::makeHeartbeat(0, impl_->member_report_interval_ms.load(), round));
 }
 

@@ -53,11 +53,13 @@ bool phaseChanged(double smoothed, double recent, double floor) {
 constexpr double kPhaseMinEvents = 32;
 constexpr double kPhaseMinCpuS = 0.032;
 
-// One rate of showsNewPhase: `base` and `window` are counts over `base_s` and `window_s`.
-bool countChanged(double base, double base_s, double window, double window_s, double floor) {
-  if (std::max(window, base * window_s / base_s) < kPhaseMinEvents)
-    return false;
-  return phaseChanged(base / base_s, window / window_s, floor);
+// The one rule of a new phase, for rounds (State::merge) and looks (showsNewPhase): a rate that
+// went from `older` to `newer` changed eightfold (phaseChanged), and what it counts (calls,
+// samples, CPU seconds) reached `least` in the newer span, `seen` there or `expected` there at
+// the older rate.
+bool newPhaseOf(double older, double newer, double floor, double seen, double expected,
+                double least) {
+  return std::max(seen, expected) >= least && phaseChanged(older, newer, floor);
 }
 
 std::string nodeList(const std::vector<std::string> &names) {
@@ -144,8 +146,8 @@ struct Coordinator::State {
   // eightfold, on at least `least` (events, CPU seconds) in the round or expected in it.
   bool newPhase(double previous, double delta, double dt, double floor, double least,
                 bool complete) const {
-    return complete && had_rates && std::max(delta, previous * dt) >= least &&
-           phaseChanged(previous, delta / dt, floor);
+    return complete && had_rates &&
+           newPhaseOf(previous, delta / dt, floor, delta, previous * dt, least);
   }
 
   // The decayed rate, or the round's own rate when the round shows a new phase.
@@ -851,7 +853,7 @@ bool showsNewPhase(const NodeReport &base, const NodeReport &window) {
         bc = count(base_list[i++]);
         wc = count(window_list[j++]);
       }
-      if (countChanged(bc, bs, wc, ws, floor))
+      if (newPhaseOf(bc / bs, wc / ws, floor, wc, bc * ws / bs, kPhaseMinEvents))
         return true;
     }
     return false;
@@ -870,9 +872,9 @@ bool showsNewPhase(const NodeReport &base, const NodeReport &window) {
   for (std::size_t f = 1; f < std::min(b.cpu_ns.size(), w.cpu_ns.size()); ++f) {
     double bn = f < b.samples.size() ? static_cast<double>(b.samples[f]) : 0;
     double wn = f < w.samples.size() ? static_cast<double>(w.samples[f]) : 0;
-    if (std::max(wn, bn * ws / bs) >= kPhaseMinEvents &&
-        phaseChanged(static_cast<double>(b.cpu_ns[f]) / 1e9 / bs,
-                     static_cast<double>(w.cpu_ns[f]) / 1e9 / ws, kPhaseFloorCpu))
+    if (newPhaseOf(static_cast<double>(b.cpu_ns[f]) / 1e9 / bs,
+                   static_cast<double>(w.cpu_ns[f]) / 1e9 / ws, kPhaseFloorCpu, wn, bn * ws / bs,
+                   kPhaseMinEvents))
       return true;
   }
   return false;
