@@ -114,10 +114,10 @@ loadPlacementFile(const std::string &path);
 
 /// cluster.yaml text for nodes n0..n{k-1} on 127.0.0.1: `ports` holds each node's call port
 /// then its control port (2k ports). With `admin_dir`, each node's admin socket is
-/// ipc://admin_dir/NAME.admin.
+/// ipc://admin_dir/NAME.admin. n`coordinator` runs the planning loop.
 [[nodiscard]] std::string localClusterYaml(const std::vector<int> &ports,
                                            std::chrono::milliseconds join_timeout,
-                                           const std::string &admin_dir = "");
+                                           const std::string &admin_dir = "", int coordinator = 0);
 
 } // namespace distnode::node
 

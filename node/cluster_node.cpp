@@ -88,12 +88,20 @@ struct Ack {
   std::string text; ///< the Reply's result, or why it failed
 };
 
+// A coordinator's Placement waiting on the entry node for its turn (placer thread).
+struct PlaceJob {
+  std::uint64_t call_id = 0;
+  std::vector<std::uint16_t> owners;
+  ReplicaSets replicas;
+};
+
 } // namespace
 
 struct ClusterNode::Impl {
   ClusterConfig config;
   int self = 0;
   int entry = 0;
+  int coordinator = 0; ///< the node that runs the planning loop (config.coordinator)
   jit::JitSession *session = nullptr;
   std::array<std::uint8_t, 32> sha256{};
   FailureHandler on_failure;
@@ -134,14 +142,22 @@ struct ClusterNode::Impl {
   milliseconds report_interval{1000};        ///< members: the planning interval
   /// The entry node: the planning interval its heartbeats carry (0: none given).
   std::atomic<std::uint32_t> member_report_interval_ms{0};
-  /// Entry: a member saw a new phase after answering a round; false if that is ignored.
+  /// The coordinator: a node saw a new phase after answering a round; false if that is ignored.
   std::function<bool(std::uint64_t)> round_wanted;
+  /// The entry node, with the coordinator elsewhere: the last round it reported, and whether
+  /// it asked for a round early since (control thread).
+  std::uint64_t entry_answered_round = 0;
+  bool entry_asked = false;
+  /// Members: runs once, on the control thread, when the first placement is in effect.
+  std::function<void()> on_first_placement;
 
   // ---- control plane -------------------------------------------------------------------------
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
   std::thread control_thread;             // entry only
   std::atomic<bool> control_stop{false};
-  int wake_fd = -1; // entry: wakes the control thread when there is something to send
+  int wake_fd = -1;   // wakes the control thread (entry) or loop (member) to send something
+  std::thread placer; ///< entry, with the coordinator elsewhere: runs its Placements
+  std::condition_variable place_jobs_changed;
 
   std::mutex mu; ///< guards everything below
   std::condition_variable joined_changed;
@@ -153,8 +169,13 @@ struct ClusterNode::Impl {
   bool shut_down = false;                            ///< entry: Shutdown sent; silence is expected
   std::deque<std::pair<int, zmq::message_t>> outbox; ///< entry: control messages to send
   std::map<std::uint64_t, std::pair<int, std::promise<Ack>>> pending; ///< entry: by call id
+  std::deque<PlaceJob> place_jobs;     ///< entry: the coordinator's Placements to run
+  std::deque<zmq::message_t> to_entry; ///< member: control messages to send (other threads')
+  /// Member: answers awaited by other threads, by call id (an empty message: none will come).
+  std::map<std::uint64_t, std::promise<zmq::message_t>> awaiting;
 
   std::string nodeName(int i) const { return config.nodes[i].name; }
+  bool coordinatorElsewhere() const { return coordinator != entry; }
 
   // A call cut short because this node stops normally (main returned, or the entry node sent
   // Shutdown) while a thread was still calling: as natively, where the process's exit ends
@@ -353,24 +374,32 @@ struct ClusterNode::Impl {
     return std::nullopt;
   }
 
-  // A Placement from the entry node: checked, then applied. Returns the answer.
-  zmq::message_t answerPlacement(const wire::Placement &p) {
-    std::vector<std::uint16_t> list;
+  // The owners and replica sets a Placement names, checked; or what is wrong with them.
+  std::optional<std::string> readPlacement(const wire::Placement &p,
+                                           std::vector<std::uint16_t> &list,
+                                           ReplicaSets &replicas) const {
+    list.clear();
     if (p.owners())
       list.assign(p.owners()->begin(), p.owners()->end());
-    ReplicaSets replicas(list.size());
+    replicas.assign(list.size(), {});
     if (p.replicas())
       for (const wire::ReplicaShare *r : *p.replicas()) {
         if (r->unit() >= list.size())
-          return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
-                                      "placement names replicas for unit " +
-                                          std::to_string(r->unit()) + " of " +
-                                          std::to_string(list.size()));
+          return "placement names replicas for unit " + std::to_string(r->unit()) + " of " +
+                 std::to_string(list.size());
         replicas[r->unit()].push_back({r->node(), r->weight()});
       }
     if (auto bad = checkPlacement(list, replicas))
-      return transport::makeError(p.call_id(), wire::ErrorCode::Malformed,
-                                  "placement names " + *bad);
+      return "placement names " + *bad;
+    return std::nullopt;
+  }
+
+  // A Placement from the entry node: checked, then applied. Returns the answer.
+  zmq::message_t answerPlacement(const wire::Placement &p) {
+    std::vector<std::uint16_t> list;
+    ReplicaSets replicas;
+    if (auto bad = readPlacement(p, list, replicas))
+      return transport::makeError(p.call_id(), wire::ErrorCode::Malformed, *bad);
     applyPlacement(list, replicas, p.epoch());
     return transport::makeReply(p.call_id(), nullptr, 0);
   }
@@ -499,10 +528,22 @@ struct ClusterNode::Impl {
 
   void controlLoop() {
     auto next_beat = Clock::now();
+    // With the coordinator elsewhere, this node looks at its counts between rounds as members
+    // do (the coordinator's loop looks at its own).
+    const bool looks = coordinatorElsewhere() && phase_watch;
+    auto next_look = Clock::now() + phaseLookEvery(report_interval);
     while (!control_stop.load()) {
       zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
                                   {nullptr, wake_fd, ZMQ_POLLIN, 0}};
-      pollSockets(items, 2, std::min(heartbeat_interval, kPollSlice * 5));
+      auto wait = std::min(heartbeat_interval, kPollSlice * 5);
+      if (looks)
+        wait = std::min(wait, std::chrono::duration_cast<milliseconds>(
+                                  std::max(next_look - Clock::now(), Clock::duration(0))));
+      pollSockets(items, 2, wait);
+      if (looks && Clock::now() >= next_look) {
+        next_look = Clock::now() + phaseLookEvery(report_interval);
+        lookForNewPhase();
+      }
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
@@ -576,27 +617,64 @@ struct ClusterNode::Impl {
                                              "this connection has not joined the cluster"));
       return true;
     }
+    const bool from_coordinator = coordinatorElsewhere() && node == coordinator;
     switch (e->body_type()) {
     case wire::Body::Heartbeat:
-      if (const wire::Heartbeat &h = *e->body_as_Heartbeat();
-          h.wants_round() && round_wanted && round_wanted(h.report_round()))
-        spdlog::debug("node `{}` saw a new phase: planning early", nodeName(node));
+      if (const wire::Heartbeat &h = *e->body_as_Heartbeat(); h.wants_round()) {
+        if (coordinatorElsewhere()) {
+          spdlog::debug("node `{}` saw a new phase: asking the coordinator `{}` for a round",
+                        nodeName(node), nodeName(coordinator));
+          toCoordinator(transport::makeHeartbeat(0, 0, h.report_round(), true));
+        } else if (round_wanted && round_wanted(h.report_round())) {
+          spdlog::debug("node `{}` saw a new phase: planning early", nodeName(node));
+        }
+      }
       break;
     case wire::Body::ProfileDelta: {
-      if (!report_handler)
-        break;
       NodeReport report;
       std::optional<std::string> bad =
           decodeProfileDelta(*e->body_as_ProfileDelta(), profile_functions, report);
-      if (!bad)
-        bad = report_check(report);
+      if (!bad && !coordinatorElsewhere())
+        bad = report_handler ? report_check(report) : std::nullopt;
       if (bad) {
         spdlog::warn("node `{}`: {}", nodeName(node), *bad);
         sendControl(
             from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Malformed, *bad));
         break;
       }
-      report_handler(node, transport::callIdOf(*e), report);
+      if (coordinatorElsewhere()) // the coordinator checks it
+        toCoordinator(
+            encodeProfileDelta(transport::callIdOf(*e), report, static_cast<std::uint16_t>(node)));
+      else if (report_handler)
+        report_handler(node, transport::callIdOf(*e), report);
+      break;
+    }
+    case wire::Body::Round:
+      if (!from_coordinator) {
+        sendControl(from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Refused,
+                                               "only the coordinator starts planning rounds"));
+        break;
+      }
+      startRound(*e->body_as_Round());
+      break;
+    case wire::Body::Placement: {
+      const wire::Placement &p = *e->body_as_Placement();
+      if (!from_coordinator) {
+        sendControl(from, transport::makeError(p.call_id(), wire::ErrorCode::Refused,
+                                               "only the coordinator asks for placements"));
+        break;
+      }
+      PlaceJob job;
+      job.call_id = p.call_id();
+      if (auto bad = readPlacement(p, job.owners, job.replicas)) {
+        sendControl(from, transport::makeError(p.call_id(), wire::ErrorCode::Malformed, *bad));
+        break;
+      }
+      {
+        std::lock_guard lock(mu);
+        place_jobs.push_back(std::move(job));
+      }
+      place_jobs_changed.notify_all();
       break;
     }
     case wire::Body::Reply:
@@ -626,6 +704,89 @@ struct ClusterNode::Impl {
                                              "only the entry node sends Placement and Shutdown"));
     }
     return true;
+  }
+
+  // The entry node (control thread), with the coordinator elsewhere: sends `message` to it.
+  void toCoordinator(zmq::message_t message) {
+    std::string to;
+    {
+      std::lock_guard lock(mu);
+      if (joined[coordinator])
+        to = routing_ids[coordinator];
+    }
+    if (!to.empty())
+      sendControl(to, std::move(message));
+  }
+
+  // The entry node (control thread): the coordinator elsewhere starts planning round `r`.
+  // Every other member is asked for its report; this node's goes to the coordinator at once.
+  void startRound(const wire::Round &r) {
+    std::uint32_t ms = r.interval_ms();
+    if (ms >= kMinAdaptIntervalMs && ms <= kMaxAdaptIntervalMs) {
+      member_report_interval_ms.store(ms);
+      report_interval = milliseconds(ms);
+    }
+    std::vector<std::string> to;
+    {
+      std::lock_guard lock(mu);
+      for (std::size_t i = 0; i < joined.size(); ++i)
+        if (joined[i] && static_cast<int>(i) != coordinator)
+          to.push_back(routing_ids[i]);
+    }
+    for (const auto &id : to)
+      sendControl(id, transport::makeHeartbeat(0, member_report_interval_ms.load(), r.round()));
+    if (r.round() <= entry_answered_round || !report_source)
+      return;
+    entry_answered_round = r.round();
+    entry_asked = false;
+    toCoordinator(encodeProfileDelta(r.round(), report_source(), static_cast<std::uint16_t>(self)));
+  }
+
+  // The entry node (control thread), with the coordinator elsewhere: a look at this node's
+  // counts; a new phase asks the coordinator for a round early (once per round).
+  void lookForNewPhase() {
+    if (!phase_watch())
+      return;
+    if (entry_answered_round == 0 || entry_asked)
+      return;
+    entry_asked = true;
+    spdlog::debug("saw a new phase: asking the coordinator `{}` for a planning round",
+                  nodeName(coordinator));
+    toCoordinator(transport::makeHeartbeat(0, 0, entry_answered_round, true));
+  }
+
+  // The entry node, with the coordinator elsewhere: runs the coordinator's Placements one
+  // after another (place() waits for acknowledgements that the control thread reads), and
+  // answers each with Placed once every node runs it, or with why not.
+  void placerLoop() {
+    while (true) {
+      PlaceJob job;
+      {
+        std::unique_lock lock(mu);
+        place_jobs_changed.wait(lock, [&] { return control_stop.load() || !place_jobs.empty(); });
+        if (control_stop.load())
+          return;
+        job = std::move(place_jobs.front());
+        place_jobs.pop_front();
+        if (shut_down) {
+          outbox.emplace_back(coordinator,
+                              transport::makeError(job.call_id, wire::ErrorCode::Failed,
+                                                   "the cluster is stopping"));
+          wake();
+          continue;
+        }
+      }
+      std::vector<ClusterNode::Kept> kept;
+      if (auto err = place(job.owners, &kept, &job.replicas)) {
+        queue(coordinator, transport::makeError(job.call_id, wire::ErrorCode::Failed,
+                                                llvm::toString(std::move(err))));
+        continue;
+      }
+      std::vector<std::pair<std::uint32_t, std::string>> list;
+      for (auto &k : kept)
+        list.emplace_back(k.unit, std::move(k.why));
+      queue(coordinator, transport::makePlaced(job.call_id, placement->current().epoch, list));
+    }
   }
 
   zmq::message_t answerJoin(const wire::Join &join, const std::string &from) {
@@ -750,6 +911,102 @@ struct ClusterNode::Impl {
                 std::to_string(config.join_timeout.count()) + " ms; is the entry node running?");
   }
 
+  // The coordinator (a member): a node's report, forwarded by the entry node.
+  void takeForwardedReport(const wire::ProfileDelta &d) {
+    if (!report_handler)
+      return;
+    NodeReport report;
+    std::optional<std::string> bad = decodeProfileDelta(d, profile_functions, report);
+    if (!bad && (d.node() >= config.nodes.size() || d.node() == self))
+      bad = "a report of node index " + std::to_string(d.node());
+    if (!bad)
+      bad = report_check(report);
+    if (bad) {
+      spdlog::warn("a report forwarded by the entry node: {}", *bad);
+      return;
+    }
+    report_handler(d.node(), d.call_id(), report);
+  }
+
+  // A member: sends `message` to the entry node from any thread (the control loop sends it),
+  // and returns the future of its answer (by `call_id`; an empty message if none will come).
+  std::future<zmq::message_t> askEntry(std::uint64_t call_id, zmq::message_t message) {
+    std::future<zmq::message_t> f;
+    {
+      std::lock_guard lock(mu);
+      std::promise<zmq::message_t> promise;
+      f = promise.get_future();
+      if (stop.load())
+        promise.set_value(zmq::message_t());
+      else
+        awaiting.emplace(call_id, std::move(promise));
+      to_entry.push_back(std::move(message));
+    }
+    wake();
+    return f;
+  }
+
+  // A member: sends `message` to the entry node from any thread; no answer is awaited.
+  void tellEntry(zmq::message_t message) {
+    {
+      std::lock_guard lock(mu);
+      to_entry.push_back(std::move(message));
+    }
+    wake();
+  }
+
+  // A member that stops: no answer will come to what other threads wait for.
+  void abandonAsks() {
+    std::map<std::uint64_t, std::promise<zmq::message_t>> left;
+    {
+      std::lock_guard lock(mu);
+      left.swap(awaiting);
+    }
+    for (auto &[id, promise] : left)
+      promise.set_value(zmq::message_t());
+  }
+
+  // The coordinator (a member): asks the entry node to make `owner` the next epoch on every
+  // node and waits for its answer; this node runs the new epoch when it comes (the entry node
+  // answers once every node acknowledged it).
+  llvm::Error placeThroughEntry(const std::vector<std::uint16_t> &owner,
+                                std::vector<ClusterNode::Kept> *kept, const ReplicaSets *replicas) {
+    std::lock_guard serial(place_mu);
+    const PlacementTable &now = placement->current();
+    const ReplicaSets sets = replicas ? *replicas : now.replicas;
+    if (auto bad = checkPlacement(owner, sets))
+      return fail("a placement names " + *bad);
+    std::vector<wire::ReplicaShare> shares;
+    for (std::size_t u = 0; u < sets.size(); ++u)
+      for (const Replica &r : sets[u])
+        shares.emplace_back(static_cast<std::uint16_t>(u), r.node, r.weight);
+    // Bounded by the entry's own waits: each unit with state takes three steps and an epoch.
+    int stateful_moves = 0;
+    for (std::size_t u = 0; u < owner.size(); ++u)
+      stateful_moves += migratable[u] && owner[u] != now.owner[u];
+    auto timeout = (drain_timeout + config.join_timeout) * (3 * stateful_moves + 1) +
+                   config.join_timeout + config.heartbeat_timeout;
+    std::uint64_t id = next_call_id++;
+    std::future<zmq::message_t> f = askEntry(id, transport::makePlacement(id, 0, owner, shares));
+    if (f.wait_for(timeout) != std::future_status::ready) {
+      std::lock_guard lock(mu);
+      awaiting.erase(id);
+      return fail("no answer from the entry node `" + nodeName(entry) + "` within " +
+                  std::to_string(timeout.count()) + " ms");
+    }
+    zmq::message_t answer = f.get();
+    const wire::Envelope *e = answer.size() ? transport::verifyEnvelope(answer) : nullptr;
+    if (!e)
+      return fail("the cluster is stopping");
+    if (const wire::Placed *p = e->body_as_Placed()) {
+      if (kept && p->kept())
+        for (const wire::KeptUnit *k : *p->kept())
+          kept->push_back({k->unit(), k->why() ? k->why()->str() : std::string()});
+      return llvm::Error::success();
+    }
+    return fail("the entry node `" + nodeName(entry) + "` answered: " + errorText(*e));
+  }
+
   // Serves the control plane until Shutdown. Returns the exit code.
   int memberLoop() {
     auto last_heard = Clock::now();
@@ -762,12 +1019,25 @@ struct ClusterNode::Impl {
     std::uint64_t answered_round = 0;
     bool placed = false, asked = false;
     while (!terminateSignal().load()) {
-      zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t &item = items[0];
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
       if (phase_watch)
         wait = std::min(wait, std::chrono::duration_cast<milliseconds>(
                                   std::max(next_look - Clock::now(), Clock::duration(0))));
-      pollSockets(&item, 1, wait);
+      pollSockets(items, 2, wait);
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
+      }
+      std::deque<zmq::message_t> sends;
+      {
+        std::lock_guard lock(mu);
+        sends.swap(to_entry);
+      }
+      for (auto &message : sends)
+        toEntry(std::move(message));
       auto now = Clock::now();
       if (phase_watch && now >= next_look) {
         next_look = now + phaseLookEvery(report_interval);
@@ -789,7 +1059,30 @@ struct ClusterNode::Impl {
         switch (e->body_type()) {
         case wire::Body::Placement:
           toEntry(answerPlacement(*e->body_as_Placement()));
-          placed = true;
+          if (!placed && placement->current().epoch > 0) {
+            placed = true;
+            if (on_first_placement)
+              on_first_placement();
+          }
+          break;
+        case wire::Body::Placed:
+        case wire::Body::Reply:
+        case wire::Body::Error: { // an answer another thread of this node waits for
+          std::optional<std::promise<zmq::message_t>> promise;
+          {
+            std::lock_guard lock(mu);
+            auto it = awaiting.find(transport::callIdOf(*e));
+            if (it != awaiting.end()) {
+              promise = std::move(it->second);
+              awaiting.erase(it);
+            }
+          }
+          if (promise)
+            promise->set_value(std::move(m));
+          break;
+        }
+        case wire::Body::ProfileDelta: // the coordinator: a node's report, forwarded
+          takeForwardedReport(*e->body_as_ProfileDelta());
           break;
         case wire::Body::Migrate:
           toEntry(answerMigrate(*e->body_as_Migrate()));
@@ -808,6 +1101,11 @@ struct ClusterNode::Impl {
         }
         case wire::Body::Heartbeat: { // the entry's: the interval, a round's report asked for
           const wire::Heartbeat &h = *e->body_as_Heartbeat();
+          if (h.wants_round()) { // the coordinator: a node's ask for a round early, forwarded
+            if (round_wanted && round_wanted(h.report_round()))
+              spdlog::debug("a node saw a new phase: planning early");
+            break;
+          }
           std::uint32_t ms = h.report_interval_ms();
           if (ms >= kMinAdaptIntervalMs && ms <= kMaxAdaptIntervalMs &&
               milliseconds(ms) != report_interval) {
@@ -822,7 +1120,7 @@ struct ClusterNode::Impl {
           }
           break;
         }
-        default: // answers nobody waits for
+        default:
           break;
         }
       }
@@ -1007,12 +1305,19 @@ struct ClusterNode::Impl {
     stopChaos();
     stop = true;
     control_stop = true;
+    abandonAsks();
     if (wake_fd >= 0)
       wake();
+    { // the placer between its check and its wait
+      std::lock_guard lock(mu);
+    }
+    place_jobs_changed.notify_all();
     if (server)
       server->stop();
     if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
       control_thread.join();
+    if (placer.joinable() && std::this_thread::get_id() != placer.get_id())
+      placer.join();
     std::vector<std::function<void()>> hooks;
     {
       std::lock_guard lock(mu);
@@ -1039,6 +1344,12 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->config = config;
   impl->self = self;
   impl->entry = config.nodeIndex(config.entry);
+  impl->coordinator = config.nodeIndex(config.coordinator);
+  if (impl->coordinator < 0)
+    impl->coordinator = impl->entry;
+  // The entry node reads its members' reports (to forward them when the coordinator is
+  // elsewhere) by the profile's layout.
+  impl->profile_functions = profiler::Profiler::instance().layout().functions.size();
   impl->session = &session;
   impl->sha256 = bitcode_sha256;
   impl->on_failure = std::move(on_failure);
@@ -1099,14 +1410,14 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     for (const NodeConfig &node : config.nodes)
       endpoints.push_back(node.call_endpoint);
     impl->client = std::make_unique<CallClient>(endpoints, *impl->server);
+    impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (impl->wake_fd < 0)
+      return fail(std::string("eventfd: ") + std::strerror(errno));
     if (self == impl->entry) {
       endpoint = me.control_endpoint;
       impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
       transport::configureSocket(*impl->control, maxMessageBytes());
       impl->control->bind(endpoint);
-      impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (impl->wake_fd < 0)
-        return fail(std::string("eventfd: ") + std::strerror(errno));
     } else {
       endpoint = entry.control_endpoint;
       impl->control = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
@@ -1125,6 +1436,8 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
   Impl &n = *impl_;
   n.server->start();
   n.control_thread = std::thread([&n] { n.controlLoop(); });
+  if (n.coordinatorElsewhere())
+    n.placer = std::thread([&n] { n.placerLoop(); });
   {
     std::unique_lock lock(n.mu);
     auto deadline = Clock::now() + n.config.join_timeout;
@@ -1180,6 +1493,9 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
     for (std::size_t i = 0; i < n.joined.size(); ++i)
       if (n.joined[i])
         members.push_back(static_cast<int>(i));
+  }
+  { // a placement the coordinator asked for ends first (no new one starts: shut_down)
+    std::lock_guard serial(n.place_mu);
   }
   if (n.control_thread.joinable()) {
     std::vector<Ack> acks = n.broadcast(
@@ -1401,8 +1717,17 @@ void ClusterNode::setRoundWanted(std::function<bool(std::uint64_t)> wanted) {
 }
 
 void ClusterNode::requestReports(std::uint64_t round) {
-  for (int n : impl_->joinedMembers())
-    impl_->queue(n, transport::makeHeartbeat(0, impl_->member_report_interval_ms.load(), round));
+  Impl &n = *impl_;
+  if (n.self != n.entry) { // the coordinator elsewhere: the entry node asks the others
+    n.tellEntry(transport::makeRound(0, round, n.member_report_interval_ms.load()));
+    return;
+  }
+  for (int m : n.joinedMembers())
+    n.queue(m, transport::makeHeartbeat(0, n.member_report_interval_ms.load(), round));
+}
+
+void ClusterNode::atFirstPlacement(std::function<void()> hook) {
+  impl_->on_first_placement = std::move(hook);
 }
 
 void ClusterNode::atStop(std::function<void()> hook) {
@@ -1441,6 +1766,8 @@ std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t
 
 llvm::Error ClusterNode::place(const std::vector<std::uint16_t> &owners, std::vector<Kept> *kept,
                                const ReplicaSets *replicas) {
+  if (impl_->self != impl_->entry)
+    return impl_->placeThroughEntry(owners, kept, replicas);
   return impl_->place(owners, kept, replicas);
 }
 

@@ -99,6 +99,9 @@ public:
   /// pay with them). Fails if a node does not accept the placement within the join timeout.
   /// Thread-safe; one at a time.
   /// `replicas`, if given, are the load-balanced units' new replica sets (else they stay).
+  /// On a coordinator that is not the entry node, asks the entry node to do all this (a
+  /// Placement on the control plane) and returns once it answered, with the new epoch in
+  /// effect here.
   [[nodiscard]] llvm::Error place(const std::vector<std::uint16_t> &owners,
                                   std::vector<Kept> *kept = nullptr,
                                   const ReplicaSets *replicas = nullptr);
@@ -121,30 +124,38 @@ public:
   [[nodiscard]] std::vector<std::uint64_t> dispatched() const;
   [[nodiscard]] std::uint64_t servedForOthers() const;
 
-  /// Entry node: `handler` receives every other node's profile report and the planning round
-  /// it answers (the delta's call_id; 0: none), on the control thread,
+  /// The coordinator: `handler` receives every other node's profile report and the planning
+  /// round it answers (the delta's call_id; 0: none), on the control thread (a coordinator that
+  /// is not the entry node gets them forwarded by it),
   /// once `check` (given the report) found nothing wrong; a report with `profile_functions`
   /// or more profile ids, or one `check` rejects, is answered with an Error and dropped.
   void
   setReportHandler(std::function<void(int node, std::uint64_t round, const NodeReport &)> handler,
                    std::function<std::optional<std::string>(const NodeReport &)> check,
                    std::size_t profile_functions);
-  /// Other nodes: when the entry node asks for a planning round's report (requestReports),
+  /// Every node but the coordinator: when the entry node asks for a planning round's report
+  /// (requestReports; on the entry node itself, when a coordinator elsewhere starts a round),
   /// what `source` returns goes to it as a profile delta (on the control plane); every
   /// phaseLookEvery(`interval`), `phase_watch` looks at the counts, and when it sees a new
   /// phase the node asks the entry node for a round early (once per round).
   void setReportSource(std::function<NodeReport()> source, std::function<bool()> phase_watch,
                        std::chrono::milliseconds interval);
-  /// The entry node: the planning interval its heartbeats carry to the members, from their
-  /// next heartbeat on (admin `set interval_ms`, or an entry started with another interval).
+  /// The coordinator: the planning interval the entry node's heartbeats carry to the members,
+  /// from their next heartbeat on (admin `set interval_ms`, or a coordinator started with
+  /// another interval; a coordinator elsewhere sends it with each round).
   void setMemberReportInterval(std::chrono::milliseconds interval);
-  /// The entry node: asks every member for its profile delta of planning round `round` (the
-  /// rounds count up from 1); the deltas arrive at the report handler.
+  /// The coordinator: asks every other node for its profile delta of planning round `round`
+  /// (the rounds count up from 1); the deltas arrive at the report handler. A coordinator that
+  /// is not the entry node sends a Round to the entry node, which asks the members, adds its
+  /// own report (setReportSource) and forwards them all.
   void requestReports(std::uint64_t round);
-  /// The entry node: `wanted` runs (on the control thread) when a member's looks at its
-  /// counts showed a new phase, with the last round the member answered; it says whether the
+  /// The coordinator: `wanted` runs (on the control thread) when another node's looks at its
+  /// counts showed a new phase, with the last round that node answered; it says whether the
   /// request is taken.
   void setRoundWanted(std::function<bool(std::uint64_t round)> wanted);
+  /// Other nodes: `hook` runs once, on the control thread, when the first placement (epoch 1)
+  /// is in effect here (a coordinator that is not the entry node starts its loop then).
+  void atFirstPlacement(std::function<void()> hook);
 
   /// Runs `hook` when this node stops serving, before its sockets close (to stop threads that
   /// use the node, such as the prober and the admin socket).

@@ -25,9 +25,11 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -77,6 +79,7 @@ struct Options {
   std::string profile_out;
   long profile_half_life_ms = 10000;
   long chaos_ms = 0;
+  std::string coordinator = "n0"; ///< --local: the node that runs the planning loop
   bool no_adapt = false;
   long adapt_interval_ms = 0; // 0: cluster.yaml's
   std::string cluster_out;
@@ -198,30 +201,71 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     n->callRemote(id, slots, ret);
   });
   double capacity = cpuCapacity(config->nodes[self]);
+  const bool entry = name == config->entry;
+  const bool coordinates = name == config->coordinator;
+  if (opt.chaos_ms > 0 && entry && !coordinates)
+    return reportError("--chaos-ms holds adaptation still on the coordinator, which must then be "
+                       "the entry node; drop `coordinator:` from " + opt.join);
   // Every node measures its links and reports its profile at each planning round (the
   // coordinator reads them even when adaptation is held still: `distctl profile` shows them).
   static NodeReporter reporter(**node, self, static_cast<int>(config->nodes.size()), capacity);
-  if (name != config->entry) {
-    if (!opt.no_profile)
-      (*node)->setReportSource([] { return reporter.next(); },
-                               [] { return reporter.sawNewPhase(); }, config->adapt.interval);
+  if (!coordinates && !opt.no_profile)
+    (*node)->setReportSource([] { return reporter.next(); }, [] { return reporter.sawNewPhase(); },
+                             config->adapt.interval);
+  // The coordinator: the planner, fed by every node's reports, and its loop. It lives as long
+  // as the process: the control thread feeds it until the end.
+  static std::optional<Coordinator> coordinator;
+  static std::optional<AdaptationLoop> loop;
+  if (coordinates) {
+    coordinator.emplace(analysis, distnode::profiler::Profiler::instance().layout().functions,
+                        *config, config->nodeIndex(config->entry), config->adapt);
+    (*node)->setReportHandler([](int from, std::uint64_t round,
+                                 const NodeReport &r) { coordinator->addReport(from, r, round); },
+                              [](const NodeReport &r) { return coordinator->check(r); },
+                              distnode::profiler::Profiler::instance().layout().functions.size());
+    // Members look for new phases at the coordinator's interval, whatever they were started
+    // with.
+    (*node)->setMemberReportInterval(config->adapt.interval);
+    loop.emplace(**node, *coordinator, reporter, self);
+    (*node)->setRoundWanted([](std::uint64_t round) { return loop->wantRound(round); });
+  }
+  // The admin socket: the coordinator answers; every other node forwards to it. The
+  // coordinator's answers once its loop runs (a coordinator that is not the entry node starts
+  // it at the first placement).
+  static std::atomic<bool> coordinator_ready{false};
+  static std::unique_ptr<AdminServer> admin;
+  static const ClusterConfig admin_config = *config;
+  if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
+    const NodeConfig &c = config->nodes[config->nodeIndex(config->coordinator)];
+    AdminHandler handler =
+        coordinates
+            ? AdminHandler([inner = coordinatorHandler(admin_config, **node, *coordinator, *loop)](
+                               const nlohmann::json &request) {
+                if (!coordinator_ready.load())
+                  return adminError("the cluster is starting (no placement yet); try again");
+                return inner(request);
+              })
+            : forwardingHandler(c.admin_endpoint, c.name, std::chrono::milliseconds(5000));
+    auto server = AdminServer::Create(endpoint, std::move(handler));
+    if (!server)
+      return reportError(server.takeError());
+    admin = std::move(*server);
+    spdlog::info("admin socket at {}", endpoint);
+    (*node)->atStop([] { admin->stop(); });
+  }
+  (*node)->atStop([] {
+    if (loop)
+      loop->stop();
+    reporter.stop();
+  });
+
+  if (!entry) {
     reporter.startProbing(config->adapt.interval);
-    // Shared with the stop hook, which runs when the node is destroyed: after this block when
-    // the node fails to join, so the hook must not refer to the block's locals.
-    auto admin = std::make_shared<std::unique_ptr<AdminServer>>();
-    if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
-      const NodeConfig &coordinator = config->nodes[config->nodeIndex(config->coordinator)];
-      auto server = AdminServer::Create(
-          endpoint, forwardingHandler(coordinator.admin_endpoint, coordinator.name,
-                                      std::chrono::milliseconds(5000)));
-      if (!server)
-        return reportError(server.takeError());
-      *admin = std::move(*server);
-    }
-    (*node)->atStop([admin] {
-      admin->reset();
-      reporter.stop();
-    });
+    if (coordinates)
+      (*node)->atFirstPlacement([] {
+        loop->start();
+        coordinator_ready = true;
+      });
     if (!opt.no_profile)
       (*node)->setShutdownReport([name] {
         auto &p = distnode::profiler::Profiler::instance();
@@ -263,43 +307,22 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
       line << "\n";
       std::cerr << line.str() << std::flush;
     }
-  // The coordinator lives as long as the process: the control thread feeds it until the end.
-  static Coordinator coordinator(analysis,
-                                 distnode::profiler::Profiler::instance().layout().functions,
-                                 *config, self, config->adapt);
-  (*node)->setReportHandler([](int from, std::uint64_t round,
-                               const NodeReport &r) { coordinator.addReport(from, r, round); },
-                            [](const NodeReport &r) { return coordinator.check(r); },
-                            distnode::profiler::Profiler::instance().layout().functions.size());
-  // Members look for new phases at the entry's interval, whatever they were started with.
-  (*node)->setMemberReportInterval(config->adapt.interval);
-  static AdaptationLoop loop(**node, coordinator, reporter, self);
-  (*node)->setRoundWanted([](std::uint64_t round) { return loop.wantRound(round); });
   if (auto err = (*node)->startEntry(start->owners, start->replicas))
     return reportError(std::move(err));
   reporter.startProbing(config->adapt.interval);
   if (opt.chaos_ms > 0) {
     (*node)->startChaos(std::chrono::milliseconds(opt.chaos_ms), 1);
-    AdaptOptions held = coordinator.options(); // the chaos test moves units itself
+    AdaptOptions held = coordinator->options(); // the chaos test moves units itself
     held.enabled = false;
-    coordinator.setOptions(held);
+    coordinator->setOptions(held);
   }
-  loop.start();
-  if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
-    static const ClusterConfig admin_config = *config;
-    auto server =
-        AdminServer::Create(endpoint, coordinatorHandler(admin_config, **node, coordinator, loop));
-    if (!server) {
-      (*node)->shutdownCluster(kUsageOrInputError);
-      return reportError(server.takeError());
-    }
-    static std::unique_ptr<AdminServer> admin = std::move(*server);
-    spdlog::info("admin socket at {}", endpoint);
-    (*node)->atStop([] { admin->stop(); });
+  if (coordinates) {
+    loop->start();
+    coordinator_ready = true;
   }
-  (*node)->atStop([] { reporter.stop(); });
   session.setExitHook([&opt, n = node->get(), name](int code) {
-    loop.stop();
+    if (loop)
+      loop->stop();
     reporter.stop();
     std::fflush(nullptr);
     std::vector<std::string> reports = n->shutdownCluster(code);
@@ -411,6 +434,10 @@ int main(int argc, char **argv) {
                  "profile interval and planning period (default: cluster.yaml's adapt.interval_ms, "
                  "else 1000)")
       ->check(CLI::Range(distnode::node::kMinAdaptIntervalMs, distnode::node::kMaxAdaptIntervalMs));
+  app.add_option("--coordinator", opt.coordinator,
+                 "with --local: the node that runs the planning loop (n0 is the entry node)")
+      ->needs(local)
+      ->capture_default_str();
   app.add_option("--cluster-out", opt.cluster_out,
                  "with --local: write the generated cluster.yaml here (for distctl --cluster)")
       ->needs(local);
@@ -426,6 +453,13 @@ int main(int argc, char **argv) {
   } catch (const CLI::ParseError &e) {
     return reportError(std::string(e.what()) + "; see distnode --help");
   }
+  int coordinator = -1; // --local: its index
+  for (int i = 0; i < opt.local; ++i)
+    if (opt.coordinator == "n" + std::to_string(i))
+      coordinator = i;
+  if (opt.local > 0 && coordinator < 0)
+    return reportError("--coordinator " + opt.coordinator + ": the local cluster's nodes are n0.." +
+                       "n" + std::to_string(opt.local - 1));
   if (opt.json && !opt.analyze)
     return reportError("--json goes with --analyze");
   if (!opt.placement.empty() && opt.join.empty() && opt.local == 0)
@@ -477,8 +511,9 @@ int main(int argc, char **argv) {
     if (opt.chaos_ms > 0)
       local_options.entry_flags.insert(local_options.entry_flags.end(),
                                        {"--chaos-ms", std::to_string(opt.chaos_ms)});
+    local_options.coordinator = coordinator;
     if (opt.no_adapt)
-      local_options.entry_flags.push_back("--no-adapt");
+      local_options.coordinator_flags.push_back("--no-adapt");
     if (opt.adapt_interval_ms > 0)
       local_options.node_flags.insert(
           local_options.node_flags.end(),

@@ -116,7 +116,7 @@ int runLocalCluster(const LocalClusterOptions &options) {
   std::string dir = dir_template;
   std::string config = dir + "/cluster.yaml";
   // Admin sockets are ipc:// files in the directory, which only this user can enter (0700).
-  std::string yaml = localClusterYaml(ports, options.join_timeout, dir);
+  std::string yaml = localClusterYaml(ports, options.join_timeout, dir, options.coordinator);
   std::ofstream(config) << yaml;
   if (!options.cluster_out.empty()) {
     std::ofstream out(options.cluster_out);
@@ -148,6 +148,8 @@ int runLocalCluster(const LocalClusterOptions &options) {
     argv.insert(argv.end(), options.node_flags.begin(), options.node_flags.end());
     if (i == 0)
       argv.insert(argv.end(), options.entry_flags.begin(), options.entry_flags.end());
+    if (i == options.coordinator)
+      argv.insert(argv.end(), options.coordinator_flags.begin(), options.coordinator_flags.end());
     argv.push_back(options.bitcode);
     argv.push_back("--");
     argv.insert(argv.end(), options.program_args.begin(), options.program_args.end());

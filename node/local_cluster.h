@@ -17,6 +17,10 @@ struct LocalClusterOptions {
   std::vector<std::string> node_flags;
   /// Flags passed to the entry node only (e.g. --profile-out FILE).
   std::vector<std::string> entry_flags;
+  /// The node that runs the planning loop (n`coordinator`), and flags passed to it only (e.g.
+  /// --no-adapt).
+  int coordinator = 0;
+  std::vector<std::string> coordinator_flags;
   std::chrono::milliseconds join_timeout{10000};
   /// If set, the generated cluster.yaml is also written here (for distctl --cluster).
   std::string cluster_out;

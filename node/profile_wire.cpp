@@ -5,7 +5,7 @@
 
 namespace distnode::node {
 
-zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &r) {
+zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &r, std::uint16_t node) {
   flatbuffers::FlatBufferBuilder b(1024);
   std::vector<wire::FunctionDelta> functions;
   for (std::size_t id = 0; id < r.delta.cpu_ns.size(); ++id) {
@@ -30,7 +30,7 @@ zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &r) {
       b.CreateVectorOfStructs(functions), b.CreateVectorOfStructs(edges),
       b.CreateVectorOfStructs(remote), b.CreateVectorOfStructs(links),
       static_cast<std::uint64_t>(r.run_s * 1e9),
-      static_cast<std::uint64_t>(r.runnable_wait_s * 1e9));
+      static_cast<std::uint64_t>(r.runnable_wait_s * 1e9), node);
   return transport::finishEnvelope(b, wire::Body::ProfileDelta, body.Union());
 }
 

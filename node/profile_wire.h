@@ -15,8 +15,10 @@ struct ProfileDelta;
 
 namespace distnode::node {
 
-/// `report` as a ProfileDelta envelope.
-[[nodiscard]] zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &report);
+/// `report` as a ProfileDelta envelope; `node`: whose report it is, when the entry node forwards
+/// it to a coordinator that is not the entry node.
+[[nodiscard]] zmq::message_t encodeProfileDelta(std::uint64_t call_id, const NodeReport &report,
+                                                std::uint16_t node = 0);
 
 /// The report a verified ProfileDelta carries, for a program with `functions` profile ids;
 /// an id beyond them is an error. The rest is checked by Coordinator::check.

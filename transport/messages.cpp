@@ -53,6 +53,10 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
     return e.body_as_ProfileDelta()->call_id();
   case wire::Body::Migrate:
     return e.body_as_Migrate()->call_id();
+  case wire::Body::Round:
+    return e.body_as_Round()->call_id();
+  case wire::Body::Placed:
+    return e.body_as_Placed()->call_id();
   default:
     return 0;
   }
@@ -154,6 +158,22 @@ zmq::message_t makeHeartbeat(std::uint64_t call_id, std::uint32_t report_interva
   flatbuffers::FlatBufferBuilder b(32);
   auto body = wire::CreateHeartbeat(b, call_id, report_interval_ms, report_round, wants_round);
   return finishEnvelope(b, wire::Body::Heartbeat, body.Union());
+}
+
+zmq::message_t makeRound(std::uint64_t call_id, std::uint64_t round, std::uint32_t interval_ms) {
+  flatbuffers::FlatBufferBuilder b(48);
+  auto body = wire::CreateRound(b, call_id, round, interval_ms);
+  return finishEnvelope(b, wire::Body::Round, body.Union());
+}
+
+zmq::message_t makePlaced(std::uint64_t call_id, std::uint64_t epoch,
+                          const std::vector<std::pair<std::uint32_t, std::string>> &kept) {
+  flatbuffers::FlatBufferBuilder b(64);
+  std::vector<flatbuffers::Offset<wire::KeptUnit>> units;
+  for (const auto &[unit, why] : kept)
+    units.push_back(wire::CreateKeptUnit(b, unit, b.CreateString(why)));
+  auto body = wire::CreatePlaced(b, call_id, epoch, b.CreateVector(units));
+  return finishEnvelope(b, wire::Body::Placed, body.Union());
 }
 
 zmq::message_t makeProbe(std::uint64_t call_id, std::size_t bytes) {

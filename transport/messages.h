@@ -10,14 +10,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 9;
+inline constexpr std::uint32_t kProtocolVersion = 10;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -80,6 +82,15 @@ private:
                                            std::uint32_t report_interval_ms = 0,
                                            std::uint64_t report_round = 0,
                                            bool wants_round = false);
+/// From a coordinator that is not the entry node: planning round `round` starts, at
+/// `interval_ms`.
+[[nodiscard]] zmq::message_t makeRound(std::uint64_t call_id, std::uint64_t round,
+                                       std::uint32_t interval_ms);
+/// The entry node's answer to a coordinator's Placement: the epoch in effect and the units
+/// kept where they were (unit, why).
+[[nodiscard]] zmq::message_t
+makePlaced(std::uint64_t call_id, std::uint64_t epoch,
+           const std::vector<std::pair<std::uint32_t, std::string>> &kept);
 [[nodiscard]] zmq::message_t makeMigrate(std::uint64_t call_id, std::uint32_t unit,
                                          wire::MigratePhase phase,
                                          const std::vector<std::uint8_t> &state = {});

@@ -264,6 +264,49 @@ TEST(Adaptation, NoAdaptHoldsThePlacementStill) {
   EXPECT_EQ(c.stop().out, kExpected);
 }
 
+// `coordinator:` names a node that is not the entry node: it runs the loop. The entry node
+// asks the members for each round's reports and forwards them, with its own, to it; the
+// coordinator's placements go through the entry node to every node; admin requests to any
+// node reach it.
+TEST(Adaptation, ACoordinatorThatIsNotTheEntryNodeRunsTheLoop) {
+  RunningCluster c({"--coordinator", "n2", "--placement", "scatter", "--adapt-interval-ms", "100"});
+  ASSERT_TRUE(c.waitReady());
+  // The planner brings the chatty pair together, as on the entry node.
+  EXPECT_TRUE(c.eventually([&] {
+    json p = c.ctlJson({"placement"});
+    return !nodeOf(p, "driver").empty() && nodeOf(p, "driver") == nodeOf(p, "mix");
+  }));
+  ProcessResult status = c.ctl({"--json", "status"}, "n0"); // forwarded by the entry node
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  json s = json::parse(status.out, nullptr, false);
+  EXPECT_EQ(s["coordinator"], "n2");
+  // Every node's report reaches it: all three show their CPU capacity and report interval.
+  EXPECT_TRUE(c.eventually([&] {
+    json st = c.ctlJson({"status"});
+    for (const auto &n : st["nodes"])
+      if (n["report_interval_ms"].get<double>() <= 0)
+        return false;
+    return st["nodes"].size() == 3;
+  })) << c.ctlJson({"status"}).dump();
+  json history = c.ctlJson({"history"});
+  bool planner_moved = false;
+  for (const auto &h : history["entries"])
+    planner_moved |= h["trigger"] == "planner";
+  EXPECT_TRUE(planner_moved) << history.dump(2);
+  // The operator's moves of a unit with state, through the entry node, keep its state.
+  EXPECT_TRUE(c.ctlJson({"freeze"})["ok"].get<bool>());
+  std::string unit = unitOf(c.ctlJson({"placement"}), "tally_add");
+  ASSERT_FALSE(unit.empty());
+  for (const char *node : {"n1", "n2", "n0", "n1"}) {
+    json moved = c.ctlJson({"move", unit, node});
+    ASSERT_TRUE(moved["ok"].get<bool>()) << moved.dump();
+    EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), unit), node);
+  }
+  ProcessResult r = c.stop();
+  EXPECT_EQ(r.out, kExpected) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Admin, EveryCommandFromDistctl) {
   RunningCluster c({"--adapt-interval-ms", "100", "--no-adapt"});
   ASSERT_TRUE(c.waitReady());
@@ -497,6 +540,31 @@ TEST(Adaptation, APhaseChangeBringsARoundEarly) {
       std::regex("epoch [0-9]+: moved `step` n2→n1: saves .* of remote calls with `chatter`")))
       << text;
   EXPECT_NE(text.find("node `n1` saw a new phase: planning early"), std::string::npos) << text;
+}
+
+// The same with the coordinator on a node of its own (n3): the look that sees the new phase
+// is n1's or n2's, and the entry node forwards its ask to the coordinator.
+TEST(Adaptation, APhaseChangeBringsARoundEarlyOnACoordinatorElsewhere) {
+  std::string placement =
+      ::testing::TempDir() + "phase-switch-c-" + std::to_string(::getpid()) + ".yaml";
+  std::ofstream(placement) << "chatter: n1\nstep: n2\n";
+  std::string text = runMatchingNative(
+      "phase-switch-c",
+      {"--local", "4", "--coordinator", "n3", "--placement", placement, "--adapt-interval-ms",
+       "86400000", fixture("phase_switch.bc")},
+      {fixture("phase_switch.native")}, "debug");
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(
+      text, m,
+      std::regex("\\[n3\\] info: epoch [0-9]+: moved `step` n2→n1: saves .* of remote calls with "
+                 "`chatter`")))
+      << text;
+  EXPECT_TRUE(std::regex_search(
+      text, m,
+      std::regex("node `n[12]` saw a new phase: asking the coordinator `n3` for a round")))
+      << text;
+  EXPECT_NE(text.find("[n3] debug: a node saw a new phase: planning early"), std::string::npos)
+      << text;
 }
 
 // phases.c alternates a chatty phase and a bulky one; started scattered, the loop brings each

@@ -92,10 +92,9 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: 'tcp://h:2'}\n",
        "c.yaml:4: nodes[1].call: endpoint `tcp://h:2` is also nodes[0].control (by default the "
        "call port + 1); give each its own"},
-      {"cluster: x\ncoordinator: b\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: "
+      {"cluster: x\ncoordinator: c\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: "
        "'tcp://h:3'}\n",
-       "c.yaml:2: coordinator: must be the entry node `a` (placement is decided on the entry "
-       "node; a coordinator of its own is not supported yet)"},
+       "c.yaml:2: coordinator: no node named `c` in `nodes`"},
       {"cluster: x\nheartbeat_timeout_ms: 10\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: heartbeat_timeout_ms: must be at least 100"},
       {"cluster: x\nnodse: []\n",
@@ -162,6 +161,11 @@ TEST(ClusterConfig, LocalClusterYamlParses) {
   EXPECT_EQ(c->nodes[2].call_endpoint, "tcp://127.0.0.1:7005");
   EXPECT_EQ(c->nodes[2].control_endpoint, "tcp://127.0.0.1:7106");
   EXPECT_EQ(c->entry, "n0");
+  EXPECT_EQ(c->coordinator, "n0");
+  auto elsewhere = parseClusterConfig(
+      localClusterYaml({7001, 7102, 7003, 7104}, std::chrono::seconds(3), "", 1), "gen.yaml");
+  ASSERT_TRUE(bool(elsewhere)) << llvm::toString(elsewhere.takeError());
+  EXPECT_EQ(elsewhere->coordinator, "n1") << "a coordinator that is not the entry node";
 }
 
 } // namespace

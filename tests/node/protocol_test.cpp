@@ -402,5 +402,63 @@ TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
   EXPECT_EQ(r.err, "distnode: error: join refused: " + expected + "\n");
 }
 
+// With the coordinator on another node, the entry node takes a Round or a Placement only from
+// the coordinator's connection: a member that joined as another node is refused, and so is a
+// connection that never joined.
+TEST(EntryProtocol, OnlyTheCoordinatorStartsRoundsAndAsksForPlacements) {
+  std::vector<int> ports = freeLoopbackPorts(6);
+  auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
+  std::string entry_control = at(ports[1]);
+  std::string config = writeTempFile(
+      "coordinator.yaml",
+      "cluster: t\ncoordinator: n2\njoin_timeout_ms: 3000\nnodes:\n  - {name: n0, call: '" +
+          at(ports[0]) + "', control: '" + entry_control + "'}\n  - {name: n1, call: '" +
+          at(ports[2]) + "', control: '" + at(ports[3]) + "'}\n  - {name: n2, call: '" +
+          at(ports[4]) + "', control: '" + at(ports[5]) + "'}\n");
+  std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_hello.bc";
+  auto process = startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
+                              std::chrono::seconds(60));
+  auto program = jit::loadBitcode(bitcode);
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+  zmq::context_t ctx;
+  auto answerTo = [&](zmq::socket_t &dealer, zmq::message_t request) {
+    dealer.send(request, zmq::send_flags::none);
+    zmq::pollitem_t item = {dealer.handle(), 0, ZMQ_POLLIN, 0};
+    while (true) { // heartbeats may come first
+      zmq::poll(&item, 1, std::chrono::seconds(30));
+      zmq::message_t answer;
+      if (!(item.revents & ZMQ_POLLIN) || !dealer.recv(answer).has_value())
+        return std::string("no answer");
+      const wire::Envelope *e = transport::verifyEnvelope(answer);
+      if (!e)
+        return std::string("malformed answer");
+      if (e->body_type() == wire::Body::Heartbeat)
+        continue;
+      if (const wire::Error *err = e->body_as_Error())
+        return err->message()->str();
+      if (const wire::Welcome *w = e->body_as_Welcome())
+        return std::string(w->accepted() ? "welcome" : "refused");
+      return std::string("another answer");
+    }
+  };
+  zmq::socket_t stranger(ctx, zmq::socket_type::dealer);
+  stranger.set(zmq::sockopt::linger, 0);
+  stranger.connect(entry_control);
+  EXPECT_EQ(answerTo(stranger, transport::makeRound(1, 1, 100)),
+            "this connection has not joined the cluster");
+  zmq::socket_t member(ctx, zmq::socket_type::dealer);
+  member.set(zmq::sockopt::linger, 0);
+  member.connect(entry_control);
+  ASSERT_EQ(answerTo(member, transport::makeJoin(2, "n1", program->sha256)), "welcome");
+  EXPECT_EQ(answerTo(member, transport::makeRound(3, 1, 100)),
+            "only the coordinator starts planning rounds");
+  EXPECT_EQ(answerTo(member, transport::makePlacement(4, 0, {1})),
+            "only the coordinator asks for placements");
+  // n2 never joins: the entry node gives up after the join timeout.
+  ProcessResult r = process.get();
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("node(s) `n2` did not join within 3000 ms"), std::string::npos) << r.err;
+}
+
 } // namespace
 } // namespace distnode::testing
