@@ -11,6 +11,8 @@
 #   steady    a steady workload for N seconds: moves after convergence.
 #   phases    shift.c, whose phases want different placements: adaptive vs the best static
 #             placement of each phase in hindsight;
+# COORDINATOR (default n0, the entry node) names the node that runs the loop in shed, phases
+# and moves (n1: on the member).
 # Usage: bench/adaptation.sh BUILD_DIR [shed|recovery|moves|phases|steady SECONDS]...
 set -euo pipefail
 build=$(cd "${1:?usage: bench/adaptation.sh BUILD_DIR [benchmark...]}" && pwd)
@@ -21,6 +23,7 @@ python=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 repeats=${REPEATS:-3}
+coordinator=${COORDINATOR:-n0}
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -29,19 +32,21 @@ two_nodes() {
   read -r p0 c0 p1 c1 <<<"$(ports 4)"
   cat >"$tmp/two.yaml" <<EOF
 cluster: shed
+coordinator: $coordinator
 join_timeout_ms: 30000
 nodes:
   - {name: n0, call: 'tcp://127.0.0.1:$p0', control: 'tcp://127.0.0.1:$c0', capacity: {cpu: 1.0}, admin: 'ipc://$tmp/n0.admin'}
-  - {name: n1, call: 'tcp://127.0.0.1:$p1', control: 'tcp://127.0.0.1:$c1', capacity: {cpu: 1.0}}
+  - {name: n1, call: 'tcp://127.0.0.1:$p1', control: 'tcp://127.0.0.1:$c1', capacity: {cpu: 1.0}, admin: 'ipc://$tmp/n1.admin'}
 EOF
 }
 
-# Runs shed.bc on the two pinned nodes with extra entry flags; prints the wall time (s).
+# Runs shed.bc on the two pinned nodes with extra flags (for both: the coordinator's, such as
+# --no-adapt, may be n1's); prints the wall time (s).
 shed_run() {
   two_nodes
   rm -f "$tmp/shed.log"
-  taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$build/bench/shed.bc" -- 400 \
-    >/dev/null 2>&1 &
+  taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$@" --log-level info \
+    --log-file "$tmp/shed.log" "$build/bench/shed.bc" -- 400 >/dev/null 2>&1 &
   local member=$!
   local t0 t1
   t0=$(now)
@@ -94,8 +99,9 @@ shift_run() { # PHASES WHICH [entry flags...]: wall time of shift.bc on the two 
   local phases=$1 which=$2 length=${PHASE_LENGTH:-1}
   shift 2
   two_nodes
-  taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$build/bench/shift.bc" -- \
-    "$phases" "$which" "$length" >/dev/null 2>&1 &
+  taskset -c 1 "$distnode" --join "$tmp/two.yaml" --name n1 "$@" --log-level info \
+    --log-file "$tmp/shift.log" "$build/bench/shift.bc" -- "$phases" "$which" "$length" \
+    >/dev/null 2>&1 &
   local member=$!
   local t0 t1
   t0=$(now)
@@ -182,15 +188,15 @@ recovery() {
 time_moves() { # PROGRAM UNIT LABEL ROUNDS
   local program=$1 unit=$2 label=$3 rounds=$4
   rm -f "$tmp/stop"
-  "$distnode" --local 3 --no-adapt --cluster-out "$tmp/moves.yaml" "$program" -- \
-    "$tmp/stop" >"$tmp/moves.out" &
+  "$distnode" --local 3 --coordinator "$coordinator" --no-adapt --cluster-out "$tmp/moves.yaml" \
+    "$program" -- "$tmp/stop" >"$tmp/moves.out" &
   local run=$!
   for _ in $(seq 200); do
     "$distctl" --cluster "$tmp/moves.yaml" --timeout-ms 200 status >/dev/null 2>&1 && break
     sleep 0.1
   done
   local endpoint
-  endpoint=$(grep -m1 'admin:' "$tmp/moves.yaml" | sed 's/.*admin: //')
+  endpoint=$(grep -m1 "admin: .*/$coordinator.admin" "$tmp/moves.yaml" | sed 's/.*admin: //')
   $python - "$endpoint" "$unit" "$label" "$rounds" <<'EOF'
 import json, statistics, sys, time, zmq
 endpoint, unit, label, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

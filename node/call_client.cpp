@@ -127,7 +127,8 @@ CallClient::CallScope::~CallScope() {
 
 bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id,
                          zmq::message_t &response, const wire::Envelope *&envelope,
-                         std::string &error) {
+                         std::string &error,
+                         std::optional<std::chrono::steady_clock::time_point> deadline) {
   Links &l = links();
   auto &held = l.slots[node];
   if (!held)
@@ -184,6 +185,10 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     }
     if (server_.stopping() || terminateSignal().load()) {
       error = "this node is stopping";
+      return false;
+    }
+    if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+      error = "no answer in time";
       return false;
     }
   }

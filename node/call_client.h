@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,11 @@ public:
   ~CallClient();
 
   /// Sends `message` to `node` and waits for the response with `call_id` (its envelope is
-  /// verified). False with `error` when the node stops first.
+  /// verified). False with `error` when the node stops first, or when `deadline` (if given)
+  /// passes (an answer after it is dropped).
   bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
-               const wire::Envelope *&envelope, std::string &error);
+               const wire::Envelope *&envelope, std::string &error,
+               std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
   /// Counts this thread's remote calls in progress; the outermost one's end gives its sockets
   /// back. Use as a scope around each remote call.

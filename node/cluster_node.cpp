@@ -768,16 +768,22 @@ struct ClusterNode::Impl {
           return;
         job = std::move(place_jobs.front());
         place_jobs.pop_front();
-        if (shut_down) {
-          outbox.emplace_back(coordinator,
-                              transport::makeError(job.call_id, wire::ErrorCode::Failed,
-                                                   "the cluster is stopping"));
-          wake();
-          continue;
-        }
+      }
+      // A stop that began before this placement has it wait (shutdownCluster takes place_mu
+      // after setting shut_down), so none starts once it began.
+      std::unique_lock serial(place_mu);
+      bool stopping = false;
+      {
+        std::lock_guard lock(mu);
+        stopping = shut_down;
+      }
+      if (stopping) {
+        queue(coordinator, transport::makeError(job.call_id, wire::ErrorCode::Failed,
+                                                "the cluster is stopping"));
+        continue;
       }
       std::vector<ClusterNode::Kept> kept;
-      if (auto err = place(job.owners, &kept, &job.replicas)) {
+      if (auto err = placeLocked(job.owners, &kept, &job.replicas)) {
         queue(coordinator, transport::makeError(job.call_id, wire::ErrorCode::Failed,
                                                 llvm::toString(std::move(err))));
         continue;
@@ -980,20 +986,19 @@ struct ClusterNode::Impl {
     for (std::size_t u = 0; u < sets.size(); ++u)
       for (const Replica &r : sets[u])
         shares.emplace_back(static_cast<std::uint16_t>(u), r.node, r.weight);
-    // Bounded by the entry's own waits: each unit with state takes three steps and an epoch.
+    // The entry's own waits bound its answer: each unit with state takes three migration steps
+    // and an epoch, the rest one epoch; a placement of its own (the first) may run before.
     int stateful_moves = 0;
     for (std::size_t u = 0; u < owner.size(); ++u)
       stateful_moves += migratable[u] && owner[u] != now.owner[u];
-    auto timeout = (drain_timeout + config.join_timeout) * (3 * stateful_moves + 1) +
-                   config.join_timeout + config.heartbeat_timeout;
+    auto step = drain_timeout + config.join_timeout;
+    auto timeout = (3 * step + config.join_timeout) * stateful_moves + 2 * config.join_timeout +
+                   config.heartbeat_timeout;
     std::uint64_t id = next_call_id++;
     std::future<zmq::message_t> f = askEntry(id, transport::makePlacement(id, 0, owner, shares));
-    if (f.wait_for(timeout) != std::future_status::ready) {
-      std::lock_guard lock(mu);
-      awaiting.erase(id);
-      return fail("no answer from the entry node `" + nodeName(entry) + "` within " +
-                  std::to_string(timeout.count()) + " ms");
-    }
+    if (f.wait_for(timeout) != std::future_status::ready) // past every bound of the entry's
+      failed("the entry node `" + nodeName(entry) + "` did not answer a placement within " +
+             std::to_string(timeout.count()) + " ms; stopping node `" + nodeName(self) + "`");
     zmq::message_t answer = f.get();
     const wire::Envelope *e = answer.size() ? transport::verifyEnvelope(answer) : nullptr;
     if (!e)
@@ -1191,6 +1196,11 @@ struct ClusterNode::Impl {
                     std::vector<ClusterNode::Kept> *kept = nullptr,
                     const ReplicaSets *replicas = nullptr) {
     std::lock_guard serial(place_mu);
+    return placeLocked(std::move(owner), kept, replicas);
+  }
+  // place(), with place_mu held.
+  llvm::Error placeLocked(std::vector<std::uint16_t> owner, std::vector<ClusterNode::Kept> *kept,
+                          const ReplicaSets *replicas) {
     // The replica sets to publish (those in effect unless new ones are given); they take
     // effect with the placement's epoch, not before.
     const ReplicaSets sets = replicas ? *replicas : placement->current().replicas;
@@ -1753,8 +1763,10 @@ std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t
     const wire::Envelope *envelope = nullptr;
     std::string error;
     auto start = Clock::now();
+    // At most a heartbeat timeout: a node whose workers are all busy answers late, and a
+    // stopping node must not wait for it.
     if (!n.client->request(node, transport::makeProbe(call_id, bytes), call_id, response, envelope,
-                           error) ||
+                           error, start + n.config.heartbeat_timeout) ||
         !envelope->body_as_Reply())
       return std::nullopt;
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);

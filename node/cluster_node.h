@@ -56,7 +56,9 @@ using FailureHandler = std::function<void(const std::string &message, int exit_c
 /// main thread. Join, Welcome, Placement, Shutdown and heartbeats travel there, never behind
 /// application calls. A node obeys Placement and Shutdown only from that connection to the
 /// entry node, and the entry node accepts anything but a Join only from a connection that
-/// joined. Heartbeats go both ways every fifth of `heartbeat_timeout`; a node silent for
+/// joined. A coordinator that is not the entry node talks to the entry node alone: it starts
+/// rounds (Round) and asks for placements (Placement, answered Placed), and the entry node
+/// forwards it every report and every ask for an early round. Heartbeats go both ways every fifth of `heartbeat_timeout`; a node silent for
 /// longer is taken for dead: the entry node stops the others with the reason, and a node that
 /// loses the entry node stops by itself, so no wait anywhere outlives a dead node by more than
 /// the timeout.

@@ -205,7 +205,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   const bool coordinates = name == config->coordinator;
   if (opt.chaos_ms > 0 && entry && !coordinates)
     return reportError("--chaos-ms holds adaptation still on the coordinator, which must then be "
-                       "the entry node; drop `coordinator:` from " + opt.join);
+                       "the entry node; drop `coordinator:` from " +
+                       opt.join);
   // Every node measures its links and reports its profile at each planning round (the
   // coordinator reads them even when adaptation is held still: `distctl profile` shows them).
   static NodeReporter reporter(**node, self, static_cast<int>(config->nodes.size()), capacity);
@@ -235,7 +236,11 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   static std::atomic<bool> coordinator_ready{false};
   static std::unique_ptr<AdminServer> admin;
   static const ClusterConfig admin_config = *config;
-  if (const std::string &endpoint = config->nodes[self].admin_endpoint; !endpoint.empty()) {
+  // Binds the admin socket (if configured); an error line if it cannot.
+  auto bindAdmin = [&]() -> std::optional<std::string> {
+    const std::string &endpoint = config->nodes[self].admin_endpoint;
+    if (endpoint.empty())
+      return std::nullopt;
     const NodeConfig &c = config->nodes[config->nodeIndex(config->coordinator)];
     AdminHandler handler =
         coordinates
@@ -248,11 +253,12 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
             : forwardingHandler(c.admin_endpoint, c.name, std::chrono::milliseconds(5000));
     auto server = AdminServer::Create(endpoint, std::move(handler));
     if (!server)
-      return reportError(server.takeError());
+      return llvm::toString(server.takeError());
     admin = std::move(*server);
     spdlog::info("admin socket at {}", endpoint);
     (*node)->atStop([] { admin->stop(); });
-  }
+    return std::nullopt;
+  };
   (*node)->atStop([] {
     if (loop)
       loop->stop();
@@ -260,6 +266,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   });
 
   if (!entry) {
+    if (auto why = bindAdmin())
+      return reportError(*why);
     reporter.startProbing(config->adapt.interval);
     if (coordinates)
       (*node)->atFirstPlacement([] {
@@ -319,6 +327,10 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   if (coordinates) {
     loop->start();
     coordinator_ready = true;
+  }
+  if (auto why = bindAdmin()) {
+    (*node)->shutdownCluster(kUsageOrInputError);
+    return reportError(*why);
   }
   session.setExitHook([&opt, n = node->get(), name](int code) {
     if (loop)
@@ -460,6 +472,9 @@ int main(int argc, char **argv) {
   if (opt.local > 0 && coordinator < 0)
     return reportError("--coordinator " + opt.coordinator + ": the local cluster's nodes are n0.." +
                        "n" + std::to_string(opt.local - 1));
+  if (opt.local > 0 && opt.chaos_ms > 0 && coordinator != 0)
+    return reportError("--chaos-ms holds adaptation still on the coordinator, which must then be "
+                       "the entry node; drop --coordinator");
   if (opt.json && !opt.analyze)
     return reportError("--json goes with --analyze");
   if (!opt.placement.empty() && opt.join.empty() && opt.local == 0)

@@ -3,6 +3,8 @@
 // crashes, and keeps serving.
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
+#include "node/coordinator.h"
+#include "node/profile_wire.h"
 #include "tests/support/subprocess.h"
 #include "transport/messages.h"
 #include "llvm/IR/Module.h"
@@ -10,9 +12,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <optional>
+#include <thread>
 
 namespace distnode::testing {
 namespace {
@@ -458,6 +463,152 @@ TEST(EntryProtocol, OnlyTheCoordinatorStartsRoundsAndAsksForPlacements) {
   ProcessResult r = process.get();
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("node(s) `n2` did not join within 3000 ms"), std::string::npos) << r.err;
+}
+
+// The coordinator's side of the control plane, played by hand against a real entry node: a
+// Round has the entry ask the other member for that round's report and send its own, a
+// member's report is forwarded under the member's index (whatever `node` it wrote), and a
+// Placement becomes the next epoch on every node, answered with Placed.
+TEST(EntryProtocol, ServesACoordinatorThatIsNotTheEntryNode) {
+  std::vector<int> ports = freeLoopbackPorts(6);
+  auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
+  std::string entry_control = at(ports[1]);
+  std::string config = writeTempFile(
+      "coordinator2.yaml",
+      "cluster: t\ncoordinator: n2\njoin_timeout_ms: 30000\nheartbeat_timeout_ms: 30000\n"
+      "nodes:\n  - {name: n0, call: '" +
+          at(ports[0]) + "', control: '" + entry_control + "'}\n  - {name: n1, call: '" +
+          at(ports[2]) + "', control: '" + at(ports[3]) + "'}\n  - {name: n2, call: '" +
+          at(ports[4]) + "', control: '" + at(ports[5]) + "'}\n");
+  // phase_switch with no calls: main sleeps 5 s, and nothing it calls leaves the entry node.
+  std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_phase_switch.bc";
+  auto process =
+      startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode, "--", "0", "5000"},
+                   std::chrono::seconds(120));
+  auto program = jit::loadBitcode(bitcode);
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+  jit::ProgramAnalysis analysis = jit::analyzeProgram(*program->module, {});
+  ASSERT_NE(analysis.find("step"), nullptr);
+  zmq::context_t ctx;
+  auto connect = [&] {
+    zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.connect(entry_control);
+    return dealer;
+  };
+  // The next message on `dealer` that is not a heartbeat without a report asked for.
+  auto next = [](zmq::socket_t &dealer, zmq::message_t &m) -> const wire::Envelope * {
+    zmq::pollitem_t item = {dealer.handle(), 0, ZMQ_POLLIN, 0};
+    while (true) {
+      zmq::poll(&item, 1, std::chrono::seconds(60));
+      if (!(item.revents & ZMQ_POLLIN) || !dealer.recv(m).has_value())
+        return nullptr;
+      const wire::Envelope *e = transport::verifyEnvelope(m);
+      if (e && e->body_type() == wire::Body::Heartbeat &&
+          (e->body_as_Heartbeat()->report_round() == 0 || e->body_as_Heartbeat()->wants_round()))
+        continue;
+      return e;
+    }
+  };
+  // Acknowledges the Placement of `epoch` on `dealer`; returns its owners.
+  auto acknowledge = [&](zmq::socket_t &dealer, std::uint64_t epoch) {
+    zmq::message_t m;
+    std::vector<std::uint16_t> owners;
+    const wire::Envelope *e = next(dealer, m);
+    EXPECT_TRUE(e && e->body_as_Placement()) << "a Placement of epoch " << epoch;
+    if (!e || !e->body_as_Placement())
+      return owners;
+    const wire::Placement &p = *e->body_as_Placement();
+    EXPECT_EQ(p.epoch(), epoch);
+    owners.assign(p.owners()->begin(), p.owners()->end());
+    dealer.send(transport::makeReply(p.call_id(), nullptr, 0), zmq::send_flags::none);
+    return owners;
+  };
+  // n1's and n2's call endpoints answer the entry's probes (and nothing else comes there).
+  std::atomic<bool> done{false};
+  std::thread call_sockets([&] {
+    zmq::socket_t a(ctx, zmq::socket_type::router), b(ctx, zmq::socket_type::router);
+    for (auto [socket, port] : {std::pair{&a, ports[2]}, std::pair{&b, ports[4]}}) {
+      socket->set(zmq::sockopt::linger, 0);
+      socket->bind(at(port));
+    }
+    while (!done.load()) {
+      zmq::pollitem_t items[2] = {{a.handle(), 0, ZMQ_POLLIN, 0}, {b.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(50));
+      for (int i = 0; i < 2; ++i) {
+        zmq::socket_t &socket = i == 0 ? a : b;
+        zmq::message_t from, probe;
+        if (!(items[i].revents & ZMQ_POLLIN) || !socket.recv(from).has_value() ||
+            !socket.recv(probe).has_value())
+          continue;
+        const wire::Envelope *e = transport::verifyEnvelope(probe);
+        if (!e || !e->body_as_Probe())
+          continue;
+        const auto *data = e->body_as_Probe()->data();
+        socket.send(from, zmq::send_flags::sndmore);
+        socket.send(transport::makeReply(e->body_as_Probe()->call_id(),
+                                         data ? data->data() : nullptr, data ? data->size() : 0),
+                    zmq::send_flags::none);
+      }
+    }
+  });
+  struct Join {
+    std::atomic<bool> &done;
+    std::thread &thread;
+    ~Join() {
+      done = true;
+      thread.join();
+    }
+  } join_call_sockets{done, call_sockets};
+  zmq::socket_t n1 = connect(), n2 = connect();
+  zmq::message_t m;
+  for (auto [socket, name] : {std::pair{&n1, "n1"}, std::pair{&n2, "n2"}}) {
+    socket->send(transport::makeJoin(1, name, program->sha256), zmq::send_flags::none);
+    const wire::Envelope *e = next(*socket, m);
+    ASSERT_TRUE(e && e->body_as_Welcome() && e->body_as_Welcome()->accepted()) << name;
+  }
+  std::vector<std::uint16_t> owners = acknowledge(n1, 1);
+  acknowledge(n2, 1);
+  ASSERT_EQ(owners.size(), analysis.units.size());
+
+  n2.send(transport::makeRound(0, 7, 200), zmq::send_flags::none);
+  const wire::Envelope *asked = next(n1, m);
+  ASSERT_TRUE(asked && asked->body_as_Heartbeat());
+  EXPECT_EQ(asked->body_as_Heartbeat()->report_round(), 7u) << "n1 is asked for round 7";
+  EXPECT_EQ(asked->body_as_Heartbeat()->report_interval_ms(), 200u);
+  const wire::Envelope *own = next(n2, m);
+  ASSERT_TRUE(own && own->body_as_ProfileDelta()) << "the entry's own report of round 7";
+  EXPECT_EQ(own->body_as_ProfileDelta()->call_id(), 7u);
+  EXPECT_EQ(own->body_as_ProfileDelta()->node(), 0u);
+  node::NodeReport report;
+  report.cpu_capacity = 1.0;
+  report.delta.elapsed_s = 0.2;
+  n1.send(node::encodeProfileDelta(7, report, /*node, a lie:*/ 2), zmq::send_flags::none);
+  const wire::Envelope *forwarded = next(n2, m);
+  ASSERT_TRUE(forwarded && forwarded->body_as_ProfileDelta());
+  EXPECT_EQ(forwarded->body_as_ProfileDelta()->call_id(), 7u);
+  EXPECT_EQ(forwarded->body_as_ProfileDelta()->node(), 1u) << "the sender's index, not its word";
+
+  // `step` (never called in this run) to n1: epoch 2 on every node, then Placed.
+  owners[analysis.find("step")->unit] = 1;
+  n2.send(transport::makePlacement(42, 0, owners), zmq::send_flags::none);
+  EXPECT_EQ(acknowledge(n1, 2), owners);
+  EXPECT_EQ(acknowledge(n2, 2), owners);
+  const wire::Envelope *placed = next(n2, m);
+  ASSERT_TRUE(placed && placed->body_as_Placed());
+  EXPECT_EQ(placed->body_as_Placed()->call_id(), 42u);
+  EXPECT_EQ(placed->body_as_Placed()->epoch(), 2u);
+  EXPECT_TRUE(!placed->body_as_Placed()->kept() || placed->body_as_Placed()->kept()->size() == 0);
+
+  // main ends: Shutdown to both, acknowledged; the entry exits with main's code.
+  for (zmq::socket_t *socket : {&n1, &n2}) {
+    const wire::Envelope *e = next(*socket, m);
+    ASSERT_TRUE(e && e->body_as_Shutdown());
+    socket->send(transport::makeReply(e->body_as_Shutdown()->call_id(), nullptr, 0),
+                 zmq::send_flags::none);
+  }
+  ProcessResult r = process.get();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 } // namespace
