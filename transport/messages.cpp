@@ -2,16 +2,27 @@
 #include "transport/messages.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 
 namespace distnode::transport {
 
+namespace {
+std::atomic<std::uint64_t> builders_grown{0};
+} // namespace
+
+std::uint64_t buildersGrown() { return builders_grown.load(std::memory_order_relaxed); }
+
 zmq::message_t finishEnvelope(flatbuffers::FlatBufferBuilder &b, wire::Body type,
-                              flatbuffers::Offset<void> body) {
+                              flatbuffers::Offset<void> body, std::size_t reserved) {
   b.Finish(wire::CreateEnvelope(b, type, body));
   std::size_t size = 0, offset = 0;
-  std::uint8_t *raw = b.ReleaseRaw(size, offset);
+  std::uint8_t *raw = b.ReleaseRaw(size, offset); // size: the bytes the builder holds
+  // The builder rounds what it reserves up to its alignment (at most 64); growing adds at
+  // least half of what it had (128 bytes or more), so a rounded reservation is no growth.
+  if (reserved > 0 && size > ((reserved + 63) & ~std::size_t{63}))
+    builders_grown.fetch_add(1, std::memory_order_relaxed);
   return zmq::message_t(
       raw + offset, size - offset,
       [](void *, void *hint) { delete[] static_cast<std::uint8_t *>(hint); }, raw);
@@ -80,25 +91,26 @@ zmq::message_t makeWelcome(std::uint64_t call_id, bool accepted, std::string_vie
 
 zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
                         const std::uint8_t *args, std::size_t size, std::uint64_t chain) {
-  flatbuffers::FlatBufferBuilder b(size + 64);
+  flatbuffers::FlatBufferBuilder b(size + kBuilderSlack);
   auto blob = b.CreateVector(args, size);
   auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
-  return finishEnvelope(b, wire::Body::Call, body.Union());
+  return finishEnvelope(b, wire::Body::Call, body.Union(), size + kBuilderSlack);
 }
 
 zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
                             std::size_t size, const std::function<void(std::uint8_t *)> &fill,
                             std::uint64_t chain) {
-  flatbuffers::FlatBufferBuilder b(size + 64);
+  flatbuffers::FlatBufferBuilder b(size + kBuilderSlack);
   std::uint8_t *room = nullptr;
   auto blob = b.CreateUninitializedVector(size, &room);
   fill(room);
   auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
-  return finishEnvelope(b, wire::Body::Call, body.Union());
+  return finishEnvelope(b, wire::Body::Call, body.Union(), size + kBuilderSlack);
 }
 
 std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
-  builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(size + 64);
+  reserved_ = size + kBuilderSlack;
+  builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(reserved_);
   std::uint8_t *room = nullptr;
   // Aligned as the buffer's end is (8 bytes at least): a callee may write its out-buffers here.
   builder_->ForceVectorAlignment(size, 1, 16);
@@ -112,14 +124,14 @@ zmq::message_t ReplyBuilder::finish(std::uint64_t call_id, std::uint64_t serve_n
     result_ = builder_->CreateVector(static_cast<const std::uint8_t *>(nullptr), 0);
   }
   auto body = wire::CreateReply(*builder_, call_id, result_, serve_ns);
-  return finishEnvelope(*builder_, wire::Body::Reply, body.Union());
+  return finishEnvelope(*builder_, wire::Body::Reply, body.Union(), reserved_);
 }
 
 zmq::message_t makeReply(std::uint64_t call_id, const std::uint8_t *result, std::size_t size) {
-  flatbuffers::FlatBufferBuilder b(size + 48);
+  flatbuffers::FlatBufferBuilder b(size + kBuilderSlack);
   auto blob = b.CreateVector(result, size);
   auto body = wire::CreateReply(b, call_id, blob);
-  return finishEnvelope(b, wire::Body::Reply, body.Union());
+  return finishEnvelope(b, wire::Body::Reply, body.Union(), size + kBuilderSlack);
 }
 
 zmq::message_t makeError(std::uint64_t call_id, wire::ErrorCode code, std::string_view message) {
@@ -177,21 +189,21 @@ zmq::message_t makePlaced(std::uint64_t call_id, std::uint64_t epoch,
 }
 
 zmq::message_t makeProbe(std::uint64_t call_id, std::size_t bytes) {
-  flatbuffers::FlatBufferBuilder b(bytes + 64);
+  flatbuffers::FlatBufferBuilder b(bytes + kBuilderSlack);
   std::uint8_t *room = nullptr;
   auto data = b.CreateUninitializedVector(bytes, &room);
   std::fill(room, room + bytes, std::uint8_t{0x5a});
   auto body = wire::CreateProbe(b, call_id, data);
-  return finishEnvelope(b, wire::Body::Probe, body.Union());
+  return finishEnvelope(b, wire::Body::Probe, body.Union(), bytes + kBuilderSlack);
 }
 
 zmq::message_t makeMigrate(std::uint64_t call_id, std::uint32_t unit, wire::MigratePhase phase,
                            const std::vector<std::uint8_t> &state) {
-  flatbuffers::FlatBufferBuilder b(state.size() + 64);
+  flatbuffers::FlatBufferBuilder b(state.size() + kBuilderSlack);
   auto bytes = state.empty() ? 0 : b.CreateVector(state.data(), state.size()).o;
   auto body = wire::CreateMigrate(b, call_id, unit, phase,
                                   flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>(bytes));
-  return finishEnvelope(b, wire::Body::Migrate, body.Union());
+  return finishEnvelope(b, wire::Body::Migrate, body.Union(), state.size() + kBuilderSlack);
 }
 
 zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,

@@ -31,10 +31,21 @@ inline constexpr std::uint32_t kProtocolVersion = 10;
 /// The call_id of any request or response body, or 0.
 [[nodiscard]] std::uint64_t callIdOf(const wire::Envelope &envelope);
 
+/// What a message needs beyond its blob: the envelope, the body's table and alignment. A
+/// builder that reserves blob + kBuilderSlack bytes never grows, so the blob is written once
+/// (a builder that grows copies everything it holds: a whole pass over a large blob).
+inline constexpr std::size_t kBuilderSlack = 256;
+
 /// Wraps `body` (of type `type`, built in `b`) in an Envelope and hands the builder's buffer
-/// to ZeroMQ without copying it.
+/// to ZeroMQ without copying it. `reserved`: the bytes `b` was made with, if it carries a blob
+/// (a builder that grew beyond them is counted: buildersGrown).
 [[nodiscard]] zmq::message_t finishEnvelope(flatbuffers::FlatBufferBuilder &b, wire::Body type,
-                                            flatbuffers::Offset<void> body);
+                                            flatbuffers::Offset<void> body,
+                                            std::size_t reserved = 0);
+
+/// How many messages with a blob outgrew the bytes their builder reserved, since the process
+/// started (each growth is one more copy of the blob). Zero is how it should stay.
+[[nodiscard]] std::uint64_t buildersGrown();
 
 [[nodiscard]] zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
                                       const std::array<std::uint8_t, 32> &bitcode_sha256);
@@ -60,6 +71,7 @@ public:
 
 private:
   std::unique_ptr<flatbuffers::FlatBufferBuilder> builder_;
+  std::size_t reserved_ = 0;
   flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> result_;
 };
 

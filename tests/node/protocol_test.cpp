@@ -611,5 +611,37 @@ TEST(EntryProtocol, ServesACoordinatorThatIsNotTheEntryNode) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// A message's blob is written once: every builder of a message with a blob reserves room for
+// the envelope too, so none grows (growing copies the whole blob again: for a 1 MiB call, a
+// pass over a megabyte on each side).
+TEST(Messages, BlobsAreWrittenOnceWhateverTheirSize) {
+  std::uint64_t before = transport::buildersGrown();
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{100}, std::size_t{4096},
+                           std::size_t{65536}, std::size_t{1} << 20, (std::size_t{3} << 20) + 7}) {
+    SCOPED_TRACE(size);
+    std::vector<std::uint8_t> blob(size, 0x5a);
+    std::vector<zmq::message_t> made;
+    made.push_back(transport::makeCall(1, 2, 3, blob.data(), size, 4));
+    made.push_back(transport::makeCallWith(
+        1, 2, 3, size, [&](std::uint8_t *room) { std::fill(room, room + size, 0x5a); }, 4));
+    transport::ReplyBuilder reply;
+    std::uint8_t *room = reply.allocate(size);
+    std::fill(room, room + size, 0x5a);
+    made.push_back(reply.finish(1, 2));
+    made.push_back(transport::makeReply(1, blob.data(), size));
+    made.push_back(transport::makeProbe(1, size));
+    made.push_back(transport::makeMigrate(1, 2, wire::MigratePhase::Install, blob));
+    for (zmq::message_t &m : made)
+      EXPECT_NE(transport::verifyEnvelope(m), nullptr);
+  }
+  EXPECT_EQ(transport::buildersGrown(), before);
+  // The count sees a builder that grew.
+  flatbuffers::FlatBufferBuilder small(64);
+  std::vector<std::uint8_t> big(1 << 20, 1);
+  auto body = wire::CreateProbe(small, 1, small.CreateVector(big));
+  zmq::message_t grown = transport::finishEnvelope(small, wire::Body::Probe, body.Union(), 64);
+  EXPECT_EQ(transport::buildersGrown(), before + 1);
+}
+
 } // namespace
 } // namespace distnode::testing
