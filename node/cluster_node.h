@@ -58,10 +58,10 @@ using FailureHandler = std::function<void(const std::string &message, int exit_c
 /// entry node, and the entry node accepts anything but a Join only from a connection that
 /// joined. A coordinator that is not the entry node talks to the entry node alone: it starts
 /// rounds (Round) and asks for placements (Placement, answered Placed), and the entry node
-/// forwards it every report and every ask for an early round. Heartbeats go both ways every fifth of `heartbeat_timeout`; a node silent for
-/// longer is taken for dead: the entry node stops the others with the reason, and a node that
-/// loses the entry node stops by itself, so no wait anywhere outlives a dead node by more than
-/// the timeout.
+/// forwards it every report and every ask for an early round. Heartbeats go both ways every
+/// fifth of `heartbeat_timeout`; a node silent for longer is taken for dead: the entry node
+/// stops the others with the reason, and a node that loses the entry node stops by itself, so
+/// no wait anywhere outlives a dead node by more than the timeout.
 ///
 /// Thread-safety: callRemote may be called from any thread. The other methods are called by
 /// the thread that runs the node (the process's main thread).
