@@ -88,6 +88,13 @@ public:
     return run_.get();
   }
 
+  // Why the cluster never answered: it is stopped, and its exit and stderr are returned.
+  std::string whyNotReady() {
+    ProcessResult r = stop();
+    return "the cluster never answered `status`; it exited with " + std::to_string(r.exit_code) +
+           (r.timed_out ? " (timed out)" : "") + ", stderr:\n" + r.err;
+  }
+
   const std::string &clusterYaml() const { return cluster_yaml_; }
 
 private:
@@ -106,7 +113,7 @@ const std::string kExpected = "rounds that disagreed: 0\n";
 
 TEST(Adaptation, ChattyPairEndsOnOneNodeAndOutputMatchesNative) {
   RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   // Scatter starts driver and mix on different nodes; the loop brings them together.
   EXPECT_TRUE(c.eventually([&] {
     json p = c.ctlJson({"placement"});
@@ -131,7 +138,7 @@ TEST(Adaptation, ChattyPairEndsOnOneNodeAndOutputMatchesNative) {
 // took, which the reply carries); links without calls are measured by probes.
 TEST(Adaptation, LinksAreMeasuredByTheCallsThatCrossThem) {
   RunningCluster c({"--placement", "scatter", "--no-adapt", "--adapt-interval-ms", "100"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   json p = c.ctlJson({"placement"});
   std::string from = nodeOf(p, "driver"), to = nodeOf(p, "mix");
   ASSERT_NE(from, to) << p.dump();
@@ -166,7 +173,7 @@ TEST(Adaptation, LinksAreMeasuredByTheCallsThatCrossThem) {
 // node's next report covers the new interval.
 TEST(Adaptation, MembersReportAtTheIntervalTheOperatorSets) {
   RunningCluster c({"--adapt-interval-ms", "100"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   auto intervalsWithin = [&](double low, double high) {
     json s = c.ctlJson({"status"});
     for (const auto &n : s["nodes"]) {
@@ -196,7 +203,7 @@ std::string unitOf(const json &placement, const std::string &function) {
 
 TEST(Adaptation, ImmovableUnitsNeverMoveAndPlacementSaysWhy) {
   RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   json p = c.ctlJson({"placement"});
   std::string pointer_unit = unitOf(p, "remember");
   ASSERT_FALSE(pointer_unit.empty());
@@ -233,7 +240,7 @@ TEST(Adaptation, ImmovableUnitsNeverMoveAndPlacementSaysWhy) {
 // round checks that the running total went on where it left off.
 TEST(Adaptation, StatefulUnitMigratedMidRunKeepsItsState) {
   RunningCluster c({"--no-adapt"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   std::string unit = unitOf(c.ctlJson({"placement"}), "tally_add");
   ASSERT_FALSE(unit.empty());
   for (const char *node : {"n1", "n2", "n0", "n2", "n1", "n0", "n1"}) {
@@ -248,7 +255,7 @@ TEST(Adaptation, StatefulUnitMigratedMidRunKeepsItsState) {
 
 TEST(Adaptation, NoAdaptHoldsThePlacementStill) {
   RunningCluster c({"--placement", "scatter", "--adapt-interval-ms", "100", "--no-adapt"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   json status = c.ctlJson({"status"});
   EXPECT_FALSE(status["adapt"]["enabled"].get<bool>());
   // Profiles still arrive: the chatty edge shows up, and nothing moves.
@@ -273,7 +280,7 @@ TEST(Adaptation, ACoordinatorThatIsNotTheEntryNodeRunsTheLoop) {
   std::filesystem::remove(log);
   RunningCluster c({"--coordinator", "n2", "--placement", "scatter", "--adapt-interval-ms", "100",
                     "--log-level", "debug", "--log-file", log});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   // The planner brings the chatty pair together, as on the entry node.
   EXPECT_TRUE(c.eventually([&] {
     json p = c.ctlJson({"placement"});
@@ -321,7 +328,7 @@ TEST(Adaptation, ACoordinatorThatIsNotTheEntryNodeRunsTheLoop) {
 
 TEST(Admin, EveryCommandFromDistctl) {
   RunningCluster c({"--adapt-interval-ms", "100", "--no-adapt"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
 
   ProcessResult status = c.ctl({"status"});
   EXPECT_EQ(status.exit_code, 0) << status.err;
@@ -442,7 +449,7 @@ TEST(Admin, PythonClientAndMalformedRequests) {
   if (!std::filesystem::exists(DIST_PYTHON3))
     GTEST_SKIP() << "no Debian python3 with zmq";
   RunningCluster c({"--no-adapt"});
-  ASSERT_TRUE(c.waitReady());
+  ASSERT_TRUE(c.waitReady()) << c.whyNotReady();
   std::string endpoint;
   {
     std::ifstream in(c.clusterYaml());
