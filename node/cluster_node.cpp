@@ -88,6 +88,46 @@ struct Ack {
   std::string text; ///< the Reply's result, or why it failed
 };
 
+// A node's looks at its counts between planning rounds (every node but the coordinator, whose
+// loop looks at its own): one every phaseLookEvery(interval), and at most one ask for an early
+// round per round answered, none before the first. Used by the thread that serves the node's
+// control plane.
+struct PhaseLooks {
+  Clock::time_point next{};
+  std::uint64_t answered_round = 0; ///< the last round this node reported
+  bool asked = false;               ///< it asked for a round early since
+
+  void start(milliseconds interval) { next = Clock::now() + phaseLookEvery(interval); }
+  // How long the control loop may sleep before the next look, at most `most`.
+  milliseconds wait(milliseconds most) const {
+    return std::min(most, std::chrono::duration_cast<milliseconds>(
+                              std::max(next - Clock::now(), Clock::duration(0))));
+  }
+  // Whether a look is due (then the next one is scheduled).
+  bool due(milliseconds interval) {
+    auto now = Clock::now();
+    if (now < next)
+      return false;
+    next = now + phaseLookEvery(interval);
+    return true;
+  }
+  // The interval changed: the next look comes no later than one look of it from now.
+  void shorten(milliseconds interval) {
+    next = std::min(next, Clock::now() + phaseLookEvery(interval));
+  }
+  void answered(std::uint64_t round) {
+    answered_round = round;
+    asked = false;
+  }
+  // A look saw a new phase: whether to ask for a round now.
+  bool ask() {
+    if (answered_round == 0 || asked)
+      return false;
+    asked = true;
+    return true;
+  }
+};
+
 // A coordinator's Placement waiting on the entry node for its turn (placer thread).
 struct PlaceJob {
   std::uint64_t call_id = 0;
@@ -144,10 +184,9 @@ struct ClusterNode::Impl {
   std::atomic<std::uint32_t> member_report_interval_ms{0};
   /// The coordinator: a node saw a new phase after answering a round; false if that is ignored.
   std::function<bool(std::uint64_t)> round_wanted;
-  /// The entry node, with the coordinator elsewhere: the last round it reported, and whether
-  /// it asked for a round early since (control thread).
-  std::uint64_t entry_answered_round = 0;
-  bool entry_asked = false;
+  /// Looks at this node's counts between rounds (control thread; on the entry node only when
+  /// the coordinator is elsewhere).
+  PhaseLooks looks;
   /// Members: runs once, on the control thread, when the first placement is in effect.
   std::function<void()> on_first_placement;
 
@@ -530,20 +569,15 @@ struct ClusterNode::Impl {
     auto next_beat = Clock::now();
     // With the coordinator elsewhere, this node looks at its counts between rounds as members
     // do (the coordinator's loop looks at its own).
-    const bool looks = coordinatorElsewhere() && phase_watch;
-    auto next_look = Clock::now() + phaseLookEvery(report_interval);
+    const bool looking = coordinatorElsewhere() && phase_watch;
+    looks.start(report_interval);
     while (!control_stop.load()) {
       zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
                                   {nullptr, wake_fd, ZMQ_POLLIN, 0}};
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
-      if (looks)
-        wait = std::min(wait, std::chrono::duration_cast<milliseconds>(
-                                  std::max(next_look - Clock::now(), Clock::duration(0))));
-      pollSockets(items, 2, wait);
-      if (looks && Clock::now() >= next_look) {
-        next_look = Clock::now() + phaseLookEvery(report_interval);
+      pollSockets(items, 2, looking ? looks.wait(wait) : wait);
+      if (looking && looks.due(report_interval))
         lookForNewPhase();
-      }
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
@@ -565,15 +599,9 @@ struct ClusterNode::Impl {
       auto now = Clock::now();
       if (now >= next_beat) {
         next_beat = now + heartbeat_interval;
-        std::vector<std::string> to;
-        {
-          std::lock_guard lock(mu);
-          for (std::size_t i = 0; i < joined.size(); ++i)
-            if (joined[i])
-              to.push_back(routing_ids[i]);
-        }
-        for (const auto &r : to)
-          sendControl(r, transport::makeHeartbeat(0, member_report_interval_ms.load()));
+        for (int m : joinedMembers()) // routing ids change only on this thread
+          sendControl(routing_ids[m],
+                      transport::makeHeartbeat(0, member_report_interval_ms.load()));
       }
       checkLiveness(now);
     }
@@ -631,22 +659,20 @@ struct ClusterNode::Impl {
       }
       break;
     case wire::Body::ProfileDelta: {
-      NodeReport report;
-      std::optional<std::string> bad =
-          decodeProfileDelta(*e->body_as_ProfileDelta(), profile_functions, report);
-      if (!bad && !coordinatorElsewhere())
-        bad = report_handler ? report_check(report) : std::nullopt;
+      const wire::ProfileDelta &d = *e->body_as_ProfileDelta();
+      std::optional<std::string> bad;
+      if (coordinatorElsewhere()) { // forwarded as whose it is; the coordinator checks it
+        NodeReport report;
+        bad = decodeProfileDelta(d, profile_functions, report);
+        if (!bad)
+          toCoordinator(encodeProfileDelta(d.call_id(), report, static_cast<std::uint16_t>(node)));
+      } else if (report_handler) {
+        bad = takeReport(node, d);
+      }
       if (bad) {
         spdlog::warn("node `{}`: {}", nodeName(node), *bad);
-        sendControl(
-            from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Malformed, *bad));
-        break;
+        sendControl(from, transport::makeError(d.call_id(), wire::ErrorCode::Malformed, *bad));
       }
-      if (coordinatorElsewhere()) // the coordinator checks it
-        toCoordinator(
-            encodeProfileDelta(transport::callIdOf(*e), report, static_cast<std::uint16_t>(node)));
-      else if (report_handler)
-        report_handler(node, transport::callIdOf(*e), report);
       break;
     }
     case wire::Body::Round:
@@ -726,33 +752,24 @@ struct ClusterNode::Impl {
       member_report_interval_ms.store(ms);
       report_interval = milliseconds(ms);
     }
-    std::vector<std::string> to;
-    {
-      std::lock_guard lock(mu);
-      for (std::size_t i = 0; i < joined.size(); ++i)
-        if (joined[i] && static_cast<int>(i) != coordinator)
-          to.push_back(routing_ids[i]);
-    }
-    for (const auto &id : to)
-      sendControl(id, transport::makeHeartbeat(0, member_report_interval_ms.load(), r.round()));
-    if (r.round() <= entry_answered_round || !report_source)
+    for (int m : joinedMembers()) // routing ids change only on this thread
+      if (m != coordinator)
+        sendControl(routing_ids[m],
+                    transport::makeHeartbeat(0, member_report_interval_ms.load(), r.round()));
+    if (r.round() <= looks.answered_round || !report_source)
       return;
-    entry_answered_round = r.round();
-    entry_asked = false;
+    looks.answered(r.round());
     toCoordinator(encodeProfileDelta(r.round(), report_source(), static_cast<std::uint16_t>(self)));
   }
 
   // The entry node (control thread), with the coordinator elsewhere: a look at this node's
   // counts; a new phase asks the coordinator for a round early (once per round).
   void lookForNewPhase() {
-    if (!phase_watch())
+    if (!phase_watch() || !looks.ask())
       return;
-    if (entry_answered_round == 0 || entry_asked)
-      return;
-    entry_asked = true;
     spdlog::debug("saw a new phase: asking the coordinator `{}` for a planning round",
                   nodeName(coordinator));
-    toCoordinator(transport::makeHeartbeat(0, 0, entry_answered_round, true));
+    toCoordinator(transport::makeHeartbeat(0, 0, looks.answered_round, true));
   }
 
   // The entry node, with the coordinator elsewhere: runs the coordinator's Placements one
@@ -917,21 +934,27 @@ struct ClusterNode::Impl {
                 std::to_string(config.join_timeout.count()) + " ms; is the entry node running?");
   }
 
+  // The coordinator: node `node`'s report, decoded, checked and handed to the report handler
+  // (set); or what is wrong with it.
+  std::optional<std::string> takeReport(int node, const wire::ProfileDelta &d) {
+    NodeReport report;
+    if (auto bad = decodeProfileDelta(d, profile_functions, report))
+      return bad;
+    if (auto bad = report_check(report))
+      return bad;
+    report_handler(node, d.call_id(), report);
+    return std::nullopt;
+  }
+
   // The coordinator (a member): a node's report, forwarded by the entry node.
   void takeForwardedReport(const wire::ProfileDelta &d) {
     if (!report_handler)
       return;
-    NodeReport report;
-    std::optional<std::string> bad = decodeProfileDelta(d, profile_functions, report);
-    if (!bad && (d.node() >= config.nodes.size() || d.node() == self))
-      bad = "a report of node index " + std::to_string(d.node());
-    if (!bad)
-      bad = report_check(report);
-    if (bad) {
+    std::optional<std::string> bad = d.node() >= config.nodes.size() || d.node() == self
+                                         ? "a report of node index " + std::to_string(d.node())
+                                         : takeReport(d.node(), d);
+    if (bad)
       spdlog::warn("a report forwarded by the entry node: {}", *bad);
-      return;
-    }
-    report_handler(d.node(), d.call_id(), report);
   }
 
   // A member: sends `message` to the entry node from any thread (the control loop sends it),
@@ -1020,18 +1043,14 @@ struct ClusterNode::Impl {
     // that every report of a round covers the same time. Between rounds, a look at the counts
     // every phaseLookEvery(interval) asks for a round early when it shows a new phase (once
     // per round).
-    auto next_look = Clock::now() + phaseLookEvery(report_interval);
-    std::uint64_t answered_round = 0;
-    bool placed = false, asked = false;
+    looks.start(report_interval);
+    bool placed = false;
     while (!terminateSignal().load()) {
       zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
                                   {nullptr, wake_fd, ZMQ_POLLIN, 0}};
       zmq::pollitem_t &item = items[0];
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
-      if (phase_watch)
-        wait = std::min(wait, std::chrono::duration_cast<milliseconds>(
-                                  std::max(next_look - Clock::now(), Clock::duration(0))));
-      pollSockets(items, 2, wait);
+      pollSockets(items, 2, phase_watch ? looks.wait(wait) : wait);
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
@@ -1044,14 +1063,10 @@ struct ClusterNode::Impl {
       for (auto &message : sends)
         toEntry(std::move(message));
       auto now = Clock::now();
-      if (phase_watch && now >= next_look) {
-        next_look = now + phaseLookEvery(report_interval);
-        // None before the program runs, nor before the first round: it comes soon anyway.
-        if (phase_watch() && placed && answered_round > 0 && !asked) {
-          asked = true;
-          spdlog::debug("saw a new phase: asking for a planning round");
-          toEntry(transport::makeHeartbeat(0, 0, answered_round, true));
-        }
+      // None before the program runs, nor before the first round: it comes soon anyway.
+      if (phase_watch && looks.due(report_interval) && phase_watch() && placed && looks.ask()) {
+        spdlog::debug("saw a new phase: asking for a planning round");
+        toEntry(transport::makeHeartbeat(0, 0, looks.answered_round, true));
       }
       while (item.revents & ZMQ_POLLIN) {
         zmq::message_t m;
@@ -1115,13 +1130,12 @@ struct ClusterNode::Impl {
           if (ms >= kMinAdaptIntervalMs && ms <= kMaxAdaptIntervalMs &&
               milliseconds(ms) != report_interval) {
             report_interval = milliseconds(ms);
-            next_look = std::min(next_look, now + phaseLookEvery(report_interval));
+            looks.shorten(report_interval);
           }
           // A round's report, once (rounds only grow); none before the program runs.
-          if (h.report_round() > answered_round && report_source && placed) {
-            answered_round = h.report_round();
-            asked = false;
-            toEntry(encodeProfileDelta(answered_round, report_source()));
+          if (h.report_round() > looks.answered_round && report_source && placed) {
+            looks.answered(h.report_round());
+            toEntry(encodeProfileDelta(looks.answered_round, report_source()));
           }
           break;
         }
@@ -1357,8 +1371,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   impl->coordinator = config.nodeIndex(config.coordinator);
   if (impl->coordinator < 0)
     impl->coordinator = impl->entry;
-  // The entry node reads its members' reports (to forward them when the coordinator is
-  // elsewhere) by the profile's layout.
+  // Reports name functions by profile id: this process's profile layout has them all.
   impl->profile_functions = profiler::Profiler::instance().layout().functions.size();
   impl->session = &session;
   impl->sha256 = bitcode_sha256;
@@ -1703,10 +1716,8 @@ std::uint64_t ClusterNode::servedForOthers() const {
 
 void ClusterNode::setReportHandler(
     std::function<void(int, std::uint64_t, const NodeReport &)> handler,
-    std::function<std::optional<std::string>(const NodeReport &)> check,
-    std::size_t profile_functions) {
+    std::function<std::optional<std::string>(const NodeReport &)> check) {
   impl_->report_check = std::move(check);
-  impl_->profile_functions = profile_functions;
   impl_->report_handler = std::move(handler);
 }
 

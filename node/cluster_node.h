@@ -129,12 +129,12 @@ public:
   /// The coordinator: `handler` receives every other node's profile report and the planning
   /// round it answers (the delta's call_id; 0: none), on the control thread (a coordinator that
   /// is not the entry node gets them forwarded by it),
-  /// once `check` (given the report) found nothing wrong; a report with `profile_functions`
-  /// or more profile ids, or one `check` rejects, is answered with an Error and dropped.
+  /// once `check` (given the report) found nothing wrong; a report with a profile id beyond
+  /// this process's profile layout, or one `check` rejects, is answered with an Error and
+  /// dropped.
   void
   setReportHandler(std::function<void(int node, std::uint64_t round, const NodeReport &)> handler,
-                   std::function<std::optional<std::string>(const NodeReport &)> check,
-                   std::size_t profile_functions);
+                   std::function<std::optional<std::string>(const NodeReport &)> check);
   /// Every node but the coordinator: when the entry node asks for a planning round's report
   /// (requestReports; on the entry node itself, when a coordinator elsewhere starts a round),
   /// what `source` returns goes to it as a profile delta (on the control plane); every

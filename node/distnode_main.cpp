@@ -222,8 +222,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
                         *config, config->nodeIndex(config->entry), config->adapt);
     (*node)->setReportHandler([](int from, std::uint64_t round,
                                  const NodeReport &r) { coordinator->addReport(from, r, round); },
-                              [](const NodeReport &r) { return coordinator->check(r); },
-                              distnode::profiler::Profiler::instance().layout().functions.size());
+                              [](const NodeReport &r) { return coordinator->check(r); });
     // Members look for new phases at the coordinator's interval, whatever they were started
     // with.
     (*node)->setMemberReportInterval(config->adapt.interval);
@@ -234,6 +233,11 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   // coordinator's answers once its loop runs (a coordinator that is not the entry node starts
   // it at the first placement).
   static std::atomic<bool> coordinator_ready{false};
+  // Starts the loop (once the first placement is in effect); the admin socket answers from then.
+  static constexpr auto startCoordinating = [] {
+    loop->start();
+    coordinator_ready = true;
+  };
   static std::unique_ptr<AdminServer> admin;
   static const ClusterConfig admin_config = *config;
   // Binds the admin socket (if configured); an error line if it cannot.
@@ -270,10 +274,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
       return reportError(*why);
     reporter.startProbing(config->adapt.interval);
     if (coordinates)
-      (*node)->atFirstPlacement([] {
-        loop->start();
-        coordinator_ready = true;
-      });
+      (*node)->atFirstPlacement(startCoordinating);
     if (!opt.no_profile)
       (*node)->setShutdownReport([name] {
         auto &p = distnode::profiler::Profiler::instance();
@@ -324,10 +325,8 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     held.enabled = false;
     coordinator->setOptions(held);
   }
-  if (coordinates) {
-    loop->start();
-    coordinator_ready = true;
-  }
+  if (coordinates)
+    startCoordinating();
   if (auto why = bindAdmin()) {
     (*node)->shutdownCluster(kUsageOrInputError);
     return reportError(*why);
