@@ -541,18 +541,22 @@ std::string runMatchingNative(const std::string &name, std::vector<std::string> 
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// A planning interval far longer than the run: after the first round (in the quiet phase)
-// only a round brought early by the chatty phase can move `step` to `chatter`. The look that
-// sees it is a member's (n1 calls n2; the entry only waits for its one call of `chatter`).
-TEST(Adaptation, APhaseChangeBringsARoundEarly) {
-  std::string placement =
-      ::testing::TempDir() + "phase-switch-" + std::to_string(::getpid()) + ".yaml";
+// phase_switch.bc on a local cluster (`cluster` flags, e.g. --local 3) with `chatter` on n1,
+// `step` on n2 and a planning interval far longer than the run: after the first round (in the
+// quiet phase) only a round brought early by the chatty phase can move `step` to `chatter`.
+// Checks the output against the native run's; returns the debug log.
+std::string runPhaseSwitch(const std::string &name, std::vector<std::string> cluster) {
+  std::string placement = ::testing::TempDir() + name + "-" + std::to_string(::getpid()) + ".yaml";
   std::ofstream(placement) << "chatter: n1\nstep: n2\n";
-  std::string text =
-      runMatchingNative("phase-switch",
-                        {"--local", "3", "--placement", placement, "--adapt-interval-ms",
-                         "86400000", fixture("phase_switch.bc")},
-                        {fixture("phase_switch.native")}, "debug");
+  cluster.insert(cluster.end(), {"--placement", placement, "--adapt-interval-ms", "86400000",
+                                 fixture("phase_switch.bc")});
+  return runMatchingNative(name, cluster, {fixture("phase_switch.native")}, "debug");
+}
+
+// The look that sees the new phase is a member's (n1 calls n2; the entry only waits for its
+// one call of `chatter`).
+TEST(Adaptation, APhaseChangeBringsARoundEarly) {
+  std::string text = runPhaseSwitch("phase-switch", {"--local", "3"});
   std::smatch m;
   EXPECT_TRUE(std::regex_search(
       text, m,
@@ -564,14 +568,7 @@ TEST(Adaptation, APhaseChangeBringsARoundEarly) {
 // The same with the coordinator on a node of its own (n3): the look that sees the new phase
 // is n1's or n2's, and the entry node forwards its ask to the coordinator.
 TEST(Adaptation, APhaseChangeBringsARoundEarlyOnACoordinatorElsewhere) {
-  std::string placement =
-      ::testing::TempDir() + "phase-switch-c-" + std::to_string(::getpid()) + ".yaml";
-  std::ofstream(placement) << "chatter: n1\nstep: n2\n";
-  std::string text =
-      runMatchingNative("phase-switch-c",
-                        {"--local", "4", "--coordinator", "n3", "--placement", placement,
-                         "--adapt-interval-ms", "86400000", fixture("phase_switch.bc")},
-                        {fixture("phase_switch.native")}, "debug");
+  std::string text = runPhaseSwitch("phase-switch-c", {"--local", "4", "--coordinator", "n3"});
   std::smatch m;
   EXPECT_TRUE(std::regex_search(
       text, m,

@@ -79,6 +79,33 @@ TEST(DistnodeCli, LoopbackWithClusterIsUsageError) {
                      "--loopback runs on one node; drop --join/--local");
 }
 
+TEST(DistnodeCli, CoordinatorOutsideTheLocalClusterIsUsageError) {
+  expectOneLineError(
+      runProcess({kDistnode, "--local", "2", "--coordinator", "n5", fixture("hello")}),
+      "--coordinator n5: the local cluster's nodes are n0..n1");
+  expectOneLineError(runProcess({kDistnode, "--coordinator", "n1", fixture("hello")}),
+                     "--coordinator requires --local");
+}
+
+TEST(DistnodeCli, ChaosWithACoordinatorElsewhereIsUsageError) {
+  expectOneLineError(runProcess({kDistnode, "--local", "2", "--coordinator", "n1", "--chaos-ms",
+                                 "5", fixture("hello")}),
+                     "--chaos-ms holds adaptation still on the coordinator, which must then be "
+                     "the entry node; drop --coordinator");
+  std::vector<int> ports = freeLoopbackPorts(4);
+  auto at = [](int port) { return "'tcp://127.0.0.1:" + std::to_string(port) + "'"; };
+  std::string config =
+      writeTempFile("chaos_coordinator.yaml",
+                    "cluster: t\ncoordinator: n1\nnodes:\n  - {name: n0, call: " + at(ports[0]) +
+                        ", control: " + at(ports[1]) + "}\n  - {name: n1, call: " + at(ports[2]) +
+                        ", control: " + at(ports[3]) + "}\n");
+  expectOneLineError(
+      runProcess({kDistnode, "--join", config, "--chaos-ms", "5", fixture("hello")}),
+      "--chaos-ms holds adaptation still on the coordinator, which must then be the entry node; "
+      "drop `coordinator:` from " +
+          config);
+}
+
 TEST(DistnodeCli, CodeCacheAndNoCodeCacheIsUsageError) {
   expectOneLineError(
       runProcess({kDistnode, "--code-cache", "/tmp", "--no-code-cache", fixture("hello")}),

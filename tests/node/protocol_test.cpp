@@ -407,19 +407,26 @@ TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
   EXPECT_EQ(r.err, "distnode: error: join refused: " + expected + "\n");
 }
 
+// A cluster.yaml (written to `file`) of n0, the entry node, n1 and n2 on loopback `ports`
+// (each node's call port, then its control port), with the coordinator on n2 and `settings`
+// (YAML lines) added.
+std::string coordinatorOnN2Yaml(const std::string &file, const std::vector<int> &ports,
+                                const std::string &settings) {
+  std::string yaml = "cluster: t\ncoordinator: n2\n" + settings + "nodes:\n";
+  for (int n = 0; n < 3; ++n)
+    yaml += "  - {name: n" + std::to_string(n) +
+            ", call: 'tcp://127.0.0.1:" + std::to_string(ports[2 * n]) +
+            "', control: 'tcp://127.0.0.1:" + std::to_string(ports[2 * n + 1]) + "'}\n";
+  return writeTempFile(file, yaml);
+}
+
 // With the coordinator on another node, the entry node takes a Round or a Placement only from
 // the coordinator's connection: a member that joined as another node is refused, and so is a
 // connection that never joined.
 TEST(EntryProtocol, OnlyTheCoordinatorStartsRoundsAndAsksForPlacements) {
   std::vector<int> ports = freeLoopbackPorts(6);
-  auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
-  std::string entry_control = at(ports[1]);
-  std::string config = writeTempFile(
-      "coordinator.yaml",
-      "cluster: t\ncoordinator: n2\njoin_timeout_ms: 3000\nnodes:\n  - {name: n0, call: '" +
-          at(ports[0]) + "', control: '" + entry_control + "'}\n  - {name: n1, call: '" +
-          at(ports[2]) + "', control: '" + at(ports[3]) + "'}\n  - {name: n2, call: '" +
-          at(ports[4]) + "', control: '" + at(ports[5]) + "'}\n");
+  std::string entry_control = "tcp://127.0.0.1:" + std::to_string(ports[1]);
+  std::string config = coordinatorOnN2Yaml("coordinator.yaml", ports, "join_timeout_ms: 3000\n");
   std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_hello.bc";
   auto process = startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
                               std::chrono::seconds(60));
@@ -473,13 +480,8 @@ TEST(EntryProtocol, ServesACoordinatorThatIsNotTheEntryNode) {
   std::vector<int> ports = freeLoopbackPorts(6);
   auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
   std::string entry_control = at(ports[1]);
-  std::string config = writeTempFile(
-      "coordinator2.yaml",
-      "cluster: t\ncoordinator: n2\njoin_timeout_ms: 30000\nheartbeat_timeout_ms: 30000\n"
-      "nodes:\n  - {name: n0, call: '" +
-          at(ports[0]) + "', control: '" + entry_control + "'}\n  - {name: n1, call: '" +
-          at(ports[2]) + "', control: '" + at(ports[3]) + "'}\n  - {name: n2, call: '" +
-          at(ports[4]) + "', control: '" + at(ports[5]) + "'}\n");
+  std::string config = coordinatorOnN2Yaml("coordinator2.yaml", ports,
+                                           "join_timeout_ms: 30000\nheartbeat_timeout_ms: 30000\n");
   // phase_switch with no calls: main sleeps 5 s, and nothing it calls leaves the entry node.
   std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_phase_switch.bc";
   auto process =
