@@ -79,9 +79,12 @@ struct Cluster {
     std::vector<int> ports = testing::freeLoopbackPorts(7);
     std::string yaml = node::localClusterYaml(
         {ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]}, std::chrono::seconds(30));
-    // n1 runs calls on two workers, as a 2-CPU machine would.
+    // n1 runs calls on two workers, as a 2-CPU machine would (DIST_BENCH_N1_CPU: another
+    // number, to compare).
+    const char *n1_cpu = std::getenv("DIST_BENCH_N1_CPU");
     yaml = std::regex_replace(yaml, std::regex("  - name: n1\n"),
-                              "  - name: n1\n    capacity: {cpu: 2}\n");
+                              std::string("  - name: n1\n    capacity: {cpu: ") +
+                                  (n1_cpu ? n1_cpu : "2") + "}\n");
     std::string config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
     auto config = node::loadClusterConfig(config_path);
     if (!config) {
@@ -167,6 +170,52 @@ void BM_RoundTrip_RemoteCall(benchmark::State &state) {
   if (out != in)
     state.SkipWithError("echo_bytes returned other bytes");
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size) * 2);
+}
+
+// The two above, paired: each iteration times a block of raw round trips, then a block of
+// remote calls of the same payload, so both see the same state of this shared machine (its
+// speed drifts over seconds, and with it any ratio of runs made apart). Counters: each one's
+// median time per call over the blocks, and the median of the blocks' ratios.
+void BM_RoundTrip_Paired(benchmark::State &state) {
+  constexpr int kBlock = 64;
+  std::size_t size = static_cast<std::size_t>(state.range(0));
+  zmq::socket_t dealer(cluster->ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 10000);
+  dealer.connect(cluster->raw_endpoint);
+  std::vector<std::uint8_t> in(size, 0x5a), out(size, 0);
+  std::vector<double> raw_us, remote_us, ratios;
+  using Clock = std::chrono::steady_clock;
+  auto perCall = [](Clock::duration d) {
+    return std::chrono::duration<double, std::micro>(d).count() / kBlock;
+  };
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < kBlock; ++i) {
+      dealer.send(zmq::buffer(in), zmq::send_flags::none);
+      zmq::message_t reply;
+      if (!dealer.recv(reply) || reply.size() != size) {
+        state.SkipWithError("no echo");
+        return;
+      }
+    }
+    auto t1 = Clock::now();
+    for (int i = 0; i < kBlock; ++i)
+      cluster->echo(in.data(), out.data(), size);
+    auto t2 = Clock::now();
+    raw_us.push_back(perCall(t1 - t0));
+    remote_us.push_back(perCall(t2 - t1));
+    ratios.push_back(remote_us.back() / raw_us.back());
+  }
+  if (out != in)
+    state.SkipWithError("echo_bytes returned other bytes");
+  auto median = [](std::vector<double> &v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  state.counters["raw_us"] = median(raw_us);
+  state.counters["remote_us"] = median(remote_us);
+  state.counters["ratio"] = median(ratios);
 }
 
 void BM_RemoteCalls_Threads(benchmark::State &state) {
@@ -287,6 +336,7 @@ BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();
 BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);
 BENCHMARK(BM_RoundTrip_RemoteCall)->RangeMultiplier(8)->Range(8, 1 << 20);
+BENCHMARK(BM_RoundTrip_Paired)->RangeMultiplier(8)->Range(8, 4096)->UseRealTime();
 BENCHMARK(BM_RemoteCalls_Threads)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
 
 } // namespace

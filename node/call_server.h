@@ -1,8 +1,17 @@
 // call_server.h - serving the calls that arrive on a node's call socket.
 //
 // A pool of worker threads shares the call ROUTER, leader/follower style. One worker at a time,
-// the leader, waits on the socket; when a call arrives it hands the leadership to an idle
-// worker and runs the call itself (no thread hand-off on the call's path). A call of a chain
+// the leader, waits on the socket; when a call arrives the leader runs it itself (no thread
+// hand-off on the call's path) and keeps the socket meanwhile, unless the call's function ran
+// long before: then it hands the leadership to an idle worker first. A watchdog hands it over
+// when a call the leader kept runs longer than kInlineBound, so a second call is read at most
+// that late while a first one runs, and a call that nobody waits behind wakes no second worker
+// (on a 2-core machine that wake-up cost 10-15% of a small call's round trip). With
+// `background_long_calls`, a call that outlasts kInlineBound (or whose function's last call
+// did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its core (a
+// short call, an I/O thread, the control plane) runs at once instead of waiting for the long
+// call's time slice; on a machine that has other busy processes the long call gets only their
+// leftovers. A call of a chain
 // whose thread waits on this node (A→B→A) goes to that thread's mailbox instead and runs
 // there, on top of the waiting frames, so nested calls cannot deadlock however small the pool.
 // The worker that ran a call sends its reply.
@@ -19,8 +28,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace distnode::node {
@@ -28,6 +39,9 @@ namespace distnode::node {
 /// A call received on the call socket, with the identity to answer it by.
 struct Incoming {
   zmq::message_t identity, payload;
+  std::uint32_t function = kNoFunction; ///< the called function, if a Call
+
+  static constexpr std::uint32_t kNoFunction = UINT32_MAX;
 };
 
 /// Calls of a thread's chain handed to it while it waits for a reply. Thread-safe.
@@ -58,11 +72,18 @@ std::uint64_t &currentChain();
 /// The call socket's server. Thread-safe; construct, start(), stop().
 class CallServer {
 public:
+  /// How long the leader runs a call before a watchdog hands the socket to another worker.
+  static constexpr std::chrono::microseconds kInlineBound{100};
+
   /// Answers one call's payload (runs the call); used by every worker.
   using Answer = std::function<zmq::message_t(zmq::message_t &payload)>;
 
   /// `router` is bound already; `pool_size` workers are started by start().
-  CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Answer answer);
+  /// `background_long_calls`: long calls run in SCHED_IDLE (see above), where this process
+  /// may move a thread back (CAP_SYS_NICE or an RLIMIT_NICE of 20); else it is off, with a
+  /// warning.
+  CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Answer answer,
+             bool background_long_calls);
   ~CallServer();
 
   void start();
@@ -70,6 +91,8 @@ public:
   void stop();
   /// Whether stop() was called.
   [[nodiscard]] bool stopping() const { return stop_.load(); }
+  /// Whether long calls run in the background class (asked for, and possible here).
+  [[nodiscard]] bool backgroundLongCalls() const { return background_long_calls_; }
   /// Whether the calling thread is one of the workers.
   [[nodiscard]] bool onWorker();
   /// Closes the socket, letting it send what is queued for `linger`. After stop().
@@ -99,6 +122,16 @@ public:
 
 private:
   void workerLoop(bool lead_first);
+  void leadAndServe(std::unique_lock<std::mutex> &lock);
+  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock,
+                  std::chrono::nanoseconds cpu_start);
+  bool handOffFirst(const Incoming &in) const;
+
+  bool runsHeavy(const Incoming &in);
+  void reply(Incoming &in, zmq::message_t &answer);
+  void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
+  void watchdogLoop();
+  std::vector<std::thread> reapEnded();
   bool lead(Incoming &out);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);
@@ -119,7 +152,30 @@ private:
   bool leader_taken_ = false;
   int idle_workers_ = 0;
   int pool_size_;
-  std::vector<std::thread> workers_;
+  int live_workers_ = 0;               ///< started and not ended
+  std::vector<std::thread> workers_;   ///< every worker not joined yet
+  std::vector<std::thread::id> ended_; ///< workers past the pool's size that ended
+  bool inline_call_ = false;           ///< the leader runs a call and still holds the socket
+  pid_t inline_tid_ = 0;               ///< the thread that runs it
+  pthread_t inline_thread_{};
+  std::chrono::nanoseconds inline_cpu_start_{};      ///< that thread's CPU time when the call began
+  std::uint64_t inline_seq_ = 0;                     ///< counts the calls the leader ran so
+  std::unordered_set<std::uint32_t> long_functions_; ///< whose last call outlasted kInlineBound
+  std::unordered_set<std::uint32_t> heavy_functions_; ///< whose last call used more CPU than
+                                                      ///< kInlineBound
+
+  bool background_long_calls_;
+  int timer_fd_ = -1; ///< timerfd: armed for kInlineBound when the leader runs a call
+  /// A call handed over while it runs that has not used much CPU yet (the latest one).
+  struct Watched {
+    std::uint64_t seq;
+    pid_t tid;
+    pthread_t thread;
+    std::chrono::nanoseconds cpu_start, next_check;
+  };
+  std::optional<Watched> watched_; ///< guarded by pool_mu_
+  int recheck_fd_ = -1;            ///< timerfd: the next look at watched_
+  std::thread watchdog_;
 
   std::mutex chains_mu_; ///< guards waiting_chains_
   std::unordered_map<std::uint64_t, Mailbox *> waiting_chains_;

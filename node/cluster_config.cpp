@@ -143,7 +143,7 @@ public:
       std::string field = "nodes[" + std::to_string(i) + "]";
       if (!n.IsMap())
         fail(n, field, "expected a map with `name` and `call`");
-      onlyKeys(n, field, {"name", "call", "control", "admin", "capacity"});
+      onlyKeys(n, field, {"name", "call", "control", "admin", "capacity", "long_calls"});
       NodeConfig node;
       node.line = n.Mark().line + 1;
       if (!n["name"])
@@ -191,6 +191,13 @@ public:
           if (!(node.cpu_capacity > 0))
             fail(cap["cpu"], field + ".capacity.cpu", "must be positive");
         }
+      }
+      if (n["long_calls"]) {
+        std::string v = str(n["long_calls"], field + ".long_calls");
+        if (v != "background" && v != "normal")
+          fail(n["long_calls"], field + ".long_calls",
+               "`" + v + "` is neither `background` nor `normal`");
+        node.background_long_calls = v == "background";
       }
       c.nodes.push_back(std::move(node));
     }

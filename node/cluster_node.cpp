@@ -1425,10 +1425,9 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     transport::configureSocket(*router, maxMessageBytes());
     router->bind(endpoint);
     Impl *n = impl.get();
-    impl->server =
-        std::make_unique<CallServer>(std::move(router), pool_size, [n](zmq::message_t &payload) {
-          return n->answerCall(payload);
-        });
+    impl->server = std::make_unique<CallServer>(
+        std::move(router), pool_size,
+        [n](zmq::message_t &payload) { return n->answerCall(payload); }, me.background_long_calls);
     std::vector<std::string> endpoints;
     for (const NodeConfig &node : config.nodes)
       endpoints.push_back(node.call_endpoint);

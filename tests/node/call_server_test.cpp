@@ -1,0 +1,147 @@
+// call_server_test.cpp - the call server's workers on a real socket: a call the leader runs
+// itself is handed over when it runs long (a second call is read meanwhile), and a long call
+// runs in the background scheduling class while short ones do not.
+#include "node/call_server.h"
+#include "node/node_sockets.h"
+#include "tests/support/subprocess.h"
+#include "transport/messages.h"
+
+#include <gtest/gtest.h>
+
+#include <sched.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
+
+namespace distnode::testing {
+namespace {
+
+namespace wire = distnode::wire;
+using node::CallServer;
+
+constexpr std::uint32_t kBlocker = 1; // computes until a kQuick call ran, if its argument is 1
+constexpr std::uint32_t kQuick = 2;
+
+// What the served calls saw, in order.
+struct Seen {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<bool> quick_done{false};
+  bool blocker_waited_out = false;    ///< the blocker's wait timed out (the test fails)
+  int blocker_policy_after_wait = -1; ///< its scheduling class once the quick call ran
+  std::vector<std::pair<std::uint32_t, int>> at_entry; ///< function, class when it started
+};
+
+class CallServerTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string endpoint = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0]);
+    auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
+    router->bind(endpoint);
+    server_ = std::make_unique<CallServer>(
+        std::move(router), /*pool_size=*/2,
+        [this](zmq::message_t &payload) { return answer(payload); },
+        /*background_long_calls=*/true);
+    server_->start();
+    dealer_.set(zmq::sockopt::linger, 0);
+    dealer_.set(zmq::sockopt::rcvtimeo, 30000); // a hang fails the test instead
+    dealer_.connect(endpoint);
+  }
+
+  void TearDown() override {
+    server_->stop();
+    server_->close(std::chrono::milliseconds(0));
+  }
+
+  zmq::message_t answer(zmq::message_t &payload) {
+    const wire::Call *call = transport::verifyEnvelope(payload)->body_as_Call();
+    std::unique_lock lock(seen_.mu);
+    seen_.at_entry.emplace_back(call->function(), sched_getscheduler(0));
+    seen_.cv.notify_all();
+    if (call->function() == kQuick) {
+      seen_.quick_done = true;
+      seen_.cv.notify_all();
+    } else if (call->args()->size() == 1 && call->args()->Get(0) == 1) {
+      // A long computation: uses the CPU until the quick call ran, it has used 1 ms of CPU, and
+      // it runs in the background class (the watchdog looks at its CPU time until it does).
+      lock.unlock();
+      auto done = [&] {
+        timespec cpu{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+        return seen_.quick_done.load() && sched_getscheduler(0) == SCHED_IDLE &&
+               (cpu.tv_sec > 0 || cpu.tv_nsec > 1'000'000);
+      };
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      bool finished = false;
+      while (!(finished = done()) && std::chrono::steady_clock::now() < deadline) {
+      }
+      lock.lock();
+      seen_.blocker_waited_out = !finished;
+      seen_.blocker_policy_after_wait = sched_getscheduler(0);
+    }
+    return transport::makeReply(call->call_id(), nullptr, 0);
+  }
+
+  void send(std::uint64_t id, std::uint32_t function, std::uint8_t arg) {
+    dealer_.send(transport::makeCall(id, function, 1, &arg, 1), zmq::send_flags::none);
+  }
+  std::uint64_t receive() {
+    zmq::message_t m;
+    if (!dealer_.recv(m))
+      return 0;
+    const wire::Envelope *e = transport::verifyEnvelope(m);
+    return e && e->body_as_Reply() ? e->body_as_Reply()->call_id() : 0;
+  }
+
+  Seen seen_;
+  std::unique_ptr<CallServer> server_;
+  zmq::socket_t dealer_{node::context(), zmq::socket_type::dealer};
+};
+
+TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
+  ASSERT_TRUE(server_->backgroundLongCalls()) << "this process may not restore SCHED_OTHER";
+  // The blocker's function is new: the leader runs it without handing the socket over, and it
+  // computes until the quick call ran, which is read only once the watchdog handed the socket
+  // over (the other worker waits for the leadership).
+  send(1, kBlocker, 1);
+  {
+    std::unique_lock lock(seen_.mu);
+    ASSERT_TRUE(
+        seen_.cv.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.at_entry.empty(); }));
+  }
+  send(2, kQuick, 0);
+  EXPECT_EQ(receive(), 2u);
+  EXPECT_EQ(receive(), 1u);
+  {
+    std::lock_guard lock(seen_.mu);
+    EXPECT_FALSE(seen_.blocker_waited_out);
+    // It used the CPU all along: the watchdog moved it to the background class.
+    EXPECT_EQ(seen_.blocker_policy_after_wait, SCHED_IDLE);
+  }
+  // Its function computed long: its next call starts in the background; that one is short, so
+  // the one after starts at normal priority again, as does every quick call, on either worker
+  // (a quick call that waited for a core used no CPU meanwhile: never in the background).
+  send(3, kBlocker, 0);
+  EXPECT_EQ(receive(), 3u);
+  send(4, kBlocker, 0);
+  EXPECT_EQ(receive(), 4u);
+  for (std::uint64_t id = 5; id < 25; ++id) {
+    send(id, kQuick, 0);
+    EXPECT_EQ(receive(), id);
+  }
+  std::lock_guard lock(seen_.mu);
+  ASSERT_EQ(seen_.at_entry.size(), 24u);
+  // (Calls 1 and 2, the first of each worker, may spend their first 100 us of CPU before
+  // their first line, in the loader: not checked.)
+  EXPECT_EQ(seen_.at_entry[2], std::make_pair(kBlocker, SCHED_IDLE));
+  EXPECT_EQ(seen_.at_entry[3], std::make_pair(kBlocker, SCHED_OTHER));
+  for (std::size_t i = 4; i < seen_.at_entry.size(); ++i)
+    EXPECT_EQ(seen_.at_entry[i], std::make_pair(kQuick, SCHED_OTHER)) << "call " << i + 1;
+}
+
+} // namespace
+} // namespace distnode::testing
