@@ -288,7 +288,9 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
       got = lead(in);
       lock.lock();
     }
-    if (!got || stop_.load() || handOffFirst(in)) {
+    // Calls queued (a batch, or calls no worker took yet): the pool is busy, and a worker that
+    // keeps the socket would read the next calls only after its own; hand it over first.
+    if (!got || stop_.load() || handOffFirst(in) || !tasks_.empty()) {
       leader_taken_ = false;
       lock.unlock();
       pool_cv_.notify_one(); // the next leader
