@@ -117,6 +117,8 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
        "c.yaml:2: join_timeout_ms: expected a whole number of milliseconds"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', capacity: {cpu: -1}}\n",
        "c.yaml:3: nodes[0].capacity.cpu: must be positive"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', long_calls: low}\n",
+       "c.yaml:3: nodes[0].long_calls: `low` is neither `background` nor `normal`"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nplacement:\n  f: b\n",
        "c.yaml:5: placement.f: no node named `b` in `nodes`"},
       {"cluster: x\nnodes: [\n", "c.yaml:3: not valid YAML: end of sequence flow not found"},
