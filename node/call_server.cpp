@@ -29,8 +29,10 @@ constexpr std::size_t kBatch = 32;
 // Functions whose calls are remembered as long at most (beyond, the oldest knowledge is lost:
 // a call then costs at most kInlineBound of delay to a call that arrives while it runs).
 constexpr std::size_t kMaxLongFunctions = 4096;
-// The longest wait between two looks of the watchdog at a long call's CPU time.
-constexpr std::chrono::nanoseconds kMaxRecheck = std::chrono::milliseconds(100);
+// Looks of the watchdog with nothing to watch before it stops looking.
+constexpr int kQuietTicks = 8;
+// Looks at a call handed over that waits before the watchdog no longer watches it.
+constexpr int kMaxLooks = 64;
 
 // A thread's scheduling class: SCHED_IDLE yields its core to any other thread that wakes
 // (no time slice to wait out), SCHED_OTHER is the default.
@@ -56,10 +58,12 @@ bool canRestorePolicy() {
   return ok;
 }
 
-void arm(int timer_fd, std::chrono::nanoseconds after) {
+// Makes `timer_fd` expire every `period` (0: never).
+void armTicks(int timer_fd, std::chrono::nanoseconds period) {
   itimerspec t{};
-  t.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000'000);
-  t.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000'000);
+  t.it_value.tv_sec = static_cast<time_t>(period.count() / 1'000'000'000);
+  t.it_value.tv_nsec = static_cast<long>(period.count() % 1'000'000'000);
+  t.it_interval = t.it_value;
   timerfd_settime(timer_fd, 0, &t, nullptr);
 }
 
@@ -132,16 +136,14 @@ CallServer::CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Ans
   router_fd_ = router_->get(zmq::sockopt::fd);
   poke_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-  recheck_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 }
 
 CallServer::~CallServer() {
   stop();
   if (poke_fd_ >= 0)
     ::close(poke_fd_);
-  for (int fd : {timer_fd_, recheck_fd_})
-    if (fd >= 0)
-      ::close(fd);
+  if (timer_fd_ >= 0)
+    ::close(timer_fd_);
 }
 
 void CallServer::start() {
@@ -158,7 +160,7 @@ void CallServer::stop() {
     stop_ = true;
   }
   pool_cv_.notify_all();
-  arm(timer_fd_, std::chrono::nanoseconds(1)); // the watchdog sees the stop
+  armTicks(timer_fd_, std::chrono::nanoseconds(1)); // the watchdog sees the stop
   if (watchdog_.joinable())
     watchdog_.join();
   std::vector<std::thread> all;
@@ -264,7 +266,7 @@ void CallServer::workerLoop(bool lead_first) {
       Incoming in = std::move(tasks_.front());
       tasks_.pop_front();
       lock.unlock();
-      serveTimed(in, lock, threadCpu(pthread_self()));
+      serveTimed(in, lock, 0);
       continue;
     }
     leadAndServe(lock);
@@ -272,8 +274,9 @@ void CallServer::workerLoop(bool lead_first) {
 }
 
 // As the leader (pool_mu_ held by `lock`, and held again on return): reads calls and runs
-// them, keeping the socket while it runs one unless that call's function ran long before
-// (then it hands the leadership over first); returns once it is no longer the leader.
+// them, keeping the socket while it runs one unless calls are queued or that call's function
+// ran long before (then it hands the leadership over first); returns once it is no longer the
+// leader.
 void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
   leader_taken_ = true;
   while (true) {
@@ -295,7 +298,7 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
       lock.unlock();
       pool_cv_.notify_one(); // the next leader
       if (got)
-        serveTimed(in, lock, threadCpu(pthread_self()));
+        serveTimed(in, lock, 0);
       else
         lock.lock();
       return;
@@ -304,49 +307,56 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     inline_call_ = true;
     inline_tid_ = gettid();
     inline_thread_ = pthread_self();
-    inline_cpu_start_ = threadCpu(inline_thread_);
-    arm(timer_fd_, CallServer::kInlineBound);
-    lock.unlock();
-    bool ran_long = serveTimed(in, lock, inline_cpu_start_);
-    // Still the leader unless the watchdog (or a waiting chain) handed the socket over, and
-    // then inline_call_ and the timer may be the next leader's.
-    const bool kept = inline_call_ && inline_seq_ == seq;
-    if (!kept) {
-      if (watched_ && watched_->seq == seq)
-        watched_.reset();
-      if (background_long_calls_)
-        setPolicy(0, SCHED_OTHER); // the watchdog may have moved it after the call returned
-      // It waited for another node: hand over before it next time.
-      if (!ran_long && in.function != Incoming::kNoFunction &&
-          long_functions_.size() < kMaxLongFunctions)
-        long_functions_.insert(in.function);
-      return;
+    if (!ticking_) { // the watchdog looks every kInlineBound while calls run
+      ticking_ = true;
+      armTicks(timer_fd_, kInlineBound);
     }
-    inline_call_ = false;
-    arm(timer_fd_, std::chrono::nanoseconds(0)); // an expiry would wake the watchdog
+    lock.unlock();
+    if (!serveTimed(in, lock, seq))
+      return; // the watchdog (or a waiting chain) handed the socket over meanwhile
   }
 }
 
-// Serves `in` with pool_mu_ released (`lock` is unlocked on entry, locked on return) and
-// notes how long its function ran; true when longer than kInlineBound.
-bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock,
-                            std::chrono::nanoseconds cpu_start) {
+// Runs `in` with pool_mu_ released (`lock` is unlocked on entry, locked on return), notes how
+// long its function ran, then replies (after the notes: the caller's next call sees them).
+// `seq`: the leader's call number if the leader runs it keeping the socket (0 if not); then
+// true if it still is the leader.
+bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq) {
   auto start = std::chrono::steady_clock::now();
   const bool background = background_long_calls_ && runsHeavy(in);
-  if (background)
+  std::chrono::nanoseconds cpu_start{};
+  if (background) {
+    cpu_start = threadCpu(pthread_self());
     setPolicy(0, SCHED_IDLE);
+  }
   zmq::message_t answer = answer_(in.payload);
   const bool ran_long = std::chrono::steady_clock::now() - start > kInlineBound;
-  const bool ran_heavy = threadCpu(pthread_self()) - cpu_start > kInlineBound;
-  if (background || ran_heavy)
-    setPolicy(0, SCHED_OTHER); // the watchdog may have moved it
-  {
-    std::lock_guard note(pool_mu_); // before the reply: the caller's next call sees it
-    noteDuration(in, ran_long, ran_heavy);
+  // In the background, a call waits for every other thread on its core: its CPU time, not its
+  // wall time, says whether it still computes long.
+  const bool ran_heavy = background && threadCpu(pthread_self()) - cpu_start > kInlineBound;
+  bool kept = false, moved = false;
+  lock.lock();
+  if (seq != 0) {
+    // Still the leader unless the watchdog (or a waiting chain) handed the socket over, and
+    // then inline_call_ may be the next leader's.
+    kept = inline_call_ && inline_seq_ == seq;
+    if (kept) {
+      inline_call_ = false;
+    } else {
+      if (watched_ && watched_->seq == seq)
+        watched_.reset();
+      moved = moved_seq_ == seq;
+    }
   }
+  if (background || (seq != 0 && !kept && background_long_calls_))
+    setPolicy(0, SCHED_OTHER); // it ran in the background, or the watchdog may have moved it
+  // A call handed over ran long, even if it only waited (for another node, say); one the
+  // watchdog moved computed long (the CPU time of other calls is not read: a system call).
+  noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
+  lock.unlock();
   reply(in, answer);
   lock.lock();
-  return ran_long;
+  return kept;
 }
 
 bool CallServer::handOffFirst(const Incoming &in) const {
@@ -369,48 +379,49 @@ void CallServer::noteDuration(const Incoming &in, bool ran_long, bool ran_heavy)
   }
 }
 
-// Hands the socket to another worker when the leader's call outlasts kInlineBound.
-// Hands the socket to another worker when the leader's call outlasts kInlineBound, and moves
-// such a call to the background class once it has used kInlineBound of CPU (a call that
-// waits, for a core or for another node, is not moved): at once, or at checks spaced twice as
-// far apart each time while it runs. The worker moves itself back when the call returns.
+// Looks every kInlineBound while calls run (one timer, armed when the leader first keeps a
+// call, stopped after kQuietTicks looks with nothing to watch): hands the socket to another
+// worker when the leader runs the same call at two looks in a row (after kInlineBound to twice
+// that), and moves a call handed over to the background class once it has used the CPU at
+// least a quarter of the time since (a call that waits, for another node or for a core, is not
+// moved; after kMaxLooks it is no longer watched). The worker moves itself back when the call
+// returns.
 void CallServer::watchdogLoop() {
-  auto expired = [](const pollfd &p) {
-    std::uint64_t count = 0;
-    return (p.revents & POLLIN) && ::read(p.fd, &count, sizeof count) == sizeof count;
-  };
-  auto heavy = [](pthread_t thread, std::chrono::nanoseconds cpu_start) {
-    return threadCpu(thread) - cpu_start > kInlineBound;
-  };
+  std::uint64_t looked_seq = 0; // the leader's call at the last look
+  int quiet = 0;
   while (!stop_.load()) {
-    pollfd p[2] = {{timer_fd_, POLLIN, 0}, {recheck_fd_, POLLIN, 0}};
-    if (::poll(p, 2, static_cast<int>(kPollSlice.count())) <= 0)
+    pollfd p{timer_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(kPollSlice.count())) <= 0)
+      continue;
+    std::uint64_t count = 0;
+    if (::read(timer_fd_, &count, sizeof count) != sizeof count)
       continue;
     bool handed_over = false;
     {
       std::lock_guard lock(pool_mu_);
-      if (expired(p[0]) && inline_call_) { // else re-armed or done meanwhile
+      auto now = std::chrono::steady_clock::now();
+      if (inline_call_ && inline_seq_ == looked_seq) {
         inline_call_ = false;
         leader_taken_ = false;
         handed_over = true;
-        if (background_long_calls_) {
-          if (heavy(inline_thread_, inline_cpu_start_)) {
-            setPolicy(inline_tid_, SCHED_IDLE);
-          } else {
-            watched_ =
-                Watched{inline_seq_, inline_tid_, inline_thread_, inline_cpu_start_, kInlineBound};
-            arm(recheck_fd_, kInlineBound);
-          }
+        if (background_long_calls_)
+          watched_ =
+              Watched{inline_seq_, inline_tid_, inline_thread_, threadCpu(inline_thread_), now, 0};
+      } else if (watched_) {
+        auto wall = now - watched_->since;
+        if (threadCpu(watched_->thread) - watched_->cpu_start > wall / 4) {
+          setPolicy(watched_->tid, SCHED_IDLE);
+          moved_seq_ = watched_->seq;
+          watched_.reset();
+        } else if (++watched_->looks >= kMaxLooks) {
+          watched_.reset();
         }
       }
-      if (expired(p[1]) && watched_) {
-        if (heavy(watched_->thread, watched_->cpu_start)) {
-          setPolicy(watched_->tid, SCHED_IDLE);
-          watched_.reset();
-        } else {
-          watched_->next_check = std::min(watched_->next_check * 2, kMaxRecheck);
-          arm(recheck_fd_, watched_->next_check);
-        }
+      looked_seq = inline_call_ ? inline_seq_ : 0;
+      quiet = inline_call_ || watched_ ? 0 : quiet + 1;
+      if (quiet >= kQuietTicks && !stop_.load()) {
+        ticking_ = false;
+        armTicks(timer_fd_, std::chrono::nanoseconds(0));
       }
     }
     if (handed_over)

@@ -2,16 +2,16 @@
 //
 // A pool of worker threads shares the call ROUTER, leader/follower style. One worker at a time,
 // the leader, waits on the socket; when a call arrives the leader runs it itself (no thread
-// hand-off on the call's path) and keeps the socket meanwhile, unless the call's function ran
-// long before: then it hands the leadership to an idle worker first. A watchdog hands it over
-// when a call the leader kept runs longer than kInlineBound, so a second call is read at most
-// that late while a first one runs, and a call that nobody waits behind wakes no second worker
-// (on a 2-core machine that wake-up cost 10-15% of a small call's round trip). With
-// `background_long_calls`, a call that outlasts kInlineBound (or whose function's last call
-// did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its core (a
-// short call, an I/O thread, the control plane) runs at once instead of waiting for the long
-// call's time slice; on a machine that has other busy processes the long call gets only their
-// leftovers. A call of a chain
+// hand-off on the call's path) and keeps the socket meanwhile, unless calls are queued or the
+// call's function ran long before: then it hands the leadership to an idle worker first. A
+// watchdog that looks every kInlineBound while calls run hands it over when the leader runs the
+// same call at two looks, so a second call is read at most about 2 x kInlineBound late while a
+// first one runs, and a short call wakes no second worker and costs no system call of its own.
+// With `background_long_calls`, a call handed over that keeps computing (or whose function's
+// last call did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its
+// core (a short call, an I/O thread, the control plane) runs at once instead of waiting for
+// the long call's time slice; on a machine that has other busy processes the long call gets
+// only their leftovers. A call of a chain
 // whose thread waits on this node (A→B→A) goes to that thread's mailbox instead and runs
 // there, on top of the waiting frames, so nested calls cannot deadlock however small the pool.
 // The worker that ran a call sends its reply.
@@ -72,8 +72,9 @@ std::uint64_t &currentChain();
 /// The call socket's server. Thread-safe; construct, start(), stop().
 class CallServer {
 public:
-  /// How long the leader runs a call before a watchdog hands the socket to another worker.
-  static constexpr std::chrono::microseconds kInlineBound{100};
+  /// The watchdog's period: the leader hands the socket over once a call it kept ran at two
+  /// looks (after kInlineBound to twice that); a call that ran longer counts as long.
+  static constexpr std::chrono::microseconds kInlineBound{250};
 
   /// Answers one call's payload (runs the call); used by every worker.
   using Answer = std::function<zmq::message_t(zmq::message_t &payload)>;
@@ -123,8 +124,7 @@ public:
 private:
   void workerLoop(bool lead_first);
   void leadAndServe(std::unique_lock<std::mutex> &lock);
-  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock,
-                  std::chrono::nanoseconds cpu_start);
+  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq);
   bool handOffFirst(const Incoming &in) const;
 
   bool runsHeavy(const Incoming &in);
@@ -158,23 +158,25 @@ private:
   bool inline_call_ = false;           ///< the leader runs a call and still holds the socket
   pid_t inline_tid_ = 0;               ///< the thread that runs it
   pthread_t inline_thread_{};
-  std::chrono::nanoseconds inline_cpu_start_{};      ///< that thread's CPU time when the call began
-  std::uint64_t inline_seq_ = 0;                     ///< counts the calls the leader ran so
-  std::unordered_set<std::uint32_t> long_functions_; ///< whose last call outlasted kInlineBound
+  std::uint64_t moved_seq_ = 0;  ///< the last call the watchdog moved to the background
+  bool ticking_ = false;         ///< the watchdog's timer runs
+  std::uint64_t inline_seq_ = 0; ///< counts the calls the leader ran so
+  std::unordered_set<std::uint32_t> long_functions_;  ///< whose last call outlasted kInlineBound
   std::unordered_set<std::uint32_t> heavy_functions_; ///< whose last call used more CPU than
                                                       ///< kInlineBound
 
   bool background_long_calls_;
-  int timer_fd_ = -1; ///< timerfd: armed for kInlineBound when the leader runs a call
+  int timer_fd_ = -1; ///< timerfd: the watchdog's looks, every kInlineBound while calls run
   /// A call handed over while it runs that has not used much CPU yet (the latest one).
   struct Watched {
     std::uint64_t seq;
     pid_t tid;
     pthread_t thread;
-    std::chrono::nanoseconds cpu_start, next_check;
+    std::chrono::nanoseconds cpu_start;
+    std::chrono::steady_clock::time_point since;
+    int looks;
   };
   std::optional<Watched> watched_; ///< guarded by pool_mu_
-  int recheck_fd_ = -1;            ///< timerfd: the next look at watched_
   std::thread watchdog_;
 
   std::mutex chains_mu_; ///< guards waiting_chains_
