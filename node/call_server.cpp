@@ -305,7 +305,8 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     }
     const std::uint64_t seq = ++inline_seq_;
     inline_call_ = true;
-    inline_tid_ = gettid();
+    thread_local const pid_t tid = gettid(); // a system call: once per thread
+    inline_tid_ = tid;
     inline_thread_ = pthread_self();
     if (!ticking_) { // the watchdog looks every kInlineBound while calls run
       ticking_ = true;
@@ -354,7 +355,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   // watchdog moved computed long (the CPU time of other calls is not read: a system call).
   noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
   lock.unlock();
-  reply(in, answer);
+  reply(in, answer, /*leader=*/kept);
   lock.lock();
   return kept;
 }
@@ -504,10 +505,10 @@ bool CallServer::deliverToChain(Incoming &in) {
 
 void CallServer::serve(Incoming &in) {
   zmq::message_t answer = answer_(in.payload);
-  reply(in, answer);
+  reply(in, answer, false);
 }
 
-void CallServer::reply(Incoming &in, zmq::message_t &answer) {
+void CallServer::reply(Incoming &in, zmq::message_t &answer, bool leader) {
   bool more = false;
   {
     std::lock_guard lock(sock_mu_);
@@ -515,9 +516,10 @@ void CallServer::reply(Incoming &in, zmq::message_t &answer) {
       return;
     transport::sendRetrying(*router_, in.identity, zmq::send_flags::sndmore);
     transport::sendRetrying(*router_, answer, zmq::send_flags::none);
-    more = transport::eventsRetrying(*router_) & ZMQ_POLLIN;
+    more = !leader && (transport::eventsRetrying(*router_) & ZMQ_POLLIN);
   }
-  // Sending may have consumed the socket's "readable" signal the leader waits for.
+  // Sending may have consumed the socket's "readable" signal the leader waits for (a leader
+  // that replies looks at the socket's events before it waits).
   if (more)
     poke();
 }

@@ -128,7 +128,8 @@ private:
   bool handOffFirst(const Incoming &in) const;
 
   bool runsHeavy(const Incoming &in);
-  void reply(Incoming &in, zmq::message_t &answer);
+  /// Sends `answer`. `leader`: the calling thread leads (it looks at the socket next).
+  void reply(Incoming &in, zmq::message_t &answer, bool leader);
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
   std::vector<std::thread> reapEnded();
