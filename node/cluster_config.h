@@ -24,7 +24,7 @@ struct NodeConfig {
   std::string control_endpoint;
   std::string admin_endpoint; ///< endpoint of the admin socket ("" if none)
   double cpu_capacity = 0;    ///< CPU seconds per second the node offers; 0: its cores
-  /// `long_calls: background` (default): a call that runs longer than 100 us runs in the
+  /// `long_calls: background` (default): a call that computes longer than 250 us runs in the
   /// SCHED_IDLE class, so short calls and the control plane never wait for its time slice;
   /// `normal`: every call at the same priority.
   bool background_long_calls = true;

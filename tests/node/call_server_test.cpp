@@ -135,7 +135,7 @@ TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
   }
   std::lock_guard lock(seen_.mu);
   ASSERT_EQ(seen_.at_entry.size(), 24u);
-  // (Calls 1 and 2, the first of each worker, may spend their first 100 us of CPU before
+  // (Calls 1 and 2, the first of each worker, may use some of their first CPU time before
   // their first line, in the loader: not checked.)
   EXPECT_EQ(seen_.at_entry[2], std::make_pair(kBlocker, SCHED_IDLE));
   EXPECT_EQ(seen_.at_entry[3], std::make_pair(kBlocker, SCHED_OTHER));
