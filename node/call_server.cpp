@@ -245,11 +245,14 @@ std::vector<std::thread> CallServer::reapEnded() {
 }
 
 void CallServer::workerLoop(bool lead_first) {
+  if (background_long_calls_)
+    setPolicy(0, SCHED_OTHER); // a thread starts in its creator's class, maybe the background
   std::unique_lock lock(pool_mu_);
   while (true) {
-    // A worker started beyond the pool's size for a waiting chain ends once another worker is
-    // idle to read the socket.
-    if (!lead_first && live_workers_ > pool_size_ && idle_workers_ > 0) {
+    // A worker started beyond the pool's size for a waiting chain ends once another idle
+    // worker is left to read the socket (beyond those the queued calls will take).
+    if (!lead_first && live_workers_ > pool_size_ &&
+        idle_workers_ > static_cast<int>(tasks_.size())) {
       --live_workers_;
       ended_.push_back(std::this_thread::get_id());
       return;
@@ -307,6 +310,7 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     inline_call_ = true;
     thread_local const pid_t tid = gettid(); // a system call: once per thread
     inline_tid_ = tid;
+    inline_start_ = std::chrono::steady_clock::now();
     inline_thread_ = pthread_self();
     if (!ticking_) { // the watchdog looks every kInlineBound while calls run
       ticking_ = true;
@@ -335,6 +339,11 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   // In the background, a call waits for every other thread on its core: its CPU time, not its
   // wall time, says whether it still computes long.
   const bool ran_heavy = background && threadCpu(pthread_self()) - cpu_start > kInlineBound;
+  // Back to the normal class before any lock (a background thread that holds one would stall
+  // every thread that waits for it): after a background call, or a kept one the watchdog may
+  // have moved; once more below if it moved it since.
+  if (background || (seq != 0 && ran_long && background_long_calls_))
+    setPolicy(0, SCHED_OTHER);
   bool kept = false, moved = false;
   lock.lock();
   if (seq != 0) {
@@ -349,8 +358,8 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
       moved = moved_seq_ == seq;
     }
   }
-  if (background || (seq != 0 && !kept && background_long_calls_))
-    setPolicy(0, SCHED_OTHER); // it ran in the background, or the watchdog may have moved it
+  if (seq != 0 && !kept && background_long_calls_)
+    setPolicy(0, SCHED_OTHER); // the watchdog may have moved it after the look above
   // A call handed over ran long, even if it only waited (for another node, say); one the
   // watchdog moved computed long (the CPU time of other calls is not read: a system call).
   noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
@@ -382,13 +391,12 @@ void CallServer::noteDuration(const Incoming &in, bool ran_long, bool ran_heavy)
 
 // Looks every kInlineBound while calls run (one timer, armed when the leader first keeps a
 // call, stopped after kQuietTicks looks with nothing to watch): hands the socket to another
-// worker when the leader runs the same call at two looks in a row (after kInlineBound to twice
-// that), and moves a call handed over to the background class once it has used the CPU at
+// worker at the first look after the leader's call has run kInlineBound (so after kInlineBound
+// to twice that), and moves a call handed over to the background class once it has used the CPU at
 // least a quarter of the time since (a call that waits, for another node or for a core, is not
 // moved; after kMaxLooks it is no longer watched). The worker moves itself back when the call
 // returns.
 void CallServer::watchdogLoop() {
-  std::uint64_t looked_seq = 0; // the leader's call at the last look
   int quiet = 0;
   while (!stop_.load()) {
     pollfd p{timer_fd_, POLLIN, 0};
@@ -401,7 +409,7 @@ void CallServer::watchdogLoop() {
     {
       std::lock_guard lock(pool_mu_);
       auto now = std::chrono::steady_clock::now();
-      if (inline_call_ && inline_seq_ == looked_seq) {
+      if (inline_call_ && now - inline_start_ >= kInlineBound) {
         inline_call_ = false;
         leader_taken_ = false;
         handed_over = true;
@@ -410,7 +418,7 @@ void CallServer::watchdogLoop() {
               Watched{inline_seq_, inline_tid_, inline_thread_, threadCpu(inline_thread_), now, 0};
       } else if (watched_) {
         auto wall = now - watched_->since;
-        if (threadCpu(watched_->thread) - watched_->cpu_start > wall / 4) {
+        if (wall >= kInlineBound && threadCpu(watched_->thread) - watched_->cpu_start > wall / 4) {
           setPolicy(watched_->tid, SCHED_IDLE);
           moved_seq_ = watched_->seq;
           watched_.reset();
@@ -418,9 +426,9 @@ void CallServer::watchdogLoop() {
           watched_.reset();
         }
       }
-      looked_seq = inline_call_ ? inline_seq_ : 0;
       quiet = inline_call_ || watched_ ? 0 : quiet + 1;
       if (quiet >= kQuietTicks && !stop_.load()) {
+        quiet = 0;
         ticking_ = false;
         armTicks(timer_fd_, std::chrono::nanoseconds(0));
       }

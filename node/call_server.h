@@ -4,8 +4,8 @@
 // the leader, waits on the socket; when a call arrives the leader runs it itself (no thread
 // hand-off on the call's path) and keeps the socket meanwhile, unless calls are queued or the
 // call's function ran long before: then it hands the leadership to an idle worker first. A
-// watchdog that looks every kInlineBound while calls run hands it over when the leader runs the
-// same call at two looks, so a second call is read at most about 2 x kInlineBound late while a
+// watchdog that looks every kInlineBound while calls run hands it over once the leader's call
+// has run kInlineBound, so a second call is read at most about 2 x kInlineBound late while a
 // first one runs, and a short call wakes no second worker and costs no system call of its own.
 // With `background_long_calls`, a call handed over that keeps computing (or whose function's
 // last call did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its
@@ -72,8 +72,9 @@ std::uint64_t &currentChain();
 /// The call socket's server. Thread-safe; construct, start(), stop().
 class CallServer {
 public:
-  /// The watchdog's period: the leader hands the socket over once a call it kept ran at two
-  /// looks (after kInlineBound to twice that); a call that ran longer counts as long.
+  /// The watchdog's period: the leader hands the socket over at the first look after a call
+  /// it kept has run this long (so after kInlineBound to twice that); a call that ran longer
+  /// counts as long.
   static constexpr std::chrono::microseconds kInlineBound{250};
 
   /// Answers one call's payload (runs the call); used by every worker.
@@ -159,6 +160,7 @@ private:
   bool inline_call_ = false;           ///< the leader runs a call and still holds the socket
   pid_t inline_tid_ = 0;               ///< the thread that runs it
   pthread_t inline_thread_{};
+  std::chrono::steady_clock::time_point inline_start_; ///< when the leader began it
   std::uint64_t moved_seq_ = 0;  ///< the last call the watchdog moved to the background
   bool ticking_ = false;         ///< the watchdog's timer runs
   std::uint64_t inline_seq_ = 0; ///< counts the calls the leader ran so
