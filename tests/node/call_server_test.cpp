@@ -25,6 +25,9 @@ using node::CallServer;
 
 constexpr std::uint32_t kBlocker = 1; // computes until a kQuick call ran, if its argument is 1
 constexpr std::uint32_t kQuick = 2;
+// From the background class, makes the server start a worker (as a thread about to wait for
+// another node does when every worker is busy), then waits for a kQuick call.
+constexpr std::uint32_t kSpawner = 3;
 
 // What the served calls saw, in order.
 struct Seen {
@@ -43,14 +46,15 @@ protected:
     auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
     router->bind(endpoint);
     server_ = std::make_unique<CallServer>(
-        std::move(router), /*pool_size=*/2,
-        [this](zmq::message_t &payload) { return answer(payload); },
+        std::move(router), poolSize(), [this](zmq::message_t &payload) { return answer(payload); },
         /*background_long_calls=*/true);
     server_->start();
     dealer_.set(zmq::sockopt::linger, 0);
     dealer_.set(zmq::sockopt::rcvtimeo, 30000); // a hang fails the test instead
     dealer_.connect(endpoint);
   }
+
+  virtual int poolSize() const { return 2; }
 
   void TearDown() override {
     server_->stop();
@@ -62,7 +66,17 @@ protected:
     std::unique_lock lock(seen_.mu);
     seen_.at_entry.emplace_back(call->function(), sched_getscheduler(0));
     seen_.cv.notify_all();
-    if (call->function() == kQuick) {
+    if (call->function() == kSpawner) {
+      lock.unlock();
+      sched_param normal{};
+      sched_setscheduler(0, SCHED_IDLE, &normal);
+      server_->ensureLeader();
+      sched_setscheduler(0, SCHED_OTHER, &normal);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (!seen_.quick_done.load() && std::chrono::steady_clock::now() < deadline) {
+      }
+      lock.lock();
+    } else if (call->function() == kQuick) {
       seen_.quick_done = true;
       seen_.cv.notify_all();
     } else if (call->args()->size() == 1 && call->args()->Get(0) == 1) {
@@ -97,6 +111,12 @@ protected:
     return e && e->body_as_Reply() ? e->body_as_Reply()->call_id() : 0;
   }
 
+  /// The ids of the next two replies, in ascending order (their order is not the test's).
+  std::pair<std::uint64_t, std::uint64_t> receiveTwo() {
+    std::uint64_t a = receive(), b = receive();
+    return {std::min(a, b), std::max(a, b)};
+  }
+
   Seen seen_;
   std::unique_ptr<CallServer> server_;
   zmq::socket_t dealer_{node::context(), zmq::socket_type::dealer};
@@ -115,8 +135,7 @@ TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
         seen_.cv.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.at_entry.empty(); }));
   }
   send(2, kQuick, 0);
-  EXPECT_EQ(receive(), 2u);
-  EXPECT_EQ(receive(), 1u);
+  EXPECT_EQ(receiveTwo(), std::make_pair(std::uint64_t{1}, std::uint64_t{2}));
   {
     std::lock_guard lock(seen_.mu);
     EXPECT_FALSE(seen_.blocker_waited_out);
@@ -142,6 +161,29 @@ TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
   EXPECT_EQ(seen_.at_entry[3], std::make_pair(kBlocker, SCHED_OTHER));
   for (std::size_t i = 4; i < seen_.at_entry.size(); ++i)
     EXPECT_EQ(seen_.at_entry[i], std::make_pair(kQuick, SCHED_OTHER)) << "call " << i + 1;
+}
+
+class OneWorkerCallServerTest : public CallServerTest {
+protected:
+  int poolSize() const override { return 1; }
+};
+
+// A worker started by a thread in the background class (a long call that makes a nested
+// remote call) starts in the normal class: the calls it reads are not in the background.
+TEST_F(OneWorkerCallServerTest, AWorkerStartedFromTheBackgroundRunsCallsNormally) {
+  if (!server_->backgroundLongCalls())
+    GTEST_SKIP() << "this process may not move a thread back from SCHED_IDLE (CAP_SYS_NICE)";
+  send(1, kSpawner, 0);
+  {
+    std::unique_lock lock(seen_.mu);
+    ASSERT_TRUE(
+        seen_.cv.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.at_entry.empty(); }));
+  }
+  send(2, kQuick, 0); // only the worker the spawner started is free to read it
+  EXPECT_EQ(receiveTwo(), std::make_pair(std::uint64_t{1}, std::uint64_t{2}));
+  std::lock_guard lock(seen_.mu);
+  ASSERT_EQ(seen_.at_entry.size(), 2u);
+  EXPECT_EQ(seen_.at_entry[1], std::make_pair(kQuick, SCHED_OTHER));
 }
 
 } // namespace
