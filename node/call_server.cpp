@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -268,8 +267,9 @@ void CallServer::workerLoop(bool lead_first) {
     if (take_task) {
       Incoming in = std::move(tasks_.front());
       tasks_.pop_front();
+      const bool heavy = knownHeavy(in);
       lock.unlock();
-      serveTimed(in, lock, 0);
+      serveTimed(in, lock, 0, heavy);
       continue;
     }
     leadAndServe(lock);
@@ -298,10 +298,11 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     // keeps the socket would read the next calls only after its own; hand it over first.
     if (!got || stop_.load() || handOffFirst(in) || !tasks_.empty()) {
       leader_taken_ = false;
+      const bool heavy = got && knownHeavy(in);
       lock.unlock();
       pool_cv_.notify_one(); // the next leader
       if (got)
-        serveTimed(in, lock, 0);
+        serveTimed(in, lock, 0, heavy);
       else
         lock.lock();
       return;
@@ -316,8 +317,9 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
       ticking_ = true;
       armTicks(timer_fd_, kInlineBound);
     }
+    const bool heavy = knownHeavy(in);
     lock.unlock();
-    if (!serveTimed(in, lock, seq))
+    if (!serveTimed(in, lock, seq, heavy))
       return; // the watchdog (or a waiting chain) handed the socket over meanwhile
   }
 }
@@ -325,10 +327,11 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
 // Runs `in` with pool_mu_ released (`lock` is unlocked on entry, locked on return), notes how
 // long its function ran, then replies (after the notes: the caller's next call sees them).
 // `seq`: the leader's call number if the leader runs it keeping the socket (0 if not); then
-// true if it still is the leader.
-bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq) {
+// true if it still is the leader. `heavy`: knownHeavy(in), read by the caller under the lock.
+bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq,
+                            bool heavy) {
   auto start = std::chrono::steady_clock::now();
-  const bool background = background_long_calls_ && runsHeavy(in);
+  const bool background = background_long_calls_ && heavy;
   std::chrono::nanoseconds cpu_start{};
   if (background) {
     cpu_start = threadCpu(pthread_self());
@@ -373,8 +376,7 @@ bool CallServer::handOffFirst(const Incoming &in) const {
   return in.function != Incoming::kNoFunction && long_functions_.count(in.function) != 0;
 }
 
-bool CallServer::runsHeavy(const Incoming &in) {
-  std::lock_guard lock(pool_mu_);
+bool CallServer::knownHeavy(const Incoming &in) const {
   return in.function != Incoming::kNoFunction && heavy_functions_.count(in.function) != 0;
 }
 
@@ -392,10 +394,10 @@ void CallServer::noteDuration(const Incoming &in, bool ran_long, bool ran_heavy)
 // Looks every kInlineBound while calls run (one timer, armed when the leader first keeps a
 // call, stopped after kQuietTicks looks with nothing to watch): hands the socket to another
 // worker at the first look after the leader's call has run kInlineBound (so after kInlineBound
-// to twice that), and moves a call handed over to the background class once it has used the CPU at
-// least a quarter of the time since (a call that waits, for another node or for a core, is not
-// moved; after kMaxLooks it is no longer watched). The worker moves itself back when the call
-// returns.
+// to twice that), and moves a call handed over to the background class once it has used the
+// CPU at least a quarter of the time since (a call that waits, for another node or for a core,
+// is not moved; after kMaxLooks it is no longer watched). The worker moves itself back when
+// the call returns.
 void CallServer::watchdogLoop() {
   int quiet = 0;
   while (!stop_.load()) {

@@ -125,10 +125,10 @@ public:
 private:
   void workerLoop(bool lead_first);
   void leadAndServe(std::unique_lock<std::mutex> &lock);
-  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq);
+  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq, bool heavy);
   bool handOffFirst(const Incoming &in) const;
 
-  bool runsHeavy(const Incoming &in);
+  bool knownHeavy(const Incoming &in) const;
   /// Sends `answer`. `leader`: the calling thread leads (it looks at the socket next).
   void reply(Incoming &in, zmq::message_t &answer, bool leader);
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);

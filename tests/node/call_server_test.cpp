@@ -52,6 +52,8 @@ protected:
     dealer_.set(zmq::sockopt::linger, 0);
     dealer_.set(zmq::sockopt::rcvtimeo, 30000); // a hang fails the test instead
     dealer_.connect(endpoint);
+    if (!server_->backgroundLongCalls())
+      GTEST_SKIP() << "this process may not move a thread back from SCHED_IDLE (CAP_SYS_NICE)";
   }
 
   virtual int poolSize() const { return 2; }
@@ -72,9 +74,7 @@ protected:
       sched_setscheduler(0, SCHED_IDLE, &normal);
       server_->ensureLeader();
       sched_setscheduler(0, SCHED_OTHER, &normal);
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (!seen_.quick_done.load() && std::chrono::steady_clock::now() < deadline) {
-      }
+      spinUntil([&] { return seen_.quick_done.load(); });
       lock.lock();
     } else if (call->function() == kQuick) {
       seen_.quick_done = true;
@@ -89,10 +89,7 @@ protected:
         return seen_.quick_done.load() && sched_getscheduler(0) == SCHED_IDLE &&
                (cpu.tv_sec > 0 || cpu.tv_nsec > 1'000'000);
       };
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      bool finished = false;
-      while (!(finished = done()) && std::chrono::steady_clock::now() < deadline) {
-      }
+      bool finished = spinUntil(done);
       lock.lock();
       seen_.blocker_waited_out = !finished;
       seen_.blocker_policy_after_wait = sched_getscheduler(0);
@@ -100,8 +97,24 @@ protected:
     return transport::makeReply(call->call_id(), nullptr, 0);
   }
 
+  /// Keeps the CPU busy until `done` holds (true) or 30 s passed (false).
+  template <typename Done> static bool spinUntil(Done done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done())
+      if (std::chrono::steady_clock::now() >= deadline)
+        return false;
+    return true;
+  }
+
   void send(std::uint64_t id, std::uint32_t function, std::uint8_t arg) {
     dealer_.send(transport::makeCall(id, function, 1, &arg, 1), zmq::send_flags::none);
+  }
+  /// Sends the first call and waits until the server runs it.
+  void sendFirstAndAwaitIt(std::uint32_t function, std::uint8_t arg) {
+    send(1, function, arg);
+    std::unique_lock lock(seen_.mu);
+    ASSERT_TRUE(
+        seen_.cv.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.at_entry.empty(); }));
   }
   std::uint64_t receive() {
     zmq::message_t m;
@@ -123,17 +136,10 @@ protected:
 };
 
 TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
-  if (!server_->backgroundLongCalls())
-    GTEST_SKIP() << "this process may not move a thread back from SCHED_IDLE (CAP_SYS_NICE)";
   // The blocker's function is new: the leader runs it without handing the socket over, and it
   // computes until the quick call ran, which is read only once the watchdog handed the socket
   // over (the other worker waits for the leadership).
-  send(1, kBlocker, 1);
-  {
-    std::unique_lock lock(seen_.mu);
-    ASSERT_TRUE(
-        seen_.cv.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.at_entry.empty(); }));
-  }
+  ASSERT_NO_FATAL_FAILURE(sendFirstAndAwaitIt(kBlocker, 1));
   send(2, kQuick, 0);
   EXPECT_EQ(receiveTwo(), std::make_pair(std::uint64_t{1}, std::uint64_t{2}));
   {
@@ -171,14 +177,7 @@ protected:
 // A worker started by a thread in the background class (a long call that makes a nested
 // remote call) starts in the normal class: the calls it reads are not in the background.
 TEST_F(OneWorkerCallServerTest, AWorkerStartedFromTheBackgroundRunsCallsNormally) {
-  if (!server_->backgroundLongCalls())
-    GTEST_SKIP() << "this process may not move a thread back from SCHED_IDLE (CAP_SYS_NICE)";
-  send(1, kSpawner, 0);
-  {
-    std::unique_lock lock(seen_.mu);
-    ASSERT_TRUE(
-        seen_.cv.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.at_entry.empty(); }));
-  }
+  ASSERT_NO_FATAL_FAILURE(sendFirstAndAwaitIt(kSpawner, 0));
   send(2, kQuick, 0); // only the worker the spawner started is free to read it
   EXPECT_EQ(receiveTwo(), std::make_pair(std::uint64_t{1}, std::uint64_t{2}));
   std::lock_guard lock(seen_.mu);
