@@ -3,6 +3,7 @@
 
 #include "node/node_sockets.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@ constexpr std::size_t kMaxEarlyAnswers = 4096;
 // not by the program's threads).
 struct Slot {
   std::unique_ptr<zmq::socket_t> socket;
+  int socket_fd = -1; ///< the socket's ZMQ_FD: readable when its state may have changed
   int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   ~Slot() {
     if (efd >= 0)
@@ -51,6 +53,7 @@ public:
     s->socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
     transport::configureSocket(*s->socket, maxMessageBytes());
     s->socket->connect(endpoint_);
+    s->socket_fd = s->socket->get(zmq::sockopt::fd);
     return s;
   }
   void give(std::unique_ptr<Slot> s) {
@@ -158,19 +161,19 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     // Calls of this chain that arrived while it was busy (serving or sending).
     for (Incoming in; box.pop(in);)
       server_.serve(in);
-    zmq::pollitem_t items[2] = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
-                                {nullptr, slot.efd, ZMQ_POLLIN, 0}};
-    pollSockets(items, 2, kPollSlice);
-    // Again every slice: the leader seen before sending may have taken a call since, with no
-    // idle worker left to read this chain's calls.
-    server_.ensureLeader();
-    if (items[1].revents & ZMQ_POLLIN) {
-      std::uint64_t count;
-      [[maybe_unused]] auto n = ::read(slot.efd, &count, sizeof count);
+    // An answer already here. A read that finds none also makes the socket's fd signal the
+    // next one, so the fd can be waited on with poll(2) itself (zmq::poll looks once more
+    // without waiting before it waits: one system call per call).
+    bool got = false;
+    try {
+      got = transport::recvRetrying(dealer, response, zmq::recv_flags::dontwait).has_value();
+    } catch (const zmq::error_t &e) {
+      if (e.num() != ETERM)
+        throw;
+      error = "this node is stopping"; // the process ends: its context is closed under us
+      return false;
     }
-    if (items[0].revents & ZMQ_POLLIN) {
-      if (!transport::recvRetrying(dealer, response, zmq::recv_flags::none))
-        continue;
+    if (got) {
       envelope = transport::verifyEnvelope(response);
       if (!envelope)
         continue; // garbage
@@ -190,6 +193,15 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     if (deadline && std::chrono::steady_clock::now() >= *deadline) {
       error = "no answer in time";
       return false;
+    }
+    pollfd fds[2] = {{slot.socket_fd, POLLIN, 0}, {slot.efd, POLLIN, 0}};
+    ::poll(fds, 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
+    // Again every slice: the leader seen before sending may have taken a call since, with no
+    // idle worker left to read this chain's calls.
+    server_.ensureLeader();
+    if (fds[1].revents & POLLIN) {
+      std::uint64_t count;
+      [[maybe_unused]] auto n = ::read(slot.efd, &count, sizeof count);
     }
   }
 }

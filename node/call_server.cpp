@@ -473,10 +473,11 @@ bool CallServer::lead(Incoming &out) {
       return true;
     if (!batch.empty())
       continue;
-    zmq::pollitem_t items[2] = {{nullptr, router_fd_, ZMQ_POLLIN, 0},
-                                {nullptr, poke_fd_, ZMQ_POLLIN, 0}};
-    pollSockets(items, 2, kPollSlice);
-    if (items[1].revents & ZMQ_POLLIN)
+    // Plain file descriptors: poll(2) itself (zmq::poll would look once more, without
+    // waiting, before it waits).
+    pollfd fds[2] = {{router_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
+    ::poll(fds, 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
+    if (fds[1].revents & POLLIN)
       drain(poke_fd_);
   }
   return false;
