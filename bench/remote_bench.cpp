@@ -17,8 +17,11 @@
 #include <atomic>
 #include <csignal>
 #include <cstring>
+#include <mutex>
+#include <poll.h>
 #include <regex>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -267,6 +270,112 @@ void BM_RawZmq_InFlight(benchmark::State &state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// A second baseline for calls per second, with the shape of remote calls from many threads:
+// each app thread has a DEALER (a connection) of its own and one 8-byte request in flight. Its
+// ratio to BM_RawZmq_InFlight is what one connection per thread costs ZeroMQ itself.
+void BM_RawZmq_Threads(benchmark::State &state) {
+  zmq::socket_t dealer(cluster->ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 10000);
+  dealer.connect(cluster->raw_endpoint);
+  std::uint64_t payload = 42;
+  for (auto _ : state) {
+    dealer.send(zmq::buffer(&payload, sizeof payload), zmq::send_flags::none);
+    zmq::message_t reply;
+    if (!dealer.recv(reply)) {
+      state.SkipWithError("no echo");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// A third: the app threads share one DEALER (one connection), multiplexed by request id; a
+// reader thread of its own reads every reply and wakes the thread it answers. What a design
+// that shares connections between threads could reach at best with ZeroMQ on this machine.
+struct SharedDealer {
+  zmq::socket_t dealer{cluster->ctx, zmq::socket_type::dealer};
+  std::mutex mu; ///< guards dealer
+  int fd = -1, poke = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::atomic<bool> stop{false};
+  std::atomic<int> finished{0};
+  std::vector<std::atomic<int>> answered = std::vector<std::atomic<int>>(64);
+  std::thread reader;
+
+  SharedDealer() {
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.connect(cluster->raw_endpoint);
+    fd = dealer.get(zmq::sockopt::fd);
+    reader = std::thread([this] { read(); });
+  }
+  ~SharedDealer() {
+    stop = true;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(poke, &one, sizeof one);
+    reader.join();
+    ::close(poke);
+  }
+  void read() {
+    while (!stop.load()) {
+      std::vector<std::uint64_t> ids;
+      {
+        std::lock_guard lock(mu);
+        zmq::message_t reply;
+        while (dealer.recv(reply, zmq::recv_flags::dontwait)) {
+          std::uint64_t id = 0;
+          std::memcpy(&id, reply.data(), std::min(reply.size(), sizeof id));
+          ids.push_back(id);
+        }
+      }
+      for (auto id : ids) {
+        answered[id % answered.size()].store(1);
+        answered[id % answered.size()].notify_one();
+      }
+      if (!ids.empty())
+        continue;
+      pollfd fds[2] = {{fd, POLLIN, 0}, {poke, POLLIN, 0}};
+      ::poll(fds, 2, 20);
+      if (fds[1].revents & POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(poke, &count, sizeof count);
+      }
+    }
+  }
+  void call(std::uint64_t id) {
+    auto &done = answered[id % answered.size()];
+    done.store(0);
+    bool readable = false;
+    {
+      std::lock_guard lock(mu);
+      dealer.send(zmq::buffer(&id, sizeof id), zmq::send_flags::none);
+      // The send may have taken the signal the reader waits for.
+      readable = dealer.get(zmq::sockopt::events) & ZMQ_POLLIN;
+    }
+    if (readable) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(poke, &one, sizeof one);
+    }
+    done.wait(0);
+  }
+};
+
+void BM_RawZmq_SharedThreads(benchmark::State &state) {
+  static std::unique_ptr<SharedDealer> shared;
+  if (state.thread_index() == 0)
+    shared = std::make_unique<SharedDealer>();
+  const auto id = static_cast<std::uint64_t>(state.thread_index());
+  for (auto _ : state)
+    shared->call(id);
+  state.SetItemsProcessed(state.iterations());
+  if (++shared->finished == state.threads())
+    shared->finished = 0;
+  if (state.thread_index() == 0) {
+    while (shared->finished.load() != 0)
+      std::this_thread::yield();
+    shared.reset();
+  }
+}
+
 // Rounds of busy() that take `target` here (the member runs the same code on the same kind of
 // core).
 std::uint64_t calibrate(std::chrono::nanoseconds target) {
@@ -332,6 +441,8 @@ void BM_Placement_ThreeNodes(benchmark::State &state) {
 BENCHMARK(BM_Dispatch_StubBaseline);
 BENCHMARK(BM_Dispatch_LocalReplica);
 BENCHMARK(BM_RawZmq_InFlight)->Arg(16)->UseRealTime();
+BENCHMARK(BM_RawZmq_Threads)->Threads(16)->UseRealTime();
+BENCHMARK(BM_RawZmq_SharedThreads)->Threads(16)->UseRealTime();
 BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();
 BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);
