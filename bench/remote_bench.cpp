@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <poll.h>
@@ -70,6 +71,7 @@ struct Cluster {
   std::vector<std::uint16_t> owners; ///< the placement (by unit)
   zmq::context_t ctx;
   std::string raw_endpoint;
+  std::string config_path; ///< the cluster's yaml, removed at the end
   EchoFn echo = nullptr;
   TinyFn tiny = nullptr;
   TinyFn tiny_balanced = nullptr, tiny_here = nullptr;
@@ -88,7 +90,7 @@ struct Cluster {
     yaml = std::regex_replace(yaml, std::regex("  - name: n1\n"),
                               std::string("  - name: n1\n    capacity: {cpu: ") +
                                   (n1_cpu ? n1_cpu : "2") + "}\n");
-    std::string config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
+    config_path = testing::writeTempFile("bench_cluster.yaml", yaml);
     auto config = node::loadClusterConfig(config_path);
     if (!config) {
       std::fprintf(stderr, "bench: %s\n", llvm::toString(config.takeError()).c_str());
@@ -142,6 +144,7 @@ struct Cluster {
       int status = 0;
       waitpid(pid, &status, 0);
     }
+    std::remove(config_path.c_str());
   }
 };
 
