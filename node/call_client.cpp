@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <thread>
+#include <unordered_map>
 
 namespace distnode::node {
 
@@ -17,6 +20,22 @@ namespace {
 
 // Answers kept for outer waits of the same thread (see request()).
 constexpr std::size_t kMaxEarlyAnswers = 4096;
+// Threads in calls to one node from which a call goes on the connection they share (see
+// SharedLink): below, each thread's own connection costs no hop; from there on, one
+// connection carries many calls per TCP write and read.
+constexpr int kShareFrom = 8;
+// Answers the shared connection's reader takes in one go.
+constexpr std::size_t kReadBatch = 64;
+
+void signal(int fd) {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+}
+
+void drain(int fd) {
+  std::uint64_t count;
+  [[maybe_unused]] auto n = ::read(fd, &count, sizeof count);
+}
 
 } // namespace
 
@@ -33,16 +52,197 @@ struct Slot {
   }
 };
 
+// A call waiting for its answer on a shared connection.
+struct Waiter {
+  int efd;               ///< wakes the waiting thread (its slot's eventfd)
+  zmq::message_t answer; ///< set by the reader before `answered`
+  std::atomic<bool> answered{false};
+};
+
+// One connection to a node that the threads calling it share while many do. Only a thread of
+// its own touches the socket: a caller queues its call and registers its Waiter; the thread
+// sends what is queued, reads every answer, hands each to its Waiter and wakes that caller
+// only. So many calls go out in one TCP write and come back in one read, and a caller holds a
+// lock only to queue. No application code runs on the link's thread.
+class SharedLink {
+public:
+  explicit SharedLink(std::string endpoint) : endpoint_(std::move(endpoint)) {}
+  ~SharedLink() {
+    close(std::chrono::milliseconds(0));
+    ::close(poke_);
+  }
+  SharedLink(const SharedLink &) = delete;
+  SharedLink &operator=(const SharedLink &) = delete;
+
+  /// Queues `message` and registers `waiter` for `call_id`. False (nothing queued) when the
+  /// link is closed.
+  bool send(zmq::message_t &message, std::uint64_t call_id, Waiter &waiter) {
+    bool wake = false;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_ || poke_ < 0)
+        return false;
+      if (!thread_.joinable())
+        thread_ = std::thread([this] { run(); });
+      outbox_.push_back({std::move(message), call_id});
+      waiters_[call_id] = &waiter;
+      wake = std::exchange(sleeping_, false);
+    }
+    if (wake)
+      signal(poke_);
+    return true;
+  }
+
+  /// Whether `waiter`'s answer has come (then the link no longer touches it).
+  static bool answered(const Waiter &waiter) {
+    return waiter.answered.load(std::memory_order_acquire);
+  }
+
+  /// No longer waits for `call_id`: an answer that comes later is dropped.
+  void forget(std::uint64_t call_id) {
+    std::lock_guard lock(mu_);
+    waiters_.erase(call_id);
+  }
+
+  /// Stops the link's thread; the socket may send what is queued for `linger`. Calls after it
+  /// go another way.
+  void close(std::chrono::milliseconds linger) {
+    std::thread thread;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      linger_ = linger;
+      thread = std::move(thread_);
+    }
+    if (thread.joinable()) {
+      signal(poke_);
+      thread.join();
+    }
+  }
+
+private:
+  struct Outgoing {
+    zmq::message_t message;
+    std::uint64_t call_id;
+  };
+
+  void run() {
+    zmq::socket_t socket(context(), zmq::socket_type::dealer);
+    transport::configureSocket(socket, maxMessageBytes());
+    socket.connect(endpoint_);
+    const int socket_fd = socket.get(zmq::sockopt::fd);
+    std::deque<Outgoing> out;
+    std::vector<zmq::message_t> got;
+    std::vector<int> wake;
+    try {
+      while (true) {
+        {
+          std::lock_guard lock(mu_);
+          if (closed_)
+            break;
+          for (auto &o : outbox_)
+            out.push_back(std::move(o));
+          outbox_.clear();
+        }
+        // Sends what it can without waiting (a full pipe must not stop the reading).
+        bool busy = false;
+        while (!out.empty() &&
+               transport::sendRetrying(socket, out.front().message, zmq::send_flags::dontwait)) {
+          out.pop_front();
+          busy = true;
+        }
+        got.clear();
+        for (zmq::message_t m; got.size() < kReadBatch &&
+                               transport::recvRetrying(socket, m, zmq::recv_flags::dontwait);)
+          got.push_back(std::move(m));
+        if (!got.empty()) {
+          busy = true;
+          deliver(got, wake);
+        }
+        if (busy)
+          continue;
+        {
+          std::lock_guard lock(mu_);
+          if (!outbox_.empty() || closed_)
+            continue;
+          sleeping_ = true;
+        }
+        // The reads above found nothing: the socket's fd signals the next answer (or room to
+        // send what is left).
+        pollfd fds[2] = {{socket_fd, POLLIN, 0}, {poke_, POLLIN, 0}};
+        ::poll(fds, 2, static_cast<int>(kPollSlice.count()));
+        if (fds[1].revents & POLLIN)
+          drain(poke_);
+        std::lock_guard lock(mu_);
+        sleeping_ = false;
+      }
+    } catch (const zmq::error_t &) {
+      // The process ends: its context is closed under this thread.
+    }
+    // Calls still waiting get an empty answer: this link will not bring theirs.
+    wake.clear();
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      socket.set(zmq::sockopt::linger, static_cast<int>(linger_.count()));
+      socket.close();
+      for (auto &[id, w] : waiters_) {
+        wake.push_back(w->efd);
+        w->answered.store(true, std::memory_order_release);
+      }
+      waiters_.clear();
+    }
+    for (int fd : wake)
+      signal(fd);
+  }
+
+  // Hands each answer to its Waiter under the lock and wakes the callers after it (a wake is a
+  // system call; a caller that gave up meanwhile still holds its slot, and a spare wake only
+  // makes it look again).
+  void deliver(std::vector<zmq::message_t> &got, std::vector<int> &wake) {
+    wake.clear();
+    {
+      std::lock_guard lock(mu_);
+      for (auto &m : got) {
+        const wire::Envelope *e = transport::verifyEnvelope(m);
+        if (!e)
+          continue; // garbage
+        auto it = waiters_.find(transport::callIdOf(*e));
+        if (it == waiters_.end())
+          continue; // its caller gave up
+        Waiter &w = *it->second;
+        waiters_.erase(it);
+        w.answer = std::move(m);
+        wake.push_back(w.efd);
+        w.answered.store(true, std::memory_order_release);
+      }
+    }
+    for (int fd : wake)
+      signal(fd);
+  }
+
+  std::string endpoint_;
+  int poke_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); ///< wakes the link's thread
+  std::mutex mu_;                                     ///< guards the fields below
+  std::deque<Outgoing> outbox_;
+  std::unordered_map<std::uint64_t, Waiter *> waiters_;
+  bool sleeping_ = false; ///< the link's thread waits in poll (a caller that queues wakes it)
+  bool closed_ = false;
+  std::chrono::milliseconds linger_{0};
+  std::thread thread_;
+};
+
 // The outgoing call sockets to one node, lent to one thread at a time (a ZeroMQ socket may
 // change threads when a lock orders the hand-over).
 class PeerSockets {
 public:
-  explicit PeerSockets(std::string endpoint) : endpoint_(std::move(endpoint)) {}
+  explicit PeerSockets(std::string endpoint) : endpoint_(endpoint), shared_(std::move(endpoint)) {}
 
   std::unique_ptr<Slot> take(const CallServer &server) {
     std::unique_lock lock(mu_);
     while (free_.empty() && created_ >= CallClient::kMaxSocketsPerPeer && !server.stopping())
       cv_.wait_for(lock, kPollSlice);
+    ++lent_;
     if (!free_.empty()) {
       auto s = std::move(free_.back());
       free_.pop_back();
@@ -59,11 +259,17 @@ public:
   void give(std::unique_ptr<Slot> s) {
     {
       std::lock_guard lock(mu_);
+      --lent_;
       free_.push_back(std::move(s));
     }
     cv_.notify_one();
   }
+  /// Threads that hold one of these sockets now (each is in a call to this node).
+  [[nodiscard]] int callers() const { return lent_.load(std::memory_order_relaxed); }
+  SharedLink &shared() { return shared_; }
+
   void closeAll(std::chrono::milliseconds linger) {
+    shared_.close(linger);
     std::lock_guard lock(mu_);
     for (auto &s : free_) {
       s->socket->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
@@ -78,6 +284,8 @@ private:
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Slot>> free_;
   int created_ = 0;
+  std::atomic<int> lent_{0}; ///< sockets held by threads (written under mu_)
+  SharedLink shared_;
 };
 
 // The sockets this thread holds, one per peer at most.
@@ -133,9 +341,10 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
                          std::string &error,
                          std::optional<std::chrono::steady_clock::time_point> deadline) {
   Links &l = links();
+  PeerSockets &peer = *peers_[node];
   auto &held = l.slots[node];
   if (!held)
-    held = peers_[node]->take(server_);
+    held = peer.take(server_);
   Slot &slot = *held;
   zmq::socket_t &dealer = *slot.socket;
   Mailbox &box = threadMailbox();
@@ -146,7 +355,20 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
   } wake{box, box.wakeOn(slot.efd)};
   CallServer::ChainWait registered(server_, currentChain(), box);
   server_.ensureLeader(); // someone must read the socket while this thread waits
-  if (!transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
+  // Many threads calling this node: the call goes on the connection they share, and its
+  // reader wakes this thread through the slot's eventfd (a call that cannot go there now
+  // goes on the thread's own).
+  Waiter waiter{slot.efd, {}, {}};
+  const bool shared = peer.callers() >= kShareFrom && peer.shared().send(message, call_id, waiter);
+  struct Forget { // an answer that comes after this wait ended is dropped
+    SharedLink *link;
+    std::uint64_t id;
+    ~Forget() {
+      if (link)
+        link->forget(id);
+    }
+  } forget{shared ? &peer.shared() : nullptr, call_id};
+  if (!shared && !transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
     error = "cannot send";
     return false;
   }
@@ -161,18 +383,32 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     // Calls of this chain that arrived while it was busy (serving or sending).
     for (Incoming in; box.pop(in);)
       server_.serve(in);
-    // An answer already here. A read that finds none also makes the socket's fd signal the
-    // next one, so the fd can be waited on with poll(2) itself (zmq::poll looks once more
-    // without waiting before it waits: one system call per call).
-    bool got = false;
-    try {
-      got = transport::recvRetrying(dealer, response, zmq::recv_flags::dontwait).has_value();
-    } catch (const zmq::error_t &e) {
-      if (e.num() != ETERM)
-        throw;
-      error = "this node is stopping"; // the process ends: its context is closed under us
-      return false;
+    if (shared && SharedLink::answered(waiter)) {
+      forget.link = nullptr; // the link is done with it
+      response = std::move(waiter.answer);
+      envelope = transport::verifyEnvelope(response);
+      if (!envelope) {
+        error = "its connection closed (this node is stopping)";
+        return false;
+      }
+      return true;
     }
+    // The answer of a shared call comes through the slot's eventfd only. (An outer wait of
+    // this thread on its own socket reads that socket when this one returns.)
+    // An answer on this thread's own socket (for this call, or for an outer wait on it). A
+    // read that finds none also makes the socket's fd signal the next one, so the fd can be
+    // waited on with poll(2) itself (zmq::poll looks once more without waiting before it
+    // waits: one system call per call).
+    bool got = false;
+    if (!shared)
+      try {
+        got = transport::recvRetrying(dealer, response, zmq::recv_flags::dontwait).has_value();
+      } catch (const zmq::error_t &e) {
+        if (e.num() != ETERM)
+          throw;
+        error = "this node is stopping"; // the process ends: its context is closed under us
+        return false;
+      }
     if (got) {
       envelope = transport::verifyEnvelope(response);
       if (!envelope)
@@ -194,15 +430,13 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
       error = "no answer in time";
       return false;
     }
-    pollfd fds[2] = {{slot.socket_fd, POLLIN, 0}, {slot.efd, POLLIN, 0}};
-    ::poll(fds, 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
+    pollfd fds[2] = {{slot.efd, POLLIN, 0}, {slot.socket_fd, POLLIN, 0}};
+    ::poll(fds, shared ? 1 : 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
     // Again every slice: the leader seen before sending may have taken a call since, with no
     // idle worker left to read this chain's calls.
     server_.ensureLeader();
-    if (fds[1].revents & POLLIN) {
-      std::uint64_t count;
-      [[maybe_unused]] auto n = ::read(slot.efd, &count, sizeof count);
-    }
+    if (fds[0].revents & POLLIN)
+      drain(slot.efd);
   }
 }
 

@@ -1,0 +1,219 @@
+// call_client_test.cpp - calls to another node from many threads, on real sockets: each thread
+// gets the answer to its own call; while many threads call one node their calls share one
+// connection; an answer that comes after its caller gave up is dropped, not handed to a later
+// call.
+#include "node/call_client.h"
+#include "node/call_server.h"
+#include "node/node_sockets.h"
+#include "tests/support/subprocess.h"
+#include "transport/messages.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <latch>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace distnode::testing {
+namespace {
+
+namespace wire = distnode::wire;
+using node::CallClient;
+using node::CallServer;
+
+constexpr std::uint32_t kEcho = 1;
+constexpr std::uint32_t kHeld = 2; // answered only when the test releases it
+
+// A node that answers each Call with a Reply carrying the call's argument blob, and notes on
+// which connection (ZeroMQ identity) each call came.
+class EchoNode {
+public:
+  EchoNode() : endpoint_("tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0])) {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.set(zmq::sockopt::rcvtimeo, 50);
+    router_.bind(endpoint_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~EchoNode() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  const std::string &endpoint() const { return endpoint_; }
+
+  // Calls by connection.
+  std::map<std::string, int> callsByConnection() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+  // The connection the call `call_id` came on, if it came.
+  std::optional<std::string> connectionOf(std::uint64_t call_id) {
+    std::lock_guard lock(mu_);
+    auto it = connection_of_.find(call_id);
+    return it == connection_of_.end() ? std::nullopt : std::optional(it->second);
+  }
+  // Answers the held call now.
+  void releaseHeld() { release_ = true; }
+
+private:
+  void serve() {
+    zmq::message_t held_id, held_answer;
+    bool holding = false;
+    while (!stop_) {
+      if (holding && release_) {
+        router_.send(held_id, zmq::send_flags::sndmore);
+        router_.send(held_answer, zmq::send_flags::none);
+        holding = false;
+      }
+      zmq::message_t identity, payload;
+      if (!router_.recv(identity))
+        continue;
+      if (!identity.more() || !router_.recv(payload))
+        continue;
+      const wire::Envelope *e = transport::verifyEnvelope(payload);
+      const wire::Call *call = e ? e->body_as_Call() : nullptr;
+      ASSERT_NE(call, nullptr);
+      zmq::message_t answer =
+          transport::makeReply(call->call_id(), call->args()->data(), call->args()->size());
+      {
+        std::lock_guard lock(mu_);
+        ++calls_[identity.to_string()];
+        connection_of_[call->call_id()] = identity.to_string();
+      }
+      if (call->function() == kHeld) {
+        held_id = std::move(identity);
+        held_answer = std::move(answer);
+        holding = true;
+        continue;
+      }
+      router_.send(identity, zmq::send_flags::sndmore);
+      router_.send(answer, zmq::send_flags::none);
+    }
+  }
+
+  std::string endpoint_;
+  zmq::socket_t router_{node::context(), zmq::socket_type::router};
+  std::atomic<bool> stop_{false}, release_{false};
+  std::mutex mu_;
+  std::map<std::string, int> calls_;
+  std::map<std::uint64_t, std::string> connection_of_;
+  std::thread thread_;
+};
+
+class CallClientTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
+    router->bind("tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0]));
+    server_ = std::make_unique<CallServer>(
+        std::move(router), 1, [](zmq::message_t &) { return zmq::message_t(); },
+        /*background_long_calls=*/false);
+    server_->start();
+    client_ = std::make_unique<CallClient>(std::vector<std::string>{echo_.endpoint()}, *server_);
+  }
+  void TearDown() override {
+    client_->close(std::chrono::milliseconds(0));
+    server_->stop();
+    server_->close(std::chrono::milliseconds(0));
+  }
+
+  // Calls `function` on the echo node with `call_id` as its argument; true if the answer is
+  // that call's, with that argument.
+  bool call(std::uint64_t call_id, std::uint32_t function = kEcho,
+            std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt,
+            std::string *why = nullptr) {
+    zmq::message_t response;
+    const wire::Envelope *envelope = nullptr;
+    std::string error;
+    auto args = reinterpret_cast<const std::uint8_t *>(&call_id);
+    if (!client_->request(0, transport::makeCall(call_id, function, 0, args, sizeof call_id),
+                          call_id, response, envelope, error, deadline)) {
+      if (why)
+        *why = error;
+      return false;
+    }
+    const wire::Reply *reply = envelope ? envelope->body_as_Reply() : nullptr;
+    std::uint64_t echoed = 0;
+    if (!reply || !reply->result() || reply->result()->size() != sizeof echoed)
+      return false;
+    std::memcpy(&echoed, reply->result()->data(), sizeof echoed);
+    return reply->call_id() == call_id && echoed == call_id;
+  }
+
+  EchoNode echo_;
+  std::unique_ptr<CallServer> server_;
+  std::unique_ptr<CallClient> client_;
+};
+
+TEST_F(CallClientTest, ManyThreadsGetTheirOwnAnswersOverOneSharedConnection) {
+  constexpr int kThreads = 16, kCalls = 200;
+  std::latch all_hold_sockets(kThreads), all_done(kThreads);
+  std::atomic<int> right{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      const std::uint64_t base = std::uint64_t(t + 1) << 32;
+      // The first call borrows this thread's socket, held until releaseSockets(): from then on
+      // the client sees kThreads threads calling the echo node.
+      right += call(base);
+      all_hold_sockets.arrive_and_wait();
+      for (int i = 1; i <= kCalls; ++i)
+        right += call(base + i);
+      all_done.arrive_and_wait(); // the last calls still see kThreads threads calling
+      client_->releaseSockets();
+    });
+  for (auto &t : threads)
+    t.join();
+  EXPECT_EQ(right.load(), kThreads * (kCalls + 1));
+  int total = 0, most = 0;
+  for (const auto &[connection, n] : echo_.callsByConnection()) {
+    total += n;
+    most = std::max(most, n);
+  }
+  EXPECT_EQ(total, kThreads * (kCalls + 1));
+  // The calls after the latch (all but the first of each thread) went on one connection.
+  EXPECT_GE(most, kThreads * kCalls);
+}
+
+TEST_F(CallClientTest, AnAnswerAfterItsCallerGaveUpIsDroppedOnTheSharedConnection) {
+  constexpr int kOthers = 8;
+  const std::uint64_t mine = std::uint64_t(100) << 32;
+  ASSERT_TRUE(call(mine)); // alone: on this thread's own socket, which it holds from now on
+  std::latch others_hold_sockets(kOthers), done(1);
+  std::vector<std::thread> others;
+  std::atomic<int> right{0};
+  for (int t = 0; t < kOthers; ++t)
+    others.emplace_back([&, t] {
+      right += call(std::uint64_t(t + 1) << 32);
+      others_hold_sockets.count_down();
+      done.wait();
+      client_->releaseSockets();
+    });
+  others_hold_sockets.wait(); // 9 threads hold sockets for the echo node now
+  std::string why;
+  EXPECT_FALSE(call(mine + 1, kHeld,
+                    std::chrono::steady_clock::now() + std::chrono::milliseconds(50), &why));
+  EXPECT_EQ(why, "no answer in time");
+  echo_.releaseHeld(); // its answer comes now, to nobody
+  // The next calls get their own answers (a call's answer is matched by its id, never by
+  // order).
+  for (std::uint64_t i = 2; i < 50; ++i)
+    EXPECT_TRUE(call(mine + i)) << i;
+  done.count_down();
+  for (auto &t : others)
+    t.join();
+  client_->releaseSockets();
+  EXPECT_EQ(right.load(), kOthers);
+  // The held call went on the shared connection, not on this thread's own.
+  auto own = echo_.connectionOf(mine), held = echo_.connectionOf(mine + 1);
+  ASSERT_TRUE(own && held);
+  EXPECT_NE(*held, *own);
+}
+
+} // namespace
+} // namespace distnode::testing
