@@ -209,7 +209,6 @@ void CallServer::ensureLeader() {
     if (inline_call_) { // the leader runs a call: the socket is read by nobody meanwhile
       inline_call_ = false;
       leader_taken_ = false;
-      spill();
     }
     // Idle workers that queued calls will not claim will lead; wake them all to be sure one
     // does (a leader that gave up its role woke only one, which may have taken a call).
@@ -278,43 +277,27 @@ void CallServer::workerLoop(bool lead_first) {
 }
 
 // As the leader (pool_mu_ held by `lock`, and held again on return): reads calls and runs
-// them, keeping the socket while it runs them unless calls are queued for the pool or a call's
-// function ran long before (then it hands the leadership over first); returns once it is no
-// longer the leader. The calls it reads at once it runs in a row itself (for short calls a
-// hand-off costs more than the call): the watchdog hands the socket over once the row has run
-// kInlineBound, and the calls of the row not run yet then go to the pool.
+// them, keeping the socket while it runs one unless calls are queued or that call's function
+// ran long before (then it hands the leadership over first); returns once it is no longer the
+// leader.
 void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
   leader_taken_ = true;
-  bool in_row = false; // the previous call was run here, keeping the socket
   while (true) {
     Incoming in;
     bool got = false;
-    if (!tasks_.empty()) { // calls no idle worker took
+    if (!tasks_.empty()) { // a batch's calls no idle worker took
       in = std::move(tasks_.front());
       tasks_.pop_front();
       got = true;
-    } else if (!row_.empty()) {
-      in = std::move(row_.front());
-      row_.pop_front();
-      got = true;
     } else {
-      in_row = false;
-      std::deque<Incoming> batch;
       lock.unlock();
-      got = lead(batch);
+      got = lead(in);
       lock.lock();
-      if (got) {
-        in = std::move(batch.front());
-        batch.pop_front();
-        for (auto &b : batch)
-          row_.push_back(std::move(b));
-      }
     }
-    // Calls queued for the pool: it is busy, and a worker that keeps the socket would read the
-    // next calls only after its own; hand it over first.
+    // Calls queued (a batch, or calls no worker took yet): the pool is busy, and a worker that
+    // keeps the socket would read the next calls only after its own; hand it over first.
     if (!got || stop_.load() || handOffFirst(in) || !tasks_.empty()) {
       leader_taken_ = false;
-      spill();
       const bool heavy = got && knownHeavy(in);
       lock.unlock();
       pool_cv_.notify_one(); // the next leader
@@ -328,9 +311,7 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     inline_call_ = true;
     thread_local const pid_t tid = gettid(); // a system call: once per thread
     inline_tid_ = tid;
-    if (!in_row)
-      inline_start_ = std::chrono::steady_clock::now();
-    in_row = true;
+    inline_start_ = std::chrono::steady_clock::now();
     inline_thread_ = pthread_self();
     if (!ticking_) { // the watchdog looks every kInlineBound while calls run
       ticking_ = true;
@@ -339,19 +320,8 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     const bool heavy = knownHeavy(in);
     lock.unlock();
     if (!serveTimed(in, lock, seq, heavy))
-      return; // the watchdog (or a waiting chain) handed the socket and the row over meanwhile
+      return; // the watchdog (or a waiting chain) handed the socket over meanwhile
   }
-}
-
-// Gives the calls the leader read and did not run to the pool (pool_mu_ held): when it hands
-// the socket over, and when the watchdog (or a waiting chain) takes it from a call it runs.
-void CallServer::spill() {
-  if (row_.empty())
-    return;
-  for (auto &in : row_)
-    tasks_.push_back(std::move(in));
-  row_.clear();
-  pool_cv_.notify_all();
 }
 
 // Runs `in` with pool_mu_ released (`lock` is unlocked on entry, locked on return), notes how
@@ -393,10 +363,9 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   }
   if (seq != 0 && !kept && background_long_calls_)
     setPolicy(0, SCHED_OTHER); // the watchdog may have moved it after the look above
-  // Long by its own wall time, even if it only waited (for another node, say): a call handed
-  // over may have been short in a long row. One the watchdog moved computed long (the CPU
-  // time of other calls is not read: a system call).
-  noteDuration(in, ran_long, moved || ran_heavy);
+  // A call handed over ran long, even if it only waited (for another node, say); one the
+  // watchdog moved computed long (the CPU time of other calls is not read: a system call).
+  noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
   lock.unlock();
   reply(in, answer, /*leader=*/kept);
   lock.lock();
@@ -446,7 +415,6 @@ void CallServer::watchdogLoop() {
         inline_call_ = false;
         leader_taken_ = false;
         handed_over = true;
-        spill();
         if (background_long_calls_)
           watched_ =
               Watched{inline_seq_, inline_tid_, inline_thread_, threadCpu(inline_thread_), now, 0};
@@ -472,27 +440,38 @@ void CallServer::watchdogLoop() {
   }
 }
 
-// As the leader: reads the socket until calls arrive for the pool (up to kBatch, appended to
-// `batch`); calls of waiting chains go to their threads meanwhile. False when the node stops.
-bool CallServer::lead(std::deque<Incoming> &batch) {
+// As the leader: reads the socket until a call arrives for the pool (returned in `out`); calls
+// of waiting chains go to their threads meanwhile. False when the node stops.
+bool CallServer::lead(Incoming &out) {
   while (!stop_.load() && !terminateSignal().load()) {
-    std::vector<Incoming> read;
+    // Everything queued at once (up to kBatch): the first call for the pool is this worker's,
+    // the others go to the pool's queue, where workers take them without passing the
+    // leadership around for each.
+    std::vector<Incoming> batch;
     {
       std::lock_guard lock(sock_mu_);
-      while (router_ && read.size() < kBatch &&
+      while (router_ && batch.size() < kBatch &&
              (transport::eventsRetrying(*router_) & ZMQ_POLLIN)) {
         Incoming in;
         if (!receive(in))
           break;
-        read.push_back(std::move(in));
+        batch.push_back(std::move(in));
       }
     }
-    for (Incoming &in : read)
-      if (!deliverToChain(in))
-        batch.push_back(std::move(in));
-    if (!batch.empty())
+    bool mine = false;
+    for (Incoming &in : batch) {
+      if (deliverToChain(in))
+        continue;
+      if (!mine) {
+        out = std::move(in);
+        mine = true;
+      } else {
+        enqueue(std::move(in));
+      }
+    }
+    if (mine)
       return true;
-    if (!read.empty())
+    if (!batch.empty())
       continue;
     // Plain file descriptors: poll(2) itself (zmq::poll would look once more, without
     // waiting, before it waits).

@@ -1,13 +1,12 @@
 // call_server.h - serving the calls that arrive on a node's call socket.
 //
 // A pool of worker threads shares the call ROUTER, leader/follower style. One worker at a time,
-// the leader, waits on the socket; when calls arrive the leader runs them itself, in a row (no
-// thread hand-off on a call's path), and keeps the socket meanwhile, unless calls are queued
-// for the pool or a call's function ran long before: then it hands the leadership to an idle
-// worker first. A watchdog that looks every kInlineBound while calls run hands it over once
-// the leader's row has run kInlineBound (the calls of the row not run yet go to the pool), so
-// a call is read at most about 2 x kInlineBound late while others run, and a short call wakes
-// no second worker and costs no system call of its own.
+// the leader, waits on the socket; when a call arrives the leader runs it itself (no thread
+// hand-off on the call's path) and keeps the socket meanwhile, unless calls are queued or the
+// call's function ran long before: then it hands the leadership to an idle worker first. A
+// watchdog that looks every kInlineBound while calls run hands it over once the leader's call
+// has run kInlineBound, so a second call is read at most about 2 x kInlineBound late while a
+// first one runs, and a short call wakes no second worker and costs no system call of its own.
 // With `background_long_calls`, a call handed over that keeps computing (or whose function's
 // last call did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its
 // core (a short call, an I/O thread, the control plane) runs at once instead of waiting for
@@ -135,8 +134,7 @@ private:
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
   std::vector<std::thread> reapEnded();
-  bool lead(std::deque<Incoming> &batch);
-  void spill();
+  bool lead(Incoming &out);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);
   void enqueue(Incoming in);
@@ -159,12 +157,10 @@ private:
   int live_workers_ = 0;               ///< started and not ended
   std::vector<std::thread> workers_;   ///< every worker not joined yet
   std::vector<std::thread::id> ended_; ///< workers past the pool's size that ended
-  std::deque<Incoming> row_;           ///< calls the leader read to run itself, not run yet
   bool inline_call_ = false;           ///< the leader runs a call and still holds the socket
   pid_t inline_tid_ = 0;               ///< the thread that runs it
   pthread_t inline_thread_{};
-  std::chrono::steady_clock::time_point inline_start_; ///< when the leader began it (or the
-                                                       ///< first of the calls it runs in a row)
+  std::chrono::steady_clock::time_point inline_start_; ///< when the leader began it
   std::uint64_t moved_seq_ = 0;  ///< the last call the watchdog moved to the background
   bool ticking_ = false;         ///< the watchdog's timer runs
   std::uint64_t inline_seq_ = 0; ///< counts the calls the leader ran so
