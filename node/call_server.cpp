@@ -7,11 +7,13 @@
 #include <spdlog/spdlog.h>
 
 #include <poll.h>
+
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace distnode::node {
@@ -192,12 +194,21 @@ void CallServer::close(std::chrono::milliseconds linger) {
   router_.reset();
 }
 
-void CallServer::enqueue(Incoming in) {
+// Queues `calls` for the pool at once, waking as many idle workers as there are calls at most
+// (one lock and no wake-up per call beyond those).
+void CallServer::enqueue(std::deque<Incoming> &calls) {
+  if (calls.empty())
+    return;
+  int wake = 0;
   {
     std::lock_guard lock(pool_mu_);
-    tasks_.push_back(std::move(in));
+    for (auto &in : calls)
+      tasks_.push_back(std::move(in));
+    wake = std::min(idle_workers_, static_cast<int>(calls.size()));
   }
-  pool_cv_.notify_one();
+  calls.clear();
+  for (int i = 0; i < wake; ++i)
+    pool_cv_.notify_one();
 }
 
 void CallServer::ensureLeader() {
@@ -459,6 +470,7 @@ bool CallServer::lead(Incoming &out) {
       }
     }
     bool mine = false;
+    std::deque<Incoming> rest;
     for (Incoming &in : batch) {
       if (deliverToChain(in))
         continue;
@@ -466,9 +478,10 @@ bool CallServer::lead(Incoming &out) {
         out = std::move(in);
         mine = true;
       } else {
-        enqueue(std::move(in));
+        rest.push_back(std::move(in));
       }
     }
+    enqueue(rest);
     if (mine)
       return true;
     if (!batch.empty())
@@ -552,8 +565,7 @@ CallServer::ChainWait::~ChainWait() {
     server_.waiting_chains_.erase(chain_);
     left = box_.takeAll();
   }
-  for (auto &in : left) // cannot happen in a synchronous chain; never lose a call
-    server_.enqueue(std::move(in));
+  server_.enqueue(left); // cannot happen in a synchronous chain; never lose a call
 }
 
 } // namespace distnode::node

@@ -137,7 +137,7 @@ private:
   bool lead(Incoming &out);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);
-  void enqueue(Incoming in);
+  void enqueue(std::deque<Incoming> &calls);
   void poke();
 
   Answer answer_;
