@@ -3,7 +3,10 @@
 
 #include "node/node_sockets.h"
 
+#include <spdlog/spdlog.h>
+
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -11,6 +14,8 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 
@@ -82,8 +87,13 @@ public:
       std::lock_guard lock(mu_);
       if (closed_ || poke_ < 0)
         return false;
-      if (!thread_.joinable())
-        thread_ = std::thread([this] { run(); });
+      if (!thread_.joinable()) {
+        try {
+          thread_ = std::thread([this] { run(); });
+        } catch (const std::system_error &) {
+          return false; // no thread to spare: the call goes on the caller's own socket
+        }
+      }
       outbox_.push_back({std::move(message), call_id});
       waiters_[call_id] = &waiter;
       wake = std::exchange(sleeping_, false);
@@ -127,19 +137,24 @@ private:
   };
 
   void run() {
-    zmq::socket_t socket(context(), zmq::socket_type::dealer);
-    transport::configureSocket(socket, maxMessageBytes());
-    socket.connect(endpoint_);
-    const int socket_fd = socket.get(zmq::sockopt::fd);
+    // A thread starts in its creator's scheduling class, which may be the background one of a
+    // long call (call_server.h): this one carries other threads' calls.
+    sched_param normal{};
+    sched_setscheduler(0, SCHED_OTHER, &normal);
     std::deque<Outgoing> out;
     std::vector<zmq::message_t> got;
     std::vector<int> wake;
+    std::optional<zmq::socket_t> socket;
     try {
+      socket.emplace(context(), zmq::socket_type::dealer);
+      transport::configureSocket(*socket, maxMessageBytes());
+      socket->connect(endpoint_);
+      const int socket_fd = socket->get(zmq::sockopt::fd);
+      bool closing = false;
       while (true) {
         {
           std::lock_guard lock(mu_);
-          if (closed_)
-            break;
+          closing = closed_;
           for (auto &o : outbox_)
             out.push_back(std::move(o));
           outbox_.clear();
@@ -147,13 +162,15 @@ private:
         // Sends what it can without waiting (a full pipe must not stop the reading).
         bool busy = false;
         while (!out.empty() &&
-               transport::sendRetrying(socket, out.front().message, zmq::send_flags::dontwait)) {
+               transport::sendRetrying(*socket, out.front().message, zmq::send_flags::dontwait)) {
           out.pop_front();
           busy = true;
         }
+        if (closing)
+          break; // what was queued is sent; the socket's linger lets it leave
         got.clear();
         for (zmq::message_t m; got.size() < kReadBatch &&
-                               transport::recvRetrying(socket, m, zmq::recv_flags::dontwait);)
+                               transport::recvRetrying(*socket, m, zmq::recv_flags::dontwait);)
           got.push_back(std::move(m));
         if (!got.empty()) {
           busy = true;
@@ -176,16 +193,18 @@ private:
         std::lock_guard lock(mu_);
         sleeping_ = false;
       }
-    } catch (const zmq::error_t &) {
-      // The process ends: its context is closed under this thread.
+    } catch (const zmq::error_t &e) {
+      // The process ends (its context is closed under this thread), or the socket cannot be
+      // made: the callers waiting here learn it below, and later calls go on their own sockets.
+      spdlog::debug("the shared connection to {} closed: {}", endpoint_, e.what());
     }
     // Calls still waiting get an empty answer: this link will not bring theirs.
     wake.clear();
+    std::chrono::milliseconds linger{0};
     {
       std::lock_guard lock(mu_);
       closed_ = true;
-      socket.set(zmq::sockopt::linger, static_cast<int>(linger_.count()));
-      socket.close();
+      linger = linger_;
       for (auto &[id, w] : waiters_) {
         wake.push_back(w->efd);
         w->answered.store(true, std::memory_order_release);
@@ -194,25 +213,34 @@ private:
     }
     for (int fd : wake)
       signal(fd);
+    try {
+      if (socket) {
+        socket->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+        socket->close();
+      }
+    } catch (const zmq::error_t &) {
+      // The context is closed already: the socket goes with it.
+    }
   }
 
   // Hands each answer to its Waiter under the lock and wakes the callers after it (a wake is a
   // system call; a caller that gave up meanwhile still holds its slot, and a spare wake only
-  // makes it look again).
+  // makes it look again). Answers are checked before the lock (callers wait for it to queue).
   void deliver(std::vector<zmq::message_t> &got, std::vector<int> &wake) {
+    std::vector<std::pair<std::uint64_t, zmq::message_t *>> answers;
+    for (auto &m : got)
+      if (const wire::Envelope *e = transport::verifyEnvelope(m))
+        answers.emplace_back(transport::callIdOf(*e), &m);
     wake.clear();
     {
       std::lock_guard lock(mu_);
-      for (auto &m : got) {
-        const wire::Envelope *e = transport::verifyEnvelope(m);
-        if (!e)
-          continue; // garbage
-        auto it = waiters_.find(transport::callIdOf(*e));
+      for (auto [id, m] : answers) {
+        auto it = waiters_.find(id);
         if (it == waiters_.end())
           continue; // its caller gave up
         Waiter &w = *it->second;
         waiters_.erase(it);
-        w.answer = std::move(m);
+        w.answer = std::move(*m);
         wake.push_back(w.efd);
         w.answered.store(true, std::memory_order_release);
       }
