@@ -461,13 +461,11 @@ bool CallServer::lead(Incoming &out) {
     std::vector<Incoming> batch;
     {
       std::lock_guard lock(sock_mu_);
-      while (router_ && batch.size() < kBatch &&
-             (transport::eventsRetrying(*router_) & ZMQ_POLLIN)) {
-        Incoming in;
-        if (!receive(in))
-          break;
+      // A read that finds a message queued costs no system call (asking the socket's events
+      // first would cost one per message); the last one, that finds none, makes the socket's
+      // fd signal the next.
+      for (Incoming in; router_ && batch.size() < kBatch && receive(in);)
         batch.push_back(std::move(in));
-      }
     }
     bool mine = false;
     std::deque<Incoming> rest;
