@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace distnode::node {
@@ -196,7 +197,7 @@ void CallServer::close(std::chrono::milliseconds linger) {
 
 // Queues `calls` for the pool at once, waking as many idle workers as there are calls at most
 // (one lock and no wake-up per call beyond those).
-void CallServer::enqueue(std::deque<Incoming> &calls) {
+void CallServer::enqueue(std::vector<Incoming> &calls) {
   if (calls.empty())
     return;
   int wake = 0;
@@ -468,7 +469,7 @@ bool CallServer::lead(Incoming &out) {
         batch.push_back(std::move(in));
     }
     bool mine = false;
-    std::deque<Incoming> rest;
+    std::vector<Incoming> rest; // allocates only if calls are left for the pool
     for (Incoming &in : batch) {
       if (deliverToChain(in))
         continue;
@@ -563,7 +564,9 @@ CallServer::ChainWait::~ChainWait() {
     server_.waiting_chains_.erase(chain_);
     left = box_.takeAll();
   }
-  server_.enqueue(left); // cannot happen in a synchronous chain; never lose a call
+  std::vector<Incoming> calls(std::make_move_iterator(left.begin()),
+                              std::make_move_iterator(left.end()));
+  server_.enqueue(calls); // cannot happen in a synchronous chain; never lose a call
 }
 
 } // namespace distnode::node

@@ -137,7 +137,7 @@ private:
   bool lead(Incoming &out);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);
-  void enqueue(std::deque<Incoming> &calls);
+  void enqueue(std::vector<Incoming> &calls);
   void poke();
 
   Answer answer_;
