@@ -32,16 +32,6 @@ constexpr int kShareFrom = 8;
 // Answers the shared connection's reader takes in one go.
 constexpr std::size_t kReadBatch = 64;
 
-void signal(int fd) {
-  std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
-}
-
-void drain(int fd) {
-  std::uint64_t count;
-  [[maybe_unused]] auto n = ::read(fd, &count, sizeof count);
-}
-
 } // namespace
 
 // One outgoing call socket and the eventfd that wakes the thread waiting on it when a call of
@@ -99,7 +89,7 @@ public:
       wake = std::exchange(sleeping_, false);
     }
     if (wake)
-      signal(poke_);
+      signalEventFd(poke_);
     return true;
   }
 
@@ -125,7 +115,7 @@ public:
       thread = std::move(thread_);
     }
     if (thread.joinable()) {
-      signal(poke_);
+      signalEventFd(poke_);
       thread.join();
     }
   }
@@ -189,7 +179,7 @@ private:
         pollfd fds[2] = {{socket_fd, POLLIN, 0}, {poke_, POLLIN, 0}};
         ::poll(fds, 2, static_cast<int>(kPollSlice.count()));
         if (fds[1].revents & POLLIN)
-          drain(poke_);
+          drainEventFd(poke_);
         std::lock_guard lock(mu_);
         sleeping_ = false;
       }
@@ -212,7 +202,7 @@ private:
       waiters_.clear();
     }
     for (int fd : wake)
-      signal(fd);
+      signalEventFd(fd);
     try {
       if (socket) {
         socket->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
@@ -246,7 +236,7 @@ private:
       }
     }
     for (int fd : wake)
-      signal(fd);
+      signalEventFd(fd);
   }
 
   std::string endpoint_;
@@ -464,7 +454,7 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     // idle worker left to read this chain's calls.
     server_.ensureLeader();
     if (fds[0].revents & POLLIN)
-      drain(slot.efd);
+      drainEventFd(slot.efd);
   }
 }
 

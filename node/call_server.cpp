@@ -69,16 +69,6 @@ void armTicks(int timer_fd, std::chrono::nanoseconds period) {
   timerfd_settime(timer_fd, 0, &t, nullptr);
 }
 
-void signal(int fd) {
-  std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
-}
-
-void drain(int fd) {
-  std::uint64_t count;
-  [[maybe_unused]] auto n = ::read(fd, &count, sizeof count);
-}
-
 } // namespace
 
 // ---- Mailbox -----------------------------------------------------------------------------
@@ -91,7 +81,7 @@ void Mailbox::push(Incoming in) {
     fd = wake_fd_;
   }
   if (fd >= 0)
-    signal(fd);
+    signalEventFd(fd);
 }
 
 bool Mailbox::pop(Incoming &in) {
@@ -490,7 +480,7 @@ bool CallServer::lead(Incoming &out) {
     pollfd fds[2] = {{router_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
     ::poll(fds, 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
     if (fds[1].revents & POLLIN)
-      drain(poke_fd_);
+      drainEventFd(poke_fd_);
   }
   return false;
 }
@@ -547,7 +537,7 @@ void CallServer::reply(Incoming &in, zmq::message_t &answer, bool leader) {
     poke();
 }
 
-void CallServer::poke() { signal(poke_fd_); }
+void CallServer::poke() { signalEventFd(poke_fd_); }
 
 CallServer::ChainWait::ChainWait(CallServer &server, std::uint64_t chain, Mailbox &box)
     : server_(server), chain_(chain), box_(box) {

@@ -4,6 +4,8 @@
 #include "jit/remote_call.h"
 #include "transport/messages.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 
 namespace distnode::node {
@@ -24,6 +26,16 @@ void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeou
     for (int i = 0; i < n; ++i)
       items[i].revents = 0;
   }
+}
+
+void signalEventFd(int fd) {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+}
+
+void drainEventFd(int fd) {
+  std::uint64_t count;
+  [[maybe_unused]] auto n = ::read(fd, &count, sizeof count);
 }
 
 std::int64_t maxMessageBytes() {

@@ -20,6 +20,11 @@ zmq::context_t &context();
 /// zmq::poll, with a signal's interruption counted as "nothing ready".
 void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeout);
 
+/// Adds one to the eventfd `fd` (wakes whoever polls it).
+void signalEventFd(int fd);
+/// Resets the eventfd `fd` (non-blocking: nothing to read is fine).
+void drainEventFd(int fd);
+
 /// The largest message a node accepts: the largest call blob (jit::maxCallBytes()) and its
 /// envelope.
 std::int64_t maxMessageBytes();
