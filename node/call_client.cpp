@@ -406,7 +406,7 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
       response = std::move(waiter.answer);
       envelope = transport::verifyEnvelope(response);
       if (!envelope) {
-        error = "its connection closed (this node is stopping)";
+        error = "the connection it shared with other threads closed";
         return false;
       }
       return true;
