@@ -140,6 +140,8 @@ private:
       transport::configureSocket(*socket, maxMessageBytes());
       socket->connect(endpoint_);
       const int socket_fd = socket->get(zmq::sockopt::fd);
+      spdlog::debug("calls to {} share one connection while {} threads or more call it",
+                    endpoint_, kShareFrom);
       bool closing = false;
       while (true) {
         {

@@ -407,6 +407,24 @@ TEST(ClusterFailures, KilledMemberStopsEverySurvivorWithOneLine) {
             "stopping node `n2`\n");
 }
 
+// The same with 16 threads of the entry calling n1 in loops, their calls on the connection
+// they share: none of them hangs, and the entry stops with the one line.
+TEST(ClusterFailures, KilledMemberStopsManyCallingThreadsWithOneLine) {
+  std::string config =
+      writeTempFile("kill_busy.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
+  std::string bc = fixture("die") + ".bc";
+  auto n1 =
+      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
+  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", "2"},
+                                   std::chrono::seconds(60));
+  ProcessResult killed = n1.get();
+  ASSERT_FALSE(entry.timed_out) << "a dead node must not hang the threads calling it";
+  EXPECT_EQ(killed.signal, SIGKILL);
+  EXPECT_EQ(entry.exit_code, 2) << entry.err;
+  EXPECT_EQ(entry.err, "distnode: error: node `n1` stopped answering (no heartbeat for 1000 ms); "
+                       "stopping the cluster\n");
+}
+
 TEST(ClusterFailures, KilledEntryStopsEveryMemberWithOneLine) {
   std::string config =
       writeTempFile("kill_entry.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
