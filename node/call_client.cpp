@@ -32,6 +32,14 @@ constexpr int kShareFrom = 8;
 // Answers the shared connection's reader takes in one go.
 constexpr std::size_t kReadBatch = 64;
 
+// A DEALER connected to a node's call endpoint.
+zmq::socket_t connectCallSocket(const std::string &endpoint) {
+  zmq::socket_t socket(context(), zmq::socket_type::dealer);
+  transport::configureSocket(socket, maxMessageBytes());
+  socket.connect(endpoint);
+  return socket;
+}
+
 } // namespace
 
 // One outgoing call socket and the eventfd that wakes the thread waiting on it when a call of
@@ -136,12 +144,10 @@ private:
     std::vector<int> wake;
     std::optional<zmq::socket_t> socket;
     try {
-      socket.emplace(context(), zmq::socket_type::dealer);
-      transport::configureSocket(*socket, maxMessageBytes());
-      socket->connect(endpoint_);
+      socket.emplace(connectCallSocket(endpoint_));
       const int socket_fd = socket->get(zmq::sockopt::fd);
-      spdlog::debug("calls to {} share one connection while {} threads or more call it",
-                    endpoint_, kShareFrom);
+      spdlog::debug("calls to {} share one connection while {} threads or more call it", endpoint_,
+                    kShareFrom);
       bool closing = false;
       while (true) {
         {
@@ -270,9 +276,7 @@ public:
     }
     ++created_;
     auto s = std::make_unique<Slot>();
-    s->socket = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::dealer);
-    transport::configureSocket(*s->socket, maxMessageBytes());
-    s->socket->connect(endpoint_);
+    s->socket = std::make_unique<zmq::socket_t>(connectCallSocket(endpoint_));
     s->socket_fd = s->socket->get(zmq::sockopt::fd);
     return s;
   }
@@ -413,12 +417,11 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
       }
       return true;
     }
-    // The answer of a shared call comes through the slot's eventfd only. (An outer wait of
-    // this thread on its own socket reads that socket when this one returns.)
     // An answer on this thread's own socket (for this call, or for an outer wait on it). A
     // read that finds none also makes the socket's fd signal the next one, so the fd can be
     // waited on with poll(2) itself (zmq::poll looks once more without waiting before it
-    // waits: one system call per call).
+    // waits: one system call per call). A shared call's answer comes through the slot's
+    // eventfd only; an outer wait on the own socket reads it when this one returns.
     bool got = false;
     if (!shared)
       try {

@@ -505,10 +505,7 @@ struct ClusterNode::Impl {
 
   // ---- control plane: entry node -------------------------------------------------------------
 
-  void wake() {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
-  }
+  void wake() { signalEventFd(wake_fd); }
 
   // Queues `message` to `node`, which sends no answer.
   void queue(int node, zmq::message_t message) {
@@ -578,10 +575,8 @@ struct ClusterNode::Impl {
       pollSockets(items, 2, looking ? looks.wait(wait) : wait);
       if (looking && looks.due(report_interval))
         lookForNewPhase();
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
-      }
+      if (items[1].revents & ZMQ_POLLIN)
+        drainEventFd(wake_fd);
       std::deque<std::pair<int, zmq::message_t>> sends;
       {
         std::lock_guard lock(mu);
@@ -1051,10 +1046,8 @@ struct ClusterNode::Impl {
       zmq::pollitem_t &item = items[0];
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
       pollSockets(items, 2, phase_watch ? looks.wait(wait) : wait);
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
-      }
+      if (items[1].revents & ZMQ_POLLIN)
+        drainEventFd(wake_fd);
       std::deque<zmq::message_t> sends;
       {
         std::lock_guard lock(mu);

@@ -407,17 +407,23 @@ TEST(ClusterFailures, KilledMemberStopsEverySurvivorWithOneLine) {
             "stopping node `n2`\n");
 }
 
-// The same with 16 threads of the entry calling n1 in loops, their calls on the connection
-// they share: none of them hangs, and the entry stops with the one line.
-TEST(ClusterFailures, KilledMemberStopsManyCallingThreadsWithOneLine) {
+// The die fixture on two nodes started with --join (a heartbeat timeout of 1 s), n0 running
+// `die mode`: what the entry and the member did.
+std::pair<ProcessResult, ProcessResult> runDieOnTwoNodes(const std::string &mode) {
   std::string config =
-      writeTempFile("kill_busy.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
+      writeTempFile("die.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
   std::string bc = fixture("die") + ".bc";
   auto n1 =
       startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
-  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", "2"},
+  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", mode},
                                    std::chrono::seconds(60));
-  ProcessResult killed = n1.get();
+  return {std::move(entry), n1.get()};
+}
+
+// The same with 16 threads of the entry calling n1 in loops, their calls on the connection
+// they share: none of them hangs, and the entry stops with the one line.
+TEST(ClusterFailures, KilledMemberStopsManyCallingThreadsWithOneLine) {
+  auto [entry, killed] = runDieOnTwoNodes("2");
   ASSERT_FALSE(entry.timed_out) << "a dead node must not hang the threads calling it";
   EXPECT_EQ(killed.signal, SIGKILL);
   EXPECT_EQ(entry.exit_code, 2) << entry.err;
@@ -426,14 +432,7 @@ TEST(ClusterFailures, KilledMemberStopsManyCallingThreadsWithOneLine) {
 }
 
 TEST(ClusterFailures, KilledEntryStopsEveryMemberWithOneLine) {
-  std::string config =
-      writeTempFile("kill_entry.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
-  std::string bc = fixture("die") + ".bc";
-  auto n1 =
-      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
-  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", "0"},
-                                   std::chrono::seconds(60));
-  ProcessResult member = n1.get();
+  auto [entry, member] = runDieOnTwoNodes("0");
   ASSERT_FALSE(member.timed_out) << "a member must not wait forever for a dead entry node";
   EXPECT_EQ(entry.signal, SIGKILL);
   EXPECT_EQ(entry.out, "1\n3\n6\n") << "the calls before the kill were answered";
