@@ -6,9 +6,12 @@
 // this binary (--raw-echo-server) that echoes each message on a ROUTER socket: the least any
 // request/reply over ZeroMQ can cost.
 #include "bench/jit_fixture.h"
+#include "node/call_client.h"
 #include "node/cluster_config.h"
 #include "node/cluster_node.h"
+#include "node/node_sockets.h"
 #include "tests/support/subprocess.h"
+#include "transport/messages.h"
 
 #include <benchmark/benchmark.h>
 #include <zmq.hpp>
@@ -379,6 +382,65 @@ void BM_RawZmq_SharedThreads(benchmark::State &state) {
   }
 }
 
+// The calling side alone: app threads make 8-byte calls through a CallClient of their own to
+// the raw echo server (which answers each Call with itself, an envelope of the same call id).
+// Against BM_RawZmq_SharedThreads (same server, same thread count) it is the cost of the
+// runtime's calling side; against BM_RemoteCalls_Threads, that of the serving node and of
+// what a call does around request() (marshaling, placement, profile).
+struct ClientOnly {
+  std::unique_ptr<distnode::node::CallServer> server;
+  std::unique_ptr<distnode::node::CallClient> client;
+  std::atomic<std::uint64_t> next_id{1};
+  std::atomic<int> finished{0};
+
+  ClientOnly() {
+    using namespace distnode::node;
+    auto router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
+    router->bind("tcp://127.0.0.1:*"); // no call comes here
+    server = std::make_unique<CallServer>(
+        std::move(router), 1, [](zmq::message_t &) { return zmq::message_t(); }, false);
+    server->start();
+    client = std::make_unique<CallClient>(std::vector<std::string>{cluster->raw_endpoint}, *server);
+  }
+  ~ClientOnly() {
+    server->stop();
+    client->close(std::chrono::milliseconds(0));
+    server->close(std::chrono::milliseconds(0));
+  }
+};
+
+void BM_CallClient_Threads(benchmark::State &state) {
+  using namespace distnode;
+  static std::unique_ptr<ClientOnly> side;
+  if (state.thread_index() == 0)
+    side = std::make_unique<ClientOnly>();
+  node::currentChain() = (std::uint64_t(state.thread_index()) + 1) << 32;
+  std::uint64_t x = 42;
+  for (auto _ : state) {
+    node::CallClient::CallScope scope(*side->client);
+    const std::uint64_t id = side->next_id++;
+    zmq::message_t call = transport::makeCallWith(
+        id, 1, 0, sizeof x, [&](std::uint8_t *room) { std::memcpy(room, &x, sizeof x); },
+        node::currentChain());
+    zmq::message_t response;
+    const wire::Envelope *envelope = nullptr;
+    std::string error;
+    if (!side->client->request(0, std::move(call), id, response, envelope, error) || !envelope) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+  }
+  node::currentChain() = 0;
+  state.SetItemsProcessed(state.iterations());
+  if (++side->finished == state.threads())
+    side->finished = 0;
+  if (state.thread_index() == 0) {
+    while (side->finished.load() != 0)
+      std::this_thread::yield();
+    side.reset();
+  }
+}
+
 // Rounds of busy() that take `target` here (the member runs the same code on the same kind of
 // core).
 std::uint64_t calibrate(std::chrono::nanoseconds target) {
@@ -446,6 +508,7 @@ BENCHMARK(BM_Dispatch_LocalReplica);
 BENCHMARK(BM_RawZmq_InFlight)->Arg(16)->UseRealTime();
 BENCHMARK(BM_RawZmq_Threads)->Threads(16)->UseRealTime();
 BENCHMARK(BM_RawZmq_SharedThreads)->Threads(16)->UseRealTime();
+BENCHMARK(BM_CallClient_Threads)->Threads(16)->UseRealTime();
 BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();
 BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -42,13 +41,15 @@ zmq::socket_t connectCallSocket(const std::string &endpoint) {
 
 } // namespace
 
-// One outgoing call socket and the eventfd that wakes the thread waiting on it when a call of
-// its chain arrives (the fd goes with the socket, so their number is bounded by the sockets',
-// not by the program's threads).
+// One outgoing call socket and what wakes the thread that waits on it: an eventfd, polled with
+// the socket, and a bell, waited on alone while the thread's call went on the shared connection
+// (both go with the socket, so their number is bounded by the sockets', not by the program's
+// threads, and they outlive any wait: a late wake finds them).
 struct Slot {
   std::unique_ptr<zmq::socket_t> socket;
   int socket_fd = -1; ///< the socket's ZMQ_FD: readable when its state may have changed
   int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::atomic<std::uint32_t> bell{0};
   ~Slot() {
     if (efd >= 0)
       ::close(efd);
@@ -57,16 +58,16 @@ struct Slot {
 
 // A call waiting for its answer on a shared connection.
 struct Waiter {
-  int efd;               ///< wakes the waiting thread (its slot's eventfd)
-  zmq::message_t answer; ///< set by the reader before `answered`
+  std::atomic<std::uint32_t> *bell; ///< wakes the waiting thread (its slot's bell)
+  zmq::message_t answer;            ///< set by the reader before `answered`
   std::atomic<bool> answered{false};
 };
 
-// One connection to a node that the threads calling it share while many do. Only a thread of
-// its own touches the socket: a caller queues its call and registers its Waiter; the thread
-// sends what is queued, reads every answer, hands each to its Waiter and wakes that caller
-// only. So many calls go out in one TCP write and come back in one read, and a caller holds a
-// lock only to queue. No application code runs on the link's thread.
+// One connection to a node that the threads calling it share while many do. A caller sends
+// its call on the socket itself, under the link's lock, and registers its Waiter; a thread of
+// the link's own reads every answer, hands each to its Waiter and wakes that caller only. So
+// many calls come back in one TCP read, and a call costs no hop on its way out. No application
+// code runs on the link's thread.
 class SharedLink {
 public:
   explicit SharedLink(std::string endpoint) : endpoint_(std::move(endpoint)) {}
@@ -77,24 +78,27 @@ public:
   SharedLink(const SharedLink &) = delete;
   SharedLink &operator=(const SharedLink &) = delete;
 
-  /// Queues `message` and registers `waiter` for `call_id`. False (nothing queued) when the
-  /// link is closed.
+  /// Sends `message` and registers `waiter` for `call_id`. False (nothing sent, `message`
+  /// intact) when the link is closed or cannot start.
   bool send(zmq::message_t &message, std::uint64_t call_id, Waiter &waiter) {
     bool wake = false;
     {
       std::lock_guard lock(mu_);
-      if (closed_ || poke_ < 0)
+      if (closed_ || poke_ < 0 || !start())
         return false;
-      if (!thread_.joinable()) {
-        try {
-          thread_ = std::thread([this] { run(); });
-        } catch (const std::system_error &) {
-          return false; // no thread to spare: the call goes on the caller's own socket
-        }
-      }
-      outbox_.push_back({std::move(message), call_id});
       waiters_[call_id] = &waiter;
-      wake = std::exchange(sleeping_, false);
+      try {
+        if (!transport::sendRetrying(*socket_, message, zmq::send_flags::dontwait)) {
+          waiters_.erase(call_id); // the pipe is full: the caller's own socket waits for room
+          return false;
+        }
+        // A send may take in the socket's pending commands, and with them the signal on its
+        // fd that an answer came: then the reader, asleep on that fd, is woken here.
+        wake = sleeping_ && (transport::eventsRetrying(*socket_) & ZMQ_POLLIN);
+      } catch (const zmq::error_t &) {
+        waiters_.erase(call_id); // the process ends: the caller's own socket says so
+        return false;
+      }
     }
     if (wake)
       signalEventFd(poke_);
@@ -129,130 +133,111 @@ public:
   }
 
 private:
-  struct Outgoing {
-    zmq::message_t message;
-    std::uint64_t call_id;
-  };
+  // Makes the socket and the reading thread on the first call (under mu_). False when either
+  // cannot be made: calls then go on the callers' own sockets.
+  bool start() {
+    if (socket_)
+      return true;
+    try {
+      socket_.emplace(connectCallSocket(endpoint_));
+      socket_fd_ = socket_->get(zmq::sockopt::fd);
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::exception &e) { // zmq::error_t or std::system_error
+      spdlog::debug("calls to {} cannot share a connection: {}", endpoint_, e.what());
+      socket_.reset();
+      closed_ = true;
+      return false;
+    }
+    spdlog::debug("calls to {} share one connection while {} threads or more call it", endpoint_,
+                  kShareFrom);
+    return true;
+  }
 
   void run() {
     // A thread starts in its creator's scheduling class, which may be the background one of a
-    // long call (call_server.h): this one carries other threads' calls.
+    // long call (call_server.h): this one carries other threads' answers.
     sched_param normal{};
     sched_setscheduler(0, SCHED_OTHER, &normal);
-    std::deque<Outgoing> out;
-    std::vector<zmq::message_t> got;
-    std::vector<int> wake;
-    std::optional<zmq::socket_t> socket;
+    std::vector<std::atomic<std::uint32_t> *> wake;
     try {
-      socket.emplace(connectCallSocket(endpoint_));
-      const int socket_fd = socket->get(zmq::sockopt::fd);
-      spdlog::debug("calls to {} share one connection while {} threads or more call it", endpoint_,
-                    kShareFrom);
-      bool closing = false;
       while (true) {
+        wake.clear();
+        bool drained = false;
         {
           std::lock_guard lock(mu_);
-          closing = closed_;
-          for (auto &o : outbox_)
-            out.push_back(std::move(o));
-          outbox_.clear();
+          if (closed_)
+            break;
+          // Nothing left to read: the socket's fd signals the next answer (a caller's send
+          // that takes the signal first wakes this thread instead).
+          drained = sleeping_ = readAnswers(wake);
         }
-        // Sends what it can without waiting (a full pipe must not stop the reading).
-        bool busy = false;
-        while (!out.empty() &&
-               transport::sendRetrying(*socket, out.front().message, zmq::send_flags::dontwait)) {
-          out.pop_front();
-          busy = true;
-        }
-        if (closing)
-          break; // what was queued is sent; the socket's linger lets it leave
-        got.clear();
-        for (zmq::message_t m; got.size() < kReadBatch &&
-                               transport::recvRetrying(*socket, m, zmq::recv_flags::dontwait);)
-          got.push_back(std::move(m));
-        if (!got.empty()) {
-          busy = true;
-          deliver(got, wake);
-        }
-        if (busy)
+        for (auto *bell : wake)
+          ringBell(*bell);
+        if (!drained)
           continue;
-        {
-          std::lock_guard lock(mu_);
-          if (!outbox_.empty() || closed_)
-            continue;
-          sleeping_ = true;
-        }
-        // The reads above found nothing: the socket's fd signals the next answer (or room to
-        // send what is left).
-        pollfd fds[2] = {{socket_fd, POLLIN, 0}, {poke_, POLLIN, 0}};
+        pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {poke_, POLLIN, 0}};
         ::poll(fds, 2, static_cast<int>(kPollSlice.count()));
         if (fds[1].revents & POLLIN)
           drainEventFd(poke_);
-        std::lock_guard lock(mu_);
-        sleeping_ = false;
       }
     } catch (const zmq::error_t &e) {
-      // The process ends (its context is closed under this thread), or the socket cannot be
-      // made: the callers waiting here learn it below, and later calls go on their own sockets.
+      // The process ends (its context is closed under this thread): the callers waiting here
+      // learn it below.
       spdlog::debug("the shared connection to {} closed: {}", endpoint_, e.what());
     }
     // Calls still waiting get an empty answer: this link will not bring theirs.
     wake.clear();
-    std::chrono::milliseconds linger{0};
     {
       std::lock_guard lock(mu_);
       closed_ = true;
-      linger = linger_;
       for (auto &[id, w] : waiters_) {
-        wake.push_back(w->efd);
+        wake.push_back(w->bell);
         w->answered.store(true, std::memory_order_release);
       }
       waiters_.clear();
-    }
-    for (int fd : wake)
-      signalEventFd(fd);
-    try {
-      if (socket) {
-        socket->set(zmq::sockopt::linger, static_cast<int>(linger.count()));
-        socket->close();
+      try {
+        socket_->set(zmq::sockopt::linger, static_cast<int>(linger_.count()));
+        socket_->close();
+      } catch (const zmq::error_t &) {
+        // The context is closed already: the socket goes with it.
       }
-    } catch (const zmq::error_t &) {
-      // The context is closed already: the socket goes with it.
     }
+    for (auto *bell : wake)
+      ringBell(*bell);
   }
 
-  // Hands each answer to its Waiter under the lock and wakes the callers after it (a wake is a
-  // system call; a caller that gave up meanwhile still holds its slot, and a spare wake only
-  // makes it look again). Answers are checked before the lock (callers wait for it to queue).
-  void deliver(std::vector<zmq::message_t> &got, std::vector<int> &wake) {
-    std::vector<std::pair<std::uint64_t, zmq::message_t *>> answers;
-    for (auto &m : got)
-      if (const wire::Envelope *e = transport::verifyEnvelope(m))
-        answers.emplace_back(transport::callIdOf(*e), &m);
-    wake.clear();
-    {
-      std::lock_guard lock(mu_);
-      for (auto [id, m] : answers) {
-        auto it = waiters_.find(id);
-        if (it == waiters_.end())
-          continue; // its caller gave up
-        Waiter &w = *it->second;
-        waiters_.erase(it);
-        w.answer = std::move(*m);
-        wake.push_back(w.efd);
-        w.answered.store(true, std::memory_order_release);
-      }
+  // Reads up to kReadBatch answers (under mu_) and hands each to its Waiter; `wake` gets the
+  // bells of the callers answered (woken after the lock: a wake is a system call, and a
+  // caller that gave up meanwhile still holds its slot, so a spare wake only makes it look
+  // again). An answer whose caller gave up, or that is garbage, is dropped. True when nothing
+  // is left to read.
+  bool readAnswers(std::vector<std::atomic<std::uint32_t> *> &wake) {
+    for (std::size_t n = 0; n < kReadBatch; ++n) {
+      zmq::message_t m;
+      if (!transport::recvRetrying(*socket_, m, zmq::recv_flags::dontwait))
+        return true;
+      const wire::Envelope *e = transport::verifyEnvelope(m);
+      if (!e)
+        continue;
+      auto it = waiters_.find(transport::callIdOf(*e));
+      if (it == waiters_.end())
+        continue; // its caller gave up
+      Waiter &w = *it->second;
+      waiters_.erase(it);
+      w.answer = std::move(m);
+      wake.push_back(w.bell);
+      w.answered.store(true, std::memory_order_release);
     }
-    for (int fd : wake)
-      signalEventFd(fd);
+    return false;
   }
 
   std::string endpoint_;
   int poke_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); ///< wakes the link's thread
   std::mutex mu_;                                     ///< guards the fields below
-  std::deque<Outgoing> outbox_;
+  std::optional<zmq::socket_t> socket_;
+  int socket_fd_ = -1; ///< socket_'s ZMQ_FD
   std::unordered_map<std::uint64_t, Waiter *> waiters_;
-  bool sleeping_ = false; ///< the link's thread waits in poll (a caller that queues wakes it)
+  bool sleeping_ = false; ///< the link's thread waits in poll for the socket's fd
   bool closed_ = false;
   std::chrono::milliseconds linger_{0};
   std::thread thread_;
@@ -374,15 +359,15 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
   Mailbox &box = threadMailbox();
   struct Wake { // calls of the chain wake this wait; the outer one's slot afterwards
     Mailbox &box;
-    int outer;
+    Wakeup outer;
     ~Wake() { box.wakeOn(outer); }
-  } wake{box, box.wakeOn(slot.efd)};
+  } wake{box, box.wakeOn({slot.efd, &slot.bell})};
   CallServer::ChainWait registered(server_, currentChain(), box);
   server_.ensureLeader(); // someone must read the socket while this thread waits
   // Many threads calling this node: the call goes on the connection they share, and its
-  // reader wakes this thread through the slot's eventfd (a call that cannot go there now
-  // goes on the thread's own).
-  Waiter waiter{slot.efd, {}, {}};
+  // reader wakes this thread through the slot's bell (a call that cannot go there now goes on
+  // the thread's own).
+  Waiter waiter{&slot.bell, {}, {}};
   const bool shared = peer.callers() >= kShareFrom && peer.shared().send(message, call_id, waiter);
   struct Forget { // an answer that comes after this wait ended is dropped
     SharedLink *link;
@@ -397,6 +382,9 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     return false;
   }
   while (true) {
+    // Read before looking: a wake after it (an answer, a call of the chain) makes the wait
+    // below return at once.
+    const std::uint32_t rung = slot.bell.load(std::memory_order_acquire);
     // An answer that arrived while a nested wait on this thread was reading the socket.
     if (auto it = l.early.find(call_id); it != l.early.end()) {
       response = std::move(it->second);
@@ -420,8 +408,8 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
     // An answer on this thread's own socket (for this call, or for an outer wait on it). A
     // read that finds none also makes the socket's fd signal the next one, so the fd can be
     // waited on with poll(2) itself (zmq::poll looks once more without waiting before it
-    // waits: one system call per call). A shared call's answer comes through the slot's
-    // eventfd only; an outer wait on the own socket reads it when this one returns.
+    // waits: one system call per call). A shared call's answer comes through the slot's bell
+    // only; an outer wait on the own socket reads it when this one returns.
     bool got = false;
     if (!shared)
       try {
@@ -453,13 +441,17 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
       error = "no answer in time";
       return false;
     }
-    pollfd fds[2] = {{slot.efd, POLLIN, 0}, {slot.socket_fd, POLLIN, 0}};
-    ::poll(fds, shared ? 1 : 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
+    if (shared) {
+      waitBell(slot.bell, rung, kPollSlice);
+    } else {
+      pollfd fds[2] = {{slot.efd, POLLIN, 0}, {slot.socket_fd, POLLIN, 0}};
+      ::poll(fds, 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
+      if (fds[0].revents & POLLIN)
+        drainEventFd(slot.efd);
+    }
     // Again every slice: the leader seen before sending may have taken a call since, with no
     // idle worker left to read this chain's calls.
     server_.ensureLeader();
-    if (fds[0].revents & POLLIN)
-      drainEventFd(slot.efd);
   }
 }
 

@@ -74,14 +74,16 @@ void armTicks(int timer_fd, std::chrono::nanoseconds period) {
 // ---- Mailbox -----------------------------------------------------------------------------
 
 void Mailbox::push(Incoming in) {
-  int fd;
+  Wakeup w;
   {
     std::lock_guard lock(mu_);
     calls_.push_back(std::move(in));
-    fd = wake_fd_;
+    w = wakeup_;
   }
-  if (fd >= 0)
-    signalEventFd(fd);
+  if (w.fd >= 0)
+    signalEventFd(w.fd);
+  if (w.bell)
+    ringBell(*w.bell);
 }
 
 bool Mailbox::pop(Incoming &in) {
@@ -93,9 +95,9 @@ bool Mailbox::pop(Incoming &in) {
   return true;
 }
 
-int Mailbox::wakeOn(int fd) {
+Wakeup Mailbox::wakeOn(Wakeup wakeup) {
   std::lock_guard lock(mu_);
-  return std::exchange(wake_fd_, fd);
+  return std::exchange(wakeup_, wakeup);
 }
 
 std::deque<Incoming> Mailbox::takeAll() {
@@ -369,7 +371,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   // watchdog moved computed long (the CPU time of other calls is not read: a system call).
   noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
   lock.unlock();
-  reply(in, answer, /*leader=*/kept);
+  reply(in, answer);
   lock.lock();
   return kept;
 }
@@ -454,9 +456,10 @@ bool CallServer::lead(Incoming &out) {
       std::lock_guard lock(sock_mu_);
       // A read that finds a message queued costs no system call (asking the socket's events
       // first would cost one per message); the last one, that finds none, makes the socket's
-      // fd signal the next.
+      // fd signal the next, and this thread will wait on it (see reply()).
       for (Incoming in; router_ && batch.size() < kBatch && receive(in);)
         batch.push_back(std::move(in));
+      leader_waits_ = batch.empty();
     }
     bool mine = false;
     std::vector<Incoming> rest; // allocates only if calls are left for the pool
@@ -518,10 +521,10 @@ bool CallServer::deliverToChain(Incoming &in) {
 
 void CallServer::serve(Incoming &in) {
   zmq::message_t answer = answer_(in.payload);
-  reply(in, answer, false);
+  reply(in, answer);
 }
 
-void CallServer::reply(Incoming &in, zmq::message_t &answer, bool leader) {
+void CallServer::reply(Incoming &in, zmq::message_t &answer) {
   bool more = false;
   {
     std::lock_guard lock(sock_mu_);
@@ -529,10 +532,12 @@ void CallServer::reply(Incoming &in, zmq::message_t &answer, bool leader) {
       return;
     transport::sendRetrying(*router_, in.identity, zmq::send_flags::sndmore);
     transport::sendRetrying(*router_, answer, zmq::send_flags::none);
-    more = !leader && (transport::eventsRetrying(*router_) & ZMQ_POLLIN);
+    // Sending may have taken in the socket's pending commands, and with them the signal on
+    // its fd that the leader waits for: then the leader is woken here. A leader that is not
+    // waiting reads until nothing is left before it waits, so then no look (a system call) is
+    // needed.
+    more = leader_waits_ && (transport::eventsRetrying(*router_) & ZMQ_POLLIN);
   }
-  // Sending may have consumed the socket's "readable" signal the leader waits for (a leader
-  // that replies looks at the socket's events before it waits).
   if (more)
     poke();
 }

@@ -44,22 +44,29 @@ struct Incoming {
   static constexpr std::uint32_t kNoFunction = UINT32_MAX;
 };
 
+/// What wakes a thread that waits for a reply: the eventfd it polls beside its own socket, and
+/// the bell it waits on alone when its call went on a shared connection (node_sockets.h).
+struct Wakeup {
+  int fd = -1;
+  std::atomic<std::uint32_t> *bell = nullptr;
+};
+
 /// Calls of a thread's chain handed to it while it waits for a reply. Thread-safe.
 class Mailbox {
 public:
-  /// Queues a call and wakes the thread (through the eventfd it waits on, if any).
+  /// Queues a call and wakes the thread (through both of its Wakeup, if any).
   void push(Incoming in);
   /// The oldest queued call, if any.
   bool pop(Incoming &in);
-  /// Makes `fd` the eventfd that wakes the thread; returns the previous one.
-  int wakeOn(int fd);
+  /// Makes `wakeup` what wakes the thread; returns the previous one.
+  Wakeup wakeOn(Wakeup wakeup);
   /// Takes every queued call.
   std::deque<Incoming> takeAll();
 
 private:
-  std::mutex mu_; ///< guards calls_ and wake_fd_
+  std::mutex mu_; ///< guards calls_ and wakeup_
   std::deque<Incoming> calls_;
-  int wake_fd_ = -1;
+  Wakeup wakeup_;
 };
 
 /// This thread's mailbox.
@@ -129,8 +136,8 @@ private:
   bool handOffFirst(const Incoming &in) const;
 
   bool knownHeavy(const Incoming &in) const;
-  /// Sends `answer`. `leader`: the calling thread leads (it looks at the socket next).
-  void reply(Incoming &in, zmq::message_t &answer, bool leader);
+  /// Sends `answer`.
+  void reply(Incoming &in, zmq::message_t &answer);
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
   std::vector<std::thread> reapEnded();
@@ -144,9 +151,11 @@ private:
   std::atomic<bool> stop_{false};
 
   std::unique_ptr<zmq::socket_t> router_;
-  std::mutex sock_mu_; ///< guards every use of router_ (leader's reads, workers' replies)
-  int router_fd_ = -1; ///< ZMQ_FD of router_: readable when its state may have changed
-  int poke_fd_ = -1;   ///< eventfd: "look at the router again" (a reply's send took the signal)
+  std::mutex sock_mu_;        ///< guards every use of router_ (leader's reads, workers' replies)
+  int router_fd_ = -1;        ///< ZMQ_FD of router_: readable when its state may have changed
+  bool leader_waits_ = false; ///< the leader's last read found nothing: it waits on router_fd_
+                              ///< (guarded by sock_mu_)
+  int poke_fd_ = -1; ///< eventfd: "look at the router again" (a reply's send took the signal)
 
   std::mutex pool_mu_; ///< guards the fields below, to workers_
   std::condition_variable pool_cv_;

@@ -4,9 +4,12 @@
 #include "jit/remote_call.h"
 #include "transport/messages.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 
 namespace distnode::node {
 
@@ -36,6 +39,21 @@ void signalEventFd(int fd) {
 void drainEventFd(int fd) {
   std::uint64_t count;
   [[maybe_unused]] auto n = ::read(fd, &count, sizeof count);
+}
+
+void ringBell(std::atomic<std::uint32_t> &bell) {
+  bell.fetch_add(1, std::memory_order_release);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t *>(&bell), FUTEX_WAKE_PRIVATE, 1, nullptr,
+            nullptr, 0);
+}
+
+void waitBell(std::atomic<std::uint32_t> &bell, std::uint32_t seen,
+              std::chrono::milliseconds timeout) {
+  timespec t{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<long>(timeout.count() % 1000 * 1'000'000)};
+  // EAGAIN (rung already), EINTR, ETIMEDOUT: the caller looks again either way.
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t *>(&bell), FUTEX_WAIT_PRIVATE, seen, &t,
+            nullptr, 0);
 }
 
 std::int64_t maxMessageBytes() {

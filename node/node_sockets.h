@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 
 namespace distnode::node {
 
@@ -24,6 +25,13 @@ void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeou
 void signalEventFd(int fd);
 /// Resets the eventfd `fd` (non-blocking: nothing to read is fine).
 void drainEventFd(int fd);
+
+/// Wakes the thread that waits on `bell` (waitBell) after a change it waits for: one system
+/// call, as signalEventFd, but the waiter needs no poll(2) set-up and no read to reset it.
+void ringBell(std::atomic<std::uint32_t> &bell);
+/// Waits until `bell` is rung after it held `seen`, or `timeout` passes, or a signal comes.
+void waitBell(std::atomic<std::uint32_t> &bell, std::uint32_t seen,
+              std::chrono::milliseconds timeout);
 
 /// The largest message a node accepts: the largest call blob (jit::maxCallBytes()) and its
 /// envelope.
