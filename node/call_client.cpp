@@ -79,30 +79,34 @@ public:
   SharedLink &operator=(const SharedLink &) = delete;
 
   /// Sends `message` and registers `waiter` for `call_id`. False (nothing sent, `message`
-  /// intact) when the link is closed or cannot start.
+  /// intact) when the link is closed or cannot start, or its socket has no room now.
   bool send(zmq::message_t &message, std::uint64_t call_id, Waiter &waiter) {
-    bool wake = false;
+    bool sent = false, wake = false;
     {
       std::lock_guard lock(mu_);
       if (closed_ || poke_ < 0 || !start())
         return false;
       waiters_[call_id] = &waiter;
       try {
-        if (!transport::sendRetrying(*socket_, message, zmq::send_flags::dontwait)) {
-          waiters_.erase(call_id); // the pipe is full: the caller's own socket waits for room
-          return false;
-        }
-        // A send may take in the socket's pending commands, and with them the signal on its
-        // fd that an answer came: then the reader, asleep on that fd, is woken here.
-        wake = sleeping_ && (transport::eventsRetrying(*socket_) & ZMQ_POLLIN);
+        sent = transport::sendRetrying(*socket_, message, zmq::send_flags::dontwait).has_value();
       } catch (const zmq::error_t &) {
-        waiters_.erase(call_id); // the process ends: the caller's own socket says so
-        return false;
+        // The process ends: the caller's own socket says so.
       }
+      if (!sent)
+        waiters_.erase(call_id); // the caller's own socket waits for room
+      // A send (even one that found no room) may take in the socket's pending commands, and
+      // with them the signal on its fd that an answer came: then the reader, asleep on that
+      // fd, is woken here.
+      if (sleeping_.load(std::memory_order_relaxed))
+        try {
+          wake = (transport::eventsRetrying(*socket_) & ZMQ_POLLIN) != 0;
+        } catch (const zmq::error_t &) {
+          wake = true; // the reader finds out what happened
+        }
     }
     if (wake)
       signalEventFd(poke_);
-    return true;
+    return sent;
   }
 
   /// Whether `waiter`'s answer has come (then the link no longer touches it).
@@ -158,6 +162,8 @@ private:
     // long call (call_server.h): this one carries other threads' answers.
     sched_param normal{};
     sched_setscheduler(0, SCHED_OTHER, &normal);
+    std::vector<zmq::message_t> read; // taken off the socket, not verified yet
+    std::vector<std::pair<std::uint64_t, zmq::message_t>> verified; // by call id
     std::vector<std::atomic<std::uint32_t> *> wake;
     try {
       while (true) {
@@ -165,18 +171,26 @@ private:
         bool drained = false;
         {
           std::lock_guard lock(mu_);
+          handOver(verified, wake);
           if (closed_)
             break;
+          drained = readAnswers(read);
           // Nothing left to read: the socket's fd signals the next answer (a caller's send
           // that takes the signal first wakes this thread instead).
-          drained = sleeping_ = readAnswers(wake);
+          sleeping_.store(drained, std::memory_order_relaxed);
         }
         for (auto *bell : wake)
           ringBell(*bell);
-        if (!drained)
+        // Envelopes are verified outside the lock, which callers wait for to send.
+        for (auto &m : read)
+          if (const wire::Envelope *e = transport::verifyEnvelope(m))
+            verified.emplace_back(transport::callIdOf(*e), std::move(m));
+        read.clear(); // garbage is dropped
+        if (!verified.empty() || !drained)
           continue;
         pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {poke_, POLLIN, 0}};
         ::poll(fds, 2, static_cast<int>(kPollSlice.count()));
+        sleeping_.store(false, std::memory_order_relaxed); // reads before it waits again
         if (fds[1].revents & POLLIN)
           drainEventFd(poke_);
       }
@@ -185,8 +199,8 @@ private:
       // learn it below.
       spdlog::debug("the shared connection to {} closed: {}", endpoint_, e.what());
     }
-    // Calls still waiting get an empty answer: this link will not bring theirs.
-    wake.clear();
+    // Calls still waiting get an empty answer: this link will not bring theirs. (`wake` may
+    // hold the bells of answers handed over just before a read failed.)
     {
       std::lock_guard lock(mu_);
       closed_ = true;
@@ -206,20 +220,26 @@ private:
       ringBell(*bell);
   }
 
-  // Reads up to kReadBatch answers (under mu_) and hands each to its Waiter; `wake` gets the
-  // bells of the callers answered (woken after the lock: a wake is a system call, and a
-  // caller that gave up meanwhile still holds its slot, so a spare wake only makes it look
-  // again). An answer whose caller gave up, or that is garbage, is dropped. True when nothing
-  // is left to read.
-  bool readAnswers(std::vector<std::atomic<std::uint32_t> *> &wake) {
-    for (std::size_t n = 0; n < kReadBatch; ++n) {
+  // Reads up to kReadBatch messages into `read` (under mu_: callers send on the socket). True
+  // when nothing is left to read.
+  bool readAnswers(std::vector<zmq::message_t> &read) {
+    while (read.size() < kReadBatch) {
       zmq::message_t m;
       if (!transport::recvRetrying(*socket_, m, zmq::recv_flags::dontwait))
         return true;
-      const wire::Envelope *e = transport::verifyEnvelope(m);
-      if (!e)
-        continue;
-      auto it = waiters_.find(transport::callIdOf(*e));
+      read.push_back(std::move(m));
+    }
+    return false;
+  }
+
+  // Hands each verified answer to its Waiter (under mu_); `wake` gets the bells of the callers
+  // answered, rung after the lock (a wake is a system call; a bell belongs to its slot, which
+  // outlives the wait, so a caller that gave up meanwhile only looks again). An answer whose
+  // caller gave up is dropped.
+  void handOver(std::vector<std::pair<std::uint64_t, zmq::message_t>> &verified,
+                std::vector<std::atomic<std::uint32_t> *> &wake) {
+    for (auto &[id, m] : verified) {
+      auto it = waiters_.find(id);
       if (it == waiters_.end())
         continue; // its caller gave up
       Waiter &w = *it->second;
@@ -228,7 +248,7 @@ private:
       wake.push_back(w.bell);
       w.answered.store(true, std::memory_order_release);
     }
-    return false;
+    verified.clear();
   }
 
   std::string endpoint_;
@@ -237,7 +257,9 @@ private:
   std::optional<zmq::socket_t> socket_;
   int socket_fd_ = -1; ///< socket_'s ZMQ_FD
   std::unordered_map<std::uint64_t, Waiter *> waiters_;
-  bool sleeping_ = false; ///< the link's thread waits in poll for the socket's fd
+  /// The link's thread waits (or is about to) in poll for the socket's fd. Written under mu_
+  /// (cleared without it after the wait).
+  std::atomic<bool> sleeping_{false};
   bool closed_ = false;
   std::chrono::milliseconds linger_{0};
   std::thread thread_;
@@ -366,9 +388,11 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
   server_.ensureLeader(); // someone must read the socket while this thread waits
   // Many threads calling this node: the call goes on the connection they share, and its
   // reader wakes this thread through the slot's bell (a call that cannot go there now goes on
-  // the thread's own).
+  // the thread's own, as does a long call's in the background class: it would send holding
+  // the lock that the other callers wait for, and its core may not come back for a while).
   Waiter waiter{&slot.bell, {}, {}};
-  const bool shared = peer.callers() >= kShareFrom && peer.shared().send(message, call_id, waiter);
+  const bool shared = peer.callers() >= kShareFrom && !inBackgroundClass() &&
+                      peer.shared().send(message, call_id, waiter);
   struct Forget { // an answer that comes after this wait ended is dropped
     SharedLink *link;
     std::uint64_t id;

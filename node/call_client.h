@@ -19,10 +19,11 @@ class PeerSockets;
 /// peer (and the eventfd that wakes it for calls of its chain) from that peer's pool for its
 /// outermost remote call, and gives them back when that call returns: at most
 /// kMaxSocketsPerPeer sockets per peer whatever the number of program threads. While 8 or more
-/// threads hold sockets for one peer, their calls go instead on one connection they share: a
-/// thread of its own sends what they queue, reads every answer and wakes only the thread it
-/// answers (many calls per TCP write and read; one more thread hop per call). While it waits,
-/// a thread runs the calls of its own chain that arrive at this node.
+/// threads hold sockets for one peer, their calls go instead on one connection they share:
+/// each caller sends on it itself, under a lock; a thread of its own reads every answer and
+/// wakes only the thread it answers, through a futex (many answers per TCP read; one thread
+/// hop per call, on the way back). While it waits, a thread runs the calls of its own chain
+/// that arrive at this node.
 /// Thread-safe.
 class CallClient {
 public:

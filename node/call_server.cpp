@@ -43,6 +43,16 @@ bool setPolicy(pid_t tid, int policy) {
   return sched_setscheduler(tid, policy, &p) == 0;
 }
 
+// Whether this thread is in the background class: set with the class, by the thread itself or
+// by the watchdog (through Watched::background).
+thread_local std::atomic<bool> t_background{false};
+
+// Moves the calling thread to `policy` and notes whether that is the background class.
+void setOwnPolicy(int policy) {
+  if (setPolicy(0, policy))
+    t_background.store(policy == SCHED_IDLE, std::memory_order_relaxed);
+}
+
 // CPU time `thread` has used.
 std::chrono::nanoseconds threadCpu(pthread_t thread) {
   clockid_t clock;
@@ -114,6 +124,8 @@ std::uint64_t &currentChain() {
   thread_local std::uint64_t chain = 0;
   return chain;
 }
+
+bool inBackgroundClass() { return t_background.load(std::memory_order_relaxed); }
 
 // ---- CallServer --------------------------------------------------------------------------
 
@@ -249,7 +261,7 @@ std::vector<std::thread> CallServer::reapEnded() {
 
 void CallServer::workerLoop(bool lead_first) {
   if (background_long_calls_)
-    setPolicy(0, SCHED_OTHER); // a thread starts in its creator's class, maybe the background
+    setOwnPolicy(SCHED_OTHER); // a thread starts in its creator's class, maybe the background
   std::unique_lock lock(pool_mu_);
   while (true) {
     // A worker started beyond the pool's size for a waiting chain ends once another idle
@@ -317,6 +329,7 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     inline_tid_ = tid;
     inline_start_ = std::chrono::steady_clock::now();
     inline_thread_ = pthread_self();
+    inline_background_ = &t_background;
     if (!ticking_) { // the watchdog looks every kInlineBound while calls run
       ticking_ = true;
       armTicks(timer_fd_, kInlineBound);
@@ -339,7 +352,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   std::chrono::nanoseconds cpu_start{};
   if (background) {
     cpu_start = threadCpu(pthread_self());
-    setPolicy(0, SCHED_IDLE);
+    setOwnPolicy(SCHED_IDLE);
   }
   zmq::message_t answer = answer_(in.payload);
   const bool ran_long = std::chrono::steady_clock::now() - start > kInlineBound;
@@ -350,7 +363,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   // every thread that waits for it): after a background call, or a kept one the watchdog may
   // have moved; once more below if it moved it since.
   if (background || (seq != 0 && ran_long && background_long_calls_))
-    setPolicy(0, SCHED_OTHER);
+    setOwnPolicy(SCHED_OTHER);
   bool kept = false, moved = false;
   lock.lock();
   if (seq != 0) {
@@ -366,7 +379,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
     }
   }
   if (seq != 0 && !kept && background_long_calls_)
-    setPolicy(0, SCHED_OTHER); // the watchdog may have moved it after the look above
+    setOwnPolicy(SCHED_OTHER); // the watchdog may have moved it after the look above
   // A call handed over ran long, even if it only waited (for another node, say); one the
   // watchdog moved computed long (the CPU time of other calls is not read: a system call).
   noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
@@ -420,12 +433,18 @@ void CallServer::watchdogLoop() {
         leader_taken_ = false;
         handed_over = true;
         if (background_long_calls_)
-          watched_ =
-              Watched{inline_seq_, inline_tid_, inline_thread_, threadCpu(inline_thread_), now, 0};
+          watched_ = Watched{inline_seq_,
+                             inline_tid_,
+                             inline_thread_,
+                             inline_background_,
+                             threadCpu(inline_thread_),
+                             now,
+                             0};
       } else if (watched_) {
         auto wall = now - watched_->since;
         if (wall >= kInlineBound && threadCpu(watched_->thread) - watched_->cpu_start > wall / 4) {
-          setPolicy(watched_->tid, SCHED_IDLE);
+          if (setPolicy(watched_->tid, SCHED_IDLE))
+            watched_->background->store(true, std::memory_order_relaxed);
           moved_seq_ = watched_->seq;
           watched_.reset();
         } else if (++watched_->looks >= kMaxLooks) {

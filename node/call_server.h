@@ -76,6 +76,10 @@ Mailbox &threadMailbox();
 /// makes carry it; calls of it that arrive while it waits run on it.
 std::uint64_t &currentChain();
 
+/// Whether this thread runs a long call in the background class now (see above): it then keeps
+/// off locks that other threads wait for, as its core may not come back to it for a while.
+bool inBackgroundClass();
+
 /// The call socket's server. Thread-safe; construct, start(), stop().
 class CallServer {
 public:
@@ -169,6 +173,7 @@ private:
   bool inline_call_ = false;           ///< the leader runs a call and still holds the socket
   pid_t inline_tid_ = 0;               ///< the thread that runs it
   pthread_t inline_thread_{};
+  std::atomic<bool> *inline_background_ = nullptr;     ///< its inBackgroundClass() flag
   std::chrono::steady_clock::time_point inline_start_; ///< when the leader began it
   std::uint64_t moved_seq_ = 0;  ///< the last call the watchdog moved to the background
   bool ticking_ = false;         ///< the watchdog's timer runs
@@ -184,6 +189,7 @@ private:
     std::uint64_t seq;
     pid_t tid;
     pthread_t thread;
+    std::atomic<bool> *background; ///< the thread's inBackgroundClass() flag
     std::chrono::nanoseconds cpu_start;
     std::chrono::steady_clock::time_point since;
     int looks;

@@ -288,5 +288,69 @@ TEST_F(CallClientTest, TheSharedConnectionsThreadRunsInTheNormalClassWhoeverStar
   client_->releaseSockets();
 }
 
+// A long call that computes runs in the background class (call_server.h); its remote calls go
+// on its thread's own connection even while many threads share one: it would send holding the
+// lock the other callers wait for, and its core may not come back to it for a while.
+TEST_F(CallClientTest, ALongCallInTheBackgroundClassCallsOnItsOwnConnection) {
+  constexpr int kOthers = 8;
+  std::latch others_hold_sockets(kOthers), done(1);
+  std::vector<std::thread> others;
+  for (int t = 0; t < kOthers; ++t)
+    others.emplace_back([&, t] {
+      EXPECT_TRUE(call(std::uint64_t(t + 1) << 32));
+      others_hold_sockets.count_down();
+      done.wait();
+      client_->releaseSockets();
+    });
+  others_hold_sockets.wait(); // 8 threads hold sockets: from here on, calls share a connection
+  const std::uint64_t shared_call = std::uint64_t(100) << 32, background_call = shared_call + 1;
+  EXPECT_TRUE(call(shared_call));
+  client_->releaseSockets();
+
+  // A node whose one function computes until the watchdog moves it to the background class,
+  // then calls the echo node.
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0]);
+  auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
+  router->bind(endpoint);
+  std::atomic<bool> moved{false}, answered{false};
+  CallServer busy(
+      std::move(router), 1,
+      [&](zmq::message_t &) {
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (!node::inBackgroundClass() && std::chrono::steady_clock::now() < give_up) {
+        }
+        moved = node::inBackgroundClass();
+        answered = call(background_call);
+        client_->releaseSockets();
+        return zmq::message_t();
+      },
+      /*background_long_calls=*/true);
+  if (!busy.backgroundLongCalls()) {
+    done.count_down();
+    for (auto &t : others)
+      t.join();
+    GTEST_SKIP() << "this process may not move a thread back from SCHED_IDLE (CAP_SYS_NICE)";
+  }
+  busy.start();
+  zmq::socket_t dealer(node::context(), zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 30'000);
+  dealer.connect(endpoint);
+  dealer.send(transport::makeCall(1, 7, 0, nullptr, 0), zmq::send_flags::none);
+  zmq::message_t reply;
+  EXPECT_TRUE(dealer.recv(reply)); // the long call returned
+  busy.stop();
+  busy.close(std::chrono::milliseconds(0));
+  done.count_down();
+  for (auto &t : others)
+    t.join();
+
+  EXPECT_TRUE(moved);
+  EXPECT_TRUE(answered);
+  auto shared = echo_.connectionOf(shared_call), own = echo_.connectionOf(background_call);
+  ASSERT_TRUE(shared && own);
+  EXPECT_NE(*own, *shared);
+}
+
 } // namespace
 } // namespace distnode::testing
