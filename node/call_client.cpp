@@ -165,19 +165,21 @@ private:
     std::vector<zmq::message_t> read; // taken off the socket, not verified yet
     std::vector<std::pair<std::uint64_t, zmq::message_t>> verified; // by call id
     std::vector<std::atomic<std::uint32_t> *> wake;
+    bool drained = false; // the last read found nothing: the socket's fd signals the next answer
     try {
       while (true) {
         wake.clear();
-        bool drained = false;
         {
           std::lock_guard lock(mu_);
           handOver(verified, wake);
           if (closed_)
             break;
-          drained = readAnswers(read);
-          // Nothing left to read: the socket's fd signals the next answer (a caller's send
-          // that takes the signal first wakes this thread instead).
-          sleeping_.store(drained, std::memory_order_relaxed);
+          if (!drained) {
+            drained = readAnswers(read);
+            // From here until the wait below returns, a caller's send that takes the fd's
+            // signal wakes this thread.
+            sleeping_.store(drained, std::memory_order_relaxed);
+          }
         }
         for (auto *bell : wake)
           ringBell(*bell);
@@ -187,10 +189,11 @@ private:
             verified.emplace_back(transport::callIdOf(*e), std::move(m));
         read.clear(); // garbage is dropped
         if (!verified.empty() || !drained)
-          continue;
+          continue; // hands them over (without reading again once drained)
         pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {poke_, POLLIN, 0}};
         ::poll(fds, 2, static_cast<int>(kPollSlice.count()));
         sleeping_.store(false, std::memory_order_relaxed); // reads before it waits again
+        drained = false;
         if (fds[1].revents & POLLIN)
           drainEventFd(poke_);
       }
@@ -234,8 +237,8 @@ private:
 
   // Hands each verified answer to its Waiter (under mu_); `wake` gets the bells of the callers
   // answered, rung after the lock (a wake is a system call; a bell belongs to its slot, which
-  // outlives the wait, so a caller that gave up meanwhile only looks again). An answer whose
-  // caller gave up is dropped.
+  // outlives the wait, so a bell rung after its caller saw the answer and went on only makes
+  // that slot's next wait look again). An answer whose caller gave up is dropped.
   void handOver(std::vector<std::pair<std::uint64_t, zmq::message_t>> &verified,
                 std::vector<std::atomic<std::uint32_t> *> &wake) {
     for (auto &[id, m] : verified) {
@@ -257,7 +260,8 @@ private:
   std::optional<zmq::socket_t> socket_;
   int socket_fd_ = -1; ///< socket_'s ZMQ_FD
   std::unordered_map<std::uint64_t, Waiter *> waiters_;
-  /// The link's thread waits (or is about to) in poll for the socket's fd. Written under mu_
+  /// The link's last read found nothing and its thread has not woken since: it waits in poll
+  /// for the socket's fd, or will once it has handed over what it read. Set under mu_
   /// (cleared without it after the wait).
   std::atomic<bool> sleeping_{false};
   bool closed_ = false;
@@ -389,7 +393,8 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
   // Many threads calling this node: the call goes on the connection they share, and its
   // reader wakes this thread through the slot's bell (a call that cannot go there now goes on
   // the thread's own, as does a long call's in the background class: it would send holding
-  // the lock that the other callers wait for, and its core may not come back for a while).
+  // the lock that the other callers wait for, and its core may not come back for a while. The
+  // watchdog may move this thread there just after the check: rare, and only one send long).
   Waiter waiter{&slot.bell, {}, {}};
   const bool shared = peer.callers() >= kShareFrom && !inBackgroundClass() &&
                       peer.shared().send(message, call_id, waiter);

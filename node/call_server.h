@@ -76,8 +76,9 @@ Mailbox &threadMailbox();
 /// makes carry it; calls of it that arrive while it waits run on it.
 std::uint64_t &currentChain();
 
-/// Whether this thread runs a long call in the background class now (see above): it then keeps
-/// off locks that other threads wait for, as its core may not come back to it for a while.
+/// Whether this thread runs a long call in the background class now (see above): its remote
+/// calls then keep off the connection that threads share (whose lock is held across a send),
+/// as its core may not come back to it for a while.
 bool inBackgroundClass();
 
 /// The call socket's server. Thread-safe; construct, start(), stop().
