@@ -154,6 +154,40 @@ protected:
     return reply->call_id() == call_id && echoed == call_id;
   }
 
+  // `n` threads that each make one call to the echo node and then hold their sockets for it
+  // (the client counts them as calling it) until release() or the end of the scope.
+  class SocketHolders {
+  public:
+    SocketHolders(CallClientTest &test, int n) : holding_(n) {
+      for (int t = 0; t < n; ++t)
+        threads_.emplace_back([this, &test, t] {
+          answered_ += test.call(std::uint64_t(t + 1) << 32);
+          holding_.count_down();
+          done_.wait();
+          test.client_->releaseSockets();
+        });
+      holding_.wait();
+    }
+    ~SocketHolders() { release(); }
+    SocketHolders(const SocketHolders &) = delete;
+    SocketHolders &operator=(const SocketHolders &) = delete;
+    void release() {
+      if (threads_.empty())
+        return;
+      done_.count_down();
+      for (auto &t : threads_)
+        t.join();
+      threads_.clear();
+    }
+    // Calls that got their own answers.
+    [[nodiscard]] int answered() const { return answered_.load(); }
+
+  private:
+    std::latch holding_, done_{1};
+    std::atomic<int> answered_{0};
+    std::vector<std::thread> threads_;
+  };
+
   EchoNode echo_;
   std::unique_ptr<CallServer> server_;
   std::unique_ptr<CallClient> client_;
@@ -193,17 +227,7 @@ TEST_F(CallClientTest, AnAnswerAfterItsCallerGaveUpIsDroppedOnTheSharedConnectio
   constexpr int kOthers = 8;
   const std::uint64_t mine = std::uint64_t(100) << 32;
   ASSERT_TRUE(call(mine)); // alone: on this thread's own socket, which it holds from now on
-  std::latch others_hold_sockets(kOthers), done(1);
-  std::vector<std::thread> others;
-  std::atomic<int> right{0};
-  for (int t = 0; t < kOthers; ++t)
-    others.emplace_back([&, t] {
-      right += call(std::uint64_t(t + 1) << 32);
-      others_hold_sockets.count_down();
-      done.wait();
-      client_->releaseSockets();
-    });
-  others_hold_sockets.wait(); // 9 threads hold sockets for the echo node now
+  SocketHolders others(*this, kOthers); // 9 threads hold sockets for the echo node now
   std::string why;
   EXPECT_FALSE(call(mine + 1, kHeld,
                     std::chrono::steady_clock::now() + std::chrono::milliseconds(50), &why));
@@ -213,11 +237,9 @@ TEST_F(CallClientTest, AnAnswerAfterItsCallerGaveUpIsDroppedOnTheSharedConnectio
   // order).
   for (std::uint64_t i = 2; i < 50; ++i)
     EXPECT_TRUE(call(mine + i)) << i;
-  done.count_down();
-  for (auto &t : others)
-    t.join();
+  others.release();
   client_->releaseSockets();
-  EXPECT_EQ(right.load(), kOthers);
+  EXPECT_EQ(others.answered(), kOthers);
   // The held call went on the shared connection, not on this thread's own.
   auto own = echo_.connectionOf(mine), held = echo_.connectionOf(mine + 1);
   ASSERT_TRUE(own && held);
@@ -260,16 +282,8 @@ TEST_F(CallClientTest, TheSharedConnectionsThreadRunsInTheNormalClassWhoeverStar
   constexpr int kOthers = 6;
   const std::uint64_t mine = std::uint64_t(100) << 32;
   ASSERT_TRUE(call(mine));
-  std::latch others_hold_sockets(kOthers), done(1);
-  std::vector<std::thread> others;
-  for (int t = 0; t < kOthers; ++t)
-    others.emplace_back([&, t] {
-      EXPECT_TRUE(call(std::uint64_t(t + 1) << 32));
-      others_hold_sockets.count_down();
-      done.wait();
-      client_->releaseSockets();
-    });
-  others_hold_sockets.wait();
+  SocketHolders others(*this, kOthers);
+  EXPECT_EQ(others.answered(), kOthers);
   pid_t background_tid = 0;
   std::thread background([&] {
     background_tid = gettid();
@@ -282,9 +296,7 @@ TEST_F(CallClientTest, TheSharedConnectionsThreadRunsInTheNormalClassWhoeverStar
   EXPECT_NE(echo_.connectionOf(mine + 1), echo_.connectionOf(mine)); // it went shared
   for (int policy : threadPolicies(background_tid))
     EXPECT_NE(policy, SCHED_IDLE);
-  done.count_down();
-  for (auto &t : others)
-    t.join();
+  others.release();
   client_->releaseSockets();
 }
 
@@ -294,25 +306,10 @@ TEST_F(CallClientTest, TheSharedConnectionsThreadRunsInTheNormalClassWhoeverStar
 // into that class are taken: moved there by the watchdog, and there from the start.
 TEST_F(CallClientTest, ALongCallInTheBackgroundClassCallsOnItsOwnConnection) {
   constexpr int kOthers = 8;
-  std::latch others_hold_sockets(kOthers), done(1);
-  std::vector<std::thread> others;
-  for (int t = 0; t < kOthers; ++t)
-    others.emplace_back([&, t] {
-      EXPECT_TRUE(call(std::uint64_t(t + 1) << 32));
-      others_hold_sockets.count_down();
-      done.wait();
-      client_->releaseSockets();
-    });
-  struct Release { // the other threads end whatever happens below
-    std::latch &done;
-    std::vector<std::thread> &others;
-    ~Release() {
-      done.count_down();
-      for (auto &t : others)
-        t.join();
-    }
-  } release{done, others};
-  others_hold_sockets.wait(); // 8 threads hold sockets: from here on, calls share a connection
+  // 8 threads hold sockets: from here on, calls share a connection (the threads end whatever
+  // happens below).
+  SocketHolders others(*this, kOthers);
+  EXPECT_EQ(others.answered(), kOthers);
   const std::uint64_t shared_call = std::uint64_t(100) << 32;
   ASSERT_TRUE(call(shared_call));
   client_->releaseSockets();
