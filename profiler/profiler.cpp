@@ -5,10 +5,11 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <limits>
 #include <map>
-#include <sys/time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 namespace distnode::profiler {
 
@@ -21,6 +22,17 @@ __thread ThreadState tl_state __attribute__((tls_model("initial-exec")));
 // Set once in configure(); read by the SIGPROF handler.
 std::atomic<std::size_t> samples_index{0};
 std::atomic<std::size_t> samples_functions{0};
+
+// The sampling period of every thread's CPU-time timer, in ns (0: sampling is off).
+std::atomic<std::int64_t> sample_period_ns{0};
+
+itimerspec every(std::int64_t ns) {
+  itimerspec t{};
+  t.it_interval.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  t.it_interval.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  t.it_value = t.it_interval;
+  return t;
+}
 
 std::uint64_t threadCpuNs() {
   timespec now;
@@ -78,9 +90,40 @@ std::uintptr_t threadPointer() {
 
 } // namespace
 
-// Retires this thread's block when the thread exits, so that its counts are not lost.
+// This thread's sampling timer, and its block's retirement when the thread exits (so that its
+// counts are not lost).
 struct ThreadGuard {
+  timer_t timer{};
+  bool timed = false;
+
+  // Makes this thread's CPU-time timer, which sends SIGPROF to this thread alone and only while
+  // it runs, and arms it if sampling is on. A thread whose timer cannot be made (the process
+  // reached its limit of queued signals, `ulimit -i`) is not sampled.
+  void watch(Profiler &p) {
+    if (timed)
+      return;
+    sigevent to_me{};
+    to_me.sigev_notify = SIGEV_THREAD_ID;
+    to_me.sigev_signo = SIGPROF;
+    to_me._sigev_un._tid = gettid();
+    std::lock_guard lock(p.mu_);
+    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &to_me, &timer) != 0)
+      return;
+    timed = true;
+    p.timers_.push_back(timer);
+    if (std::int64_t ns = sample_period_ns.load()) {
+      const itimerspec period = every(ns);
+      timer_settime(timer, 0, &period, nullptr);
+    }
+  }
+
   ~ThreadGuard() {
+    if (timed) {
+      Profiler &p = Profiler::instance();
+      std::lock_guard lock(p.mu_);
+      std::erase(p.timers_, timer);
+      timer_delete(timer);
+    }
     std::uint64_t *block = tl_state.counters;
     tl_state.counters = nullptr; // before freeing: a late SIGPROF must not touch it
     std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -157,9 +200,9 @@ std::uint64_t *Profiler::threadInit() {
     p.blocks_.push_back(block);
   }
   thread_local ThreadGuard guard;
-  (void)guard;
   tl_state.last_cpu_ns = threadCpuNs();
   tl_state.counters = block;
+  guard.watch(p);
   return block;
 }
 
@@ -229,17 +272,21 @@ void Profiler::startSampling(std::chrono::microseconds period) {
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART | SA_SIGINFO;
   sigaction(SIGPROF, &sa, nullptr);
-  itimerval timer{};
-  timer.it_interval.tv_sec = period.count() / 1000000;
-  timer.it_interval.tv_usec = period.count() % 1000000;
-  timer.it_value = timer.it_interval;
-  setitimer(ITIMER_PROF, &timer, nullptr);
+  std::int64_t ns = std::chrono::nanoseconds(period).count();
+  std::lock_guard lock(mu_);
+  sample_period_ns = ns;
   sample_period_s_ = period.count() / 1e6;
+  const itimerspec each = every(ns);
+  for (timer_t t : timers_)
+    timer_settime(t, 0, &each, nullptr);
 }
 
 void Profiler::stopSampling() {
-  itimerval off{};
-  setitimer(ITIMER_PROF, &off, nullptr);
+  std::lock_guard lock(mu_);
+  sample_period_ns = 0;
+  const itimerspec off{};
+  for (timer_t t : timers_)
+    timer_settime(t, 0, &off, nullptr);
 }
 
 void Profiler::setHalfLife(std::chrono::milliseconds half_life) {

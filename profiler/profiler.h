@@ -6,10 +6,12 @@
 // instruction on the hot path (DESIGN.md: ~5 ns each, 25-30 ns contended, against ~1 ns). A
 // snapshot sums the blocks of live threads and the totals of threads that exited.
 //
-// Self CPU time is sampled: ITIMER_PROF delivers SIGPROF to the thread consuming CPU, and the
-// handler charges the thread's CPU time since its previous sample (its own CPU clock, so a
-// kernel that delivers the timer at its tick rate rather than the period loses nothing) to the
-// function whose code was interrupted.
+// Self CPU time is sampled: each thread that runs profiled code has a timer on its own CPU
+// clock that sends SIGPROF to it alone, and the handler charges the thread's CPU time since its
+// previous sample (so a kernel that delivers the timer at its tick rate rather than the period
+// loses nothing) to the function whose code was interrupted. A thread that sleeps uses no CPU
+// and gets no signal: a process-wide ITIMER_PROF would, whenever the CPU time came from a
+// thread that blocks signals (ZeroMQ's), and its sleep() or nanosleep() would end early.
 #ifndef DISTNODE_PROFILER_PROFILER_H
 #define DISTNODE_PROFILER_PROFILER_H
 
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -228,8 +231,9 @@ private:
   double half_life_s_ = 10.0;
   double sample_period_s_ = 0;
 
-  std::mutex mu_; ///< guards blocks_, retired_, remote_, rate state
+  std::mutex mu_; ///< guards blocks_, timers_, retired_, remote_, rate state
   std::vector<std::uint64_t *> blocks_;
+  std::vector<timer_t> timers_; ///< the sampling timers of live threads (ThreadGuard)
   std::vector<std::uint64_t> retired_;
   struct Remote {
     std::uint64_t calls = 0, bytes = 0, rtt_ns = 0, marshal_ns = 0;

@@ -68,7 +68,10 @@ INSTANTIATE_TEST_SUITE_P(Cluster, ScatterMatchesNative,
                                            ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
                                            ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
                                            ScatterRun{"threads", fixture("threads"), {}},
-                                           ScatterRun{"rules", fixture("rules"), {}, 3, false}),
+                                           ScatterRun{"rules", fixture("rules"), {}, 3, false},
+                                           // Pauses of the whole length (the profiler's
+                                           // signals reach only threads that run).
+                                           ScatterRun{"sleeps", fixture("sleeps"), {}, 2}),
                          [](const ::testing::TestParamInfo<ScatterRun> &info) {
                            return info.param.label;
                          });
