@@ -2,6 +2,7 @@
 #include "node/adaptation.h"
 
 #include "node/cluster_node.h"
+#include "node/node_sockets.h"
 
 #include "llvm/Support/Error.h"
 
@@ -103,6 +104,7 @@ void NodeReporter::stop() {
 }
 
 void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
+  nameThread("dn-probe");
   std::vector<NodeReport::Link> links(nodes_);
   for (int n = 0; n < nodes_; ++n)
     links[n].node = n;
@@ -262,6 +264,7 @@ AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_start,
 }
 
 void AdaptationLoop::loop() {
+  nameThread("dn-adapt");
   // The first round comes firstRoundAfter(interval) after the start: a bad starting placement
   // is mended at once.
   {

@@ -13,7 +13,9 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -354,12 +356,18 @@ llvm::Expected<std::unique_ptr<AdminServer>> AdminServer::Create(const std::stri
 }
 
 AdminServer::AdminServer(std::unique_ptr<zmq::socket_t> socket, AdminHandler handler)
-    : socket_(std::move(socket)), handler_(std::move(handler)) {}
+    : socket_(std::move(socket)), handler_(std::move(handler)),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-AdminServer::~AdminServer() { stop(); }
+AdminServer::~AdminServer() {
+  stop();
+  if (wake_fd_ >= 0)
+    ::close(wake_fd_);
+}
 
 void AdminServer::stop() {
   stop_ = true;
+  signalEventFd(wake_fd_);
   if (thread_.joinable())
     thread_.join();
   if (socket_) {
@@ -369,10 +377,13 @@ void AdminServer::stop() {
 }
 
 void AdminServer::serve() {
+  nameThread("dn-admin");
   while (!stop_.load()) {
-    zmq::pollitem_t item = {socket_->handle(), 0, ZMQ_POLLIN, 0};
-    pollSockets(&item, 1, kPollSlice);
-    if (!(item.revents & ZMQ_POLLIN))
+    zmq::pollitem_t items[2] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
+                                {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    // Without an eventfd (none left to this process), it looks up every slice.
+    pollSockets(items, 2, wake_fd_ >= 0 ? std::chrono::milliseconds(-1) : kPollSlice);
+    if (!(items[0].revents & ZMQ_POLLIN))
       continue;
     // [identity][empty delimiter of a REQ client, if any][request]
     std::vector<zmq::message_t> frames;

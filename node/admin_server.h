@@ -60,6 +60,7 @@ private:
   std::unique_ptr<zmq::socket_t> socket_;
   AdminHandler handler_;
   std::atomic<bool> stop_{false};
+  int wake_fd_ = -1; ///< eventfd: stop() wakes the thread, which waits without a time slice
   std::thread thread_;
 };
 

@@ -70,6 +70,10 @@ bool canRestorePolicy() {
   return ok;
 }
 
+// How long to wait on `fd`, which is signaled on stop: for ever, or a slice when the process
+// had no descriptor left to make it.
+int untilSignaled(int fd) { return fd >= 0 ? -1 : static_cast<int>(kPollSlice.count()); }
+
 // Makes `timer_fd` expire every `period` (0: never).
 void armTicks(int timer_fd, std::chrono::nanoseconds period) {
   itimerspec t{};
@@ -166,6 +170,7 @@ void CallServer::stop() {
     stop_ = true;
   }
   pool_cv_.notify_all();
+  poke();                                           // the leader sees the stop
   armTicks(timer_fd_, std::chrono::nanoseconds(1)); // the watchdog sees the stop
   if (watchdog_.joinable())
     watchdog_.join();
@@ -260,6 +265,7 @@ std::vector<std::thread> CallServer::reapEnded() {
 }
 
 void CallServer::workerLoop(bool lead_first) {
+  nameThread("dn-worker");
   if (background_long_calls_)
     setOwnPolicy(SCHED_OTHER); // a thread starts in its creator's class, maybe the background
   std::unique_lock lock(pool_mu_);
@@ -416,10 +422,11 @@ void CallServer::noteDuration(const Incoming &in, bool ran_long, bool ran_heavy)
 // is not moved; after kMaxLooks it is no longer watched). The worker moves itself back when
 // the call returns.
 void CallServer::watchdogLoop() {
+  nameThread("dn-watchdog");
   int quiet = 0;
   while (!stop_.load()) {
     pollfd p{timer_fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(kPollSlice.count())) <= 0)
+    if (::poll(&p, 1, untilSignaled(timer_fd_)) <= 0) // stop() arms the timer
       continue;
     std::uint64_t count = 0;
     if (::read(timer_fd_, &count, sizeof count) != sizeof count)
@@ -498,9 +505,9 @@ bool CallServer::lead(Incoming &out) {
     if (!batch.empty())
       continue;
     // Plain file descriptors: poll(2) itself (zmq::poll would look once more, without
-    // waiting, before it waits).
+    // waiting, before it waits). No time slice: stop() pokes.
     pollfd fds[2] = {{router_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
-    ::poll(fds, 2, static_cast<int>(kPollSlice.count())); // EINTR: look again
+    ::poll(fds, 2, untilSignaled(poke_fd_)); // EINTR: look again
     if (fds[1].revents & POLLIN)
       drainEventFd(poke_fd_);
   }

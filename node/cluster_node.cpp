@@ -563,6 +563,7 @@ struct ClusterNode::Impl {
   }
 
   void controlLoop() {
+    nameThread("dn-control");
     auto next_beat = Clock::now();
     // With the coordinator elsewhere, this node looks at its counts between rounds as members
     // do (the coordinator's loop looks at its own).
@@ -771,6 +772,7 @@ struct ClusterNode::Impl {
   // after another (place() waits for acknowledgements that the control thread reads), and
   // answers each with Placed once every node runs it, or with why not.
   void placerLoop() {
+    nameThread("dn-placer");
     while (true) {
       PlaceJob job;
       {
@@ -1175,6 +1177,7 @@ struct ClusterNode::Impl {
   // that migrates) to a random node, as a new epoch sent to every node (acknowledged) and then
   // applied here.
   void chaosLoop(milliseconds period, unsigned seed) {
+    nameThread("dn-chaos");
     std::mt19937 rng(seed);
     const int nodes = static_cast<int>(config.nodes.size());
     std::uniform_int_distribution<int> pick(0, nodes - 1);

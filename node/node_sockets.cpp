@@ -5,6 +5,7 @@
 #include "transport/messages.h"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@ void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeou
       items[i].revents = 0;
   }
 }
+
+void nameThread(const char *name) { pthread_setname_np(pthread_self(), name); }
 
 void signalEventFd(int fd) {
   std::uint64_t one = 1;

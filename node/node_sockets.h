@@ -21,6 +21,9 @@ zmq::context_t &context();
 /// zmq::poll, with a signal's interruption counted as "nothing ready".
 void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeout);
 
+/// Names the calling thread (as `top -H`, `ps -L` and gdb show it): at most 15 characters.
+void nameThread(const char *name);
+
 /// Adds one to the eventfd `fd` (wakes whoever polls it).
 void signalEventFd(int fd);
 /// Resets the eventfd `fd` (non-blocking: nothing to read is fine).
