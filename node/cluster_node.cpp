@@ -320,13 +320,19 @@ struct ClusterNode::Impl {
     std::uint64_t &chain = currentChain();
     std::uint64_t outer = chain;
     chain = call.chain();
+    // The callee starts with the caller's errno and floating-point environment, and its own go
+    // back, as a native call shares them (read before anything else of the runtime runs).
+    if (const wire::ThreadCState *caller = call.c_state())
+      transport::applyThreadCState(*caller);
     bool ok = session->serve(
         call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
+    const wire::ThreadCState callee = transport::captureThreadCState();
     chain = outer;
     if (!ok)
       return transport::makeError(call_id, wire::ErrorCode::Malformed, error);
-    return reply.finish(call_id, static_cast<std::uint64_t>(
-                                     std::chrono::nanoseconds(Clock::now() - began).count()));
+    return reply.finish(
+        call_id, static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - began).count()),
+        &callee);
   }
 
   // Whether this node runs calls of `unit` by table `t`: it owns the unit, or is one of its
@@ -1573,6 +1579,14 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       return;
     }
   }
+  // errno and the floating-point environment go with the call and come back with its answer,
+  // as a native call shares them; the runtime's own system calls in between do not show (set
+  // on return, after every other scope of this function has ended).
+  const wire::ThreadCState caller = transport::captureThreadCState();
+  struct CStateOnReturn {
+    wire::ThreadCState state;
+    ~CStateOnReturn() { transport::applyThreadCState(state); }
+  } on_return{caller};
   auto started = Clock::now();
   // The outermost remote call of a thread starts a chain and borrows sockets until it returns.
   CallClient::CallScope scope(*n.client);
@@ -1622,7 +1636,9 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
         moved_to = -1;
         continue;
       }
+      transport::applyThreadCState(caller);
       n.session->callLocal(id, slots, ret);
+      on_return.state = transport::captureThreadCState();
       gates.exit(sig.unit);
       if (balanced)
         n.dispatcher->ran(n.self);
@@ -1632,7 +1648,7 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     std::uint64_t call_id = n.next_call_id++;
     zmq::message_t call = transport::makeCallWith(
         call_id, id, epoch, size,
-        [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, chain);
+        [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, chain, caller);
     auto marshaled = Clock::now();
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
@@ -1648,6 +1664,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       auto answered = Clock::now();
       if (!jit::unmarshalReply(sig, data, reply_size, slots, ret, error))
         n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
+      if (const wire::ThreadCState *callee = reply->c_state())
+        on_return.state = *callee;
       // The link's share of the round trip: what the callee did not spend on the call (a
       // serving time longer than the round trip is nonsense and teaches nothing).
       auto round_trip = std::chrono::duration_cast<std::chrono::nanoseconds>(answered - marshaled);

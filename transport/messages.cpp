@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cfenv>
 #include <cstdlib>
 
 namespace distnode::transport {
@@ -99,13 +100,25 @@ zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function, std::uint
 
 zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function, std::uint64_t epoch,
                             std::size_t size, const std::function<void(std::uint8_t *)> &fill,
-                            std::uint64_t chain) {
+                            std::uint64_t chain, const wire::ThreadCState &c_state) {
   flatbuffers::FlatBufferBuilder b(size + kBuilderSlack);
   std::uint8_t *room = nullptr;
   auto blob = b.CreateUninitializedVector(size, &room);
   fill(room);
-  auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain);
+  auto body = wire::CreateCall(b, call_id, function, epoch, blob, chain, &c_state);
   return finishEnvelope(b, wire::Body::Call, body.Union(), size + kBuilderSlack);
+}
+
+wire::ThreadCState captureThreadCState() {
+  const int errno_value = errno; // first: the calls below do not set it, but keep it exact
+  return wire::ThreadCState(errno_value, std::fegetround(), std::fetestexcept(FE_ALL_EXCEPT));
+}
+
+void applyThreadCState(const wire::ThreadCState &state) {
+  std::fesetround(state.fp_round()); // fails (changing nothing) for a mode that is not one
+  std::feclearexcept(FE_ALL_EXCEPT);
+  fesetexcept(state.fp_flags() & FE_ALL_EXCEPT); // sets the flags without raising: no trap
+  errno = state.errno_value();                   // last
 }
 
 std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
@@ -118,12 +131,13 @@ std::uint8_t *ReplyBuilder::allocate(std::size_t size) {
   return room;
 }
 
-zmq::message_t ReplyBuilder::finish(std::uint64_t call_id, std::uint64_t serve_ns) {
+zmq::message_t ReplyBuilder::finish(std::uint64_t call_id, std::uint64_t serve_ns,
+                                    const wire::ThreadCState *c_state) {
   if (!builder_) {
     builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(64);
     result_ = builder_->CreateVector(static_cast<const std::uint8_t *>(nullptr), 0);
   }
-  auto body = wire::CreateReply(*builder_, call_id, result_, serve_ns);
+  auto body = wire::CreateReply(*builder_, call_id, result_, serve_ns, c_state);
   return finishEnvelope(*builder_, wire::Body::Reply, body.Union(), reserved_);
 }
 

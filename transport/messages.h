@@ -19,7 +19,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 10;
+inline constexpr std::uint32_t kProtocolVersion = 11;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -54,11 +54,18 @@ inline constexpr std::size_t kBuilderSlack = 256;
 [[nodiscard]] zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function,
                                       std::uint64_t epoch, const std::uint8_t *args,
                                       std::size_t size, std::uint64_t chain = 0);
-/// A Call whose argument blob of `size` bytes is written by `fill` straight into the message.
+/// A Call whose argument blob of `size` bytes is written by `fill` straight into the message;
+/// `c_state`: the calling thread's (captureThreadCState()).
 [[nodiscard]] zmq::message_t makeCallWith(std::uint64_t call_id, std::uint32_t function,
                                           std::uint64_t epoch, std::size_t size,
                                           const std::function<void(std::uint8_t *)> &fill,
-                                          std::uint64_t chain = 0);
+                                          std::uint64_t chain = 0,
+                                          const wire::ThreadCState &c_state = {});
+
+/// This thread's errno and floating-point environment (rounding mode, exception flags).
+[[nodiscard]] wire::ThreadCState captureThreadCState();
+/// Makes them this thread's (a rounding mode this machine does not have is left as it is).
+void applyThreadCState(const wire::ThreadCState &state);
 
 /// Builds a Reply whose result is written in place: allocate() once, then finish().
 class ReplyBuilder {
@@ -66,8 +73,9 @@ public:
   /// Room for a result of `size` bytes inside the message being built.
   std::uint8_t *allocate(std::size_t size);
   /// The finished message (an empty result if allocate was not called); `serve_ns`: the time
-  /// the call took here (Reply.serve_ns).
-  [[nodiscard]] zmq::message_t finish(std::uint64_t call_id, std::uint64_t serve_ns = 0);
+  /// the call took here (Reply.serve_ns); `c_state`: the callee's as it returned.
+  [[nodiscard]] zmq::message_t finish(std::uint64_t call_id, std::uint64_t serve_ns = 0,
+                                      const wire::ThreadCState *c_state = nullptr);
 
 private:
   std::unique_ptr<flatbuffers::FlatBufferBuilder> builder_;

@@ -59,22 +59,25 @@ TEST_P(ScatterMatchesNative, SameOutputAndExitCode) {
   EXPECT_EQ(actual.exit_code, expected.exit_code) << actual.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(Cluster, ScatterMatchesNative,
-                         ::testing::Values(ScatterRun{"pipeline", example("pipeline"), {"16"}},
-                                           ScatterRun{"kvstore", example("kvstore"), {"3000"}},
-                                           ScatterRun{"phases", example("phases"), {"2", "1500"}},
-                                           ScatterRun{"nbody", example("nbody"), {"600"}},
-                                           ScatterRun{"marshal", fixture("marshal"), {}},
-                                           ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
-                                           ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
-                                           ScatterRun{"threads", fixture("threads"), {}},
-                                           ScatterRun{"rules", fixture("rules"), {}, 3, false},
-                                           // Pauses of the whole length (the profiler's
-                                           // signals reach only threads that run).
-                                           ScatterRun{"sleeps", fixture("sleeps"), {}, 2}),
-                         [](const ::testing::TestParamInfo<ScatterRun> &info) {
-                           return info.param.label;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cluster, ScatterMatchesNative,
+    ::testing::Values(ScatterRun{"pipeline", example("pipeline"), {"16"}},
+                      ScatterRun{"kvstore", example("kvstore"), {"3000"}},
+                      ScatterRun{"phases", example("phases"), {"2", "1500"}},
+                      ScatterRun{"nbody", example("nbody"), {"600"}},
+                      ScatterRun{"marshal", fixture("marshal"), {}},
+                      ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
+                      ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
+                      ScatterRun{"threads", fixture("threads"), {}},
+                      ScatterRun{"rules", fixture("rules"), {}, 3, false},
+                      // Pauses of the whole length (the profiler's
+                      // signals reach only threads that run).
+                      ScatterRun{"sleeps", fixture("sleeps"), {}, 2},
+                      // errno and the floating-point environment go with
+                      // calls (each function is remote in one of them).
+                      ScatterRun{"thread_state", fixture("thread_state"), {}},
+                      ScatterRun{"thread_state_2nodes", fixture("thread_state"), {}, 2}),
+    [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
 // nodes (scatter over 3 nodes); the line must equal the native run's.
