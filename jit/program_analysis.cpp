@@ -413,7 +413,9 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
               ": runs on its caller's node");
     else if (!info.io_evidence.empty())
       set(Placement::Home, Rule::DoesIO,
-          "does I/O (" + info.io_evidence + "): runs on the entry node");
+          (info.io_evidence.find("thread-local variable") != std::string::npos ? "thread-bound ("
+                                                                               : "does I/O (") +
+              info.io_evidence + "): runs on the entry node");
     else if (info.variadic)
       set(Placement::Local, Rule::Variadic, "variadic arguments cannot be marshaled");
     else if (bad)

@@ -85,6 +85,19 @@ TEST(Analysis, IOReachedThroughCalleeRunsOnHomeNode) {
   EXPECT_TRUE(contains(f.io_evidence, "`printf`")) << f.io_evidence;
 }
 
+// A thread-local variable is the calling thread's: its users (and their callers) stay on the
+// entry node, where calls of a chain run on the thread that waits for them.
+TEST(Analysis, ThreadLocalVariableKeepsItsUsersWithTheirThread) {
+  const auto &bump = fn("thread_locals", "bump");
+  EXPECT_EQ(bump.placement, Placement::Home);
+  EXPECT_EQ(bump.io_evidence, "uses the thread-local variable `tl_count`");
+  EXPECT_TRUE(contains(bump.reason, "thread-bound")) << bump.reason;
+  const auto &worker = fn("thread_locals", "worker");
+  EXPECT_EQ(worker.placement, Placement::Home);
+  EXPECT_TRUE(contains(worker.io_evidence, "`bump`")) << worker.io_evidence;
+  EXPECT_EQ(fn("thread_locals", "mix").placement, Placement::Placeable);
+}
+
 TEST(Analysis, IOInsideDistLocalCalleeDoesNotPropagate) {
   EXPECT_EQ(fn("rules", "local_log").placement, Placement::Local);
   const auto &f = fn("rules", "uses_local_log");

@@ -70,13 +70,15 @@ INSTANTIATE_TEST_SUITE_P(
                       ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
                       ScatterRun{"threads", fixture("threads"), {}},
                       ScatterRun{"rules", fixture("rules"), {}, 3, false},
-                      // Pauses of the whole length (the profiler's
-                      // signals reach only threads that run).
+                      // Pauses of the whole length (the profiler's signals reach only
+                      // threads that run).
                       ScatterRun{"sleeps", fixture("sleeps"), {}, 2},
-                      // errno and the floating-point environment go with
-                      // calls (each function is remote in one of them).
+                      // errno and the floating-point environment go with calls (each
+                      // function is remote in one of the two).
                       ScatterRun{"thread_state", fixture("thread_state"), {}},
-                      ScatterRun{"thread_state_2nodes", fixture("thread_state"), {}, 2}),
+                      ScatterRun{"thread_state_2nodes", fixture("thread_state"), {}, 2},
+                      // A thread-local variable is its thread's own.
+                      ScatterRun{"thread_locals", fixture("thread_locals"), {}}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
