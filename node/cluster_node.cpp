@@ -151,6 +151,7 @@ struct ClusterNode::Impl {
   std::unique_ptr<CallServer> server;
   std::unique_ptr<CallClient> client;
   std::atomic<bool> stop{false};
+  bool calls_left_running = false; ///< a member stopped while calls of the program ran
   std::atomic<std::uint64_t> next_call_id{1};
   std::atomic<std::uint64_t> next_chain{1};
   // ---- placement -----------------------------------------------------------------------------
@@ -1339,7 +1340,7 @@ struct ClusterNode::Impl {
     }
     place_jobs_changed.notify_all();
     if (server)
-      server->stop();
+      server->stop(calls_left_running);
     if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
       control_thread.join();
     if (placer.joinable() && std::this_thread::get_id() != placer.get_id())
@@ -1553,6 +1554,9 @@ llvm::Expected<int> ClusterNode::runMember() {
     return 128 + terminateSignal().load();
   n.server->start();
   int code = n.memberLoop();
+  // A call of the program that still runs here (the program ended meanwhile, or the entry
+  // node is gone) is not waited for: a native exit ends every thread at once.
+  n.calls_left_running = n.server->runningCalls() > 0;
   n.stopThreads();
   n.logBalancedCalls();
   if (code != 0)
@@ -1561,6 +1565,8 @@ llvm::Expected<int> ClusterNode::runMember() {
   n.flushAndClose();
   return 0;
 }
+
+bool ClusterNode::callsLeftRunning() const { return impl_->calls_left_running; }
 
 void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;

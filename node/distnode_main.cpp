@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -285,6 +286,13 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     auto code = (*node)->runMember();
     if (!code)
       return reportError(code.takeError());
+    if ((*node)->callsLeftRunning()) {
+      // A worker still runs a call of the program: end now, as a native exit ends every
+      // thread, without tearing down the code and the node it runs in.
+      std::fflush(nullptr);
+      spdlog::shutdown();
+      std::_Exit(*code);
+    }
     return *code;
   }
 

@@ -263,6 +263,10 @@ int runLocalCluster(const LocalClusterOptions &options) {
       }
     }
     if (kill_at != never && Clock::now() >= kill_at) {
+      for (auto &c : children)
+        if (!c.exited)
+          std::cerr << "distnode: warning: node " << c.name
+                    << " did not stop within 5 s of the cluster's end; killed it\n";
       signalAll(SIGKILL);
       kill_at = never;
     }

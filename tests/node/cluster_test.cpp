@@ -449,6 +449,20 @@ TEST(ClusterFailures, KilledEntryStopsEveryMemberWithOneLine) {
                         "1000 ms); stopping node `n1`\n");
 }
 
+// A thread calls exit(5) while main waits for a call that runs for minutes on n1: as natively,
+// the program ends at once, n1 included (it does not wait for the call, and the launcher need
+// not kill it).
+TEST(ClusterFailures, ExitWhileACallRunsElsewhereEndsEveryNode) {
+  std::string placement = writeTempFile("exit_mid_call.yaml", "spin: n1\n");
+  std::string bc = fixture("exit_mid_call") + ".bc";
+  ProcessResult expected = runProcess({fixture("exit_mid_call") + ".native"});
+  ProcessResult actual = runProcess({kDistnode, "--local", "2", "--placement", placement, bc});
+  ASSERT_FALSE(actual.timed_out) << actual.err;
+  EXPECT_EQ(actual.exit_code, 5) << actual.err;
+  EXPECT_EQ(actual.out, expected.out);
+  EXPECT_EQ(actual.err, "") << "no node had to be killed";
+}
+
 // Ctrl-C on `distnode --local`: every node stops and is reaped; the exit code says SIGINT.
 TEST(ClusterFailures, InterruptStopsAndReapsEveryNode) {
   int err_pipe[2];
