@@ -99,6 +99,12 @@ bool countsAsWork(const llvm::Instruction &i) {
   return true;
 }
 
+// The C library's ways to install a signal handler.
+bool installsSignalHandler(llvm::StringRef name) {
+  return name == "signal" || name == "sigaction" || name == "sigset" || name == "bsd_signal" ||
+         name == "sysv_signal" || name == "__sysv_signal";
+}
+
 // Records globals and functions that appear in a constant operand (through constant
 // expressions such as GEPs).
 void scanConstant(const llvm::Value *v, Facts &facts, std::set<const llvm::Value *> &seen) {
@@ -204,6 +210,8 @@ void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnot
           ++facts.callees[callee];
         else if (facts.direct_io.empty() && isSideEffectingExternal(*callee, ann))
           facts.direct_io = "calls `" + callee->getName().str() + "`";
+        if (isExternal(*callee) && installsSignalHandler(callee->getName()))
+          facts.installs_signal_handlers = true;
       } else if (!isa<llvm::InlineAsm>(called)) {
         facts.indirect_call = true;
         facts.calls_only_intrinsics = false;

@@ -45,7 +45,9 @@ struct Facts {
   std::set<const llvm::Function *, ByName> address_taken;    // functions referenced, not called
   bool indirect_call = false;
   bool calls_only_intrinsics = true;
-  std::string direct_io;                                  // first external with side effects
+  bool installs_signal_handlers = false; // calls signal(), sigaction()…: what it references
+                                         // may be a handler
+  std::string direct_io;                 // first external with side effects
   std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
   std::set<std::string> gpin_types;                       // GPin types in the signature
   std::string npin_type;                                  // an NPin type in the signature

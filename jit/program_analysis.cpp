@@ -144,6 +144,16 @@ std::string_view toString(MarshalKind k) {
 
 namespace {
 
+// Why a function runs on the entry node, from what it (or a callee) does.
+std::string homeReason(const std::string &evidence) {
+  std::string why = "does I/O";
+  if (evidence.find("thread-local variable") != std::string::npos)
+    why = "thread-bound";
+  else if (evidence.find("signal handler") != std::string::npos)
+    why = "runs in signal context";
+  return why + " (" + evidence + "): runs on the entry node";
+}
+
 using llvm::cast;
 using llvm::dyn_cast;
 using llvm::dyn_cast_or_null;
@@ -331,6 +341,16 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       taken_external_io = f.getName().str();
   }
 
+  // A function whose address a function that installs signal handlers takes may be one: it
+  // runs in signal context, on the node and thread the signal reaches (the entry node's), so it
+  // cannot be a remote call, and the state it shares goes with it.
+  for (const Facts &installer : facts)
+    if (installer.installs_signal_handlers)
+      for (const llvm::Function *t : installer.address_taken)
+        if (auto it = index.find(t); it != index.end() && facts[it->second].direct_io.empty())
+          facts[it->second].direct_io = "may be a signal handler: `" +
+                                        installer.fn->getName().str() +
+                                        "` installs handlers and takes its address";
   for (Facts &fa : facts) {
     if (!fa.direct_io.empty())
       fa.io_root = fa.direct_io;
@@ -412,10 +432,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
           "DIST_NPIN type `" + fa.npin_type + "` in " + fa.npin_where +
               ": runs on its caller's node");
     else if (!info.io_evidence.empty())
-      set(Placement::Home, Rule::DoesIO,
-          (info.io_evidence.find("thread-local variable") != std::string::npos ? "thread-bound ("
-                                                                               : "does I/O (") +
-              info.io_evidence + "): runs on the entry node");
+      set(Placement::Home, Rule::DoesIO, homeReason(info.io_evidence));
     else if (info.variadic)
       set(Placement::Local, Rule::Variadic, "variadic arguments cannot be marshaled");
     else if (bad)

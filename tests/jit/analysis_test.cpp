@@ -98,6 +98,16 @@ TEST(Analysis, ThreadLocalVariableKeepsItsUsersWithTheirThread) {
   EXPECT_EQ(fn("thread_locals", "mix").placement, Placement::Placeable);
 }
 
+// A function whose address a signal-installing function takes runs in signal context where
+// the signal arrives: never a remote call.
+TEST(Analysis, SignalHandlerStaysOnTheEntryNode) {
+  const auto &handler = fn("signals", "on_alarm");
+  EXPECT_EQ(handler.placement, Placement::Home);
+  EXPECT_TRUE(contains(handler.io_evidence, "signal handler")) << handler.io_evidence;
+  EXPECT_TRUE(contains(handler.reason, "signal context")) << handler.reason;
+  EXPECT_EQ(fn("signals", "mix").placement, Placement::Placeable);
+}
+
 TEST(Analysis, IOInsideDistLocalCalleeDoesNotPropagate) {
   EXPECT_EQ(fn("rules", "local_log").placement, Placement::Local);
   const auto &f = fn("rules", "uses_local_log");

@@ -78,7 +78,9 @@ INSTANTIATE_TEST_SUITE_P(
                       ScatterRun{"thread_state", fixture("thread_state"), {}},
                       ScatterRun{"thread_state_2nodes", fixture("thread_state"), {}, 2},
                       // A thread-local variable is its thread's own.
-                      ScatterRun{"thread_locals", fixture("thread_locals"), {}}),
+                      ScatterRun{"thread_locals", fixture("thread_locals"), {}},
+                      // A signal handler runs where the signal arrives, never remotely.
+                      ScatterRun{"signals", fixture("signals"), {}}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
