@@ -241,6 +241,37 @@ void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_
   (void)encodeCall(sig, slots, writer, unused);
 }
 
+bool copiedBackArgumentsOverlap(const RemoteSignature &sig, void *const *slots) {
+  struct Range {
+    std::uintptr_t begin, end;
+    bool copied_back;
+  };
+  std::vector<Range> ranges; // allocated only for a call with two pointers or more
+  for (const ValuePlan &p : sig.params) {
+    const bool struct_ptr =
+        p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut;
+    if (!isBuffer(p.kind) && !struct_ptr && p.kind != MarshalKind::CString)
+      continue;
+    void *at = pointerIn(slots, p.ir_args.at(0));
+    if (!at)
+      continue;
+    std::uint64_t bytes = p.size;
+    std::string unused;
+    if (isBuffer(p.kind) && !countOf(sig, p, slots, bytes, unused))
+      return false;
+    if (p.kind == MarshalKind::CString)
+      bytes = std::strlen(static_cast<const char *>(at)) + 1;
+    const auto begin = reinterpret_cast<std::uintptr_t>(at);
+    ranges.push_back({begin, begin + bytes, copiesOut(p.kind)});
+  }
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    for (std::size_t j = i + 1; j < ranges.size(); ++j)
+      if ((ranges[i].copied_back || ranges[j].copied_back) && ranges[i].begin < ranges[j].end &&
+          ranges[j].begin < ranges[i].end)
+        return true;
+  return false;
+}
+
 bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std::uint8_t> &out,
                  std::string &error) {
   std::size_t size = 0;

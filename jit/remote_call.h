@@ -65,6 +65,12 @@ struct RemoteSignature {
 /// to `out`, e.g. straight into the message being built.
 void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_t *out);
 
+/// Calling side: whether two pointer arguments of the call overlap while one of them is
+/// copied back (`f(&s, &s)` with both in-out): the serving node would get two copies of what
+/// natively is one object. Calls whose counts marshaledCallSize refuses count as not
+/// overlapping (it reports them).
+[[nodiscard]] bool copiedBackArgumentsOverlap(const RemoteSignature &sig, void *const *slots);
+
 /// Calling side: the argument blob as a vector (both steps above).
 [[nodiscard]] bool marshalCall(const RemoteSignature &sig, void *const *slots,
                                std::vector<std::uint8_t> &out, std::string &error);

@@ -1593,6 +1593,14 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     wire::ThreadCState state;
     ~CStateOnReturn() { transport::applyThreadCState(state); }
   } on_return{caller};
+  // Pointer arguments that overlap while one is copied back (`f(&s, &s)`): copies would be two
+  // objects where natively there is one. A unit without state runs here instead, as natively.
+  if (!balanced && n.movable[sig.unit] && jit::copiedBackArgumentsOverlap(sig, slots)) {
+    transport::applyThreadCState(caller);
+    n.session->callLocal(id, slots, ret);
+    on_return.state = transport::captureThreadCState();
+    return;
+  }
   auto started = Clock::now();
   // The outermost remote call of a thread starts a chain and borrows sockets until it returns.
   CallClient::CallScope scope(*n.client);

@@ -80,7 +80,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // A thread-local variable is its thread's own.
                       ScatterRun{"thread_locals", fixture("thread_locals"), {}},
                       // A signal handler runs where the signal arrives, never remotely.
-                      ScatterRun{"signals", fixture("signals"), {}}),
+                      ScatterRun{"signals", fixture("signals"), {}},
+                      // Overlapping pointer arguments, one copied back: one object.
+                      ScatterRun{"aliased", fixture("aliased"), {}}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
