@@ -344,13 +344,27 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   // A function whose address a function that installs signal handlers takes may be one: it
   // runs in signal context, on the node and thread the signal reaches (the entry node's), so it
   // cannot be a remote call, and the state it shares goes with it.
+  // What a handler calls runs in signal context too: a remote call there is not safe.
+  std::vector<int> in_signal_context;
   for (const Facts &installer : facts)
     if (installer.installs_signal_handlers)
       for (const llvm::Function *t : installer.address_taken)
-        if (auto it = index.find(t); it != index.end() && facts[it->second].direct_io.empty())
+        if (auto it = index.find(t); it != index.end() && facts[it->second].direct_io.empty()) {
           facts[it->second].direct_io = "may be a signal handler: `" +
                                         installer.fn->getName().str() +
                                         "` installs handlers and takes its address";
+          in_signal_context.push_back(it->second);
+        }
+  while (!in_signal_context.empty()) {
+    const int handler = in_signal_context.back();
+    in_signal_context.pop_back();
+    for (const auto &[callee, sites] : facts[handler].callees)
+      if (Facts &c = facts[index[callee]]; c.direct_io.empty() && !c.ann.local) {
+        c.direct_io = "called from `" + facts[handler].fn->getName().str() +
+                      "`, which may be a signal handler";
+        in_signal_context.push_back(index[callee]);
+      }
+  }
   for (Facts &fa : facts) {
     if (!fa.direct_io.empty())
       fa.io_root = fa.direct_io;

@@ -246,7 +246,7 @@ bool copiedBackArgumentsOverlap(const RemoteSignature &sig, void *const *slots) 
     std::uintptr_t begin, end;
     bool copied_back;
   };
-  std::vector<Range> ranges; // allocated only for a call with two pointers or more
+  std::vector<Range> ranges;
   for (const ValuePlan &p : sig.params) {
     const bool struct_ptr =
         p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut;

@@ -74,15 +74,6 @@ bool canRestorePolicy() {
 // had no descriptor left to make it.
 int untilSignaled(int fd) { return fd >= 0 ? -1 : static_cast<int>(kPollSlice.count()); }
 
-// Counts a call of the program in runningCalls() while it runs.
-struct RunningCall {
-  std::atomic<int> &count;
-  explicit RunningCall(std::atomic<int> &n) : count(n) { ++count; }
-  ~RunningCall() { --count; }
-  RunningCall(const RunningCall &) = delete;
-  RunningCall &operator=(const RunningCall &) = delete;
-};
-
 // Makes `timer_fd` expire every `period` (0: never).
 void armTicks(int timer_fd, std::chrono::nanoseconds period) {
   itimerspec t{};
@@ -173,7 +164,7 @@ void CallServer::start() {
   watchdog_ = std::thread([this] { watchdogLoop(); });
 }
 
-void CallServer::stop(bool leave_running_calls) {
+void CallServer::stop(bool leave_workers) {
   {
     std::lock_guard lock(pool_mu_); // a worker between its check and its wait must see it
     stop_ = true;
@@ -188,10 +179,9 @@ void CallServer::stop(bool leave_running_calls) {
     std::lock_guard lock(pool_mu_);
     all.swap(workers_);
   }
-  const bool leave = leave_running_calls && running_calls_.load() > 0;
   for (auto &t : all) {
-    if (leave || t.get_id() == std::this_thread::get_id())
-      t.detach(); // a worker that stops the node (it is ending the process), or calls run
+    if (leave_workers || t.get_id() == std::this_thread::get_id())
+      t.detach(); // the process ends without waiting (see stop()), or this worker ends it
     else if (t.joinable())
       t.join();
   }
@@ -363,7 +353,6 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
 // true if it still is the leader. `heavy`: knownHeavy(in), read by the caller under the lock.
 bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq,
                             bool heavy) {
-  RunningCall running(running_calls_);
   auto start = std::chrono::steady_clock::now();
   const bool background = background_long_calls_ && heavy;
   std::chrono::nanoseconds cpu_start{};
@@ -557,7 +546,6 @@ bool CallServer::deliverToChain(Incoming &in) {
 }
 
 void CallServer::serve(Incoming &in) {
-  RunningCall running(running_calls_);
   zmq::message_t answer = answer_(in.payload);
   reply(in, answer);
 }

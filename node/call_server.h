@@ -102,12 +102,10 @@ public:
 
   void start();
   /// Stops the workers and waits for them (except the calling thread, if it is one). With
-  /// `leave_running_calls`, while a worker still runs a call of the program none is waited
-  /// for: the process must then end without destroying this server (std::_Exit), as a native
-  /// exit ends every thread at once.
-  void stop(bool leave_running_calls = false);
-  /// Calls of the program that run on this node now.
-  [[nodiscard]] int runningCalls() const { return running_calls_.load(); }
+  /// `leave_workers`, none is waited for (one may still run a call of the program): the
+  /// process must then end without destroying this server (std::_Exit), as a native exit ends
+  /// every thread at once.
+  void stop(bool leave_workers = false);
   /// Whether stop() was called.
   [[nodiscard]] bool stopping() const { return stop_.load(); }
   /// Whether long calls run in the background class (asked for, and possible here).
@@ -159,7 +157,6 @@ private:
 
   Answer answer_;
   std::atomic<bool> stop_{false};
-  std::atomic<int> running_calls_{0}; ///< see runningCalls()
 
   std::unique_ptr<zmq::socket_t> router_;
   std::mutex sock_mu_;        ///< guards every use of router_ (leader's reads, workers' replies)

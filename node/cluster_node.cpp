@@ -151,7 +151,7 @@ struct ClusterNode::Impl {
   std::unique_ptr<CallServer> server;
   std::unique_ptr<CallClient> client;
   std::atomic<bool> stop{false};
-  bool calls_left_running = false; ///< a member stopped while calls of the program ran
+  bool leave_workers = false; ///< a member stops without waiting for its workers (runMember)
   std::atomic<std::uint64_t> next_call_id{1};
   std::atomic<std::uint64_t> next_chain{1};
   // ---- placement -----------------------------------------------------------------------------
@@ -322,7 +322,8 @@ struct ClusterNode::Impl {
     std::uint64_t outer = chain;
     chain = call.chain();
     // The callee starts with the caller's errno and floating-point environment, and its own go
-    // back, as a native call shares them (read before anything else of the runtime runs).
+    // back, as a native call shares them. Between these and the body only unmarshaling runs
+    // (which sets errno only when memory runs out).
     if (const wire::ThreadCState *caller = call.c_state())
       transport::applyThreadCState(*caller);
     bool ok = session->serve(
@@ -1340,7 +1341,7 @@ struct ClusterNode::Impl {
     }
     place_jobs_changed.notify_all();
     if (server)
-      server->stop(calls_left_running);
+      server->stop(leave_workers);
     if (control_thread.joinable() && std::this_thread::get_id() != control_thread.get_id())
       control_thread.join();
     if (placer.joinable() && std::this_thread::get_id() != placer.get_id())
@@ -1554,9 +1555,9 @@ llvm::Expected<int> ClusterNode::runMember() {
     return 128 + terminateSignal().load();
   n.server->start();
   int code = n.memberLoop();
-  // A call of the program that still runs here (the program ended meanwhile, or the entry
+  // A call of the program that may still run here (the program ended meanwhile, or the entry
   // node is gone) is not waited for: a native exit ends every thread at once.
-  n.calls_left_running = n.server->runningCalls() > 0;
+  n.leave_workers = true;
   n.stopThreads();
   n.logBalancedCalls();
   if (code != 0)
@@ -1566,11 +1567,16 @@ llvm::Expected<int> ClusterNode::runMember() {
   return 0;
 }
 
-bool ClusterNode::callsLeftRunning() const { return impl_->calls_left_running; }
-
 void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
+  // Pointer arguments that overlap while one is copied back (`f(&s, &s)`): copies would be two
+  // objects where natively there is one. A unit without state (load-balanced ones included)
+  // runs here instead, as natively (nothing before the call touches errno).
+  if (n.movable[sig.unit] && jit::copiedBackArgumentsOverlap(sig, slots)) {
+    n.session->callLocal(id, slots, ret);
+    return;
+  }
   // A load-balanced unit: its dispatcher picks the replica; while this node has room, the call
   // runs here at once (no message, no chain, no sockets, no clock).
   const bool balanced = n.load_balanced[sig.unit];
@@ -1587,20 +1593,12 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   }
   // errno and the floating-point environment go with the call and come back with its answer,
   // as a native call shares them; the runtime's own system calls in between do not show (set
-  // on return, after every other scope of this function has ended).
+  // on return, after the chain's and the sockets' scopes have ended).
   const wire::ThreadCState caller = transport::captureThreadCState();
   struct CStateOnReturn {
     wire::ThreadCState state;
     ~CStateOnReturn() { transport::applyThreadCState(state); }
   } on_return{caller};
-  // Pointer arguments that overlap while one is copied back (`f(&s, &s)`): copies would be two
-  // objects where natively there is one. A unit without state runs here instead, as natively.
-  if (!balanced && n.movable[sig.unit] && jit::copiedBackArgumentsOverlap(sig, slots)) {
-    transport::applyThreadCState(caller);
-    n.session->callLocal(id, slots, ret);
-    on_return.state = transport::captureThreadCState();
-    return;
-  }
   auto started = Clock::now();
   // The outermost remote call of a thread starts a chain and borrows sockets until it returns.
   CallClient::CallScope scope(*n.client);

@@ -174,12 +174,10 @@ public:
   void setShutdownReport(std::function<std::string()> report);
 
   /// Other nodes: joins the entry node, then serves calls and control messages until
-  /// Shutdown. Returns the exit code for this process.
+  /// Shutdown. Returns the exit code for this process. Its workers are not waited for (one may
+  /// still run a call of the program): the process must end without destroying this node
+  /// (std::_Exit after flushing its output), as a native exit ends every thread at once.
   [[nodiscard]] llvm::Expected<int> runMember();
-  /// After runMember: calls of the program still ran on this node's workers when it stopped.
-  /// They were not waited for; the process must end without destroying this node (std::_Exit
-  /// after flushing its output), as a native exit ends every thread at once.
-  [[nodiscard]] bool callsLeftRunning() const;
 
   /// The remote handler for the JIT's thunks: performs the call on its owner node. A failure
   /// goes to the FailureHandler with the function, the node and why.

@@ -286,14 +286,11 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     auto code = (*node)->runMember();
     if (!code)
       return reportError(code.takeError());
-    if ((*node)->callsLeftRunning()) {
-      // A worker still runs a call of the program: end now, as a native exit ends every
-      // thread, without tearing down the code and the node it runs in.
-      std::fflush(nullptr);
-      spdlog::shutdown();
-      std::_Exit(*code);
-    }
-    return *code;
+    // A worker may still run a call of the program: end now, as a native exit ends every
+    // thread, without tearing down the code and the node it runs in.
+    std::fflush(nullptr);
+    spdlog::default_logger()->flush();
+    std::_Exit(*code);
   }
 
   std::vector<PlacementEntry> entries = config->placement;

@@ -2,6 +2,7 @@
 #include "profiler/profiler.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -192,6 +193,13 @@ std::ptrdiff_t Profiler::threadStateOffset() {
 std::uint64_t *Profiler::threadInit() {
   if (tl_state.counters)
     return tl_state.counters;
+  // Runs in the program's first profiled call on this thread: the program's errno stays as
+  // it was (a timer that cannot be made sets it).
+  const int program_errno = errno;
+  struct KeepErrno {
+    int value;
+    ~KeepErrno() { errno = value; }
+  } keep{program_errno};
   Profiler &p = instance();
   std::uint64_t *block;
   {

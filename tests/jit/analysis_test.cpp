@@ -105,6 +105,9 @@ TEST(Analysis, SignalHandlerStaysOnTheEntryNode) {
   EXPECT_EQ(handler.placement, Placement::Home);
   EXPECT_TRUE(contains(handler.io_evidence, "signal handler")) << handler.io_evidence;
   EXPECT_TRUE(contains(handler.reason, "signal context")) << handler.reason;
+  const auto &callee = fn("signals", "scramble"); // runs in signal context too
+  EXPECT_EQ(callee.placement, Placement::Home);
+  EXPECT_TRUE(contains(callee.io_evidence, "`on_alarm`")) << callee.io_evidence;
   EXPECT_EQ(fn("signals", "mix").placement, Placement::Placeable);
 }
 
