@@ -381,8 +381,7 @@ void AdminServer::serve() {
   while (!stop_.load()) {
     zmq::pollitem_t items[2] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-    // Without an eventfd (none left to this process), it looks up every slice.
-    pollSockets(items, 2, wake_fd_ >= 0 ? std::chrono::milliseconds(-1) : kPollSlice);
+    pollSockets(items, 2, untilSignaled(wake_fd_));
     if (!(items[0].revents & ZMQ_POLLIN))
       continue;
     // [identity][empty delimiter of a REQ client, if any][request]

@@ -70,10 +70,6 @@ bool canRestorePolicy() {
   return ok;
 }
 
-// How long to wait on `fd`, which is signaled on stop: for ever, or a slice when the process
-// had no descriptor left to make it.
-int untilSignaled(int fd) { return fd >= 0 ? -1 : static_cast<int>(kPollSlice.count()); }
-
 // Makes `timer_fd` expire every `period` (0: never).
 void armTicks(int timer_fd, std::chrono::nanoseconds period) {
   itimerspec t{};
@@ -426,7 +422,7 @@ void CallServer::watchdogLoop() {
   int quiet = 0;
   while (!stop_.load()) {
     pollfd p{timer_fd_, POLLIN, 0};
-    if (::poll(&p, 1, untilSignaled(timer_fd_)) <= 0) // stop() arms the timer
+    if (::poll(&p, 1, static_cast<int>(untilSignaled(timer_fd_).count())) <= 0) // stop() arms it
       continue;
     std::uint64_t count = 0;
     if (::read(timer_fd_, &count, sizeof count) != sizeof count)
@@ -507,7 +503,7 @@ bool CallServer::lead(Incoming &out) {
     // Plain file descriptors: poll(2) itself (zmq::poll would look once more, without
     // waiting, before it waits). No time slice: stop() pokes.
     pollfd fds[2] = {{router_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
-    ::poll(fds, 2, untilSignaled(poke_fd_)); // EINTR: look again
+    ::poll(fds, 2, static_cast<int>(untilSignaled(poke_fd_).count())); // EINTR: look again
     if (fds[1].revents & POLLIN)
       drainEventFd(poke_fd_);
   }

@@ -32,6 +32,10 @@ void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeou
   }
 }
 
+std::chrono::milliseconds untilSignaled(int fd) {
+  return fd >= 0 ? std::chrono::milliseconds(-1) : kPollSlice;
+}
+
 void nameThread(const char *name) { pthread_setname_np(pthread_self(), name); }
 
 void signalEventFd(int fd) {

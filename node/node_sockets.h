@@ -21,6 +21,10 @@ zmq::context_t &context();
 /// zmq::poll, with a signal's interruption counted as "nothing ready".
 void pollSockets(zmq::pollitem_t *items, int n, std::chrono::milliseconds timeout);
 
+/// How long a thread waits on its descriptors when `fd` is the one its stop signals: for
+/// ever, or a slice when the process had no descriptor left to make `fd` (-1).
+std::chrono::milliseconds untilSignaled(int fd);
+
 /// Names the calling thread (as `top -H`, `ps -L` and gdb show it): at most 15 characters.
 void nameThread(const char *name);
 
