@@ -1,6 +1,7 @@
 // remote_call.cpp - marshaling a call of a placeable function into bytes and back.
 #include "jit/remote_call.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <limits>
@@ -242,15 +243,21 @@ void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_
 }
 
 bool copiedBackArgumentsOverlap(const RemoteSignature &sig, void *const *slots) {
+  auto copied = [](MarshalKind k) { // a pointer argument whose memory is copied
+    return isBuffer(k) || k == MarshalKind::StructPtrIn || k == MarshalKind::StructPtrInOut ||
+           k == MarshalKind::CString;
+  };
+  // Most calls have fewer than two: no counts read, no string measured, nothing allocated.
+  if (std::count_if(sig.params.begin(), sig.params.end(),
+                    [&](const ValuePlan &p) { return copied(p.kind); }) < 2)
+    return false;
   struct Range {
     std::uintptr_t begin, end;
     bool copied_back;
   };
   std::vector<Range> ranges;
   for (const ValuePlan &p : sig.params) {
-    const bool struct_ptr =
-        p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut;
-    if (!isBuffer(p.kind) && !struct_ptr && p.kind != MarshalKind::CString)
+    if (!copied(p.kind))
       continue;
     void *at = pointerIn(slots, p.ir_args.at(0));
     if (!at)
