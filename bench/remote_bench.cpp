@@ -6,6 +6,7 @@
 // this binary (--raw-echo-server) that echoes each message on a ROUTER socket: the least any
 // request/reply over ZeroMQ can cost.
 #include "bench/jit_fixture.h"
+#include "jit/remote_call.h"
 #include "node/call_client.h"
 #include "node/cluster_config.h"
 #include "node/cluster_node.h"
@@ -36,6 +37,7 @@ namespace {
 
 using distnode::bench::BenchProgram;
 using EchoFn = void (*)(const std::uint8_t *, std::uint8_t *, std::uint64_t);
+using BumpFn = void (*)(std::uint32_t *, std::uint64_t);
 using TinyFn = std::uint64_t (*)(std::uint64_t);
 
 pid_t spawn(const std::vector<std::string> &argv) {
@@ -76,6 +78,7 @@ struct Cluster {
   std::string raw_endpoint;
   std::string config_path; ///< the cluster's yaml, removed at the end
   EchoFn echo = nullptr;
+  BumpFn bump = nullptr;
   TinyFn tiny = nullptr;
   TinyFn tiny_balanced = nullptr, tiny_here = nullptr;
   TinyFn busy = nullptr, busy_long = nullptr, busy_local = nullptr;
@@ -115,7 +118,7 @@ struct Cluster {
     member = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n1", DIST_BENCH_BC});
     third = spawn({DIST_DISTNODE, "--join", config_path, "--name", "n2", DIST_BENCH_BC});
     owners.assign(program.analysis.units.size(), 0);
-    for (const char *remote : {"echo_bytes", "tiny_remote", "busy", "busy_long"})
+    for (const char *remote : {"echo_bytes", "bump_words", "tiny_remote", "busy", "busy_long"})
       owners.at(program.analysis.find(remote)->unit) = 1;
     // tiny_balanced has replicas on n0 and n1; n0 runs its calls while it has room.
     distnode::node::ReplicaSets replicas(owners.size());
@@ -125,6 +128,7 @@ struct Cluster {
       std::exit(1);
     }
     echo = program.function<EchoFn>("echo_bytes");
+    bump = program.function<BumpFn>("bump_words");
     tiny = program.function<TinyFn>("tiny_remote");
     tiny_balanced = program.function<TinyFn>("tiny_balanced");
     tiny_here = program.function<TinyFn>("tiny_here");
@@ -179,6 +183,42 @@ void BM_RoundTrip_RemoteCall(benchmark::State &state) {
   if (out != in)
     state.SkipWithError("echo_bytes returned other bytes");
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size) * 2);
+}
+
+// The same bytes each way as BM_RoundTrip_RemoteCall, as one DIST_INOUT buffer: the reply
+// is written back as the bytes the callee changed (compared with what was sent).
+void BM_RoundTrip_InOut(benchmark::State &state) {
+  std::size_t words = static_cast<std::size_t>(state.range(0)) / 4;
+  std::vector<std::uint32_t> buf(words, 0x5a5a5a5a);
+  for (auto _ : state)
+    cluster->bump(buf.data(), words);
+  if (words > 0 && buf[0] != 0x5a5a5a5a + state.iterations())
+    state.SkipWithError("bump_words did not come back");
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(words) * 8);
+}
+
+// Writing back only the changed bytes of a 1 MiB buffer, against copying it whole (the
+// baseline, what the write-back did before): none changed, each 32-bit element's low byte
+// changed (the bump above), every byte changed.
+void BM_WriteBack(benchmark::State &state) {
+  constexpr std::size_t kBytes = 1 << 20;
+  std::vector<std::uint8_t> before(kBytes, 0x5a), now(kBytes, 0x5a), dst(kBytes, 0x5a);
+  for (std::size_t k = 0; k < kBytes; ++k)
+    if (state.range(1) == 2 || (state.range(1) == 1 && k % 4 == 0))
+      now[k] = 0x5b;
+  for (auto _ : state) {
+    if (state.range(0) == 0)
+      std::memcpy(dst.data(), now.data(), kBytes);
+    else
+      distnode::jit::writeChangedBytes(dst.data(), now.data(), before.data(), kBytes);
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(kBytes));
+  state.SetLabel(std::string(state.range(0) == 0 ? "memcpy" : "changed bytes") +
+                 (state.range(1) == 0   ? ", none changed"
+                  : state.range(1) == 1 ? ", 1 byte in 4"
+                                        : ", all"));
 }
 
 // The two above, paired: each iteration times a block of raw round trips, then a block of
@@ -513,6 +553,8 @@ BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();
 BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);
 BENCHMARK(BM_RoundTrip_RemoteCall)->RangeMultiplier(8)->Range(8, 1 << 20);
+BENCHMARK(BM_RoundTrip_InOut)->Arg(4096)->Arg(1 << 20);
+BENCHMARK(BM_WriteBack)->ArgsProduct({{0, 1}, {0, 1, 2}});
 BENCHMARK(BM_RoundTrip_Paired)->RangeMultiplier(8)->Range(8, 4096)->UseRealTime();
 BENCHMARK(BM_RemoteCalls_Threads)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
 

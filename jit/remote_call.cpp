@@ -3,8 +3,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <limits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace distnode::jit {
 
@@ -531,9 +536,127 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   return true;
 }
 
+bool hasInOutArguments(const RemoteSignature &sig) {
+  return std::any_of(sig.params.begin(), sig.params.end(), [](const ValuePlan &p) {
+    return p.kind == MarshalKind::BufferInOut || p.kind == MarshalKind::StructPtrInOut;
+  });
+}
+
+namespace {
+
+// Eight bytes at a time: unchanged words are skipped, wholly changed ones stored whole, and in
+// the rest each changed byte is stored by itself.
+void writeChangedBytesWords(std::uint8_t *dst, const std::uint8_t *now, const std::uint8_t *before,
+                            std::size_t n) {
+  std::size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, now + k, 8);
+    std::memcpy(&b, before + k, 8);
+    std::uint64_t x = a ^ b;
+    if (x == 0)
+      continue;
+    // Bit 8j+7 of `changed` says whether bits 8j..8j+7 changed: byte j in memory on a
+    // little-endian machine, byte 7-j on a big-endian one.
+    constexpr std::uint64_t kLow7 = 0x7f7f7f7f7f7f7f7full, kHigh = 0x8080808080808080ull;
+    std::uint64_t changed = (((x & kLow7) + kLow7) | x) & kHigh;
+    if (changed == kHigh) {
+      std::memcpy(dst + k, now + k, 8);
+      continue;
+    }
+    for (; changed != 0; changed &= changed - 1) {
+      unsigned j = static_cast<unsigned>(__builtin_ctzll(changed)) / 8;
+      unsigned at = std::endian::native == std::endian::little ? j : 7 - j;
+      dst[k + at] = static_cast<std::uint8_t>(a >> (8 * j));
+    }
+  }
+  for (; k < n; ++k)
+    if (now[k] != before[k])
+      dst[k] = now[k];
+}
+
+#if defined(__x86_64__)
+// Sixty-four bytes at a time with AVX-512BW's byte-masked store, which writes exactly the
+// bytes its mask selects (and touches no other).
+__attribute__((target("avx512bw"))) void writeChangedBytesAvx512(std::uint8_t *dst,
+                                                                 const std::uint8_t *now,
+                                                                 const std::uint8_t *before,
+                                                                 std::size_t n) {
+  std::size_t k = 0;
+  for (; k + 64 <= n; k += 64) {
+    __m512i a = _mm512_loadu_si512(now + k);
+    __mmask64 changed = _mm512_cmpneq_epi8_mask(a, _mm512_loadu_si512(before + k));
+    if (changed != 0)
+      _mm512_mask_storeu_epi8(dst + k, changed, a);
+  }
+  writeChangedBytesWords(dst + k, now + k, before + k, n - k);
+}
+#endif
+
+} // namespace
+
+void writeChangedBytes(std::uint8_t *dst, const std::uint8_t *now, const std::uint8_t *before,
+                       std::size_t n) {
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512bw");
+  if (avx512 && n >= 64) {
+    writeChangedBytesAvx512(dst, now, before, n);
+    return;
+  }
+#endif
+  writeChangedBytesWords(dst, now, before, n);
+}
+
 bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data, std::size_t size,
-                    void *const *slots, void *ret, std::string &error) {
+                    void *const *slots, void *ret, std::string &error, const std::uint8_t *sent,
+                    std::size_t sent_size) {
   Reader in(data, size);
+  // The sent blob is read alongside, parameter by parameter, for what each in-out argument held
+  // when it left. It is this node's own encoding; still, nothing is trusted: where it does not
+  // hold what the plan says, the arguments from there on are written whole.
+  Reader was(sent ? sent : data, sent ? sent_size : 0);
+  bool diffing = sent != nullptr;
+  struct Held {
+    const std::uint8_t *data = nullptr;
+    std::uint64_t bytes = 0;
+  };
+  auto skipSent = [&](const ValuePlan &p) -> Held {
+    if (!diffing)
+      return {};
+    const std::uint8_t *held = nullptr;
+    std::uint8_t present = 0;
+    std::uint64_t bytes = 0;
+    switch (p.kind) {
+    case MarshalKind::Integer:
+    case MarshalKind::Float:
+    case MarshalKind::GPinHandle:
+    case MarshalKind::StructByValue:
+      if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
+        diffing = was.take(p.size) != nullptr;
+        break;
+      }
+      for (unsigned arg : p.ir_args)
+        diffing = diffing && was.take(sig.ir_arg_sizes[arg]) != nullptr;
+      break;
+    case MarshalKind::CString:
+    case MarshalKind::BufferIn:
+    case MarshalKind::BufferInOut:
+    case MarshalKind::BufferOut:
+    case MarshalKind::StructPtrIn:
+    case MarshalKind::StructPtrInOut:
+      diffing = was.readU8(present);
+      if (!diffing || !present || p.kind == MarshalKind::BufferOut)
+        break;
+      diffing = was.readU64(bytes) && (held = was.take(bytes)) != nullptr;
+      break;
+    case MarshalKind::Void:
+    case MarshalKind::Unmarshalable:
+      diffing = false;
+      break;
+    }
+    return diffing && held ? Held{held, bytes} : Held{};
+  };
+
   bool ok = true;
   if (sig.sret)
     ok = in.read(pointerIn(slots, sig.result.ir_args.at(0)), sig.result.size);
@@ -541,6 +664,7 @@ bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data, std::s
     ok = in.read(ret, sig.ir_return_size);
   for (std::size_t i = 0; ok && i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
+    const Held before = skipSent(p);
     if (!copiesOut(p.kind))
       continue;
     void *ptr = pointerIn(slots, p.ir_args[0]);
@@ -550,7 +674,14 @@ bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data, std::s
     if (isBuffer(p.kind) && !countOf(sig, p, slots, expected, error))
       return false;
     std::uint64_t bytes = 0;
-    ok = in.readU64(bytes) && bytes == expected && in.read(ptr, bytes);
+    const std::uint8_t *now = nullptr;
+    ok = in.readU64(bytes) && bytes == expected && (now = in.take(bytes)) != nullptr;
+    if (!ok || bytes == 0)
+      continue;
+    if (before.data && before.bytes == bytes)
+      writeChangedBytes(static_cast<std::uint8_t *>(ptr), now, before.data, bytes);
+    else
+      std::memcpy(ptr, now, bytes);
   }
   if (!ok || !in.done()) {
     error = "malformed reply for `" + sig.name + "`";

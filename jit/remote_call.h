@@ -108,9 +108,24 @@ using ReplyAllocator = std::function<std::uint8_t *(std::size_t size)>;
 
 /// Calling side: writes a reply blob into the IR return value (`ret`), the sret struct and the
 /// caller's out-buffers. Returns false (with `error`) if the blob does not match the plan.
+///
+/// With `sent` (the argument blob this call sent, `sent_size` bytes), in-out arguments (struct
+/// pointers, DIST_INOUT buffers) get only the bytes the callee changed: a byte the reply has as
+/// it was sent is not written, so what other threads (or a function the callee called back on
+/// this node) wrote to the same object meanwhile stays, as natively. Without it, or where the
+/// blob does not hold the argument as expected, they are written whole.
 [[nodiscard]] bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data,
                                   std::size_t size, void *const *slots, void *ret,
-                                  std::string &error);
+                                  std::string &error, const std::uint8_t *sent = nullptr,
+                                  std::size_t sent_size = 0);
+
+/// Whether a call has arguments that are both copied in and copied back (struct pointers,
+/// DIST_INOUT buffers): the ones unmarshalReply writes as changed bytes.
+[[nodiscard]] bool hasInOutArguments(const RemoteSignature &sig);
+
+/// Writes to `dst` each byte of `now` (n bytes) that differs from `before`, and no other byte.
+void writeChangedBytes(std::uint8_t *dst, const std::uint8_t *now, const std::uint8_t *before,
+                       std::size_t n);
 
 /// Serving side: decodes an argument blob, calls `dispatch` and encodes the reply. GPin
 /// handles are resolved in, and results issued from, `handles`. Returns false (with `error`,

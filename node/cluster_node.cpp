@@ -1658,9 +1658,21 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     }
 
     std::uint64_t call_id = n.next_call_id++;
+    const std::uint8_t *args = nullptr;
     zmq::message_t call = transport::makeCallWith(
         call_id, id, epoch, size,
-        [&](std::uint8_t *room) { jit::marshalCallInto(sig, slots, room); }, chain, caller);
+        [&](std::uint8_t *room) {
+          args = room;
+          jit::marshalCallInto(sig, slots, room);
+        },
+        chain, caller);
+    // In-out arguments come back as the bytes the callee changed (others may have written the
+    // rest meanwhile): the reply is compared with what was sent, so that stays alive (ZeroMQ
+    // shares the message's bytes, no copy).
+    const bool writes_back = jit::hasInOutArguments(sig);
+    zmq::message_t sent;
+    if (writes_back)
+      sent.copy(call);
     auto marshaled = Clock::now();
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
@@ -1674,7 +1686,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       const std::uint8_t *data = reply->result() ? reply->result()->data() : &kEmpty;
       std::size_t reply_size = reply->result() ? reply->result()->size() : 0;
       auto answered = Clock::now();
-      if (!jit::unmarshalReply(sig, data, reply_size, slots, ret, error))
+      if (!jit::unmarshalReply(sig, data, reply_size, slots, ret, error,
+                               writes_back ? args : nullptr, size))
         n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "`: " + error);
       if (const wire::ThreadCState *callee = reply->c_state())
         on_return.state = *callee;

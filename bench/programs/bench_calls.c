@@ -32,6 +32,13 @@ DIST_IN(in, n) DIST_OUT(out, n) void echo_bytes(const uint8_t *in, uint8_t *out,
     out[i] = in[i];
 }
 
+/* n bytes in and back (DIST_INOUT): each 32-bit element gets one more, so every word comes
+ * back with some bytes changed and some not, the slowest case of writing back changed bytes. */
+DIST_INOUT(buf, n) void bump_words(uint32_t *buf, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    buf[i] += 1;
+}
+
 /* A small remote call for the throughput benchmark. */
 uint64_t tiny_remote(uint64_t x) {
   for (int i = 0; i < 2; ++i)

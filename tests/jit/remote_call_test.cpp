@@ -205,6 +205,65 @@ TEST(ReplyDecoder, MalformedRepliesAreRefused) {
   }
 }
 
+// An in-out argument comes back as the bytes the callee changed: what another writer put in
+// the rest of the object while the call ran stays (natively, two writers of different bytes).
+TEST(ReplyDecoder, InOutArgumentsComeBackAsTheBytesTheCalleeChanged) {
+  for (bool with_sent : {true, false}) {
+    SCOPED_TRACE(with_sent ? "with the sent blob" : "without it");
+    EveryKindCall call;
+    std::vector<std::uint8_t> blob = call.blob(), reply;
+    std::string error;
+    ASSERT_TRUE(serve(blob, error, &reply)) << error;
+    // The callee adds 1 to each `acc` element (their low bytes change) and sets every byte of
+    // `state`; meanwhile the high byte of acc[1] and the out-buffer are written here.
+    call.acc[1] |= 0x40000000;
+    call.out[0] = 9.5;
+    std::uint64_t ret = 0;
+    ASSERT_TRUE(unmarshalReply(fuzz::everyKind(), reply.data(), reply.size(), call.slots, &ret,
+                               error, with_sent ? blob.data() : nullptr, blob.size()))
+        << error;
+    EXPECT_EQ(call.acc[0], 2);
+    EXPECT_EQ(call.acc[1], with_sent ? 0x40000003 : 3);
+    EXPECT_EQ(call.acc[3], 5);
+    for (std::uint8_t byte : call.state)
+      EXPECT_EQ(byte, 1);
+    EXPECT_NE(call.out[0], 9.5) << "an out-only buffer is written whole";
+  }
+  // A sent blob that does not hold the arguments as planned: written whole, never misread.
+  EveryKindCall call;
+  std::vector<std::uint8_t> blob = call.blob(), reply;
+  std::string error;
+  ASSERT_TRUE(serve(blob, error, &reply)) << error;
+  call.acc[1] |= 0x40000000;
+  std::uint64_t ret = 0;
+  ASSERT_TRUE(unmarshalReply(fuzz::everyKind(), reply.data(), reply.size(), call.slots, &ret, error,
+                             blob.data(), kAcc))
+      << error;
+  EXPECT_EQ(call.acc[1], 3);
+}
+
+TEST(ReplyDecoder, WriteChangedBytesWritesExactlyTheChangedBytes) {
+  std::uint32_t seed = 12345;
+  auto next = [&seed] { return seed = seed * 1664525u + 1013904223u; };
+  for (std::size_t n : {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 100, 1000}) {
+    for (int round = 0; round < 20; ++round) {
+      std::vector<std::uint8_t> before(n), now(n), dst(n);
+      for (std::size_t k = 0; k < n; ++k) {
+        before[k] = static_cast<std::uint8_t>(next() >> 24);
+        // Runs of changed and unchanged bytes of every length, whole changed words included.
+        now[k] = (next() >> 28) < static_cast<unsigned>(round % 17) ? before[k] ^ 0x5a : before[k];
+        dst[k] = static_cast<std::uint8_t>(next() >> 24);
+      }
+      std::vector<std::uint8_t> expected = dst;
+      for (std::size_t k = 0; k < n; ++k)
+        if (now[k] != before[k])
+          expected[k] = now[k];
+      writeChangedBytes(dst.data(), now.data(), before.data(), n);
+      ASSERT_EQ(dst, expected) << n << " bytes, round " << round;
+    }
+  }
+}
+
 TEST(HandleTable, IdsAreTheNodesAndTheUnitsNeverAnAddress) {
   HandleTable accounts(/*tag=*/2, /*unit=*/3), tables(/*tag=*/2, /*unit=*/4);
   int a = 1, b = 2;

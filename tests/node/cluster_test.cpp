@@ -82,7 +82,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // A signal handler runs where the signal arrives, never remotely.
                       ScatterRun{"signals", fixture("signals"), {}},
                       // Overlapping pointer arguments, one copied back: one object.
-                      ScatterRun{"aliased", fixture("aliased"), {}}),
+                      ScatterRun{"aliased", fixture("aliased"), {}},
+                      // In-out arguments come back as the bytes the callee changed.
+                      ScatterRun{"write_back", fixture("write_back"), {}}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
