@@ -257,7 +257,9 @@ int runLocalCluster(const LocalClusterOptions &options) {
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 2))
           std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
                     << ") while the program ran; stopping the cluster\n";
-        result = 2;
+        // Killed by a signal (the program crashed there): the code a shell gives a native
+        // program killed by it, as for the entry node above.
+        result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 2;
         signalAll(SIGTERM);
         kill_at = Clock::now() + std::chrono::seconds(5);
       }
