@@ -212,6 +212,12 @@ void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnot
           facts.direct_io = "calls `" + callee->getName().str() + "`";
         if (isExternal(*callee) && installsSignalHandler(callee->getName()))
           facts.installs_signal_handlers = true;
+        if (isExternal(*callee) && (callee->getName() == "fork" || callee->getName() == "_Fork") &&
+            !facts.forks) {
+          facts.forks = true;
+          if (const llvm::DebugLoc &at = call->getDebugLoc())
+            facts.fork_line = at.getLine();
+        }
       } else if (!isa<llvm::InlineAsm>(called)) {
         facts.indirect_call = true;
         facts.calls_only_intrinsics = false;

@@ -47,7 +47,9 @@ struct Facts {
   bool calls_only_intrinsics = true;
   bool installs_signal_handlers = false; // calls signal(), sigaction()…: what it references
                                          // may be a handler
-  std::string direct_io;                 // first external with side effects
+  unsigned fork_line = 0; // the line of a call of fork() (the child copies this node's memory)
+  bool forks = false;     // calls fork()
+  std::string direct_io;  // first external with side effects
   std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
   std::set<std::string> gpin_types;                       // GPin types in the signature
   std::string npin_type;                                  // an NPin type in the signature

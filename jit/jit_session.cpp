@@ -874,8 +874,7 @@ bool JitSession::callMarshaled(std::uint32_t id, void **slots, void *ret, std::s
   const RemoteSignature &sig = impl_->functions.at(id);
   std::vector<std::uint8_t> args, reply;
   if (!marshalCall(sig, slots, args, error) || !serve(id, args.data(), args.size(), reply, error) ||
-      !unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error, args.data(),
-                      args.size()))
+      !unmarshalReply(sig, reply.data(), reply.size(), slots, ret, error, args.data(), args.size()))
     return false;
   if (args_bytes)
     *args_bytes = args.size();

@@ -108,6 +108,8 @@ std::string_view toString(Rule r) {
     return "grouped-with-pin";
   case Rule::TooSmall:
     return "too-small";
+  case Rule::ForkCopiesState:
+    return "fork-copies-state";
   }
   return "?";
 }
@@ -570,6 +572,11 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
                                 "one node"});
     }
   }
+  // What state a function holds, for reasons: one GPin type or mutable global.
+  auto stateOf = [&](size_t i) {
+    return !gpins[i].empty() ? "GPin type `" + *gpins[i].begin() + "`"
+                             : "mutable global `" + (*globals[i].begin())->getName().str() + "`";
+  };
   for (size_t i = 0; i < n; ++i) {
     FunctionInfo &info = infos[i];
     if (info.placement != Placement::Placeable || (globals[i].empty() && gpins[i].empty()))
@@ -577,9 +584,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     auto it = anchor.find(state.find(static_cast<int>(i)));
     if (it == anchor.end())
       continue;
-    std::string shared = !gpins[i].empty()
-                             ? "GPin type `" + *gpins[i].begin() + "`"
-                             : "mutable global `" + (*globals[i].begin())->getName().str() + "`";
+    std::string shared = stateOf(i);
     if (it->second.first.empty()) {
       info.placement = Placement::Home;
       info.rule = Rule::GroupedWithHome;
@@ -592,6 +597,26 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       info.reason = "shares state (" + shared + ") with `" + it->second.second + "`, pinned to `" +
                     info.pin_node + "`";
     }
+  }
+
+  // A child process made by fork() copies the memory of the node that forks, the entry node (a
+  // function calling fork() does I/O): the state its functions use must be there, and then stays.
+  const Facts *forker = nullptr;
+  for (const Facts &f : facts)
+    if (f.forks && !forker)
+      forker = &f;
+  for (size_t i = 0; forker && i < n; ++i) {
+    FunctionInfo &info = infos[i];
+    if (info.placement != Placement::Placeable || (globals[i].empty() && gpins[i].empty()))
+      continue;
+    SourceLoc at = infos[index[forker->fn]].loc;
+    if (forker->fork_line)
+      at.line = forker->fork_line;
+    info.placement = Placement::Home;
+    info.rule = Rule::ForkCopiesState;
+    info.reason = "holds state (" + stateOf(i) + ") and `" + forker->fn->getName().str() +
+                  "` calls fork() (" + at.str() +
+                  "): a child process copies the entry node's memory, so the state stays there";
   }
 
   // Placement units: the connected components of shared state, singletons otherwise.

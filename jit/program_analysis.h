@@ -41,6 +41,7 @@ enum class Rule {
   GroupedWithHome,   ///< shares a GPin type or a mutable global with a Home function
   GroupedWithPin,    ///< shares a GPin type or a mutable global with a DIST_PIN function
   TooSmall,          ///< a leaf without loops below the granularity floor
+  ForkCopiesState,   ///< holds state, and the program calls fork(): a child copies the entry's
 };
 
 /// How one parameter or the result crosses the wire.

@@ -31,12 +31,14 @@
 #include <future>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -68,6 +70,10 @@ std::string shortHash(const std::uint8_t *data, std::size_t n) {
 // SIGTERM/SIGINT on a member node: stop serving and exit quietly (the launcher or the operator
 // stops the cluster; there is nothing to report).
 void onTerminate(int sig) { terminateSignal() = sig; }
+
+// Set in a child process made by fork(): ZeroMQ's threads, and with them every connection of
+// the node, are not copied into it.
+std::atomic<bool> forked_child{false};
 
 std::string errorText(const wire::Envelope &e) {
   if (const wire::Error *err = e.body_as_Error())
@@ -1368,6 +1374,10 @@ llvm::Expected<std::unique_ptr<ClusterNode>>
 ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &session,
                     const jit::ProgramAnalysis &analysis,
                     const std::array<std::uint8_t, 32> &bitcode_sha256, FailureHandler on_failure) {
+  static std::once_flag at_fork;
+  std::call_once(at_fork, [] {
+    pthread_atfork(nullptr, nullptr, [] { forked_child.store(true, std::memory_order_relaxed); });
+  });
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->self = self;
@@ -1567,9 +1577,26 @@ llvm::Expected<int> ClusterNode::runMember() {
   return 0;
 }
 
+bool ClusterNode::inForkedChild() { return forked_child.load(std::memory_order_relaxed); }
+
 void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   Impl &n = *impl_;
   const jit::RemoteSignature &sig = n.session->remoteFunctions()[id];
+  if (inForkedChild()) [[unlikely]] {
+    // Functions without state run here. State is on the node that forked (the entry: the
+    // analysis keeps every unit with state there when the program calls fork()), unless
+    // DIST_PIN put it elsewhere, out of this process's reach.
+    if (!n.movable[sig.unit] && !n.load_balanced[sig.unit] &&
+        n.placement->current().owner[sig.unit] != n.self)
+      n.on_failure("`" + sig.name +
+                       "` not run in a child process made by fork(): its state is on " + "node `" +
+                       n.nodeName(n.placement->current().owner[sig.unit]) +
+                       "`, which the child cannot reach; pin it to the entry node or do not call "
+                       "it after fork()",
+                   2);
+    n.session->callLocal(id, slots, ret);
+    return;
+  }
   // Pointer arguments that overlap while one is copied back (`f(&s, &s)`): copies would be two
   // objects where natively there is one. A unit without state (load-balanced ones included)
   // runs here instead, as natively (nothing before the call touches errno).

@@ -181,7 +181,15 @@ public:
 
   /// The remote handler for the JIT's thunks: performs the call on its owner node. A failure
   /// goes to the FailureHandler with the function, the node and why.
+  ///
+  /// In a child process made by fork() (which has one thread and none of the node's
+  /// connections), every call runs in that process, as natively; a call of a unit whose state
+  /// lives on another node cannot, and is a failure naming it.
   void callRemote(std::uint32_t id, void **slots, void *ret);
+
+  /// Whether this process is a child made by fork() after a ClusterNode was created: it is no
+  /// member of the cluster, and its exit must not stop it.
+  [[nodiscard]] static bool inForkedChild();
 
   struct Impl;
 

@@ -337,6 +337,10 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     return reportError(*why);
   }
   session.setExitHook([&opt, n = node->get(), name](int code) {
+    if (ClusterNode::inForkedChild()) { // a child made by fork(): no member, nothing to stop
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
     if (loop)
       loop->stop();
     reporter.stop();

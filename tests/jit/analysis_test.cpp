@@ -111,6 +111,20 @@ TEST(Analysis, SignalHandlerStaysOnTheEntryNode) {
   EXPECT_EQ(fn("signals", "mix").placement, Placement::Placeable);
 }
 
+// A child made by fork() copies the memory of the node that forks (the entry): functions with
+// state stay there; functions without it may still run anywhere.
+TEST(Analysis, ForkKeepsStateOnTheEntryNode) {
+  const auto &bump = fn("fork", "bump");
+  EXPECT_EQ(bump.placement, Placement::Home);
+  EXPECT_EQ(bump.rule, Rule::ForkCopiesState);
+  EXPECT_TRUE(contains(bump.reason, "`main` calls fork() (tests/fixtures/fork.c:23)"))
+      << bump.reason;
+  EXPECT_EQ(fn("fork", "count").placement, Placement::Home);
+  EXPECT_EQ(fn("fork", "mix").placement, Placement::Placeable);
+  // Without fork() a function with state may move.
+  EXPECT_EQ(fn("state", "bump").placement, Placement::Placeable);
+}
+
 TEST(Analysis, IOInsideDistLocalCalleeDoesNotPropagate) {
   EXPECT_EQ(fn("rules", "local_log").placement, Placement::Local);
   const auto &f = fn("rules", "uses_local_log");

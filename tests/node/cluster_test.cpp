@@ -84,7 +84,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // Overlapping pointer arguments, one copied back: one object.
                       ScatterRun{"aliased", fixture("aliased"), {}},
                       // In-out arguments come back as the bytes the callee changed.
-                      ScatterRun{"write_back", fixture("write_back"), {}}),
+                      ScatterRun{"write_back", fixture("write_back"), {}},
+                      // A child made by fork() runs its calls itself and exits alone.
+                      ScatterRun{"fork", fixture("fork"), {}}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
@@ -393,6 +395,19 @@ TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
                        "program ran; stopping the cluster"),
             std::string::npos)
       << r.err;
+}
+
+// A child made by fork() cannot reach state that DIST_PIN keeps on another node: it stops with
+// one line naming the function and the node; the parent and the cluster go on.
+TEST(ClusterFailures, ForkedChildCallingStateElsewhereStopsWithOneLine) {
+  auto r = runProcess({kDistnode, "--local", "2", fixture("fork_pinned") + ".bc"},
+                      std::chrono::seconds(60));
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "child exited 2\n");
+  EXPECT_EQ(r.err, "distnode: error: `bump` not run in a child process made by fork(): its state "
+                   "is on node `n1`, which the child cannot reach; pin it to the entry node or do "
+                   "not call it after fork()\n");
 }
 
 // Nodes started one by one with --join (no launcher watching them): a node killed with
