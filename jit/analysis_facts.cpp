@@ -237,6 +237,114 @@ void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnot
   }
 }
 
+namespace {
+
+// The values that stand for parameter `arg` in unoptimized IR: the argument, and loads of the
+// stack slot it is spilled to.
+std::vector<const llvm::Value *> parameterValues(const llvm::Argument &arg) {
+  std::vector<const llvm::Value *> values = {&arg};
+  for (const llvm::User *u : arg.users())
+    if (auto *store = dyn_cast<llvm::StoreInst>(u); store && store->getValueOperand() == &arg)
+      if (auto *slot = dyn_cast<llvm::AllocaInst>(store->getPointerOperand()))
+        for (const llvm::User *reader : slot->users())
+          if (isa<llvm::LoadInst>(reader))
+            values.push_back(reader);
+  return values;
+}
+
+using HandlerParams = std::map<const llvm::Function *, std::set<unsigned>>;
+
+// Whether parameter `arg` of an installer-or-helper reaches an installer: passed to
+// signal()/bsd_signal()…, to a known helper at its handler position, or (in a function that
+// calls an installer itself) stored into memory, e.g. a struct sigaction's sa_handler.
+bool handsOnHandler(const llvm::Argument &arg, bool installs, const HandlerParams &known) {
+  for (const llvm::Value *v : parameterValues(arg))
+    for (const llvm::Use &use : v->uses()) {
+      const llvm::User *user = use.getUser();
+      if (auto *call = dyn_cast<llvm::CallBase>(user); call && call->isArgOperand(&use)) {
+        auto *callee = dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
+        if (!callee)
+          continue;
+        if (isExternal(*callee) && installsSignalHandler(callee->getName()))
+          return true;
+        auto it = known.find(callee);
+        if (it != known.end() && it->second.count(call->getArgOperandNo(&use)))
+          return true;
+      } else if (auto *store = dyn_cast<llvm::StoreInst>(user)) {
+        bool spill = v == &arg && isa<llvm::AllocaInst>(store->getPointerOperand());
+        if (installs && store->getValueOperand() == v && !spill)
+          return true;
+      }
+    }
+  return false;
+}
+
+void functionsIn(const llvm::Constant *c, std::set<const llvm::Function *, ByName> &out,
+                 std::set<const llvm::Constant *> &seen) {
+  if (!seen.insert(c).second)
+    return;
+  if (auto *fn = dyn_cast<llvm::Function>(c)) {
+    out.insert(fn);
+    return;
+  }
+  if (isa<llvm::GlobalValue>(c))
+    return;
+  for (const llvm::Use &op : c->operands())
+    if (auto *sub = dyn_cast<llvm::Constant>(op.get()))
+      functionsIn(sub, out, seen);
+}
+
+} // namespace
+
+std::vector<std::pair<const llvm::Function *, std::string>>
+indirectSignalHandlers(const std::vector<Facts> &facts) {
+  std::vector<std::pair<const llvm::Function *, std::string>> found;
+  // Helpers: which parameters each hands on to an installer, to a fixpoint (a helper may call
+  // a helper).
+  HandlerParams helpers;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const Facts &fa : facts)
+      for (const llvm::Argument &arg : fa.fn->args())
+        if (arg.getType()->isPointerTy() &&
+            !(helpers.count(fa.fn) && helpers[fa.fn].count(arg.getArgNo())) &&
+            handsOnHandler(arg, fa.installs_signal_handlers, helpers)) {
+          helpers[fa.fn].insert(arg.getArgNo());
+          changed = true;
+        }
+  }
+  for (const Facts &fa : facts) {
+    for (const llvm::Instruction &i : llvm::instructions(*fa.fn)) {
+      auto *call = dyn_cast<llvm::CallBase>(&i);
+      auto *callee =
+          call ? dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts()) : nullptr;
+      auto it = callee ? helpers.find(callee) : helpers.end();
+      if (it == helpers.end())
+        continue;
+      for (unsigned k : it->second)
+        if (k < call->arg_size())
+          if (auto *handler = dyn_cast<llvm::Function>(call->getArgOperand(k)->stripPointerCasts()))
+            found.emplace_back(handler, "may be a signal handler: `" + fa.fn->getName().str() +
+                                            "` installs it through `" + callee->getName().str() +
+                                            "`");
+    }
+    if (!fa.installs_signal_handlers)
+      continue;
+    for (const llvm::GlobalVariable *g : fa.globals) {
+      if (!g->hasInitializer())
+        continue;
+      std::set<const llvm::Function *, ByName> in_init;
+      std::set<const llvm::Constant *> seen;
+      functionsIn(g->getInitializer(), in_init, seen);
+      for (const llvm::Function *handler : in_init)
+        found.emplace_back(handler, "may be a signal handler: `" + fa.fn->getName().str() +
+                                        "` installs handlers and `" + g->getName().str() +
+                                        "` holds its address");
+    }
+  }
+  return found;
+}
+
 void readSignature(Facts &facts) {
   facts.sp = facts.fn->getSubprogram();
   if (!facts.sp)

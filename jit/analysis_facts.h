@@ -72,6 +72,13 @@ isSideEffectingExternal(const llvm::Function &callee,
                         const std::map<const llvm::Function *, FunctionAnnotations> &ann);
 /// Whether `f` may be called through a pointer (a use of it is not a direct call).
 [[nodiscard]] bool isAddressTaken(const llvm::Function &f);
+/// Signal handlers that an installer (a function calling signal(), sigaction()…) does not take
+/// the address of itself, with the evidence: a function given to a helper that hands that
+/// parameter on to an installer (`install(SIGALRM, on_alarm)`, also through further helpers or
+/// a `struct sigaction` the helper fills), and one whose address is in the initializer of a
+/// mutable global an installer uses (`static struct sigaction sa = {.sa_handler = h}`).
+[[nodiscard]] std::vector<std::pair<const llvm::Function *, std::string>>
+indirectSignalHandlers(const std::vector<Facts> &facts);
 /// Fills in the facts of `facts.fn`'s body: calls, referenced functions and globals, size,
 /// loops, direct I/O.
 void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann);

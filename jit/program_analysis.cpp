@@ -348,15 +348,19 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   // cannot be a remote call, and the state it shares goes with it.
   // What a handler calls runs in signal context too: a remote call there is not safe.
   std::vector<int> in_signal_context;
+  auto handler = [&](const llvm::Function *fn, std::string evidence) {
+    if (auto it = index.find(fn); it != index.end() && facts[it->second].direct_io.empty()) {
+      facts[it->second].direct_io = std::move(evidence);
+      in_signal_context.push_back(it->second);
+    }
+  };
   for (const Facts &installer : facts)
     if (installer.installs_signal_handlers)
       for (const llvm::Function *t : installer.address_taken)
-        if (auto it = index.find(t); it != index.end() && facts[it->second].direct_io.empty()) {
-          facts[it->second].direct_io = "may be a signal handler: `" +
-                                        installer.fn->getName().str() +
-                                        "` installs handlers and takes its address";
-          in_signal_context.push_back(it->second);
-        }
+        handler(t, "may be a signal handler: `" + installer.fn->getName().str() +
+                       "` installs handlers and takes its address");
+  for (auto &[fn, evidence] : indirectSignalHandlers(facts))
+    handler(fn, std::move(evidence));
   while (!in_signal_context.empty()) {
     const int handler = in_signal_context.back();
     in_signal_context.pop_back();

@@ -125,6 +125,27 @@ TEST(Analysis, ForkKeepsStateOnTheEntryNode) {
   EXPECT_EQ(fn("state", "bump").placement, Placement::Placeable);
 }
 
+// Handlers the installing function does not take the address of itself: given to a helper
+// that calls signal(), to a helper (of a helper) that fills a struct sigaction, or held by a
+// static struct sigaction.
+TEST(Analysis, SignalHandlersInstalledIndirectlyStayOnTheEntryNode) {
+  struct Case {
+    const char *handler, *evidence;
+  } cases[] = {
+      {"on_alarm", "`main` installs it through `install`"},
+      {"on_usr1", "`main` installs it through `install_twice_removed`"},
+      {"on_usr2", "`install_static` installs handlers and `usr2_action` holds its address"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.handler);
+    const auto &f = fn("signal_helpers", c.handler);
+    EXPECT_EQ(f.placement, Placement::Home);
+    EXPECT_TRUE(contains(f.io_evidence, c.evidence)) << f.io_evidence;
+    EXPECT_TRUE(contains(f.reason, "signal context")) << f.reason;
+  }
+  EXPECT_EQ(fn("signal_helpers", "mix").placement, Placement::Placeable);
+}
+
 TEST(Analysis, IOInsideDistLocalCalleeDoesNotPropagate) {
   EXPECT_EQ(fn("rules", "local_log").placement, Placement::Local);
   const auto &f = fn("rules", "uses_local_log");

@@ -81,6 +81,7 @@ INSTANTIATE_TEST_SUITE_P(
                       ScatterRun{"thread_locals", fixture("thread_locals"), {}},
                       // A signal handler runs where the signal arrives, never remotely.
                       ScatterRun{"signals", fixture("signals"), {}},
+                      ScatterRun{"signal_helpers", fixture("signal_helpers"), {}},
                       // Overlapping pointer arguments, one copied back: one object.
                       ScatterRun{"aliased", fixture("aliased"), {}},
                       // In-out arguments come back as the bytes the callee changed.
