@@ -183,6 +183,57 @@ std::string joinNames(const std::vector<std::string> &names) {
   return names.empty() ? "none" : llvm::join(names, ", ");
 }
 
+// The GPin types whose objects a function reaches through a local variable (its parameters are
+// its signature's): it dereferences the pointer, frees it or gives it to anything but a
+// function of the program (whose own signature then decides), a comparison or another local.
+// Elsewhere than on their node such a pointer is a handle, not an address: the function
+// handles the objects and joins their group.
+void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
+                       std::set<std::string> &out) {
+  auto onlyPassedOn = [](const llvm::LoadInst &pointer) {
+    for (const llvm::Use &use : pointer.uses()) {
+      const llvm::User *user = use.getUser();
+      if (auto *call = dyn_cast<llvm::CallBase>(user)) {
+        auto *callee = dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
+        if (call->isArgOperand(&use) && callee && !isExternal(*callee))
+          continue;
+      } else if (isa<llvm::ICmpInst>(user)) {
+        continue;
+      } else if (auto *store = dyn_cast<llvm::StoreInst>(user)) {
+        if (store->getValueOperand() == &pointer &&
+            isa<llvm::AllocaInst>(store->getPointerOperand()->stripPointerCasts()))
+          continue;
+      }
+      return false;
+    }
+    return true;
+  };
+  for (const llvm::Instruction &i : llvm::instructions(f)) {
+    auto *slot = dyn_cast<llvm::AllocaInst>(&i);
+    if (!slot)
+      continue;
+    std::vector<const llvm::DILocalVariable *> vars;
+    auto *v = const_cast<llvm::AllocaInst *>(slot);
+    for (const llvm::DbgDeclareInst *d : llvm::findDbgDeclares(v))
+      vars.push_back(d->getVariable());
+    for (const llvm::DbgVariableRecord *r : llvm::findDVRDeclares(v))
+      vars.push_back(r->getVariable());
+    for (const llvm::DILocalVariable *var : vars) {
+      if (var->getArg() > 0)
+        continue;
+      std::set<const llvm::DIType *> seen;
+      auto type = findTagged(var->getType(), gpin, seen);
+      if (!type || out.count(*type))
+        continue;
+      for (const llvm::User *u : slot->users())
+        if (auto *load = dyn_cast<llvm::LoadInst>(u); load && !onlyPassedOn(*load)) {
+          out.insert(*type);
+          break;
+        }
+    }
+  }
+}
+
 } // namespace
 
 ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &options) {
@@ -259,6 +310,8 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       if (auto found = findTagged(type, gpin, seen))
         fa.gpin_types.insert(*found);
     }
+    if (!gpin.names.empty())
+      gpinObjectsInBody(*fa.fn, gpin, fa.gpin_types);
     // Buffer annotations must name real parameters.
     for (const auto &b : fa.ann.buffers) {
       auto pos = std::find(fa.param_names.begin(), fa.param_names.end(), b.param);

@@ -146,6 +146,18 @@ TEST(Analysis, SignalHandlersInstalledIndirectlyStayOnTheEntryNode) {
   EXPECT_EQ(fn("signal_helpers", "mix").placement, Placement::Placeable);
 }
 
+// A function that dereferences or frees a GPin object through a local variable handles it:
+// it joins the type's group. Passing the pointer on (or comparing it) is holding a handle.
+TEST(Analysis, TouchingAGPinObjectInABodyJoinsItsGroup) {
+  const auto &box_new = fn("gpin_touch", "box_new");
+  EXPECT_EQ(box_new.placement, Placement::Home) << box_new.reason;
+  EXPECT_EQ(box_new.rule, Rule::GroupedWithHome);
+  EXPECT_TRUE(contains(box_new.reason, "`main`")) << box_new.reason;
+  EXPECT_EQ(fn("gpin_touch", "box_sum").placement, Placement::Home);
+  for (const char *f : {"bag_new", "bag_take", "bag_free"})
+    EXPECT_EQ(fn("gpin_touch", f).placement, Placement::Placeable) << f;
+}
+
 TEST(Analysis, IOInsideDistLocalCalleeDoesNotPropagate) {
   EXPECT_EQ(fn("rules", "local_log").placement, Placement::Local);
   const auto &f = fn("rules", "uses_local_log");

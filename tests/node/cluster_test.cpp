@@ -87,7 +87,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // In-out arguments come back as the bytes the callee changed.
                       ScatterRun{"write_back", fixture("write_back"), {}},
                       // A child made by fork() runs its calls itself and exits alone.
-                      ScatterRun{"fork", fixture("fork"), {}}),
+                      ScatterRun{"fork", fixture("fork"), {}},
+                      // A GPin object that main reads and frees itself.
+                      ScatterRun{"gpin_touch", fixture("gpin_touch"), {}}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
