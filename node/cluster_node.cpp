@@ -38,6 +38,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -74,6 +76,44 @@ void onTerminate(int sig) { terminateSignal() = sig; }
 // Set in a child process made by fork(): ZeroMQ's threads, and with them every connection of
 // the node, are not copied into it.
 std::atomic<bool> forked_child{false};
+
+// A member that the program crashes (SIGSEGV, SIGFPE...) tells the entry node which signal and
+// which function, so that the cluster stops at once with that line and the signal's exit code
+// (the others would otherwise notice only its silence, a heartbeat timeout later). The handler
+// does only what is safe in it: it writes a note to a pipe that the member's control loop reads,
+// waits (bounded) for the loop to say the entry has it, and dies of the signal.
+constexpr std::uint32_t kNoFunction = ~std::uint32_t{0};
+struct CrashNote {
+  std::int32_t signal;
+  std::uint32_t function; // the remotable function this thread was running, or kNoFunction
+};
+int crash_note_fds[2] = {-1, -1}; // the handler writes [1]; the control loop reads [0]
+int crash_told_fds[2] = {-1, -1}; // the control loop writes [1] once the entry has the note
+std::atomic<bool> crashing{false};
+thread_local std::uint32_t serving_function = kNoFunction;
+constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+void onCrash(int sig) {
+  if (!crashing.exchange(true)) { // the first crash tells; any other dies at once
+    CrashNote note{sig, serving_function};
+    if (write(crash_note_fds[1], &note, sizeof note) == sizeof note) {
+      pollfd told = {crash_told_fds[0], POLLIN, 0};
+      poll(&told, 1, 2000);
+    }
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, nullptr);
+  raise(sig); // delivered when the handler returns (or the faulting instruction runs again)
+}
+
+// The function a served call runs, for a crash note, on this thread until the scope ends.
+struct ServingFunction {
+  std::uint32_t outer = serving_function;
+  explicit ServingFunction(std::uint32_t f) { serving_function = f; }
+  ~ServingFunction() { serving_function = outer; }
+};
 
 std::string errorText(const wire::Envelope &e) {
   if (const wire::Error *err = e.body_as_Error())
@@ -332,6 +372,7 @@ struct ClusterNode::Impl {
     // (which sets errno only when memory runs out).
     if (const wire::ThreadCState *caller = call.c_state())
       transport::applyThreadCState(*caller);
+    ServingFunction serving(call.function());
     bool ok = session->serve(
         call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
     const wire::ThreadCState callee = transport::captureThreadCState();
@@ -735,6 +776,19 @@ struct ClusterNode::Impl {
         promise->set_value({false, "node `" + nodeName(node) + "` answered: " + errorText(*e)});
       break;
     }
+    case wire::Body::Shutdown: { // a member that fails says why (a crash: the signal's code)
+      const wire::Shutdown &s = *e->body_as_Shutdown();
+      if (s.exit_code() == 0 || !s.reason() || s.reason()->size() == 0) {
+        sendControl(from, transport::makeError(s.call_id(), wire::ErrorCode::Refused,
+                                               "only the entry node stops the cluster"));
+        break;
+      }
+      sendControl(from, transport::makeReply(s.call_id(), nullptr, 0));
+      std::string why = s.reason()->str();
+      if (stopOthers(why, node)) // else the cluster is stopping anyway
+        failed(why + "; stopping the cluster", s.exit_code());
+      break;
+    }
     default:
       sendControl(from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Refused,
                                              "only the entry node sends Placement and Shutdown"));
@@ -877,16 +931,23 @@ struct ClusterNode::Impl {
       return;
     std::string why = "node `" + nodeName(dead) + "` stopped answering (no heartbeat for " +
                       std::to_string(config.heartbeat_timeout.count()) + " ms)";
-    // Tell the others and wait (briefly) until they have it: the message would be lost if this
-    // process ended first. A node that misses it notices this node's silence instead.
+    if (stopOthers(why, dead))
+      failed(why + "; stopping the cluster");
+  }
+
+  // The entry's control thread, when node `gone` failed: tells every other member why and waits
+  // (briefly) until they have it: the message would be lost if this process ended first. A
+  // node that misses it notices this node's silence instead. False if the cluster is stopping
+  // normally already (silence is expected then).
+  bool stopOthers(const std::string &why, int gone) {
     std::map<std::uint64_t, std::string> waiting; // call id → routing id
     {
       std::lock_guard lock(mu);
-      if (shut_down) // the cluster is stopping normally: silence is expected
-        return;
+      if (shut_down)
+        return false;
       shut_down = true;
       for (std::size_t i = 0; i < joined.size(); ++i)
-        if (joined[i] && static_cast<int>(i) != dead)
+        if (joined[i] && static_cast<int>(i) != gone)
           waiting.emplace(next_call_id++, routing_ids[i]);
     }
     for (const auto &[id, r] : waiting)
@@ -904,7 +965,7 @@ struct ClusterNode::Impl {
           waiting.erase(transport::callIdOf(*e));
       }
     }
-    failed(why + "; stopping the cluster");
+    return true;
   }
 
   // ---- control plane: member -----------------------------------------------------------------
@@ -1046,6 +1107,54 @@ struct ClusterNode::Impl {
     return fail("the entry node `" + nodeName(entry) + "` answered: " + errorText(*e));
   }
 
+  // A member: makes the program's crashes (SIGSEGV, SIGFPE...) known to the entry node. Once per
+  // process (a node runs once); without the pipes a crash is noticed by heartbeats only.
+  void installCrashHandlers() {
+    if (crash_note_fds[0] >= 0 || pipe2(crash_note_fds, O_CLOEXEC) != 0)
+      return;
+    if (pipe2(crash_told_fds, O_CLOEXEC) != 0) {
+      close(crash_note_fds[0]);
+      close(crash_note_fds[1]);
+      crash_note_fds[0] = crash_note_fds[1] = -1;
+      return;
+    }
+    struct sigaction sa {};
+    sa.sa_handler = onCrash;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : kCrashSignals)
+      sigaction(sig, &sa, nullptr);
+  }
+
+  // A member's control loop, when a thread crashed: sends the entry node the signal and the
+  // function (Shutdown with the reason and 128 + N), waits at most kFailureNoticeTimeout for
+  // its acknowledgement, then lets the crashing thread die of its signal.
+  void tellEntryOfCrash() {
+    CrashNote note{};
+    if (read(crash_note_fds[0], &note, sizeof note) != sizeof note)
+      return;
+    const auto &functions = session->remoteFunctions();
+    std::string reason =
+        "node `" + nodeName(self) + "` crashed (signal " + strsignal(note.signal) + ")";
+    if (note.function < functions.size())
+      reason += " running `" + functions[note.function].name + "`";
+    spdlog::info("{}: telling the entry node", reason); // it reports the crash, once
+    std::uint64_t id = next_call_id++;
+    toEntry(transport::makeShutdown(id, 128 + note.signal, reason));
+    auto deadline = Clock::now() + kFailureNoticeTimeout;
+    for (bool acknowledged = false; !acknowledged && Clock::now() < deadline;) {
+      zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
+      pollSockets(&item, 1, kPollSlice);
+      zmq::message_t m;
+      while (!acknowledged && (item.revents & ZMQ_POLLIN) &&
+             transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
+        if (const wire::Envelope *e = transport::verifyEnvelope(m))
+          acknowledged = transport::callIdOf(*e) == id;
+    }
+    spdlog::default_logger()->flush();
+    const char told = 1;
+    (void)!write(crash_told_fds[1], &told, 1);
+  }
+
   // Serves the control plane until Shutdown. Returns the exit code.
   int memberLoop() {
     auto last_heard = Clock::now();
@@ -1057,13 +1166,16 @@ struct ClusterNode::Impl {
     looks.start(report_interval);
     bool placed = false;
     while (!terminateSignal().load()) {
-      zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
-                                  {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[3] = {{control->handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, wake_fd, ZMQ_POLLIN, 0},
+                                  {nullptr, crash_note_fds[0], ZMQ_POLLIN, 0}};
       zmq::pollitem_t &item = items[0];
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
-      pollSockets(items, 2, phase_watch ? looks.wait(wait) : wait);
+      pollSockets(items, crash_note_fds[0] >= 0 ? 3 : 2, phase_watch ? looks.wait(wait) : wait);
       if (items[1].revents & ZMQ_POLLIN)
         drainEventFd(wake_fd);
+      if (crash_note_fds[0] >= 0 && (items[2].revents & ZMQ_POLLIN))
+        tellEntryOfCrash();
       std::deque<zmq::message_t> sends;
       {
         std::lock_guard lock(mu);
@@ -1558,6 +1670,7 @@ llvm::Expected<int> ClusterNode::runMember() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  n.installCrashHandlers();
   auto joined = n.join();
   if (!joined)
     return joined.takeError();
@@ -1589,7 +1702,7 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     if (!n.movable[sig.unit] && !n.load_balanced[sig.unit] &&
         n.placement->current().owner[sig.unit] != n.self)
       n.on_failure("`" + sig.name +
-                       "` not run in a child process made by fork(): its state is on " + "node `" +
+                       "` not run in a child process made by fork(): its state is on node `" +
                        n.nodeName(n.placement->current().owner[sig.unit]) +
                        "`, which the child cannot reach; pin it to the entry node or do not call "
                        "it after fork()",

@@ -177,6 +177,20 @@ int runLocalCluster(const LocalClusterOptions &options) {
   int interrupted = 0; // the signal that stopped us
   const auto never = Clock::time_point::max();
   Clock::time_point kill_at = never; // when stragglers get SIGKILL
+  // A member killed by a signal (the program crashed there) has told the entry node which
+  // signal and function; the entry says so and stops the cluster. The launcher speaks only if
+  // the entry has not ended by then.
+  const Child *crashed = nullptr;
+  Clock::time_point crash_told_by = never;
+  auto reportCrash = [&] {
+    std::cerr << "distnode: error: node " << crashed->name << " stopped ("
+              << describe(crashed->status) << ") while the program ran; stopping the cluster\n";
+    result = 128 + WTERMSIG(crashed->status);
+    crashed = nullptr;
+    crash_told_by = never;
+    signalAll(SIGTERM);
+    kill_at = Clock::now() + std::chrono::seconds(5);
+  };
   auto running = [&] {
     for (auto &c : children)
       if (!c.exited || c.out >= 0 || c.err >= 0)
@@ -198,10 +212,11 @@ int runLocalCluster(const LocalClusterOptions &options) {
       }
     }
     int wait_ms = 1000;
-    if (kill_at != never) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(kill_at - Clock::now());
-      wait_ms = std::max<int>(0, static_cast<int>(left.count()));
-    }
+    for (Clock::time_point at : {kill_at, crash_told_by})
+      if (at != never) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at - Clock::now());
+        wait_ms = std::min(wait_ms, std::max<int>(0, static_cast<int>(left.count())));
+      }
     int ready = poll(fds.data(), fds.size(), wait_ms);
     if (ready < 0 && errno != EINTR)
       break;
@@ -242,6 +257,13 @@ int runLocalCluster(const LocalClusterOptions &options) {
       c.exited = true;
       c.status = status;
       bool entry = &c == &children[0];
+      if (entry && crashed) {
+        // The entry ended without a failure of its own: the crash is the news.
+        if (result < 0 && !interrupted && !(WIFEXITED(status) && WEXITSTATUS(status) != 0))
+          reportCrash();
+        crashed = nullptr;
+        crash_told_by = never;
+      }
       if (entry && result < 0 && !interrupted) {
         result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (WIFSIGNALED(status))
@@ -251,19 +273,24 @@ int runLocalCluster(const LocalClusterOptions &options) {
         signalAll(SIGTERM);
         if (kill_at == never)
           kill_at = Clock::now() + std::chrono::seconds(5);
-      } else if (!entry && result < 0 && !interrupted &&
+      } else if (!entry && result < 0 && !interrupted && WIFSIGNALED(status) && !crashed) {
+        // Killed by a signal: it told the entry node, which reports it (the code is the one a
+        // shell gives a native program killed by it, 128 + N), unless it has not within 3 s.
+        crashed = &c;
+        crash_told_by = Clock::now() + std::chrono::seconds(3);
+      } else if (!entry && result < 0 && !interrupted && !crashed && !WIFSIGNALED(status) &&
                  !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         // Exit code 2: the node said why itself, in its own (prefixed) error line.
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 2))
           std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
                     << ") while the program ran; stopping the cluster\n";
-        // Killed by a signal (the program crashed there): the code a shell gives a native
-        // program killed by it, as for the entry node above.
-        result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 2;
+        result = 2;
         signalAll(SIGTERM);
         kill_at = Clock::now() + std::chrono::seconds(5);
       }
     }
+    if (crashed && Clock::now() >= crash_told_by)
+      reportCrash();
     if (kill_at != never && Clock::now() >= kill_at) {
       for (auto &c : children)
         if (!c.exited)

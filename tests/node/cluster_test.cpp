@@ -394,10 +394,34 @@ TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
                  std::chrono::seconds(60));
   ASSERT_FALSE(r.timed_out) << "a dead node must not hang the cluster";
   EXPECT_EQ(r.exit_code, 128 + SIGSEGV) << "as a shell reports the native crash\n" << r.err;
-  EXPECT_NE(r.err.find("distnode: error: node n1 stopped (signal Segmentation fault) while the "
-                       "program ran; stopping the cluster"),
-            std::string::npos)
-      << r.err;
+  EXPECT_EQ(r.out, "0\n0\n1\n") << "the calls before the crash were answered";
+  EXPECT_EQ(r.err, "distnode: error: node `n1` crashed (signal Segmentation fault) running "
+                   "`fragile`; stopping the cluster\n");
+}
+
+// Nodes started with --join (no launcher watching): a member that the program crashes tells
+// the entry node which signal and which function at once; the entry stops the cluster with that
+// line and the signal's exit code, long before the heartbeats would have run out.
+TEST(ClusterFailures, CrashedMemberTellsTheEntryAtOnce) {
+  std::string config =
+      writeTempFile("crash_join.yaml", clusterConfig(3, 10000, "heartbeat_timeout_ms: 60000\n"));
+  std::string bc = fixture("crash") + ".bc";
+  auto n1 =
+      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(50));
+  auto n2 =
+      startProcess({kDistnode, "--join", config, "--name", "n2", bc}, std::chrono::seconds(50));
+  ProcessResult entry =
+      runProcess({kDistnode, "--join", config, "--name", "n0", "--placement", "scatter", bc},
+                 std::chrono::seconds(50));
+  ProcessResult crashed = n1.get(), other = n2.get();
+  ASSERT_FALSE(entry.timed_out || other.timed_out) << "the heartbeat timeout is 60 s";
+  EXPECT_EQ(crashed.signal, SIGSEGV) << "the member dies of the signal, as natively";
+  EXPECT_EQ(entry.exit_code, 128 + SIGSEGV) << entry.err;
+  EXPECT_EQ(entry.err, "distnode: error: node `n1` crashed (signal Segmentation fault) running "
+                       "`fragile`; stopping the cluster\n");
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_EQ(other.err, "distnode: error: node `n1` crashed (signal Segmentation fault) running "
+                       "`fragile`; stopping node `n2`\n");
 }
 
 // A child made by fork() cannot reach state that DIST_PIN keeps on another node: it stops with
