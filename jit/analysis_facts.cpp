@@ -117,8 +117,10 @@ void scanConstant(const llvm::Value *v, Facts &facts, std::set<const llvm::Value
       // Each thread has its own: the program's is the calling thread's, and a call served on
       // another node runs on another thread. The function stays on the entry node, where
       // calls of its chain run on the thread that waits for them (not unit state either).
-      if (facts.direct_io.empty())
+      if (facts.direct_io.empty()) {
         facts.direct_io = "uses the thread-local variable `" + gv->getName().str() + "`";
+        facts.direct_why = HomeWhy::ThreadBound;
+      }
       return;
     }
     if (gv->isDeclaration()) {

@@ -9,6 +9,7 @@
 #include "llvm/ADT/MapVector.h"
 #include "llvm/IR/GlobalValue.h"
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -32,6 +33,13 @@ struct ByName {
 };
 
 /// The facts of one defined function.
+/// What makes a function run on the entry node, for the wording of its reason.
+enum class HomeWhy : std::uint8_t {
+  DoesIO,        ///< an external function with side effects, inline assembly, external globals
+  ThreadBound,   ///< a thread-local variable: the calling thread's
+  SignalContext, ///< may be a signal handler, or called from one
+};
+
 struct Facts {
   const llvm::Function *fn = nullptr;
   FunctionAnnotations ann;
@@ -50,6 +58,7 @@ struct Facts {
   unsigned fork_line = 0; // the line of a call of fork() (the child copies this node's memory)
   bool forks = false;     // calls fork()
   std::string direct_io;  // first external with side effects
+  HomeWhy direct_why = HomeWhy::DoesIO;                   // what direct_io is
   std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
   std::set<std::string> gpin_types;                       // GPin types in the signature
   std::string npin_type;                                  // an NPin type in the signature
@@ -59,7 +68,8 @@ struct Facts {
 
   // Phase 2.
   std::string io_root; // the side-effecting external it reaches
-  std::string io_via;  // the callee through which it reaches it ("" if direct)
+  HomeWhy io_why = HomeWhy::DoesIO;
+  std::string io_via; // the callee through which it reaches it ("" if direct)
   bool io_indirect = false;
 };
 

@@ -147,13 +147,11 @@ std::string_view toString(MarshalKind k) {
 namespace {
 
 // Why a function runs on the entry node, from what it (or a callee) does.
-std::string homeReason(const std::string &evidence) {
-  std::string why = "does I/O";
-  if (evidence.find("thread-local variable") != std::string::npos)
-    why = "thread-bound";
-  else if (evidence.find("signal handler") != std::string::npos)
-    why = "runs in signal context";
-  return why + " (" + evidence + "): runs on the entry node";
+std::string homeReason(HomeWhy kind, const std::string &evidence) {
+  const char *why = kind == HomeWhy::ThreadBound     ? "thread-bound"
+                    : kind == HomeWhy::SignalContext ? "runs in signal context"
+                                                     : "does I/O";
+  return std::string(why) + " (" + evidence + "): runs on the entry node";
 }
 
 using llvm::cast;
@@ -404,6 +402,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   auto handler = [&](const llvm::Function *fn, std::string evidence) {
     if (auto it = index.find(fn); it != index.end() && facts[it->second].direct_io.empty()) {
       facts[it->second].direct_io = std::move(evidence);
+      facts[it->second].direct_why = HomeWhy::SignalContext;
       in_signal_context.push_back(it->second);
     }
   };
@@ -421,13 +420,15 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       if (Facts &c = facts[index[callee]]; c.direct_io.empty() && !c.ann.local) {
         c.direct_io = "called from `" + facts[handler].fn->getName().str() +
                       "`, which may be a signal handler";
+        c.direct_why = HomeWhy::SignalContext;
         in_signal_context.push_back(index[callee]);
       }
   }
   for (Facts &fa : facts) {
-    if (!fa.direct_io.empty())
+    if (!fa.direct_io.empty()) {
       fa.io_root = fa.direct_io;
-    else if (fa.indirect_call && !taken_external_io.empty()) {
+      fa.io_why = fa.direct_why;
+    } else if (fa.indirect_call && !taken_external_io.empty()) {
       fa.io_root = "calls `" + taken_external_io + "`";
       fa.io_indirect = true;
     }
@@ -442,6 +443,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
         if (c.io_root.empty() || c.ann.local)
           return false;
         fa.io_root = c.io_root;
+        fa.io_why = c.io_why;
         fa.io_via = c.fn->getName().str();
         fa.io_indirect = indirect;
         return true;
@@ -505,7 +507,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
           "DIST_NPIN type `" + fa.npin_type + "` in " + fa.npin_where +
               ": runs on its caller's node");
     else if (!info.io_evidence.empty())
-      set(Placement::Home, Rule::DoesIO, homeReason(info.io_evidence));
+      set(Placement::Home, Rule::DoesIO, homeReason(fa.io_why, info.io_evidence));
     else if (info.variadic)
       set(Placement::Local, Rule::Variadic, "variadic arguments cannot be marshaled");
     else if (bad)
