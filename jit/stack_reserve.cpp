@@ -1,6 +1,7 @@
 // stack_reserve.cpp - running nested calls on fresh stack segments when a thread's stack runs low.
 #include "jit/stack_reserve.h"
 
+#include <cfenv>
 #include <cstdint>
 #include <cstdlib>
 
@@ -53,6 +54,7 @@ void findThreadStack(ThreadStack &s) {
 struct Trampoline {
   void (*fn)(void *);
   void *arg;
+  fenv_t fenv{}; ///< the floating-point environment `fn` left, which going back would undo
   const void *caller_bottom = nullptr; ///< for AddressSanitizer's fiber switch
   std::size_t caller_size = 0;
 };
@@ -65,6 +67,7 @@ void onSegment() {
   __sanitizer_finish_switch_fiber(nullptr, &t->caller_bottom, &t->caller_size);
 #endif
   t->fn(t->arg);
+  fegetenv(&t->fenv);
 #ifdef DISTNODE_ASAN
   __sanitizer_start_switch_fiber(nullptr, t->caller_bottom, t->caller_size);
 #endif
@@ -105,6 +108,9 @@ void onSegment() {
 #ifdef DISTNODE_ASAN
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
+  // The switch back restored the floating-point environment saved when the segment started
+  // (glibc's contexts hold it); the call's own is what the caller sees natively.
+  fesetenv(&t.fenv);
   s = saved;
   munmap(mem, guard + kStackSegment);
   return true;
