@@ -15,6 +15,7 @@
 #include "llvm/IR/Instructions.h"
 #include "llvm/IR/IntrinsicInst.h"
 #include "llvm/IR/Module.h"
+#include "llvm/IR/Operator.h"
 
 namespace distnode::jit {
 
@@ -145,6 +146,10 @@ void scanConstant(const llvm::Value *v, Facts &facts, std::set<const llvm::Value
 
 } // namespace
 
+bool makesChildProcess(llvm::StringRef name) {
+  return name == "fork" || name == "_Fork" || name == "forkpty" || name == "daemon";
+}
+
 // A function whose body is not the program's: a declaration, or a C library inline body that
 // is only there for inlining (available_externally, e.g. glibc's atoi).
 bool isExternal(const llvm::Function &f) {
@@ -214,8 +219,7 @@ void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnot
           facts.direct_io = "calls `" + callee->getName().str() + "`";
         if (isExternal(*callee) && installsSignalHandler(callee->getName()))
           facts.installs_signal_handlers = true;
-        if (isExternal(*callee) && (callee->getName() == "fork" || callee->getName() == "_Fork") &&
-            !facts.forks) {
+        if (isExternal(*callee) && makesChildProcess(callee->getName()) && !facts.forks) {
           facts.forks = true;
           if (const llvm::DebugLoc &at = call->getDebugLoc())
             facts.fork_line = at.getLine();
@@ -256,10 +260,64 @@ std::vector<const llvm::Value *> parameterValues(const llvm::Argument &arg) {
 
 using HandlerParams = std::map<const llvm::Function *, std::set<unsigned>>;
 
-// Whether parameter `arg` of an installer-or-helper reaches an installer: passed to
-// signal()/bsd_signal()…, to a known helper at its handler position, or (in a function that
-// calls an installer itself) stored into memory, e.g. a struct sigaction's sa_handler.
-bool handsOnHandler(const llvm::Argument &arg, bool installs, const HandlerParams &known) {
+// Whether `t` is the C library's `struct sigaction` (named so by clang; "struct.sigaction.N"
+// when modules were linked).
+bool isSigaction(const llvm::Type *t) {
+  auto *s = dyn_cast_or_null<llvm::StructType>(t);
+  if (!s || !s->hasName())
+    return false;
+  llvm::StringRef name = s->getName();
+  return name == "struct.sigaction" || name.starts_with("struct.sigaction.");
+}
+
+// Whether `p` points into a `struct sigaction` (through field addresses and casts).
+bool pointsIntoSigaction(const llvm::Value *p) {
+  for (int depth = 0; p && depth < 8; ++depth) {
+    if (auto *gep = dyn_cast<llvm::GEPOperator>(p)) {
+      if (isSigaction(gep->getSourceElementType()))
+        return true;
+      p = gep->getPointerOperand();
+    } else if (auto *slot = dyn_cast<llvm::AllocaInst>(p)) {
+      return isSigaction(slot->getAllocatedType());
+    } else if (auto *g = dyn_cast<llvm::GlobalVariable>(p)) {
+      return isSigaction(g->getValueType());
+    } else if (auto *cast = dyn_cast<llvm::CastInst>(p)) {
+      p = cast->getOperand(0);
+    } else {
+      return false;
+    }
+  }
+  return false;
+}
+
+// The program's functions that value `v` may be: a function, or what the local variable it is
+// loaded from was given (`h = cond ? a : b`), through selects and phis.
+void functionsOf(const llvm::Value *v, std::set<const llvm::Function *, ByName> &out,
+                 int depth = 0) {
+  v = v->stripPointerCasts();
+  if (auto *fn = dyn_cast<llvm::Function>(v)) {
+    out.insert(fn);
+    return;
+  }
+  if (depth > 4)
+    return;
+  if (auto *load = dyn_cast<llvm::LoadInst>(v)) {
+    if (auto *slot = dyn_cast<llvm::AllocaInst>(load->getPointerOperand()->stripPointerCasts()))
+      for (const llvm::User *u : slot->users())
+        if (auto *store = dyn_cast<llvm::StoreInst>(u); store && store->getPointerOperand() == slot)
+          functionsOf(store->getValueOperand(), out, depth + 1);
+  } else if (auto *select = dyn_cast<llvm::SelectInst>(v)) {
+    functionsOf(select->getTrueValue(), out, depth + 1);
+    functionsOf(select->getFalseValue(), out, depth + 1);
+  } else if (auto *phi = dyn_cast<llvm::PHINode>(v)) {
+    for (const llvm::Value *in : phi->incoming_values())
+      functionsOf(in, out, depth + 1);
+  }
+}
+
+// Whether parameter `arg` is a handler a helper installs: passed to signal()/bsd_signal()…, to
+// a known helper at its handler position, or stored into a `struct sigaction`.
+bool handsOnHandler(const llvm::Argument &arg, const HandlerParams &known) {
   for (const llvm::Value *v : parameterValues(arg))
     for (const llvm::Use &use : v->uses()) {
       const llvm::User *user = use.getUser();
@@ -273,8 +331,7 @@ bool handsOnHandler(const llvm::Argument &arg, bool installs, const HandlerParam
         if (it != known.end() && it->second.count(call->getArgOperandNo(&use)))
           return true;
       } else if (auto *store = dyn_cast<llvm::StoreInst>(user)) {
-        bool spill = v == &arg && isa<llvm::AllocaInst>(store->getPointerOperand());
-        if (installs && store->getValueOperand() == v && !spill)
+        if (store->getValueOperand() == v && pointsIntoSigaction(store->getPointerOperand()))
           return true;
       }
     }
@@ -299,7 +356,7 @@ void functionsIn(const llvm::Constant *c, std::set<const llvm::Function *, ByNam
 } // namespace
 
 std::vector<std::pair<const llvm::Function *, std::string>>
-indirectSignalHandlers(const std::vector<Facts> &facts) {
+indirectSignalHandlers(const llvm::Module &module, const std::vector<Facts> &facts) {
   std::vector<std::pair<const llvm::Function *, std::string>> found;
   // Helpers: which parameters each hands on to an installer, to a fixpoint (a helper may call
   // a helper).
@@ -310,25 +367,33 @@ indirectSignalHandlers(const std::vector<Facts> &facts) {
       for (const llvm::Argument &arg : fa.fn->args())
         if (arg.getType()->isPointerTy() &&
             !(helpers.count(fa.fn) && helpers[fa.fn].count(arg.getArgNo())) &&
-            handsOnHandler(arg, fa.installs_signal_handlers, helpers)) {
+            handsOnHandler(arg, helpers)) {
           helpers[fa.fn].insert(arg.getArgNo());
           changed = true;
         }
   }
   for (const Facts &fa : facts) {
+    const std::string who = "`" + fa.fn->getName().str() + "`";
     for (const llvm::Instruction &i : llvm::instructions(*fa.fn)) {
-      auto *call = dyn_cast<llvm::CallBase>(&i);
-      auto *callee =
-          call ? dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts()) : nullptr;
-      auto it = callee ? helpers.find(callee) : helpers.end();
-      if (it == helpers.end())
-        continue;
-      for (unsigned k : it->second)
-        if (k < call->arg_size())
-          if (auto *handler = dyn_cast<llvm::Function>(call->getArgOperand(k)->stripPointerCasts()))
-            found.emplace_back(handler, "may be a signal handler: `" + fa.fn->getName().str() +
-                                            "` installs it through `" + callee->getName().str() +
-                                            "`");
+      std::set<const llvm::Function *, ByName> handlers;
+      std::string how;
+      if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
+        auto *callee = dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
+        auto it = callee ? helpers.find(callee) : helpers.end();
+        if (it == helpers.end())
+          continue;
+        for (unsigned k : it->second)
+          if (k < call->arg_size())
+            functionsOf(call->getArgOperand(k), handlers);
+        how = " installs it through `" + callee->getName().str() + "`";
+      } else if (auto *store = dyn_cast<llvm::StoreInst>(&i)) {
+        if (!pointsIntoSigaction(store->getPointerOperand()))
+          continue;
+        functionsOf(store->getValueOperand(), handlers);
+        how = " puts its address in a `struct sigaction`";
+      }
+      for (const llvm::Function *handler : handlers)
+        found.emplace_back(handler, "may be a signal handler: " + who + how);
     }
     if (!fa.installs_signal_handlers)
       continue;
@@ -339,10 +404,21 @@ indirectSignalHandlers(const std::vector<Facts> &facts) {
       std::set<const llvm::Constant *> seen;
       functionsIn(g->getInitializer(), in_init, seen);
       for (const llvm::Function *handler : in_init)
-        found.emplace_back(handler, "may be a signal handler: `" + fa.fn->getName().str() +
-                                        "` installs handlers and `" + g->getName().str() +
-                                        "` holds its address");
+        found.emplace_back(handler, "may be a signal handler: " + who + " installs handlers and `" +
+                                        g->getName().str() + "` holds its address");
     }
+  }
+  // A `struct sigaction` initialized with a handler (`static struct sigaction sa = {.sa_handler
+  // = h}`), whoever installs it.
+  for (const llvm::GlobalVariable &g : module.globals()) {
+    if (!g.hasInitializer() || !isSigaction(g.getValueType()))
+      continue;
+    std::set<const llvm::Function *, ByName> in_init;
+    std::set<const llvm::Constant *> seen;
+    functionsIn(g.getInitializer(), in_init, seen);
+    for (const llvm::Function *handler : in_init)
+      found.emplace_back(handler, "may be a signal handler: the `struct sigaction` `" +
+                                      g.getName().str() + "` holds its address");
   }
   return found;
 }

@@ -20,6 +20,7 @@ class DISubprogram;
 class DIType;
 class Function;
 class GlobalVariable;
+class Module;
 } // namespace llvm
 
 namespace distnode::jit {
@@ -56,7 +57,7 @@ struct Facts {
   bool installs_signal_handlers = false; // calls signal(), sigaction()…: what it references
                                          // may be a handler
   unsigned fork_line = 0; // the line of a call of fork() (the child copies this node's memory)
-  bool forks = false;     // calls fork()
+  bool forks = false;     // calls fork(), forkpty() or daemon()
   std::string direct_io;  // first external with side effects
   HomeWhy direct_why = HomeWhy::DoesIO;                   // what direct_io is
   std::set<const llvm::GlobalVariable *, ByName> globals; // mutable globals touched directly
@@ -82,13 +83,18 @@ isSideEffectingExternal(const llvm::Function &callee,
                         const std::map<const llvm::Function *, FunctionAnnotations> &ann);
 /// Whether `f` may be called through a pointer (a use of it is not a direct call).
 [[nodiscard]] bool isAddressTaken(const llvm::Function &f);
+/// Whether the C library function `name` makes a child process that goes on with the program's
+/// code (fork, forkpty, daemon; not vfork, whose child may only exec or _exit).
+[[nodiscard]] bool makesChildProcess(llvm::StringRef name);
 /// Signal handlers that an installer (a function calling signal(), sigaction()…) does not take
-/// the address of itself, with the evidence: a function given to a helper that hands that
-/// parameter on to an installer (`install(SIGALRM, on_alarm)`, also through further helpers or
-/// a `struct sigaction` the helper fills), and one whose address is in the initializer of a
-/// mutable global an installer uses (`static struct sigaction sa = {.sa_handler = h}`).
+/// the address of itself, with the evidence:
+/// - a function given to a helper that hands that parameter on to an installer
+///   (`install(SIGALRM, on_alarm)`, through further helpers, or a `struct sigaction` it fills),
+///   directly or through a local variable (`h = cond ? a : b; install(SIGINT, h)`);
+/// - a function whose address any function stores into a `struct sigaction`;
+/// - one in the initializer of a `struct sigaction`, or of a mutable global an installer uses.
 [[nodiscard]] std::vector<std::pair<const llvm::Function *, std::string>>
-indirectSignalHandlers(const std::vector<Facts> &facts);
+indirectSignalHandlers(const llvm::Module &module, const std::vector<Facts> &facts);
 /// Fills in the facts of `facts.fn`'s body: calls, referenced functions and globals, size,
 /// loops, direct I/O.
 void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann);

@@ -41,6 +41,7 @@
 #include <map>
 #include <mutex>
 #include <stdlib.h>
+#include <unistd.h>
 #include <unordered_map>
 
 namespace distnode::jit {
@@ -60,6 +61,9 @@ std::function<void()> running_deinit;
 
 int running_exit_code = 0;
 
+// The process that made the session; another one is a child made by fork().
+std::atomic<pid_t> session_pid{0};
+
 [[noreturn]] void programExit(int code) {
   running_exit_code = code;
   // exit() from several threads at once is undefined in C too; the first one wins here.
@@ -68,6 +72,12 @@ int running_exit_code = 0;
     if (running_deinit)
       running_deinit();
   });
+  // A child made by fork() has none of the runtime's threads: the runtime's own static
+  // destructors (which join them) must not run there. The program's atexit handlers did.
+  if (getpid() != session_pid.load(std::memory_order_relaxed)) {
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
   std::exit(code);
 }
 
@@ -481,6 +491,7 @@ JitSession::~JitSession() = default;
 llvm::Expected<std::unique_ptr<JitSession>>
 JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOptions &options) {
   initializeNativeTarget();
+  session_pid.store(getpid(), std::memory_order_relaxed);
   auto impl = std::make_unique<Impl>();
   impl->path = program.path;
 

@@ -38,6 +38,7 @@
 #include "llvm/IR/Module.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -182,29 +183,49 @@ std::string joinNames(const std::vector<std::string> &names) {
 }
 
 // The GPin types whose objects a function reaches through a local variable (its parameters are
-// its signature's): it dereferences the pointer, frees it or gives it to anything but a
-// function of the program (whose own signature then decides), a comparison or another local.
-// Elsewhere than on their node such a pointer is a handle, not an address: the function
-// handles the objects and joins their group.
+// its signature's): it dereferences the pointer, frees it, or gives it to anything but a
+// comparison, another local or global variable (holding a handle), or a function of the program
+// whose parameter there names a GPin type and which is not DIST_LOCAL (that function handles the
+// object where the object lives). Elsewhere than on their node such a pointer is a handle, not
+// an address: the function handles the objects and joins their group. `takes_gpin(callee, k)`:
+// whether parameter k of `callee` names a GPin type. Arrays of such pointers count too.
 void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
+                       const std::function<bool(const llvm::Function *, unsigned)> &takes_gpin,
                        std::set<std::string> &out) {
-  auto onlyPassedOn = [](const llvm::LoadInst &pointer) {
+  auto onlyHeld = [&](const llvm::LoadInst &pointer) {
     for (const llvm::Use &use : pointer.uses()) {
       const llvm::User *user = use.getUser();
       if (auto *call = dyn_cast<llvm::CallBase>(user)) {
         auto *callee = dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
-        if (call->isArgOperand(&use) && callee && !isExternal(*callee))
+        if (call->isArgOperand(&use) && callee && takes_gpin(callee, call->getArgOperandNo(&use)))
           continue;
       } else if (isa<llvm::ICmpInst>(user)) {
         continue;
       } else if (auto *store = dyn_cast<llvm::StoreInst>(user)) {
+        const llvm::Value *to = store->getPointerOperand()->stripPointerCasts();
         if (store->getValueOperand() == &pointer &&
-            isa<llvm::AllocaInst>(store->getPointerOperand()->stripPointerCasts()))
+            (isa<llvm::AllocaInst>(to) || isa<llvm::GlobalVariable>(to)))
           continue;
       }
       return false;
     }
     return true;
+  };
+  // The pointers read from a variable's memory: loads of it, and for an array, loads of its
+  // elements.
+  std::function<bool(const llvm::Value *, bool, int)> touched = [&](const llvm::Value *memory,
+                                                                    bool array, int depth) {
+    for (const llvm::User *u : memory->users()) {
+      if (auto *load = dyn_cast<llvm::LoadInst>(u)) {
+        if (load->getPointerOperand() == memory && load->getType()->isPointerTy() &&
+            !onlyHeld(*load))
+          return true;
+      } else if (auto *gep = dyn_cast<llvm::GetElementPtrInst>(u); gep && array && depth < 4) {
+        if (touched(gep, array, depth + 1))
+          return true;
+      }
+    }
+    return false;
   };
   for (const llvm::Instruction &i : llvm::instructions(f)) {
     auto *slot = dyn_cast<llvm::AllocaInst>(&i);
@@ -223,11 +244,10 @@ void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
       auto type = findTagged(var->getType(), gpin, seen);
       if (!type || out.count(*type))
         continue;
-      for (const llvm::User *u : slot->users())
-        if (auto *load = dyn_cast<llvm::LoadInst>(u); load && !onlyPassedOn(*load)) {
-          out.insert(*type);
-          break;
-        }
+      auto *composite = dyn_cast_or_null<llvm::DICompositeType>(strip(var->getType()));
+      bool array = composite && composite->getTag() == llvm::dwarf::DW_TAG_array_type;
+      if (touched(slot, array, 0))
+        out.insert(*type);
     }
   }
 }
@@ -309,7 +329,21 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
         fa.gpin_types.insert(*found);
     }
     if (!gpin.names.empty())
-      gpinObjectsInBody(*fa.fn, gpin, fa.gpin_types);
+      gpinObjectsInBody(
+          *fa.fn, gpin,
+          [&](const llvm::Function *callee, unsigned k) {
+            auto it = index.find(callee);
+            if (it == index.end() || facts[it->second].ann.local)
+              return false;
+            const Facts &c = facts[it->second];
+            // IR arguments are the C parameters one for one unless the ABI split or added some
+            // (then: not known to be held, which keeps the caller with the objects).
+            if (c.fn->arg_size() != c.param_types.size() || k >= c.param_types.size())
+              return false;
+            std::set<const llvm::DIType *> seen;
+            return findTagged(c.param_types[k], gpin, seen).has_value();
+          },
+          fa.gpin_types);
     // Buffer annotations must name real parameters.
     for (const auto &b : fa.ann.buffers) {
       auto pos = std::find(fa.param_names.begin(), fa.param_names.end(), b.param);
@@ -411,7 +445,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       for (const llvm::Function *t : installer.address_taken)
         handler(t, "may be a signal handler: `" + installer.fn->getName().str() +
                        "` installs handlers and takes its address");
-  for (auto &[fn, evidence] : indirectSignalHandlers(facts))
+  for (auto &[fn, evidence] : indirectSignalHandlers(m, facts))
     handler(fn, std::move(evidence));
   while (!in_signal_context.empty()) {
     const int handler = in_signal_context.back();
@@ -424,6 +458,27 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
         in_signal_context.push_back(index[callee]);
       }
   }
+  // The child of fork() goes on with its caller's code, which must be on the node that forks:
+  // a function that reaches fork() is home even through DIST_LOCAL helpers (which otherwise
+  // keep their I/O to themselves).
+  std::vector<const llvm::Function *> fork_via(n, nullptr);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (fork_via[i] || facts[i].forks)
+        continue;
+      for (const auto &[callee, sites] : facts[i].callees)
+        if (const Facts &c = facts[index[callee]]; c.forks || fork_via[index[callee]]) {
+          fork_via[i] = callee;
+          changed = true;
+          break;
+        }
+    }
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (fork_via[i] && facts[i].direct_io.empty())
+      facts[i].direct_io =
+          "reaches `" + fork_via[i]->getName().str() + "`, which makes a child process with fork()";
   for (Facts &fa : facts) {
     if (!fa.direct_io.empty()) {
       fa.io_root = fa.direct_io;
@@ -660,22 +715,25 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
 
   // A child process made by fork() copies the memory of the node that forks, the entry node (a
   // function calling fork() does I/O): the state its functions use must be there, and then stays.
-  const Facts *forker = nullptr;
+  std::string forks; // how the program makes child processes, or ""
   for (const Facts &f : facts)
-    if (f.forks && !forker)
-      forker = &f;
-  for (size_t i = 0; forker && i < n; ++i) {
+    if (f.forks && forks.empty()) {
+      SourceLoc at = infos[index[f.fn]].loc;
+      if (f.fork_line)
+        at.line = f.fork_line;
+      forks = "`" + f.fn->getName().str() + "` calls fork() (" + at.str() + ")";
+    }
+  for (const llvm::Function &f : m)
+    if (forks.empty() && isExternal(f) && makesChildProcess(f.getName()) && isAddressTaken(f))
+      forks = "the program takes the address of `" + f.getName().str() + "`";
+  for (size_t i = 0; !forks.empty() && i < n; ++i) {
     FunctionInfo &info = infos[i];
     if (info.placement != Placement::Placeable || (globals[i].empty() && gpins[i].empty()))
       continue;
-    SourceLoc at = infos[index[forker->fn]].loc;
-    if (forker->fork_line)
-      at.line = forker->fork_line;
     info.placement = Placement::Home;
     info.rule = Rule::ForkCopiesState;
-    info.reason = "holds state (" + stateOf(i) + ") and `" + forker->fn->getName().str() +
-                  "` calls fork() (" + at.str() +
-                  "): a child process copies the entry node's memory, so the state stays there";
+    info.reason = "holds state (" + stateOf(i) + ") and " + forks +
+                  ": a child process copies the entry node's memory, so the state stays there";
   }
 
   // Placement units: the connected components of shared state, singletons otherwise.

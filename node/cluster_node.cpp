@@ -203,6 +203,7 @@ struct ClusterNode::Impl {
   // ---- placement -----------------------------------------------------------------------------
   std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
   std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
+  std::vector<bool> stateful;         ///< per unit: holds mutable globals or GPin objects
   std::vector<bool> migratable;       ///< per unit: stateful, and its state can move
   std::vector<bool> load_balanced;    ///< per unit: runs on its replica set
   std::unique_ptr<ReplicaDispatcher> dispatcher; ///< picks a replica per call
@@ -375,6 +376,12 @@ struct ClusterNode::Impl {
     ServingFunction serving(call.function());
     bool ok = session->serve(
         call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
+    if (ClusterNode::inForkedChild()) // fork() in the call: the copy of it that returns here
+      on_failure("`" + session->remoteFunctions()[call.function()].name + "` made a child " +
+                     "process with fork() on node `" + nodeName(self) +
+                     "` and the child returned from it; the caller's code is on another node, " +
+                     "where the child cannot go on: end the child with _exit() or exec()",
+                 2);
     const wire::ThreadCState callee = transport::captureThreadCState();
     chain = outer;
     if (!ok)
@@ -1488,7 +1495,12 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
                     const std::array<std::uint8_t, 32> &bitcode_sha256, FailureHandler on_failure) {
   static std::once_flag at_fork;
   std::call_once(at_fork, [] {
-    pthread_atfork(nullptr, nullptr, [] { forked_child.store(true, std::memory_order_relaxed); });
+    pthread_atfork(nullptr, nullptr, [] {
+      forked_child.store(true, std::memory_order_relaxed);
+      // A crash of the child is its own: its parent's node must not report it.
+      for (int sig : kCrashSignals)
+        signal(sig, SIG_DFL);
+    });
   });
   auto impl = std::make_unique<Impl>();
   impl->config = config;
@@ -1510,6 +1522,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     impl->unit_of.push_back(f.unit);
   for (const jit::PlacementUnit &u : analysis.units) {
     impl->movable.push_back(u.placement == jit::Placement::Placeable && !u.stateful);
+    impl->stateful.push_back(u.stateful);
     // State larger than one message cannot travel (the coordinator keeps such a unit still).
     impl->migratable.push_back(u.placement == jit::Placement::Placeable && u.migratable &&
                                u.state_bytes <= config.max_call_bytes);
@@ -1699,8 +1712,7 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     // Functions without state run here. State is on the node that forked (the entry: the
     // analysis keeps every unit with state there when the program calls fork()), unless
     // DIST_PIN put it elsewhere, out of this process's reach.
-    if (!n.movable[sig.unit] && !n.load_balanced[sig.unit] &&
-        n.placement->current().owner[sig.unit] != n.self)
+    if (n.stateful[sig.unit] && n.placement->current().owner[sig.unit] != n.self)
       n.on_failure("`" + sig.name +
                        "` not run in a child process made by fork(): its state is on node `" +
                        n.nodeName(n.placement->current().owner[sig.unit]) +

@@ -4,6 +4,7 @@
 #include "node/cluster_config.h"
 #include "transport/ports.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <csignal>
@@ -197,6 +198,25 @@ int runLocalCluster(const LocalClusterOptions &options) {
         return true;
     return false;
   };
+  // Once every node has exited, their output is read for at most 2 s more: a process they
+  // left behind (a child the program made with fork(), say) may hold the pipes open.
+  Clock::time_point pipes_close_by = never;
+  auto closeLeftPipes = [&] {
+    bool all_exited =
+        std::all_of(children.begin(), children.end(), [](const Child &c) { return c.exited; });
+    if (!all_exited)
+      return;
+    if (pipes_close_by == never)
+      pipes_close_by = Clock::now() + std::chrono::seconds(2);
+    if (Clock::now() < pipes_close_by)
+      return;
+    for (auto &c : children)
+      for (int *fd : {&c.out, &c.err})
+        if (*fd >= 0) {
+          close(*fd);
+          *fd = -1;
+        }
+  };
 
   while (running()) {
     std::vector<pollfd> fds = {{signal_pipe[0], POLLIN, 0}};
@@ -291,6 +311,7 @@ int runLocalCluster(const LocalClusterOptions &options) {
     }
     if (crashed && Clock::now() >= crash_told_by)
       reportCrash();
+    closeLeftPipes();
     if (kill_at != never && Clock::now() >= kill_at) {
       for (auto &c : children)
         if (!c.exited)
