@@ -355,6 +355,67 @@ void functionsIn(const llvm::Constant *c, std::set<const llvm::Function *, ByNam
 
 } // namespace
 
+namespace {
+
+// The global variable `p` points into (through field addresses and casts), or null.
+const llvm::GlobalVariable *globalOf(const llvm::Value *p) {
+  for (int depth = 0; p && depth < 8; ++depth) {
+    if (auto *g = dyn_cast<llvm::GlobalVariable>(p))
+      return g;
+    if (auto *gep = dyn_cast<llvm::GEPOperator>(p))
+      p = gep->getPointerOperand();
+    else if (auto *cast = dyn_cast<llvm::CastInst>(p))
+      p = cast->getOperand(0);
+    else
+      return nullptr;
+  }
+  return nullptr;
+}
+
+// The parameter value `v` is (the argument, or a load of the slot it was spilled to), or null.
+const llvm::Argument *parameterOf(const llvm::Value *v) {
+  if (auto *arg = dyn_cast<llvm::Argument>(v))
+    return arg;
+  if (auto *load = dyn_cast<llvm::LoadInst>(v))
+    if (auto *slot = dyn_cast<llvm::AllocaInst>(load->getPointerOperand()))
+      for (const llvm::User *u : slot->users())
+        if (auto *store = dyn_cast<llvm::StoreInst>(u); store && store->getPointerOperand() == slot)
+          if (auto *arg = dyn_cast<llvm::Argument>(store->getValueOperand()))
+            return arg;
+  return nullptr;
+}
+
+} // namespace
+
+FunctionsInGlobals functionsStoredInGlobals(const llvm::Module &module) {
+  FunctionsInGlobals stored;
+  std::map<std::pair<const llvm::Function *, unsigned>, std::set<const llvm::GlobalVariable *>>
+      params; // a function's parameter → the globals it is stored into
+  for (const llvm::Function &f : module)
+    for (const llvm::Instruction &i : llvm::instructions(f))
+      if (auto *store = dyn_cast<llvm::StoreInst>(&i))
+        if (const llvm::GlobalVariable *g = globalOf(store->getPointerOperand())) {
+          functionsOf(store->getValueOperand(), stored[g]);
+          if (const llvm::Argument *arg = parameterOf(store->getValueOperand()))
+            params[{&f, arg->getArgNo()}].insert(g);
+        }
+  for (const llvm::Function &f : module)
+    for (const llvm::Instruction &i : llvm::instructions(f))
+      if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
+        auto *callee = dyn_cast<llvm::Function>(call->getCalledOperand()->stripPointerCasts());
+        for (unsigned k = 0; callee && k < call->arg_size(); ++k)
+          if (auto it = params.find({callee, k}); it != params.end())
+            for (const llvm::GlobalVariable *g : it->second)
+              functionsOf(call->getArgOperand(k), stored[g]);
+      }
+  for (const llvm::GlobalVariable &g : module.globals())
+    if (g.hasInitializer()) {
+      std::set<const llvm::Constant *> seen;
+      functionsIn(g.getInitializer(), stored[&g], seen);
+    }
+  return stored;
+}
+
 std::vector<std::pair<const llvm::Function *, std::string>>
 indirectSignalHandlers(const llvm::Module &module, const std::vector<Facts> &facts) {
   std::vector<std::pair<const llvm::Function *, std::string>> found;

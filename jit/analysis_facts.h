@@ -95,6 +95,12 @@ isSideEffectingExternal(const llvm::Function &callee,
 /// - one in the initializer of a `struct sigaction`, or of a mutable global an installer uses.
 [[nodiscard]] std::vector<std::pair<const llvm::Function *, std::string>>
 indirectSignalHandlers(const llvm::Module &module, const std::vector<Facts> &facts);
+/// For each global variable, the program's functions whose addresses may be stored in it: by a
+/// store (also of a parameter, then what its callers pass), or in its initializer. A call
+/// through a function pointer loaded from a global may call any of them.
+using FunctionsInGlobals =
+    std::map<const llvm::GlobalVariable *, std::set<const llvm::Function *, ByName>>;
+[[nodiscard]] FunctionsInGlobals functionsStoredInGlobals(const llvm::Module &module);
 /// Fills in the facts of `facts.fn`'s body: calls, referenced functions and globals, size,
 /// loops, direct I/O.
 void scanBody(Facts &facts, const std::map<const llvm::Function *, FunctionAnnotations> &ann);

@@ -36,6 +36,7 @@
 #include "llvm/IR/Instructions.h"
 #include "llvm/IR/IntrinsicInst.h"
 #include "llvm/IR/Module.h"
+#include "llvm/IR/Operator.h"
 
 #include <algorithm>
 #include <functional>
@@ -217,10 +218,10 @@ void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
                                                                     bool array, int depth) {
     for (const llvm::User *u : memory->users()) {
       if (auto *load = dyn_cast<llvm::LoadInst>(u)) {
-        if (load->getPointerOperand() == memory && load->getType()->isPointerTy() &&
-            !onlyHeld(*load))
+        if (load->getFunction() == &f && load->getPointerOperand() == memory &&
+            load->getType()->isPointerTy() && !onlyHeld(*load))
           return true;
-      } else if (auto *gep = dyn_cast<llvm::GetElementPtrInst>(u); gep && array && depth < 4) {
+      } else if (auto *gep = dyn_cast<llvm::GEPOperator>(u); gep && array && depth < 4) {
         if (touched(gep, array, depth + 1))
           return true;
       }
@@ -247,6 +248,22 @@ void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
       auto *composite = dyn_cast_or_null<llvm::DICompositeType>(strip(var->getType()));
       bool array = composite && composite->getTag() == llvm::dwarf::DW_TAG_array_type;
       if (touched(slot, array, 0))
+        out.insert(*type);
+    }
+  }
+  // Global variables holding such pointers: this function's reads of them count the same.
+  for (const llvm::GlobalVariable &g : f.getParent()->globals()) {
+    llvm::SmallVector<llvm::DIGlobalVariableExpression *, 1> infos;
+    g.getDebugInfo(infos);
+    for (const llvm::DIGlobalVariableExpression *info : infos) {
+      const llvm::DIGlobalVariable *var = info->getVariable();
+      std::set<const llvm::DIType *> seen;
+      auto type = var ? findTagged(var->getType(), gpin, seen) : std::nullopt;
+      if (!type || out.count(*type))
+        continue;
+      auto *composite = dyn_cast_or_null<llvm::DICompositeType>(strip(var->getType()));
+      bool array = composite && composite->getTag() == llvm::dwarf::DW_TAG_array_type;
+      if (touched(&g, array, 0))
         out.insert(*type);
     }
   }
@@ -447,16 +464,34 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
                        "` installs handlers and takes its address");
   for (auto &[fn, evidence] : indirectSignalHandlers(m, facts))
     handler(fn, std::move(evidence));
+  // What a handler calls through a function pointer it reads from a global (a trampoline that
+  // runs registered callbacks) is any function stored there.
+  std::optional<FunctionsInGlobals> in_globals;
   while (!in_signal_context.empty()) {
     const int handler = in_signal_context.back();
     in_signal_context.pop_back();
-    for (const auto &[callee, sites] : facts[handler].callees)
-      if (Facts &c = facts[index[callee]]; c.direct_io.empty() && !c.ann.local) {
-        c.direct_io = "called from `" + facts[handler].fn->getName().str() +
-                      "`, which may be a signal handler";
+    const std::string from = "`" + facts[handler].fn->getName().str() + "`";
+    auto reached = [&](const llvm::Function *callee, std::string evidence) {
+      auto it = index.find(callee);
+      if (it == index.end())
+        return;
+      if (Facts &c = facts[it->second]; c.direct_io.empty() && !c.ann.local) {
+        c.direct_io = std::move(evidence);
         c.direct_why = HomeWhy::SignalContext;
-        in_signal_context.push_back(index[callee]);
+        in_signal_context.push_back(it->second);
       }
+    };
+    for (const auto &[callee, sites] : facts[handler].callees)
+      reached(callee, "called from " + from + ", which may be a signal handler");
+    if (!facts[handler].indirect_call)
+      continue;
+    if (!in_globals)
+      in_globals = functionsStoredInGlobals(m);
+    for (const llvm::GlobalVariable *g : facts[handler].globals)
+      if (auto it = in_globals->find(g); it != in_globals->end())
+        for (const llvm::Function *callee : it->second)
+          reached(callee, "called through `" + g->getName().str() + "` from " + from +
+                              ", which may be a signal handler");
   }
   // The child of fork() goes on with its caller's code, which must be on the node that forks:
   // a function that reaches fork() is home even through DIST_LOCAL helpers (which otherwise

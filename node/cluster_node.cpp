@@ -90,11 +90,13 @@ struct CrashNote {
 int crash_note_fds[2] = {-1, -1}; // the handler writes [1]; the control loop reads [0]
 int crash_told_fds[2] = {-1, -1}; // the control loop writes [1] once the entry has the note
 std::atomic<bool> crashing{false};
+std::atomic<pid_t> control_tid{0}; // the member's control loop, which cannot tell of its own crash
 thread_local std::uint32_t serving_function = kNoFunction;
 constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
 void onCrash(int sig) {
-  if (!crashing.exchange(true)) { // the first crash tells; any other dies at once
+  // The first crash tells, unless it is the control loop's own; any other dies at once.
+  if (!crashing.exchange(true) && gettid() != control_tid.load(std::memory_order_relaxed)) {
     CrashNote note{sig, serving_function};
     if (write(crash_note_fds[1], &note, sizeof note) == sizeof note) {
       pollfd told = {crash_told_fds[0], POLLIN, 0};
@@ -791,9 +793,16 @@ struct ClusterNode::Impl {
         break;
       }
       sendControl(from, transport::makeReply(s.call_id(), nullptr, 0));
-      std::string why = s.reason()->str();
+      // One line, named by the connection, at most 300 characters; a code a signal gives
+      // (129..192), else 2.
+      std::string said = s.reason()->str().substr(0, 300);
+      for (char &ch : said)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+          ch = ' ';
+      const int code = s.exit_code() > 128 && s.exit_code() <= 128 + 64 ? s.exit_code() : 2;
+      std::string why = "node `" + nodeName(node) + "` " + said;
       if (stopOthers(why, node)) // else the cluster is stopping anyway
-        failed(why + "; stopping the cluster", s.exit_code());
+        failed(why + "; stopping the cluster", code);
       break;
     }
     default:
@@ -1140,8 +1149,8 @@ struct ClusterNode::Impl {
     if (read(crash_note_fds[0], &note, sizeof note) != sizeof note)
       return;
     const auto &functions = session->remoteFunctions();
-    std::string reason =
-        "node `" + nodeName(self) + "` crashed (signal " + strsignal(note.signal) + ")";
+    // The entry names this node itself (by the connection the note comes on).
+    std::string reason = std::string("crashed (signal ") + strsignal(note.signal) + ")";
     if (note.function < functions.size())
       reason += " running `" + functions[note.function].name + "`";
     spdlog::info("{}: telling the entry node", reason); // it reports the crash, once
@@ -1155,7 +1164,7 @@ struct ClusterNode::Impl {
       while (!acknowledged && (item.revents & ZMQ_POLLIN) &&
              transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
         if (const wire::Envelope *e = transport::verifyEnvelope(m))
-          acknowledged = transport::callIdOf(*e) == id;
+          acknowledged = e->body_type() == wire::Body::Reply && transport::callIdOf(*e) == id;
     }
     spdlog::default_logger()->flush();
     const char told = 1;
@@ -1164,6 +1173,7 @@ struct ClusterNode::Impl {
 
   // Serves the control plane until Shutdown. Returns the exit code.
   int memberLoop() {
+    control_tid.store(gettid(), std::memory_order_relaxed);
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
     // Profile deltas go to the entry when it asks for a round's (Heartbeat.report_round), so
@@ -1497,9 +1507,13 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
   std::call_once(at_fork, [] {
     pthread_atfork(nullptr, nullptr, [] {
       forked_child.store(true, std::memory_order_relaxed);
-      // A crash of the child is its own: its parent's node must not report it.
-      for (int sig : kCrashSignals)
-        signal(sig, SIG_DFL);
+      // A crash of the child is its own: its parent's node must not report it (the program's
+      // own handlers stay).
+      for (int sig : kCrashSignals) {
+        struct sigaction now {};
+        if (sigaction(sig, nullptr, &now) == 0 && now.sa_handler == onCrash)
+          signal(sig, SIG_DFL);
+      }
     });
   });
   auto impl = std::make_unique<Impl>();
@@ -1712,10 +1726,11 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     // Functions without state run here. State is on the node that forked (the entry: the
     // analysis keeps every unit with state there when the program calls fork()), unless
     // DIST_PIN put it elsewhere, out of this process's reach.
-    if (n.stateful[sig.unit] && n.placement->current().owner[sig.unit] != n.self)
-      n.on_failure("`" + sig.name +
-                       "` not run in a child process made by fork(): its state is on node `" +
-                       n.nodeName(n.placement->current().owner[sig.unit]) +
+    const int owner = n.placement->current().owner[sig.unit];
+    if (!n.movable[sig.unit] && !n.load_balanced[sig.unit] && owner != n.self)
+      n.on_failure("`" + sig.name + "` not run in a child process made by fork(): " +
+                       (n.stateful[sig.unit] ? "its state is on" : "it is pinned to") + " node `" +
+                       n.nodeName(owner) +
                        "`, which the child cannot reach; pin it to the entry node or do not call "
                        "it after fork()",
                    2);

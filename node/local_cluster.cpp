@@ -178,19 +178,31 @@ int runLocalCluster(const LocalClusterOptions &options) {
   int interrupted = 0; // the signal that stopped us
   const auto never = Clock::time_point::max();
   Clock::time_point kill_at = never; // when stragglers get SIGKILL
-  // A member killed by a signal (the program crashed there) has told the entry node which
-  // signal and function; the entry says so and stops the cluster. The launcher speaks only if
-  // the entry has not ended by then.
-  const Child *crashed = nullptr;
-  Clock::time_point crash_told_by = never;
-  auto reportCrash = [&] {
-    std::cerr << "distnode: error: node " << crashed->name << " stopped ("
-              << describe(crashed->status) << ") while the program ran; stopping the cluster\n";
-    result = 128 + WTERMSIG(crashed->status);
-    crashed = nullptr;
-    crash_told_by = never;
+  // A member that failed while the entry node runs: the entry has heard why (a member the
+  // program crashed tells it the signal and the function; one that stops on the entry's word
+  // exits 2) and reports it, with its exit code. The launcher decides only if the entry has not
+  // ended within a grace period, or ended with 0.
+  const Child *failed_member = nullptr;
+  Clock::time_point entry_reports_by = never;
+  auto decideMemberFailure = [&](const Child &c) {
+    const int status = c.status;
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 2)) // 2: the node said why itself
+      std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
+                << ") while the program ran; stopping the cluster\n";
+    // Killed by a signal: the code a shell gives a native program killed by it.
+    result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 2;
+    failed_member = nullptr;
+    entry_reports_by = never;
     signalAll(SIGTERM);
     kill_at = Clock::now() + std::chrono::seconds(5);
+  };
+  auto toldTheEntry = [](int status) { // a crash signal: the member's handler told the entry
+    if (WIFEXITED(status))
+      return WEXITSTATUS(status) == 2;
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
+      if (WTERMSIG(status) == sig)
+        return true;
+    return false;
   };
   auto running = [&] {
     for (auto &c : children)
@@ -232,7 +244,7 @@ int runLocalCluster(const LocalClusterOptions &options) {
       }
     }
     int wait_ms = 1000;
-    for (Clock::time_point at : {kill_at, crash_told_by})
+    for (Clock::time_point at : {kill_at, entry_reports_by})
       if (at != never) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at - Clock::now());
         wait_ms = std::min(wait_ms, std::max<int>(0, static_cast<int>(left.count())));
@@ -277,12 +289,12 @@ int runLocalCluster(const LocalClusterOptions &options) {
       c.exited = true;
       c.status = status;
       bool entry = &c == &children[0];
-      if (entry && crashed) {
-        // The entry ended without a failure of its own: the crash is the news.
+      if (entry && failed_member) {
+        // The entry ended without a failure of its own: the member's is the news.
         if (result < 0 && !interrupted && !(WIFEXITED(status) && WEXITSTATUS(status) != 0))
-          reportCrash();
-        crashed = nullptr;
-        crash_told_by = never;
+          decideMemberFailure(*failed_member);
+        failed_member = nullptr;
+        entry_reports_by = never;
       }
       if (entry && result < 0 && !interrupted) {
         result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -293,24 +305,23 @@ int runLocalCluster(const LocalClusterOptions &options) {
         signalAll(SIGTERM);
         if (kill_at == never)
           kill_at = Clock::now() + std::chrono::seconds(5);
-      } else if (!entry && result < 0 && !interrupted && WIFSIGNALED(status) && !crashed) {
-        // Killed by a signal: it told the entry node, which reports it (the code is the one a
-        // shell gives a native program killed by it, 128 + N), unless it has not within 3 s.
-        crashed = &c;
-        crash_told_by = Clock::now() + std::chrono::seconds(3);
-      } else if (!entry && result < 0 && !interrupted && !crashed && !WIFSIGNALED(status) &&
+      } else if (!entry && result < 0 && !interrupted && !failed_member &&
                  !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        // Exit code 2: the node said why itself, in its own (prefixed) error line.
-        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 2))
-          std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
-                    << ") while the program ran; stopping the cluster\n";
-        result = 2;
-        signalAll(SIGTERM);
-        kill_at = Clock::now() + std::chrono::seconds(5);
+        if (toldTheEntry(status) && !children[0].exited) {
+          // A crash: the entry stops the others (waiting at most 1 s for them) and reports it.
+          // Exit 2: the member may have stopped on the entry's word, which the entry then
+          // reports; or for a reason of its own, which the entry would hear only after its
+          // heartbeat timeout (3 s by default), so the launcher does not wait that long.
+          failed_member = &c;
+          entry_reports_by = Clock::now() + (WIFSIGNALED(status) ? std::chrono::milliseconds(3000)
+                                                                 : std::chrono::milliseconds(1500));
+        } else {
+          decideMemberFailure(c);
+        }
       }
     }
-    if (crashed && Clock::now() >= crash_told_by)
-      reportCrash();
+    if (failed_member && Clock::now() >= entry_reports_by)
+      decideMemberFailure(*failed_member);
     closeLeftPipes();
     if (kill_at != never && Clock::now() >= kill_at) {
       for (auto &c : children)

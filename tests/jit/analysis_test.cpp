@@ -141,6 +141,7 @@ TEST(Analysis, SignalHandlersInstalledIndirectlyStayOnTheEntryNode) {
       {"on_usr2", "`install_static` installs handlers and `usr2_action` holds its address"},
       {"on_winch", "`main` puts its address in a `struct sigaction`"},
       {"on_hup", "`main` installs it through `install`"}, // through a local variable
+      {"on_urg", "called through `user_handler` from `trampoline`"},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.handler);
@@ -169,6 +170,8 @@ TEST(Analysis, TouchingAGPinObjectInABodyJoinsItsGroup) {
   EXPECT_EQ(fn("gpin_touch", "box_sum").placement, Placement::Home);
   // Through an array of pointers, and given to a function whose parameter is a void *.
   EXPECT_EQ(fn("gpin_touch", "cell_new").placement, Placement::Home);
+  // Through a global variable that holds such a pointer.
+  EXPECT_EQ(fn("gpin_touch", "note_new").placement, Placement::Home);
   // Passed on, copied to another local and kept in a global: held only.
   for (const char *f : {"bag_new", "bag_take", "bag_free"})
     EXPECT_EQ(fn("gpin_touch", f).placement, Placement::Placeable) << f;

@@ -399,6 +399,20 @@ TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
                    "`fragile`; stopping the cluster\n");
 }
 
+// With a third node, which stops on the entry's word (exit 2, its own prefixed line) while the
+// entry reports the crash: the launcher keeps the entry's code, whichever node it reaps first.
+TEST(ClusterFailures, NodeCrashOnThreeNodesKeepsTheSignalsExitCode) {
+  auto r =
+      runProcess({kDistnode, "--local", "3", "--placement", "scatter", fixture("crash") + ".bc"},
+                 std::chrono::seconds(60));
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 128 + SIGSEGV) << r.err;
+  EXPECT_NE(r.err.find("distnode: error: node `n1` crashed (signal Segmentation fault) running "
+                       "`fragile`; stopping the cluster\n"),
+            std::string::npos)
+      << r.err;
+}
+
 // Nodes started with --join (no launcher watching): a member that the program crashes tells
 // the entry node which signal and which function at once; the entry stops the cluster with that
 // line and the signal's exit code, long before the heartbeats would have run out.
