@@ -95,12 +95,22 @@ thread_local std::uint32_t serving_function = kNoFunction;
 constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
 void onCrash(int sig) {
-  // The first crash tells, unless it is the control loop's own; any other dies at once.
-  if (!crashing.exchange(true) && gettid() != control_tid.load(std::memory_order_relaxed)) {
-    CrashNote note{sig, serving_function};
-    if (write(crash_note_fds[1], &note, sizeof note) == sizeof note) {
+  // The first crash tells, unless it is the control loop's own (which cannot send it). Every
+  // crashing thread but the control loop waits (at most 2 s) until the entry has the note, so
+  // that a second crash does not end the process before the first is told.
+  if (gettid() != control_tid.load(std::memory_order_relaxed)) {
+    bool wait = true;
+    if (!crashing.exchange(true)) {
+      CrashNote note{sig, serving_function};
+      ssize_t n;
+      do
+        n = write(crash_note_fds[1], &note, sizeof note);
+      while (n < 0 && errno == EINTR);
+      wait = n == sizeof note;
+    }
+    for (int i = 0; wait && i < 20; ++i) { // 20 × 100 ms; the byte stays for every waiter
       pollfd told = {crash_told_fds[0], POLLIN, 0};
-      poll(&told, 1, 2000);
+      wait = poll(&told, 1, 100) == 0 || (told.revents & POLLIN) == 0;
     }
   }
   struct sigaction dfl {};
