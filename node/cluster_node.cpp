@@ -42,6 +42,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace distnode::node {
@@ -119,6 +120,39 @@ void onCrash(int sig) {
   sigaction(sig, &dfl, nullptr);
   raise(sig); // delivered when the handler returns (or the faulting instruction runs again)
 }
+
+// A thread that serves calls on a member gets a stack of its own for the crash handler (once,
+// freed when the thread ends), so that a stack overflow, a fault on the guard page with no
+// stack left to handle it on, is told too.
+struct CrashStack {
+  static constexpr std::size_t kBytes = std::size_t(64) << 10;
+  void *memory = nullptr;
+  void ensure() {
+    if (memory || crash_note_fds[0] < 0)
+      return;
+    void *m = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                   -1, 0);
+    if (m == MAP_FAILED)
+      return;
+    stack_t stack{};
+    stack.ss_sp = m;
+    stack.ss_size = kBytes;
+    if (sigaltstack(&stack, nullptr) != 0) {
+      munmap(m, kBytes);
+      return;
+    }
+    memory = m;
+  }
+  ~CrashStack() {
+    if (!memory)
+      return;
+    stack_t off{};
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, nullptr);
+    munmap(memory, kBytes);
+  }
+};
+thread_local CrashStack crash_stack;
 
 // The function a served call runs, for a crash note, on this thread until the scope ends.
 struct ServingFunction {
@@ -386,6 +420,7 @@ struct ClusterNode::Impl {
     if (const wire::ThreadCState *caller = call.c_state())
       transport::applyThreadCState(*caller);
     ServingFunction serving(call.function());
+    crash_stack.ensure();
     bool ok = session->serve(
         call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
     if (ClusterNode::inForkedChild()) // fork() in the call: the copy of it that returns here
@@ -1146,6 +1181,7 @@ struct ClusterNode::Impl {
     }
     struct sigaction sa {};
     sa.sa_handler = onCrash;
+    sa.sa_flags = SA_ONSTACK; // where the thread has one (CrashStack)
     sigemptyset(&sa.sa_mask);
     for (int sig : kCrashSignals)
       sigaction(sig, &sa, nullptr);

@@ -399,6 +399,25 @@ TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
                    "`fragile`; stopping the cluster\n");
 }
 
+// A stack overflow on a member (a fault with no stack left) is told as any crash: the crash
+// handler runs on a stack of its own.
+TEST(ClusterFailures, StackOverflowOnAMemberIsToldAtOnce) {
+  std::string config =
+      writeTempFile("overflow.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 60000\n"));
+  std::string bc = fixture("overflow") + ".bc";
+  auto n1 =
+      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(50));
+  ProcessResult entry =
+      runProcess({kDistnode, "--join", config, "--name", "n0", "--placement", "scatter", bc},
+                 std::chrono::seconds(50));
+  ProcessResult crashed = n1.get();
+  ASSERT_FALSE(entry.timed_out) << "the heartbeat timeout is 60 s";
+  EXPECT_EQ(crashed.signal, SIGSEGV);
+  EXPECT_EQ(entry.exit_code, 128 + SIGSEGV) << entry.err;
+  EXPECT_EQ(entry.err, "distnode: error: node `n1` crashed (signal Segmentation fault) running "
+                       "`deep`; stopping the cluster\n");
+}
+
 // With a third node, which stops on the entry's word (exit 2, its own prefixed line) while the
 // entry reports the crash: the launcher keeps the entry's code, whichever node it reaps first.
 TEST(ClusterFailures, NodeCrashOnThreeNodesKeepsTheSignalsExitCode) {
