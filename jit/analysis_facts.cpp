@@ -17,6 +17,8 @@
 #include "llvm/IR/Module.h"
 #include "llvm/IR/Operator.h"
 
+#include <optional>
+
 namespace distnode::jit {
 
 using llvm::cast;
@@ -433,6 +435,19 @@ indirectSignalHandlers(const llvm::Module &module, const std::vector<Facts> &fac
           changed = true;
         }
   }
+  // What a value may be, also when it is read from a global variable (`install(SIGHUP,
+  // chosen)`): every function stored there.
+  std::optional<FunctionsInGlobals> in_globals;
+  auto handlersOf = [&](const llvm::Value *v, std::set<const llvm::Function *, ByName> &out) {
+    functionsOf(v, out);
+    if (auto *load = dyn_cast<llvm::LoadInst>(v->stripPointerCasts()))
+      if (const llvm::GlobalVariable *g = globalOf(load->getPointerOperand())) {
+        if (!in_globals)
+          in_globals = functionsStoredInGlobals(module);
+        if (auto it = in_globals->find(g); it != in_globals->end())
+          out.insert(it->second.begin(), it->second.end());
+      }
+  };
   for (const Facts &fa : facts) {
     const std::string who = "`" + fa.fn->getName().str() + "`";
     for (const llvm::Instruction &i : llvm::instructions(*fa.fn)) {
@@ -445,12 +460,12 @@ indirectSignalHandlers(const llvm::Module &module, const std::vector<Facts> &fac
           continue;
         for (unsigned k : it->second)
           if (k < call->arg_size())
-            functionsOf(call->getArgOperand(k), handlers);
+            handlersOf(call->getArgOperand(k), handlers);
         how = " installs it through `" + callee->getName().str() + "`";
       } else if (auto *store = dyn_cast<llvm::StoreInst>(&i)) {
         if (!pointsIntoSigaction(store->getPointerOperand()))
           continue;
-        functionsOf(store->getValueOperand(), handlers);
+        handlersOf(store->getValueOperand(), handlers);
         how = " puts its address in a `struct sigaction`";
       }
       for (const llvm::Function *handler : handlers)

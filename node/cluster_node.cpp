@@ -250,6 +250,7 @@ struct ClusterNode::Impl {
   std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
   std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
   std::vector<bool> stateful;         ///< per unit: holds mutable globals or GPin objects
+  bool quiet_when_stopped = false;    ///< members: the entry's failure is the entry's to report
   std::vector<bool> migratable;       ///< per unit: stateful, and its state can move
   std::vector<bool> load_balanced;    ///< per unit: runs on its replica set
   std::unique_ptr<ReplicaDispatcher> dispatcher; ///< picks a replica per call
@@ -1296,6 +1297,8 @@ struct ClusterNode::Impl {
           std::string reason = s.reason() ? s.reason()->str() : "";
           if (!reason.empty()) { // the cluster failed elsewhere
             toEntry(transport::makeReply(s.call_id(), nullptr, 0));
+            if (quiet_when_stopped)
+              on_failure("", 2);
             failed(reason + "; stopping node `" + nodeName(self) + "`");
           }
           std::string report = shutdown_report ? shutdown_report() : std::string();
@@ -1699,6 +1702,8 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
 void ClusterNode::setShutdownReport(std::function<std::string()> report) {
   impl_->shutdown_report = std::move(report);
 }
+
+void ClusterNode::setQuietWhenStopped(bool quiet) { impl_->quiet_when_stopped = quiet; }
 
 std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
   Impl &n = *impl_;

@@ -173,6 +173,11 @@ public:
   /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
   void setShutdownReport(std::function<std::string()> report);
 
+  /// Other nodes: when the entry node stops the cluster because it failed, exit 2 without a
+  /// line of its own (the entry's line says why; the `--local` launcher shows both nodes'
+  /// output, where the same reason twice is noise).
+  void setQuietWhenStopped(bool quiet);
+
   /// Other nodes: joins the entry node, then serves calls and control messages until
   /// Shutdown. Returns the exit code for this process. Its workers are not waited for (one may
   /// still run a call of the program): the process must end without destroying this node

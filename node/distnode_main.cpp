@@ -82,7 +82,8 @@ struct Options {
   long chaos_ms = 0;
   std::string coordinator = "n0"; ///< --local: the node that runs the planning loop
   bool no_adapt = false;
-  long adapt_interval_ms = 0; // 0: cluster.yaml's
+  bool under_launcher = false; ///< a member started by --local: the entry reports failures
+  long adapt_interval_ms = 0;  // 0: cluster.yaml's
   std::string cluster_out;
   std::string log_level = "warn";
   std::string log_file;
@@ -276,6 +277,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     reporter.startProbing(config->adapt.interval);
     if (coordinates)
       (*node)->atFirstPlacement(startCoordinating);
+    (*node)->setQuietWhenStopped(opt.under_launcher);
     if (!opt.no_profile)
       (*node)->setShutdownReport([name] {
         auto &p = distnode::profiler::Profiler::instance();
@@ -447,6 +449,10 @@ int main(int argc, char **argv) {
   app.add_option("--log-file", opt.log_file,
                  "append distnode's log to this file instead of stderr (the program's output is "
                  "never in it)");
+  app.add_flag("--under-launcher", opt.under_launcher,
+               "(set by --local for its members) when the entry node stops the cluster because "
+               "it failed, exit without a line of this node's own")
+      ->group(""); // not for users: hidden from --help
   app.add_flag("--no-adapt", opt.no_adapt,
                "hold the placement still: no re-placement while the program runs (the "
                "operator can still move units, and `distctl thaw` starts adapting)");

@@ -142,6 +142,7 @@ TEST(Analysis, SignalHandlersInstalledIndirectlyStayOnTheEntryNode) {
       {"on_winch", "`main` puts its address in a `struct sigaction`"},
       {"on_hup", "`main` installs it through `install`"}, // through a local variable
       {"on_urg", "called through `user_handler` from `trampoline`"},
+      {"on_ttou", "`main` installs it through `install`"}, // from a global set at run time
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.handler);
