@@ -240,6 +240,32 @@ std::string clusterConfig(int count, int join_timeout_ms, const std::string &ext
 
 std::string twoNodeConfig(int join_timeout_ms) { return clusterConfig(2, join_timeout_ms); }
 
+// A cluster of `nodes` started one by one with --join (no launcher watching them): members
+// n1.. first, then the entry n0 with `entry_flags` and the program's `args`. What each did.
+struct JoinedRun {
+  ProcessResult entry;
+  std::vector<ProcessResult> members; ///< n1, n2...
+};
+JoinedRun runJoined(const std::string &config, const std::string &bc, int nodes,
+                    const std::vector<std::string> &entry_flags,
+                    const std::vector<std::string> &args, std::chrono::seconds timeout) {
+  std::vector<std::future<ProcessResult>> members;
+  for (int i = 1; i < nodes; ++i)
+    members.push_back(startProcess(
+        {kDistnode, "--join", config, "--name", "n" + std::to_string(i), bc}, timeout));
+  std::vector<std::string> argv = {kDistnode, "--join", config, "--name", "n0"};
+  argv.insert(argv.end(), entry_flags.begin(), entry_flags.end());
+  argv.push_back(bc);
+  if (!args.empty()) {
+    argv.push_back("--");
+    argv.insert(argv.end(), args.begin(), args.end());
+  }
+  JoinedRun run{runProcess(argv, timeout), {}};
+  for (auto &m : members)
+    run.members.push_back(m.get());
+  return run;
+}
+
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
   std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
   expectOneLineError(
@@ -404,13 +430,9 @@ TEST(ClusterFailures, NodeCrashStopsTheClusterWithAClearError) {
 TEST(ClusterFailures, StackOverflowOnAMemberIsToldAtOnce) {
   std::string config =
       writeTempFile("overflow.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 60000\n"));
-  std::string bc = fixture("overflow") + ".bc";
-  auto n1 =
-      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(50));
-  ProcessResult entry =
-      runProcess({kDistnode, "--join", config, "--name", "n0", "--placement", "scatter", bc},
-                 std::chrono::seconds(50));
-  ProcessResult crashed = n1.get();
+  auto [entry, members] = runJoined(config, fixture("overflow") + ".bc", 2,
+                                    {"--placement", "scatter"}, {}, std::chrono::seconds(50));
+  const ProcessResult &crashed = members[0];
   ASSERT_FALSE(entry.timed_out) << "the heartbeat timeout is 60 s";
   EXPECT_EQ(crashed.signal, SIGSEGV);
   EXPECT_EQ(entry.exit_code, 128 + SIGSEGV) << entry.err;
@@ -437,15 +459,9 @@ TEST(ClusterFailures, NodeCrashOnThreeNodesKeepsTheSignalsExitCode) {
 TEST(ClusterFailures, CrashedMemberTellsTheEntryAtOnce) {
   std::string config =
       writeTempFile("crash_join.yaml", clusterConfig(3, 10000, "heartbeat_timeout_ms: 60000\n"));
-  std::string bc = fixture("crash") + ".bc";
-  auto n1 =
-      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(50));
-  auto n2 =
-      startProcess({kDistnode, "--join", config, "--name", "n2", bc}, std::chrono::seconds(50));
-  ProcessResult entry =
-      runProcess({kDistnode, "--join", config, "--name", "n0", "--placement", "scatter", bc},
-                 std::chrono::seconds(50));
-  ProcessResult crashed = n1.get(), other = n2.get();
+  auto [entry, members] = runJoined(config, fixture("crash") + ".bc", 3, {"--placement", "scatter"},
+                                    {}, std::chrono::seconds(50));
+  const ProcessResult &crashed = members[0], &other = members[1];
   ASSERT_FALSE(entry.timed_out || other.timed_out) << "the heartbeat timeout is 60 s";
   EXPECT_EQ(crashed.signal, SIGSEGV) << "the member dies of the signal, as natively";
   EXPECT_EQ(entry.exit_code, 128 + SIGSEGV) << entry.err;
@@ -475,14 +491,9 @@ TEST(ClusterFailures, ForkedChildCallingStateElsewhereStopsWithOneLine) {
 TEST(ClusterFailures, KilledMemberStopsEverySurvivorWithOneLine) {
   std::string config =
       writeTempFile("kill_member.yaml", clusterConfig(3, 10000, "heartbeat_timeout_ms: 1000\n"));
-  std::string bc = fixture("die") + ".bc";
-  auto n1 =
-      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
-  auto n2 =
-      startProcess({kDistnode, "--join", config, "--name", "n2", bc}, std::chrono::seconds(60));
-  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", "1"},
-                                   std::chrono::seconds(60));
-  ProcessResult killed = n1.get(), survivor = n2.get();
+  auto [entry, members] =
+      runJoined(config, fixture("die") + ".bc", 3, {}, {"1"}, std::chrono::seconds(60));
+  const ProcessResult &killed = members[0], &survivor = members[1];
   ASSERT_FALSE(entry.timed_out || survivor.timed_out) << "a dead node must not hang the others";
   EXPECT_EQ(killed.signal, SIGKILL);
   EXPECT_EQ(entry.out, "0\n2\n4\n") << "the calls before the kill were answered";
@@ -500,12 +511,9 @@ TEST(ClusterFailures, KilledMemberStopsEverySurvivorWithOneLine) {
 std::pair<ProcessResult, ProcessResult> runDieOnTwoNodes(const std::string &mode) {
   std::string config =
       writeTempFile("die.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 1000\n"));
-  std::string bc = fixture("die") + ".bc";
-  auto n1 =
-      startProcess({kDistnode, "--join", config, "--name", "n1", bc}, std::chrono::seconds(60));
-  ProcessResult entry = runProcess({kDistnode, "--join", config, "--name", "n0", bc, "--", mode},
-                                   std::chrono::seconds(60));
-  return {std::move(entry), n1.get()};
+  JoinedRun run =
+      runJoined(config, fixture("die") + ".bc", 2, {}, {mode}, std::chrono::seconds(60));
+  return {std::move(run.entry), std::move(run.members[0])};
 }
 
 // The same with 16 threads of the entry calling n1 in loops, their calls on the connection
