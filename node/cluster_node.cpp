@@ -93,7 +93,6 @@ int crash_told_fds[2] = {-1, -1}; // the control loop writes [1] once the entry 
 std::atomic<bool> crashing{false};
 std::atomic<pid_t> control_tid{0}; // the member's control loop, which cannot tell of its own crash
 thread_local std::uint32_t serving_function = kNoFunction;
-constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
 void onCrash(int sig) {
   // The first crash tells, unless it is the control loop's own (which cannot send it). Every

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,10 @@ struct ProgramAnalysis;
 } // namespace distnode::jit
 
 namespace distnode::node {
+
+/// The signals a member that the program crashes tells the entry node of before it dies of
+/// them (the `--local` launcher waits for the entry's report of these).
+inline constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
 struct NodeReport;
 

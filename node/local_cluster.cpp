@@ -2,6 +2,7 @@
 #include "node/local_cluster.h"
 
 #include "node/cluster_config.h"
+#include "node/cluster_node.h"
 #include "transport/ports.h"
 
 #include <algorithm>
@@ -201,10 +202,8 @@ int runLocalCluster(const LocalClusterOptions &options) {
   auto toldTheEntry = [](int status) { // a crash signal: the member's handler told the entry
     if (WIFEXITED(status))
       return WEXITSTATUS(status) == 2;
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
-      if (WTERMSIG(status) == sig)
-        return true;
-    return false;
+    return std::find(std::begin(kCrashSignals), std::end(kCrashSignals), WTERMSIG(status)) !=
+           std::end(kCrashSignals);
   };
   auto running = [&] {
     for (auto &c : children)
