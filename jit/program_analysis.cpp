@@ -183,14 +183,47 @@ std::string joinNames(const std::vector<std::string> &names) {
   return names.empty() ? "none" : llvm::join(names, ", ");
 }
 
+// A variable that holds pointers to a GPin type (or an array of them): its memory, the type.
+struct GPinVariable {
+  const llvm::Value *memory;
+  std::string type;
+  bool array;
+};
+
+std::optional<GPinVariable> gpinVariable(const llvm::Value *memory, const llvm::DIVariable *var,
+                                         const TaggedTypes &gpin) {
+  std::set<const llvm::DIType *> seen;
+  auto type = var ? findTagged(var->getType(), gpin, seen) : std::nullopt;
+  if (!type)
+    return std::nullopt;
+  auto *composite = dyn_cast_or_null<llvm::DICompositeType>(strip(var->getType()));
+  return GPinVariable{memory, *type,
+                      composite && composite->getTag() == llvm::dwarf::DW_TAG_array_type};
+}
+
+// The module's global variables that hold GPin pointers (found once for every function).
+std::vector<GPinVariable> gpinGlobals(const llvm::Module &m, const TaggedTypes &gpin) {
+  std::vector<GPinVariable> found;
+  for (const llvm::GlobalVariable &g : m.globals()) {
+    llvm::SmallVector<llvm::DIGlobalVariableExpression *, 1> infos;
+    g.getDebugInfo(infos);
+    for (const llvm::DIGlobalVariableExpression *info : infos)
+      if (auto v = gpinVariable(&g, info->getVariable(), gpin))
+        found.push_back(std::move(*v));
+  }
+  return found;
+}
+
 // The GPin types whose objects a function reaches through a local variable (its parameters are
-// its signature's): it dereferences the pointer, frees it, or gives it to anything but a
-// comparison, another local or global variable (holding a handle), or a function of the program
-// whose parameter there names a GPin type and which is not DIST_LOCAL (that function handles the
-// object where the object lives). Elsewhere than on their node such a pointer is a handle, not
-// an address: the function handles the objects and joins their group. `takes_gpin(callee, k)`:
-// whether parameter k of `callee` names a GPin type. Arrays of such pointers count too.
+// its signature's) or one of `globals`: it dereferences the pointer, frees it, or gives it to
+// anything but a comparison, another local or global variable (holding a handle), or a
+// function of the program whose parameter there names a GPin type and which is not DIST_LOCAL
+// (that function handles the object where the object lives). Elsewhere than on their node such
+// a pointer is a handle, not an address: the function handles the objects and joins their
+// group. `takes_gpin(callee, k)`: whether parameter k of `callee` names a GPin type. Arrays of
+// such pointers count too.
 void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
+                       const std::vector<GPinVariable> &globals,
                        const std::function<bool(const llvm::Function *, unsigned)> &takes_gpin,
                        std::set<std::string> &out) {
   auto onlyHeld = [&](const llvm::LoadInst &pointer) {
@@ -212,8 +245,8 @@ void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
     }
     return true;
   };
-  // The pointers read from a variable's memory: loads of it, and for an array, loads of its
-  // elements.
+  // The pointers read from a variable's memory in `f`: loads of it, and for an array, loads of
+  // its elements.
   std::function<bool(const llvm::Value *, bool, int)> touched = [&](const llvm::Value *memory,
                                                                     bool array, int depth) {
     for (const llvm::User *u : memory->users()) {
@@ -228,6 +261,10 @@ void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
     }
     return false;
   };
+  auto check = [&](const GPinVariable &v) {
+    if (!out.count(v.type) && touched(v.memory, v.array, 0))
+      out.insert(v.type);
+  };
   for (const llvm::Instruction &i : llvm::instructions(f)) {
     auto *slot = dyn_cast<llvm::AllocaInst>(&i);
     if (!slot)
@@ -238,35 +275,13 @@ void gpinObjectsInBody(const llvm::Function &f, const TaggedTypes &gpin,
       vars.push_back(d->getVariable());
     for (const llvm::DbgVariableRecord *r : llvm::findDVRDeclares(v))
       vars.push_back(r->getVariable());
-    for (const llvm::DILocalVariable *var : vars) {
-      if (var->getArg() > 0)
-        continue;
-      std::set<const llvm::DIType *> seen;
-      auto type = findTagged(var->getType(), gpin, seen);
-      if (!type || out.count(*type))
-        continue;
-      auto *composite = dyn_cast_or_null<llvm::DICompositeType>(strip(var->getType()));
-      bool array = composite && composite->getTag() == llvm::dwarf::DW_TAG_array_type;
-      if (touched(slot, array, 0))
-        out.insert(*type);
-    }
+    for (const llvm::DILocalVariable *var : vars)
+      if (var->getArg() == 0)
+        if (auto local = gpinVariable(slot, var, gpin))
+          check(*local);
   }
-  // Global variables holding such pointers: this function's reads of them count the same.
-  for (const llvm::GlobalVariable &g : f.getParent()->globals()) {
-    llvm::SmallVector<llvm::DIGlobalVariableExpression *, 1> infos;
-    g.getDebugInfo(infos);
-    for (const llvm::DIGlobalVariableExpression *info : infos) {
-      const llvm::DIGlobalVariable *var = info->getVariable();
-      std::set<const llvm::DIType *> seen;
-      auto type = var ? findTagged(var->getType(), gpin, seen) : std::nullopt;
-      if (!type || out.count(*type))
-        continue;
-      auto *composite = dyn_cast_or_null<llvm::DICompositeType>(strip(var->getType()));
-      bool array = composite && composite->getTag() == llvm::dwarf::DW_TAG_array_type;
-      if (touched(&g, array, 0))
-        out.insert(*type);
-    }
-  }
+  for (const GPinVariable &g : globals)
+    check(g);
 }
 
 } // namespace
@@ -277,6 +292,8 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   const PointerUses pointer_uses(m);
   TaggedTypes gpin, npin;
   collectTaggedTypes(m, gpin, npin);
+  const std::vector<GPinVariable> gpin_globals =
+      gpin.names.empty() ? std::vector<GPinVariable>{} : gpinGlobals(m, gpin);
 
   std::set<const llvm::Function *> ctors;
   for (const char *name : {"llvm.global_ctors", "llvm.global_dtors"})
@@ -347,7 +364,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     }
     if (!gpin.names.empty())
       gpinObjectsInBody(
-          *fa.fn, gpin,
+          *fa.fn, gpin, gpin_globals,
           [&](const llvm::Function *callee, unsigned k) {
             auto it = index.find(callee);
             if (it == index.end() || facts[it->second].ann.local)
