@@ -97,6 +97,61 @@ private:
   std::size_t pos_ = 0;
 };
 
+// One parameter's field in an argument blob (the layout in remote_call.h).
+struct Field {
+  bool present = false; ///< pointer kinds: the pointer was not null (others: always true)
+  const std::uint8_t *data = nullptr; ///< the bytes carried, inside the blob
+  std::uint64_t bytes = 0;
+};
+
+// Reads the field of `p` from an argument blob: the one place that decodes the layout
+// encodeCall writes (the serving node's decoder and the caller's look at what it sent both
+// read through it). False where the blob does not hold what the plan says.
+bool readField(Reader &in, const RemoteSignature &sig, const ValuePlan &p, Field &f) {
+  f = {};
+  switch (p.kind) {
+  case MarshalKind::Integer:
+  case MarshalKind::Float:
+  case MarshalKind::GPinHandle:
+  case MarshalKind::StructByValue:
+    f.present = true;
+    if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
+      f.bytes = p.size;
+    } else {
+      for (unsigned arg : p.ir_args)
+        f.bytes += sig.ir_arg_sizes[arg];
+    }
+    if (p.kind == MarshalKind::GPinHandle && f.bytes != sizeof(std::uint64_t))
+      return false;
+    f.data = in.take(f.bytes);
+    return f.data != nullptr || f.bytes == 0; // an empty blob has no address
+  case MarshalKind::CString:
+  case MarshalKind::BufferIn:
+  case MarshalKind::BufferInOut:
+  case MarshalKind::BufferOut:
+  case MarshalKind::StructPtrIn:
+  case MarshalKind::StructPtrInOut: {
+    std::uint8_t present = 0;
+    if (!in.readU8(present) || present > 1)
+      return false;
+    f.present = present == 1;
+    if (!f.present || p.kind == MarshalKind::BufferOut) // its size follows from the count
+      return true;
+    if (!in.readU64(f.bytes) || f.bytes > maxCallBytes())
+      return false;
+    if ((p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut) &&
+        f.bytes != p.size)
+      return false;
+    f.data = in.take(f.bytes);
+    return f.data != nullptr || f.bytes == 0;
+  }
+  case MarshalKind::Void:
+  case MarshalKind::Unmarshalable:
+    break;
+  }
+  return false;
+}
+
 // Storage for one decoded call on the serving side, aligned for any value type. Blocks are
 // kept between calls (large ones would otherwise be fresh mmap'd pages, zeroed by the kernel
 // on every call); reset() hands them out again. Not zeroed: inputs are overwritten, out-only
@@ -354,15 +409,16 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   std::vector<const std::uint8_t *> in_data(sig.params.size(), nullptr); // inside `data`
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
-    bool ok = true;
+    Field f;
+    if (!readField(in, sig, p, f)) {
+      error = "malformed arguments for `" + sig.name + "` at parameter `" + p.name + "`";
+      return false;
+    }
     switch (p.kind) {
     case MarshalKind::GPinHandle: {
       std::uint64_t id = 0;
       void *object = nullptr;
-      if (!in.readU64(id)) {
-        ok = false;
-        break;
-      }
+      std::memcpy(&id, f.data, sizeof id);
       if (!handles.resolve(id, object)) {
         error = "`" + sig.name + "` not run: parameter `" + p.name + "` is handle " +
                 std::to_string(id) + ", which this node never issued";
@@ -376,58 +432,46 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     case MarshalKind::StructByValue:
       if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
         void *copy = arena.alloc(p.size);
-        ok = in.read(copy, p.size);
+        if (p.size > 0)
+          std::memcpy(copy, f.data, p.size);
         setPointer(p.ir_args[0], copy);
         break;
       }
-      for (unsigned arg : p.ir_args)
-        ok = ok && in.read(slots[arg], sig.ir_arg_sizes[arg]);
+      for (std::size_t at = 0; unsigned arg : p.ir_args) {
+        if (sig.ir_arg_sizes[arg] > 0)
+          std::memcpy(slots[arg], f.data + at, sig.ir_arg_sizes[arg]);
+        at += sig.ir_arg_sizes[arg];
+      }
       break;
     case MarshalKind::CString:
     case MarshalKind::BufferIn:
     case MarshalKind::BufferInOut:
     case MarshalKind::BufferOut:
     case MarshalKind::StructPtrIn:
-    case MarshalKind::StructPtrInOut: {
-      std::uint8_t present = 0;
-      ok = in.readU8(present) && present <= 1;
+    case MarshalKind::StructPtrInOut:
       setPointer(p.ir_args[0], nullptr); // a null pointer arrives as null, not as stale bytes
-      if (!ok || !present)
+      if (!f.present)
         break;
       if (p.kind == MarshalKind::BufferOut) {
         out_present[i] = true;
         break;
       }
-      std::uint64_t bytes = 0;
-      ok = in.readU64(bytes) && bytes <= maxCallBytes();
-      if (ok && (p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut))
-        ok = bytes == p.size;
-      const std::uint8_t *src = ok ? in.take(bytes) : nullptr;
-      if (!src) {
-        ok = false;
-        break;
-      }
       in_present[i] = true;
-      in_bytes[i] = bytes;
-      in_data[i] = src;
+      in_bytes[i] = f.bytes;
+      in_data[i] = f.data;
       out_present[i] = copiesOut(p.kind);
       if (p.kind == MarshalKind::CString) { // its own copy: the string gets its NUL
-        auto *copy = static_cast<std::uint8_t *>(arena.alloc(bytes + 1));
-        std::memcpy(copy, src, bytes);
-        copy[bytes] = 0;
+        auto *copy = static_cast<std::uint8_t *>(arena.alloc(f.bytes + 1));
+        if (f.bytes > 0)
+          std::memcpy(copy, f.data, f.bytes);
+        copy[f.bytes] = 0;
         pointers[i] = copy;
         setPointer(p.ir_args[0], copy);
       }
       break;
-    }
     case MarshalKind::Void:
     case MarshalKind::Unmarshalable:
-      ok = false;
-      break;
-    }
-    if (!ok) {
-      error = "malformed arguments for `" + sig.name + "` at parameter `" + p.name + "`";
-      return false;
+      break; // readField refused them
     }
   }
   if (!in.done()) {
@@ -621,40 +665,9 @@ bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data, std::s
     std::uint64_t bytes = 0;
   };
   auto skipSent = [&](const ValuePlan &p) -> Held {
-    if (!diffing)
-      return {};
-    const std::uint8_t *held = nullptr;
-    std::uint8_t present = 0;
-    std::uint64_t bytes = 0;
-    switch (p.kind) {
-    case MarshalKind::Integer:
-    case MarshalKind::Float:
-    case MarshalKind::GPinHandle:
-    case MarshalKind::StructByValue:
-      if (p.kind == MarshalKind::StructByValue && isByval(sig, p)) {
-        diffing = was.take(p.size) != nullptr;
-        break;
-      }
-      for (unsigned arg : p.ir_args)
-        diffing = diffing && was.take(sig.ir_arg_sizes[arg]) != nullptr;
-      break;
-    case MarshalKind::CString:
-    case MarshalKind::BufferIn:
-    case MarshalKind::BufferInOut:
-    case MarshalKind::BufferOut:
-    case MarshalKind::StructPtrIn:
-    case MarshalKind::StructPtrInOut:
-      diffing = was.readU8(present);
-      if (!diffing || !present || p.kind == MarshalKind::BufferOut)
-        break;
-      diffing = was.readU64(bytes) && (held = was.take(bytes)) != nullptr;
-      break;
-    case MarshalKind::Void:
-    case MarshalKind::Unmarshalable:
-      diffing = false;
-      break;
-    }
-    return diffing && held ? Held{held, bytes} : Held{};
+    Field f;
+    diffing = diffing && readField(was, sig, p, f);
+    return diffing && f.present && copiesOut(p.kind) ? Held{f.data, f.bytes} : Held{};
   };
 
   bool ok = true;
