@@ -1,11 +1,13 @@
 // reply_decoder_fuzz.cpp - libFuzzer target: the calling side's decoding of a reply blob
 // (jit::unmarshalReply) into the caller's result and out-buffers, for signatures covering
 // every marshaling kind. The first byte picks the signature and the call's element count;
-// the rest is the reply as it would arrive.
+// the rest is the reply as it would arrive. The caller's own argument blob goes with it, as a
+// real call passes it: in-out arguments are written as the bytes that differ from it.
 #include "fuzz/marshal_signatures.h"
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
   using namespace distnode;
@@ -29,13 +31,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
                *p_state = state;
     void *slots[12] = {&a,     &b,     &c[0],  &c[1],    &p_s,    &p_in,
                        &p_out, &p_acc, &p_cfg, &p_state, &handle, &n};
-    (void)jit::unmarshalReply(every, data + 1, size - 1, slots, ret, error);
+    std::vector<std::uint8_t> sent;
+    if (!jit::marshalCall(every, slots, sent, error))
+      __builtin_trap(); // the caller's own arguments always marshal
+    (void)jit::unmarshalReply(every, data + 1, size - 1, slots, ret, error, sent.data(),
+                              sent.size());
   } else {
     std::uint8_t result[40] = {}, v[40] = {};
     std::int16_t k = 0;
     void *p_result = result, *p_v = v;
     void *slots[3] = {&p_result, &p_v, &k};
-    (void)jit::unmarshalReply(byval, data + 1, size - 1, slots, ret, error);
+    std::vector<std::uint8_t> sent;
+    if (!jit::marshalCall(byval, slots, sent, error))
+      __builtin_trap();
+    (void)jit::unmarshalReply(byval, data + 1, size - 1, slots, ret, error, sent.data(),
+                              sent.size());
   }
   return 0;
 }
