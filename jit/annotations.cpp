@@ -6,6 +6,8 @@
 #include "llvm/IR/GlobalVariable.h"
 #include "llvm/IR/Module.h"
 
+#include <algorithm>
+
 namespace distnode::jit {
 
 using llvm::dyn_cast;
@@ -86,7 +88,19 @@ readAnnotations(const llvm::Module &m, std::vector<Diagnostic> &errors) {
       b.count = text.substr(second + 1);
       std::string upper = kind == "in" ? "IN" : kind == "out" ? "OUT" : "INOUT";
       b.spelling = "DIST_" + upper + "(" + b.param + ", " + b.count + ")";
-      a.buffers.push_back(std::move(b));
+      auto same = std::find_if(a.buffers.begin(), a.buffers.end(),
+                               [&](const BufferAnnotation &o) { return o.param == b.param; });
+      if (same == a.buffers.end()) {
+        a.buffers.push_back(std::move(b));
+      } else if (same->count != b.count) {
+        fail("`" + b.param + "` is annotated twice with different counts, " + same->spelling +
+             " and " + b.spelling + "; keep one annotation (DIST_INOUT for a buffer read and " +
+             "written)");
+      } else if (same->dir != b.dir) { // DIST_IN and DIST_OUT of one buffer: read and written
+        same->dir = BufferDir::InOut;
+        same->spelling = "DIST_INOUT(" + b.param + ", " + b.count + ")";
+      } // the same annotation again (on another declaration, say): nothing new
+
     } else {
       fail("unknown distnode annotation `" + text + "`; see include/dist.h for the list");
     }

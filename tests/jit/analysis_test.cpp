@@ -510,6 +510,8 @@ TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
       {"bad_huge_count", 3, "the count `99999999999999999999999` does not fit in 64 bits"},
       {"bad_lb_global", 3, "DIST_LOADBALANCED, but it uses mutable global `calls`"},
       {"bad_lb_io", 3, "DIST_LOADBALANCED, but it does I/O (calls `printf`)"},
+      {"bad_twice", 3,
+       "`v` is annotated twice with different counts, DIST_IN(v, n) and DIST_OUT(v, 4)"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.fixture);

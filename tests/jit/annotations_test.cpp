@@ -65,6 +65,17 @@ TEST(Annotations, BufferAnnotationsKeepTheirSpelling) {
     }
 }
 
+// DIST_IN and DIST_OUT of one buffer (here on two declarations): it is read and written.
+TEST(Annotations, InAndOutOfOneBufferMakeItInOut) {
+  Read r("write_back");
+  EXPECT_TRUE(r.errors.empty());
+  const FunctionAnnotations *a = r.of("sum_and_double");
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->buffers.size(), 1u);
+  EXPECT_EQ(a->buffers[0].dir, BufferDir::InOut);
+  EXPECT_EQ(a->buffers[0].spelling, "DIST_INOUT(v, n)");
+}
+
 TEST(Annotations, AnUnknownParameterIsLeftToTheMarshalingPlan) {
   // The annotation names `len`, which is not a parameter: reading it is fine, the plan
   // reports it (program_analysis.cpp), with the annotation's spelling.
