@@ -18,7 +18,6 @@
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h"
-#include "llvm/ExecutionEngine/Orc/TargetProcess/TargetExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/ThreadSafeModule.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LLVMContext.h"
@@ -35,6 +34,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -494,6 +494,15 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
   session_pid.store(getpid(), std::memory_order_relaxed);
   auto impl = std::make_unique<Impl>();
   impl->path = program.path;
+  // What the C library names the program by (assert(), err(), error()): the program, not
+  // distnode. Set once per process, for every node's copy alike; never freed, as the library
+  // may hold it.
+  static std::once_flag named;
+  std::call_once(named, [&] {
+    program_invocation_name = strdup(program.path.c_str());
+    const char *slash = std::strrchr(program_invocation_name, '/');
+    program_invocation_short_name = slash ? const_cast<char *>(slash + 1) : program_invocation_name;
+  });
 
   // The generic CPU of the process's triple (no host-specific features such as FMA): the same
   // code and the same floating-point results on every node, and as a native `clang -O2` build.
@@ -940,7 +949,7 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
   auto main_addr = j.lookup("main");
   if (!main_addr)
     return main_addr.takeError();
-  auto *main_fn = main_addr->toPtr<int (*)(int, char *[])>();
+  auto *main_fn = main_addr->toPtr<int (*)(int, char *[], char *[])>();
 
   JitSession *expected = nullptr;
   if (!running_session.compare_exchange_strong(expected, this))
@@ -961,7 +970,15 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
     running_session = nullptr;
     return err;
   }
-  int code = orc::runAsMain(main_fn, args, llvm::StringRef(impl_->path));
+  // As a C runtime calls it: argv[0] is the program (its bitcode), argv[argc] is null, and the
+  // environment comes third (a main of one or two parameters ignores what it does not name).
+  std::vector<std::string> argv_text = {impl_->path};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char *> argv;
+  for (auto &a : argv_text)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int code = main_fn(static_cast<int>(argv_text.size()), argv.data(), environ);
   running_deinit = nullptr;
   running_session = nullptr;
   llvm::Error deinit = j.deinitialize(jd);

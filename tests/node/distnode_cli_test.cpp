@@ -54,6 +54,18 @@ TEST(DistnodeCli, UnresolvedExternalSymbolNamesSymbolAndUser) {
                      "unresolved external symbol `mystery_function` (used by `main`)");
 }
 
+// main gets argc, argv (null-terminated) and the environment, as from a C runtime; the C
+// library names the program by its bitcode (assert() and err() print that name).
+TEST(DistnodeCli, MainGetsArgumentsAndTheEnvironment) {
+  setenv("MAIN_ENV_TEST", "yes", 1);
+  auto r = runProcess({kDistnode, fixture("main_env"), "--", "first"});
+  unsetenv("MAIN_ENV_TEST");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "argc 2 argv[1] first argv[argc] null envp is environ 1\n"
+                   "MAIN_ENV_TEST=yes\n"
+                   "named fixture_main_env.bc\n");
+}
+
 TEST(DistnodeCli, BadAnnotationRefusesToRunWithFileAndLine) {
   expectOneLineError(runProcess({kDistnode, fixture("bad_in_param")}),
                      "bad_in_param.c:3: function `mean`: DIST_IN(values, n)");
