@@ -15,6 +15,7 @@ nlohmann::json adminRequest(zmq::context_t &context, const std::string &endpoint
     zmq::socket_t socket(context, zmq::socket_type::dealer);
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::maxmsgsize, std::int64_t(64) << 20);
+    socket.set(zmq::sockopt::ipv6, 1);
     socket.connect(endpoint);
     std::string text = request.dump();
     socket.send(zmq::buffer(text), zmq::send_flags::none);

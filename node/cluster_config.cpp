@@ -31,6 +31,9 @@ namespace {
 
 // A timeout beyond a day is a mistake (and would overflow the deadline arithmetic).
 constexpr long kMaxTimeoutMs = 24L * 60 * 60 * 1000;
+// The most CPUs a node may claim: it starts a worker thread for each (and the call server at
+// most 1024 in all, the rest for threads whose calls wait).
+constexpr int kMaxCpuCapacity = 512;
 // Heartbeats go out five times per timeout; much faster than this is noise, not safety.
 constexpr long kMinHeartbeatTimeoutMs = 100;
 
@@ -74,8 +77,13 @@ public:
 
   void onlyKeys(const YAML::Node &map, const std::string &field,
                 const std::set<std::string> &allowed) const {
+    std::set<std::string> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
       std::string key = it->first.Scalar();
+      // YAML forbids a key twice in one map; the parser keeps one of them silently.
+      if (!seen.insert(key).second)
+        fail(it->first, field.empty() ? key : field + "." + key,
+             "given twice; keep one `" + key + "`");
       if (!allowed.count(key)) {
         std::string list;
         for (const auto &a : allowed)
@@ -176,8 +184,10 @@ public:
       }
       unique(n["control"] ? n["control"] : n["call"], field + ".control", node.control_endpoint,
              n["control"] ? "" : " (by default the call port + 1)");
-      if (n["admin"])
+      if (n["admin"]) {
         endpoint(n["admin"], field + ".admin", node.admin_endpoint);
+        unique(n["admin"], field + ".admin", node.admin_endpoint, "");
+      }
       if (YAML::Node cap = n["capacity"]) {
         if (!cap.IsMap())
           fail(cap, field + ".capacity", "expected a map such as `{cpu: 2.0}`");
@@ -190,6 +200,9 @@ public:
           }
           if (!(node.cpu_capacity > 0))
             fail(cap["cpu"], field + ".capacity.cpu", "must be positive");
+          if (node.cpu_capacity > kMaxCpuCapacity) // a node starts this many workers
+            fail(cap["cpu"], field + ".capacity.cpu",
+                 "must be at most " + std::to_string(kMaxCpuCapacity));
         }
       }
       if (n["long_calls"]) {

@@ -1649,7 +1649,10 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     }
   } catch (const zmq::error_t &e) {
     return fail(config.path + ":" + std::to_string(me.line) + ": node `" + me.name +
-                "`: cannot bind " + endpoint + ": " + e.what() + " (is another process using it?)");
+                "`: cannot bind " + endpoint + ": " + e.what() +
+                (e.num() == EADDRINUSE      ? " (is another process using it?)"
+                 : e.num() == EADDRNOTAVAIL ? " (is it an address of this machine?)"
+                                            : ""));
   }
   return std::unique_ptr<ClusterNode>(new ClusterNode(std::move(impl)));
 }

@@ -260,6 +260,7 @@ void configureSocket(zmq::socket_t &socket, std::int64_t max_message_bytes) {
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
   socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
+  socket.set(zmq::sockopt::ipv6, 1); // tcp://[::1]:port as well as IPv4 addresses
 }
 
 } // namespace distnode::transport

@@ -117,6 +117,17 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
        "c.yaml:2: join_timeout_ms: expected a whole number of milliseconds"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', capacity: {cpu: -1}}\n",
        "c.yaml:3: nodes[0].capacity.cpu: must be positive"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', capacity: {cpu: 1e9}}\n",
+       "c.yaml:3: nodes[0].capacity.cpu: must be at most 512"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', admin: 'tcp://h:2'}\n",
+       "c.yaml:3: nodes[0].admin: endpoint `tcp://h:2` is also nodes[0].control (by default the "
+       "call port + 1); give each its own"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', admin: 'ipc:///tmp/a'}\n"
+       "  - {name: b, call: 'tcp://h:3', admin: 'ipc:///tmp/a'}\n",
+       "c.yaml:4: nodes[1].admin: endpoint `ipc:///tmp/a` is also nodes[0].admin; give each its "
+       "own"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\ncluster: y\n",
+       "c.yaml:4: cluster: given twice; keep one `cluster`"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', long_calls: low}\n",
        "c.yaml:3: nodes[0].long_calls: `low` is neither `background` nor `normal`"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nplacement:\n  f: b\n",

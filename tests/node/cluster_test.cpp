@@ -266,6 +266,29 @@ JoinedRun runJoined(const std::string &config, const std::string &bc, int nodes,
   return run;
 }
 
+// Endpoints may be IPv6 addresses: a cluster on ::1 runs as on 127.0.0.1.
+TEST(Cluster, RunsOnIpv6Endpoints) {
+  int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 any{};
+  any.sin6_family = AF_INET6;
+  any.sin6_addr = in6addr_loopback;
+  const bool has_ipv6 =
+      probe >= 0 && bind(probe, reinterpret_cast<sockaddr *>(&any), sizeof any) == 0;
+  if (probe >= 0)
+    close(probe);
+  if (!has_ipv6)
+    GTEST_SKIP() << "this machine has no IPv6 loopback";
+  std::string yaml = std::regex_replace(clusterConfig(2, 10000), std::regex("127\\.0\\.0\\.1"),
+                                        "[::1]");
+  std::string config = writeTempFile("ipv6.yaml", yaml);
+  auto [entry, members] = runJoined(config, fixture("threads") + ".bc", 2,
+                                    {"--placement", "scatter"}, {}, std::chrono::seconds(60));
+  auto native = runProcess({fixture("threads") + ".native"});
+  EXPECT_EQ(entry.exit_code, 0) << entry.err;
+  EXPECT_EQ(entry.out, native.out);
+  EXPECT_EQ(members[0].exit_code, 0) << members[0].err;
+}
+
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
   std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
   expectOneLineError(
