@@ -237,6 +237,10 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
       int to = nodeOf("node");
       if (!error.empty())
         return adminError(error);
+      // The operator's pin holds until unpinned (the planner would move the unit back).
+      if (int pin = v.units[unit].pinned_by_operator; pin >= 0 && pin != to)
+        return adminError("`" + v.units[unit].name + "` is pinned to " + v.nodes[pin] +
+                          " by the operator; `unpin " + v.units[unit].name + "` first");
       return outcomeJson(loop.move(unit, to), v);
     }
     if (command == "pin" || command == "unpin") {
@@ -290,12 +294,11 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
           o.hysteresis = value;
           continue;
         }
-        if (!(value >= 1 && value <= 86400000))
-          return adminError("`set`: \"" + it.key() + "\" must be from 1 to 86400000 (ms)");
+        const double least = it.key() == "interval_ms" ? kMinAdaptIntervalMs : 1;
+        if (!(value >= least && value <= 86400000) || value != std::floor(value))
+          return adminError("`set`: " + it.key() + " must be a whole number of milliseconds from " +
+                            std::to_string(static_cast<long>(least)) + " to 86400000");
         if (it.key() == "interval_ms") {
-          if (value < kMinAdaptIntervalMs)
-            return adminError("`set`: interval_ms must be at least " +
-                              std::to_string(kMinAdaptIntervalMs));
           o.interval = std::chrono::milliseconds(static_cast<long>(value));
         } else if (it.key() == "cooldown_ms") {
           o.cooldown_s = value / 1000;

@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -218,6 +219,14 @@ int main(int argc, char **argv) {
   } catch (const CLI::ParseError &e) {
     return fail(std::string(e.what()) + "; see distctl --help");
   }
+
+  static const std::set<std::string> kCommands = {
+      "status", "placement", "profile", "history", "graph", "repartition", "move", "pin",
+      "unpin",  "drain",     "undrain", "freeze",  "thaw",  "set",         "top"};
+  if (!kCommands.count(words.front()))
+    return fail("unknown command `" + words.front() +
+                "`; the commands are status, placement, profile, history, graph, repartition, "
+                "move, pin, unpin, drain, undrain, freeze, thaw, set, top");
 
   if (endpoint.empty()) {
     if (cluster.empty())

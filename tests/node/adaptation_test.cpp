@@ -352,6 +352,12 @@ TEST(Admin, EveryCommandFromDistctl) {
       EXPECT_EQ(u["pinned_to"], "n1");
     }
   }
+  // A pinned unit moves only where it is pinned (the planner would move it back).
+  ProcessResult pinned_move = c.ctl({"move", "driver", "n2"});
+  EXPECT_EQ(pinned_move.exit_code, 1);
+  EXPECT_EQ(pinned_move.err,
+            "distctl: error: `driver` is pinned to n1 by the operator; `unpin driver` first\n");
+  EXPECT_EQ(nodeOf(c.ctlJson({"placement"}), "driver"), "n1");
   EXPECT_EQ(c.ctlJson({"unpin", "driver"})["pinned_to"], nullptr);
 
   // A load-balanced unit: its replicas (on every node until the profile says otherwise) and
@@ -429,7 +435,10 @@ TEST(Admin, EveryCommandFromDistctl) {
            {{"set", "speed=3"},
             "`set` has no setting \"speed\"; it takes interval_ms, hysteresis, cooldown_ms, "
             "half_life_ms"},
-           {{"set", "interval_ms=10"}, "`set`: interval_ms must be at least 50"}}) {
+           {{"set", "interval_ms=10"},
+            "`set`: interval_ms must be a whole number of milliseconds from 50 to 86400000"},
+           {{"set", "cooldown_ms=500.5"},
+            "`set`: cooldown_ms must be a whole number of milliseconds from 1 to 86400000"}}) {
     ProcessResult r = c.ctl(args);
     EXPECT_EQ(r.exit_code, 1) << args[0];
     EXPECT_EQ(r.err, "distctl: error: " + error + "\n");
@@ -520,6 +529,12 @@ TEST(Distctl, UnreachableOrUnconfiguredIsOneLineExitTwo) {
   EXPECT_EQ(unconfigured.err, "distctl: error: " + yaml +
                                   ":3: node `a` has no `admin:` endpoint; add one, e.g. admin: "
                                   "ipc:///run/distnode/a.admin\n");
+  ProcessResult unknown =
+      runProcess({kDistctl, "--endpoint", "ipc:///nonexistent/x.admin", "bogus"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_EQ(unknown.err, "distctl: error: unknown command `bogus`; the commands are status, "
+                         "placement, profile, history, graph, repartition, move, pin, unpin, "
+                         "drain, undrain, freeze, thaw, set, top\n");
   ProcessResult neither = runProcess({kDistctl, "status"});
   EXPECT_EQ(neither.exit_code, 2);
   EXPECT_EQ(neither.err,

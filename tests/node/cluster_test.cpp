@@ -278,8 +278,8 @@ TEST(Cluster, RunsOnIpv6Endpoints) {
     close(probe);
   if (!has_ipv6)
     GTEST_SKIP() << "this machine has no IPv6 loopback";
-  std::string yaml = std::regex_replace(clusterConfig(2, 10000), std::regex("127\\.0\\.0\\.1"),
-                                        "[::1]");
+  std::string yaml =
+      std::regex_replace(clusterConfig(2, 10000), std::regex("127\\.0\\.0\\.1"), "[::1]");
   std::string config = writeTempFile("ipv6.yaml", yaml);
   auto [entry, members] = runJoined(config, fixture("threads") + ".bc", 2,
                                     {"--placement", "scatter"}, {}, std::chrono::seconds(60));
