@@ -64,7 +64,17 @@ int running_exit_code = 0;
 // The process that made the session; another one is a child made by fork().
 std::atomic<pid_t> session_pid{0};
 
+// Where exit() goes in a process that does not run main (a member node): the node that does.
+std::function<void(int)> exit_elsewhere;
+
 [[noreturn]] void programExit(int code) {
+  // The program is one process: its exit runs where main runs (its atexit handlers, its
+  // buffered output), and ends every node. A forked child's exit is its own.
+  if (!running_session.load() && exit_elsewhere &&
+      getpid() == session_pid.load(std::memory_order_relaxed)) {
+    exit_elsewhere(code);
+    std::abort(); // exit_elsewhere does not return
+  }
   running_exit_code = code;
   // exit() from several threads at once is undefined in C too; the first one wins here.
   static std::once_flag once;
@@ -850,6 +860,12 @@ void JitSession::setHandleTag(std::uint16_t tag) {
 }
 
 void JitSession::setExitHook(std::function<void(int)> hook) { impl_->exit_hook = std::move(hook); }
+
+void JitSession::setExitElsewhere(std::function<void(int)> forward) {
+  exit_elsewhere = std::move(forward);
+}
+
+void JitSession::exitProgram(int code) { programExit(code); }
 
 llvm::Expected<void *> JitSession::lookup(const std::string &name) {
   auto addr = impl_->jit->lookup(name);

@@ -101,6 +101,12 @@ public:
   void setHandleTag(std::uint16_t tag);
   /// Runs (on the exiting thread) when the program calls exit(), before its atexit handlers.
   void setExitHook(std::function<void(int code)> hook);
+  /// On a node that does not run main: what the program's exit(code) does instead (it must not
+  /// return), e.g. ask the node that runs main to exit. Not in a child made by fork().
+  void setExitElsewhere(std::function<void(int code)> forward);
+  /// Runs the program's exit(code) here, as if main's process called it (from any thread):
+  /// atexit handlers, static destructors, the exit hook, then the process ends.
+  [[noreturn]] void exitProgram(int code);
 
   /// The gates of the units whose state can migrate (unit_gate.h): every call of their
   /// functions on this node enters through them.

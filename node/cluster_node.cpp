@@ -299,7 +299,8 @@ struct ClusterNode::Impl {
   std::vector<Clock::time_point> last_seen; ///< entry: last control message of each node
   std::string join_failure;
   std::vector<std::function<void()>> stop_hooks;
-  bool shut_down = false;                            ///< entry: Shutdown sent; silence is expected
+  bool shut_down = false;  ///< entry: Shutdown sent; silence is expected
+  bool exit_asked = false; ///< entry: a member's program called exit(); the program ends here
   std::deque<std::pair<int, zmq::message_t>> outbox; ///< entry: control messages to send
   std::map<std::uint64_t, std::pair<int, std::promise<Ack>>> pending; ///< entry: by call id
   std::deque<PlaceJob> place_jobs;     ///< entry: the coordinator's Placements to run
@@ -830,6 +831,20 @@ struct ClusterNode::Impl {
         promise->set_value({false, "node `" + nodeName(node) + "` answered: " + errorText(*e)});
       break;
     }
+    case wire::Body::Exit: { // a member's program called exit(): the program ends here
+      const int code = e->body_as_Exit()->exit_code();
+      bool first = false;
+      {
+        std::lock_guard lock(mu);
+        first = !shut_down && !exit_asked;
+        exit_asked = true;
+      }
+      if (first) { // on a thread of its own: the exit stops the cluster through this thread
+        spdlog::info("the program called exit({}) on node `{}`", code, nodeName(node));
+        std::thread([s = session, code] { s->exitProgram(code); }).detach();
+      }
+      break;
+    }
     case wire::Body::Shutdown: { // a member that fails says why (a crash: the signal's code)
       const wire::Shutdown &s = *e->body_as_Shutdown();
       if (s.exit_code() == 0 || !s.reason() || s.reason()->size() == 0) {
@@ -1115,6 +1130,20 @@ struct ClusterNode::Impl {
       to_entry.push_back(std::move(message));
     }
     wake();
+  }
+
+  // A member whose program called exit(code): the program is one process, so its exit runs on
+  // the entry node (main's atexit handlers and buffered output are there), which then stops
+  // every node, this one included. The calling thread (and any other that exits meanwhile)
+  // waits for that; if the entry is gone, the heartbeats end this node.
+  [[noreturn]] void exitOnEntry(int code) {
+    static std::once_flag told;
+    std::call_once(told, [&] {
+      spdlog::info("the program called exit({}) here: the entry node ends it", code);
+      tellEntry(transport::makeExit(next_call_id++, code));
+    });
+    while (true)
+      ::pause();
   }
 
   // A member that stops: no answer will come to what other threads wait for.
@@ -1751,6 +1780,7 @@ llvm::Expected<int> ClusterNode::runMember() {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   n.installCrashHandlers();
+  n.session->setExitElsewhere([&n](int code) { n.exitOnEntry(code); });
   auto joined = n.join();
   if (!joined)
     return joined.takeError();

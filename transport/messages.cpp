@@ -69,6 +69,8 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
     return e.body_as_Round()->call_id();
   case wire::Body::Placed:
     return e.body_as_Placed()->call_id();
+  case wire::Body::Exit:
+    return e.body_as_Exit()->call_id();
   default:
     return 0;
   }
@@ -163,6 +165,12 @@ zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
   auto shares = b.CreateVectorOfStructs(replicas);
   auto body = wire::CreatePlacement(b, call_id, epoch, list, shares);
   return finishEnvelope(b, wire::Body::Placement, body.Union());
+}
+
+zmq::message_t makeExit(std::uint64_t call_id, std::int32_t exit_code) {
+  flatbuffers::FlatBufferBuilder b(64);
+  auto body = wire::CreateExit(b, call_id, exit_code);
+  return finishEnvelope(b, wire::Body::Exit, body.Union());
 }
 
 zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,

@@ -89,7 +89,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // A child made by fork() runs its calls itself and exits alone.
                       ScatterRun{"fork", fixture("fork"), {}},
                       // A GPin object that main reads and frees itself.
-                      ScatterRun{"gpin_touch", fixture("gpin_touch"), {}}),
+                      ScatterRun{"gpin_touch", fixture("gpin_touch"), {}},
+                      // exit() on another node ends the program where main runs.
+                      ScatterRun{"member_exit", fixture("member_exit"), {}, 2}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
