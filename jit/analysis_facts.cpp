@@ -60,7 +60,13 @@ bool isSafeExternal(llvm::StringRef name) {
       // formatting into memory only
       "sprintf", "snprintf", "vsnprintf", "vsprintf", "sscanf", "__isoc99_sscanf",
       // errno lives in thread-local storage of the node that runs the call
-      "__errno_location"};
+      "__errno_location",
+      // the compiler's own arithmetic helpers (complex multiply and divide, 128-bit integers)
+      "__muldc3", "__divdc3", "__mulsc3", "__divsc3", "__mulxc3", "__divxc3", "__multi3",
+      "__divti3", "__modti3", "__udivti3", "__umodti3", "__powidf2", "__powisf2",
+      // complex.h
+      "cabs", "cabsf", "carg", "cargf", "csqrt", "csqrtf", "cexp", "cexpf", "clog", "clogf",
+      "cpow", "cpowf", "csin", "ccos", "ctan"};
   return kSafe.contains(name);
 }
 

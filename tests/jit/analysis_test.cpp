@@ -230,6 +230,11 @@ TEST(Analysis, LoopingFunctionWithScalarsIsPlaceable) {
   EXPECT_TRUE(f.plan_complete);
 }
 
+TEST(Analysis, CompilerArithmeticHelpersAreNoIO) {
+  const auto &f = fn("rules", "complex_power");
+  EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+}
+
 TEST(Analysis, PureExternAnnotationMakesCallSafe) {
   EXPECT_EQ(fn("rules", "uses_rand_r").placement, Placement::Placeable)
       << fn("rules", "uses_rand_r").reason;
