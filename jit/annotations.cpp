@@ -68,6 +68,9 @@ readAnnotations(const llvm::Module &m, std::vector<Diagnostic> &errors) {
       if (node.empty())
         fail("DIST_PIN(\"\") names no node; write DIST_PIN(\"node-name\") with a node of "
              "cluster.yaml");
+      else if (fn->getName() == "main")
+        fail("`main` runs on the entry node; DIST_PIN does not apply to it (name the entry "
+             "node with `entry:` in cluster.yaml)");
       else if (a.pin && *a.pin != node)
         fail("pinned twice, to `" + *a.pin + "` and `" + node + "`; keep one DIST_PIN");
       else

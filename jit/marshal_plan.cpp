@@ -68,6 +68,12 @@ ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::str
     if (buffer) {
       if (is_result)
         return unmarshalable(p, "buffer annotations apply to parameters");
+      if (gpin.has(pointee_decl))
+        errors.push_back({buffer->loc, fname,
+                          buffer->spelling + ": `" + name + "` points to DIST_GPIN type `" +
+                              renderType(pointee_decl) +
+                              "`, whose objects stay on their node and travel as handles; "
+                              "remove the annotation"});
       p.kind = buffer->dir == BufferDir::In    ? MarshalKind::BufferIn
                : buffer->dir == BufferDir::Out ? MarshalKind::BufferOut
                                                : MarshalKind::BufferInOut;
@@ -96,6 +102,10 @@ ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::str
       return unmarshalable(p, "returns a pointer (`" + p.c_type +
                                   "`); only pointers to DIST_GPIN types can be returned "
                                   "across nodes");
+    if (pointee && isa<llvm::DISubroutineType>(pointee))
+      return unmarshalable(p, "`" + p.c_type +
+                                  "` is a function pointer: a function's address means nothing "
+                                  "on another node");
     if (!pointee)
       return unmarshalable(p, "`" + p.c_type +
                                   "` has no known size; annotate it with DIST_IN/"

@@ -193,6 +193,13 @@ TEST(Analysis, VoidPointerIsUnmarshalableWithItsCType) {
   EXPECT_TRUE(contains(f.reason, "`void *`")) << f.reason;
 }
 
+TEST(Analysis, FunctionPointerParameterIsUnmarshalableWithWhy) {
+  const auto &f = fn("signal_helpers", "register_callback");
+  ASSERT_FALSE(f.params.empty());
+  EXPECT_EQ(f.params[0].kind, MarshalKind::Unmarshalable);
+  EXPECT_TRUE(contains(f.params[0].why, "is a function pointer")) << f.params[0].why;
+}
+
 TEST(Analysis, StructWithPointerByValueIsUnmarshalable) {
   const auto &f = fn("rules", "by_value_ptr");
   EXPECT_EQ(f.rule, Rule::Unmarshalable);
@@ -515,6 +522,10 @@ TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
       {"bad_huge_count", 3, "the count `99999999999999999999999` does not fit in 64 bits"},
       {"bad_lb_global", 3, "DIST_LOADBALANCED, but it uses mutable global `calls`"},
       {"bad_lb_io", 3, "DIST_LOADBALANCED, but it does I/O (calls `printf`)"},
+      {"bad_pin_main", 3, "`main` runs on the entry node; DIST_PIN does not apply to it"},
+      {"bad_gpin_buffer", 5,
+       "DIST_IN(b, 1): `b` points to DIST_GPIN type `struct box`, whose objects stay on their "
+       "node and travel as handles"},
       {"bad_twice", 3,
        "`v` is annotated twice with different counts, DIST_IN(v, n) and DIST_OUT(v, 4)"},
   };
