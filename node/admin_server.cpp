@@ -129,7 +129,7 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
         return -1;
       int index = config.nodeIndex(n);
       if (index < 0)
-        error = "no node named `" + n + "` in " + config.path;
+        error = "no node named `" + n + "` in " + config.label;
       return index;
     };
     std::vector<std::uint16_t> owners = node.owners();

@@ -133,6 +133,7 @@ public:
   ClusterConfig parse(const YAML::Node &root) {
     ClusterConfig c;
     c.path = path_;
+    c.label = path_;
     if (!root.IsMap())
       fail(root, "(top level)", "expected a map with `cluster` and `nodes`");
     onlyKeys(root, "",
@@ -384,8 +385,14 @@ std::optional<std::string> readPlacementFile(const std::string &path,
   return guarded(path, [&] {
     YAML::Node root = YAML::Load(text);
     out.clear();
+    Parser parser(path);
+    // A file written as cluster.yaml's `placement:` section, the section's key included.
+    if (root.IsMap() && root.size() == 1 && root["placement"] && root["placement"].IsMap())
+      parser.fail(root, "placement",
+                  "a --placement file maps functions to nodes at its top level (`fib: n1`), "
+                  "without the `placement:` of cluster.yaml");
     if (root.IsDefined() && !root.IsNull())
-      out = Parser(path).placement(root, "placement", nullptr);
+      out = parser.placement(root, "placement", nullptr);
   });
 }
 

@@ -76,6 +76,7 @@ struct AdaptOptions {
 /// A parsed and validated cluster.yaml.
 struct ClusterConfig {
   std::string path;
+  std::string label; ///< what messages call the cluster: its file's path, or the local cluster
   std::string name;
   std::vector<NodeConfig> nodes;
   std::string entry;       ///< the node that runs main (default: the first node)

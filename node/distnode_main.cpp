@@ -82,7 +82,7 @@ struct Options {
   long chaos_ms = 0;
   std::string coordinator = "n0"; ///< --local: the node that runs the planning loop
   bool no_adapt = false;
-  bool under_launcher = false; ///< a member started by --local: the entry reports failures
+  bool under_launcher = false; ///< a node started by --local (see --under-launcher)
   long adapt_interval_ms = 0;  // 0: cluster.yaml's
   std::string cluster_out;
   std::string log_level = "warn";
@@ -167,6 +167,12 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   auto config = loadClusterConfig(opt.join);
   if (!config)
     return reportError(config.takeError());
+  if (opt.under_launcher) { // its cluster.yaml is a temporary file the user never saw
+    config->label = "the local cluster (";
+    for (const auto &n : config->nodes)
+      config->label += (&n == &config->nodes.front() ? "" : ", ") + n.name;
+    config->label += ")";
+  }
   std::string name = opt.name.empty() ? config->entry : opt.name;
   if (auto err = distnode::node::setupLogging(name, opt.log_level, opt.log_file))
     return reportError(std::move(err));
@@ -450,8 +456,9 @@ int main(int argc, char **argv) {
                  "append distnode's log to this file instead of stderr (the program's output is "
                  "never in it)");
   app.add_flag("--under-launcher", opt.under_launcher,
-               "(set by --local for its members) when the entry node stops the cluster because "
-               "it failed, exit without a line of this node's own")
+               "(set by --local for its nodes) messages name the local cluster, not its "
+               "temporary file; a member that the entry node stops because the cluster failed "
+               "exits without a line of its own")
       ->group(""); // not for users: hidden from --help
   app.add_flag("--no-adapt", opt.no_adapt,
                "hold the placement still: no re-placement while the program runs (the "

@@ -152,8 +152,9 @@ int runLocalCluster(const LocalClusterOptions &options) {
       argv.insert(argv.end(), options.entry_flags.begin(), options.entry_flags.end());
     if (i == options.coordinator)
       argv.insert(argv.end(), options.coordinator_flags.begin(), options.coordinator_flags.end());
-    if (i > 0) // the entry's line says why the cluster failed; the members' would repeat it
-      argv.push_back("--under-launcher");
+    // Messages name the cluster, not the temporary file; and the entry's line says why the
+    // cluster failed, where the members' would repeat it.
+    argv.push_back("--under-launcher");
     argv.push_back(options.bitcode);
     argv.push_back("--");
     argv.insert(argv.end(), options.program_args.begin(), options.program_args.end());

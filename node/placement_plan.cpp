@@ -36,7 +36,7 @@ llvm::Expected<StartPlacement> planPlacement(const jit::ProgramAnalysis &analysi
       int node = config.nodeIndex(unit.pin_node);
       if (node < 0)
         return fail("`" + unit.functions.front() + "` is pinned to node `" + unit.pin_node +
-                    "` (DIST_PIN), but " + config.path +
+                    "` (DIST_PIN), but " + config.label +
                     " has no such node; add it or "
                     "change the pin");
       unit_node[u] = node;
@@ -62,7 +62,7 @@ llvm::Expected<StartPlacement> planPlacement(const jit::ProgramAnalysis &analysi
       for (const auto &[name, weight] : set) {
         int node = config.nodeIndex(name);
         if (node < 0)
-          return fail(at + ": `" + e.function + "`: no node `" + name + "` in " + config.path);
+          return fail(at + ": `" + e.function + "`: no node `" + name + "` in " + config.label);
         out.replicas[f->unit].push_back({static_cast<std::uint16_t>(node), float(weight)});
       }
       continue;
@@ -73,7 +73,7 @@ llvm::Expected<StartPlacement> planPlacement(const jit::ProgramAnalysis &analysi
                   "that node instead of replicas");
     int node = config.nodeIndex(e.node);
     if (node < 0)
-      return fail(at + ": `" + e.function + "`: no node `" + e.node + "` in " + config.path);
+      return fail(at + ": `" + e.function + "`: no node `" + e.node + "` in " + config.label);
     if (unit.placement == jit::Placement::Home && node != entry)
       return fail(at + ": `" + e.function + "` must run on the entry node `" + config.entry +
                   "`: " + f->reason);

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 namespace distnode::node {
 namespace {
 
@@ -163,6 +165,17 @@ TEST(ClusterConfig, DirectoryIsNotAPlacementFile) {
   auto c = loadClusterConfig("/tmp");
   ASSERT_FALSE(bool(c));
   EXPECT_EQ(llvm::toString(c.takeError()), "/tmp: is a directory, not a YAML file");
+}
+
+// The usual slip: cluster.yaml's `placement:` section copied with its key.
+TEST(ClusterConfig, PlacementFileWithThePlacementKeySaysSo) {
+  std::string path = ::testing::TempDir() + "/keyed_placement.yaml";
+  std::ofstream(path) << "placement:\n  f: n1\n";
+  auto p = loadPlacementFile(path);
+  ASSERT_FALSE(bool(p));
+  EXPECT_EQ(llvm::toString(p.takeError()),
+            path + ":1: placement: a --placement file maps functions to nodes at its top level "
+                   "(`fib: n1`), without the `placement:` of cluster.yaml");
 }
 
 TEST(ClusterConfig, LocalClusterYamlParses) {

@@ -224,8 +224,10 @@ TEST(ClusterErrors, PlacementOfIOFunctionAwayFromEntryIsRefused) {
 }
 
 TEST(ClusterErrors, PinToMissingNodeIsRefused) {
-  expectOneLineError(runProcess({kDistnode, "--local", "1", example("nbody") + ".bc"}),
-                     "`energy` is pinned to node `n1` (DIST_PIN), but");
+  expectOneLineError(
+      runProcess({kDistnode, "--local", "1", example("nbody") + ".bc"}),
+      "`energy` is pinned to node `n1` (DIST_PIN), but the local cluster (n0) has no "
+      "such node; add it or change the pin");
 }
 
 // cluster.yaml for nodes n0..n{count-1} on free loopback ports (call and control each).
