@@ -6,6 +6,7 @@
 // Errors are one line on stderr, "distctl: error: ...": exit code 1 when the cluster refused
 // the request, 2 for a bad command line or an unreachable node.
 #include "node/admin_client.h"
+#include "node/cli_checks.h"
 #include "node/cluster_config.h"
 
 #include <CLI/CLI.hpp>
@@ -201,11 +202,12 @@ int main(int argc, char **argv) {
   app.add_flag("--json", as_json, "print the answer as JSON (for scripts)");
   app.add_option("--timeout-ms", timeout_ms, "how long to wait for an answer")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
   app.add_option("--interval-ms", top_interval_ms, "with top: refresh period")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--iterations", top_iterations, "with top: stop after this many views (0: never)");
+      ->check(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
+  app.add_option("--iterations", top_iterations, "with top: stop after this many views (0: never)")
+      ->check(distnode::node::wholeNumber(0, 1000000000));
   app.add_option("command", words,
                  "status | placement | profile | history | graph | repartition | "
                  "move UNIT NODE | pin UNIT NODE | unpin UNIT | drain NODE | undrain NODE | "

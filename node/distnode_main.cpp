@@ -12,6 +12,7 @@
 #include "node/adaptation.h"
 #include "node/admin_server.h"
 #include "node/analysis_report.h"
+#include "node/cli_checks.h"
 #include "node/cluster_config.h"
 #include "node/cluster_node.h"
 #include "node/local_cluster.h"
@@ -36,7 +37,10 @@
 
 namespace {
 
+using distnode::node::wholeNumber;
+
 constexpr int kUsageOrInputError = 2;
+constexpr long kDay = 24L * 60 * 60 * 1000; // ms: the longest a duration flag may be
 
 int reportError(const std::string &message) {
   std::fflush(stdout);
@@ -410,7 +414,8 @@ int main(int argc, char **argv) {
   app.add_option("--min-instructions", opt.min_instructions,
                  "granularity floor: leaf functions without loops below this many IR "
                  "instructions stay local")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(wholeNumber(0, 1000000));
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
   app.add_flag("--verbose", opt.verbose, "print where each remotable function runs to stderr");
   app.add_flag("--loopback", opt.loopback,
@@ -423,7 +428,7 @@ int main(int argc, char **argv) {
   auto *local = app.add_option("--local", opt.local,
                                "start an N-node cluster of processes on loopback and run the "
                                "program on it")
-                    ->check(CLI::Range(1, 64))
+                    ->check(wholeNumber(1, 64))
                     ->excludes(join);
   app.add_option("--placement", opt.placement,
                  "starting placement: a YAML file `function: node` (a load-balanced function: "
@@ -432,7 +437,7 @@ int main(int argc, char **argv) {
   app.add_option("--join-timeout-ms", opt.join_timeout_ms,
                  "with --local: how long the entry node waits for the others")
       ->needs(local)
-      ->check(CLI::PositiveNumber);
+      ->check(wholeNumber(1, kDay));
   app.add_flag("--no-profile", opt.no_profile, "compile no profiling counters and take no samples");
   app.add_option("--code-cache", opt.code_cache,
                  "where compiled programs are kept, so that the next run of the same program with "
@@ -448,7 +453,7 @@ int main(int argc, char **argv) {
   app.add_option("--profile-half-life-ms", opt.profile_half_life_ms,
                  "half-life of the profile's decayed rates")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(wholeNumber(1, kDay));
   app.add_option("--log-level", opt.log_level,
                  std::string("distnode's own log: ") + distnode::node::kLogLevels)
       ->capture_default_str();
@@ -466,7 +471,8 @@ int main(int argc, char **argv) {
   app.add_option("--adapt-interval-ms", opt.adapt_interval_ms,
                  "profile interval and planning period (default: cluster.yaml's adapt.interval_ms, "
                  "else 1000)")
-      ->check(CLI::Range(distnode::node::kMinAdaptIntervalMs, distnode::node::kMaxAdaptIntervalMs));
+      ->check(
+          wholeNumber(distnode::node::kMinAdaptIntervalMs, distnode::node::kMaxAdaptIntervalMs));
   app.add_option("--coordinator", opt.coordinator,
                  "with --local: the node that runs the planning loop (n0 is the entry node)")
       ->needs(local)
@@ -478,7 +484,7 @@ int main(int argc, char **argv) {
                  "test option: every this many milliseconds, move every placeable unit that can "
                  "move to a random node and give every load-balanced one a random replica set "
                  "(a new placement epoch)")
-      ->check(CLI::PositiveNumber);
+      ->check(wholeNumber(1, kDay));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {

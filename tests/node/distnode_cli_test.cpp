@@ -76,6 +76,16 @@ TEST(DistnodeCli, NoArgumentsIsUsageError) {
   expectOneLineError(r, "bitcode is required");
 }
 
+// Numbers on the command line: one line with the flag, the value and the range.
+TEST(DistnodeCli, BadNumberSaysItsRange) {
+  expectOneLineError(runProcess({kDistnode, "--local", "abc", fixture("hello")}),
+                     "--local: `abc` is not a whole number from 1 to 64");
+  expectOneLineError(runProcess({kDistnode, "--min-instructions", "-3", fixture("hello")}),
+                     "--min-instructions: `-3` is not a whole number from 0 to 1000000");
+  expectOneLineError(runProcess({kDistnode, "--local", "2", "--chaos-ms", "-5", fixture("hello")}),
+                     "--chaos-ms: `-5` is not a whole number from 1 to 86400000");
+}
+
 TEST(DistnodeCli, JsonWithoutAnalyzeIsUsageError) {
   expectOneLineError(runProcess({kDistnode, "--json", fixture("hello")}),
                      "--json goes with --analyze");
