@@ -300,8 +300,9 @@ int runLocalCluster(const LocalClusterOptions &options) {
       }
       if (entry && result < 0 && !interrupted) {
         result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (WIFSIGNALED(status))
-          std::cerr << "distnode: error: the entry node n0 died: " << describe(status) << "\n";
+        // A program whose reader went away (`app | head`) dies of SIGPIPE silently, as natively.
+        if (WIFSIGNALED(status) && WTERMSIG(status) != SIGPIPE)
+          std::cerr << "distnode: error: the entry node `n0` died: " << describe(status) << "\n";
         // Normally the others got Shutdown and are exiting; if the entry failed before, they
         // wait in vain. SIGTERM makes a member stop quietly either way.
         signalAll(SIGTERM);

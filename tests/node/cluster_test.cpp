@@ -499,6 +499,17 @@ TEST(ClusterFailures, CrashedMemberTellsTheEntryAtOnce) {
                        "`fragile`; stopping node `n2`\n");
 }
 
+// A program that dies of SIGPIPE (its reader went away) does so silently, as natively; the
+// launcher's exit code is the one a shell gives it.
+TEST(ClusterFailures, EntryDyingOfSigpipeIsSilent) {
+  auto native = runProcess({fixture("sigpipe") + ".native"});
+  EXPECT_EQ(native.signal, SIGPIPE);
+  auto r = runProcess({kDistnode, "--local", "2", fixture("sigpipe") + ".bc"});
+  EXPECT_EQ(r.exit_code, 128 + SIGPIPE);
+  EXPECT_EQ(r.out, native.out);
+  EXPECT_EQ(r.err, "");
+}
+
 // A child made by fork() cannot reach state that DIST_PIN keeps on another node: it stops with
 // one line naming the function and the node; the parent and the cluster go on.
 TEST(ClusterFailures, ForkedChildCallingStateElsewhereStopsWithOneLine) {
