@@ -61,12 +61,16 @@ bool isSafeExternal(llvm::StringRef name) {
       "sprintf", "snprintf", "vsnprintf", "vsprintf", "sscanf", "__isoc99_sscanf",
       // errno lives in thread-local storage of the node that runs the call
       "__errno_location",
-      // the compiler's own arithmetic helpers (complex multiply and divide, 128-bit integers)
-      "__muldc3", "__divdc3", "__mulsc3", "__divsc3", "__mulxc3", "__divxc3", "__multi3",
-      "__divti3", "__modti3", "__udivti3", "__umodti3", "__powidf2", "__powisf2",
-      // complex.h
-      "cabs", "cabsf", "carg", "cargf", "csqrt", "csqrtf", "cexp", "cexpf", "clog", "clogf",
-      "cpow", "cpowf", "csin", "ccos", "ctan"};
+      // the compiler's complex multiply and divide (clang calls them in the IR)
+      "__muldc3", "__divdc3", "__mulsc3", "__divsc3", "__mulxc3", "__divxc3",
+      // complex.h (double, float and long double variants)
+      "cabs", "cabsf", "cabsl", "carg", "cargf", "cargl", "csqrt", "csqrtf", "csqrtl", "cexp",
+      "cexpf", "cexpl", "clog", "clogf", "clogl", "cpow", "cpowf", "cpowl", "csin", "csinf",
+      "csinl", "ccos", "ccosf", "ccosl", "ctan", "ctanf", "ctanl", "csinh", "csinhf", "csinhl",
+      "ccosh", "ccoshf", "ccoshl", "ctanh", "ctanhf", "ctanhl", "casin", "casinf", "casinl",
+      "cacos", "cacosf", "cacosl", "catan", "catanf", "catanl", "casinh", "casinhf", "casinhl",
+      "cacosh", "cacoshf", "cacoshl", "catanh", "catanhf", "catanhl", "cproj", "cprojf", "cprojl",
+      "conj", "conjf", "conjl", "creal", "crealf", "creall", "cimag", "cimagf", "cimagl"};
   return kSafe.contains(name);
 }
 

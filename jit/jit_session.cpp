@@ -40,6 +40,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <unordered_map>
@@ -67,6 +68,25 @@ std::atomic<pid_t> session_pid{0};
 // Where exit() goes in a process that does not run main (a member node): the node that does.
 std::function<void(int)> exit_elsewhere;
 
+// The program's end has begun (exit() called, or main returned), on `ending_thread`: it happens
+// once. Reset when main starts.
+std::atomic<bool> program_ending{false};
+std::atomic<pthread_t> ending_thread{};
+
+// Claims the program's end for this thread; false if another thread has it (this one must then
+// wait for the process to end, as a second exit() would).
+bool claimProgramEnd() {
+  if (program_ending.exchange(true))
+    return false;
+  ending_thread.store(pthread_self());
+  return true;
+}
+
+[[noreturn]] void waitForProgramEnd() {
+  while (true)
+    ::pause();
+}
+
 [[noreturn]] void programExit(int code) {
   // The program is one process: its exit runs where main runs (its atexit handlers, its
   // buffered output), and ends every node. A forked child's exit is its own.
@@ -75,16 +95,22 @@ std::function<void(int)> exit_elsewhere;
     exit_elsewhere(code);
     std::abort(); // exit_elsewhere does not return
   }
-  running_exit_code = code;
-  // exit() from several threads at once is undefined in C too; the first one wins here.
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (running_deinit)
-      running_deinit();
-  });
   // A child made by fork() has none of the runtime's threads: the runtime's own static
-  // destructors (which join them) must not run there. The program's atexit handlers did.
-  if (getpid() != session_pid.load(std::memory_order_relaxed)) {
+  // destructors (which join them) must not run there.
+  const bool child = getpid() != session_pid.load(std::memory_order_relaxed);
+  // exit() from several threads at once, or main returning meanwhile, is undefined in C; here
+  // the first one ends the program and the others wait for it. exit() again inside an atexit
+  // handler ends the process at once.
+  if (!claimProgramEnd() && !child) {
+    if (!pthread_equal(ending_thread.load(), pthread_self()))
+      waitForProgramEnd();
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+  running_exit_code = code;
+  if (running_deinit)
+    running_deinit();
+  if (child) {
     std::fflush(nullptr);
     std::_Exit(code);
   }
@@ -970,6 +996,7 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
   JitSession *expected = nullptr;
   if (!running_session.compare_exchange_strong(expected, this))
     return fail("another program is already running in this process");
+  program_ending = false;
   orc::JITDylib &jd = j.getMainJITDylib();
   // atexit handlers may still call remote functions, so the exit hook (which may stop the
   // cluster) runs after them.
@@ -995,6 +1022,8 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
     argv.push_back(a.data());
   argv.push_back(nullptr);
   int code = main_fn(static_cast<int>(argv_text.size()), argv.data(), environ);
+  if (!claimProgramEnd())
+    waitForProgramEnd(); // another thread called exit(): it ends the process
   running_deinit = nullptr;
   running_session = nullptr;
   llvm::Error deinit = j.deinitialize(jd);

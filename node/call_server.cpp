@@ -127,6 +127,20 @@ std::uint64_t &currentChain() {
 
 bool inBackgroundClass() { return t_background.load(std::memory_order_relaxed); }
 
+namespace {
+
+// The call this thread serves now (the innermost: a call of its chain may be served while it
+// waits for another).
+thread_local Incoming *t_serving = nullptr;
+
+struct Serving {
+  Incoming *outer;
+  explicit Serving(Incoming &in) : outer(std::exchange(t_serving, &in)) {}
+  ~Serving() { t_serving = outer; }
+};
+
+} // namespace
+
 // ---- CallServer --------------------------------------------------------------------------
 
 CallServer::CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Answer answer,
@@ -356,7 +370,11 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
     cpu_start = threadCpu(pthread_self());
     setOwnPolicy(SCHED_IDLE);
   }
-  zmq::message_t answer = answer_(in.payload);
+  zmq::message_t answer;
+  {
+    Serving serving(in);
+    answer = answer_(in.payload);
+  }
   const bool ran_long = std::chrono::steady_clock::now() - start > kInlineBound;
   // In the background, a call waits for every other thread on its core: its CPU time, not its
   // wall time, says whether it still computes long.
@@ -542,8 +560,24 @@ bool CallServer::deliverToChain(Incoming &in) {
 }
 
 void CallServer::serve(Incoming &in) {
-  zmq::message_t answer = answer_(in.payload);
+  zmq::message_t answer;
+  {
+    Serving serving(in);
+    answer = answer_(in.payload);
+  }
   reply(in, answer);
+}
+
+bool CallServer::answerServedCall(
+    const std::function<zmq::message_t(std::uint64_t call_id)> &make) {
+  Incoming *in = t_serving;
+  const wire::Envelope *e = in ? transport::verifyEnvelope(in->payload) : nullptr;
+  const wire::Call *call = e ? e->body_as_Call() : nullptr;
+  if (!call)
+    return false;
+  zmq::message_t answer = make(call->call_id());
+  reply(*in, answer);
+  return true;
 }
 
 void CallServer::reply(Incoming &in, zmq::message_t &answer) {

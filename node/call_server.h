@@ -120,6 +120,10 @@ public:
   void ensureLeader();
   /// Runs one received call on this thread and sends its answer.
   void serve(Incoming &in);
+  /// Answers the call this thread serves now (the innermost) with `make(call id)`, before it
+  /// returns (it must then never return: the answer is sent once). False if the thread serves
+  /// no call.
+  bool answerServedCall(const std::function<zmq::message_t(std::uint64_t call_id)> &make);
 
   /// Registers the calling thread's mailbox as the one of `chain` for its lifetime (the
   /// outermost wait of a thread registers; nested waits find it there).

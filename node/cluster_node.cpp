@@ -34,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -841,7 +842,16 @@ struct ClusterNode::Impl {
       }
       if (first) { // on a thread of its own: the exit stops the cluster through this thread
         spdlog::info("the program called exit({}) on node `{}`", code, nodeName(node));
-        std::thread([s = session, code] { s->exitProgram(code); }).detach();
+        try {
+          std::thread([s = session, code] {
+            nameThread("dn-exit");
+            s->exitProgram(code);
+          }).detach();
+        } catch (const std::system_error &e) {
+          failed("the program called exit(" + std::to_string(code) + ") on node `" +
+                     nodeName(node) + "`, and no thread could run it here: " + e.what(),
+                 code);
+        }
       }
       break;
     }
@@ -962,7 +972,7 @@ struct ClusterNode::Impl {
                ", the entry node " + std::to_string(transport::kProtocolVersion) +
                "; run the same distnode version on every node";
     else if (index < 0)
-      reason = "node `" + name + "` is not in " + config.path;
+      reason = "node `" + name + "` is not in " + config.label;
     else if (index == self)
       reason = "node `" + name + "` is the entry node itself; give each process its own --name";
     else if (!join.bitcode_sha256() || join.bitcode_sha256()->size() != sha256.size() ||
@@ -1139,9 +1149,18 @@ struct ClusterNode::Impl {
   [[noreturn]] void exitOnEntry(int code) {
     static std::once_flag told;
     std::call_once(told, [&] {
-      spdlog::info("the program called exit({}) here: the entry node ends it", code);
-      tellEntry(transport::makeExit(next_call_id++, code));
+      // Answered as the served call this thread runs, so that the thread that made it ends
+      // the program (natively, the thread that called exit() is that one); outside a served
+      // call, the entry node ends it on a thread of its own.
+      if (server->answerServedCall(
+              [&](std::uint64_t call_id) { return transport::makeExit(call_id, code); })) {
+        spdlog::info("the program called exit({}) here: its caller ends it", code);
+      } else {
+        spdlog::info("the program called exit({}) here: the entry node ends it", code);
+        tellEntry(transport::makeExit(next_call_id++, code));
+      }
     });
+    server->ensureLeader(); // this worker no longer serves: another reads the calls
     while (true)
       ::pause();
   }
@@ -1677,11 +1696,12 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
       impl->control->connect(endpoint);
     }
   } catch (const zmq::error_t &e) {
-    return fail(config.path + ":" + std::to_string(me.line) + ": node `" + me.name +
-                "`: cannot bind " + endpoint + ": " + e.what() +
-                (e.num() == EADDRINUSE      ? " (is another process using it?)"
-                 : e.num() == EADDRNOTAVAIL ? " (is it an address of this machine?)"
-                                            : ""));
+    return fail(
+        (config.label == config.path ? config.path + ":" + std::to_string(me.line) : config.label) +
+        ": node `" + me.name + "`: cannot bind " + endpoint + ": " + e.what() +
+        (e.num() == EADDRINUSE      ? " (is another process using it?)"
+         : e.num() == EADDRNOTAVAIL ? " (is it an address of this machine?)"
+                                    : ""));
   }
   return std::unique_ptr<ClusterNode>(new ClusterNode(std::move(impl)));
 }
@@ -1717,10 +1737,12 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
           missing += (missing.empty() ? "`" : ", `") + n.nodeName(static_cast<int>(i)) + "`";
       lock.unlock();
       shutdownCluster(2);
-      return fail(n.config.path + ": node(s) " + missing + " did not join within " +
-                  std::to_string(n.config.join_timeout.count()) +
-                  " ms; start each with `distnode --join " + n.config.path +
-                  " --name NAME app.bc`");
+      const bool local = n.config.label != n.config.path; // started by --local
+      return fail(
+          n.config.label + ": node(s) " + missing + " did not join within " +
+          std::to_string(n.config.join_timeout.count()) + " ms" +
+          (local ? "; a busy machine may need a longer --join-timeout-ms"
+                 : "; start each with `distnode --join " + n.config.path + " --name NAME app.bc`"));
     }
   }
   if (auto err = n.place(owners, nullptr, &replicas)) {
@@ -1955,6 +1977,10 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
         n.dispatcher->ran(owner);
       return;
     }
+    // The callee called exit(): the program ends on this thread, which called it (and from
+    // here the same way up the chain, to the node that runs main).
+    if (const wire::Exit *x = envelope->body_as_Exit())
+      n.session->exitProgram(x->exit_code());
     const wire::Moved *moved = envelope->body_as_Moved();
     if (!moved)
       n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +

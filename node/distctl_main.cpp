@@ -202,12 +202,12 @@ int main(int argc, char **argv) {
   app.add_flag("--json", as_json, "print the answer as JSON (for scripts)");
   app.add_option("--timeout-ms", timeout_ms, "how long to wait for an answer")
       ->capture_default_str()
-      ->check(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
+      ->transform(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
   app.add_option("--interval-ms", top_interval_ms, "with top: refresh period")
       ->capture_default_str()
-      ->check(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
+      ->transform(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
   app.add_option("--iterations", top_iterations, "with top: stop after this many views (0: never)")
-      ->check(distnode::node::wholeNumber(0, 1000000000));
+      ->transform(distnode::node::wholeNumber(0, 1000000000));
   app.add_option("command", words,
                  "status | placement | profile | history | graph | repartition | "
                  "move UNIT NODE | pin UNIT NODE | unpin UNIT | drain NODE | undrain NODE | "

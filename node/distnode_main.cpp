@@ -415,7 +415,7 @@ int main(int argc, char **argv) {
                  "granularity floor: leaf functions without loops below this many IR "
                  "instructions stay local")
       ->capture_default_str()
-      ->check(wholeNumber(0, 1000000));
+      ->transform(wholeNumber(0, 1000000));
   app.add_flag("--no-opt", opt.no_opt, "do not run the O2 pipeline on the program");
   app.add_flag("--verbose", opt.verbose, "print where each remotable function runs to stderr");
   app.add_flag("--loopback", opt.loopback,
@@ -428,7 +428,7 @@ int main(int argc, char **argv) {
   auto *local = app.add_option("--local", opt.local,
                                "start an N-node cluster of processes on loopback and run the "
                                "program on it")
-                    ->check(wholeNumber(1, 64))
+                    ->transform(wholeNumber(1, 64))
                     ->excludes(join);
   app.add_option("--placement", opt.placement,
                  "starting placement: a YAML file `function: node` (a load-balanced function: "
@@ -437,7 +437,7 @@ int main(int argc, char **argv) {
   app.add_option("--join-timeout-ms", opt.join_timeout_ms,
                  "with --local: how long the entry node waits for the others")
       ->needs(local)
-      ->check(wholeNumber(1, kDay));
+      ->transform(wholeNumber(1, kDay));
   app.add_flag("--no-profile", opt.no_profile, "compile no profiling counters and take no samples");
   app.add_option("--code-cache", opt.code_cache,
                  "where compiled programs are kept, so that the next run of the same program with "
@@ -453,7 +453,7 @@ int main(int argc, char **argv) {
   app.add_option("--profile-half-life-ms", opt.profile_half_life_ms,
                  "half-life of the profile's decayed rates")
       ->capture_default_str()
-      ->check(wholeNumber(1, kDay));
+      ->transform(wholeNumber(1, kDay));
   app.add_option("--log-level", opt.log_level,
                  std::string("distnode's own log: ") + distnode::node::kLogLevels)
       ->capture_default_str();
@@ -471,7 +471,7 @@ int main(int argc, char **argv) {
   app.add_option("--adapt-interval-ms", opt.adapt_interval_ms,
                  "profile interval and planning period (default: cluster.yaml's adapt.interval_ms, "
                  "else 1000)")
-      ->check(
+      ->transform(
           wholeNumber(distnode::node::kMinAdaptIntervalMs, distnode::node::kMaxAdaptIntervalMs));
   app.add_option("--coordinator", opt.coordinator,
                  "with --local: the node that runs the planning loop (n0 is the entry node)")
@@ -484,7 +484,7 @@ int main(int argc, char **argv) {
                  "test option: every this many milliseconds, move every placeable unit that can "
                  "move to a random node and give every load-balanced one a random replica set "
                  "(a new placement epoch)")
-      ->check(wholeNumber(1, kDay));
+      ->transform(wholeNumber(1, kDay));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {

@@ -191,7 +191,7 @@ int runLocalCluster(const LocalClusterOptions &options) {
   auto decideMemberFailure = [&](const Child &c) {
     const int status = c.status;
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 2)) // 2: the node said why itself
-      std::cerr << "distnode: error: node " << c.name << " stopped (" << describe(status)
+      std::cerr << "distnode: error: node `" << c.name << "` stopped (" << describe(status)
                 << ") while the program ran; stopping the cluster\n";
     // Killed by a signal: the code a shell gives a native program killed by it.
     result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 2;
@@ -329,8 +329,8 @@ int runLocalCluster(const LocalClusterOptions &options) {
     if (kill_at != never && Clock::now() >= kill_at) {
       for (auto &c : children)
         if (!c.exited)
-          std::cerr << "distnode: warning: node " << c.name
-                    << " did not stop within 5 s of the cluster's end; killed it\n";
+          std::cerr << "distnode: warning: node `" << c.name
+                    << "` did not stop within 5 s of the cluster's end; killed it\n";
       signalAll(SIGKILL);
       kill_at = never;
     }

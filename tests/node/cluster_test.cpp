@@ -499,6 +499,26 @@ TEST(ClusterFailures, CrashedMemberTellsTheEntryAtOnce) {
                        "`fragile`; stopping node `n2`\n");
 }
 
+// main returns while a call on n1 calls exit(): the two ends of the program overlap (either
+// code may win, as in C) and the first ends it; the entry once crashed here, running the end
+// twice at once. With --join, where no launcher stops the member, it is stopped too.
+TEST(ClusterFailures, ExitOnAMemberWhileMainReturnsEndsOnce) {
+  for (int round = 0; round < 3; ++round) {
+    auto r = runProcess({kDistnode, "--local", "2", fixture("exit_race") + ".bc"},
+                        std::chrono::seconds(60));
+    ASSERT_FALSE(r.timed_out);
+    EXPECT_EQ(r.signal, 0) << r.err;
+    EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 4) << r.exit_code << "\n" << r.err;
+    EXPECT_EQ(r.err, "");
+  }
+  std::string config = writeTempFile("exit_race.yaml", clusterConfig(2, 10000));
+  auto [entry, members] =
+      runJoined(config, fixture("exit_race") + ".bc", 2, {}, {}, std::chrono::seconds(60));
+  EXPECT_TRUE(entry.exit_code == 0 || entry.exit_code == 4) << entry.exit_code << entry.err;
+  EXPECT_EQ(members[0].exit_code, 0) << members[0].err;
+  EXPECT_EQ(members[0].err, "");
+}
+
 // A program that dies of SIGPIPE (its reader went away) does so silently, as natively; the
 // launcher's exit code is the one a shell gives it.
 TEST(ClusterFailures, EntryDyingOfSigpipeIsSilent) {

@@ -84,6 +84,9 @@ TEST(DistnodeCli, BadNumberSaysItsRange) {
                      "--min-instructions: `-3` is not a whole number from 0 to 1000000");
   expectOneLineError(runProcess({kDistnode, "--local", "2", "--chaos-ms", "-5", fixture("hello")}),
                      "--chaos-ms: `-5` is not a whole number from 1 to 86400000");
+  // Decimal, whatever the leading zeros (not octal).
+  auto r = runProcess({kDistnode, "--min-instructions", "09", "--analyze", fixture("hello")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(DistnodeCli, JsonWithoutAnalyzeIsUsageError) {
