@@ -633,7 +633,10 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   }
 
   // Phase 4: state groups. A local helper (not DIST_LOCAL) runs where its callers run, so the
-  // state it touches counts for them too. DIST_LOCAL functions keep per-node copies by choice.
+  // state it touches counts for them too. So does a local function whose address a function
+  // takes (a qsort comparator, a thread's start routine): it runs where that function hands it
+  // on; and one that a function may reach through an indirect call. DIST_LOCAL functions keep
+  // per-node copies by choice.
   std::vector<std::set<const llvm::GlobalVariable *, ByName>> globals(n);
   std::vector<std::set<std::string>> gpins(n);
   for (size_t i = 0; i < n; ++i)
@@ -646,15 +649,22 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
     for (size_t i = 0; i < n; ++i) {
       if (facts[i].ann.local)
         continue;
-      for (const auto &[callee, sites] : facts[i].callees) {
-        int c = index[callee];
+      auto takeStateOf = [&](int c) {
         if (infos[c].placement != Placement::Local || facts[c].ann.local)
-          continue;
+          return;
         for (auto *g : globals[c])
           changed |= globals[i].insert(g).second;
         for (const auto &t : gpins[c])
           changed |= gpins[i].insert(t).second;
-      }
+      };
+      for (const auto &[callee, sites] : facts[i].callees)
+        takeStateOf(index[callee]);
+      for (const llvm::Function *taken : facts[i].address_taken)
+        if (auto it = index.find(taken); it != index.end())
+          takeStateOf(it->second);
+      if (facts[i].indirect_call)
+        for (int c : address_taken_fns)
+          takeStateOf(c);
     }
   }
 

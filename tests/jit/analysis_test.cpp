@@ -237,6 +237,19 @@ TEST(Analysis, LoopingFunctionWithScalarsIsPlaceable) {
   EXPECT_TRUE(f.plan_complete);
 }
 
+// A qsort comparator and a thread's start routine run where the function that hands them on
+// runs: the globals they use are that function's state too.
+TEST(Analysis, StateOfFunctionsCalledThroughTheirAddressGoesWithTheirTaker) {
+  const auto &sort = fn("callbacks_state", "sort_ints");
+  EXPECT_NE(sort.global_group, -1) << "the comparator's flag and count are its state";
+  const auto &count = fn("callbacks_state", "comparisons_made");
+  EXPECT_EQ(count.global_group, sort.global_group);
+  const auto &hits = fn("callbacks_state", "hits_seen");
+  EXPECT_EQ(hits.placement, Placement::Home)
+      << "its global is the start routine's, which runs where main creates the threads: "
+      << hits.reason;
+}
+
 TEST(Analysis, CompilerArithmeticHelpersAreNoIO) {
   const auto &f = fn("rules", "complex_power");
   EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;

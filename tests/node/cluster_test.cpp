@@ -90,6 +90,8 @@ INSTANTIATE_TEST_SUITE_P(
                       ScatterRun{"fork", fixture("fork"), {}},
                       // A GPin object that main reads and frees itself.
                       ScatterRun{"gpin_touch", fixture("gpin_touch"), {}},
+                      // State of functions called only through their address.
+                      ScatterRun{"callbacks_state", fixture("callbacks_state"), {}},
                       // exit() on another node ends the program where main runs.
                       ScatterRun{"member_exit", fixture("member_exit"), {}, 2}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
