@@ -7,7 +7,9 @@
 #include "llvm/IR/DebugInfoMetadata.h"
 #include "llvm/IR/DerivedTypes.h"
 #include "llvm/IR/GlobalVariable.h"
+#include "llvm/IR/Instructions.h"
 #include "llvm/IR/Module.h"
+#include "llvm/IR/Operator.h"
 
 namespace distnode::jit {
 
@@ -28,6 +30,76 @@ bool holdsPointer(const llvm::Type *type) {
 }
 
 namespace {
+
+// Whether `v` is (or is computed from, through casts, arithmetic, selects, phis and local
+// variables) an address converted to an integer.
+bool fromAddress(const llvm::Value *v, int depth = 0) {
+  if (depth > 8 || !v)
+    return false;
+  if (llvm::isa<llvm::PtrToIntInst>(v))
+    return true;
+  if (auto *ce = llvm::dyn_cast<llvm::ConstantExpr>(v))
+    return ce->getOpcode() == llvm::Instruction::PtrToInt ||
+           llvm::any_of(ce->operands(),
+                        [&](const llvm::Use &u) { return fromAddress(u, depth + 1); });
+  if (auto *i = llvm::dyn_cast<llvm::Instruction>(v)) {
+    if (llvm::isa<llvm::CastInst>(i) || llvm::isa<llvm::BinaryOperator>(i) ||
+        llvm::isa<llvm::SelectInst>(i) || llvm::isa<llvm::PHINode>(i))
+      return llvm::any_of(i->operands(),
+                          [&](const llvm::Use &u) { return fromAddress(u, depth + 1); });
+    if (auto *load = llvm::dyn_cast<llvm::LoadInst>(i)) // a local variable: what was stored in it
+      if (auto *slot = llvm::dyn_cast<llvm::AllocaInst>(load->getPointerOperand()))
+        for (const llvm::User *u : slot->users())
+          if (auto *store = llvm::dyn_cast<llvm::StoreInst>(u);
+              store && store->getPointerOperand() == slot &&
+              fromAddress(store->getValueOperand(), depth + 1))
+            return true;
+  }
+  return false;
+}
+
+// Whether `v` (loaded from a global) is converted to an address and used as one, through casts,
+// arithmetic and local variables.
+bool becomesAddress(const llvm::Value *v, int depth = 0) {
+  if (depth > 8)
+    return false;
+  for (const llvm::User *u : v->users()) {
+    if (llvm::isa<llvm::IntToPtrInst>(u))
+      return true;
+    if (auto *ce = llvm::dyn_cast<llvm::ConstantExpr>(u);
+        ce && ce->getOpcode() == llvm::Instruction::IntToPtr)
+      return true;
+    if ((llvm::isa<llvm::CastInst>(u) || llvm::isa<llvm::BinaryOperator>(u) ||
+         llvm::isa<llvm::SelectInst>(u) || llvm::isa<llvm::PHINode>(u)) &&
+        becomesAddress(u, depth + 1))
+      return true;
+    if (auto *store = llvm::dyn_cast<llvm::StoreInst>(u); store && store->getValueOperand() == v)
+      if (auto *slot = llvm::dyn_cast<llvm::AllocaInst>(store->getPointerOperand()))
+        for (const llvm::User *s : slot->users())
+          if (llvm::isa<llvm::LoadInst>(s) && becomesAddress(s, depth + 1))
+            return true;
+  }
+  return false;
+}
+
+// Whether the program keeps an address in `gv` as an integer: stores one there, or uses a value
+// read from it as an address. Its bytes would then point into the old node's memory.
+bool keepsAddressAsInteger(const llvm::GlobalVariable &gv) {
+  std::vector<const llvm::Value *> work = {&gv};
+  for (std::size_t k = 0; k < work.size() && k < 256; ++k)
+    for (const llvm::User *u : work[k]->users()) {
+      if (llvm::isa<llvm::GEPOperator>(u) || llvm::isa<llvm::BitCastOperator>(u)) {
+        work.push_back(u);
+      } else if (auto *store = llvm::dyn_cast<llvm::StoreInst>(u)) {
+        if (store->getPointerOperand() == work[k] && fromAddress(store->getValueOperand()))
+          return true;
+      } else if (auto *load = llvm::dyn_cast<llvm::LoadInst>(u)) {
+        if (!load->getType()->isPointerTy() && becomesAddress(load))
+          return true;
+      }
+    }
+  return false;
+}
 
 // The global's C type as written, from debug info, or "".
 std::string cType(const llvm::GlobalVariable &gv) {
@@ -61,6 +133,9 @@ void describeUnitState(const llvm::Module &module,
         why = "mutable global `" + gv->getName().str() + "`" +
               (type.empty() ? "" : " (`" + type + "`)") +
               " holds a pointer, which means nothing on another node";
+      } else if (why.empty() && keepsAddressAsInteger(*gv)) {
+        why = "mutable global `" + gv->getName().str() +
+              "` holds an address converted to an integer, which means nothing on another node";
       }
     }
     if (why.empty() && u < gpins.size() && !gpins[u].empty())

@@ -54,6 +54,16 @@ TEST(StateAnalysis, AGlobalHoldingAPointerKeepsItsUnitWithTheReason) {
   EXPECT_EQ(u->state_bytes, 4u * 16u + 8u) << "pool and head";
 }
 
+TEST(StateAnalysis, AGlobalHoldingAnAddressAsAnIntegerKeepsItsUnit) {
+  ProgramAnalysis a = analyze(std::string(DIST_FIXTURE_DIR) + "/fixture_state.bc");
+  const PlacementUnit *u = unitOf(a, "poke");
+  ASSERT_NE(u, nullptr);
+  EXPECT_TRUE(u->stateful);
+  EXPECT_FALSE(u->migratable);
+  EXPECT_EQ(u->migrate_why, "mutable global `aimed` holds an address converted to an integer, "
+                            "which means nothing on another node");
+}
+
 TEST(StateAnalysis, GPinUnitsDoNotMigrate) {
   ProgramAnalysis a = analyze(std::string(DIST_EXAMPLES_DIR) + "/kvstore.bc");
   const PlacementUnit *u = unitOf(a, "table_put");
