@@ -1725,10 +1725,10 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
     n.joined_changed.wait_until(lock, deadline,
                                 [&] { return everyone() || !n.join_failure.empty(); });
     if (!n.join_failure.empty()) {
-      std::string why = n.join_failure;
+      std::string why = "join refused: " + n.join_failure;
       lock.unlock();
-      shutdownCluster(2);
-      return fail("join refused: " + why);
+      shutdownCluster(2, "the cluster did not start: " + why);
+      return fail(why);
     }
     if (!everyone()) {
       std::string missing;
@@ -1736,7 +1736,8 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
         if (static_cast<int>(i) != n.self && !n.joined[i])
           missing += (missing.empty() ? "`" : ", `") + n.nodeName(static_cast<int>(i)) + "`";
       lock.unlock();
-      shutdownCluster(2);
+      shutdownCluster(2, "the cluster did not start: node(s) " + missing + " did not join within " +
+                             std::to_string(n.config.join_timeout.count()) + " ms");
       const bool local = n.config.label != n.config.path; // started by --local
       return fail(
           n.config.label + ": node(s) " + missing + " did not join within " +
@@ -1746,8 +1747,9 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
     }
   }
   if (auto err = n.place(owners, nullptr, &replicas)) {
-    shutdownCluster(2);
-    return err;
+    std::string why = llvm::toString(std::move(err));
+    shutdownCluster(2, "the cluster did not start: " + why);
+    return fail(why);
   }
   return llvm::Error::success();
 }
@@ -1758,7 +1760,7 @@ void ClusterNode::setShutdownReport(std::function<std::string()> report) {
 
 void ClusterNode::setQuietWhenStopped(bool quiet) { impl_->quiet_when_stopped = quiet; }
 
-std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
+std::vector<std::string> ClusterNode::shutdownCluster(int exit_code, const std::string &reason) {
   Impl &n = *impl_;
   n.stopChaos();
   n.logBalancedCalls();
@@ -1778,7 +1780,7 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code) {
   }
   if (n.control_thread.joinable()) {
     std::vector<Ack> acks = n.broadcast(
-        members, [&](std::uint64_t id) { return transport::makeShutdown(id, exit_code); },
+        members, [&](std::uint64_t id) { return transport::makeShutdown(id, exit_code, reason); },
         kShutdownTimeout);
     for (std::size_t i = 0; i < members.size(); ++i) {
       if (acks[i].ok)

@@ -88,8 +88,9 @@ public:
 
   /// Entry node: tells every other node to stop, and stops serving. Returns each node's final
   /// report (see setShutdownReport; "" for this node and for nodes that did not answer).
-  /// Idempotent: later calls return nothing.
-  std::vector<std::string> shutdownCluster(int exit_code);
+  /// Idempotent: later calls return nothing. `reason`: why the cluster failed, if it did (the
+  /// members then stop with it as their error line and exit 2).
+  std::vector<std::string> shutdownCluster(int exit_code, const std::string &reason = {});
 
   /// A unit whose state could not be taken when a placement wanted to move it.
   struct Kept {

@@ -345,7 +345,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   if (coordinates)
     startCoordinating();
   if (auto why = bindAdmin()) {
-    (*node)->shutdownCluster(kUsageOrInputError);
+    (*node)->shutdownCluster(kUsageOrInputError, "the cluster did not start: " + *why);
     return reportError(*why);
   }
   session.setExitHook([&opt, n = node->get(), name](int code) {

@@ -295,6 +295,22 @@ TEST(Cluster, RunsOnIpv6Endpoints) {
   EXPECT_EQ(members[0].exit_code, 0) << members[0].err;
 }
 
+// A member that joined a cluster that never started (another node did not join) says so and
+// exits 2: a script cannot take it for a run that ended well.
+TEST(ClusterErrors, MemberOfAClusterThatNeverStartedExitsTwoWithTheReason) {
+  std::string config = writeTempFile("never_started.yaml", clusterConfig(3, 5000));
+  auto member =
+      startProcess({kDistnode, "--join", config, "--name", "n1", fixture("hello") + ".bc"},
+                   std::chrono::seconds(30));
+  auto entry = runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"},
+                          std::chrono::seconds(30));
+  ProcessResult m = member.get();
+  EXPECT_EQ(entry.exit_code, 2) << entry.err;
+  EXPECT_EQ(m.exit_code, 2) << m.err;
+  EXPECT_EQ(m.err, "distnode: error: the cluster did not start: node(s) `n2` did not join within "
+                   "5000 ms; stopping node `n1`\n");
+}
+
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
   std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
   expectOneLineError(
