@@ -748,7 +748,7 @@ struct ClusterNode::Impl {
         last_seen[node] = Clock::now();
     }
     if (node < 0) {
-      sendControl(from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::Refused,
+      sendControl(from, transport::makeError(transport::callIdOf(*e), wire::ErrorCode::NotJoined,
                                              "this connection has not joined the cluster"));
       return true;
     }
@@ -1329,8 +1329,15 @@ struct ClusterNode::Impl {
               awaiting.erase(it);
             }
           }
-          if (promise)
+          if (promise) {
             promise->set_value(std::move(m));
+          } else if (const wire::Error *err = e->body_as_Error();
+                     err && err->code() == wire::ErrorCode::NotJoined) {
+            // The entry node no longer knows this node: it was restarted (a new cluster).
+            failed("the entry node `" + nodeName(entry) +
+                   "` no longer knows this node (it was restarted); stopping node `" +
+                   nodeName(self) + "`");
+          }
           break;
         }
         case wire::Body::ProfileDelta: // the coordinator: a node's report, forwarded

@@ -582,6 +582,28 @@ TEST(ClusterFailures, KilledMemberStopsEverySurvivorWithOneLine) {
             "stopping node `n2`\n");
 }
 
+// The entry node dies and a new one starts with the same cluster.yaml: a member of the old
+// cluster hears from the new entry that it is unknown there and stops with that line, instead of
+// living on while the new entry answers its heartbeats with refusals.
+TEST(ClusterFailures, MemberOfARestartedEntryStopsWithOneLine) {
+  std::string config =
+      writeTempFile("restart.yaml", clusterConfig(2, 4000, "heartbeat_timeout_ms: 5000\n"));
+  auto member = startProcess({kDistnode, "--join", config, "--name", "n1", fixture("die") + ".bc"},
+                             std::chrono::seconds(60));
+  auto first =
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("die") + ".bc", "--", "0"},
+                 std::chrono::seconds(60));
+  ASSERT_EQ(first.signal, SIGKILL) << first.err;
+  auto second =
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("die") + ".bc", "--", "0"},
+                 std::chrono::seconds(60));
+  ProcessResult m = member.get();
+  EXPECT_EQ(second.exit_code, 2) << "n1 never joins the new cluster\n" << second.err;
+  EXPECT_EQ(m.exit_code, 2) << m.err;
+  EXPECT_EQ(m.err, "distnode: error: the entry node `n0` no longer knows this node (it was "
+                   "restarted); stopping node `n1`\n");
+}
+
 // The die fixture on two nodes started with --join (a heartbeat timeout of 1 s), n0 running
 // `die mode`: what the entry and the member did.
 std::pair<ProcessResult, ProcessResult> runDieOnTwoNodes(const std::string &mode) {
