@@ -28,6 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   } else if (auto *j = e->body_as_Join()) {
     text(j->node());
     bytes(j->bitcode_sha256());
+    text(j->nodes());
   } else if (auto *w = e->body_as_Welcome()) {
     text(w->reason());
   } else if (auto *err = e->body_as_Error()) {

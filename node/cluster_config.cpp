@@ -396,6 +396,13 @@ std::optional<std::string> readPlacementFile(const std::string &path,
   });
 }
 
+std::string clusterShape(const ClusterConfig &config) {
+  std::string text;
+  for (const NodeConfig &n : config.nodes)
+    text += "node " + n.name + " call " + n.call_endpoint + " control " + n.control_endpoint + "\n";
+  return text + "entry " + config.entry + "\ncoordinator " + config.coordinator + "\n";
+}
+
 double cpuCapacity(const NodeConfig &node) {
   if (node.cpu_capacity > 0)
     return node.cpu_capacity;

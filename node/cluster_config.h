@@ -73,6 +73,12 @@ struct AdaptOptions {
   return std::clamp(interval / 16, std::chrono::milliseconds(25), std::chrono::milliseconds(250));
 }
 
+struct ClusterConfig;
+/// What every node of a cluster must agree on, as text: one line per node (its name and
+/// endpoints, in order: placements name nodes by their index), then the entry and the
+/// coordinator. A member whose cluster.yaml says otherwise is refused.
+[[nodiscard]] std::string clusterShape(const ClusterConfig &config);
+
 /// A parsed and validated cluster.yaml.
 struct ClusterConfig {
   std::string path;

@@ -34,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -963,6 +964,24 @@ struct ClusterNode::Impl {
     }
   }
 
+  // Where two clusterShape texts first differ, as "`theirs` there, `ours` here".
+  static std::string firstDifference(const std::string &theirs, const std::string &ours) {
+    auto lines = [](const std::string &text) {
+      std::vector<std::string> out;
+      std::istringstream in(text);
+      for (std::string line; std::getline(in, line);)
+        out.push_back(line);
+      return out;
+    };
+    std::vector<std::string> a = lines(theirs), b = lines(ours);
+    for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+      std::string x = i < a.size() ? a[i] : "(nothing)", y = i < b.size() ? b[i] : "(nothing)";
+      if (x != y)
+        return "`" + x.substr(0, 200) + "` there, `" + y.substr(0, 200) + "` here";
+    }
+    return "the same lines in another form";
+  }
+
   zmq::message_t answerJoin(const wire::Join &join, const std::string &from) {
     std::string name = join.node() ? join.node()->str() : "";
     int index = config.nodeIndex(name);
@@ -983,6 +1002,11 @@ struct ClusterNode::Impl {
                     : std::string("none")) +
                ", the entry node " + shortHash(sha256.data(), sha256.size()) +
                "); give every node the same app.bc";
+    else if (std::string theirs = join.nodes() ? join.nodes()->str() : "";
+             theirs != clusterShape(config))
+      reason = "node `" + name +
+               "` has another cluster.yaml: " + firstDifference(theirs, clusterShape(config)) +
+               "; give every node the same cluster.yaml";
     {
       std::lock_guard lock(mu);
       if (reason.empty() && joined[index])
@@ -1064,7 +1088,7 @@ struct ClusterNode::Impl {
   // Waits for the entry's Welcome; serves nothing else meanwhile.
   llvm::Expected<bool> join() {
     std::uint64_t id = next_call_id++;
-    toEntry(transport::makeJoin(id, nodeName(self), sha256));
+    toEntry(transport::makeJoin(id, nodeName(self), sha256, clusterShape(config)));
     auto deadline = Clock::now() + config.join_timeout;
     while (Clock::now() < deadline && !terminateSignal().load()) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};

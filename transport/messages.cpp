@@ -77,11 +77,12 @@ std::uint64_t callIdOf(const wire::Envelope &e) {
 }
 
 zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
-                        const std::array<std::uint8_t, 32> &sha) {
-  flatbuffers::FlatBufferBuilder b(128);
+                        const std::array<std::uint8_t, 32> &sha, std::string_view nodes) {
+  flatbuffers::FlatBufferBuilder b(128 + nodes.size());
   auto name = b.CreateString(node.data(), node.size());
   auto hash = b.CreateVector(sha.data(), sha.size());
-  auto body = wire::CreateJoin(b, call_id, kProtocolVersion, name, hash);
+  auto shape = b.CreateString(nodes.data(), nodes.size());
+  auto body = wire::CreateJoin(b, call_id, kProtocolVersion, name, hash, shape);
   return finishEnvelope(b, wire::Body::Join, body.Union());
 }
 

@@ -48,7 +48,8 @@ inline constexpr std::size_t kBuilderSlack = 256;
 [[nodiscard]] std::uint64_t buildersGrown();
 
 [[nodiscard]] zmq::message_t makeJoin(std::uint64_t call_id, std::string_view node,
-                                      const std::array<std::uint8_t, 32> &bitcode_sha256);
+                                      const std::array<std::uint8_t, 32> &bitcode_sha256,
+                                      std::string_view nodes = {});
 [[nodiscard]] zmq::message_t makeWelcome(std::uint64_t call_id, bool accepted,
                                          std::string_view reason);
 [[nodiscard]] zmq::message_t makeCall(std::uint64_t call_id, std::uint32_t function,

@@ -318,6 +318,29 @@ TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
       "node(s) `n1` did not join within 300 ms");
 }
 
+// Nodes whose cluster.yaml files differ (here n1's call endpoint) would call each other at the
+// wrong addresses: the member is refused, naming the first difference.
+TEST(ClusterErrors, MemberWithAnotherClusterYamlIsRefused) {
+  std::string yaml = twoNodeConfig(5000);
+  std::string config = writeTempFile("ours.yaml", yaml);
+  // n1's call endpoint is the third line from the end: "    call: tcp://127.0.0.1:PORT".
+  std::smatch call;
+  ASSERT_TRUE(
+      std::regex_search(yaml, call, std::regex("name: n1\n    call: tcp://127.0.0.1:([0-9]+)")));
+  const std::string other_port = std::to_string(freeLoopbackPorts(1).at(0));
+  std::string theirs = yaml;
+  theirs.replace(static_cast<std::size_t>(call.position(1)), call.length(1), other_port);
+  std::string other = writeTempFile("theirs.yaml", theirs);
+  auto member =
+      startProcess({kDistnode, "--join", other, "--name", "n1", fixture("hello") + ".bc"});
+  auto entry = runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"});
+  ProcessResult m = member.get();
+  expectOneLineError(entry, "join refused: node `n1` has another cluster.yaml: `node n1 call "
+                            "tcp://127.0.0.1:" +
+                                other_port);
+  expectOneLineError(m, "the entry node refused this node: node `n1` has another cluster.yaml");
+}
+
 TEST(ClusterErrors, MemberWithOtherBitcodeIsRefusedOnBothSides) {
   std::string config = writeTempFile("mismatch.yaml", twoNodeConfig(5000));
   auto member =

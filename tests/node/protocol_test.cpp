@@ -3,6 +3,7 @@
 // crashes, and keeps serving.
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
+#include "node/cluster_config.h"
 #include "node/coordinator.h"
 #include "node/profile_wire.h"
 #include "tests/support/subprocess.h"
@@ -364,6 +365,16 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
 
 // The entry node refuses a node that speaks another protocol version, and says why on both
 // sides: in its Welcome and in its own one-line error.
+// What a member of the cluster in `config` says of the cluster when it joins.
+std::string shapeOf(const std::string &config) {
+  auto c = node::loadClusterConfig(config);
+  if (!c) {
+    ADD_FAILURE() << llvm::toString(c.takeError());
+    return "";
+  }
+  return node::clusterShape(*c);
+}
+
 TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
   std::vector<int> ports = freeLoopbackPorts(4);
   auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
@@ -461,7 +472,8 @@ TEST(EntryProtocol, OnlyTheCoordinatorStartsRoundsAndAsksForPlacements) {
   zmq::socket_t member(ctx, zmq::socket_type::dealer);
   member.set(zmq::sockopt::linger, 0);
   member.connect(entry_control);
-  ASSERT_EQ(answerTo(member, transport::makeJoin(2, "n1", program->sha256)), "welcome");
+  ASSERT_EQ(answerTo(member, transport::makeJoin(2, "n1", program->sha256, shapeOf(config))),
+            "welcome");
   EXPECT_EQ(answerTo(member, transport::makeRound(3, 1, 100)),
             "only the coordinator starts planning rounds");
   EXPECT_EQ(answerTo(member, transport::makePlacement(4, 0, {1})),
@@ -565,7 +577,8 @@ TEST(EntryProtocol, ServesACoordinatorThatIsNotTheEntryNode) {
   zmq::socket_t n1 = connect(), n2 = connect();
   zmq::message_t m;
   for (auto [socket, name] : {std::pair{&n1, "n1"}, std::pair{&n2, "n2"}}) {
-    socket->send(transport::makeJoin(1, name, program->sha256), zmq::send_flags::none);
+    socket->send(transport::makeJoin(1, name, program->sha256, shapeOf(config)),
+                 zmq::send_flags::none);
     const wire::Envelope *e = next(*socket, m);
     ASSERT_TRUE(e && e->body_as_Welcome() && e->body_as_Welcome()->accepted()) << name;
   }
