@@ -101,7 +101,7 @@ readAnnotations(const llvm::Module &m, std::vector<Diagnostic> &errors) {
              "written)");
       } else if (same->dir != b.dir) { // DIST_IN and DIST_OUT of one buffer: read and written
         same->dir = BufferDir::InOut;
-        same->spelling = "DIST_INOUT(" + b.param + ", " + b.count + ")";
+        same->spelling += " and " + b.spelling;
       } // the same annotation again (on another declaration, say): nothing new
 
     } else {

@@ -61,7 +61,7 @@ bool countOf(const RemoteSignature &sig, const ValuePlan &p, void *const *slots,
   if (p.size != 0 && count > maxCallBytes() / p.size) {
     error = "parameter `" + p.name + "`: " + std::to_string(count) + " elements of " +
             std::to_string(p.size) + " bytes exceed the " + std::to_string(maxCallBytes() >> 20) +
-            " MiB limit of one call";
+            " MiB limit of one call (cluster.yaml's max_message_mb)";
     return false;
   }
   bytes = count * p.size;
@@ -289,7 +289,8 @@ bool marshaledCallSize(const RemoteSignature &sig, void *const *slots, std::size
     return false;
   if (counter.size > maxCallBytes()) {
     error = "its arguments are " + std::to_string(counter.size) + " bytes, more than the " +
-            std::to_string(maxCallBytes() >> 20) + " MiB one call may carry";
+            std::to_string(maxCallBytes() >> 20) +
+            " MiB one call may carry (cluster.yaml's max_message_mb)";
     return false;
   }
   size = counter.size;

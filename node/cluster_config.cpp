@@ -387,7 +387,16 @@ std::optional<std::string> readPlacementFile(const std::string &path,
     out.clear();
     Parser parser(path);
     // A file written as cluster.yaml's `placement:` section, the section's key included.
-    if (root.IsMap() && root.size() == 1 && root["placement"] && root["placement"].IsMap())
+    auto sectionLike = [](const YAML::Node &p) { // function: node, not a replica set's weights
+      if (!p.IsMap())
+        return false;
+      for (auto it = p.begin(); it != p.end(); ++it)
+        if (it->second.IsScalar() &&
+            std::regex_match(it->second.Scalar(), std::regex(R"([0-9.eE+\-]+)")))
+          return false;
+      return true;
+    };
+    if (root.IsMap() && root.size() == 1 && root["placement"] && sectionLike(root["placement"]))
       parser.fail(root, "placement",
                   "a --placement file maps functions to nodes at its top level (`fib: n1`), "
                   "without the `placement:` of cluster.yaml");

@@ -73,7 +73,7 @@ TEST(Annotations, InAndOutOfOneBufferMakeItInOut) {
   ASSERT_NE(a, nullptr);
   ASSERT_EQ(a->buffers.size(), 1u);
   EXPECT_EQ(a->buffers[0].dir, BufferDir::InOut);
-  EXPECT_EQ(a->buffers[0].spelling, "DIST_INOUT(v, n)");
+  EXPECT_EQ(a->buffers[0].spelling, "DIST_IN(v, n) and DIST_OUT(v, n)");
 }
 
 TEST(Annotations, AnUnknownParameterIsLeftToTheMarshalingPlan) {

@@ -798,7 +798,8 @@ TEST(ClusterErrors, CallAboveMaxMessageSizeIsOneLineError) {
                             "exceed the 1 MiB limit of one call");
   // The member hears it from the entry node (not from heartbeats running out).
   expectOneLineError(m, "call of `total`: parameter `data`: 2097152 elements of 1 bytes exceed "
-                        "the 1 MiB limit of one call; stopping node `n1`");
+                        "the 1 MiB limit of one call (cluster.yaml's max_message_mb); stopping "
+                        "node `n1`");
 }
 
 // One versioned placement: under --chaos-ms every stateless unit moves to a random node every
