@@ -390,15 +390,17 @@ AdaptationLoop::Outcome AdaptationLoop::repartition() {
 AdaptationLoop::Outcome AdaptationLoop::move(int unit, int node) {
   std::lock_guard lock(mu_);
   Outcome out;
+  std::vector<std::uint16_t> owners = node_.owners();
+  out.epoch = node_.epoch();
+  // Already there: nothing to move, whether or not the unit could move.
+  if (unit >= 0 && static_cast<std::size_t>(unit) < owners.size() && owners[unit] == node &&
+      node_.replicas().at(unit).empty()) {
+    out.decision.reason = "already there";
+    return out;
+  }
   if (auto why = coordinator_.checkMove(unit, node)) {
     out.ok = false;
     out.error = *why;
-    return out;
-  }
-  std::vector<std::uint16_t> owners = node_.owners();
-  out.epoch = node_.epoch();
-  if (owners[unit] == node) {
-    out.decision.reason = "already there";
     return out;
   }
   ClusterView v = coordinator_.view(owners);

@@ -443,6 +443,10 @@ TEST(Admin, EveryCommandFromDistctl) {
     EXPECT_EQ(r.exit_code, 1) << args[0];
     EXPECT_EQ(r.err, "distctl: error: " + error + "\n");
   }
+  // A unit that cannot move, asked to stay where it is: nothing to do, not a refusal.
+  ProcessResult stays = c.ctl({"move", "main", "n0"});
+  EXPECT_EQ(stays.exit_code, 0) << stays.err;
+  EXPECT_NE(stays.out.find("already there"), std::string::npos) << stays.out;
   ProcessResult no_node = c.ctl({"move", "mix", "n9"});
   EXPECT_EQ(no_node.exit_code, 1);
   EXPECT_EQ(no_node.err.rfind("distctl: error: no node named `n9` in ", 0), 0u) << no_node.err;
