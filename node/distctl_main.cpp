@@ -16,6 +16,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -284,6 +285,9 @@ int main(int argc, char **argv) {
     return fail("`" + command + "` takes no arguments");
   }
 
+  // An ipc:// socket is a file while its node runs: none, no node (no need to wait for one).
+  if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6)))
+    return fail("nothing listens at " + endpoint + " (no such socket file); is the node running?");
   zmq::context_t context;
   auto ask = [&](const json &r) {
     return distnode::node::adminRequest(context, endpoint, r,

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <zmq.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -524,8 +525,18 @@ TEST(Distctl, UnreachableOrUnconfiguredIsOneLineExitTwo) {
   ProcessResult none = runProcess(
       {kDistctl, "--endpoint", "ipc:///nonexistent/x.admin", "--timeout-ms", "300", "status"});
   EXPECT_EQ(none.exit_code, 2);
-  EXPECT_EQ(none.err, "distctl: error: no answer from ipc:///nonexistent/x.admin within 300 ms; "
-                      "is the node running?\n");
+  EXPECT_EQ(none.err, "distctl: error: nothing listens at ipc:///nonexistent/x.admin (no such "
+                      "socket file); is the node running?\n");
+  // A node that does not answer: its socket exists, nobody reads it.
+  std::string mute_path = ::testing::TempDir() + "/mute.admin";
+  zmq::context_t mute_ctx;
+  zmq::socket_t mute(mute_ctx, zmq::socket_type::router);
+  mute.bind("ipc://" + mute_path);
+  ProcessResult silent =
+      runProcess({kDistctl, "--endpoint", "ipc://" + mute_path, "--timeout-ms", "300", "status"});
+  EXPECT_EQ(silent.exit_code, 2);
+  EXPECT_EQ(silent.err, "distctl: error: no answer from ipc://" + mute_path +
+                            " within 300 ms; is the node running?\n");
   std::string yaml = writeTempFile("no_admin.yaml", "cluster: c\nnodes:\n  - name: a\n"
                                                     "    call: tcp://127.0.0.1:7000\n");
   ProcessResult unconfigured = runProcess({kDistctl, "--cluster", yaml, "status"});
