@@ -103,7 +103,9 @@ pid_t spawnNode(const std::vector<std::string> &argv, int out_fd, int err_fd) {
 } // namespace
 
 int runLocalCluster(const LocalClusterOptions &options) {
-  std::vector<int> ports = transport::freeLoopbackPorts(2 * options.nodes); // call, control
+  // Held until the cluster ends: a cluster starting at the same time cannot take them.
+  transport::ReservedPorts reserved = transport::reserveLoopbackPorts(2 * options.nodes);
+  const std::vector<int> &ports = reserved.ports; // call, control
   if (ports.empty()) {
     std::cerr << "distnode: error: cannot find " << 2 * options.nodes
               << " free TCP ports on 127.0.0.1 (20000-32000)\n";

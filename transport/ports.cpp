@@ -14,11 +14,16 @@ namespace {
 
 constexpr int kFirstPort = 20000, kLastPort = 32000; // below the ephemeral range
 
-// A socket bound to `port` on loopback, or -1.
-int bindLoopback(int port) {
+// A socket bound to `port` on loopback, or -1. With `shareable`, SO_REUSEADDR: a listening
+// socket that also sets it (ZeroMQ's do) may bind the port while this one holds it, and
+// nothing else may.
+int bindLoopback(int port, bool shareable = false) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
+  int one = 1;
+  if (shareable)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -33,25 +38,39 @@ int bindLoopback(int port) {
 } // namespace
 
 std::vector<int> freeLoopbackPorts(int n) {
+  ReservedPorts r = reserveLoopbackPorts(n);
+  return r.ports;
+}
+
+ReservedPorts::~ReservedPorts() {
+  for (int fd : fds)
+    close(fd);
+}
+
+ReservedPorts reserveLoopbackPorts(int n) {
+  ReservedPorts out;
   // Processes starting at the same time must not walk the range in the same order.
   std::mt19937 rng(
       static_cast<unsigned>(getpid()) ^
       static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
   std::uniform_int_distribution<int> pick(kFirstPort, kLastPort);
-  std::vector<int> fds, ports;
-  for (int attempt = 0; attempt < 1000 && static_cast<int>(ports.size()) < n; ++attempt) {
+  for (int attempt = 0; attempt < 1000 && static_cast<int>(out.ports.size()) < n; ++attempt) {
     int port = pick(rng);
-    int fd = bindLoopback(port);
+    // Free now (a plain bind succeeds), then held shareably: held, they differ, and another
+    // process looking for ports with a plain bind passes them by.
+    int probe = bindLoopback(port);
+    if (probe < 0)
+      continue;
+    close(probe);
+    int fd = bindLoopback(port, true);
     if (fd < 0)
       continue;
-    fds.push_back(fd); // held until all are chosen, so that they differ
-    ports.push_back(port);
+    out.fds.push_back(fd);
+    out.ports.push_back(port);
   }
-  for (int fd : fds)
-    close(fd);
-  if (static_cast<int>(ports.size()) < n)
-    return {};
-  return ports;
+  if (static_cast<int>(out.ports.size()) < n)
+    out.ports.clear();
+  return out;
 }
 
 } // namespace distnode::transport

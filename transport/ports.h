@@ -2,6 +2,7 @@
 #ifndef DISTNODE_TRANSPORT_PORTS_H
 #define DISTNODE_TRANSPORT_PORTS_H
 
+#include <utility>
 #include <vector>
 
 namespace distnode::transport {
@@ -12,6 +13,21 @@ namespace distnode::transport {
 /// process's connection could take it before the node binds it. Returns an empty vector if
 /// none could be found.
 [[nodiscard]] std::vector<int> freeLoopbackPorts(int n);
+
+/// Ports as freeLoopbackPorts finds them, held until this is destroyed: a ZeroMQ socket (which
+/// binds with SO_REUSEADDR) may bind them meanwhile, while another process looking for free
+/// ports (a plain bind) passes them by. A local cluster holds its ports while it runs, so that
+/// another one starting at the same time cannot take one before its node binds it.
+struct ReservedPorts {
+  std::vector<int> ports; ///< empty if not enough were found
+  std::vector<int> fds;
+  ReservedPorts() = default;
+  ReservedPorts(ReservedPorts &&other) noexcept
+      : ports(std::move(other.ports)), fds(std::exchange(other.fds, {})) {}
+  ReservedPorts &operator=(ReservedPorts &&) = delete;
+  ~ReservedPorts();
+};
+[[nodiscard]] ReservedPorts reserveLoopbackPorts(int n);
 
 } // namespace distnode::transport
 

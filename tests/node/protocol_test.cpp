@@ -8,6 +8,7 @@
 #include "node/profile_wire.h"
 #include "tests/support/subprocess.h"
 #include "transport/messages.h"
+#include "transport/ports.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Support/Error.h"
 
@@ -19,6 +20,11 @@
 #include <filesystem>
 #include <optional>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace distnode::testing {
 namespace {
@@ -373,6 +379,25 @@ std::string shapeOf(const std::string &config) {
     return "";
   }
   return node::clusterShape(*c);
+}
+
+// A local cluster's ports, held while it runs: ZeroMQ binds them, another process looking for
+// free ports with a plain bind passes them by.
+TEST(Ports, ReservedPortsTakeZeroMQButNotAPlainBind) {
+  transport::ReservedPorts reserved = transport::reserveLoopbackPorts(2);
+  ASSERT_EQ(reserved.ports.size(), 2u);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(reserved.ports[0]));
+  EXPECT_NE(bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
+  close(fd);
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  transport::configureSocket(router, 1 << 20); // as every node's socket
+  router.set(zmq::sockopt::linger, 0);
+  EXPECT_NO_THROW(router.bind("tcp://127.0.0.1:" + std::to_string(reserved.ports[0])));
 }
 
 TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
