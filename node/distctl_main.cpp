@@ -18,7 +18,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <set>
 #include <sstream>
 #include <thread>
 
@@ -223,13 +222,15 @@ int main(int argc, char **argv) {
     return fail(std::string(e.what()) + "; see distctl --help");
   }
 
-  static const std::set<std::string> kCommands = {
+  static const std::vector<std::string> kCommands = {
       "status", "placement", "profile", "history", "graph", "repartition", "move", "pin",
       "unpin",  "drain",     "undrain", "freeze",  "thaw",  "set",         "top"};
-  if (!kCommands.count(words.front()))
-    return fail("unknown command `" + words.front() +
-                "`; the commands are status, placement, profile, history, graph, repartition, "
-                "move, pin, unpin, drain, undrain, freeze, thaw, set, top");
+  if (std::find(kCommands.begin(), kCommands.end(), words.front()) == kCommands.end()) {
+    std::string list;
+    for (const auto &c : kCommands)
+      list += (list.empty() ? "" : ", ") + c;
+    return fail("unknown command `" + words.front() + "`; the commands are " + list);
+  }
 
   if (endpoint.empty()) {
     if (cluster.empty())
