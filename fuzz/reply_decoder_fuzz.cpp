@@ -2,12 +2,29 @@
 // (jit::unmarshalReply) into the caller's result and out-buffers, for signatures covering
 // every marshaling kind. The first byte picks the signature and the call's element count;
 // the rest is the reply as it would arrive. The caller's own argument blob goes with it, as a
-// real call passes it: in-out arguments are written as the bytes that differ from it.
+// real call passes it: in-out arguments are written as the bytes that differ from it. The last
+// byte may damage that blob (flip a byte, cut it short), as a decoder must survive even its own
+// bytes not matching the plan.
 #include "fuzz/marshal_signatures.h"
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+namespace {
+
+// Damages `sent` as the input's last two bytes say: bit 0 flips a byte, bit 1 cuts the blob.
+void damage(std::vector<std::uint8_t> &sent, const std::uint8_t *data, std::size_t size) {
+  if (size < 3 || sent.empty())
+    return;
+  const std::uint8_t how = data[size - 1], where = data[size - 2];
+  if (how & 1)
+    sent[where % sent.size()] ^= how | 1;
+  if (how & 2)
+    sent.resize(where % sent.size());
+}
+
+} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
   using namespace distnode;
@@ -34,6 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     std::vector<std::uint8_t> sent;
     if (!jit::marshalCall(every, slots, sent, error))
       __builtin_trap(); // the caller's own arguments always marshal
+    damage(sent, data, size);
     (void)jit::unmarshalReply(every, data + 1, size - 1, slots, ret, error, sent.data(),
                               sent.size());
   } else {
@@ -44,6 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     std::vector<std::uint8_t> sent;
     if (!jit::marshalCall(byval, slots, sent, error))
       __builtin_trap();
+    damage(sent, data, size);
     (void)jit::unmarshalReply(byval, data + 1, size - 1, slots, ret, error, sent.data(),
                               sent.size());
   }
