@@ -237,10 +237,6 @@ AdminHandler coordinatorHandler(const ClusterConfig &config, ClusterNode &node,
       int to = nodeOf("node");
       if (!error.empty())
         return adminError(error);
-      // The operator's pin holds until unpinned (the planner would move the unit back).
-      if (int pin = v.units[unit].pinned_by_operator; pin >= 0 && pin != to)
-        return adminError("`" + v.units[unit].name + "` is pinned to " + v.nodes[pin] +
-                          " by the operator; `unpin " + v.units[unit].name + "` first");
       return outcomeJson(loop.move(unit, to), v);
     }
     if (command == "pin" || command == "unpin") {

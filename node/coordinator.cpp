@@ -710,6 +710,10 @@ Decision Coordinator::repartition(const std::vector<std::uint16_t> &current, dou
 }
 
 std::optional<std::string> Coordinator::checkMove(int unit, int node) const {
+  return checkMove(unit, node, /*pins_hold=*/true);
+}
+
+std::optional<std::string> Coordinator::checkMove(int unit, int node, bool pins_hold) const {
   const State &s = *state_;
   std::lock_guard lock(s.mu);
   if (unit < 0 || static_cast<std::size_t>(unit) >= s.unit_names.size())
@@ -720,12 +724,16 @@ std::optional<std::string> Coordinator::checkMove(int unit, int node) const {
     return "`" + s.unit_names[unit] + "` cannot move: " + s.why_fixed[unit];
   if (s.drained[node])
     return "node `" + s.node_names[node] + "` is drained; `undrain` it first";
+  // The operator's pin holds until unpinned (the planner would move the unit back).
+  if (int pin = s.operator_pin[unit]; pins_hold && pin >= 0 && pin != node)
+    return "`" + s.unit_names[unit] + "` is pinned to " + s.node_names[pin] +
+           " by the operator; `unpin " + s.unit_names[unit] + "` first";
   return std::nullopt;
 }
 
 std::optional<std::string> Coordinator::pin(int unit, int node) {
-  if (node >= 0)
-    if (auto why = checkMove(unit, node))
+  if (node >= 0) // a new pin replaces the old one
+    if (auto why = checkMove(unit, node, /*pins_hold=*/false))
       return why;
   State &s = *state_;
   std::lock_guard lock(s.mu);

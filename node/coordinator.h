@@ -156,7 +156,8 @@ public:
   /// The same without planning: `failed` did not happen (for a placement that failed).
   void notMoved(const Decision &failed, const std::vector<int> &busy = {});
 
-  /// The operator moves unit `unit` to `node`: the placement to publish, or why not.
+  /// The operator moves unit `unit` to `node`: the placement to publish, or why not (a unit
+  /// the operator pinned moves only to its pin's node).
   [[nodiscard]] std::optional<std::string> checkMove(int unit, int node) const;
   /// Pins a unit to a node until unpinned (-1: unpin). Checked like a move.
   [[nodiscard]] std::optional<std::string> pin(int unit, int node);
@@ -178,6 +179,8 @@ public:
   struct State;
 
 private:
+  [[nodiscard]] std::optional<std::string> checkMove(int unit, int node, bool pins_hold) const;
+
   std::unique_ptr<State> state_;
 };
 
