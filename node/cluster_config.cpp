@@ -388,11 +388,11 @@ std::optional<std::string> readPlacementFile(const std::string &path,
     Parser parser(path);
     // A file written as cluster.yaml's `placement:` section, the section's key included.
     auto sectionLike = [](const YAML::Node &p) { // function: node, not a replica set's weights
+      static const std::regex kNumber(R"([0-9.eE+\-]+)");
       if (!p.IsMap())
         return false;
       for (auto it = p.begin(); it != p.end(); ++it)
-        if (it->second.IsScalar() &&
-            std::regex_match(it->second.Scalar(), std::regex(R"([0-9.eE+\-]+)")))
+        if (it->second.IsScalar() && std::regex_match(it->second.Scalar(), kNumber))
           return false;
       return true;
     };

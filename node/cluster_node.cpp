@@ -1002,10 +1002,10 @@ struct ClusterNode::Impl {
                     : std::string("none")) +
                ", the entry node " + shortHash(sha256.data(), sha256.size()) +
                "); give every node the same app.bc";
-    else if (std::string theirs = join.nodes() ? join.nodes()->str() : "";
-             theirs != clusterShape(config))
-      reason = "node `" + name +
-               "` has another cluster.yaml: " + firstDifference(theirs, clusterShape(config)) +
+    else if (std::string theirs = join.nodes() ? join.nodes()->str() : "",
+             ours = clusterShape(config);
+             theirs != ours)
+      reason = "node `" + name + "` has another cluster.yaml: " + firstDifference(theirs, ours) +
                "; give every node the same cluster.yaml";
     {
       std::lock_guard lock(mu);
