@@ -545,7 +545,7 @@ TEST(ClusterFailures, CrashedMemberTellsTheEntryAtOnce) {
 // twice at once. With --join, where no launcher stops the member, it is stopped too.
 TEST(ClusterFailures, ExitOnAMemberWhileMainReturnsEndsOnce) {
   for (int round = 0; round < 3; ++round) {
-    auto r = runProcess({kDistnode, "--local", "2", fixture("exit_race") + ".bc"},
+    auto r = runProcess({kDistnode, "--local", "2", fixture("member_exit") + ".bc", "--", "race"},
                         std::chrono::seconds(60));
     ASSERT_FALSE(r.timed_out);
     EXPECT_EQ(r.signal, 0) << r.err;
@@ -554,7 +554,7 @@ TEST(ClusterFailures, ExitOnAMemberWhileMainReturnsEndsOnce) {
   }
   std::string config = writeTempFile("exit_race.yaml", clusterConfig(2, 10000));
   auto [entry, members] =
-      runJoined(config, fixture("exit_race") + ".bc", 2, {}, {}, std::chrono::seconds(60));
+      runJoined(config, fixture("member_exit") + ".bc", 2, {}, {"race"}, std::chrono::seconds(60));
   EXPECT_TRUE(entry.exit_code == 0 || entry.exit_code == 4) << entry.exit_code << entry.err;
   EXPECT_EQ(members[0].exit_code, 0) << members[0].err;
   EXPECT_EQ(members[0].err, "");
