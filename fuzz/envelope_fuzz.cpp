@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   } else if (auto *s = e->body_as_Shutdown()) {
     text(s->reason());
   } else if (auto *x = e->body_as_Exit()) {
-    sink = sink + static_cast<std::uint64_t>(x->exit_code());
+    sink = sink + static_cast<std::uint64_t>(x->exit_code()) + static_cast<std::uint64_t>(x->how());
   } else if (auto *m = e->body_as_Moved()) {
     sink = sink + m->owner() + m->epoch();
   }

@@ -65,13 +65,26 @@ int running_exit_code = 0;
 // The process that made the session; another one is a child made by fork().
 std::atomic<pid_t> session_pid{0};
 
-// Where exit() goes in a process that does not run main (a member node): the node that does.
-std::function<void(int)> exit_elsewhere;
+bool inForkedChild() { return getpid() != session_pid.load(std::memory_order_relaxed); }
+
+// Where the program's end goes in a process that does not run main (a member node): the node
+// that does.
+std::function<void(int, ExitKind)> exit_elsewhere;
 
 // The program's end has begun (exit() called, or main returned), on `ending_thread`: it happens
 // once. Reset when main starts.
 std::atomic<bool> program_ending{false};
 std::atomic<pthread_t> ending_thread{};
+
+// The running session's exit hook, and whether it ran: it runs once, however the program ends
+// (an _exit() inside an atexit handler, say, after an exit() began).
+std::function<void(int, ExitKind)> running_hook;
+std::atomic<bool> end_hook_ran{false};
+
+void runEndHook(int code, ExitKind how) {
+  if (running_hook && !end_hook_ran.exchange(true))
+    running_hook(code, how);
+}
 
 // Claims the program's end for this thread; false if another thread has it (this one must then
 // wait for the process to end, as a second exit() would).
@@ -87,34 +100,63 @@ bool claimProgramEnd() {
     ::pause();
 }
 
-[[noreturn]] void programExit(int code) {
-  // The program is one process: its exit runs where main runs (its atexit handlers, its
-  // buffered output), and ends every node. A forked child's exit is its own.
-  if (!running_session.load() && exit_elsewhere &&
-      getpid() == session_pid.load(std::memory_order_relaxed)) {
-    exit_elsewhere(code);
+[[noreturn]] void programEnd(int code, ExitKind how) {
+  // The program is one process: it ends where main runs (its atexit handlers, its buffered
+  // output), and that ends every node. A forked child's end is its own.
+  if (!running_session.load() && exit_elsewhere && !inForkedChild()) {
+    exit_elsewhere(code, how);
     std::abort(); // exit_elsewhere does not return
   }
   // A child made by fork() has none of the runtime's threads: the runtime's own static
-  // destructors (which join them) must not run there.
-  const bool child = getpid() != session_pid.load(std::memory_order_relaxed);
-  // exit() from several threads at once, or main returning meanwhile, is undefined in C; here
-  // the first one ends the program and the others wait for it. exit() again inside an atexit
-  // handler ends the process at once.
+  // destructors (which join them) must not run there, and it has no cluster to stop.
+  const bool child = inForkedChild();
+  if (child && how == ExitKind::Quick)
+    ::quick_exit(code); // our at_quick_exit handler does nothing in a child
+  if (child && how == ExitKind::Immediate)
+    ::_exit(code);
+  // Ending from several threads at once, or main returning meanwhile, is undefined in C; here
+  // the first one ends the program and the others wait for it. An end asked again on the
+  // thread that ends it (inside an atexit handler) ends the process at once.
   if (!claimProgramEnd() && !child) {
     if (!pthread_equal(ending_thread.load(), pthread_self()))
       waitForProgramEnd();
-    std::fflush(nullptr);
+    runEndHook(code, how);
+    if (how == ExitKind::Normal)
+      std::fflush(nullptr);
     std::_Exit(code);
   }
   running_exit_code = code;
-  if (running_deinit)
-    running_deinit();
-  if (child) {
-    std::fflush(nullptr);
-    std::_Exit(code);
+  switch (how) {
+  case ExitKind::Normal:
+    if (running_deinit)
+      running_deinit();
+    if (child) {
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
+    std::exit(code);
+  case ExitKind::Quick:
+    ::quick_exit(code); // the program's at_quick_exit handlers, then onQuickExit
+  case ExitKind::Immediate:
+    break;
   }
-  std::exit(code);
+  runEndHook(code, ExitKind::Immediate);
+  ::_exit(code);
+}
+
+[[noreturn]] void programExit(int code) { programEnd(code, ExitKind::Normal); }
+[[noreturn]] void programQuickExit(int code) { programEnd(code, ExitKind::Quick); }
+[[noreturn]] void programImmediateExit(int code) { programEnd(code, ExitKind::Immediate); }
+
+// The program's at_quick_exit(): the C library keeps it outside its shared object (as atexit),
+// so a program in the JIT finds it here.
+int programAtQuickExit(void (*handler)()) { return std::at_quick_exit(handler); }
+
+// Registered before the program's constructors run, so it runs after every at_quick_exit
+// handler of the program: the exit hook (which stops the cluster) comes last, as after exit().
+void onQuickExit() {
+  if (!inForkedChild())
+    runEndHook(running_exit_code, ExitKind::Quick);
 }
 
 // The program's rand()/random() state. glibc keeps one per process, and libraries of the
@@ -226,7 +268,7 @@ struct JitSession::Impl {
   bool profiling = false;                              // the program is instrumented
   std::vector<std::uint32_t> profile_ids;              // profiler id by remote id
   RemoteHandler remote_handler;
-  std::function<void(int)> exit_hook;
+  std::function<void(int, ExitKind)> exit_hook;
   /// GPin objects of this node known to other nodes by id, one table per placement unit.
   std::vector<std::unique_ptr<HandleTable>> handles;
   /// The gates of migratable units, and where each one's state lies (address, bytes).
@@ -593,6 +635,10 @@ JitSession::Create(Program program, const ProgramAnalysis &analysis, const JitOp
       interposed[j.mangleAndIntern(name)] = {address, callable};
   };
   interpose("exit", orc::ExecutorAddr::fromPtr(&programExit));
+  interpose("quick_exit", orc::ExecutorAddr::fromPtr(&programQuickExit));
+  interpose("at_quick_exit", orc::ExecutorAddr::fromPtr(&programAtQuickExit));
+  interpose("_exit", orc::ExecutorAddr::fromPtr(&programImmediateExit));
+  interpose("_Exit", orc::ExecutorAddr::fromPtr(&programImmediateExit));
   interpose("rand", orc::ExecutorAddr::fromPtr(&programRand));
   interpose("random", orc::ExecutorAddr::fromPtr(&programRandomNext));
   interpose("srand", orc::ExecutorAddr::fromPtr(&programRandomSeed));
@@ -885,13 +931,15 @@ void JitSession::setHandleTag(std::uint16_t tag) {
     table->setTag(tag);
 }
 
-void JitSession::setExitHook(std::function<void(int)> hook) { impl_->exit_hook = std::move(hook); }
+void JitSession::setExitHook(std::function<void(int, ExitKind)> hook) {
+  impl_->exit_hook = std::move(hook);
+}
 
-void JitSession::setExitElsewhere(std::function<void(int)> forward) {
+void JitSession::setExitElsewhere(std::function<void(int, ExitKind)> forward) {
   exit_elsewhere = std::move(forward);
 }
 
-void JitSession::exitProgram(int code) { programExit(code); }
+void JitSession::exitProgram(int code, ExitKind how) { programEnd(code, how); }
 
 llvm::Expected<void *> JitSession::lookup(const std::string &name) {
   auto addr = impl_->jit->lookup(name);
@@ -998,13 +1046,19 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
     return fail("another program is already running in this process");
   program_ending = false;
   orc::JITDylib &jd = j.getMainJITDylib();
+  running_hook = [this](int code, ExitKind how) {
+    if (impl_->exit_hook)
+      impl_->exit_hook(code, how);
+  };
+  end_hook_ran = false;
+  static std::once_flag quick_exit_registered;
+  std::call_once(quick_exit_registered, [] { std::at_quick_exit(onQuickExit); });
   // atexit handlers may still call remote functions, so the exit hook (which may stop the
   // cluster) runs after them.
-  running_deinit = [this, &j, &jd] {
+  running_deinit = [&j, &jd] {
     if (auto err = j.deinitialize(jd))
       llvm::logAllUnhandledErrors(std::move(err), llvm::errs(), "distnode: error: ");
-    if (impl_->exit_hook)
-      impl_->exit_hook(running_exit_code);
+    runEndHook(running_exit_code, ExitKind::Normal);
   };
 
   if (impl_->profiling)
@@ -1027,8 +1081,8 @@ llvm::Expected<int> JitSession::runMain(const std::vector<std::string> &args) {
   running_deinit = nullptr;
   running_session = nullptr;
   llvm::Error deinit = j.deinitialize(jd);
-  if (impl_->exit_hook)
-    impl_->exit_hook(code);
+  runEndHook(code, ExitKind::Normal);
+  running_hook = nullptr;
   if (deinit)
     return deinit;
   return code;

@@ -46,6 +46,11 @@ struct JitOptions {
 /// $XDG_CACHE_HOME/distnode, else $HOME/.cache/distnode ("" if none is set).
 [[nodiscard]] std::string defaultCodeCacheDir();
 
+/// How the program ends itself: exit() (atexit handlers, static destructors, buffered output
+/// flushed), quick_exit() (at_quick_exit handlers only) or _exit()/_Exit() (nothing runs, buffered
+/// output is lost), as the C library defines them.
+enum class ExitKind : std::uint8_t { Normal, Quick, Immediate };
+
 /// Where a remotable function's stub points.
 enum class StubTarget { Local, Remote };
 
@@ -99,14 +104,18 @@ public:
   /// Sets the tag of the GPin handle ids this node issues (HandleTable), e.g. the node's index
   /// + 1, so that a handle issued by another node is refused here. Default 1.
   void setHandleTag(std::uint16_t tag);
-  /// Runs (on the exiting thread) when the program calls exit(), before its atexit handlers.
-  void setExitHook(std::function<void(int code)> hook);
-  /// On a node that does not run main: what the program's exit(code) does instead (it must not
-  /// return), e.g. ask the node that runs main to exit. Not in a child made by fork().
-  void setExitElsewhere(std::function<void(int code)> forward);
-  /// Runs the program's exit(code) here, as if main's process called it (from any thread):
-  /// atexit handlers, static destructors, the exit hook, then the process ends.
-  [[noreturn]] void exitProgram(int code);
+  /// Runs (on the exiting thread) when the program ends: after its atexit handlers when main
+  /// returns or it calls exit(), after its at_quick_exit handlers for quick_exit(), at once for
+  /// _exit(). Only an ExitKind::Normal end flushes the program's buffered output.
+  void setExitHook(std::function<void(int code, ExitKind how)> hook);
+  /// On a node that does not run main: what the program's exit(code), quick_exit(code) or
+  /// _exit(code) does instead (it must not return), e.g. ask the node that runs main to end
+  /// the program so. Not in a child made by fork().
+  void setExitElsewhere(std::function<void(int code, ExitKind how)> forward);
+  /// Ends the program here `how` it asked, as if main's process did (from any thread): for
+  /// exit(), its atexit handlers and static destructors run, then the exit hook, then the
+  /// process ends.
+  [[noreturn]] void exitProgram(int code, ExitKind how = ExitKind::Normal);
 
   /// The gates of the units whose state can migrate (unit_gate.h): every call of their
   /// functions on this node enters through them.

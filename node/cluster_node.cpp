@@ -228,6 +228,24 @@ struct PlaceJob {
   ReplicaSets replicas;
 };
 
+// How the program ended itself, as the wire carries it (the same values) and back; a value
+// this node does not know is none.
+wire::ExitKind toWire(jit::ExitKind how) { return static_cast<wire::ExitKind>(how); }
+
+std::optional<jit::ExitKind> fromWire(wire::ExitKind how) {
+  if (how > wire::ExitKind::MAX)
+    return std::nullopt;
+  return static_cast<jit::ExitKind>(how);
+}
+
+// How the program's end reads in a message: "exit(3)", "_exit(3)".
+std::string endText(int code, jit::ExitKind how) {
+  const char *name = how == jit::ExitKind::Quick       ? "quick_exit"
+                     : how == jit::ExitKind::Immediate ? "_exit"
+                                                       : "exit";
+  return std::string(name) + "(" + std::to_string(code) + ")";
+}
+
 } // namespace
 
 struct ClusterNode::Impl {
@@ -834,7 +852,14 @@ struct ClusterNode::Impl {
       break;
     }
     case wire::Body::Exit: { // a member's program called exit(): the program ends here
-      const int code = e->body_as_Exit()->exit_code();
+      const wire::Exit &x = *e->body_as_Exit();
+      const int code = x.exit_code();
+      const std::optional<jit::ExitKind> how = fromWire(x.how());
+      if (!how) {
+        spdlog::warn("node `{}` sent an end of the program of unknown kind {}: ignored",
+                     nodeName(node), static_cast<int>(x.how()));
+        break;
+      }
       bool first = false;
       {
         std::lock_guard lock(mu);
@@ -842,15 +867,15 @@ struct ClusterNode::Impl {
         exit_asked = true;
       }
       if (first) { // on a thread of its own: the exit stops the cluster through this thread
-        spdlog::info("the program called exit({}) on node `{}`", code, nodeName(node));
+        spdlog::info("the program called {} on node `{}`", endText(code, *how), nodeName(node));
         try {
-          std::thread([s = session, code] {
+          std::thread([s = session, code, how] {
             nameThread("dn-exit");
-            s->exitProgram(code);
+            s->exitProgram(code, *how);
           }).detach();
         } catch (const std::system_error &e) {
-          failed("the program called exit(" + std::to_string(code) + ") on node `" +
-                     nodeName(node) + "`, and no thread could run it here: " + e.what(),
+          failed("the program called " + endText(code, *how) + " on node `" + nodeName(node) +
+                     "`, and no thread could run it here: " + e.what(),
                  code);
         }
       }
@@ -1170,18 +1195,19 @@ struct ClusterNode::Impl {
   // the entry node (main's atexit handlers and buffered output are there), which then stops
   // every node, this one included. The calling thread (and any other that exits meanwhile)
   // waits for that; if the entry is gone, the heartbeats end this node.
-  [[noreturn]] void exitOnEntry(int code) {
+  [[noreturn]] void exitOnEntry(int code, jit::ExitKind how) {
     static std::once_flag told;
     std::call_once(told, [&] {
       // Answered as the served call this thread runs, so that the thread that made it ends
       // the program (natively, the thread that called exit() is that one); outside a served
       // call, the entry node ends it on a thread of its own.
-      if (server->answerServedCall(
-              [&](std::uint64_t call_id) { return transport::makeExit(call_id, code); })) {
-        spdlog::info("the program called exit({}) here: its caller ends it", code);
+      if (server->answerServedCall([&](std::uint64_t call_id) {
+            return transport::makeExit(call_id, code, toWire(how));
+          })) {
+        spdlog::info("the program called {} here: its caller ends it", endText(code, how));
       } else {
-        spdlog::info("the program called exit({}) here: the entry node ends it", code);
-        tellEntry(transport::makeExit(next_call_id++, code));
+        spdlog::info("the program called {} here: the entry node ends it", endText(code, how));
+        tellEntry(transport::makeExit(next_call_id++, code, toWire(how)));
       }
     });
     server->ensureLeader(); // this worker no longer serves: another reads the calls
@@ -1425,8 +1451,10 @@ struct ClusterNode::Impl {
   // terminating the context waits for every socket to be closed: this thread's are closed
   // here, but other threads of the program may still hold theirs, so the wait is bounded.
   void flushAndClose() {
+    // Calls still queued to go out (a link probe, say) will never be answered: the program has
+    // ended, or this node stops. Waiting for a peer that is gone would only delay the exit.
     if (client)
-      client->close(kFlushTimeout);
+      client->close(milliseconds(0));
     if (server)
       server->close(kFlushTimeout);
     if (control) {
@@ -1835,7 +1863,7 @@ llvm::Expected<int> ClusterNode::runMember() {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   n.installCrashHandlers();
-  n.session->setExitElsewhere([&n](int code) { n.exitOnEntry(code); });
+  n.session->setExitElsewhere([&n](int code, jit::ExitKind how) { n.exitOnEntry(code, how); });
   auto joined = n.join();
   if (!joined)
     return joined.takeError();
@@ -2012,8 +2040,14 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     }
     // The callee called exit(): the program ends on this thread, which called it (and from
     // here the same way up the chain, to the node that runs main).
-    if (const wire::Exit *x = envelope->body_as_Exit())
-      n.session->exitProgram(x->exit_code());
+    if (const wire::Exit *x = envelope->body_as_Exit()) {
+      const std::optional<jit::ExitKind> how = fromWire(x->how());
+      if (!how)
+        n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +
+                 "`: the program ended there in a way this node does not know (" +
+                 std::to_string(static_cast<int>(x->how())) + ")");
+      n.session->exitProgram(x->exit_code(), *how);
+    }
     const wire::Moved *moved = envelope->body_as_Moved();
     if (!moved)
       n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) +

@@ -348,15 +348,19 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     (*node)->shutdownCluster(kUsageOrInputError, "the cluster did not start: " + *why);
     return reportError(*why);
   }
-  session.setExitHook([&opt, n = node->get(), name](int code) {
+  session.setExitHook([&opt, n = node->get(), name](int code, distnode::jit::ExitKind how) {
+    // Buffered output is the program's to flush: exit() does, quick_exit() and _exit() do not.
+    const bool flush = how == distnode::jit::ExitKind::Normal;
     if (ClusterNode::inForkedChild()) { // a child made by fork(): no member, nothing to stop
-      std::fflush(nullptr);
+      if (flush)
+        std::fflush(nullptr);
       std::_Exit(code);
     }
     if (loop)
       loop->stop();
     reporter.stop();
-    std::fflush(nullptr);
+    if (flush)
+      std::fflush(nullptr);
     std::vector<std::string> reports = n->shutdownCluster(code);
     writeProfile(opt, name, reports);
   });
@@ -391,7 +395,7 @@ int run(const Options &opt, distnode::jit::Program program,
     spdlog::info("code cache: {}", (*session)->codeCacheStatus());
   if (!opt.join.empty())
     return runClusterNode(opt, **session, analysis, sha256);
-  (*session)->setExitHook([&opt](int) { writeProfile(opt, "local", {}); });
+  (*session)->setExitHook([&opt](int, distnode::jit::ExitKind) { writeProfile(opt, "local", {}); });
   startProfiling(opt);
   auto code = (*session)->runMain(opt.args);
   if (!code)

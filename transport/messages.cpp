@@ -168,9 +168,9 @@ zmq::message_t makePlacement(std::uint64_t call_id, std::uint64_t epoch,
   return finishEnvelope(b, wire::Body::Placement, body.Union());
 }
 
-zmq::message_t makeExit(std::uint64_t call_id, std::int32_t exit_code) {
+zmq::message_t makeExit(std::uint64_t call_id, std::int32_t exit_code, wire::ExitKind how) {
   flatbuffers::FlatBufferBuilder b(64);
-  auto body = wire::CreateExit(b, call_id, exit_code);
+  auto body = wire::CreateExit(b, call_id, exit_code, how);
   return finishEnvelope(b, wire::Body::Exit, body.Union());
 }
 

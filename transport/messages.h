@@ -19,7 +19,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 13;
+inline constexpr std::uint32_t kProtocolVersion = 14;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -96,7 +96,8 @@ private:
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
 /// From a member whose program called exit(`exit_code`): the entry node ends the program.
-[[nodiscard]] zmq::message_t makeExit(std::uint64_t call_id, std::int32_t exit_code);
+[[nodiscard]] zmq::message_t makeExit(std::uint64_t call_id, std::int32_t exit_code,
+                                      wire::ExitKind how);
 /// From the entry node: `report_interval_ms`, the planning interval (0: unchanged), and
 /// `report_round`, a round whose profile delta the member sends now (0: none). From a member:
 /// `wants_round`, its traffic shows a new phase, with `report_round` the last round it

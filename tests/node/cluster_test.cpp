@@ -93,7 +93,14 @@ INSTANTIATE_TEST_SUITE_P(
                       // State of functions called only through their address.
                       ScatterRun{"callbacks_state", fixture("callbacks_state"), {}},
                       // exit() on another node ends the program where main runs.
-                      ScatterRun{"member_exit", fixture("member_exit"), {}, 2}),
+                      ScatterRun{"member_exit", fixture("member_exit"), {}, 2},
+                      // quick_exit() there: main's at_quick_exit handler runs, and may call
+                      // that node again.
+                      ScatterRun{"member_quick_exit", fixture("member_exit"), {"quick"}, 2},
+                      // _exit() there: nothing runs, buffered output is lost, as natively.
+                      ScatterRun{"member_immediate_exit", fixture("member_exit"), {"immediate"}, 2},
+                      ScatterRun{
+                          "main_immediate_exit", fixture("member_exit"), {"main_immediate"}, 2}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
@@ -558,6 +565,24 @@ TEST(ClusterFailures, ExitOnAMemberWhileMainReturnsEndsOnce) {
   EXPECT_TRUE(entry.exit_code == 0 || entry.exit_code == 4) << entry.exit_code << entry.err;
   EXPECT_EQ(members[0].exit_code, 0) << members[0].err;
   EXPECT_EQ(members[0].err, "");
+}
+
+// quick_exit() and _exit(), on a member or in main, end the program with its code on the entry
+// node and stop every node: with --join, where no launcher stops the member, it exits 0 in
+// silence, as after exit().
+TEST(ClusterFailures, QuickAndImmediateExitsStopEveryNode) {
+  std::string config = writeTempFile("quick_exits.yaml", clusterConfig(2, 10000));
+  for (const char *mode : {"quick", "immediate", "main_immediate"}) {
+    SCOPED_TRACE(mode);
+    auto native = runProcess({fixture("member_exit") + ".native", mode});
+    auto [entry, members] = runJoined(config, fixture("member_exit") + ".bc", 2,
+                                      {"--placement", "scatter"}, {mode}, std::chrono::seconds(60));
+    EXPECT_EQ(entry.exit_code, native.exit_code) << entry.err;
+    EXPECT_EQ(entry.out, native.out);
+    EXPECT_EQ(entry.err, "");
+    EXPECT_EQ(members[0].exit_code, 0) << members[0].err;
+    EXPECT_EQ(members[0].err, "");
+  }
 }
 
 // A program that dies of SIGPIPE (its reader went away) does so silently, as natively; the
