@@ -208,12 +208,24 @@ int main(int argc, char **argv) {
       ->transform(distnode::node::wholeNumber(1, 24L * 60 * 60 * 1000));
   app.add_option("--iterations", top_iterations, "with top: stop after this many views (0: never)")
       ->transform(distnode::node::wholeNumber(0, 1000000000));
-  app.add_option("command", words,
-                 "status | placement | profile | history | graph | repartition | "
-                 "move UNIT NODE | pin UNIT NODE | unpin UNIT | drain NODE | undrain NODE | "
-                 "freeze | thaw | set KEY=VALUE... | top")
-      ->required();
-  app.footer("Settings for `set`: interval_ms, hysteresis, cooldown_ms, half_life_ms.");
+  // The commands and their arguments: the help, the check of a command's name and its usage
+  // line come from here.
+  struct Command {
+    const char *name, *args;
+  };
+  static const std::vector<Command> kCommands = {
+      {"status", ""},        {"placement", ""},       {"profile", ""},
+      {"history", ""},       {"graph", ""},           {"repartition", ""},
+      {"move", "UNIT NODE"}, {"pin", "UNIT NODE"},    {"unpin", "UNIT"},
+      {"drain", "NODE"},     {"undrain", "NODE"},     {"freeze", ""},
+      {"thaw", ""},          {"set", "KEY=VALUE..."}, {"top", ""}};
+  static const char *kSettings = "interval_ms, hysteresis, cooldown_ms, half_life_ms";
+  auto usage = [](const Command &c) { return std::string(c.name) + (*c.args ? " " : "") + c.args; };
+  std::string synopsis;
+  for (const auto &c : kCommands)
+    synopsis += (synopsis.empty() ? "" : " | ") + usage(c);
+  app.add_option("command", words, synopsis)->required();
+  app.footer(std::string("Settings for `set`: ") + kSettings + ".");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -222,13 +234,12 @@ int main(int argc, char **argv) {
     return fail(std::string(e.what()) + "; see distctl --help");
   }
 
-  static const std::vector<std::string> kCommands = {
-      "status", "placement", "profile", "history", "graph", "repartition", "move", "pin",
-      "unpin",  "drain",     "undrain", "freeze",  "thaw",  "set",         "top"};
-  if (std::find(kCommands.begin(), kCommands.end(), words.front()) == kCommands.end()) {
+  auto known = std::find_if(kCommands.begin(), kCommands.end(),
+                            [&](const Command &c) { return words.front() == c.name; });
+  if (known == kCommands.end()) {
     std::string list;
     for (const auto &c : kCommands)
-      list += (list.empty() ? "" : ", ") + c;
+      list += (list.empty() ? "" : ", ") + std::string(c.name);
     return fail("unknown command `" + words.front() + "`; the commands are " + list);
   }
 
@@ -251,29 +262,28 @@ int main(int argc, char **argv) {
 
   const std::string command = words.front();
   std::vector<std::string> args(words.begin() + 1, words.end());
-  auto need = [&](std::size_t n, const char *usage) -> std::optional<int> {
+  auto need = [&](std::size_t n) -> std::optional<int> {
     if (args.size() != n)
-      return fail(std::string("usage: distctl ") + usage);
+      return fail("usage: distctl " + usage(*known));
     return std::nullopt;
   };
   json request = {{"command", command == "top" ? "placement" : command}};
   if (command == "move" || command == "pin") {
-    if (auto bad = need(2, (command + " UNIT NODE").c_str()))
+    if (auto bad = need(2))
       return *bad;
     request["unit"] = args[0];
     request["node"] = args[1];
   } else if (command == "unpin") {
-    if (auto bad = need(1, "unpin UNIT"))
+    if (auto bad = need(1))
       return *bad;
     request["unit"] = args[0];
   } else if (command == "drain" || command == "undrain") {
-    if (auto bad = need(1, (command + " NODE").c_str()))
+    if (auto bad = need(1))
       return *bad;
     request["node"] = args[0];
   } else if (command == "set") {
     if (args.empty())
-      return fail("usage: distctl set KEY=VALUE... (interval_ms, hysteresis, cooldown_ms, "
-                  "half_life_ms)");
+      return fail("usage: distctl " + usage(*known) + " (" + kSettings + ")");
     for (const auto &a : args) {
       auto eq = a.find('=');
       char *end = nullptr;
