@@ -376,6 +376,18 @@ TEST(ClusterErrors, EndpointInUseNamesNodeAndEndpoint) {
   close(holder);
 }
 
+// An address that is not this machine's (192.0.2.1 is reserved for documentation, RFC 5737):
+// the error says what to check.
+TEST(ClusterErrors, EndpointOfAnotherMachineSaysSo) {
+  std::string endpoint = "tcp://192.0.2.1:" + std::to_string(freeLoopbackPorts(1)[0]);
+  std::string config = writeTempFile(
+      "foreign.yaml", "cluster: t\nnodes:\n  - name: n0\n    call: " + endpoint + "\n");
+  expectOneLineError(
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"}),
+      config + ":3: node `n0`: cannot bind " + endpoint +
+          ": Cannot assign requested address (is it an address of this machine?)");
+}
+
 TEST(ClusterErrors, UnknownNodeNameIsRefused) {
   std::string config = writeTempFile("names.yaml", twoNodeConfig(5000));
   expectOneLineError(
