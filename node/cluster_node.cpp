@@ -1288,6 +1288,42 @@ struct ClusterNode::Impl {
   // A member's control loop, when a thread crashed: sends the entry node the signal and the
   // function (Shutdown with the reason and 128 + N), waits at most kFailureNoticeTimeout for
   // its acknowledgement, then lets the crashing thread die of its signal.
+  // Member, about to end: sends `message` to the entry node and waits until the entry has it,
+  // for at most kFailureNoticeTimeout: until the entry answers call `answer_id` (if given), or
+  // its connection closes. A stopping entry ends as soon as it has what it waits for, maybe
+  // before its own answer leaves, so a closed connection is an answer too (a monitor of the
+  // control socket sees it); without a monitor, an unanswered message is not waited for.
+  void toEntryAndAwait(zmq::message_t message, std::optional<std::uint64_t> answer_id) {
+    static std::atomic<int> watches{0};
+    const std::string watch = "inproc://dn-entry-watch-" + std::to_string(watches++);
+    std::optional<zmq::socket_t> gone;
+    try {
+      if (zmq_socket_monitor(control->handle(), watch.c_str(), ZMQ_EVENT_DISCONNECTED) == 0) {
+        gone.emplace(context(), zmq::socket_type::pair);
+        gone->connect(watch);
+      }
+    } catch (const zmq::error_t &) {
+      gone.reset();
+    }
+    toEntry(std::move(message));
+    if (!gone && !answer_id)
+      return;
+    auto deadline = Clock::now() + kFailureNoticeTimeout;
+    for (bool done = false; !done && Clock::now() < deadline;) {
+      zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
+                                  {gone ? gone->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+      pollSockets(items, gone ? 2 : 1, kPollSlice);
+      done = gone && (items[1].revents & ZMQ_POLLIN);
+      zmq::message_t m;
+      while (!done && (items[0].revents & ZMQ_POLLIN) &&
+             transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
+        if (const wire::Envelope *e = transport::verifyEnvelope(m))
+          done = answer_id && e->body_type() == wire::Body::Reply &&
+                 transport::callIdOf(*e) == *answer_id;
+    }
+    zmq_socket_monitor(control->handle(), nullptr, 0);
+  }
+
   void tellEntryOfCrash() {
     CrashNote note{};
     if (read(crash_note_fds[0], &note, sizeof note) != sizeof note)
@@ -1299,17 +1335,7 @@ struct ClusterNode::Impl {
       reason += " running `" + functions[note.function].name + "`";
     spdlog::info("{}: telling the entry node", reason); // it reports the crash, once
     std::uint64_t id = next_call_id++;
-    toEntry(transport::makeShutdown(id, 128 + note.signal, reason));
-    auto deadline = Clock::now() + kFailureNoticeTimeout;
-    for (bool acknowledged = false; !acknowledged && Clock::now() < deadline;) {
-      zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
-      pollSockets(&item, 1, kPollSlice);
-      zmq::message_t m;
-      while (!acknowledged && (item.revents & ZMQ_POLLIN) &&
-             transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
-        if (const wire::Envelope *e = transport::verifyEnvelope(m))
-          acknowledged = e->body_type() == wire::Body::Reply && transport::callIdOf(*e) == id;
-    }
+    toEntryAndAwait(transport::makeShutdown(id, 128 + note.signal, reason), id);
     spdlog::default_logger()->flush();
     const char told = 1;
     (void)!write(crash_told_fds[1], &told, 1);
@@ -1400,7 +1426,7 @@ struct ClusterNode::Impl {
           const wire::Shutdown &s = *e->body_as_Shutdown();
           std::string reason = s.reason() ? s.reason()->str() : "";
           if (!reason.empty()) { // the cluster failed elsewhere
-            toEntry(transport::makeReply(s.call_id(), nullptr, 0));
+            toEntryAndAwait(transport::makeReply(s.call_id(), nullptr, 0), std::nullopt);
             if (quiet_when_stopped)
               on_failure("", 2);
             failed(reason + "; stopping node `" + nodeName(self) + "`");
