@@ -1304,6 +1304,7 @@ struct ClusterNode::Impl {
       }
     } catch (const zmq::error_t &) {
       gone.reset();
+      zmq_socket_monitor(control->handle(), nullptr, 0);
     }
     toEntry(std::move(message));
     if (!gone && !answer_id)
