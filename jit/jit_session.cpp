@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -100,7 +102,37 @@ bool claimProgramEnd() {
     ::pause();
 }
 
+// What the program's _exit() asks of the node it runs on (JitSession::setImmediateEnd).
+std::function<void(int)> immediate_end;
+
+// How long a thread that called _exit() waits for its node to end the process (after telling
+// the other nodes) before it ends it itself: longer than a stop of the cluster takes.
+constexpr std::chrono::seconds kImmediateEndBound{10};
+
+// The program's _exit()/_Exit(). It may come from a signal handler that interrupted this very
+// thread inside malloc or a lock of the runtime's, so it does only what is async-signal-safe:
+// it asks the node to stop the cluster and end the process (the node's control thread does
+// that), and ends the process itself if that has not happened within kImmediateEndBound.
+// Another end of the program in progress (exit() on another thread, main returning) does not
+// hold it up: _exit() ends the process at once.
+[[noreturn]] void endImmediately(int code) {
+  if (!inForkedChild() && immediate_end) {
+    immediate_end(code);
+    timespec now{}, until{};
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += kImmediateEndBound.count();
+    do { // a signal may cut a pause short
+      ::poll(nullptr, 0, 100);
+      clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec < until.tv_sec ||
+             (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec));
+  }
+  ::_exit(code);
+}
+
 [[noreturn]] void programEnd(int code, ExitKind how) {
+  if (how == ExitKind::Immediate)
+    endImmediately(code);
   // The program is one process: it ends where main runs (its atexit handlers, its buffered
   // output), and that ends every node. A forked child's end is its own.
   if (!running_session.load() && exit_elsewhere && !inForkedChild()) {
@@ -112,8 +144,6 @@ bool claimProgramEnd() {
   const bool child = inForkedChild();
   if (child && how == ExitKind::Quick)
     ::quick_exit(code); // our at_quick_exit handler does nothing in a child
-  if (child && how == ExitKind::Immediate)
-    ::_exit(code);
   // Ending from several threads at once, or main returning meanwhile, is undefined in C; here
   // the first one ends the program and the others wait for it. An end asked again on the
   // thread that ends it (inside an atexit handler) ends the process at once.
@@ -126,22 +156,15 @@ bool claimProgramEnd() {
     std::_Exit(code);
   }
   running_exit_code = code;
-  switch (how) {
-  case ExitKind::Normal:
-    if (running_deinit)
-      running_deinit();
-    if (child) {
-      std::fflush(nullptr);
-      std::_Exit(code);
-    }
-    std::exit(code);
-  case ExitKind::Quick:
+  if (how == ExitKind::Quick)
     ::quick_exit(code); // the program's at_quick_exit handlers, then onQuickExit
-  case ExitKind::Immediate:
-    break;
+  if (running_deinit)
+    running_deinit();
+  if (child) {
+    std::fflush(nullptr);
+    std::_Exit(code);
   }
-  runEndHook(code, ExitKind::Immediate);
-  ::_exit(code);
+  std::exit(code);
 }
 
 [[noreturn]] void programExit(int code) { programEnd(code, ExitKind::Normal); }
@@ -937,6 +960,10 @@ void JitSession::setExitHook(std::function<void(int, ExitKind)> hook) {
 
 void JitSession::setExitElsewhere(std::function<void(int, ExitKind)> forward) {
   exit_elsewhere = std::move(forward);
+}
+
+void JitSession::setImmediateEnd(std::function<void(int)> request) {
+  immediate_end = std::move(request);
 }
 
 void JitSession::exitProgram(int code, ExitKind how) { programEnd(code, how); }

@@ -105,13 +105,20 @@ public:
   /// + 1, so that a handle issued by another node is refused here. Default 1.
   void setHandleTag(std::uint16_t tag);
   /// Runs (on the exiting thread) when the program ends: after its atexit handlers when main
-  /// returns or it calls exit(), after its at_quick_exit handlers for quick_exit(), at once for
-  /// _exit(). Only an ExitKind::Normal end flushes the program's buffered output.
+  /// returns or it calls exit(), after its at_quick_exit handlers for quick_exit(); not for
+  /// _exit() (see setImmediateEnd). Only an ExitKind::Normal end flushes the program's buffered
+  /// output.
   void setExitHook(std::function<void(int code, ExitKind how)> hook);
-  /// On a node that does not run main: what the program's exit(code), quick_exit(code) or
-  /// _exit(code) does instead (it must not return), e.g. ask the node that runs main to end
-  /// the program so. Not in a child made by fork().
+  /// On a node that does not run main: what the program's exit(code) or quick_exit(code) does
+  /// instead (it must not return), e.g. ask the node that runs main to end the program so. Not
+  /// in a child made by fork().
   void setExitElsewhere(std::function<void(int code, ExitKind how)> forward);
+  /// On a node of a cluster: what the program's _exit(code) asks of it, on any node: stop the
+  /// cluster and end this process with `code`, from another thread (the thread that called
+  /// _exit waits, and ends the process itself after a while if nothing did). `request` may be
+  /// called in a signal handler, so it must do only what is async-signal-safe. Without one,
+  /// _exit(code) ends the process at once.
+  void setImmediateEnd(std::function<void(int code)> request);
   /// Ends the program here `how` it asked, as if main's process did (from any thread): for
   /// exit(), its atexit handlers and static destructors run, then the exit hook, then the
   /// process ends.

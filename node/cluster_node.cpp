@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -74,7 +75,33 @@ std::string shortHash(const std::uint8_t *data, std::size_t n) {
 
 // SIGTERM/SIGINT on a member node: stop serving and exit quietly (the launcher or the operator
 // stops the cluster; there is nothing to report).
-void onTerminate(int sig) { terminateSignal() = sig; }
+// The member's control loop waits on it (-1: none yet): a stop signal wakes it, wherever it is
+// delivered (the loop's own thread blocks it, see blockProgramSignals).
+std::atomic<int> terminate_wake_fd{-1};
+
+void onTerminate(int sig) {
+  terminateSignal() = sig;
+  if (const int fd = terminate_wake_fd.load(); fd >= 0) {
+    const int saved_errno = errno;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+    errno = saved_errno;
+  }
+}
+
+// For the thread that runs the control plane: signals sent to the process (the program's
+// timers, kill(2), a terminal's) go to the other threads, so that a handler of the program's
+// never runs on it. A handler that calls _exit() there could not be served: this thread is the
+// one that ends the program for it. Faults that this thread's own code raises still come.
+void blockProgramSignals() {
+  sigset_t set;
+  sigfillset(&set);
+  for (int sig : kCrashSignals)
+    sigdelset(&set, sig);
+  sigdelset(&set, SIGTRAP);
+  sigdelset(&set, SIGSYS);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 // Set in a child process made by fork(): ZeroMQ's threads, and with them every connection of
 // the node, are not copied into it.
@@ -308,7 +335,11 @@ struct ClusterNode::Impl {
   std::unique_ptr<zmq::socket_t> control; // entry: ROUTER (control thread); member: DEALER
   std::thread control_thread;             // entry only
   std::atomic<bool> control_stop{false};
-  int wake_fd = -1;   // wakes the control thread (entry) or loop (member) to send something
+  int wake_fd = -1; // wakes the control thread (entry) or loop (member) to send something
+  // The code the program's _exit() gave on this node (kNoImmediateEnd: none), for the control
+  // thread or loop: set from any context, a signal handler included.
+  static constexpr int kNoImmediateEnd = INT_MIN;
+  std::atomic<int> immediate_code{kNoImmediateEnd};
   std::thread placer; ///< entry, with the coordinator elsewhere: runs its Placements
   std::condition_variable place_jobs_changed;
 
@@ -352,6 +383,28 @@ struct ClusterNode::Impl {
     tellMembers(message);
     on_failure(message, exit_code);
     std::abort(); // a FailureHandler must not return
+  }
+
+  // The program called _exit(code) on this node (JitSession::setImmediateEnd): the control
+  // thread (entry) or loop (member) takes it from here. Async-signal-safe: an atomic and a
+  // write(2).
+  void requestImmediateEnd(int code) {
+    const int saved_errno = errno;
+    int none = kNoImmediateEnd;
+    immediate_code.compare_exchange_strong(none, code);
+    signalEventFd(wake_fd);
+    errno = saved_errno;
+  }
+
+  // Entry node, control thread: the program called _exit(code), here or on member `caller`
+  // (which ends itself once this process has): every other member is told to stop, then this
+  // process ends at once with `code`, as _exit() ends one process: no handler runs and
+  // buffered output is not written. A stop of the cluster already under way (exit() on
+  // another thread) is not waited for.
+  [[noreturn]] void endImmediately(int code, int caller = -1) {
+    spdlog::info("the program called _exit({}): stopping the cluster", code);
+    stopOthers(code, "", caller);
+    ::_exit(code);
   }
 
   // Entry node, before it ends with a failure found outside its control thread: tells the
@@ -694,6 +747,7 @@ struct ClusterNode::Impl {
 
   void controlLoop() {
     nameThread("dn-control");
+    blockProgramSignals();
     auto next_beat = Clock::now();
     // With the coordinator elsewhere, this node looks at its counts between rounds as members
     // do (the coordinator's loop looks at its own).
@@ -708,6 +762,8 @@ struct ClusterNode::Impl {
         lookForNewPhase();
       if (items[1].revents & ZMQ_POLLIN)
         drainEventFd(wake_fd);
+      if (const int code = immediate_code.load(); code != kNoImmediateEnd)
+        endImmediately(code);
       std::deque<std::pair<int, zmq::message_t>> sends;
       {
         std::lock_guard lock(mu);
@@ -856,10 +912,15 @@ struct ClusterNode::Impl {
       const int code = x.exit_code();
       const std::optional<jit::ExitKind> how = fromWire(x.how());
       if (!how) {
-        spdlog::warn("node `{}` sent an end of the program of unknown kind {}: ignored",
-                     nodeName(node), static_cast<int>(x.how()));
+        std::string why = "node `" + nodeName(node) +
+                          "` ended the program in a way this node does not know (" +
+                          std::to_string(static_cast<int>(x.how())) + ")";
+        if (stopOthers(2, why, node))
+          failed(why + "; stopping the cluster");
         break;
       }
+      if (*how == jit::ExitKind::Immediate)
+        endImmediately(code, node);
       bool first = false;
       {
         std::lock_guard lock(mu);
@@ -897,7 +958,7 @@ struct ClusterNode::Impl {
           ch = ' ';
       const int code = s.exit_code() > 128 && s.exit_code() <= 128 + 64 ? s.exit_code() : 2;
       std::string why = "node `" + nodeName(node) + "` " + said;
-      if (stopOthers(why, node)) // else the cluster is stopping anyway
+      if (stopOthers(2, why, node)) // else the cluster is stopping anyway
         failed(why + "; stopping the cluster", code);
       break;
     }
@@ -1066,7 +1127,7 @@ struct ClusterNode::Impl {
       return;
     std::string why = "node `" + nodeName(dead) + "` stopped answering (no heartbeat for " +
                       std::to_string(config.heartbeat_timeout.count()) + " ms)";
-    if (stopOthers(why, dead))
+    if (stopOthers(2, why, dead))
       failed(why + "; stopping the cluster");
   }
 
@@ -1074,7 +1135,7 @@ struct ClusterNode::Impl {
   // (briefly) until they have it: the message would be lost if this process ended first. A
   // node that misses it notices this node's silence instead. False if the cluster is stopping
   // normally already (silence is expected then).
-  bool stopOthers(const std::string &why, int gone) {
+  bool stopOthers(int code, const std::string &why, int gone) {
     std::map<std::uint64_t, std::string> waiting; // call id → routing id
     {
       std::lock_guard lock(mu);
@@ -1086,7 +1147,7 @@ struct ClusterNode::Impl {
           waiting.emplace(next_call_id++, routing_ids[i]);
     }
     for (const auto &[id, r] : waiting)
-      sendControl(r, transport::makeShutdown(id, 2, why));
+      sendControl(r, transport::makeShutdown(id, code, why));
     auto deadline = Clock::now() + kFailureNoticeTimeout;
     while (!waiting.empty() && Clock::now() < deadline) {
       zmq::pollitem_t item = {control->handle(), 0, ZMQ_POLLIN, 0};
@@ -1196,20 +1257,22 @@ struct ClusterNode::Impl {
   // every node, this one included. The calling thread (and any other that exits meanwhile)
   // waits for that; if the entry is gone, the heartbeats end this node.
   [[noreturn]] void exitOnEntry(int code, jit::ExitKind how) {
-    static std::once_flag told;
-    std::call_once(told, [&] {
-      // Answered as the served call this thread runs, so that the thread that made it ends
-      // the program (natively, the thread that called exit() is that one); outside a served
-      // call, the entry node ends it on a thread of its own.
-      if (server->answerServedCall([&](std::uint64_t call_id) {
-            return transport::makeExit(call_id, code, toWire(how));
-          })) {
-        spdlog::info("the program called {} here: its caller ends it", endText(code, how));
-      } else {
+    // Answered as the served call this thread runs, so that the thread that made it ends the
+    // program (natively, the thread that called exit() is that one): every such call, since a
+    // second end (from an atexit handler's call, say) must reach the entry too, where it ends
+    // the process at once. Outside a served call, the entry node ends it on a thread of its
+    // own, told once.
+    if (server->answerServedCall([&](std::uint64_t call_id) {
+          return transport::makeExit(call_id, code, toWire(how));
+        })) {
+      spdlog::info("the program called {} here: its caller ends it", endText(code, how));
+    } else {
+      static std::once_flag told;
+      std::call_once(told, [&] {
         spdlog::info("the program called {} here: the entry node ends it", endText(code, how));
         tellEntry(transport::makeExit(next_call_id++, code, toWire(how)));
-      }
-    });
+      });
+    }
     server->ensureLeader(); // this worker no longer serves: another reads the calls
     while (true)
       ::pause();
@@ -1345,6 +1408,8 @@ struct ClusterNode::Impl {
   // Serves the control plane until Shutdown. Returns the exit code.
   int memberLoop() {
     control_tid.store(gettid(), std::memory_order_relaxed);
+    terminate_wake_fd.store(wake_fd);
+    blockProgramSignals();
     auto last_heard = Clock::now();
     auto next_beat = Clock::now();
     // Profile deltas go to the entry when it asks for a round's (Heartbeat.report_round), so
@@ -1362,6 +1427,15 @@ struct ClusterNode::Impl {
       pollSockets(items, crash_note_fds[0] >= 0 ? 3 : 2, phase_watch ? looks.wait(wait) : wait);
       if (items[1].revents & ZMQ_POLLIN)
         drainEventFd(wake_fd);
+      if (const int code = immediate_code.load(); code != kNoImmediateEnd) {
+        // The entry stops the others and ends; this node goes once it has (the thread that
+        // called _exit may hold a lock that a stop in order would need: it ran in a signal
+        // handler, say), as a member that a finished program stops: exit code 0.
+        spdlog::info("the program called _exit({}) here: the entry node ends it", code);
+        toEntryAndAwait(transport::makeExit(next_call_id++, code, wire::ExitKind::Immediate),
+                        std::nullopt);
+        ::_exit(0);
+      }
       if (crash_note_fds[0] >= 0 && (items[2].revents & ZMQ_POLLIN))
         tellEntryOfCrash();
       std::deque<zmq::message_t> sends;
@@ -1796,6 +1870,7 @@ llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
                                     const ReplicaSets &replicas) {
   Impl &n = *impl_;
   n.server->start();
+  n.session->setImmediateEnd([&n](int code) { n.requestImmediateEnd(code); });
   n.control_thread = std::thread([&n] { n.controlLoop(); });
   if (n.coordinatorElsewhere())
     n.placer = std::thread([&n] { n.placerLoop(); });
@@ -1891,6 +1966,7 @@ llvm::Expected<int> ClusterNode::runMember() {
   sigaction(SIGINT, &sa, nullptr);
   n.installCrashHandlers();
   n.session->setExitElsewhere([&n](int code, jit::ExitKind how) { n.exitOnEntry(code, how); });
+  n.session->setImmediateEnd([&n](int code) { n.requestImmediateEnd(code); });
   auto joined = n.join();
   if (!joined)
     return joined.takeError();

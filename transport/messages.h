@@ -95,7 +95,8 @@ private:
 /// `reason` says why the cluster stops when it failed; "" when the program finished.
 [[nodiscard]] zmq::message_t makeShutdown(std::uint64_t call_id, std::int32_t exit_code,
                                           std::string_view reason = {});
-/// From a member whose program called exit(`exit_code`): the entry node ends the program.
+/// From a member whose program called exit(`exit_code`), quick_exit() or _exit() (`how`): the
+/// entry node ends the program the same way.
 [[nodiscard]] zmq::message_t makeExit(std::uint64_t call_id, std::int32_t exit_code,
                                       wire::ExitKind how);
 /// From the entry node: `report_interval_ms`, the planning interval (0: unchanged), and

@@ -61,46 +61,54 @@ TEST_P(ScatterMatchesNative, SameOutputAndExitCode) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cluster, ScatterMatchesNative,
-    ::testing::Values(ScatterRun{"pipeline", example("pipeline"), {"16"}},
-                      ScatterRun{"kvstore", example("kvstore"), {"3000"}},
-                      ScatterRun{"phases", example("phases"), {"2", "1500"}},
-                      ScatterRun{"nbody", example("nbody"), {"600"}},
-                      ScatterRun{"marshal", fixture("marshal"), {}},
-                      ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
-                      ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
-                      ScatterRun{"threads", fixture("threads"), {}},
-                      ScatterRun{"rules", fixture("rules"), {}, 3, false},
-                      // Pauses of the whole length (the profiler's signals reach only
-                      // threads that run).
-                      ScatterRun{"sleeps", fixture("sleeps"), {}, 2},
-                      // errno and the floating-point environment go with calls (each
-                      // function is remote in one of the two).
-                      ScatterRun{"thread_state", fixture("thread_state"), {}},
-                      ScatterRun{"thread_state_2nodes", fixture("thread_state"), {}, 2},
-                      // A thread-local variable is its thread's own.
-                      ScatterRun{"thread_locals", fixture("thread_locals"), {}},
-                      // A signal handler runs where the signal arrives, never remotely.
-                      ScatterRun{"signals", fixture("signals"), {}},
-                      ScatterRun{"signal_helpers", fixture("signal_helpers"), {}},
-                      // Overlapping pointer arguments, one copied back: one object.
-                      ScatterRun{"aliased", fixture("aliased"), {}},
-                      // In-out arguments come back as the bytes the callee changed.
-                      ScatterRun{"write_back", fixture("write_back"), {}},
-                      // A child made by fork() runs its calls itself and exits alone.
-                      ScatterRun{"fork", fixture("fork"), {}},
-                      // A GPin object that main reads and frees itself.
-                      ScatterRun{"gpin_touch", fixture("gpin_touch"), {}},
-                      // State of functions called only through their address.
-                      ScatterRun{"callbacks_state", fixture("callbacks_state"), {}},
-                      // exit() on another node ends the program where main runs.
-                      ScatterRun{"member_exit", fixture("member_exit"), {}, 2},
-                      // quick_exit() there: main's at_quick_exit handler runs, and may call
-                      // that node again.
-                      ScatterRun{"member_quick_exit", fixture("member_exit"), {"quick"}, 2},
-                      // _exit() there: nothing runs, buffered output is lost, as natively.
-                      ScatterRun{"member_immediate_exit", fixture("member_exit"), {"immediate"}, 2},
-                      ScatterRun{
-                          "main_immediate_exit", fixture("member_exit"), {"main_immediate"}, 2}),
+    ::testing::Values(
+        ScatterRun{"pipeline", example("pipeline"), {"16"}},
+        ScatterRun{"kvstore", example("kvstore"), {"3000"}},
+        ScatterRun{"phases", example("phases"), {"2", "1500"}},
+        ScatterRun{"nbody", example("nbody"), {"600"}},
+        ScatterRun{"marshal", fixture("marshal"), {}},
+        ScatterRun{"marshal_2nodes", fixture("marshal"), {}, 2},
+        ScatterRun{"marshal_5nodes", fixture("marshal"), {}, 5},
+        ScatterRun{"threads", fixture("threads"), {}},
+        ScatterRun{"rules", fixture("rules"), {}, 3, false},
+        // Pauses of the whole length (the profiler's signals reach only
+        // threads that run).
+        ScatterRun{"sleeps", fixture("sleeps"), {}, 2},
+        // errno and the floating-point environment go with calls (each
+        // function is remote in one of the two).
+        ScatterRun{"thread_state", fixture("thread_state"), {}},
+        ScatterRun{"thread_state_2nodes", fixture("thread_state"), {}, 2},
+        // A thread-local variable is its thread's own.
+        ScatterRun{"thread_locals", fixture("thread_locals"), {}},
+        // A signal handler runs where the signal arrives, never remotely.
+        ScatterRun{"signals", fixture("signals"), {}},
+        ScatterRun{"signal_helpers", fixture("signal_helpers"), {}},
+        // Overlapping pointer arguments, one copied back: one object.
+        ScatterRun{"aliased", fixture("aliased"), {}},
+        // In-out arguments come back as the bytes the callee changed.
+        ScatterRun{"write_back", fixture("write_back"), {}},
+        // A child made by fork() runs its calls itself and exits alone.
+        ScatterRun{"fork", fixture("fork"), {}},
+        // A GPin object that main reads and frees itself.
+        ScatterRun{"gpin_touch", fixture("gpin_touch"), {}},
+        // State of functions called only through their address.
+        ScatterRun{"callbacks_state", fixture("callbacks_state"), {}},
+        // exit() on another node ends the program where main runs.
+        ScatterRun{"member_exit", fixture("member_exit"), {}, 2},
+        // quick_exit() there: main's at_quick_exit handler runs, and may call
+        // that node again.
+        ScatterRun{"member_quick_exit", fixture("member_exit"), {"quick"}, 2},
+        // _exit() there: nothing runs, buffered output is lost, as natively.
+        ScatterRun{"member_immediate_exit", fixture("member_exit"), {"immediate"}, 2},
+        ScatterRun{"main_immediate_exit", fixture("member_exit"), {"main_immediate"}, 2},
+        // _exit() from a signal handler that may interrupt malloc, during
+        // another end, or as a second end: the process ends at once.
+        ScatterRun{"exit_in_handler", fixture("exit_paths"), {"signal"}, 2},
+        ScatterRun{"exit_in_handler_pinned", fixture("exit_paths"), {"signal_pinned"}, 2},
+        ScatterRun{"immediate_during_exit", fixture("exit_paths"), {"during_exit"}, 2},
+        ScatterRun{"immediate_after_member_exit", fixture("exit_paths"), {"second_end"}, 2},
+        ScatterRun{
+            "immediate_after_quick_exit", fixture("exit_paths"), {"quick_then_immediate"}, 2}),
     [](const ::testing::TestParamInfo<ScatterRun> &info) { return info.param.label; });
 
 // One test per marshaling kind: each line of the marshal fixture exercises one kind across
@@ -584,10 +592,14 @@ TEST(ClusterFailures, ExitOnAMemberWhileMainReturnsEndsOnce) {
 // silence, as after exit().
 TEST(ClusterFailures, QuickAndImmediateExitsStopEveryNode) {
   std::string config = writeTempFile("quick_exits.yaml", clusterConfig(2, 10000));
-  for (const char *mode : {"quick", "immediate", "main_immediate"}) {
-    SCOPED_TRACE(mode);
-    auto native = runProcess({fixture("member_exit") + ".native", mode});
-    auto [entry, members] = runJoined(config, fixture("member_exit") + ".bc", 2,
+  const std::pair<const char *, const char *> runs[] = {
+      {"member_exit", "quick"},          {"member_exit", "immediate"},
+      {"member_exit", "main_immediate"}, {"exit_paths", "signal_pinned"},
+      {"exit_paths", "second_end"},      {"exit_paths", "quick_then_immediate"}};
+  for (const auto &[program, mode] : runs) {
+    SCOPED_TRACE(std::string(program) + " " + mode);
+    auto native = runProcess({fixture(program) + ".native", mode});
+    auto [entry, members] = runJoined(config, fixture(program) + ".bc", 2,
                                       {"--placement", "scatter"}, {mode}, std::chrono::seconds(60));
     EXPECT_EQ(entry.exit_code, native.exit_code) << entry.err;
     EXPECT_EQ(entry.out, native.out);
