@@ -103,7 +103,7 @@ bool claimProgramEnd() {
 }
 
 // What the program's _exit() asks of the node it runs on (JitSession::setImmediateEnd).
-std::function<void(int)> immediate_end;
+std::function<bool(int)> immediate_end;
 
 // How long a thread that called _exit() waits for its node to end the process (after telling
 // the other nodes) before it ends it itself: longer than a stop of the cluster takes.
@@ -116,8 +116,7 @@ constexpr std::chrono::seconds kImmediateEndBound{10};
 // Another end of the program in progress (exit() on another thread, main returning) does not
 // hold it up: _exit() ends the process at once.
 [[noreturn]] void endImmediately(int code) {
-  if (!inForkedChild() && immediate_end) {
-    immediate_end(code);
+  if (!inForkedChild() && immediate_end && immediate_end(code)) {
     timespec now{}, until{};
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += kImmediateEndBound.count();
@@ -962,7 +961,7 @@ void JitSession::setExitElsewhere(std::function<void(int, ExitKind)> forward) {
   exit_elsewhere = std::move(forward);
 }
 
-void JitSession::setImmediateEnd(std::function<void(int)> request) {
+void JitSession::setImmediateEnd(std::function<bool(int)> request) {
   immediate_end = std::move(request);
 }
 

@@ -115,10 +115,11 @@ public:
   void setExitElsewhere(std::function<void(int code, ExitKind how)> forward);
   /// On a node of a cluster: what the program's _exit(code) asks of it, on any node: stop the
   /// cluster and end this process with `code`, from another thread (the thread that called
-  /// _exit waits, and ends the process itself after a while if nothing did). `request` may be
-  /// called in a signal handler, so it must do only what is async-signal-safe. Without one,
-  /// _exit(code) ends the process at once.
-  void setImmediateEnd(std::function<void(int code)> request);
+  /// _exit waits, and ends the process itself after a while if nothing did). `request` returns
+  /// false if nothing will (the cluster is stopping): _exit(code) then ends the process at
+  /// once, as it does without a `request`. It may be called in a signal handler, so it must do
+  /// only what is async-signal-safe.
+  void setImmediateEnd(std::function<bool(int code)> request);
   /// Ends the program here `how` it asked, as if main's process did (from any thread): for
   /// exit(), its atexit handlers and static destructors run, then the exit hook, then the
   /// process ends.

@@ -93,25 +93,29 @@ void onTerminate(int sig) {
 // timers, kill(2), a terminal's) go to the other threads, so that a handler of the program's
 // never runs on it. A handler that calls _exit() there could not be served: this thread is the
 // one that ends the program for it. Faults that this thread's own code raises still come.
-void blockProgramSignals() {
-  sigset_t set;
+// Returns the mask the thread had, for threads it starts that run the program's code.
+sigset_t blockProgramSignals() {
+  sigset_t set, before;
   sigfillset(&set);
   for (int sig : kCrashSignals)
     sigdelset(&set, sig);
   sigdelset(&set, SIGTRAP);
   sigdelset(&set, SIGSYS);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  pthread_sigmask(SIG_BLOCK, &set, &before);
+  return before;
 }
 
 // Set in a child process made by fork(): ZeroMQ's threads, and with them every connection of
 // the node, are not copied into it.
 std::atomic<bool> forked_child{false};
 
-// A member that the program crashes (SIGSEGV, SIGFPE...) tells the entry node which signal and
-// which function, so that the cluster stops at once with that line and the signal's exit code
-// (the others would otherwise notice only its silence, a heartbeat timeout later). The handler
-// does only what is safe in it: it writes a note to a pipe that the member's control loop reads,
-// waits (bounded) for the loop to say the entry has it, and dies of the signal.
+// A node that the program crashes (SIGSEGV, SIGFPE...) tells the others which signal and which
+// function, so that the cluster stops at once with that line (the others would otherwise notice
+// only its silence, a heartbeat timeout later): a member tells the entry node, which stops the
+// cluster with the signal's exit code; the entry node tells every member. The handler does only
+// what is safe in it: it writes a note to a pipe that the node's control thread or loop reads,
+// waits (bounded) for it to say the others have it, and dies of the signal. (A child made by
+// fork() gets the handlers it had before: see Create.)
 constexpr std::uint32_t kNoFunction = ~std::uint32_t{0};
 struct CrashNote {
   std::int32_t signal;
@@ -120,7 +124,7 @@ struct CrashNote {
 int crash_note_fds[2] = {-1, -1}; // the handler writes [1]; the control loop reads [0]
 int crash_told_fds[2] = {-1, -1}; // the control loop writes [1] once the entry has the note
 std::atomic<bool> crashing{false};
-std::atomic<pid_t> control_tid{0}; // the member's control loop, which cannot tell of its own crash
+std::atomic<pid_t> control_tid{0}; // the control thread or loop, which cannot tell of its crash
 thread_local std::uint32_t serving_function = kNoFunction;
 
 void onCrash(int sig) {
@@ -340,7 +344,11 @@ struct ClusterNode::Impl {
   // thread or loop: set from any context, a signal handler included.
   static constexpr int kNoImmediateEnd = INT_MIN;
   std::atomic<int> immediate_code{kNoImmediateEnd};
-  std::thread placer; ///< entry, with the coordinator elsewhere: runs its Placements
+  // The control thread or loop runs and will see immediate_code (it looks once more after
+  // clearing this).
+  std::atomic<bool> immediate_open{false};
+  sigset_t program_mask{}; // the signal mask of the program's threads (control thread only)
+  std::thread placer;      ///< entry, with the coordinator elsewhere: runs its Placements
   std::condition_variable place_jobs_changed;
 
   std::mutex mu; ///< guards everything below
@@ -386,14 +394,26 @@ struct ClusterNode::Impl {
   }
 
   // The program called _exit(code) on this node (JitSession::setImmediateEnd): the control
-  // thread (entry) or loop (member) takes it from here. Async-signal-safe: an atomic and a
-  // write(2).
-  void requestImmediateEnd(int code) {
+  // thread (entry) or loop (member) takes it from here; false once it no longer runs (the
+  // cluster is stopping), and the caller ends the process itself. Async-signal-safe: atomics
+  // and a write(2). (The code is stored before the look at immediate_open, and the loop clears
+  // that before its last look at the code: one of the two sees the other.)
+  bool requestImmediateEnd(int code) {
     const int saved_errno = errno;
     int none = kNoImmediateEnd;
     immediate_code.compare_exchange_strong(none, code);
-    signalEventFd(wake_fd);
+    const bool open = immediate_open.load();
+    if (open)
+      signalEventFd(wake_fd);
     errno = saved_errno;
+    return open;
+  }
+
+  // The control thread or loop, as it ends: an _exit() asked meanwhile ends the process here.
+  void closeImmediateEnd(int exit_code_if_member) {
+    immediate_open.store(false);
+    if (const int code = immediate_code.load(); code != kNoImmediateEnd)
+      ::_exit(self == entry ? code : exit_code_if_member);
   }
 
   // Entry node, control thread: the program called _exit(code), here or on member `caller`
@@ -747,21 +767,25 @@ struct ClusterNode::Impl {
 
   void controlLoop() {
     nameThread("dn-control");
-    blockProgramSignals();
+    control_tid.store(gettid(), std::memory_order_relaxed);
+    program_mask = blockProgramSignals();
     auto next_beat = Clock::now();
     // With the coordinator elsewhere, this node looks at its counts between rounds as members
     // do (the coordinator's loop looks at its own).
     const bool looking = coordinatorElsewhere() && phase_watch;
     looks.start(report_interval);
     while (!control_stop.load()) {
-      zmq::pollitem_t items[2] = {{control->handle(), 0, ZMQ_POLLIN, 0},
-                                  {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[3] = {{control->handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, wake_fd, ZMQ_POLLIN, 0},
+                                  {nullptr, crash_note_fds[0], ZMQ_POLLIN, 0}};
       auto wait = std::min(heartbeat_interval, kPollSlice * 5);
-      pollSockets(items, 2, looking ? looks.wait(wait) : wait);
+      pollSockets(items, crash_note_fds[0] >= 0 ? 3 : 2, looking ? looks.wait(wait) : wait);
       if (looking && looks.due(report_interval))
         lookForNewPhase();
       if (items[1].revents & ZMQ_POLLIN)
         drainEventFd(wake_fd);
+      if (crash_note_fds[0] >= 0 && (items[2].revents & ZMQ_POLLIN))
+        tellMembersOfCrash();
       if (const int code = immediate_code.load(); code != kNoImmediateEnd)
         endImmediately(code);
       std::deque<std::pair<int, zmq::message_t>> sends;
@@ -787,6 +811,7 @@ struct ClusterNode::Impl {
       }
       checkLiveness(now);
     }
+    closeImmediateEnd(0);
   }
 
   // Reads one message from the control socket and answers it. False if there was none.
@@ -915,7 +940,7 @@ struct ClusterNode::Impl {
         std::string why = "node `" + nodeName(node) +
                           "` ended the program in a way this node does not know (" +
                           std::to_string(static_cast<int>(x.how())) + ")";
-        if (stopOthers(2, why, node))
+        if (stopOthers(2, why, -1)) // the sender too
           failed(why + "; stopping the cluster");
         break;
       }
@@ -930,8 +955,9 @@ struct ClusterNode::Impl {
       if (first) { // on a thread of its own: the exit stops the cluster through this thread
         spdlog::info("the program called {} on node `{}`", endText(code, *how), nodeName(node));
         try {
-          std::thread([s = session, code, how] {
+          std::thread([s = session, code, how, mask = program_mask] {
             nameThread("dn-exit");
+            pthread_sigmask(SIG_SETMASK, &mask, nullptr); // the program's handlers run here
             s->exitProgram(code, *how);
           }).detach();
         } catch (const std::system_error &e) {
@@ -1388,21 +1414,46 @@ struct ClusterNode::Impl {
     zmq_socket_monitor(control->handle(), nullptr, 0);
   }
 
-  void tellEntryOfCrash() {
+  // The crash handler's note, as words ("crashed (signal Segmentation fault) running `f`"),
+  // and its signal; none if the pipe held none.
+  std::optional<std::pair<std::string, int>> readCrashNote() {
     CrashNote note{};
     if (read(crash_note_fds[0], &note, sizeof note) != sizeof note)
-      return;
+      return std::nullopt;
     const auto &functions = session->remoteFunctions();
-    // The entry names this node itself (by the connection the note comes on).
     std::string reason = std::string("crashed (signal ") + strsignal(note.signal) + ")";
     if (note.function < functions.size())
       reason += " running `" + functions[note.function].name + "`";
-    spdlog::info("{}: telling the entry node", reason); // it reports the crash, once
-    std::uint64_t id = next_call_id++;
-    toEntryAndAwait(transport::makeShutdown(id, 128 + note.signal, reason), id);
+    return std::pair{reason, note.signal};
+  }
+
+  // Tells the crashing thread that the others have the note: it dies of its signal.
+  void crashTold() {
     spdlog::default_logger()->flush();
     const char told = 1;
     (void)!write(crash_told_fds[1], &told, 1);
+  }
+
+  void tellEntryOfCrash() {
+    auto note = readCrashNote();
+    if (!note)
+      return;
+    // The entry names this node itself (by the connection the note comes on).
+    spdlog::info("{}: telling the entry node", note->first); // it reports the crash, once
+    std::uint64_t id = next_call_id++;
+    toEntryAndAwait(transport::makeShutdown(id, 128 + note->second, note->first), id);
+    crashTold();
+  }
+
+  // Entry node, control thread: the program crashed here. Every member stops with the line
+  // (as for a member's crash), then this process dies of the signal, as natively, in silence.
+  void tellMembersOfCrash() {
+    auto note = readCrashNote();
+    if (!note)
+      return;
+    spdlog::info("{}: stopping the cluster", note->first);
+    stopOthers(128 + note->second, "node `" + nodeName(self) + "` " + note->first, -1);
+    crashTold();
   }
 
   // Serves the control plane until Shutdown. Returns the exit code.
@@ -1869,8 +1920,10 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
 llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
                                     const ReplicaSets &replicas) {
   Impl &n = *impl_;
+  n.installCrashHandlers();
   n.server->start();
-  n.session->setImmediateEnd([&n](int code) { n.requestImmediateEnd(code); });
+  n.session->setImmediateEnd([&n](int code) { return n.requestImmediateEnd(code); });
+  n.immediate_open.store(true); // the control thread looks at once
   n.control_thread = std::thread([&n] { n.controlLoop(); });
   if (n.coordinatorElsewhere())
     n.placer = std::thread([&n] { n.placerLoop(); });
@@ -1966,14 +2019,16 @@ llvm::Expected<int> ClusterNode::runMember() {
   sigaction(SIGINT, &sa, nullptr);
   n.installCrashHandlers();
   n.session->setExitElsewhere([&n](int code, jit::ExitKind how) { n.exitOnEntry(code, how); });
-  n.session->setImmediateEnd([&n](int code) { n.requestImmediateEnd(code); });
+  n.session->setImmediateEnd([&n](int code) { return n.requestImmediateEnd(code); });
   auto joined = n.join();
   if (!joined)
     return joined.takeError();
   if (!*joined)
     return 128 + terminateSignal().load();
+  n.immediate_open.store(true); // calls are served from here on; the loop looks at once
   n.server->start();
   int code = n.memberLoop();
+  n.closeImmediateEnd(code);
   // A call of the program that may still run here (the program ended meanwhile, or the entry
   // node is gone) is not waited for: a native exit ends every thread at once.
   n.leave_workers = true;

@@ -294,8 +294,9 @@ int runLocalCluster(const LocalClusterOptions &options) {
       c.status = status;
       bool entry = &c == &children[0];
       if (entry && failed_member) {
-        // The entry ended without a failure of its own: the member's is the news.
-        if (result < 0 && !interrupted && !(WIFEXITED(status) && WEXITSTATUS(status) != 0))
+        // The entry ended well (exit code 0): the member's failure is the news. One that died
+        // of a signal (a crash, which it told the members of first) is reported below.
+        if (result < 0 && !interrupted && WIFEXITED(status) && WEXITSTATUS(status) == 0)
           decideMemberFailure(*failed_member);
         failed_member = nullptr;
         entry_reports_by = never;

@@ -707,6 +707,26 @@ TEST(ClusterFailures, KilledEntryStopsEveryMemberWithOneLine) {
                         "1000 ms); stopping node `n1`\n");
 }
 
+// The entry node crashes: every member stops at once with a line naming it and the signal (the
+// heartbeat timeout is far longer than the test), and the entry dies of the signal in silence,
+// as natively. Under the launcher, the launcher reports it, with the signal's exit code.
+TEST(ClusterFailures, CrashedEntryStopsEveryMemberWithOneLine) {
+  std::string config =
+      writeTempFile("entry_crash.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 60000\n"));
+  JoinedRun run = runJoined(config, fixture("die") + ".bc", 2, {}, {"3"}, std::chrono::seconds(50));
+  ASSERT_FALSE(run.members[0].timed_out) << "the member waited for its heartbeat timeout";
+  EXPECT_EQ(run.entry.signal, SIGSEGV);
+  EXPECT_EQ(run.entry.out, "2\n");
+  EXPECT_EQ(run.entry.err, "");
+  EXPECT_EQ(run.members[0].exit_code, 2);
+  EXPECT_EQ(run.members[0].err, "distnode: error: node `n0` crashed (signal Segmentation fault); "
+                                "stopping node `n1`\n");
+  auto local = runProcess({kDistnode, "--local", "2", fixture("die") + ".bc", "--", "3"});
+  EXPECT_EQ(local.exit_code, 128 + SIGSEGV);
+  EXPECT_EQ(local.out, "2\n");
+  EXPECT_EQ(local.err, "distnode: error: the entry node `n0` died: signal Segmentation fault\n");
+}
+
 // A thread calls exit(5) while main waits for a call that runs for minutes on n1: as natively,
 // the program ends at once, n1 included (it does not wait for the call, and the launcher need
 // not kill it).
