@@ -105,6 +105,7 @@ void NodeReporter::stop() {
 
 void NodeReporter::probeLoop(std::chrono::milliseconds interval) {
   nameThread("dn-probe");
+  blockProgramSignals();
   std::vector<NodeReport::Link> links(nodes_);
   for (int n = 0; n < nodes_; ++n)
     links[n].node = n;
@@ -265,6 +266,7 @@ AdaptationLoop::waitUntilRound(std::chrono::steady_clock::time_point last_start,
 
 void AdaptationLoop::loop() {
   nameThread("dn-adapt");
+  blockProgramSignals();
   // The first round comes firstRoundAfter(interval) after the start: a bad starting placement
   // is mended at once.
   {

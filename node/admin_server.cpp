@@ -377,6 +377,7 @@ void AdminServer::stop() {
 
 void AdminServer::serve() {
   nameThread("dn-admin");
+  blockProgramSignals();
   while (!stop_.load()) {
     zmq::pollitem_t items[2] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, wake_fd_, ZMQ_POLLIN, 0}};

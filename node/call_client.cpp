@@ -159,6 +159,7 @@ private:
 
   void run() {
     nameThread("dn-replies");
+    blockProgramSignals();
     // A thread starts in its creator's scheduling class, which may be the background one of a
     // long call (call_server.h): this one carries other threads' answers.
     sched_param normal{};

@@ -437,6 +437,7 @@ void CallServer::noteDuration(const Incoming &in, bool ran_long, bool ran_heavy)
 // the call returns.
 void CallServer::watchdogLoop() {
   nameThread("dn-watchdog");
+  blockProgramSignals();
   int quiet = 0;
   while (!stop_.load()) {
     pollfd p{timer_fd_, POLLIN, 0};

@@ -89,22 +89,6 @@ void onTerminate(int sig) {
   }
 }
 
-// For the thread that runs the control plane: signals sent to the process (the program's
-// timers, kill(2), a terminal's) go to the other threads, so that a handler of the program's
-// never runs on it. A handler that calls _exit() there could not be served: this thread is the
-// one that ends the program for it. Faults that this thread's own code raises still come.
-// Returns the mask the thread had, for threads it starts that run the program's code.
-sigset_t blockProgramSignals() {
-  sigset_t set, before;
-  sigfillset(&set);
-  for (int sig : kCrashSignals)
-    sigdelset(&set, sig);
-  sigdelset(&set, SIGTRAP);
-  sigdelset(&set, SIGSYS);
-  pthread_sigmask(SIG_BLOCK, &set, &before);
-  return before;
-}
-
 // Set in a child process made by fork(): ZeroMQ's threads, and with them every connection of
 // the node, are not copied into it.
 std::atomic<bool> forked_child{false};
@@ -768,6 +752,8 @@ struct ClusterNode::Impl {
   void controlLoop() {
     nameThread("dn-control");
     control_tid.store(gettid(), std::memory_order_relaxed);
+    // A handler of the program's that calls _exit() on this thread could not be served: this
+    // thread ends the process for it.
     program_mask = blockProgramSignals();
     auto next_beat = Clock::now();
     // With the coordinator elsewhere, this node looks at its counts between rounds as members
@@ -1040,6 +1026,7 @@ struct ClusterNode::Impl {
   // answers each with Placed once every node runs it, or with why not.
   void placerLoop() {
     nameThread("dn-placer");
+    blockProgramSignals();
     while (true) {
       PlaceJob job;
       {
@@ -1183,8 +1170,17 @@ struct ClusterNode::Impl {
              transport::recvRetrying(*control, identity, zmq::recv_flags::dontwait)) {
         if (!identity.more() || !transport::recvRetrying(*control, payload, zmq::recv_flags::none))
           continue;
-        if (const wire::Envelope *e = transport::verifyEnvelope(payload))
-          waiting.erase(transport::callIdOf(*e));
+        const wire::Envelope *e = transport::verifyEnvelope(payload);
+        if (!e)
+          continue;
+        if (const wire::Shutdown *own = e->body_as_Shutdown()) {
+          // A member that fails meanwhile (a crash) waits for this answer, not for ours.
+          std::string from(static_cast<const char *>(identity.data()), identity.size());
+          sendControl(from, transport::makeReply(own->call_id(), nullptr, 0));
+          std::erase_if(waiting, [&](const auto &w) { return w.second == from; });
+          continue;
+        }
+        waiting.erase(transport::callIdOf(*e));
       }
     }
     return true;
@@ -1407,9 +1403,17 @@ struct ClusterNode::Impl {
       zmq::message_t m;
       while (!done && (items[0].revents & ZMQ_POLLIN) &&
              transport::recvRetrying(*control, m, zmq::recv_flags::dontwait))
-        if (const wire::Envelope *e = transport::verifyEnvelope(m))
-          done = answer_id && e->body_type() == wire::Body::Reply &&
-                 transport::callIdOf(*e) == *answer_id;
+        if (const wire::Envelope *e = transport::verifyEnvelope(m)) {
+          if (const wire::Shutdown *stop = e->body_as_Shutdown()) {
+            // The entry stops the cluster meanwhile (its own crash, say) and waits for this
+            // node's answer: it will not answer ours.
+            toEntry(transport::makeReply(stop->call_id(), nullptr, 0));
+            done = true;
+          } else {
+            done = answer_id && e->body_type() == wire::Body::Reply &&
+                   transport::callIdOf(*e) == *answer_id;
+          }
+        }
     }
     zmq_socket_monitor(control->handle(), nullptr, 0);
   }
@@ -1628,6 +1632,7 @@ struct ClusterNode::Impl {
   // applied here.
   void chaosLoop(milliseconds period, unsigned seed) {
     nameThread("dn-chaos");
+    blockProgramSignals();
     std::mt19937 rng(seed);
     const int nodes = static_cast<int>(config.nodes.size());
     std::uniform_int_distribution<int> pick(0, nodes - 1);

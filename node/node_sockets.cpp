@@ -38,6 +38,15 @@ std::chrono::milliseconds untilSignaled(int fd) {
 
 void nameThread(const char *name) { pthread_setname_np(pthread_self(), name); }
 
+sigset_t blockProgramSignals() {
+  sigset_t set, before;
+  sigfillset(&set);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS})
+    sigdelset(&set, sig);
+  pthread_sigmask(SIG_BLOCK, &set, &before);
+  return before;
+}
+
 void signalEventFd(int fd) {
   std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);

@@ -5,6 +5,8 @@
 
 #include <zmq.hpp>
 
+#include <csignal>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -27,6 +29,12 @@ std::chrono::milliseconds untilSignaled(int fd);
 
 /// Names the calling thread (as `top -H`, `ps -L` and gdb show it): at most 15 characters.
 void nameThread(const char *name);
+
+/// For a thread of the runtime's own, which runs no code of the program: signals sent to the
+/// process (the program's timers, kill(2), a terminal's) go to the program's threads, so that a
+/// handler of the program's never runs on it, as none would natively; faults it raises itself
+/// still come. Returns the mask it had (for a thread it starts that runs the program's code).
+sigset_t blockProgramSignals();
 
 /// Adds one to the eventfd `fd` (wakes whoever polls it).
 void signalEventFd(int fd);
