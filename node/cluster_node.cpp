@@ -58,6 +58,8 @@ namespace {
 
 // How long a stopping node lets ZeroMQ send what is still queued.
 constexpr milliseconds kFlushTimeout{1000};
+// The entry node's flush once every member acknowledged the cluster's stop.
+constexpr milliseconds kShortFlush{50};
 // How long the entry waits for each node to acknowledge a Shutdown.
 constexpr milliseconds kShutdownTimeout{5000};
 // How long the entry waits for the others to hear that a node died before it stops.
@@ -1603,18 +1605,19 @@ struct ClusterNode::Impl {
   }
 
   // Before the process exits: sends what is still queued (answers, acknowledgements), for at
-  // most kFlushTimeout. ZeroMQ sends queued messages only while its context lives, and
-  // terminating the context waits for every socket to be closed: this thread's are closed
-  // here, but other threads of the program may still hold theirs, so the wait is bounded.
-  void flushAndClose() {
+  // most `wait`. ZeroMQ sends queued messages only while its context lives, and terminating the
+  // context waits for every socket to be closed: this thread's are closed here, but other
+  // threads of the program may still hold theirs (one still in a call), so the wait is
+  // bounded.
+  void flushAndClose(milliseconds wait = kFlushTimeout) {
     // Calls still queued to go out (a link probe, say) will never be answered: the program has
     // ended, or this node stops. Waiting for a peer that is gone would only delay the exit.
     if (client)
       client->close(milliseconds(0));
     if (server)
-      server->close(kFlushTimeout);
+      server->close(wait);
     if (control) {
-      control->set(zmq::sockopt::linger, static_cast<int>(kFlushTimeout.count()));
+      control->set(zmq::sockopt::linger, static_cast<int>(wait.count()));
       control->close();
       control.reset();
     }
@@ -1624,7 +1627,7 @@ struct ClusterNode::Impl {
       context().close();
       done->set_value();
     }).detach();
-    closed.wait_for(kFlushTimeout + milliseconds(200));
+    closed.wait_for(wait + milliseconds(200));
   }
 
   // Test option: every `period`, every placeable unit that can move (stateless, or with state
@@ -1997,20 +2000,27 @@ std::vector<std::string> ClusterNode::shutdownCluster(int exit_code, const std::
   { // a placement the coordinator asked for ends first (no new one starts: shut_down)
     std::lock_guard serial(n.place_mu);
   }
+  // Every member acknowledged: what is still queued here matters to nobody (answers to calls
+  // of a program that ended), and only a short flush is due, not one that waits out a thread
+  // of the program still in a call.
+  bool all_acknowledged = !members.empty() && n.control_thread.joinable();
   if (n.control_thread.joinable()) {
     std::vector<Ack> acks = n.broadcast(
         members, [&](std::uint64_t id) { return transport::makeShutdown(id, exit_code, reason); },
         kShutdownTimeout);
     for (std::size_t i = 0; i < members.size(); ++i) {
-      if (acks[i].ok)
+      if (acks[i].ok) {
         reports[members[i]] = std::move(acks[i].text);
-      else
+      } else {
+        all_acknowledged = false;
         spdlog::warn("{} (shutdown)", acks[i].text);
+      }
     }
   }
   if (!n.server->onWorker() && std::this_thread::get_id() != n.control_thread.get_id()) {
     n.stopThreads();
-    n.flushAndClose(); // e.g. a refused node's Welcome may still be queued
+    // Otherwise, e.g. a refused node's Welcome may still be queued.
+    n.flushAndClose(all_acknowledged ? kShortFlush : kFlushTimeout);
   }
   return reports;
 }
