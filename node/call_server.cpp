@@ -167,6 +167,9 @@ CallServer::~CallServer() {
 }
 
 void CallServer::start() {
+  // The workers run the program's calls with its signal mask, whichever thread starts one (a
+  // thread of the runtime's that blocks the process's signals may, through ensureLeader).
+  pthread_sigmask(SIG_BLOCK, nullptr, &worker_mask_);
   std::lock_guard lock(pool_mu_);
   for (int i = 0; i < pool_size_; ++i)
     workers_.emplace_back([this] { workerLoop(false); });
@@ -276,6 +279,7 @@ std::vector<std::thread> CallServer::reapEnded() {
 
 void CallServer::workerLoop(bool lead_first) {
   nameThread("dn-worker");
+  pthread_sigmask(SIG_SETMASK, &worker_mask_, nullptr);
   if (background_long_calls_)
     setOwnPolicy(SCHED_OTHER); // a thread starts in its creator's class, maybe the background
   std::unique_lock lock(pool_mu_);

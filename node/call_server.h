@@ -20,6 +20,8 @@
 
 #include <zmq.hpp>
 
+#include <csignal>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -161,6 +163,7 @@ private:
 
   Answer answer_;
   std::atomic<bool> stop_{false};
+  sigset_t worker_mask_{}; ///< the signal mask of start()'s caller: the program's
 
   std::unique_ptr<zmq::socket_t> router_;
   std::mutex sock_mu_;        ///< guards every use of router_ (leader's reads, workers' replies)
