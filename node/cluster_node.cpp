@@ -83,12 +83,8 @@ std::atomic<int> terminate_wake_fd{-1};
 
 void onTerminate(int sig) {
   terminateSignal() = sig;
-  if (const int fd = terminate_wake_fd.load(); fd >= 0) {
-    const int saved_errno = errno;
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
-    errno = saved_errno;
-  }
+  if (const int fd = terminate_wake_fd.load(); fd >= 0)
+    signalEventFd(fd);
 }
 
 // Set in a child process made by fork(): ZeroMQ's threads, and with them every connection of
@@ -385,13 +381,11 @@ struct ClusterNode::Impl {
   // and a write(2). (The code is stored before the look at immediate_open, and the loop clears
   // that before its last look at the code: one of the two sees the other.)
   bool requestImmediateEnd(int code) {
-    const int saved_errno = errno;
     int none = kNoImmediateEnd;
     immediate_code.compare_exchange_strong(none, code);
     const bool open = immediate_open.load();
     if (open)
       signalEventFd(wake_fd);
-    errno = saved_errno;
     return open;
   }
 

@@ -48,8 +48,10 @@ sigset_t blockProgramSignals() {
 }
 
 void signalEventFd(int fd) {
+  const int saved_errno = errno;
   std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+  errno = saved_errno;
 }
 
 void drainEventFd(int fd) {

@@ -36,7 +36,7 @@ void nameThread(const char *name);
 /// still come. Returns the mask it had (for a thread it starts that runs the program's code).
 sigset_t blockProgramSignals();
 
-/// Adds one to the eventfd `fd` (wakes whoever polls it).
+/// Adds one to the eventfd `fd` (wakes whoever polls it). Async-signal-safe: errno is kept.
 void signalEventFd(int fd);
 /// Resets the eventfd `fd` (non-blocking: nothing to read is fine).
 void drainEventFd(int fd);
