@@ -31,6 +31,13 @@ bool holdsPointer(const llvm::Type *type) {
 
 namespace {
 
+// Whether `u` computes its value from its operands' values (a cast, arithmetic, a select, a
+// phi): an address in one of them is still one in it.
+bool carriesValue(const llvm::Value *u) {
+  return llvm::isa<llvm::CastInst>(u) || llvm::isa<llvm::BinaryOperator>(u) ||
+         llvm::isa<llvm::SelectInst>(u) || llvm::isa<llvm::PHINode>(u);
+}
+
 // Whether `v` is (or is computed from, through casts, arithmetic, selects, phis and local
 // variables) an address converted to an integer.
 bool fromAddress(const llvm::Value *v, int depth = 0) {
@@ -43,8 +50,7 @@ bool fromAddress(const llvm::Value *v, int depth = 0) {
            llvm::any_of(ce->operands(),
                         [&](const llvm::Use &u) { return fromAddress(u, depth + 1); });
   if (auto *i = llvm::dyn_cast<llvm::Instruction>(v)) {
-    if (llvm::isa<llvm::CastInst>(i) || llvm::isa<llvm::BinaryOperator>(i) ||
-        llvm::isa<llvm::SelectInst>(i) || llvm::isa<llvm::PHINode>(i))
+    if (carriesValue(i))
       return llvm::any_of(i->operands(),
                           [&](const llvm::Use &u) { return fromAddress(u, depth + 1); });
     if (auto *load = llvm::dyn_cast<llvm::LoadInst>(i)) // a local variable: what was stored in it
@@ -69,9 +75,7 @@ bool becomesAddress(const llvm::Value *v, int depth = 0) {
     if (auto *ce = llvm::dyn_cast<llvm::ConstantExpr>(u);
         ce && ce->getOpcode() == llvm::Instruction::IntToPtr)
       return true;
-    if ((llvm::isa<llvm::CastInst>(u) || llvm::isa<llvm::BinaryOperator>(u) ||
-         llvm::isa<llvm::SelectInst>(u) || llvm::isa<llvm::PHINode>(u)) &&
-        becomesAddress(u, depth + 1))
+    if (carriesValue(u) && becomesAddress(u, depth + 1))
       return true;
     if (auto *store = llvm::dyn_cast<llvm::StoreInst>(u); store && store->getValueOperand() == v)
       if (auto *slot = llvm::dyn_cast<llvm::AllocaInst>(store->getPointerOperand()))
