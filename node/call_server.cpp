@@ -9,6 +9,7 @@
 #include <poll.h>
 
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -35,6 +36,13 @@ constexpr std::size_t kMaxLongFunctions = 4096;
 constexpr int kQuietTicks = 8;
 // Looks at a call handed over that waits before the watchdog no longer watches it.
 constexpr int kMaxLooks = 64;
+// Calls the leader kept in a row after each of which no call was waiting, from which on the
+// watchdog watches for arrivals instead of looking every kInlineBound (see CallServer).
+constexpr int kCalmCalls = 8;
+// What woke the watchdog (epoll data): its timer, or a reply that found a call arrived while
+// the leader ran one; else the number of the leader's call a call arrived during.
+constexpr std::uint64_t kTimerEvent = 0;
+constexpr std::uint64_t kArrivalPoke = UINT64_MAX;
 
 // A thread's scheduling class: SCHED_IDLE yields its core to any other thread that wakes
 // (no time slice to wait out), SCHED_OTHER is the default.
@@ -156,14 +164,27 @@ CallServer::CallServer(std::unique_ptr<zmq::socket_t> router, int pool_size, Ans
   router_fd_ = router_->get(zmq::sockopt::fd);
   poke_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  arrival_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  // The watchdog waits for its timer, the replies' pokes and (while the leader keeps a call in
+  // calm times) the socket's fd: epoll, so that watching the socket's fd from the leader's
+  // thread is one epoll_ctl, which wakes nobody.
+  watch_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event timer{EPOLLIN, {.u64 = kTimerEvent}}, arrival{EPOLLIN, {.u64 = kArrivalPoke}},
+      socket{0, {.u64 = 0}};
+  if (watch_fd_ < 0 || timer_fd_ < 0 || arrival_fd_ < 0 ||
+      epoll_ctl(watch_fd_, EPOLL_CTL_ADD, timer_fd_, &timer) != 0 ||
+      epoll_ctl(watch_fd_, EPOLL_CTL_ADD, arrival_fd_, &arrival) != 0 ||
+      epoll_ctl(watch_fd_, EPOLL_CTL_ADD, router_fd_, &socket) != 0)
+    can_watch_arrivals_ = false; // the watchdog looks every kInlineBound while calls run
 }
 
 CallServer::~CallServer() {
   stop();
   if (poke_fd_ >= 0)
     ::close(poke_fd_);
-  if (timer_fd_ >= 0)
-    ::close(timer_fd_);
+  for (int fd : {timer_fd_, arrival_fd_, watch_fd_})
+    if (fd >= 0)
+      ::close(fd);
 }
 
 void CallServer::start() {
@@ -200,6 +221,11 @@ void CallServer::stop(bool leave_workers) {
   }
 }
 
+bool CallServer::calmTimes() {
+  std::lock_guard lock(pool_mu_);
+  return calm_calls_ >= kCalmCalls;
+}
+
 bool CallServer::onWorker() {
   std::lock_guard lock(pool_mu_);
   for (const auto &t : workers_)
@@ -225,6 +251,7 @@ void CallServer::enqueue(std::vector<Incoming> &calls) {
   int wake = 0;
   {
     std::lock_guard lock(pool_mu_);
+    calm_calls_ = 0; // calls arrive together: busy times
     for (auto &in : calls)
       tasks_.push_back(std::move(in));
     wake = std::min(idle_workers_, static_cast<int>(calls.size()));
@@ -243,6 +270,7 @@ void CallServer::ensureLeader() {
     if (inline_call_) { // the leader runs a call: the socket is read by nobody meanwhile
       inline_call_ = false;
       leader_taken_ = false;
+      unwatchArrivals(inline_seq_);
     }
     // Idle workers that queued calls will not claim will lead; wake them all to be sure one
     // does (a leader that gave up its role woke only one, which may have taken a call).
@@ -318,18 +346,25 @@ void CallServer::workerLoop(bool lead_first) {
 // leader.
 void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
   leader_taken_ = true;
+  bool after_kept = false; // the last call this leader ran it kept the socket for
   while (true) {
     Incoming in;
-    bool got = false;
+    bool got = false, drained = false;
     if (!tasks_.empty()) { // a batch's calls no idle worker took
       in = std::move(tasks_.front());
       tasks_.pop_front();
       got = true;
     } else {
       lock.unlock();
-      got = lead(in);
+      bool waited = false;
+      got = lead(in, waited, drained);
       lock.lock();
+      // A call that came while the leader ran the last one: busy times. One it had to wait
+      // for: calm ones, once in kCalmCalls calls in a row.
+      if (got && after_kept)
+        calm_calls_ = waited ? std::min(calm_calls_ + 1, kCalmCalls) : 0;
     }
+    after_kept = false;
     // Calls queued (a batch, or calls no worker took yet): the pool is busy, and a worker that
     // keeps the socket would read the next calls only after its own; hand it over first.
     if (!got || stop_.load() || handOffFirst(in) || !tasks_.empty()) {
@@ -350,14 +385,18 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     inline_start_ = std::chrono::steady_clock::now();
     inline_thread_ = pthread_self();
     inline_background_ = &t_background;
-    if (!ticking_) { // the watchdog looks every kInlineBound while calls run
-      ticking_ = true;
-      armTicks(timer_fd_, kInlineBound);
-    }
+    // In calm times, with the socket read to its end (so that its fd signals the next call),
+    // the watchdog wakes only if a call arrives while this one runs; else it looks every
+    // kInlineBound.
+    if (drained && calm_calls_ >= kCalmCalls && can_watch_arrivals_)
+      watchArrivals(seq);
+    else
+      startTicks();
     const bool heavy = knownHeavy(in);
     lock.unlock();
     if (!serveTimed(in, lock, seq, heavy))
       return; // the watchdog (or a waiting chain) handed the socket over meanwhile
+    after_kept = true;
   }
 }
 
@@ -391,6 +430,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   bool kept = false, moved = false;
   lock.lock();
   if (seq != 0) {
+    unwatchArrivals(seq);
     // Still the leader unless the watchdog (or a waiting chain) handed the socket over, and
     // then inline_call_ may be the next leader's.
     kept = inline_call_ && inline_seq_ == seq;
@@ -432,31 +472,67 @@ void CallServer::noteDuration(const Incoming &in, bool ran_long, bool ran_heavy)
   }
 }
 
-// Looks every kInlineBound while calls run (one timer, armed when the leader first keeps a
-// call, stopped after kQuietTicks looks with nothing to watch): hands the socket to another
-// worker at the first look after the leader's call has run kInlineBound (so after kInlineBound
-// to twice that), and moves a call handed over to the background class once it has used the
-// CPU at least a quarter of the time since (a call that waits, for another node or for a core,
-// is not moved; after kMaxLooks it is no longer watched). The worker moves itself back when
-// the call returns.
+// Watches the call the leader keeps, and the calls handed over.
+//
+// In busy times (calls arrive while others run), it looks every kInlineBound while calls run
+// (one timer, armed when the leader keeps a call, stopped after kQuietTicks looks with nothing
+// to watch) and hands the socket to another worker at the first look after the leader's call
+// has run kInlineBound (so after kInlineBound to twice that). In calm times (each call came
+// after the last one's reply: one caller at a time), it does not look: the leader has it
+// watch the socket's fd while it keeps a call, and the first call that arrives meanwhile
+// makes the times busy (the looks start). So a steady stream of calls from one caller wakes
+// no thread but the leader.
+//
+// A call handed over is moved to the background class once it has used the CPU at least a
+// quarter of the time since (a call that waits, for another node or for a core, is not moved;
+// after kMaxLooks it is no longer watched). The worker moves itself back when the call returns.
 void CallServer::watchdogLoop() {
   nameThread("dn-watchdog");
   blockProgramSignals();
   int quiet = 0;
   while (!stop_.load()) {
-    pollfd p{timer_fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(untilSignaled(timer_fd_).count())) <= 0) // stop() arms it
-      continue;
+    bool tick = false;
+    std::uint64_t arrival = 0; // the kept call a call arrived during (kArrivalPoke: the watched)
+    if (can_watch_arrivals_) {
+      epoll_event events[3];
+      const int n = epoll_wait(watch_fd_, events, 3, -1); // stop() arms the timer
+      for (int i = 0; i < n; ++i) {
+        const std::uint64_t what = events[i].data.u64;
+        if (what == kTimerEvent)
+          tick = true;
+        else if (what == kArrivalPoke)
+          drainEventFd(arrival_fd_);
+        if (what != kTimerEvent)
+          arrival = what;
+      }
+    } else {
+      pollfd p{timer_fd_, POLLIN, 0};
+      tick = ::poll(&p, 1, static_cast<int>(untilSignaled(timer_fd_).count())) > 0;
+    }
     std::uint64_t count = 0;
-    if (::read(timer_fd_, &count, sizeof count) != sizeof count)
-      continue;
+    if (tick)
+      tick = ::read(timer_fd_, &count, sizeof count) == sizeof count;
     bool handed_over = false;
     {
       std::lock_guard lock(pool_mu_);
+      if (arrival != 0) {
+        if (arrival == kArrivalPoke)
+          arrival = arrivals_seq_; // a reply took in the socket's signal
+        if (arrival != 0 && arrival == arrivals_seq_) {
+          unwatchArrivals(arrival);
+          calm_calls_ = 0;
+          if (inline_call_ && inline_seq_ == arrival)
+            startTicks();
+        }
+      }
+      // A look (only with the timer). A kept call whose arrivals the fd signals is handed
+      // over only once a call came.
       auto now = std::chrono::steady_clock::now();
-      if (inline_call_ && now - inline_start_ >= kInlineBound) {
+      const bool watching_arrivals = inline_call_ && arrivals_seq_ == inline_seq_;
+      if (tick && inline_call_ && !watching_arrivals && now - inline_start_ >= kInlineBound) {
         inline_call_ = false;
         leader_taken_ = false;
+        unwatchArrivals(inline_seq_);
         handed_over = true;
         if (background_long_calls_)
           watched_ = Watched{inline_seq_,
@@ -466,7 +542,7 @@ void CallServer::watchdogLoop() {
                              threadCpu(inline_thread_),
                              now,
                              0};
-      } else if (watched_) {
+      } else if (tick && watched_) {
         auto wall = now - watched_->since;
         if (wall >= kInlineBound && threadCpu(watched_->thread) - watched_->cpu_start > wall / 4) {
           if (setPolicy(watched_->tid, SCHED_IDLE))
@@ -477,7 +553,9 @@ void CallServer::watchdogLoop() {
           watched_.reset();
         }
       }
-      quiet = inline_call_ || watched_ ? 0 : quiet + 1;
+      const bool looking = (inline_call_ && !watching_arrivals) || watched_;
+      if (tick)
+        quiet = looking ? 0 : quiet + 1;
       if (quiet >= kQuietTicks && !stop_.load()) {
         quiet = 0;
         ticking_ = false;
@@ -489,9 +567,35 @@ void CallServer::watchdogLoop() {
   }
 }
 
+void CallServer::startTicks() {
+  if (!ticking_) {
+    ticking_ = true;
+    armTicks(timer_fd_, kInlineBound);
+  }
+}
+
+void CallServer::watchArrivals(std::uint64_t seq) {
+  epoll_event e{EPOLLIN | EPOLLONESHOT, {.u64 = seq}};
+  if (epoll_ctl(watch_fd_, EPOLL_CTL_MOD, router_fd_, &e) != 0) {
+    startTicks();
+    return;
+  }
+  arrivals_seq_ = seq;
+  arrivals_watched_.store(true, std::memory_order_relaxed);
+}
+
+void CallServer::unwatchArrivals(std::uint64_t seq) {
+  if (arrivals_seq_ == 0 || arrivals_seq_ != seq)
+    return;
+  epoll_event e{0, {.u64 = 0}};
+  epoll_ctl(watch_fd_, EPOLL_CTL_MOD, router_fd_, &e);
+  arrivals_seq_ = 0;
+  arrivals_watched_.store(false, std::memory_order_relaxed);
+}
+
 // As the leader: reads the socket until a call arrives for the pool (returned in `out`); calls
 // of waiting chains go to their threads meanwhile. False when the node stops.
-bool CallServer::lead(Incoming &out) {
+bool CallServer::lead(Incoming &out, bool &waited, bool &drained) {
   while (!stop_.load() && !terminateSignal().load()) {
     // Everything queued at once (up to kBatch): the first call for the pool is this worker's,
     // the others go to the pool's queue, where workers take them without passing the
@@ -505,6 +609,7 @@ bool CallServer::lead(Incoming &out) {
       for (Incoming in; router_ && batch.size() < kBatch && receive(in);)
         batch.push_back(std::move(in));
       leader_waits_ = batch.empty();
+      drained = batch.size() < kBatch;
     }
     bool mine = false;
     std::vector<Incoming> rest; // allocates only if calls are left for the pool
@@ -523,6 +628,7 @@ bool CallServer::lead(Incoming &out) {
       return true;
     if (!batch.empty())
       continue;
+    waited = true;
     // Plain file descriptors: poll(2) itself (zmq::poll would look once more, without
     // waiting, before it waits). No time slice: stop() pokes.
     pollfd fds[2] = {{router_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
@@ -586,7 +692,7 @@ bool CallServer::answerServedCall(
 }
 
 void CallServer::reply(Incoming &in, zmq::message_t &answer) {
-  bool more = false;
+  bool more = false, arrived = false;
   {
     std::lock_guard lock(sock_mu_);
     if (!router_)
@@ -594,13 +700,20 @@ void CallServer::reply(Incoming &in, zmq::message_t &answer) {
     transport::sendRetrying(*router_, in.identity, zmq::send_flags::sndmore);
     transport::sendRetrying(*router_, answer, zmq::send_flags::none);
     // Sending may have taken in the socket's pending commands, and with them the signal on
-    // its fd that the leader waits for: then the leader is woken here. A leader that is not
-    // waiting reads until nothing is left before it waits, so then no look (a system call) is
-    // needed.
-    more = leader_waits_ && (transport::eventsRetrying(*router_) & ZMQ_POLLIN);
+    // its fd that the leader (or the watchdog, watching for arrivals while the leader keeps a
+    // call) waits for: then it is woken here. A leader that is not waiting reads until
+    // nothing is left before it waits, so then no look (a system call) is needed.
+    const bool watched = arrivals_watched_.load(std::memory_order_relaxed);
+    if (leader_waits_ || watched) {
+      const bool readable = (transport::eventsRetrying(*router_) & ZMQ_POLLIN) != 0;
+      more = readable && leader_waits_;
+      arrived = readable && watched;
+    }
   }
   if (more)
     poke();
+  if (arrived)
+    signalEventFd(arrival_fd_);
 }
 
 void CallServer::poke() { signalEventFd(poke_fd_); }

@@ -4,9 +4,11 @@
 // the leader, waits on the socket; when a call arrives the leader runs it itself (no thread
 // hand-off on the call's path) and keeps the socket meanwhile, unless calls are queued or the
 // call's function ran long before: then it hands the leadership to an idle worker first. A
-// watchdog that looks every kInlineBound while calls run hands it over once the leader's call
-// has run kInlineBound, so a second call is read at most about 2 x kInlineBound late while a
-// first one runs, and a short call wakes no second worker and costs no system call of its own.
+// watchdog hands it over once the leader's call has run kInlineBound and a call is waiting,
+// so a second call is read at most about 2 x kInlineBound late while a first one runs, and a
+// short call wakes no second worker. In busy times the watchdog looks every kInlineBound while
+// calls run; in calm times (one caller at a time) it sleeps until a call arrives while the
+// leader keeps one, which the leader has it watch for with one epoll_ctl per call.
 // With `background_long_calls`, a call handed over that keeps computing (or whose function's
 // last call did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its
 // core (a short call, an I/O thread, the control plane) runs at once instead of waiting for
@@ -112,6 +114,8 @@ public:
   [[nodiscard]] bool stopping() const { return stop_.load(); }
   /// Whether long calls run in the background class (asked for, and possible here).
   [[nodiscard]] bool backgroundLongCalls() const { return background_long_calls_; }
+  /// Whether the times are calm: the last calls came one at a time (see above).
+  [[nodiscard]] bool calmTimes();
   /// Whether the calling thread is one of the workers.
   [[nodiscard]] bool onWorker();
   /// Closes the socket, letting it send what is queued for `linger`. After stop().
@@ -155,7 +159,10 @@ private:
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
   std::vector<std::thread> reapEnded();
-  bool lead(Incoming &out);
+  bool lead(Incoming &out, bool &waited, bool &drained);
+  void startTicks();
+  void watchArrivals(std::uint64_t seq);
+  void unwatchArrivals(std::uint64_t seq);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);
   void enqueue(std::vector<Incoming> &calls);
@@ -193,8 +200,18 @@ private:
   std::unordered_set<std::uint32_t> heavy_functions_; ///< whose last call used more CPU than
                                                       ///< kInlineBound
 
+  /// Kept calls in a row after which no call was waiting, up to the number that makes the
+  /// times calm (call_server.cpp).
+  int calm_calls_ = 0;
+  /// The kept call whose arrivals the watchdog watches for on the socket's fd (0: none).
+  std::uint64_t arrivals_seq_ = 0;
+  std::atomic<bool> arrivals_watched_{false}; ///< arrivals_seq_ != 0, read by reply()
+
   bool background_long_calls_;
-  int timer_fd_ = -1; ///< timerfd: the watchdog's looks, every kInlineBound while calls run
+  int timer_fd_ = -1;   ///< timerfd: the watchdog's looks, every kInlineBound while calls run
+  int arrival_fd_ = -1; ///< eventfd: a reply found a call arrived while the leader keeps one
+  int watch_fd_ = -1;   ///< epoll: what the watchdog waits for
+  bool can_watch_arrivals_ = true; ///< watch_fd_ was made (else the looks never stop)
   /// A call handed over while it runs that has not used much CPU yet (the latest one).
   struct Watched {
     std::uint64_t seq;

@@ -169,6 +169,30 @@ TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
     EXPECT_EQ(seen_.at_entry[i], std::make_pair(kQuick, SCHED_OTHER)) << "call " << i + 1;
 }
 
+// In calm times (calls one at a time) the watchdog does not look every kInlineBound: it wakes
+// when a call arrives while the leader runs one. A long call is then handed over as in busy
+// times, once the quick call that arrived meanwhile woke the watchdog.
+TEST_F(CallServerTest, InCalmTimesACallArrivingDuringALongOneIsRead) {
+  for (std::uint64_t id = 1; id <= 10; ++id) {
+    send(id, kQuick, 0);
+    EXPECT_EQ(receive(), id);
+  }
+  ASSERT_TRUE(server_->calmTimes()) << "ten calls one at a time";
+  seen_.quick_done = false;
+  send(11, kBlocker, 1);
+  {
+    std::unique_lock lock(seen_.mu);
+    ASSERT_TRUE(seen_.cv.wait_for(lock, std::chrono::seconds(30),
+                                  [&] { return seen_.at_entry.size() == 11; }));
+  }
+  send(12, kQuick, 0);
+  EXPECT_EQ(receiveTwo(), std::make_pair(std::uint64_t{11}, std::uint64_t{12}));
+  std::lock_guard lock(seen_.mu);
+  EXPECT_FALSE(seen_.blocker_waited_out);
+  EXPECT_EQ(seen_.blocker_policy_after_wait, SCHED_IDLE);
+  EXPECT_FALSE(server_->calmTimes()) << "a call arrived while another ran";
+}
+
 class OneWorkerCallServerTest : public CallServerTest {
 protected:
   int poolSize() const override { return 1; }
