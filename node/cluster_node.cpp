@@ -97,8 +97,14 @@ std::atomic<bool> forked_child{false};
 // cluster with the signal's exit code; the entry node tells every member. The handler does only
 // what is safe in it: it writes a note to a pipe that the node's control thread or loop reads,
 // waits (bounded) for it to say the others have it, and dies of the signal. (A child made by
-// fork() gets the handlers it had before: see Create.)
+// fork() gets the handlers it had before: see Create.) The entry node does the same when it is
+// stopped by a signal (kStopSignals, unless the program handles them itself): else the members
+// would learn of its end only from its silence.
 constexpr std::uint32_t kNoFunction = ~std::uint32_t{0};
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP};
+bool isStopSignal(int sig) {
+  return std::find(std::begin(kStopSignals), std::end(kStopSignals), sig) != std::end(kStopSignals);
+}
 struct CrashNote {
   std::int32_t signal;
   std::uint32_t function; // the remotable function this thread was running, or kNoFunction
@@ -282,7 +288,7 @@ struct ClusterNode::Impl {
   std::vector<std::uint32_t> unit_of; ///< placement unit of each remotable function
   std::vector<bool> movable;          ///< per unit: stateless and placeable (runs anywhere)
   std::vector<bool> stateful;         ///< per unit: holds mutable globals or GPin objects
-  bool quiet_when_stopped = false;    ///< members: the entry's failure is the entry's to report
+  bool under_launcher = false;        ///< see setUnderLauncher
   std::vector<bool> migratable;       ///< per unit: stateful, and its state can move
   std::vector<bool> load_balanced;    ///< per unit: runs on its replica set
   std::unique_ptr<ReplicaDispatcher> dispatcher; ///< picks a replica per call
@@ -1347,9 +1353,10 @@ struct ClusterNode::Impl {
     return fail("the entry node `" + nodeName(entry) + "` answered: " + errorText(*e));
   }
 
-  // A member: makes the program's crashes (SIGSEGV, SIGFPE...) known to the entry node. Once per
-  // process (a node runs once); without the pipes a crash is noticed by heartbeats only.
-  void installCrashHandlers() {
+  // Makes the program's crashes (SIGSEGV, SIGFPE...) known to the other nodes, and on the entry
+  // node (`stops`) its stop by a signal too. Once per process (a node runs once); without the
+  // pipes a crash is noticed by heartbeats only.
+  void installCrashHandlers(bool stops = false) {
     if (crash_note_fds[0] >= 0 || pipe2(crash_note_fds, O_CLOEXEC) != 0)
       return;
     if (pipe2(crash_told_fds, O_CLOEXEC) != 0) {
@@ -1364,6 +1371,12 @@ struct ClusterNode::Impl {
     sigemptyset(&sa.sa_mask);
     for (int sig : kCrashSignals)
       sigaction(sig, &sa, nullptr);
+    if (stops)
+      for (int sig : kStopSignals) {
+        struct sigaction stop = sa;
+        stop.sa_flags = SA_RESTART; // a thread of the program may be in a system call
+        sigaction(sig, &stop, nullptr);
+      }
   }
 
   // A member's control loop, when a thread crashed: sends the entry node the signal and the
@@ -1420,6 +1433,9 @@ struct ClusterNode::Impl {
     CrashNote note{};
     if (read(crash_note_fds[0], &note, sizeof note) != sizeof note)
       return std::nullopt;
+    if (isStopSignal(note.signal))
+      return std::pair{std::string("was stopped (signal ") + strsignal(note.signal) + ")",
+                       note.signal};
     const auto &functions = session->remoteFunctions();
     std::string reason = std::string("crashed (signal ") + strsignal(note.signal) + ")";
     if (note.function < functions.size())
@@ -1553,7 +1569,7 @@ struct ClusterNode::Impl {
           std::string reason = s.reason() ? s.reason()->str() : "";
           if (!reason.empty()) { // the cluster failed elsewhere
             toEntryAndAwait(transport::makeReply(s.call_id(), nullptr, 0), std::nullopt);
-            if (quiet_when_stopped)
+            if (under_launcher)
               on_failure("", 2);
             failed(reason + "; stopping node `" + nodeName(self) + "`");
           }
@@ -1818,11 +1834,15 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
       forked_child.store(true, std::memory_order_relaxed);
       // A crash of the child is its own: its parent's node must not report it (the program's
       // own handlers stay).
-      for (int sig : kCrashSignals) {
+      auto reset = [](int sig) {
         struct sigaction now {};
         if (sigaction(sig, nullptr, &now) == 0 && now.sa_handler == onCrash)
           signal(sig, SIG_DFL);
-      }
+      };
+      for (int sig : kCrashSignals)
+        reset(sig);
+      for (int sig : kStopSignals)
+        reset(sig);
     });
   });
   auto impl = std::make_unique<Impl>();
@@ -1922,7 +1942,7 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
 llvm::Error ClusterNode::startEntry(const std::vector<std::uint16_t> &owners,
                                     const ReplicaSets &replicas) {
   Impl &n = *impl_;
-  n.installCrashHandlers();
+  n.installCrashHandlers(/*stops=*/!n.under_launcher);
   n.server->start();
   n.session->setImmediateEnd([&n](int code) { return n.requestImmediateEnd(code); });
   n.immediate_open.store(true); // the control thread looks at once
@@ -1974,7 +1994,7 @@ void ClusterNode::setShutdownReport(std::function<std::string()> report) {
   impl_->shutdown_report = std::move(report);
 }
 
-void ClusterNode::setQuietWhenStopped(bool quiet) { impl_->quiet_when_stopped = quiet; }
+void ClusterNode::setUnderLauncher(bool under) { impl_->under_launcher = under; }
 
 std::vector<std::string> ClusterNode::shutdownCluster(int exit_code, const std::string &reason) {
   Impl &n = *impl_;

@@ -179,10 +179,12 @@ public:
   /// Other nodes: what to send back with the acknowledgement of Shutdown (the final profile).
   void setShutdownReport(std::function<std::string()> report);
 
-  /// Other nodes: when the entry node stops the cluster because it failed, exit 2 without a
-  /// line of its own (the entry's line says why; the `--local` launcher shows both nodes'
-  /// output, where the same reason twice is noise).
-  void setQuietWhenStopped(bool quiet);
+  /// This node was started by the `--local` launcher, which shows every node's output and
+  /// passes a stop signal on to every node. Then a member that the entry node stops because
+  /// the cluster failed exits 2 without a line of its own (the entry's line says why: the same
+  /// reason twice is noise), and the entry node does not tell the members that a signal
+  /// stopped it (each has it). Before start (entry) or runMember.
+  void setUnderLauncher(bool under);
 
   /// Other nodes: joins the entry node, then serves calls and control messages until
   /// Shutdown. Returns the exit code for this process. Its workers are not waited for (one may

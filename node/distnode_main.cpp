@@ -209,6 +209,7 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
   auto node = ClusterNode::Create(*config, self, session, analysis, sha256, on_failure);
   if (!node)
     return reportError(node.takeError());
+  (*node)->setUnderLauncher(opt.under_launcher);
   session.setRemoteHandler([n = node->get()](std::uint32_t id, void **slots, void *ret) {
     n->callRemote(id, slots, ret);
   });
@@ -287,7 +288,6 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
     reporter.startProbing(config->adapt.interval);
     if (coordinates)
       (*node)->atFirstPlacement(startCoordinating);
-    (*node)->setQuietWhenStopped(opt.under_launcher);
     if (!opt.no_profile)
       (*node)->setShutdownReport([name] {
         auto &p = distnode::profiler::Profiler::instance();

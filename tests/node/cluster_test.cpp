@@ -707,24 +707,47 @@ TEST(ClusterFailures, KilledEntryStopsEveryMemberWithOneLine) {
                         "1000 ms); stopping node `n1`\n");
 }
 
+// `die MODE` under --join, where the entry node dies of `signal` after printing "2": the member
+// stops at once with `line` (the heartbeat timeout is far longer than the test).
+void expectEntryEndToReachTheMember(const char *mode, int signal, const std::string &line) {
+  std::string config =
+      writeTempFile("entry_end.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 60000\n"));
+  JoinedRun run =
+      runJoined(config, fixture("die") + ".bc", 2, {}, {mode}, std::chrono::seconds(50));
+  ASSERT_FALSE(run.members[0].timed_out) << "the member waited for its heartbeat timeout";
+  EXPECT_EQ(run.entry.signal, signal);
+  EXPECT_EQ(run.entry.out, "2\n");
+  EXPECT_EQ(run.entry.err, "");
+  EXPECT_EQ(run.members[0].exit_code, 2);
+  EXPECT_EQ(run.members[0].err, "distnode: error: " + line + "\n");
+}
+
 // The entry node crashes: every member stops at once with a line naming it and the signal (the
 // heartbeat timeout is far longer than the test), and the entry dies of the signal in silence,
 // as natively. Under the launcher, the launcher reports it, with the signal's exit code.
 TEST(ClusterFailures, CrashedEntryStopsEveryMemberWithOneLine) {
-  std::string config =
-      writeTempFile("entry_crash.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 60000\n"));
-  JoinedRun run = runJoined(config, fixture("die") + ".bc", 2, {}, {"3"}, std::chrono::seconds(50));
-  ASSERT_FALSE(run.members[0].timed_out) << "the member waited for its heartbeat timeout";
-  EXPECT_EQ(run.entry.signal, SIGSEGV);
-  EXPECT_EQ(run.entry.out, "2\n");
-  EXPECT_EQ(run.entry.err, "");
-  EXPECT_EQ(run.members[0].exit_code, 2);
-  EXPECT_EQ(run.members[0].err, "distnode: error: node `n0` crashed (signal Segmentation fault); "
-                                "stopping node `n1`\n");
+  expectEntryEndToReachTheMember(
+      "3", SIGSEGV, "node `n0` crashed (signal Segmentation fault); stopping node `n1`");
   auto local = runProcess({kDistnode, "--local", "2", fixture("die") + ".bc", "--", "3"});
   EXPECT_EQ(local.exit_code, 128 + SIGSEGV);
   EXPECT_EQ(local.out, "2\n");
   EXPECT_EQ(local.err, "distnode: error: the entry node `n0` died: signal Segmentation fault\n");
+}
+
+// The entry node is stopped by a signal (the program raises SIGTERM here; an operator's kill is
+// the same): every member stops at once with a line saying so (the heartbeat timeout is far
+// longer than the test), and the entry dies of the signal, as natively. A program that handles
+// the signal itself goes on, as natively.
+TEST(ClusterFailures, EntryStoppedBySignalStopsEveryMemberWithOneLine) {
+  expectEntryEndToReachTheMember("4", SIGTERM,
+                                 "node `n0` was stopped (signal Terminated); stopping node `n1`");
+  ProcessResult expected = runProcess({fixture("die") + ".native", "5"});
+  EXPECT_EQ(expected.out, "2\nterminated 1, then 4\n");
+  ProcessResult handled =
+      runProcess({kDistnode, "--local", "2", fixture("die") + ".bc", "--", "5"});
+  EXPECT_EQ(handled.out, expected.out) << handled.err;
+  EXPECT_EQ(handled.err, "");
+  EXPECT_EQ(handled.exit_code, 0);
 }
 
 // A thread calls exit(5) while main waits for a call that runs for minutes on n1: as natively,
