@@ -331,9 +331,9 @@ void CallServer::workerLoop(bool lead_first) {
     if (take_task) {
       Incoming in = std::move(tasks_.front());
       tasks_.pop_front();
-      const bool heavy = knownHeavy(in);
+      const bool heavy = knownHeavy(in), known_long = handOffFirst(in);
       lock.unlock();
-      serveTimed(in, lock, 0, heavy);
+      serveTimed(in, lock, 0, heavy, known_long);
       continue;
     }
     leadAndServe(lock);
@@ -369,11 +369,11 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     // keeps the socket would read the next calls only after its own; hand it over first.
     if (!got || stop_.load() || handOffFirst(in) || !tasks_.empty()) {
       leader_taken_ = false;
-      const bool heavy = got && knownHeavy(in);
+      const bool heavy = got && knownHeavy(in), known_long = got && handOffFirst(in);
       lock.unlock();
       pool_cv_.notify_one(); // the next leader
       if (got)
-        serveTimed(in, lock, 0, heavy);
+        serveTimed(in, lock, 0, heavy, known_long);
       else
         lock.lock();
       return;
@@ -388,13 +388,16 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     // In calm times, with the socket read to its end (so that its fd signals the next call),
     // the watchdog wakes only if a call arrives while this one runs; else it looks every
     // kInlineBound.
-    if (drained && calm_calls_ >= kCalmCalls && can_watch_arrivals_)
+    const bool watching = drained && calm_calls_ >= kCalmCalls && can_watch_arrivals_;
+    if (watching)
       watchArrivals(seq);
     else
       startTicks();
     const bool heavy = knownHeavy(in);
     lock.unlock();
-    if (!serveTimed(in, lock, seq, heavy))
+    if (watching)
+      lookForArrivalMeanwhile();
+    if (!serveTimed(in, lock, seq, heavy, false))
       return; // the watchdog (or a waiting chain) handed the socket over meanwhile
     after_kept = true;
   }
@@ -403,16 +406,21 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
 // Runs `in` with pool_mu_ released (`lock` is unlocked on entry, locked on return), notes how
 // long its function ran, then replies (after the notes: the caller's next call sees them).
 // `seq`: the leader's call number if the leader runs it keeping the socket (0 if not); then
-// true if it still is the leader. `heavy`: knownHeavy(in), read by the caller under the lock.
+// true if it still is the leader. `heavy`, `known_long`: knownHeavy(in) and handOffFirst(in),
+// read by the caller under the lock.
 bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq,
-                            bool heavy) {
+                            bool heavy, bool known_long) {
   auto start = std::chrono::steady_clock::now();
   const bool background = background_long_calls_ && heavy;
+  // A call known to run long is timed in CPU too, in the background or not: that says whether
+  // the next ones run in the background (no watchdog may look at it: in calm times the leader
+  // keeps a long call as long as no other call arrives).
+  const bool measured = background_long_calls_ && (heavy || known_long);
   std::chrono::nanoseconds cpu_start{};
-  if (background) {
+  if (measured)
     cpu_start = threadCpu(pthread_self());
+  if (background)
     setOwnPolicy(SCHED_IDLE);
-  }
   zmq::message_t answer;
   {
     Serving serving(in);
@@ -421,7 +429,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   const bool ran_long = std::chrono::steady_clock::now() - start > kInlineBound;
   // In the background, a call waits for every other thread on its core: its CPU time, not its
   // wall time, says whether it still computes long.
-  const bool ran_heavy = background && threadCpu(pthread_self()) - cpu_start > kInlineBound;
+  const bool ran_heavy = measured && threadCpu(pthread_self()) - cpu_start > kInlineBound;
   // Back to the normal class before any lock (a background thread that holds one would stall
   // every thread that waits for it): after a background call, or a kept one the watchdog may
   // have moved; once more below if it moved it since.
@@ -565,6 +573,19 @@ void CallServer::watchdogLoop() {
     if (handed_over)
       pool_cv_.notify_one(); // the next leader
   }
+}
+
+// A reply of another thread may have taken in the socket's signal of a call that arrived after
+// the leader's last read and before its watch began (replies look for arrivals only from then
+// on): one look at the socket, and the watchdog hears of a call waiting there.
+void CallServer::lookForArrivalMeanwhile() {
+  bool readable = false;
+  {
+    std::lock_guard lock(sock_mu_);
+    readable = router_ && (transport::eventsRetrying(*router_) & ZMQ_POLLIN) != 0;
+  }
+  if (readable)
+    signalEventFd(arrival_fd_);
 }
 
 void CallServer::startTicks() {

@@ -4,11 +4,12 @@
 // the leader, waits on the socket; when a call arrives the leader runs it itself (no thread
 // hand-off on the call's path) and keeps the socket meanwhile, unless calls are queued or the
 // call's function ran long before: then it hands the leadership to an idle worker first. A
-// watchdog hands it over once the leader's call has run kInlineBound and a call is waiting,
-// so a second call is read at most about 2 x kInlineBound late while a first one runs, and a
-// short call wakes no second worker. In busy times the watchdog looks every kInlineBound while
-// calls run; in calm times (one caller at a time) it sleeps until a call arrives while the
-// leader keeps one, which the leader has it watch for with one epoll_ctl per call.
+// watchdog hands it over once the leader's call has run kInlineBound, so a second call is read
+// at most about 2 x kInlineBound late while a first one runs, and a short call wakes no second
+// worker. In busy times the watchdog looks every kInlineBound while calls run; in calm times
+// (calls came one at a time) it sleeps until a call arrives while the leader keeps one, which
+// the leader has it watch for (an epoll_ctl before and after each call, and one look at the
+// socket), and only then hands the socket over.
 // With `background_long_calls`, a call handed over that keeps computing (or whose function's
 // last call did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its
 // core (a short call, an I/O thread, the control plane) runs at once instead of waiting for
@@ -150,7 +151,8 @@ public:
 private:
   void workerLoop(bool lead_first);
   void leadAndServe(std::unique_lock<std::mutex> &lock);
-  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq, bool heavy);
+  bool serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, std::uint64_t seq, bool heavy,
+                  bool known_long);
   bool handOffFirst(const Incoming &in) const;
 
   bool knownHeavy(const Incoming &in) const;
@@ -162,6 +164,7 @@ private:
   bool lead(Incoming &out, bool &waited, bool &drained);
   void startTicks();
   void watchArrivals(std::uint64_t seq);
+  void lookForArrivalMeanwhile();
   void unwatchArrivals(std::uint64_t seq);
   bool receive(Incoming &in);
   bool deliverToChain(Incoming &in);
