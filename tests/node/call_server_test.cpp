@@ -135,6 +135,17 @@ protected:
     return e && e->body_as_Reply() ? e->body_as_Reply()->call_id() : 0;
   }
 
+  /// Quick calls one at a time (ids from `id` + 1 on) until the times are calm: a call that
+  /// came before the leader waited for it, on a loaded machine, makes them busy again (at most
+  /// 100 calls).
+  void makeTimesCalm(std::uint64_t &id) {
+    while (!server_->calmTimes() && id < 100) {
+      send(++id, kQuick, 0);
+      ASSERT_EQ(receive(), id);
+    }
+    ASSERT_TRUE(server_->calmTimes()) << id << " calls one at a time";
+  }
+
   /// The ids of the next two replies, in ascending order (their order is not the test's).
   std::pair<std::uint64_t, std::uint64_t> receiveTwo() {
     std::uint64_t a = receive(), b = receive();
@@ -184,14 +195,8 @@ TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
 // when a call arrives while the leader runs one. A long call is then handed over as in busy
 // times, once the quick call that arrived meanwhile woke the watchdog.
 TEST_F(CallServerTest, InCalmTimesACallArrivingDuringALongOneIsRead) {
-  // Calls one at a time until the times are calm (a call that came before the leader waited
-  // for it, on a loaded machine, makes them busy again: at most 100).
   std::uint64_t id = 0;
-  while (!server_->calmTimes() && id < 100) {
-    send(++id, kQuick, 0);
-    ASSERT_EQ(receive(), id);
-  }
-  ASSERT_TRUE(server_->calmTimes()) << id << " calls one at a time";
+  ASSERT_NO_FATAL_FAILURE(makeTimesCalm(id));
   seen_.quick_done = false;
   const std::uint64_t blocker = ++id, quick = ++id;
   send(blocker, kBlocker, 1);
@@ -213,11 +218,7 @@ TEST_F(CallServerTest, InCalmTimesACallArrivingDuringALongOneIsRead) {
 // in the background class from its start.
 TEST_F(CallServerTest, InCalmTimesALongComputationLearnsToRunInTheBackground) {
   std::uint64_t id = 0;
-  while (!server_->calmTimes() && id < 100) {
-    send(++id, kQuick, 0);
-    ASSERT_EQ(receive(), id);
-  }
-  ASSERT_TRUE(server_->calmTimes()) << id << " calls one at a time";
+  ASSERT_NO_FATAL_FAILURE(makeTimesCalm(id));
   for (int k = 0; k < 3; ++k) {
     send(++id, kCompute, 0);
     ASSERT_EQ(receive(), id);
