@@ -1373,6 +1373,10 @@ struct ClusterNode::Impl {
       sigaction(sig, &sa, nullptr);
     if (stops)
       for (int sig : kStopSignals) {
+        // An ignored signal stays ignored, as natively (nohup, a shell's background job).
+        struct sigaction before {};
+        if (sigaction(sig, nullptr, &before) != 0 || before.sa_handler == SIG_IGN)
+          continue;
         struct sigaction stop = sa;
         stop.sa_flags = SA_RESTART; // a thread of the program may be in a system call
         sigaction(sig, &stop, nullptr);

@@ -748,6 +748,23 @@ TEST(ClusterFailures, EntryStoppedBySignalStopsEveryMemberWithOneLine) {
   EXPECT_EQ(handled.out, expected.out) << handled.err;
   EXPECT_EQ(handled.err, "");
   EXPECT_EQ(handled.exit_code, 0);
+  // A stop signal the entry node inherits ignored (nohup, a shell's background job) stays
+  // ignored, as natively.
+  const std::vector<std::string> ignoring = {"/bin/sh", "-c", "trap '' TERM; exec \"$0\" \"$@\""};
+  auto withTermIgnored = [&](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), ignoring.begin(), ignoring.end());
+    return argv;
+  };
+  ProcessResult native = runProcess(withTermIgnored({fixture("die") + ".native", "4"}));
+  EXPECT_EQ(native.out, "2\nterminated 0, then 4\n");
+  std::string config = writeTempFile("entry_ignores.yaml", clusterConfig(2, 10000));
+  auto member = startProcess({kDistnode, "--join", config, "--name", "n1", fixture("die") + ".bc"});
+  ProcessResult entry = runProcess(withTermIgnored(
+      {kDistnode, "--join", config, "--name", "n0", fixture("die") + ".bc", "--", "4"}));
+  ProcessResult m = member.get();
+  EXPECT_EQ(entry.out, native.out) << entry.err;
+  EXPECT_EQ(entry.exit_code, 0) << entry.err;
+  EXPECT_EQ(m.exit_code, 0) << m.err;
 }
 
 // A thread calls exit(5) while main waits for a call that runs for minutes on n1: as natively,
