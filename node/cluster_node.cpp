@@ -75,8 +75,8 @@ std::string shortHash(const std::uint8_t *data, std::size_t n) {
   return hex + "…";
 }
 
-// SIGTERM/SIGINT on a member node: stop serving and exit quietly (the launcher or the operator
-// stops the cluster; there is nothing to report).
+// SIGTERM/SIGINT/SIGHUP on a member node (unless inherited ignored): stop serving and exit
+// quietly (the launcher or the operator stops the cluster; there is nothing to report).
 // The member's control loop waits on it (-1: none yet): a stop signal wakes it, wherever it is
 // delivered (the loop's own thread blocks it, see blockProgramSignals).
 std::atomic<int> terminate_wake_fd{-1};
@@ -105,6 +105,10 @@ constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP};
 bool isStopSignal(int sig) {
   return std::find(std::begin(kStopSignals), std::end(kStopSignals), sig) != std::end(kStopSignals);
 }
+// What a node stopped by signal `sig` did, after its name.
+std::string stoppedBy(int sig) {
+  return std::string("was stopped (signal ") + strsignal(sig) + ")";
+}
 struct CrashNote {
   std::int32_t signal;
   std::uint32_t function; // the remotable function this thread was running, or kNoFunction
@@ -116,10 +120,13 @@ std::atomic<pid_t> control_tid{0}; // the control thread or loop, which cannot t
 thread_local std::uint32_t serving_function = kNoFunction;
 
 void onCrash(int sig) {
-  // The first crash tells, unless it is the control loop's own (which cannot send it). Every
-  // crashing thread but the control loop waits (at most 2 s) until the entry has the note, so
-  // that a second crash does not end the process before the first is told.
-  if (gettid() != control_tid.load(std::memory_order_relaxed)) {
+  // The first crash tells, unless it is the control loop's own (which cannot send it) or that
+  // of a child made by fork() (whose handler the program may have saved and called: the child's
+  // end is its own). Every crashing thread but the control loop waits (at most 2 s) until the
+  // entry has the note, so that a second crash does not end the process before the first is
+  // told.
+  if (gettid() != control_tid.load(std::memory_order_relaxed) &&
+      !forked_child.load(std::memory_order_relaxed)) {
     bool wait = true;
     if (!crashing.exchange(true)) {
       CrashNote note{sig, serving_function};
@@ -1378,7 +1385,9 @@ struct ClusterNode::Impl {
         if (sigaction(sig, nullptr, &before) != 0 || before.sa_handler == SIG_IGN)
           continue;
         struct sigaction stop = sa;
-        stop.sa_flags = SA_RESTART; // a thread of the program may be in a system call
+        stop.sa_flags = SA_RESTART;    // a thread of the program may be in a system call
+        for (int other : kStopSignals) // the first stop is the one told and died of
+          sigaddset(&stop.sa_mask, other);
         sigaction(sig, &stop, nullptr);
       }
   }
@@ -1438,8 +1447,7 @@ struct ClusterNode::Impl {
     if (read(crash_note_fds[0], &note, sizeof note) != sizeof note)
       return std::nullopt;
     if (isStopSignal(note.signal))
-      return std::pair{std::string("was stopped (signal ") + strsignal(note.signal) + ")",
-                       note.signal};
+      return std::pair{stoppedBy(note.signal), note.signal};
     const auto &functions = session->remoteFunctions();
     std::string reason = std::string("crashed (signal ") + strsignal(note.signal) + ")";
     if (note.function < functions.size())
@@ -1615,7 +1623,15 @@ struct ClusterNode::Impl {
                std::to_string(config.heartbeat_timeout.count()) + " ms); stopping node `" +
                nodeName(self) + "`");
     }
-    return 128 + terminateSignal().load();
+    // Stopped by a signal: the entry node hears it now rather than at its heartbeat timeout,
+    // and stops the cluster with that line (under the launcher every node has the signal).
+    const int sig = terminateSignal().load();
+    if (!under_launcher) {
+      spdlog::info("{}: telling the entry node", stoppedBy(sig));
+      const std::uint64_t id = next_call_id++;
+      toEntryAndAwait(transport::makeShutdown(id, 128 + sig, stoppedBy(sig)), id);
+    }
+    return 128 + sig;
   }
 
   // Before the process exits: sends what is still queued (answers, acknowledgements), for at
@@ -2048,8 +2064,11 @@ llvm::Expected<int> ClusterNode::runMember() {
   struct sigaction sa {};
   sa.sa_handler = onTerminate;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  for (int sig : kStopSignals) {
+    struct sigaction before {}; // an ignored signal stays ignored (nohup)
+    if (sigaction(sig, nullptr, &before) == 0 && before.sa_handler != SIG_IGN)
+      sigaction(sig, &sa, nullptr);
+  }
   n.installCrashHandlers();
   n.session->setExitElsewhere([&n](int code, jit::ExitKind how) { n.exitOnEntry(code, how); });
   n.session->setImmediateEnd([&n](int code) { return n.requestImmediateEnd(code); });

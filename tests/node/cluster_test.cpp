@@ -743,11 +743,21 @@ TEST(ClusterFailures, EntryStoppedBySignalStopsEveryMemberWithOneLine) {
                                  "node `n0` was stopped (signal Terminated); stopping node `n1`");
   ProcessResult expected = runProcess({fixture("die") + ".native", "5"});
   EXPECT_EQ(expected.out, "2\nterminated 1, then 4\n");
-  ProcessResult handled =
-      runProcess({kDistnode, "--local", "2", fixture("die") + ".bc", "--", "5"});
-  EXPECT_EQ(handled.out, expected.out) << handled.err;
-  EXPECT_EQ(handled.err, "");
-  EXPECT_EQ(handled.exit_code, 0);
+  std::string config = writeTempFile("entry_handles.yaml", clusterConfig(2, 10000));
+  JoinedRun handled =
+      runJoined(config, fixture("die") + ".bc", 2, {}, {"5"}, std::chrono::seconds(50));
+  EXPECT_EQ(handled.entry.out, expected.out) << handled.entry.err;
+  EXPECT_EQ(handled.entry.err, "");
+  EXPECT_EQ(handled.entry.exit_code, 0);
+  EXPECT_EQ(handled.members[0].exit_code, 0) << handled.members[0].err;
+  // A child made by fork() that ends through the handler it found (the runtime's) ends alone.
+  ProcessResult forked_native = runProcess({fixture("die") + ".native", "6"});
+  EXPECT_EQ(forked_native.out, "2\nchild ended by signal 15, then 4\n");
+  JoinedRun forked =
+      runJoined(config, fixture("die") + ".bc", 2, {}, {"6"}, std::chrono::seconds(50));
+  EXPECT_EQ(forked.entry.out, forked_native.out) << forked.entry.err;
+  EXPECT_EQ(forked.entry.exit_code, 0) << forked.entry.err;
+  EXPECT_EQ(forked.members[0].exit_code, 0) << forked.members[0].err;
   // A stop signal the entry node inherits ignored (nohup, a shell's background job) stays
   // ignored, as natively.
   const std::vector<std::string> ignoring = {"/bin/sh", "-c", "trap '' TERM; exec \"$0\" \"$@\""};
@@ -757,7 +767,6 @@ TEST(ClusterFailures, EntryStoppedBySignalStopsEveryMemberWithOneLine) {
   };
   ProcessResult native = runProcess(withTermIgnored({fixture("die") + ".native", "4"}));
   EXPECT_EQ(native.out, "2\nterminated 0, then 4\n");
-  std::string config = writeTempFile("entry_ignores.yaml", clusterConfig(2, 10000));
   auto member = startProcess({kDistnode, "--join", config, "--name", "n1", fixture("die") + ".bc"});
   ProcessResult entry = runProcess(withTermIgnored(
       {kDistnode, "--join", config, "--name", "n0", fixture("die") + ".bc", "--", "4"}));
@@ -765,6 +774,22 @@ TEST(ClusterFailures, EntryStoppedBySignalStopsEveryMemberWithOneLine) {
   EXPECT_EQ(entry.out, native.out) << entry.err;
   EXPECT_EQ(entry.exit_code, 0) << entry.err;
   EXPECT_EQ(m.exit_code, 0) << m.err;
+}
+
+// A member stopped by a signal (the program raises SIGTERM there; an operator's kill is the
+// same) exits quietly, and the entry node stops the cluster at once with a line saying so
+// (the heartbeat timeout is far longer than the test) and the signal's exit code.
+TEST(ClusterFailures, MemberStoppedBySignalStopsTheClusterWithOneLine) {
+  std::string config =
+      writeTempFile("member_stop.yaml", clusterConfig(2, 10000, "heartbeat_timeout_ms: 60000\n"));
+  JoinedRun run = runJoined(config, fixture("die") + ".bc", 2, {}, {"7"}, std::chrono::seconds(50));
+  ASSERT_FALSE(run.entry.timed_out) << "the entry waited for its heartbeat timeout";
+  EXPECT_EQ(run.entry.out, "2\n");
+  EXPECT_EQ(run.entry.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(run.entry.err,
+            "distnode: error: node `n1` was stopped (signal Terminated); stopping the cluster\n");
+  EXPECT_EQ(run.members[0].exit_code, 128 + SIGTERM);
+  EXPECT_EQ(run.members[0].err, "");
 }
 
 // A thread calls exit(5) while main waits for a call that runs for minutes on n1: as natively,

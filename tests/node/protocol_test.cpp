@@ -400,19 +400,33 @@ TEST(Ports, ReservedPortsTakeZeroMQButNotAPlainBind) {
   EXPECT_NO_THROW(router.bind("tcp://127.0.0.1:" + std::to_string(reserved.ports[0])));
 }
 
-TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
+// An entry node n0 of a cluster of n0 and n1 (whose n1 the test plays by hand) on loopback,
+// running fixture `fixture`: started by the constructor, with the program's bitcode loaded.
+struct EntryUnderTest {
   std::vector<int> ports = freeLoopbackPorts(4);
-  auto at = [](int port) { return "tcp://127.0.0.1:" + std::to_string(port); };
   std::string entry_control = at(ports[1]);
-  std::string config = writeTempFile(
-      "version.yaml", "cluster: t\njoin_timeout_ms: 10000\nnodes:\n  - {name: n0, call: '" +
-                          at(ports[0]) + "', control: '" + entry_control +
-                          "'}\n  - {name: n1, call: '" + at(ports[2]) + "', control: '" +
-                          at(ports[3]) + "'}\n");
-  std::string bitcode = std::string(DIST_FIXTURE_DIR) + "/fixture_hello.bc";
-  auto process = startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
-                              std::chrono::seconds(60));
-  auto program = jit::loadBitcode(bitcode);
+  std::string config;
+  std::string bitcode;
+  std::future<ProcessResult> process;
+  llvm::Expected<jit::Program> program;
+
+  EntryUnderTest(const std::string &file, const std::string &fixture, int join_timeout_ms)
+      : config(
+            writeTempFile(file, "cluster: t\njoin_timeout_ms: " + std::to_string(join_timeout_ms) +
+                                    "\nnodes:\n  - {name: n0, call: '" + at(ports[0]) +
+                                    "', control: '" + entry_control + "'}\n  - {name: n1, call: '" +
+                                    at(ports[2]) + "', control: '" + at(ports[3]) + "'}\n")),
+        bitcode(std::string(DIST_FIXTURE_DIR) + "/fixture_" + fixture + ".bc"),
+        process(startProcess({DIST_DISTNODE, "--join", config, "--name", "n0", bitcode},
+                             std::chrono::seconds(60))),
+        program(jit::loadBitcode(bitcode)) {}
+
+  static std::string at(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+};
+
+TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
+  EntryUnderTest entry("version.yaml", "hello", 10000);
+  auto &program = entry.program;
   ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
 
   flatbuffers::FlatBufferBuilder b;
@@ -423,7 +437,7 @@ TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
   zmq::context_t ctx;
   zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
-  dealer.connect(entry_control);
+  dealer.connect(entry.entry_control);
   dealer.send(zmq::buffer(b.GetBufferPointer(), b.GetSize()), zmq::send_flags::none);
   zmq::pollitem_t item = {dealer.handle(), 0, ZMQ_POLLIN, 0};
   zmq::poll(&item, 1, std::chrono::seconds(30));
@@ -438,9 +452,57 @@ TEST(EntryProtocol, RefusesAnotherProtocolVersion) {
                                std::to_string(transport::kProtocolVersion) +
                                "; run the same distnode version on every node";
   EXPECT_EQ(e->body_as_Welcome()->reason()->str(), expected);
-  ProcessResult r = process.get();
+  ProcessResult r = entry.process.get();
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "distnode: error: join refused: " + expected + "\n");
+}
+
+// A member that says the program ended in a way the entry node does not know (a newer
+// distnode's ExitKind, say) stops the whole cluster with one line naming it, itself included:
+// nothing may end half the program.
+TEST(EntryProtocol, AnExitOfUnknownKindStopsTheClusterWithOneLine) {
+  EntryUnderTest entry("exit_kind.yaml", "spin", 30000);
+  auto &program = entry.program;
+  ASSERT_TRUE(bool(program)) << llvm::toString(program.takeError());
+  const std::string &config = entry.config;
+  const std::string &entry_control = entry.entry_control;
+  zmq::context_t ctx;
+  zmq::socket_t member(ctx, zmq::socket_type::dealer);
+  member.set(zmq::sockopt::linger, 0);
+  member.connect(entry_control);
+  member.send(transport::makeJoin(1, "n1", program->sha256, shapeOf(config)),
+              zmq::send_flags::none);
+  // Answers whatever the entry node asks (a Placement, a Shutdown) until it has welcomed this
+  // node and then closes the connection; sends the Exit once welcomed.
+  bool welcomed = false, told_to_stop = false;
+  zmq::pollitem_t item = {member.handle(), 0, ZMQ_POLLIN, 0};
+  while (zmq::poll(&item, 1, std::chrono::seconds(30)) > 0) {
+    zmq::message_t m;
+    if (!member.recv(m).has_value())
+      break;
+    const wire::Envelope *e = transport::verifyEnvelope(m);
+    ASSERT_NE(e, nullptr);
+    if (const wire::Welcome *w = e->body_as_Welcome()) {
+      ASSERT_TRUE(w->accepted());
+      welcomed = true;
+      member.send(transport::makeExit(2, 0, static_cast<wire::ExitKind>(99)),
+                  zmq::send_flags::none);
+    } else if (const wire::Shutdown *stop = e->body_as_Shutdown()) {
+      told_to_stop = true;
+      EXPECT_EQ(stop->reason()->str(),
+                "node `n1` ended the program in a way this node does not know (99)");
+      member.send(transport::makeReply(stop->call_id(), nullptr, 0), zmq::send_flags::none);
+      break;
+    }
+  }
+  EXPECT_TRUE(welcomed);
+  EXPECT_TRUE(told_to_stop) << "the node that sent it is stopped too";
+  ProcessResult r = entry.process.get();
+  EXPECT_EQ(r.exit_code, 2);
+  const std::string line = "distnode: error: node `n1` ended the program in a way this node "
+                           "does not know (99); stopping the cluster\n";
+  EXPECT_TRUE(r.err == line || r.err == "ready\n" + line) << r.err; // main may have started
+  EXPECT_EQ(r.out, "");
 }
 
 // A cluster.yaml (written to `file`) of n0, the entry node, n1 and n2 on loopback `ports`
