@@ -117,6 +117,13 @@ int crash_note_fds[2] = {-1, -1}; // the handler writes [1]; the control loop re
 int crash_told_fds[2] = {-1, -1}; // the control loop writes [1] once the entry has the note
 std::atomic<bool> crashing{false};
 std::atomic<pid_t> control_tid{0}; // the control thread or loop, which cannot tell of its crash
+// The control thread or loop runs and reads the handler's notes: while it does not (before it
+// starts, once it ended), a crashing thread does not wait for an answer that cannot come.
+std::atomic<bool> notes_read{false};
+struct ReadingNotes {
+  ReadingNotes() { notes_read.store(true); }
+  ~ReadingNotes() { notes_read.store(false); }
+};
 thread_local std::uint32_t serving_function = kNoFunction;
 
 void onCrash(int sig) {
@@ -127,14 +134,14 @@ void onCrash(int sig) {
   // told.
   if (gettid() != control_tid.load(std::memory_order_relaxed) &&
       !forked_child.load(std::memory_order_relaxed)) {
-    bool wait = true;
+    bool wait = notes_read.load();
     if (!crashing.exchange(true)) {
       CrashNote note{sig, serving_function};
       ssize_t n;
       do
         n = write(crash_note_fds[1], &note, sizeof note);
       while (n < 0 && errno == EINTR);
-      wait = n == sizeof note;
+      wait = wait && n == sizeof note;
     }
     for (int i = 0; wait && i < 20; ++i) { // 20 × 100 ms; the byte stays for every waiter
       pollfd told = {crash_told_fds[0], POLLIN, 0};
@@ -761,6 +768,7 @@ struct ClusterNode::Impl {
   void controlLoop() {
     nameThread("dn-control");
     control_tid.store(gettid(), std::memory_order_relaxed);
+    ReadingNotes reading;
     // A handler of the program's that calls _exit() on this thread could not be served: this
     // thread ends the process for it.
     program_mask = blockProgramSignals();
@@ -1487,6 +1495,7 @@ struct ClusterNode::Impl {
   // Serves the control plane until Shutdown. Returns the exit code.
   int memberLoop() {
     control_tid.store(gettid(), std::memory_order_relaxed);
+    ReadingNotes reading;
     terminate_wake_fd.store(wake_fd);
     blockProgramSignals();
     auto last_heard = Clock::now();
