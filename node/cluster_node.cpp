@@ -75,8 +75,8 @@ std::string shortHash(const std::uint8_t *data, std::size_t n) {
   return hex + "…";
 }
 
-// SIGTERM/SIGINT/SIGHUP on a member node (unless inherited ignored): stop serving and exit
-// quietly (the launcher or the operator stops the cluster; there is nothing to report).
+// SIGTERM/SIGINT/SIGHUP on a member node (unless inherited ignored): stop serving, tell the
+// entry node (unless under the launcher, which stops every node) and exit quietly.
 // The member's control loop waits on it (-1: none yet): a stop signal wakes it, wherever it is
 // delivered (the loop's own thread blocks it, see blockProgramSignals).
 std::atomic<int> terminate_wake_fd{-1};
@@ -104,6 +104,12 @@ constexpr std::uint32_t kNoFunction = ~std::uint32_t{0};
 constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP};
 bool isStopSignal(int sig) {
   return std::find(std::begin(kStopSignals), std::end(kStopSignals), sig) != std::end(kStopSignals);
+}
+// Whether `sig` is ignored (inherited so: nohup, a shell's background job). A stop signal that
+// is stays ignored, as natively.
+bool ignored(int sig) {
+  struct sigaction now {};
+  return sigaction(sig, nullptr, &now) == 0 && now.sa_handler == SIG_IGN;
 }
 // What a node stopped by signal `sig` did, after its name.
 std::string stoppedBy(int sig) {
@@ -1388,9 +1394,7 @@ struct ClusterNode::Impl {
       sigaction(sig, &sa, nullptr);
     if (stops)
       for (int sig : kStopSignals) {
-        // An ignored signal stays ignored, as natively (nohup, a shell's background job).
-        struct sigaction before {};
-        if (sigaction(sig, nullptr, &before) != 0 || before.sa_handler == SIG_IGN)
+        if (ignored(sig))
           continue;
         struct sigaction stop = sa;
         stop.sa_flags = SA_RESTART;    // a thread of the program may be in a system call
@@ -2073,11 +2077,9 @@ llvm::Expected<int> ClusterNode::runMember() {
   struct sigaction sa {};
   sa.sa_handler = onTerminate;
   sigemptyset(&sa.sa_mask);
-  for (int sig : kStopSignals) {
-    struct sigaction before {}; // an ignored signal stays ignored (nohup)
-    if (sigaction(sig, nullptr, &before) == 0 && before.sa_handler != SIG_IGN)
+  for (int sig : kStopSignals)
+    if (!ignored(sig))
       sigaction(sig, &sa, nullptr);
-  }
   n.installCrashHandlers();
   n.session->setExitElsewhere([&n](int code, jit::ExitKind how) { n.exitOnEntry(code, how); });
   n.session->setImmediateEnd([&n](int code) { return n.requestImmediateEnd(code); });
