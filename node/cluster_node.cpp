@@ -14,7 +14,9 @@
 #include "profiler/profiler.h"
 #include "transport/messages.h"
 
+#include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
 #include <spdlog/spdlog.h>
@@ -35,7 +37,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -1088,18 +1089,13 @@ struct ClusterNode::Impl {
 
   // Where two clusterShape texts first differ, as "`theirs` there, `ours` here".
   static std::string firstDifference(const std::string &theirs, const std::string &ours) {
-    auto lines = [](const std::string &text) {
-      std::vector<std::string> out;
-      std::istringstream in(text);
-      for (std::string line; std::getline(in, line);)
-        out.push_back(line);
-      return out;
-    };
-    std::vector<std::string> a = lines(theirs), b = lines(ours);
+    llvm::SmallVector<llvm::StringRef, 16> a, b;
+    llvm::StringRef(theirs).split(a, '\n');
+    llvm::StringRef(ours).split(b, '\n');
     for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-      std::string x = i < a.size() ? a[i] : "(nothing)", y = i < b.size() ? b[i] : "(nothing)";
+      llvm::StringRef x = i < a.size() ? a[i] : "(nothing)", y = i < b.size() ? b[i] : "(nothing)";
       if (x != y)
-        return "`" + x.substr(0, 200) + "` there, `" + y.substr(0, 200) + "` here";
+        return "`" + x.take_front(200).str() + "` there, `" + y.take_front(200).str() + "` here";
     }
     return "the same lines in another form";
   }
