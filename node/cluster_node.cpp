@@ -1470,14 +1470,20 @@ struct ClusterNode::Impl {
     (void)!write(crash_told_fds[1], &told, 1);
   }
 
+  // Member: tells the entry node that signal `sig` ends this node (`what` it did: "crashed
+  // (signal ...)"), which stops the cluster with that line and 128 + `sig`; waits (bounded)
+  // until the entry has it. The entry names this node itself (by the connection).
+  void tellEntryOfEnd(const std::string &what, int sig) {
+    spdlog::info("{}: telling the entry node", what); // it reports the end, once
+    const std::uint64_t id = next_call_id++;
+    toEntryAndAwait(transport::makeShutdown(id, 128 + sig, what), id);
+  }
+
   void tellEntryOfCrash() {
     auto note = readCrashNote();
     if (!note)
       return;
-    // The entry names this node itself (by the connection the note comes on).
-    spdlog::info("{}: telling the entry node", note->first); // it reports the crash, once
-    std::uint64_t id = next_call_id++;
-    toEntryAndAwait(transport::makeShutdown(id, 128 + note->second, note->first), id);
+    tellEntryOfEnd(note->first, note->second);
     crashTold();
   }
 
@@ -1635,11 +1641,8 @@ struct ClusterNode::Impl {
     // Stopped by a signal: the entry node hears it now rather than at its heartbeat timeout,
     // and stops the cluster with that line (under the launcher every node has the signal).
     const int sig = terminateSignal().load();
-    if (!under_launcher) {
-      spdlog::info("{}: telling the entry node", stoppedBy(sig));
-      const std::uint64_t id = next_call_id++;
-      toEntryAndAwait(transport::makeShutdown(id, 128 + sig, stoppedBy(sig)), id);
-    }
+    if (!under_launcher)
+      tellEntryOfEnd(stoppedBy(sig), sig);
     return 128 + sig;
   }
 
