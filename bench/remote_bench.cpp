@@ -438,7 +438,7 @@ struct ClientOnly {
     auto router = std::make_unique<zmq::socket_t>(context(), zmq::socket_type::router);
     router->bind("tcp://127.0.0.1:*"); // no call comes here
     server = std::make_unique<CallServer>(
-        std::move(router), 1, [](zmq::message_t &) { return zmq::message_t(); }, false);
+        std::move(router), 1, [](Incoming &) { return zmq::message_t(); }, false);
     server->start();
     client = std::make_unique<CallClient>(std::vector<std::string>{cluster->raw_endpoint}, *server);
   }
@@ -465,7 +465,8 @@ void BM_CallClient_Threads(benchmark::State &state) {
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
     std::string error;
-    if (!side->client->request(0, std::move(call), id, response, envelope, error) || !envelope) {
+    if (!side->client->request(0, std::move(call), {}, id, response, envelope, error) ||
+        !envelope) {
       state.SkipWithError(error.c_str());
       break;
     }

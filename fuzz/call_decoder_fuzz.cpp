@@ -1,8 +1,11 @@
 // call_decoder_fuzz.cpp - libFuzzer target: the serving side's decoding of an argument blob
-// (jit::serveCall) for signatures covering every marshaling kind. The first byte picks the
-// signature; the rest is the blob as it would arrive in a Call.
+// and the parts of their own that came with it (jit::serveCall) for signatures covering every
+// marshaling kind. The first byte picks the signature (bit 0) and the number of parts (bits
+// 4-6: the regression inputs, older than parts, have none); then come each part's length
+// (u16), the parts, and the rest is the blob as it would arrive in a Call.
 #include "fuzz/marshal_signatures.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -16,11 +19,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   if (size == 0)
     return 0;
   bool first = data[0] & 1;
+  std::size_t part_count = (data[0] >> 4) & 7;
+  std::size_t at = 1;
+  std::vector<std::size_t> lengths;
+  for (std::size_t i = 0; i < part_count && at + 2 <= size; ++i, at += 2)
+    lengths.push_back(data[at] | std::size_t(data[at + 1]) << 8);
+  std::vector<jit::ByteSpan> parts;
+  for (std::size_t length : lengths) {
+    length = std::min(length, size - at);
+    parts.push_back({data + at, length});
+    at += length;
+  }
   std::vector<std::uint8_t> reply;
   std::string error;
   (void)jit::serveCall(
-      first ? every : byval, first ? fuzz::dispatchEveryKind : fuzz::dispatchByvalSret, data + 1,
-      size - 1,
+      first ? every : byval, first ? fuzz::dispatchEveryKind : fuzz::dispatchByvalSret,
+      {data + at, size - at}, parts,
       [&reply](std::size_t n) {
         reply.assign(n, 0);
         return reply.data();

@@ -1019,7 +1019,7 @@ bool JitSession::callMarshaled(std::uint32_t id, void **slots, void *ret, std::s
   return true;
 }
 
-bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
+bool JitSession::serve(std::uint32_t id, ByteSpan args, std::span<const ByteSpan> parts,
                        const ReplyAllocator &reply, std::string &error) {
   if (impl_->profiling) // this thread's samples count, even in leaf functions
     profiler::Profiler::threadInit();
@@ -1036,7 +1036,7 @@ bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t s
   const RemoteSignature &sig = impl_->functions[id];
   bool served = false;
   if (!withStackReserve([&] {
-        served = serveCall(sig, impl_->dispatch[id], args, size, reply, *impl_->handles[sig.unit],
+        served = serveCall(sig, impl_->dispatch[id], args, parts, reply, *impl_->handles[sig.unit],
                            error);
       })) {
     error = "`" + sig.name + "` not run: " + std::to_string(nested) +
@@ -1051,7 +1051,7 @@ bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t s
 bool JitSession::serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                        std::vector<std::uint8_t> &reply, std::string &error) {
   return serve(
-      id, args, size,
+      id, ByteSpan{args, size}, {},
       [&reply](std::size_t n) {
         std::size_t at = reply.size();
         reply.resize(at + n);

@@ -146,11 +146,12 @@ public:
                                    std::size_t *args_bytes = nullptr,
                                    std::size_t *reply_bytes = nullptr);
 
-  /// Runs a call of function `id` received from another node: decodes `args`, calls the body
-  /// and encodes the reply. Returns false with `error` for a malformed blob or unknown id.
-  [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
+  /// Runs a call of function `id` received from another node: decodes `args` (the blob and
+  /// the buffers that came in parts of their own), calls the body and encodes the reply.
+  /// Returns false with `error` for a malformed blob or unknown id.
+  [[nodiscard]] bool serve(std::uint32_t id, ByteSpan args, std::span<const ByteSpan> parts,
                            const ReplyAllocator &reply, std::string &error);
-  /// The same, appending the reply to a vector.
+  /// The same for a blob alone, appending the reply to a vector.
   [[nodiscard]] bool serve(std::uint32_t id, const std::uint8_t *args, std::size_t size,
                            std::vector<std::uint8_t> &reply, std::string &error);
 

@@ -100,14 +100,25 @@ private:
 // One parameter's field in an argument blob (the layout in remote_call.h).
 struct Field {
   bool present = false; ///< pointer kinds: the pointer was not null (others: always true)
-  const std::uint8_t *data = nullptr; ///< the bytes carried, inside the blob
+  const std::uint8_t *data = nullptr; ///< the bytes carried, inside the blob or their part
   std::uint64_t bytes = 0;
+};
+
+// The marker of a buffer whose bytes are a message part of their own (remote_call.h).
+constexpr std::uint8_t kInOwnPart = 2;
+
+// The parts of their own that came with a blob, taken in order.
+struct Parts {
+  std::span<const ByteSpan> all;
+  std::size_t next = 0;
 };
 
 // Reads the field of `p` from an argument blob: the one place that decodes the layout
 // encodeCall writes (the serving node's decoder and the caller's look at what it sent both
-// read through it). False where the blob does not hold what the plan says.
-bool readField(Reader &in, const RemoteSignature &sig, const ValuePlan &p, Field &f) {
+// read through it). A buffer in a part of its own takes the next of `parts`; without `parts`
+// (the caller's look) its bytes are not read. False where the blob does not hold what the plan
+// says.
+bool readField(Reader &in, const RemoteSignature &sig, const ValuePlan &p, Field &f, Parts *parts) {
   f = {};
   switch (p.kind) {
   case MarshalKind::Integer:
@@ -132,9 +143,10 @@ bool readField(Reader &in, const RemoteSignature &sig, const ValuePlan &p, Field
   case MarshalKind::StructPtrIn:
   case MarshalKind::StructPtrInOut: {
     std::uint8_t present = 0;
-    if (!in.readU8(present) || present > 1)
+    if (!in.readU8(present) || present > kInOwnPart ||
+        (present == kInOwnPart && p.kind != MarshalKind::BufferIn))
       return false;
-    f.present = present == 1;
+    f.present = present != 0;
     if (!f.present || p.kind == MarshalKind::BufferOut) // its size follows from the count
       return true;
     if (!in.readU64(f.bytes) || f.bytes > maxCallBytes())
@@ -142,6 +154,14 @@ bool readField(Reader &in, const RemoteSignature &sig, const ValuePlan &p, Field
     if ((p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut) &&
         f.bytes != p.size)
       return false;
+    if (present == kInOwnPart) {
+      if (!parts)
+        return true;
+      if (parts->next == parts->all.size() || parts->all[parts->next].size != f.bytes)
+        return false;
+      f.data = parts->all[parts->next++].data;
+      return f.data != nullptr || f.bytes == 0;
+    }
     f.data = in.take(f.bytes);
     return f.data != nullptr || f.bytes == 0;
   }
@@ -212,10 +232,14 @@ thread_local std::size_t ArenaLease::depth_ = 0;
 
 namespace {
 
-// Byte sinks for the one encoder: counting, then writing.
+// Byte sinks for the one encoder: counting (and listing the parts of their own), then
+// writing.
 struct CountingSink {
-  std::size_t size = 0;
-  void put(const void *, std::size_t n) { size += n; }
+  CallLayout &layout;
+  void put(const void *, std::size_t n) { layout.blob_bytes += n; }
+  void part(const void *data, std::size_t n) {
+    layout.own_parts.push_back({static_cast<const std::uint8_t *>(data), n});
+  }
 };
 
 struct WritingSink {
@@ -226,12 +250,17 @@ struct WritingSink {
     std::memcpy(p, data, n);
     p += n;
   }
+  void part(const void *, std::size_t) {}
 };
 
+// Encodes the call's arguments; DIST_IN buffers of `own_part_from` bytes or more (the first
+// kMaxOwnParts) go to the sink's part() instead of its blob.
 template <typename Sink>
-bool encodeCall(const RemoteSignature &sig, void *const *slots, Sink &out, std::string &error) {
+bool encodeCall(const RemoteSignature &sig, void *const *slots, Sink &out, std::string &error,
+                std::size_t own_part_from) {
   auto putU8 = [&](std::uint8_t v) { out.put(&v, 1); };
   auto putU64 = [&](std::uint64_t v) { out.put(&v, sizeof v); };
+  std::size_t own_parts = 0;
   for (const ValuePlan &p : sig.params) {
     switch (p.kind) {
     case MarshalKind::Integer:
@@ -261,14 +290,22 @@ bool encodeCall(const RemoteSignature &sig, void *const *slots, Sink &out, std::
     case MarshalKind::StructPtrIn:
     case MarshalKind::StructPtrInOut: {
       void *ptr = pointerIn(slots, p.ir_args[0]);
-      putU8(ptr != nullptr);
+      std::uint64_t bytes = p.size;
+      if (ptr && isBuffer(p.kind) && p.kind != MarshalKind::BufferOut &&
+          !countOf(sig, p, slots, bytes, error))
+        return false;
+      const bool own_part = ptr && p.kind == MarshalKind::BufferIn && bytes >= own_part_from &&
+                            own_parts < kMaxOwnParts;
+      putU8(own_part ? kInOwnPart : ptr != nullptr);
       if (!ptr || p.kind == MarshalKind::BufferOut)
         break;
-      std::uint64_t bytes = p.size;
-      if (isBuffer(p.kind) && !countOf(sig, p, slots, bytes, error))
-        return false;
       putU64(bytes);
-      out.put(ptr, bytes);
+      if (own_part) {
+        out.part(ptr, bytes);
+        ++own_parts;
+      } else {
+        out.put(ptr, bytes);
+      }
       break;
     }
     case MarshalKind::Void:
@@ -282,25 +319,30 @@ bool encodeCall(const RemoteSignature &sig, void *const *slots, Sink &out, std::
 
 } // namespace
 
-bool marshaledCallSize(const RemoteSignature &sig, void *const *slots, std::size_t &size,
-                       std::string &error) {
-  CountingSink counter;
-  if (!encodeCall(sig, slots, counter, error))
+bool layoutCall(const RemoteSignature &sig, void *const *slots, CallLayout &layout,
+                std::string &error, std::size_t own_part_from) {
+  layout = CallLayout{};
+  layout.own_part_from = own_part_from;
+  CountingSink counter{layout};
+  if (!encodeCall(sig, slots, counter, error, own_part_from))
     return false;
-  if (counter.size > maxCallBytes()) {
-    error = "its arguments are " + std::to_string(counter.size) + " bytes, more than the " +
+  layout.total_bytes = layout.blob_bytes;
+  for (const ByteSpan &part : layout.own_parts)
+    layout.total_bytes += part.size;
+  if (layout.total_bytes > maxCallBytes()) {
+    error = "its arguments are " + std::to_string(layout.total_bytes) + " bytes, more than the " +
             std::to_string(maxCallBytes() >> 20) +
             " MiB one call may carry (cluster.yaml's max_message_mb)";
     return false;
   }
-  size = counter.size;
   return true;
 }
 
-void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_t *out) {
+void marshalCallInto(const RemoteSignature &sig, void *const *slots, const CallLayout &layout,
+                     std::uint8_t *out) {
   WritingSink writer{out};
-  std::string unused; // counts were checked by marshaledCallSize
-  (void)encodeCall(sig, slots, writer, unused);
+  std::string unused; // counts were checked by layoutCall
+  (void)encodeCall(sig, slots, writer, unused, layout.own_part_from);
 }
 
 bool copiedBackArgumentsOverlap(const RemoteSignature &sig, void *const *slots) {
@@ -342,12 +384,12 @@ bool copiedBackArgumentsOverlap(const RemoteSignature &sig, void *const *slots) 
 
 bool marshalCall(const RemoteSignature &sig, void *const *slots, std::vector<std::uint8_t> &out,
                  std::string &error) {
-  std::size_t size = 0;
-  if (!marshaledCallSize(sig, slots, size, error))
+  CallLayout layout; // every buffer in the blob
+  if (!layoutCall(sig, slots, layout, error))
     return false;
   std::size_t at = out.size();
-  out.resize(at + size);
-  marshalCallInto(sig, slots, out.data() + at);
+  out.resize(at + layout.blob_bytes);
+  marshalCallInto(sig, slots, layout, out.data() + at);
   return true;
 }
 
@@ -387,9 +429,9 @@ bool HandleTable::resolve(std::uint64_t id, void *&object) const {
   return true;
 }
 
-bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8_t *data,
-               std::size_t size, const ReplyAllocator &allocate_reply, HandleTable &handles,
-               std::string &error) {
+bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, ByteSpan blob,
+               std::span<const ByteSpan> parts, const ReplyAllocator &allocate_reply,
+               HandleTable &handles, std::string &error) {
   ArenaLease lease;
   Arena &arena = *lease;
   std::vector<void *> slots(sig.ir_arg_sizes.size(), nullptr);
@@ -402,16 +444,23 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
     setPointer(sig.result.ir_args.at(0), sret_buffer);
   }
 
-  Reader in(data, size);
+  if (parts.size() > kMaxOwnParts) {
+    error = "malformed arguments for `" + sig.name + "`: " + std::to_string(parts.size()) +
+            " parts of their own, more than the " + std::to_string(kMaxOwnParts) +
+            " a call may have";
+    return false;
+  }
+  Reader in(blob.data, blob.size);
+  Parts own{parts};
   std::vector<void *> pointers(sig.params.size(), nullptr);
   std::vector<bool> out_present(sig.params.size(), false);
   std::vector<std::uint64_t> in_bytes(sig.params.size(), 0);
   std::vector<bool> in_present(sig.params.size(), false);
-  std::vector<const std::uint8_t *> in_data(sig.params.size(), nullptr); // inside `data`
+  std::vector<const std::uint8_t *> in_data(sig.params.size(), nullptr); // in the message
   for (std::size_t i = 0; i < sig.params.size(); ++i) {
     const ValuePlan &p = sig.params[i];
     Field f;
-    if (!readField(in, sig, p, f)) {
+    if (!readField(in, sig, p, f, &own)) {
       error = "malformed arguments for `" + sig.name + "` at parameter `" + p.name + "`";
       return false;
     }
@@ -477,6 +526,12 @@ bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, const std::uint8
   }
   if (!in.done()) {
     error = "malformed arguments for `" + sig.name + "`: trailing bytes";
+    return false;
+  }
+  if (own.next != parts.size()) {
+    error = "malformed arguments for `" + sig.name +
+            "`: " + std::to_string(parts.size() - own.next) +
+            " parts of their own that no parameter has";
     return false;
   }
   // Buffers: the counts are known once every parameter is decoded. What arrived must be
@@ -667,7 +722,7 @@ bool unmarshalReply(const RemoteSignature &sig, const std::uint8_t *data, std::s
   };
   auto skipSent = [&](const ValuePlan &p) -> Held {
     Field f;
-    diffing = diffing && readField(was, sig, p, f);
+    diffing = diffing && readField(was, sig, p, f, nullptr);
     return diffing && f.present && copiesOut(p.kind) ? Held{f.data, f.bytes} : Held{};
   };
 

@@ -11,7 +11,10 @@
 //   integer, float, struct-by-value: the bytes of each IR argument carrying it (a byval
 //     struct: its `size` bytes); gpin-handle: the u64 id the owner node issued (HandleTable);
 //   c-string, buffer-in/inout, struct-ptr-in/inout: u8 present, then (if present) u64 byte
-//     count and the bytes; buffer-out: u8 present only (its size follows from the count).
+//     count and the bytes; buffer-out: u8 present only (its size follows from the count);
+//   buffer-in of kOwnPartFrom bytes or more (the first kMaxOwnParts of a call): u8 2, u64 byte
+//     count; its bytes are the call's next message part of its own (sent from the caller's
+//     memory without a copy).
 // Reply: the result's bytes (the sret struct, or the IR return value), then for each present
 // buffer-out/inout and struct-ptr-inout parameter: u64 byte count and the bytes.
 #ifndef DISTNODE_JIT_REMOTE_CALL_H
@@ -24,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -56,14 +60,38 @@ struct RemoteSignature {
   bool sret = false;                       ///< the result is written through IR argument 0
 };
 
-/// Calling side: the size of the argument blob of a call whose IR arguments are in `slots`.
-/// Returns false (with `error`) if a count is negative or too large.
-[[nodiscard]] bool marshaledCallSize(const RemoteSignature &sig, void *const *slots,
-                                     std::size_t &size, std::string &error);
+/// Bytes in memory that is not the span's: an argument blob, or a buffer argument.
+struct ByteSpan {
+  const std::uint8_t *data = nullptr;
+  std::size_t size = 0;
+};
 
-/// Calling side: writes the argument blob (marshaledCallSize bytes, which must have succeeded)
-/// to `out`, e.g. straight into the message being built.
-void marshalCallInto(const RemoteSignature &sig, void *const *slots, std::uint8_t *out);
+/// DIST_IN buffers of this many bytes or more travel as message parts of their own, which the
+/// transport sends from the caller's memory in place: no copy into the blob (for a megabyte,
+/// a pass over the data saved on the calling side). Smaller ones cost less copied than a part.
+inline constexpr std::size_t kOwnPartFrom = std::size_t(64) << 10;
+/// Parts of their own one call has at most (its further buffers go in the blob); a serving
+/// node refuses a call with more.
+inline constexpr std::size_t kMaxOwnParts = 8;
+
+/// How a call's arguments travel: the argument blob's size and the buffers sent beside it.
+struct CallLayout {
+  std::size_t blob_bytes = 0;           ///< the argument blob's
+  std::uint64_t total_bytes = 0;        ///< the blob's and the parts'
+  std::vector<ByteSpan> own_parts;      ///< buffers sent as parts of their own, in order
+  std::size_t own_part_from = SIZE_MAX; ///< the rule it was made with (see layoutCall)
+};
+
+/// Calling side: the layout of a call whose IR arguments are in `slots`; DIST_IN buffers of
+/// `own_part_from` bytes or more go in parts of their own (SIZE_MAX: none; the in-process
+/// paths). Returns false (with `error`) if a count is negative or the call too large.
+[[nodiscard]] bool layoutCall(const RemoteSignature &sig, void *const *slots, CallLayout &layout,
+                              std::string &error, std::size_t own_part_from = SIZE_MAX);
+
+/// Calling side: writes the argument blob (layout.blob_bytes; layoutCall must have succeeded
+/// for these slots) to `out`, e.g. straight into the message being built.
+void marshalCallInto(const RemoteSignature &sig, void *const *slots, const CallLayout &layout,
+                     std::uint8_t *out);
 
 /// Calling side: whether two pointer arguments of the call overlap while one of them is
 /// copied back (`f(&s, &s)` with both in-out): the serving node would get two copies of what
@@ -127,12 +155,13 @@ using ReplyAllocator = std::function<std::uint8_t *(std::size_t size)>;
 void writeChangedBytes(std::uint8_t *dst, const std::uint8_t *now, const std::uint8_t *before,
                        std::size_t n);
 
-/// Serving side: decodes an argument blob, calls `dispatch` and encodes the reply. GPin
-/// handles are resolved in, and results issued from, `handles`. Returns false (with `error`,
-/// and nothing called) if the blob does not match the plan or names an unknown handle.
-[[nodiscard]] bool serveCall(const RemoteSignature &sig, DispatchFn dispatch,
-                             const std::uint8_t *data, std::size_t size,
-                             const ReplyAllocator &reply, HandleTable &handles, std::string &error);
+/// Serving side: decodes an argument blob and the parts that came with it, calls `dispatch`
+/// and encodes the reply. GPin handles are resolved in, and results issued from, `handles`.
+/// Returns false (with `error`, and nothing called) if the blob or the parts do not match the
+/// plan, or the blob names an unknown handle.
+[[nodiscard]] bool serveCall(const RemoteSignature &sig, DispatchFn dispatch, ByteSpan blob,
+                             std::span<const ByteSpan> parts, const ReplyAllocator &reply,
+                             HandleTable &handles, std::string &error);
 
 } // namespace distnode::jit
 

@@ -78,9 +78,11 @@ public:
   SharedLink(const SharedLink &) = delete;
   SharedLink &operator=(const SharedLink &) = delete;
 
-  /// Sends `message` and registers `waiter` for `call_id`. False (nothing sent, `message`
-  /// intact) when the link is closed or cannot start, or its socket has no room now.
-  bool send(zmq::message_t &message, std::uint64_t call_id, Waiter &waiter) {
+  /// Sends `message` and its `parts` and registers `waiter` for `call_id`. False (nothing
+  /// sent, `message` intact) when the link is closed or cannot start, or its socket has no room
+  /// now.
+  bool send(zmq::message_t &message, std::vector<zmq::message_t> &parts, std::uint64_t call_id,
+            Waiter &waiter) {
     bool sent = false, wake = false;
     {
       std::lock_guard lock(mu_);
@@ -88,7 +90,7 @@ public:
         return false;
       waiters_[call_id] = &waiter;
       try {
-        sent = transport::sendRetrying(*socket_, message, zmq::send_flags::dontwait).has_value();
+        sent = transport::sendWithParts(*socket_, message, parts, zmq::send_flags::dontwait);
       } catch (const zmq::error_t &) {
         // The process ends: the caller's own socket says so.
       }
@@ -373,9 +375,9 @@ CallClient::CallScope::~CallScope() {
     client_.releaseSockets();
 }
 
-bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id,
-                         zmq::message_t &response, const wire::Envelope *&envelope,
-                         std::string &error,
+bool CallClient::request(int node, zmq::message_t message, std::vector<zmq::message_t> parts,
+                         std::uint64_t call_id, zmq::message_t &response,
+                         const wire::Envelope *&envelope, std::string &error,
                          std::optional<std::chrono::steady_clock::time_point> deadline) {
   Links &l = links();
   PeerSockets &peer = *peers_[node];
@@ -399,7 +401,7 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
   // watchdog may move this thread there just after the check: rare, and only one send long).
   Waiter waiter{&slot.bell, {}, {}};
   const bool shared = peer.callers() >= kShareFrom && !inBackgroundClass() &&
-                      peer.shared().send(message, call_id, waiter);
+                      peer.shared().send(message, parts, call_id, waiter);
   struct Forget { // an answer that comes after this wait ended is dropped
     SharedLink *link;
     std::uint64_t id;
@@ -408,7 +410,7 @@ bool CallClient::request(int node, zmq::message_t message, std::uint64_t call_id
         link->forget(id);
     }
   } forget{shared ? &peer.shared() : nullptr, call_id};
-  if (!shared && !transport::sendRetrying(dealer, message, zmq::send_flags::none)) {
+  if (!shared && !transport::sendWithParts(dealer, message, parts, zmq::send_flags::none)) {
     error = "cannot send";
     return false;
   }

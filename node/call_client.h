@@ -34,11 +34,14 @@ public:
   CallClient(const std::vector<std::string> &endpoints, CallServer &server);
   ~CallClient();
 
-  /// Sends `message` to `node` and waits for the response with `call_id` (its envelope is
-  /// verified). False with `error` when the node stops first, or when `deadline` (if given)
-  /// passes (an answer after it is dropped).
-  bool request(int node, zmq::message_t message, std::uint64_t call_id, zmq::message_t &response,
-               const wire::Envelope *&envelope, std::string &error,
+  /// Sends `message`, followed by `parts` in the same multipart message, to `node` and waits
+  /// for the response with `call_id` (its envelope is verified). False with `error` when the
+  /// node stops first, or when `deadline` (if given) passes (an answer after it is dropped).
+  /// Parts made by transport::borrowedPart are read from the caller's memory until the
+  /// response comes; after a false return they may still be (the process is ending).
+  bool request(int node, zmq::message_t message, std::vector<zmq::message_t> parts,
+               std::uint64_t call_id, zmq::message_t &response, const wire::Envelope *&envelope,
+               std::string &error,
                std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
   /// Counts this thread's remote calls in progress; the outermost one's end gives its sockets

@@ -424,7 +424,7 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   zmq::message_t answer;
   {
     Serving serving(in);
-    answer = answer_(in.payload);
+    answer = answer_(in);
   }
   const bool ran_long = std::chrono::steady_clock::now() - start > kInlineBound;
   // In the background, a call waits for every other thread on its core: its CPU time, not its
@@ -666,11 +666,14 @@ bool CallServer::receive(Incoming &in) {
     return false;
   if (!in.identity.more() || !transport::recvRetrying(*router_, in.payload, zmq::recv_flags::none))
     return false;
-  for (bool more = in.payload.more(); more;) { // frames the protocol does not have
-    zmq::message_t extra;
-    if (!transport::recvRetrying(*router_, extra, zmq::recv_flags::none))
+  in.parts.clear();
+  for (bool more = in.payload.more(); more;) {
+    zmq::message_t part;
+    if (!transport::recvRetrying(*router_, part, zmq::recv_flags::none))
       break;
-    more = extra.more();
+    more = part.more();
+    if (in.parts.size() < Incoming::kMaxParts)
+      in.parts.push_back(std::move(part));
   }
   return true;
 }
@@ -695,7 +698,7 @@ void CallServer::serve(Incoming &in) {
   zmq::message_t answer;
   {
     Serving serving(in);
-    answer = answer_(in.payload);
+    answer = answer_(in);
   }
   reply(in, answer);
 }

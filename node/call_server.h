@@ -44,9 +44,14 @@ namespace distnode::node {
 /// A call received on the call socket, with the identity to answer it by.
 struct Incoming {
   zmq::message_t identity, payload;
+  /// The message's parts after the payload: a Call's buffers sent in parts of their own
+  /// (jit/remote_call.h). At most kMaxParts are kept; the rest are dropped as they are read.
+  std::vector<zmq::message_t> parts;
   std::uint32_t function = kNoFunction; ///< the called function, if a Call
 
   static constexpr std::uint32_t kNoFunction = UINT32_MAX;
+  /// More than a call may have, so that a message with too many is still seen to have them.
+  static constexpr std::size_t kMaxParts = 16;
 };
 
 /// What wakes a thread that waits for a reply: the eventfd it polls beside its own socket, and
@@ -94,8 +99,8 @@ public:
   /// counts as long.
   static constexpr std::chrono::microseconds kInlineBound{250};
 
-  /// Answers one call's payload (runs the call); used by every worker.
-  using Answer = std::function<zmq::message_t(zmq::message_t &payload)>;
+  /// Answers one call (runs it); used by every worker.
+  using Answer = std::function<zmq::message_t(Incoming &call)>;
 
   /// `router` is bound already; `pool_size` workers are started by start().
   /// `background_long_calls`: long calls run in SCHED_IDLE (see above), where this process

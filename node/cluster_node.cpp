@@ -458,9 +458,9 @@ struct ClusterNode::Impl {
 
   // ---- serving calls -------------------------------------------------------------------------
 
-  zmq::message_t answerCall(zmq::message_t &payload) {
+  zmq::message_t answerCall(Incoming &in) {
     auto began = Clock::now();
-    const wire::Envelope *envelope = transport::verifyEnvelope(payload);
+    const wire::Envelope *envelope = transport::verifyEnvelope(in.payload);
     if (!envelope)
       return transport::makeError(0, wire::ErrorCode::Malformed,
                                   "message rejected by the FlatBuffers verifier");
@@ -506,8 +506,12 @@ struct ClusterNode::Impl {
       ~Leave() { gates.exit(unit); }
     } leave{gates, unit};
     static const std::uint8_t kEmpty = 0;
-    const std::uint8_t *args = call.args() ? call.args()->data() : &kEmpty;
-    std::size_t size = call.args() ? call.args()->size() : 0;
+    const jit::ByteSpan args{call.args() ? call.args()->data() : &kEmpty,
+                             call.args() ? call.args()->size() : 0};
+    static_assert(Incoming::kMaxParts > jit::kMaxOwnParts, "too many parts must stay visible");
+    std::array<jit::ByteSpan, Incoming::kMaxParts> parts;
+    for (std::size_t i = 0; i < in.parts.size(); ++i)
+      parts[i] = {in.parts[i].data<std::uint8_t>(), in.parts[i].size()};
     transport::ReplyBuilder reply;
     std::string error;
     // The call runs in its chain: calls it makes carry the chain, and calls of the chain that
@@ -523,7 +527,8 @@ struct ClusterNode::Impl {
     ServingFunction serving(call.function());
     crash_stack.ensure();
     bool ok = session->serve(
-        call.function(), args, size, [&reply](std::size_t n) { return reply.allocate(n); }, error);
+        call.function(), args, std::span(parts.data(), in.parts.size()),
+        [&reply](std::size_t n) { return reply.allocate(n); }, error);
     if (ClusterNode::inForkedChild()) // fork() in the call: the copy of it that returns here
       on_failure("`" + session->remoteFunctions()[call.function()].name + "` made a child " +
                      "process with fork() on node `" + nodeName(self) +
@@ -1940,8 +1945,8 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
     router->bind(endpoint);
     Impl *n = impl.get();
     impl->server = std::make_unique<CallServer>(
-        std::move(router), pool_size,
-        [n](zmq::message_t &payload) { return n->answerCall(payload); }, me.background_long_calls);
+        std::move(router), pool_size, [n](Incoming &call) { return n->answerCall(call); },
+        me.background_long_calls);
     std::vector<std::string> endpoints;
     for (const NodeConfig &node : config.nodes)
       endpoints.push_back(node.call_endpoint);
@@ -2166,10 +2171,13 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
   } chain_scope{chain, chain == 0};
   if (chain_scope.started)
     chain = (std::uint64_t(n.self + 1) << 48) | n.next_chain++;
-  std::size_t size = 0;
+  // Large DIST_IN buffers go from where they are, in parts of their own: this thread waits for
+  // the answer, which comes after the callee got them, and a failed call ends the process.
+  jit::CallLayout layout;
   std::string error;
-  if (!jit::marshaledCallSize(sig, slots, size, error))
+  if (!jit::layoutCall(sig, slots, layout, error, jit::kOwnPartFrom))
     n.failed("call of `" + sig.name + "`: " + error);
+  const std::size_t size = layout.blob_bytes;
 
   int moved_to = -1;             // where the last Moved answer pointed
   std::uint64_t moved_epoch = 0; // and by which placement
@@ -2216,9 +2224,12 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
         call_id, id, epoch, size,
         [&](std::uint8_t *room) {
           args = room;
-          jit::marshalCallInto(sig, slots, room);
+          jit::marshalCallInto(sig, slots, layout, room);
         },
         chain, caller);
+    std::vector<zmq::message_t> parts;
+    for (const jit::ByteSpan &part : layout.own_parts)
+      parts.push_back(transport::borrowedPart(part.data, part.size));
     // In-out arguments come back as the bytes the callee changed (others may have written the
     // rest meanwhile): the reply is compared with what was sent, so that stays alive (ZeroMQ
     // shares the message's bytes, no copy).
@@ -2229,7 +2240,8 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
     auto marshaled = Clock::now();
     zmq::message_t response;
     const wire::Envelope *envelope = nullptr;
-    if (!n.client->request(owner, std::move(call), call_id, response, envelope, error)) {
+    if (!n.client->request(owner, std::move(call), std::move(parts), call_id, response, envelope,
+                           error)) {
       if (n.stop.load())
         n.stoppedMidCall(); // the cluster is stopping normally: not a failure
       n.failed("call of `" + sig.name + "` on node `" + n.nodeName(owner) + "` failed: " + error);
@@ -2248,11 +2260,11 @@ void ClusterNode::callRemote(std::uint32_t id, void **slots, void *ret) {
       // serving time longer than the round trip is nonsense and teaches nothing).
       auto round_trip = std::chrono::duration_cast<std::chrono::nanoseconds>(answered - marshaled);
       if (reply->serve_ns() < static_cast<std::uint64_t>(round_trip.count()))
-        n.links[owner]->add(size + reply_size,
+        n.links[owner]->add(layout.total_bytes + reply_size,
                             round_trip - std::chrono::nanoseconds(reply->serve_ns()));
       if (std::uint32_t pid = n.session->profileId(id))
         profiler::Profiler::instance().recordRemoteCall(
-            pid, size + reply_size, answered - marshaled,
+            pid, layout.total_bytes + reply_size, answered - marshaled,
             (marshaled - started) + (Clock::now() - answered));
       if (balanced)
         n.dispatcher->ran(owner);
@@ -2377,8 +2389,8 @@ std::optional<std::chrono::nanoseconds> ClusterNode::probe(int node, std::size_t
     auto start = Clock::now();
     // At most a heartbeat timeout: a node whose workers are all busy answers late, and a
     // stopping node must not wait for it.
-    if (!n.client->request(node, transport::makeProbe(call_id, bytes), call_id, response, envelope,
-                           error, start + n.config.heartbeat_timeout) ||
+    if (!n.client->request(node, transport::makeProbe(call_id, bytes), {}, call_id, response,
+                           envelope, error, start + n.config.heartbeat_timeout) ||
         !envelope->body_as_Reply())
       return std::nullopt;
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);

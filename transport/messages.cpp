@@ -241,6 +241,23 @@ zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
   }
 }
 
+bool sendWithParts(zmq::socket_t &socket, zmq::message_t &message,
+                   std::vector<zmq::message_t> &parts, zmq::send_flags flags) {
+  const zmq::send_flags more = zmq::send_flags::sndmore;
+  if (!sendRetrying(socket, message, parts.empty() ? flags : flags | more))
+    return false;
+  // ZeroMQ delivers a multipart message whole or not at all, and takes the rest of one whose
+  // first part it took (with no high-water mark, as configureSocket sets).
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    sendRetrying(socket, parts[i], i + 1 < parts.size() ? more : zmq::send_flags::none);
+  return true;
+}
+
+zmq::message_t borrowedPart(const void *data, std::size_t size) {
+  // No free function: ZeroMQ treats the bytes as constant and never frees nor copies them.
+  return zmq::message_t(const_cast<void *>(data), size, nullptr, nullptr);
+}
+
 zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::recv_flags flags) {
   while (true) {

@@ -19,7 +19,7 @@ namespace distnode::transport {
 
 /// Bumped on every incompatible change of wire.fbs or of the marshaling format; a Join with
 /// another version is refused.
-inline constexpr std::uint32_t kProtocolVersion = 14;
+inline constexpr std::uint32_t kProtocolVersion = 15;
 
 /// The envelope in a received message after the FlatBuffers Verifier accepted it, or nullptr
 /// for anything malformed. The view is valid while the message lives. FlatBuffers reads its
@@ -130,6 +130,15 @@ zmq::send_result_t sendRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::send_flags flags);
 zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::recv_flags flags);
+/// Sends `message` followed by `parts` as one multipart message (all or nothing). False when
+/// `flags` say dontwait and the socket has no room now (nothing sent, `message` intact). The
+/// parts after the first are never refused: every distnode socket queues without limit.
+bool sendWithParts(zmq::socket_t &socket, zmq::message_t &message,
+                   std::vector<zmq::message_t> &parts, zmq::send_flags flags);
+/// A message part that is `size` bytes of the caller's memory at `data`, sent from there
+/// without a copy: they must stay unchanged until the peer has received them (for a call, until
+/// its answer comes).
+[[nodiscard]] zmq::message_t borrowedPart(const void *data, std::size_t size);
 /// ZMQ_EVENTS (ZMQ_POLLIN, ZMQ_POLLOUT), retried likewise: reading it makes ZeroMQ process its
 /// pending commands, which a signal can interrupt as it does a receive.
 int eventsRetrying(zmq::socket_t &socket);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
 
 namespace distnode::jit {
@@ -41,12 +42,13 @@ void countingDispatch(void **slots, void *ret) {
 }
 
 bool serve(const std::vector<std::uint8_t> &blob, std::string &error,
-           std::vector<std::uint8_t> *reply_out = nullptr) {
+           std::vector<std::uint8_t> *reply_out = nullptr,
+           const std::vector<ByteSpan> &parts = {}) {
   static HandleTable handles(1);
   std::vector<std::uint8_t> reply;
   calls = 0;
   bool ok = serveCall(
-      fuzz::everyKind(), countingDispatch, blob.data(), blob.size(),
+      fuzz::everyKind(), countingDispatch, {blob.data(), blob.size()}, parts,
       [&reply](std::size_t n) {
         reply.assign(n, 0);
         return reply.data();
@@ -94,7 +96,7 @@ TEST(CallDecoder, AbsentPointersArriveAsNull) {
   std::vector<std::uint8_t> reply;
   HandleTable handles;
   ASSERT_TRUE(serveCall(
-      fuzz::everyKind(), record, blob.data(), blob.size(),
+      fuzz::everyKind(), record, {blob.data(), blob.size()}, {},
       [&reply](std::size_t n) {
         reply.assign(n, 0);
         return reply.data();
@@ -170,6 +172,92 @@ TEST(CallDecoder, EachMalformedKindIsRefusedNamingTheParameter) {
     EXPECT_EQ(calls, 0) << "nothing runs on a malformed call";
     EXPECT_NE(error.find(c.needle), std::string::npos) << error;
   }
+}
+
+// A call of fuzz::everyKind() whose DIST_IN buffer is large enough to go in a part of its own.
+struct LargeInCall : EveryKindCall {
+  static constexpr std::int64_t kElements = std::int64_t(kOwnPartFrom / sizeof(double));
+  std::vector<double> big_in, big_out;
+  CallLayout layout;
+
+  LargeInCall() : big_in(kElements), big_out(kElements) {
+    for (std::int64_t i = 0; i < kElements; ++i)
+      big_in[i] = static_cast<double>(i % 251);
+    n = kElements;
+    p_in = big_in.data();
+    p_out = big_out.data();
+  }
+  // The blob as the calling node marshals it, with `layout` saying what went in parts.
+  std::vector<std::uint8_t> blobAndParts(std::size_t own_part_from = kOwnPartFrom) {
+    std::string error;
+    EXPECT_TRUE(layoutCall(fuzz::everyKind(), slots, layout, error, own_part_from)) << error;
+    std::vector<std::uint8_t> out_blob(layout.blob_bytes);
+    marshalCallInto(fuzz::everyKind(), slots, layout, out_blob.data());
+    return out_blob;
+  }
+};
+
+TEST(CallDecoder, ALargeInBufferTravelsFromTheCallersMemoryInAPartOfItsOwn) {
+  LargeInCall call;
+  std::vector<std::uint8_t> inline_blob = call.blobAndParts(SIZE_MAX);
+  EXPECT_TRUE(call.layout.own_parts.empty()) << "the in-process paths copy every buffer";
+  std::vector<std::uint8_t> blob = call.blobAndParts();
+  ASSERT_EQ(call.layout.own_parts.size(), 1u);
+  EXPECT_EQ(call.layout.own_parts[0].data, reinterpret_cast<const std::uint8_t *>(call.p_in))
+      << "the part is the caller's memory itself, not a copy";
+  EXPECT_EQ(call.layout.own_parts[0].size, kOwnPartFrom);
+  EXPECT_EQ(call.layout.blob_bytes + kOwnPartFrom, inline_blob.size());
+  EXPECT_EQ(call.layout.total_bytes, inline_blob.size());
+
+  // Served from the part, the callee sees the same bytes as from the blob: the same reply.
+  std::string error;
+  std::vector<std::uint8_t> reply, inline_reply;
+  ASSERT_TRUE(serve(blob, error, &reply, call.layout.own_parts)) << error;
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(serve(inline_blob, error, &inline_reply)) << error;
+  EXPECT_EQ(reply, inline_reply);
+
+  // The caller's look at what it sent passes over the part: in-out arguments still come back
+  // as the bytes the callee changed.
+  call.acc[1] |= 0x40000000;
+  std::uint64_t ret = 0;
+  ASSERT_TRUE(unmarshalReply(fuzz::everyKind(), reply.data(), reply.size(), call.slots, &ret, error,
+                             blob.data(), blob.size()))
+      << error;
+  EXPECT_EQ(call.acc[1], 0x40000003);
+  EXPECT_EQ(call.big_out[0], std::bit_cast<double>(0x5a5a5a5a5a5a5a5aull));
+}
+
+TEST(CallDecoder, PartsThatDoNotMatchTheBlobAreRefused) {
+  LargeInCall call;
+  std::vector<std::uint8_t> blob = call.blobAndParts();
+  const ByteSpan part = call.layout.own_parts.at(0);
+  const ByteSpan short_part{part.data, part.size - 8};
+  struct Case {
+    const char *what;
+    std::vector<ByteSpan> parts;
+    const char *needle;
+  } cases[] = {
+      {"part missing", {}, "at parameter `in`"},
+      {"part shorter than its count", {short_part}, "at parameter `in`"},
+      {"a part no parameter has", {part, part}, "1 parts of their own that no parameter has"},
+      {"more parts than a call may have", std::vector<ByteSpan>(kMaxOwnParts + 1, part),
+       "more than the 8 a call may have"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.what);
+    std::string error;
+    EXPECT_FALSE(serve(blob, error, nullptr, c.parts));
+    EXPECT_EQ(calls, 0) << "nothing runs on a malformed call";
+    EXPECT_NE(error.find(c.needle), std::string::npos) << error;
+  }
+  // Only DIST_IN buffers come in parts: the marker on another kind is refused.
+  EveryKindCall small;
+  std::vector<std::uint8_t> small_blob = small.blob();
+  small_blob[kAcc] = 2;
+  std::string error;
+  EXPECT_FALSE(serve(small_blob, error, nullptr, {part}));
+  EXPECT_NE(error.find("at parameter `acc`"), std::string::npos) << error;
 }
 
 TEST(ReplyDecoder, MalformedRepliesAreRefused) {

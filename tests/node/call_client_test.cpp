@@ -118,7 +118,7 @@ protected:
     auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
     router->bind("tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0]));
     server_ = std::make_unique<CallServer>(
-        std::move(router), 1, [](zmq::message_t &) { return zmq::message_t(); },
+        std::move(router), 1, [](node::Incoming &) { return zmq::message_t(); },
         /*background_long_calls=*/false);
     server_->start();
     client_ = std::make_unique<CallClient>(std::vector<std::string>{echo_.endpoint()}, *server_);
@@ -140,7 +140,7 @@ protected:
     const wire::Envelope *envelope = nullptr;
     std::string error;
     auto args = reinterpret_cast<const std::uint8_t *>(&call_id);
-    if (!client_->request(0, transport::makeCall(call_id, function, 0, args, sizeof call_id),
+    if (!client_->request(0, transport::makeCall(call_id, function, 0, args, sizeof call_id), {},
                           call_id, response, envelope, error, deadline)) {
       if (why)
         *why = error;
@@ -324,7 +324,7 @@ TEST_F(CallClientTest, ALongCallInTheBackgroundClassCallsOnItsOwnConnection) {
   std::atomic<std::uint64_t> next_call{shared_call + 1};
   CallServer busy(
       std::move(router), 1,
-      [&](zmq::message_t &) {
+      [&](node::Incoming &) {
         const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
         while (!node::inBackgroundClass() && std::chrono::steady_clock::now() < give_up) {
         }

@@ -47,7 +47,8 @@ protected:
     auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
     router->bind(endpoint);
     server_ = std::make_unique<CallServer>(
-        std::move(router), poolSize(), [this](zmq::message_t &payload) { return answer(payload); },
+        std::move(router), poolSize(),
+        [this](node::Incoming &call) { return answer(call.payload); },
         /*background_long_calls=*/true);
     server_->start();
     dealer_.set(zmq::sockopt::linger, 0);

@@ -153,7 +153,8 @@ INSTANTIATE_TEST_SUITE_P(
                       KindCase{"in_out_inout_buffers", "buffers "},
                       KindCase{"void_buffer_in_bytes", "void_buffer "},
                       KindCase{"struct_pointers_in_and_inout", "struct_ptrs "},
-                      KindCase{"gpin_handles", "account "}, KindCase{"nested_calls", "ping "}),
+                      KindCase{"gpin_handles", "account "}, KindCase{"nested_calls", "ping "},
+                      KindCase{"large_buffers_in_parts_of_their_own", "large_buffers "}),
     [](const ::testing::TestParamInfo<KindCase> &info) { return std::string(info.param.kind); });
 
 // "distnode: placement: f on nX" lines of --verbose.

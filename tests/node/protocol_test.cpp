@@ -69,9 +69,10 @@ protected:
                             std::chrono::seconds(60));
   }
 
-  // Sends to the member and waits (10 s at most) for its answer.
-  zmq::message_t exchange(zmq::message_t request) {
-    dealer_.send(request, zmq::send_flags::none);
+  // Sends to the member, with `parts` after the message if any, and waits (10 s at most) for
+  // its answer.
+  zmq::message_t exchange(zmq::message_t request, std::vector<zmq::message_t> parts = {}) {
+    EXPECT_TRUE(transport::sendWithParts(dealer_, request, parts, zmq::send_flags::none));
     zmq::pollitem_t item = {dealer_.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::seconds(10));
     zmq::message_t answer;
@@ -272,18 +273,21 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
   // buffers(const double *in, double *out, int64_t *acc, size_t n) with DIST_IN(in, n),
   // DIST_OUT(out, n), DIST_INOUT(acc, 4): an `in` that does not hold n elements is refused
   // (it once let the callee read past the message, and returned the member's heap in `out`).
-  auto buffersCall = [](std::uint64_t in_bytes, std::uint64_t n) {
+  // With `in_own_part`, `in` is marked as the message's next part (its bytes are not in the
+  // blob).
+  auto buffersCall = [](std::uint64_t in_bytes, std::uint64_t n, bool in_own_part = false) {
     std::vector<std::uint8_t> blob;
     auto put = [&](const void *p, std::size_t k) {
       blob.insert(blob.end(), static_cast<const std::uint8_t *>(p),
                   static_cast<const std::uint8_t *>(p) + k);
     };
-    std::uint8_t present = 1;
+    std::uint8_t present = 1, own_part = 2;
     std::uint64_t acc_bytes = 32;
     std::vector<std::uint8_t> zeros(std::max<std::uint64_t>(in_bytes, acc_bytes), 0);
-    put(&present, 1); // in
+    put(in_own_part ? &own_part : &present, 1); // in
     put(&in_bytes, 8);
-    put(zeros.data(), in_bytes);
+    if (!in_own_part)
+      put(zeros.data(), in_bytes);
     put(&present, 1); // out
     put(&present, 1); // acc
     put(&acc_bytes, 8);
@@ -313,6 +317,49 @@ TEST_F(MemberProtocol, AnswersBadRequestsWithErrorsAndKeepsServing) {
   e = transport::verifyEnvelope(served);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->body_type(), wire::Body::Reply) << "a well-formed call is still served";
+  EXPECT_EQ(callPing(++id, 2, 1), 102) << "the member keeps serving";
+
+  // A DIST_IN buffer may come as a message part of its own (jit/remote_call.h): the parts must
+  // match the blob's markers one for one, in number and size.
+  const double in[3] = {1.5, 2.5, -3.25};
+  auto part = [&](std::size_t bytes) { return zmq::message_t(in, bytes); };
+  auto parts = [&](std::size_t count, std::size_t bytes) {
+    std::vector<zmq::message_t> v;
+    for (std::size_t k = 0; k < count; ++k)
+      v.push_back(part(bytes));
+    return v;
+  };
+  std::vector<std::uint8_t> marked = buffersCall(24, 3, true);
+  struct BadParts {
+    const std::vector<std::uint8_t> &blob;
+    std::size_t count, bytes;
+    const char *why;
+  } bad_parts[] = {{marked, 0, 0, "the marked part missing"},
+                   {marked, 1, 16, "a part of 16 bytes for 3 doubles"},
+                   {good, 1, 24, "a part that no parameter has"},
+                   {marked, 2, 24, "one part too many"},
+                   {marked, 40, 24, "40 parts"}};
+  for (const auto &b : bad_parts) {
+    SCOPED_TRACE(b.why);
+    ++id;
+    EXPECT_EQ(
+        expectError(exchange(transport::makeCall(id, buffers_, 1, b.blob.data(), b.blob.size()),
+                             parts(b.count, b.bytes)),
+                    id),
+        wire::ErrorCode::Malformed);
+  }
+  served =
+      exchange(transport::makeCall(++id, buffers_, 1, marked.data(), marked.size()), parts(1, 24));
+  e = transport::verifyEnvelope(served);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(e->body_type(), wire::Body::Reply) << "a buffer in its own part is served";
+  // The reply: `out` (u64 count, 3 doubles, each twice `in`'s), then `acc`.
+  double out[3] = {};
+  ASSERT_GE(e->body_as_Reply()->result()->size(), 8 + sizeof out);
+  std::memcpy(out, e->body_as_Reply()->result()->data() + 8, sizeof out);
+  EXPECT_EQ(out[0], 3.0);
+  EXPECT_EQ(out[1], 5.0);
+  EXPECT_EQ(out[2], -6.5);
   EXPECT_EQ(callPing(++id, 2, 1), 102) << "the member keeps serving";
 
   // GPin handles are ids this member issued, never addresses: account_open answers with one,
