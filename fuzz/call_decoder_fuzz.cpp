@@ -1,8 +1,9 @@
 // call_decoder_fuzz.cpp - libFuzzer target: the serving side's decoding of an argument blob
 // and the parts of their own that came with it (jit::serveCall) for signatures covering every
-// marshaling kind. The first byte picks the signature (bit 0) and the number of parts (bits
-// 4-6: the regression inputs, older than parts, have none); then come each part's length
-// (u16), the parts, and the rest is the blob as it would arrive in a Call.
+// marshaling kind. The first byte picks the signature (bit 0) and says whether parts follow
+// (bit 1, clear in the regression inputs, which are older than parts); if so, the next byte is
+// their number (0-15: more than a call may have), then come each part's length (u16) and the
+// parts. The rest is the blob as it would arrive in a Call.
 #include "fuzz/marshal_signatures.h"
 
 #include <algorithm>
@@ -19,8 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   if (size == 0)
     return 0;
   bool first = data[0] & 1;
-  std::size_t part_count = (data[0] >> 4) & 7;
-  std::size_t at = 1;
+  std::size_t part_count = 0, at = 1;
+  if ((data[0] & 0x02) && size > 1)
+    part_count = data[at++] & 15;
   std::vector<std::size_t> lengths;
   for (std::size_t i = 0; i < part_count && at + 2 <= size; ++i, at += 2)
     lengths.push_back(data[at] | std::size_t(data[at + 1]) << 8);

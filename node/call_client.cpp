@@ -92,7 +92,9 @@ public:
       try {
         sent = transport::sendWithParts(*socket_, message, parts, zmq::send_flags::dontwait);
       } catch (const zmq::error_t &) {
-        // The process ends: the caller's own socket says so.
+        // The process ends: the caller's own socket says so. A call cut off after its first
+        // part may have left the socket in the middle of a message: no call goes here again.
+        closed_ = true;
       }
       if (!sent)
         waiters_.erase(call_id); // the caller's own socket waits for room

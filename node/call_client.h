@@ -38,7 +38,8 @@ public:
   /// for the response with `call_id` (its envelope is verified). False with `error` when the
   /// node stops first, or when `deadline` (if given) passes (an answer after it is dropped).
   /// Parts made by transport::borrowedPart are read from the caller's memory until the
-  /// response comes; after a false return they may still be (the process is ending).
+  /// response comes; after a false return they may still be, so a caller that gives borrowed
+  /// parts must not go on after one (nor give a deadline).
   bool request(int node, zmq::message_t message, std::vector<zmq::message_t> parts,
                std::uint64_t call_id, zmq::message_t &response, const wire::Envelope *&envelope,
                std::string &error,

@@ -667,12 +667,19 @@ bool CallServer::receive(Incoming &in) {
   if (!in.identity.more() || !transport::recvRetrying(*router_, in.payload, zmq::recv_flags::none))
     return false;
   in.parts.clear();
+  in.parts_over_limit = false;
+  std::int64_t bytes = 0; // in the parts kept
   for (bool more = in.payload.more(); more;) {
     zmq::message_t part;
     if (!transport::recvRetrying(*router_, part, zmq::recv_flags::none))
       break;
     more = part.more();
-    if (in.parts.size() < Incoming::kMaxParts)
+    bytes += static_cast<std::int64_t>(part.size());
+    in.parts_over_limit =
+        in.parts_over_limit || in.parts.size() == Incoming::kMaxParts || bytes > maxMessageBytes();
+    if (in.parts_over_limit)
+      in.parts.clear(); // a queued message holds no more than one call may
+    else
       in.parts.push_back(std::move(part));
   }
   return true;

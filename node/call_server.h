@@ -45,13 +45,16 @@ namespace distnode::node {
 struct Incoming {
   zmq::message_t identity, payload;
   /// The message's parts after the payload: a Call's buffers sent in parts of their own
-  /// (jit/remote_call.h). At most kMaxParts are kept; the rest are dropped as they are read.
+  /// (jit/remote_call.h).
   std::vector<zmq::message_t> parts;
+  /// The message had more than kMaxParts parts, or more bytes in them than one message may
+  /// carry: none is kept (they are dropped as they are read), and the call is refused.
+  bool parts_over_limit = false;
   std::uint32_t function = kNoFunction; ///< the called function, if a Call
 
   static constexpr std::uint32_t kNoFunction = UINT32_MAX;
-  /// More than a call may have, so that a message with too many is still seen to have them.
-  static constexpr std::size_t kMaxParts = 16;
+  /// The parts one call may have (jit::kMaxOwnParts).
+  static constexpr std::size_t kMaxParts = 8;
 };
 
 /// What wakes a thread that waits for a reply: the eventfd it polls beside its own socket, and

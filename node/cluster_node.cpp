@@ -508,7 +508,11 @@ struct ClusterNode::Impl {
     static const std::uint8_t kEmpty = 0;
     const jit::ByteSpan args{call.args() ? call.args()->data() : &kEmpty,
                              call.args() ? call.args()->size() : 0};
-    static_assert(Incoming::kMaxParts > jit::kMaxOwnParts, "too many parts must stay visible");
+    static_assert(Incoming::kMaxParts == jit::kMaxOwnParts);
+    if (in.parts_over_limit)
+      return transport::makeError(call_id, wire::ErrorCode::Malformed,
+                                  "more than " + std::to_string(Incoming::kMaxParts) +
+                                      " parts, or more bytes in them than one call may carry");
     std::array<jit::ByteSpan, Incoming::kMaxParts> parts;
     for (std::size_t i = 0; i < in.parts.size(); ++i)
       parts[i] = {in.parts[i].data<std::uint8_t>(), in.parts[i].size()};

@@ -132,7 +132,9 @@ zmq::recv_result_t recvRetrying(zmq::socket_t &socket, zmq::message_t &message,
                                 zmq::recv_flags flags);
 /// Sends `message` followed by `parts` as one multipart message (all or nothing). False when
 /// `flags` say dontwait and the socket has no room now (nothing sent, `message` intact). The
-/// parts after the first are never refused: every distnode socket queues without limit.
+/// parts after the first are never refused: every distnode socket queues without limit. Throws
+/// zmq::error_t as a send does; after the first part only ETERM can (the process is ending),
+/// which leaves the socket in the middle of a message: it may not be used again.
 bool sendWithParts(zmq::socket_t &socket, zmq::message_t &message,
                    std::vector<zmq::message_t> &parts, zmq::send_flags flags);
 /// A message part that is `size` bytes of the caller's memory at `data`, sent from there

@@ -216,6 +216,12 @@ TEST(CallDecoder, ALargeInBufferTravelsFromTheCallersMemoryInAPartOfItsOwn) {
   EXPECT_EQ(calls, 1);
   ASSERT_TRUE(serve(inline_blob, error, &inline_reply)) << error;
   EXPECT_EQ(reply, inline_reply);
+  // A part at an address that does not suit doubles is copied, not read in place.
+  std::vector<std::uint8_t> shifted(kOwnPartFrom + 1);
+  std::memcpy(shifted.data() + 1, call.p_in, kOwnPartFrom);
+  std::vector<std::uint8_t> shifted_reply;
+  ASSERT_TRUE(serve(blob, error, &shifted_reply, {{shifted.data() + 1, kOwnPartFrom}})) << error;
+  EXPECT_EQ(shifted_reply, inline_reply);
 
   // The caller's look at what it sent passes over the part: in-out arguments still come back
   // as the bytes the callee changed.

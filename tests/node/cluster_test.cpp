@@ -116,16 +116,24 @@ INSTANTIATE_TEST_SUITE_P(
 struct KindCase {
   const char *kind;
   const char *line_prefix;
+  /// A caller and a callee of the line that the scatter must put on different nodes, if any.
+  const char *caller = nullptr, *callee = nullptr;
 };
+
+std::map<std::string, std::string> placementOf(const std::string &err);
 
 class MarshalKindAcrossNodes : public ::testing::TestWithParam<KindCase> {
 protected:
-  static std::pair<std::vector<std::string>, std::vector<std::string>> &runs() {
-    static auto both = [] {
+  struct Runs {
+    std::vector<std::string> native, cluster;
+    std::map<std::string, std::string> placement; ///< of the cluster run
+  };
+  static const Runs &runs() {
+    static const Runs both = [] {
       auto native = runProcess({fixture("marshal") + ".native"});
-      auto cluster = runProcess(
-          {kDistnode, "--local", "3", "--placement", "scatter", fixture("marshal") + ".bc"});
-      return std::make_pair(splitLines(native.out), splitLines(cluster.out));
+      auto cluster = runProcess({kDistnode, "--local", "3", "--placement", "scatter", "--verbose",
+                                 fixture("marshal") + ".bc"});
+      return Runs{splitLines(native.out), splitLines(cluster.out), placementOf(cluster.err)};
     }();
     return both;
   }
@@ -139,9 +147,14 @@ protected:
 
 TEST_P(MarshalKindAcrossNodes, SameResultAsNative) {
   const KindCase &c = GetParam();
-  std::string expected = lineOf(runs().first, c.line_prefix);
+  std::string expected = lineOf(runs().native, c.line_prefix);
   ASSERT_NE(expected, "(missing)");
-  EXPECT_EQ(lineOf(runs().second, c.line_prefix), expected) << c.kind;
+  EXPECT_EQ(lineOf(runs().cluster, c.line_prefix), expected) << c.kind;
+  if (c.caller) {
+    const auto &where = runs().placement;
+    ASSERT_TRUE(where.count(c.caller) && where.count(c.callee)) << c.kind;
+    EXPECT_NE(where.at(c.caller), where.at(c.callee)) << "the call must cross nodes";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -154,7 +167,8 @@ INSTANTIATE_TEST_SUITE_P(
                       KindCase{"void_buffer_in_bytes", "void_buffer "},
                       KindCase{"struct_pointers_in_and_inout", "struct_ptrs "},
                       KindCase{"gpin_handles", "account "}, KindCase{"nested_calls", "ping "},
-                      KindCase{"large_buffers_in_parts_of_their_own", "large_buffers "}),
+                      KindCase{"large_buffers_in_parts_of_their_own", "large_buffers ",
+                               "call_large_buffers", "large_buffers"}),
     [](const ::testing::TestParamInfo<KindCase> &info) { return std::string(info.param.kind); });
 
 // "distnode: placement: f on nX" lines of --verbose.
