@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -28,6 +29,17 @@ constexpr std::size_t kMaxEarlyAnswers = 4096;
 // SharedLink): below, each thread's own connection costs no hop; from there on, one
 // connection carries many calls per TCP write and read.
 constexpr int kShareFrom = 8;
+
+// kShareFrom, or DISTNODE_SHARE_FROM (1-64) where the tests set it: at 1 every call goes on
+// the shared connection, whatever the program's threads do.
+int shareFrom() {
+  static const int from = [] {
+    const char *v = std::getenv("DISTNODE_SHARE_FROM");
+    const int n = v ? std::atoi(v) : 0;
+    return n >= 1 && n <= CallClient::kMaxSocketsPerPeer ? n : kShareFrom;
+  }();
+  return from;
+}
 // Answers the shared connection's reader takes in one go.
 constexpr std::size_t kReadBatch = 64;
 
@@ -157,7 +169,7 @@ private:
       return false;
     }
     spdlog::debug("calls to {} share one connection while {} threads or more call it", endpoint_,
-                  kShareFrom);
+                  shareFrom());
     return true;
   }
 
@@ -402,7 +414,7 @@ bool CallClient::request(int node, zmq::message_t message, std::vector<zmq::mess
   // the lock that the other callers wait for, and its core may not come back for a while. The
   // watchdog may move this thread there just after the check: rare, and only one send long).
   Waiter waiter{&slot.bell, {}, {}};
-  const bool shared = peer.callers() >= kShareFrom && !inBackgroundClass() &&
+  const bool shared = peer.callers() >= shareFrom() && !inBackgroundClass() &&
                       peer.shared().send(message, parts, call_id, waiter);
   struct Forget { // an answer that comes after this wait ended is dropped
     SharedLink *link;

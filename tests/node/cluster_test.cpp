@@ -192,6 +192,29 @@ TEST(Cluster, NestedCallsBounceBetweenTwoNodes) {
   EXPECT_NE(r.out.find("ping 303\n"), std::string::npos) << r.out << r.err;
 }
 
+// Twelve threads call a function on another node at once with DIST_IN buffers of 70 KB and
+// more (each sent in a message part of its own) and a DIST_INOUT one: on each thread's own
+// connection, and all on the connection they share (DISTNODE_SHARE_FROM=1 sends every call
+// there). The output must be the native one.
+TEST(Cluster, LargeBuffersFromManyThreadsMatchNativeOnOwnAndSharedConnections) {
+  ProcessResult expected = runProcess({fixture("big_threads") + ".native"});
+  ASSERT_EQ(expected.exit_code, 0) << expected.out;
+  std::string placement = writeTempFile("big_threads.yaml", "digest: n1\n");
+  for (const char *share_from : {"DISTNODE_SHARE_FROM=8", "DISTNODE_SHARE_FROM=1"}) {
+    SCOPED_TRACE(share_from);
+    ProcessResult actual =
+        runProcess({"/usr/bin/env", share_from, kDistnode, "--local", "2", "--placement", placement,
+                    "--log-level", "debug", fixture("big_threads") + ".bc"});
+    EXPECT_EQ(actual.out, expected.out) << actual.err;
+    EXPECT_EQ(actual.exit_code, 0) << actual.err;
+    if (std::string(share_from).ends_with("=1")) {
+      EXPECT_NE(actual.err.find("share one connection while 1 threads or more call it"),
+                std::string::npos)
+          << actual.err;
+    }
+  }
+}
+
 // See tests/fixtures/interleave.c: an answer for an outer wait arrives during a nested one.
 TEST(Cluster, AnswerForAnOuterWaitArrivingDuringANestedOneIsKept) {
   std::string placement =
