@@ -556,7 +556,12 @@ BENCHMARK(BM_RoundTrip_RawZmq)->RangeMultiplier(8)->Range(8, 1 << 20);
 BENCHMARK(BM_RoundTrip_RemoteCall)->RangeMultiplier(8)->Range(8, 1 << 20);
 BENCHMARK(BM_RoundTrip_InOut)->Arg(4096)->Arg(1 << 20);
 BENCHMARK(BM_WriteBack)->ArgsProduct({{0, 1}, {0, 1, 2}});
-BENCHMARK(BM_RoundTrip_Paired)->RangeMultiplier(8)->Range(8, 4096)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_RoundTrip_Paired)
+    ->RangeMultiplier(8)
+    ->Range(8, 4096)
+    ->Arg(1 << 16)
+    ->Arg(1 << 20)
+    ->UseRealTime();
 BENCHMARK(BM_RemoteCalls_Threads)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
 
 } // namespace
