@@ -234,6 +234,11 @@ bool isCharType(const llvm::DIType *t) {
   return e == llvm::dwarf::DW_ATE_signed_char || e == llvm::dwarf::DW_ATE_unsigned_char;
 }
 
+bool isPlainCharType(const llvm::DIType *t) {
+  auto *b = dyn_cast_or_null<llvm::DIBasicType>(strip(t));
+  return isCharType(b) && b->getName() == "char";
+}
+
 bool isIntegerLike(const llvm::DIType *t) {
   t = strip(t);
   if (auto *b = dyn_cast_or_null<llvm::DIBasicType>(t)) {

@@ -55,6 +55,9 @@ findTagged(const llvm::DIType *t, const TaggedTypes &tagged, std::set<const llvm
 /// Size in bytes of `t` (through typedefs and qualifiers); 0 if unknown.
 [[nodiscard]] std::uint64_t byteSize(const llvm::DIType *t);
 [[nodiscard]] bool isCharType(const llvm::DIType *t);
+/// Plain `char` (not `signed char`, `unsigned char` or their typedefs such as `uint8_t`): the
+/// element type of C strings.
+[[nodiscard]] bool isPlainCharType(const llvm::DIType *t);
 /// An integer, bool, char or enum (through typedefs and qualifiers).
 [[nodiscard]] bool isIntegerLike(const llvm::DIType *t);
 

@@ -112,11 +112,16 @@ ValuePlan planValue(const Facts &facts, const llvm::DIType *type, const std::str
                                   "DIST_OUT/DIST_INOUT(" +
                                   name + ", count)");
     if (isCharType(pointee)) {
-      if (pointee_const) {
+      if (pointee_const && isPlainCharType(pointee)) {
         p.kind = MarshalKind::CString;
         p.size = 1;
         return p;
       }
+      if (pointee_const) // a NUL may be inside the bytes, and none may end them
+        return unmarshalable(p, "`" + p.c_type +
+                                    "` points to bytes, not to a string (only `const char *` "
+                                    "is one); annotate it with DIST_IN(" +
+                                    name + ", count)");
       return unmarshalable(p, "`" + p.c_type +
                                   "` is not const, so it is not a string; make it "
                                   "`const char *` or annotate it with DIST_OUT/DIST_INOUT(" +

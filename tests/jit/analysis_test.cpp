@@ -528,6 +528,16 @@ TEST(PointerUse, StringReadInPlaceIsPlaceable) {
   EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
 }
 
+// `unsigned char` and `uint8_t` are bytes: without a count they cannot be copied (strlen would
+// stop at a NUL inside them, or read past their end), so the function stays local.
+TEST(PointerUse, UnsignedCharBytesWithoutACountAreNotAString) {
+  const auto &f = fn("escape", "byte_sum");
+  EXPECT_EQ(f.placement, Placement::Local);
+  EXPECT_EQ(f.params[0].kind, MarshalKind::Unmarshalable);
+  EXPECT_TRUE(contains(f.reason, "points to bytes, not to a string")) << f.reason;
+  EXPECT_TRUE(contains(f.reason, "annotate it with DIST_IN(bytes, count)")) << f.reason;
+}
+
 TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
   const BadAnnotation cases[] = {
       {"bad_in_param", 3, "DIST_IN(values, n): no parameter named `values`"},

@@ -194,23 +194,43 @@ TEST(Cluster, NestedCallsBounceBetweenTwoNodes) {
 
 // Twelve threads call a function on another node at once with DIST_IN buffers of 70 KB and
 // more (each sent in a message part of its own) and a DIST_INOUT one: on each thread's own
-// connection, and all on the connection they share (DISTNODE_SHARE_FROM=1 sends every call
-// there). The output must be the native one.
-TEST(Cluster, LargeBuffersFromManyThreadsMatchNativeOnOwnAndSharedConnections) {
+// connection, all on the connection they share (DISTNODE_SHARE_FROM=1 sends every call there),
+// and with the function moving between three nodes every 2 ms (calls answered Moved are sent
+// again, parts and all). The output must be the native one.
+TEST(Cluster, LargeBuffersFromManyThreadsMatchNativeOnOwnAndSharedConnectionsAndMoving) {
   ProcessResult expected = runProcess({fixture("big_threads") + ".native"});
   ASSERT_EQ(expected.exit_code, 0) << expected.out;
   std::string placement = writeTempFile("big_threads.yaml", "digest: n1\n");
-  for (const char *share_from : {"DISTNODE_SHARE_FROM=8", "DISTNODE_SHARE_FROM=1"}) {
-    SCOPED_TRACE(share_from);
-    ProcessResult actual =
-        runProcess({"/usr/bin/env", share_from, kDistnode, "--local", "2", "--placement", placement,
-                    "--log-level", "debug", fixture("big_threads") + ".bc"});
+  const std::string bc = fixture("big_threads") + ".bc";
+  struct Mode {
+    const char *what;
+    std::vector<std::string> argv;
+    const char *log_line; ///< a debug line that shows the mode's path was taken
+  } modes[] = {
+      {"own connections",
+       {"/usr/bin/env", "DISTNODE_SHARE_FROM=64", kDistnode, "--local", "2", "--placement",
+        placement, "--log-level", "debug", bc},
+       nullptr},
+      {"shared connection",
+       {"/usr/bin/env", "DISTNODE_SHARE_FROM=1", kDistnode, "--local", "2", "--placement",
+        placement, "--log-level", "debug", bc},
+       "share one connection while 1 threads or more call it"},
+      {"moving every 2 ms",
+       {kDistnode, "--local", "3", "--placement", "scatter", "--chaos-ms", "2", "--log-level",
+        "debug", bc},
+       "answered Moved to"},
+  };
+  for (const Mode &mode : modes) {
+    SCOPED_TRACE(mode.what);
+    ProcessResult actual = runProcess(mode.argv);
     EXPECT_EQ(actual.out, expected.out) << actual.err;
     EXPECT_EQ(actual.exit_code, 0) << actual.err;
-    if (std::string(share_from).ends_with("=1")) {
-      EXPECT_NE(actual.err.find("share one connection while 1 threads or more call it"),
-                std::string::npos)
-          << actual.err;
+    if (mode.argv[1] == "DISTNODE_SHARE_FROM=64") {
+      EXPECT_EQ(actual.err.find("share one connection"), std::string::npos)
+          << "every call goes on its thread's own connection";
+    }
+    if (mode.log_line) {
+      EXPECT_NE(actual.err.find(mode.log_line), std::string::npos) << actual.err;
     }
   }
 }
