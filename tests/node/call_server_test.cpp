@@ -80,13 +80,8 @@ protected:
       lock.lock();
     } else if (call->function() == kCompute) {
       lock.unlock();
-      auto used = [] {
-        timespec cpu{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
-        return std::chrono::seconds(cpu.tv_sec) + std::chrono::nanoseconds(cpu.tv_nsec);
-      };
-      const auto from = used();
-      spinUntil([&] { return used() - from >= std::chrono::milliseconds(2); });
+      const auto from = ownCpu();
+      spinUntil([&] { return ownCpu() - from >= std::chrono::milliseconds(2); });
       lock.lock();
     } else if (call->function() == kQuick) {
       seen_.quick_done = true;
@@ -96,10 +91,8 @@ protected:
       // it runs in the background class (the watchdog looks at its CPU time until it does).
       lock.unlock();
       auto done = [&] {
-        timespec cpu{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
         return seen_.quick_done.load() && sched_getscheduler(0) == SCHED_IDLE &&
-               (cpu.tv_sec > 0 || cpu.tv_nsec > 1'000'000);
+               ownCpu() > std::chrono::milliseconds(1);
       };
       bool finished = spinUntil(done);
       lock.lock();
@@ -107,6 +100,13 @@ protected:
       seen_.blocker_policy_after_wait = sched_getscheduler(0);
     }
     return transport::makeReply(call->call_id(), nullptr, 0);
+  }
+
+  /// The CPU time the calling thread has used.
+  static std::chrono::nanoseconds ownCpu() {
+    timespec cpu{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    return std::chrono::seconds(cpu.tv_sec) + std::chrono::nanoseconds(cpu.tv_nsec);
   }
 
   /// Keeps the CPU busy until `done` holds (true) or 30 s passed (false).
