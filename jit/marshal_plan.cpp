@@ -1,6 +1,7 @@
 // marshal_plan.cpp - the marshaling plan of each parameter and result.
 #include "jit/marshal_plan.h"
 
+#include "jit/counted_reads.h"
 #include "jit/debug_types.h"
 #include "jit/pointer_uses.h"
 
@@ -228,7 +229,8 @@ bool mapIRArguments(FunctionInfo &info, const Facts &facts) {
 // A pointer parameter is copied only if the callee keeps to what the copy holds: one object
 // for a struct pointer (an array needs its count), and nothing that outlives the call for any
 // copied pointer (DESIGN.md "Pointers and arrays").
-void checkPointerUse(ValuePlan &p, const PointerUse &use) {
+void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &counted,
+                     const std::string &count_name) {
   bool copied = p.kind == MarshalKind::CString || p.kind == MarshalKind::BufferIn ||
                 p.kind == MarshalKind::BufferOut || p.kind == MarshalKind::BufferInOut ||
                 p.kind == MarshalKind::StructPtrIn || p.kind == MarshalKind::StructPtrInOut;
@@ -246,6 +248,11 @@ void checkPointerUse(ValuePlan &p, const PointerUse &use) {
   } else if (use.escapes) {
     p = unmarshalable(p, "outlives the call: `" + p.name + "` " + use.escape_how +
                              ", so a copy cannot stand in for it");
+  } else if (p.kind == MarshalKind::CString && counted.count_arg >= 0) {
+    // A copy up to the first NUL would hold too few bytes, or read past them.
+    p = unmarshalable(p, "holds bytes with a count, not a string: `" + p.name + "` " + counted.how +
+                             " `" + count_name + "`" + counted.at + "; annotate it with DIST_IN(" +
+                             p.name + ", " + count_name + ")");
   }
 }
 

@@ -20,6 +20,7 @@ class Type;
 
 namespace distnode::jit {
 
+struct CountedRead;
 struct PointerUse;
 
 /// `p` made Unmarshalable with the reason.
@@ -39,9 +40,11 @@ struct PointerUse;
 /// applies (a 16-byte struct may be two IR arguments, a large one a byval pointer). False if
 /// they do not match.
 [[nodiscard]] bool mapIRArguments(FunctionInfo &info, const Facts &facts);
-/// A copied pointer parameter must keep to what the copy holds (pointer_uses.h); otherwise
-/// `p` becomes Unmarshalable with the evidence.
-void checkPointerUse(ValuePlan &p, const PointerUse &use);
+/// A copied pointer parameter must keep to what the copy holds (pointer_uses.h), and a string
+/// must be read as one, up to its NUL (counted_reads.h; `count_name` names the parameter that
+/// `counted` reads it by); otherwise `p` becomes Unmarshalable with the evidence.
+void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &counted,
+                     const std::string &count_name);
 
 } // namespace distnode::jit
 

@@ -27,12 +27,6 @@ bool capturesArguments(llvm::StringRef name) {
   return kCapturing.contains(name);
 }
 
-std::string at(const llvm::Instruction &i) {
-  if (const llvm::DILocation *loc = i.getDebugLoc().get())
-    return " (" + loc->getFilename().str() + ":" + std::to_string(loc->getLine()) + ")";
-  return " (in `" + i.getFunction()->getName().str() + "`)";
-}
-
 // A local variable of the function that holds pointers and nothing else looks at: an alloca
 // used only as the address of loads and stores. What is stored there is loaded back unchanged,
 // so loads from it carry the stored pointer (this is the unoptimized IR's `p.addr`).
@@ -108,13 +102,13 @@ private:
   void indexed(const llvm::Instruction &i, const std::string &how, bool located = false) {
     if (!result_.indexed) {
       result_.indexed = true;
-      result_.indexed_how = located ? how : how + at(i);
+      result_.indexed_how = located ? how : how + sourceLocation(i);
     }
   }
   void escapes(const llvm::Instruction &i, const std::string &how, bool located = false) {
     if (!result_.escapes) {
       result_.escapes = true;
-      result_.escape_how = located ? how : how + at(i);
+      result_.escape_how = located ? how : how + sourceLocation(i);
     }
   }
   void unknown(const llvm::Instruction &i, const std::string &how) {
@@ -136,7 +130,7 @@ private:
     std::uint64_t end = std::min(static_cast<std::uint64_t>(offset) + bytes, kUnboundedExtent);
     if (end > result_.extent) {
       result_.extent = end;
-      result_.extent_how = "is accessed up to byte " + std::to_string(end) + at(i);
+      result_.extent_how = "is accessed up to byte " + std::to_string(end) + sourceLocation(i);
     }
   }
 
@@ -256,7 +250,7 @@ private:
     if (k >= callee->arg_size())
       return unknown(call, "is passed to `" + name + "` as a variadic argument");
     const PointerUse &s = summary_(*callee, k);
-    std::string passed = "is passed to `" + name + "`" + at(call) + ", where it ";
+    std::string passed = "is passed to `" + name + "`" + sourceLocation(call) + ", where it ";
     if (s.indexed)
       indexed(call, passed + s.indexed_how, true);
     if (s.escapes)
@@ -351,6 +345,12 @@ PointerUses::PointerUses(const llvm::Module &module) {
       changed = 1;
     }
   }
+}
+
+std::string sourceLocation(const llvm::Instruction &i) {
+  if (const llvm::DILocation *loc = i.getDebugLoc().get())
+    return " (" + loc->getFilename().str() + ":" + std::to_string(loc->getLine()) + ")";
+  return " (in `" + i.getFunction()->getName().str() + "`)";
 }
 
 const PointerUse &PointerUses::of(const llvm::Function &fn, unsigned arg) const {

@@ -17,6 +17,7 @@
 
 namespace llvm {
 class Function;
+class Instruction;
 class Module;
 } // namespace llvm
 
@@ -55,6 +56,9 @@ private:
   std::map<std::pair<const llvm::Function *, unsigned>, PointerUse> uses_;
   PointerUse unknown_;
 };
+
+/// Where `i` is in the source, as evidence ends: " (f.c:3)", or " (in `f`)" without debug info.
+[[nodiscard]] std::string sourceLocation(const llvm::Instruction &i);
 
 } // namespace distnode::jit
 

@@ -18,6 +18,7 @@
 #include "jit/marshal_plan.h"
 #include "jit/state_analysis.h"
 
+#include "jit/counted_reads.h"
 #include "jit/pointer_uses.h"
 
 #include "llvm/ADT/DenseMap.h"
@@ -172,6 +173,14 @@ struct StateClasses {
   int find(int x) const { return classes.getLeaderValue(x); }
 };
 
+// The C name of the parameter passed as IR argument `arg` (for a count: a scalar, one argument).
+std::string countName(const FunctionInfo &info, int arg) {
+  for (const ValuePlan &p : info.params)
+    if (p.ir_args.size() == 1 && static_cast<int>(p.ir_args[0]) == arg)
+      return p.name;
+  return "arg" + std::to_string(arg);
+}
+
 std::string firstUnmarshalable(const FunctionInfo &info) {
   for (const auto &p : info.params)
     if (p.kind == MarshalKind::Unmarshalable)
@@ -290,6 +299,7 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
   ProgramAnalysis out;
   auto annotations = readAnnotations(m, out.errors);
   const PointerUses pointer_uses(m);
+  const CountedReads counted_reads(m);
   TaggedTypes gpin, npin;
   collectTaggedTypes(m, gpin, npin);
   const std::vector<GPinVariable> gpin_globals =
@@ -426,8 +436,11 @@ ProgramAnalysis analyzeProgram(const llvm::Module &m, const AnalysisOptions &opt
       bool mapped = mapIRArguments(info, fa);
       if (mapped)
         for (ValuePlan &p : info.params)
-          if (p.ir_args.size() == 1)
-            checkPointerUse(p, pointer_uses.of(*fa.fn, p.ir_args[0]));
+          if (p.ir_args.size() == 1) {
+            const CountedRead &counted = counted_reads.of(*fa.fn, p.ir_args[0]);
+            checkPointerUse(p, pointer_uses.of(*fa.fn, p.ir_args[0]), counted,
+                            countName(info, counted.count_arg));
+          }
       info.plan_complete = mapped;
       if (!mapped)
         info.result = unmarshalable(info.result, "the ABI lowering of this signature is not "

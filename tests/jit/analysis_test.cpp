@@ -538,6 +538,51 @@ TEST(PointerUse, UnsignedCharBytesWithoutACountAreNotAString) {
   EXPECT_TRUE(contains(f.reason, "annotate it with DIST_IN(bytes, count)")) << f.reason;
 }
 
+// A `const char *` read by a count from another parameter holds bytes, not a string: a copy up
+// to its first NUL would be too short. Such a function stays local, with where it reads so and
+// the annotation to write, directly or through a helper it hands the count to.
+TEST(PointerUse, CharBytesReadByACountAreNotAString) {
+  struct Case {
+    const char *function, *needle;
+  } cases[] = {
+      {"hash_bytes", "`data` is read in a loop whose count comes from `len` "
+                     "(tests/fixtures/escape.c:104); annotate it with DIST_IN(data, len)"},
+      {"last_byte",
+       "`data` is read at an offset that comes from `len` (tests/fixtures/escape.c:108)"},
+      {"copied_sum",
+       "`data` is copied by a length that comes from `n` (tests/fixtures/escape.c:114); "
+       "annotate it with DIST_IN(data, n)"},
+      {"hash_twice", "`data` is passed to `hash_bytes`, which reads it by a count, with a count "
+                     "that comes from `len` (tests/fixtures/escape.c:121)"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.function);
+    const auto &f = fn("escape", c.function);
+    EXPECT_EQ(f.placement, Placement::Local);
+    EXPECT_EQ(f.rule, Rule::Unmarshalable);
+    ASSERT_FALSE(f.params.empty());
+    EXPECT_EQ(f.params[0].kind, MarshalKind::Unmarshalable);
+    EXPECT_TRUE(contains(f.reason, "holds bytes with a count, not a string")) << f.reason;
+    EXPECT_TRUE(contains(f.reason, c.needle)) << f.reason;
+  }
+  // Annotated, the same bytes are a buffer of that count.
+  const auto &counted = fn("escape", "hash_counted");
+  EXPECT_EQ(counted.placement, Placement::Placeable) << counted.reason;
+  EXPECT_EQ(counted.params[0].kind, MarshalKind::BufferIn);
+}
+
+// Loops that stop at the NUL (alone or with another bound), or run to a length strlen found,
+// read a string: still copied as one.
+TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
+  for (const char *name : {"count_char", "upper_count", "prefix_len", "hash_string"}) {
+    SCOPED_TRACE(name);
+    const auto &f = fn("escape", name);
+    EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+    ASSERT_FALSE(f.params.empty());
+    EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
+  }
+}
+
 TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
   const BadAnnotation cases[] = {
       {"bad_in_param", 3, "DIST_IN(values, n): no parameter named `values`"},
