@@ -5,18 +5,17 @@
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
-#include "llvm/Analysis/AssumptionCache.h"
-#include "llvm/Analysis/LoopInfo.h"
 #include "llvm/Analysis/ScalarEvolution.h"
 #include "llvm/Analysis/ScalarEvolutionExpressions.h"
-#include "llvm/Analysis/TargetLibraryInfo.h"
-#include "llvm/IR/Dominators.h"
 #include "llvm/IR/Instructions.h"
 #include "llvm/IR/IntrinsicInst.h"
 #include "llvm/IR/Module.h"
-#include "llvm/TargetParser/Triple.h"
+#include "llvm/IR/PassManager.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Transforms/Scalar/LICM.h"
+#include "llvm/Transforms/Scalar/LoopPassManager.h"
 #include "llvm/Transforms/Utils/Cloning.h"
-#include "llvm/Transforms/Utils/PromoteMemToReg.h"
+#include "llvm/Transforms/Utils/Mem2Reg.h"
 #include "llvm/Transforms/Utils/ValueMapper.h"
 
 #include <memory>
@@ -59,20 +58,11 @@ struct PassedOn {
 // The reads of one function's pointer parameters, on its copy with registers for locals.
 class FunctionReads {
 public:
-  FunctionReads(llvm::Function &copy, const llvm::Function &original,
-                const llvm::TargetLibraryInfoImpl &tlii,
+  // `se`: scalar evolution of `copy`, after its locals were put in registers and what its loops
+  // load without change was hoisted out of them (Pipeline).
+  FunctionReads(llvm::Function &copy, const llvm::Function &original, llvm::ScalarEvolution &se,
                 const std::map<const llvm::Function *, const llvm::Function *> &original_of)
-      : copy_(copy), original_(original), original_of_(original_of), dt_(copy), ac_(copy) {
-    std::vector<llvm::AllocaInst *> locals;
-    for (llvm::Instruction &i : copy.getEntryBlock())
-      if (auto *a = dyn_cast<llvm::AllocaInst>(&i); a && llvm::isAllocaPromotable(a))
-        locals.push_back(a);
-    if (!locals.empty())
-      llvm::PromoteMemToReg(locals, dt_, &ac_);
-    li_ = std::make_unique<llvm::LoopInfo>(dt_);
-    tli_ = std::make_unique<llvm::TargetLibraryInfo>(tlii, &copy);
-    se_ = std::make_unique<llvm::ScalarEvolution>(copy, *tli_, ac_, dt_, *li_);
-  }
+      : copy_(copy), original_(original), original_of_(original_of), se_(&se) {}
 
   // The direct reads of argument `arg` by a count; calls to program functions that are handed
   // it go to `passed`.
@@ -82,7 +72,7 @@ public:
     result_ = {};
     std::set<const llvm::Value *> seen{a};
     std::vector<const llvm::Value *> work{a};
-    while (!work.empty() && result_.count_arg < 0) {
+    while (!work.empty() && !result_.counted()) {
       const llvm::Value *v = work.back();
       work.pop_back();
       for (const llvm::Use &use : v->uses()) {
@@ -111,26 +101,32 @@ public:
   }
 
 private:
-  // The parameter of this function an integer value's expression depends on, or -1.
-  int parameterIn(const llvm::SCEV *s) const {
-    int found = -1;
+  // Where an integer value's expression comes from: the parameter of this function it depends
+  // on; else, with `memory`, CountedRead::kFromMemory if it depends on a value loaded from memory
+  // (a struct field, a global); else -1.
+  int sourceOf(const llvm::SCEV *s, bool memory) const {
+    int param = -1;
+    bool loaded = false;
     llvm::SCEVExprContains(s, [&](const llvm::SCEV *e) {
       auto *u = dyn_cast<llvm::SCEVUnknown>(e);
-      auto *a = u ? dyn_cast<llvm::Argument>(u->getValue()) : nullptr;
-      if (a && a->getType()->isIntegerTy())
-        found = static_cast<int>(a->getArgNo());
-      return found >= 0;
+      if (!u)
+        return false;
+      if (auto *a = dyn_cast<llvm::Argument>(u->getValue()); a && a->getType()->isIntegerTy())
+        param = static_cast<int>(a->getArgNo());
+      loaded = loaded || isa<llvm::LoadInst>(u->getValue());
+      return param >= 0;
     });
-    return found;
+    return param >= 0 ? param : memory && loaded ? CountedRead::kFromMemory : -1;
   }
 
-  int parameterIn(const llvm::Value *v) const {
-    return se_->isSCEVable(v->getType()) ? parameterIn(se_->getSCEV(const_cast<llvm::Value *>(v)))
-                                         : -1;
+  int sourceOf(const llvm::Value *v, bool memory) const {
+    return se_->isSCEVable(v->getType())
+               ? sourceOf(se_->getSCEV(const_cast<llvm::Value *>(v)), memory)
+               : -1;
   }
 
   void found(int param, const std::string &how, const llvm::Instruction &i) {
-    if (param >= 0 && result_.count_arg < 0)
+    if (param != -1 && !result_.counted())
       result_ = {param, how, sourceLocation(i)};
   }
 
@@ -143,16 +139,17 @@ private:
     const llvm::SCEV *offset = se_->removePointerBase(s);
     if (isa<llvm::SCEVCouldNotCompute>(offset))
       return;
-    found(parameterIn(offset), "is read at an offset that comes from", i);
+    // An offset loaded from memory (`s[st->pos]`) is left alone: a tokenizer's position.
+    found(sourceOf(offset, false), "is read at an offset that comes from", i);
     // A loop that steps the offset and runs a number of times known on entry (every exit's
     // count computable: none stops at a byte it reads).
     llvm::SCEVExprContains(offset, [&](const llvm::SCEV *e) {
       if (auto *rec = dyn_cast<llvm::SCEVAddRecExpr>(e)) {
         const llvm::SCEV *trips = se_->getBackedgeTakenCount(rec->getLoop());
         if (!isa<llvm::SCEVCouldNotCompute>(trips))
-          found(parameterIn(trips), "is read in a loop whose count comes from", i);
+          found(sourceOf(trips, true), "is read in a loop whose count comes from", i);
       }
-      return result_.count_arg >= 0;
+      return result_.counted();
     });
   }
 
@@ -160,7 +157,7 @@ private:
                  std::vector<PassedOn> &passed) {
     if (auto *mem = dyn_cast<llvm::MemTransferInst>(&call)) {
       if (mem->getRawSource() == v)
-        found(parameterIn(mem->getLength()), "is copied by a length that comes from", call);
+        found(sourceOf(mem->getLength(), true), "is copied by a length that comes from", call);
       return;
     }
     if (isa<llvm::IntrinsicInst>(call))
@@ -171,9 +168,9 @@ private:
     if (callee->isDeclaration() || callee->hasAvailableExternallyLinkage()) {
       int length = lengthArgumentOf(callee->getName());
       if (length >= 0 && static_cast<unsigned>(length) < call.arg_size()) {
-        int param = parameterIn(call.getArgOperand(length));
+        int param = sourceOf(call.getArgOperand(length), true);
         if (callee->getName() == "fwrite" && param < 0) // fwrite(p, size, count, f)
-          param = parameterIn(call.getArgOperand(2));
+          param = sourceOf(call.getArgOperand(2), true);
         found(param, "is read by `" + callee->getName().str() + "` for a length that comes from",
               call);
       }
@@ -184,20 +181,46 @@ private:
       return;
     PassedOn on{&original_, arg, original->second, k, {}, sourceLocation(call)};
     for (unsigned j = 0; j < call.arg_size() && j < callee->arg_size(); ++j)
-      on.count_from.push_back(parameterIn(call.getArgOperand(j)));
+      on.count_from.push_back(sourceOf(call.getArgOperand(j), true));
     passed.push_back(std::move(on));
   }
 
   llvm::Function &copy_;
   const llvm::Function &original_;
   const std::map<const llvm::Function *, const llvm::Function *> &original_of_;
-  llvm::DominatorTree dt_;
-  llvm::AssumptionCache ac_;
-  std::unique_ptr<llvm::LoopInfo> li_;
-  std::unique_ptr<llvm::TargetLibraryInfo> tli_;
-  std::unique_ptr<llvm::ScalarEvolution> se_;
+  llvm::ScalarEvolution *se_;
   const llvm::SCEV *base_ = nullptr;
   CountedRead result_;
+};
+
+// Registers for locals (mem2reg), then loads that do not change in a loop hoisted out of it
+// (LICM: a count read from a struct field each time round becomes one value), then scalar
+// evolution: for each function of the copy in turn.
+class Pipeline {
+public:
+  Pipeline() {
+    builder_.registerModuleAnalyses(modules_);
+    builder_.registerCGSCCAnalyses(sccs_);
+    builder_.registerFunctionAnalyses(functions_);
+    builder_.registerLoopAnalyses(loops_);
+    builder_.crossRegisterProxies(loops_, functions_, sccs_, modules_);
+    passes_.addPass(llvm::PromotePass());
+    passes_.addPass(llvm::createFunctionToLoopPassAdaptor(llvm::LICMPass(llvm::LICMOptions()),
+                                                          /*UseMemorySSA=*/true));
+  }
+
+  llvm::ScalarEvolution &run(llvm::Function &f) {
+    passes_.run(f, functions_);
+    return functions_.getResult<llvm::ScalarEvolutionAnalysis>(f);
+  }
+
+private:
+  llvm::PassBuilder builder_;
+  llvm::LoopAnalysisManager loops_;
+  llvm::FunctionAnalysisManager functions_;
+  llvm::CGSCCAnalysisManager sccs_;
+  llvm::ModuleAnalysisManager modules_;
+  llvm::FunctionPassManager passes_;
 };
 
 } // namespace
@@ -220,13 +243,13 @@ CountedReads::CountedReads(const llvm::Module &module) {
     if (auto it = map.find(&f); it != map.end())
       original_of[cast<llvm::Function>(it->second)] = &f;
 
-  llvm::TargetLibraryInfoImpl tlii{llvm::Triple(module.getTargetTriple())};
+  Pipeline pipeline;
   std::vector<PassedOn> passed;
   for (llvm::Function &f : *copy) {
     if (f.isDeclaration() || f.hasAvailableExternallyLinkage() || !hasPointerArgument(f))
       continue;
     const llvm::Function *original = original_of.at(&f);
-    FunctionReads reads(f, *original, tlii, original_of);
+    FunctionReads reads(f, *original, pipeline.run(f), original_of);
     for (llvm::Argument &a : f.args())
       if (a.getType()->isPointerTy())
         reads_[{original, a.getArgNo()}] = reads.run(a.getArgNo(), passed);
@@ -238,11 +261,16 @@ CountedReads::CountedReads(const llvm::Module &module) {
     for (const PassedOn &on : passed) {
       CountedRead &caller = reads_[{on.caller, on.arg}];
       const CountedRead &callee = of(*on.callee, on.callee_arg);
-      if (caller.count_arg >= 0 || callee.count_arg < 0 ||
-          static_cast<std::size_t>(callee.count_arg) >= on.count_from.size() ||
-          on.count_from[callee.count_arg] < 0)
+      if (caller.counted() || !callee.counted())
         continue;
-      caller = {on.count_from[callee.count_arg],
+      // A count the callee loads itself is the caller's too; one it is handed, only if the
+      // caller hands it one from a parameter or from memory.
+      int from = callee.count_arg;
+      if (from != CountedRead::kFromMemory)
+        from = static_cast<std::size_t>(from) < on.count_from.size() ? on.count_from[from] : -1;
+      if (from == -1)
+        continue;
+      caller = {from,
                 "is passed to `" + on.callee->getName().str() +
                     "`, which reads it by a count, with a count that comes from",
                 on.at};

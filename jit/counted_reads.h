@@ -8,9 +8,10 @@
 // where scalar evolution tells a loop that runs a computed number of times (its count known on
 // entry) from one that stops at a byte it reads.
 //
-// It answers only "read by a count from this parameter": a loop whose count comes from
-// elsewhere (a struct field, a global) or that stops at some byte of the data counts as a
-// string's loop, as does a constant count (`memcmp(s, "GET ", 4)`).
+// A count may also be loaded from memory (a struct field, a global: `for (i = 0; i < h->len;
+// ++i)`). A loop that stops at any byte it reads counts as a string's loop, as do a constant
+// count (`memcmp(s, "GET ", 4)`) and an offset loaded from memory (`s[st->pos]`, a tokenizer's
+// position).
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H
@@ -29,12 +30,17 @@ namespace distnode::jit {
 
 /// How a function reads one of its pointer parameters by a count.
 struct CountedRead {
-  /// The IR argument whose value the count comes from; -1 if the parameter is not read so.
+  /// A count loaded from memory (a struct field, a global), not handed in as a parameter.
+  static constexpr int kFromMemory = -2;
+  /// The IR argument whose value the count comes from, or kFromMemory; -1 if the parameter is
+  /// not read by a count.
   int count_arg = -1;
   /// Evidence, to be followed by the count's name and then `at`: e.g. "is read in a loop whose
   /// count comes from" + " `n`" + " (f.c:3)".
   std::string how;
   std::string at;
+
+  [[nodiscard]] bool counted() const { return count_arg != -1; }
 };
 
 /// The counted reads of every pointer parameter of every function defined in a module, across

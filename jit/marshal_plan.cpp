@@ -248,11 +248,14 @@ void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &cou
   } else if (use.escapes) {
     p = unmarshalable(p, "outlives the call: `" + p.name + "` " + use.escape_how +
                              ", so a copy cannot stand in for it");
-  } else if (p.kind == MarshalKind::CString && counted.count_arg >= 0) {
+  } else if (p.kind == MarshalKind::CString && counted.counted()) {
     // A copy up to the first NUL would hold too few bytes, or read past them.
-    p = unmarshalable(p, "holds bytes with a count, not a string: `" + p.name + "` " + counted.how +
-                             " `" + count_name + "`" + counted.at + "; annotate it with DIST_IN(" +
-                             p.name + ", " + count_name + ")");
+    const bool named = counted.count_arg >= 0;
+    p = unmarshalable(
+        p, "holds bytes with a count, not a string: `" + p.name + "` " + counted.how +
+               (named ? " `" + count_name + "`" : " memory (a struct field or a global)") +
+               counted.at + "; annotate it with DIST_IN(" + p.name + ", " +
+               (named ? count_name + ")" : "count), the count passed as a parameter"));
   }
 }
 

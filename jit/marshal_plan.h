@@ -42,7 +42,7 @@ struct PointerUse;
 [[nodiscard]] bool mapIRArguments(FunctionInfo &info, const Facts &facts);
 /// A copied pointer parameter must keep to what the copy holds (pointer_uses.h), and a string
 /// must be read as one, up to its NUL (counted_reads.h; `count_name` names the parameter that
-/// `counted` reads it by); otherwise `p` becomes Unmarshalable with the evidence.
+/// `counted` reads it by, if it is one); otherwise `p` becomes Unmarshalable with the evidence.
 void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &counted,
                      const std::string &count_name);
 

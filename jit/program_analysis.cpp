@@ -173,8 +173,11 @@ struct StateClasses {
   int find(int x) const { return classes.getLeaderValue(x); }
 };
 
-// The C name of the parameter passed as IR argument `arg` (for a count: a scalar, one argument).
+// The C name of the parameter passed as IR argument `arg` (for a count: a scalar, one argument);
+// "" for none.
 std::string countName(const FunctionInfo &info, int arg) {
+  if (arg < 0)
+    return "";
   for (const ValuePlan &p : info.params)
     if (p.ir_args.size() == 1 && static_cast<int>(p.ir_args[0]) == arg)
       return p.name;

@@ -554,6 +554,9 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
        "annotate it with DIST_IN(data, n)"},
       {"hash_twice", "`data` is passed to `hash_bytes`, which reads it by a count, with a count "
                      "that comes from `len` (tests/fixtures/escape.c:121)"},
+      {"frame_sum", "`payload` is read in a loop whose count comes from memory (a struct field or "
+                    "a global) (tests/fixtures/escape.c:137); annotate it with DIST_IN(payload, "
+                    "count), the count passed as a parameter"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -572,9 +575,9 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
 }
 
 // Loops that stop at the NUL (alone or with another bound), or run to a length strlen found,
-// read a string: still copied as one.
+// and a position kept in a struct, read a string: still copied as one.
 TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
-  for (const char *name : {"count_char", "upper_count", "prefix_len", "hash_string"}) {
+  for (const char *name : {"count_char", "upper_count", "prefix_len", "hash_string", "next_is"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
