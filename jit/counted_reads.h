@@ -1,17 +1,20 @@
-// counted_reads.h - which pointer parameters a function reads by a count that one of its
-// integer parameters gives (`for (i = 0; i < n; ++i) ... s[i]`, `memcpy(d, s, n)`, `s[n - 1]`),
-// rather than up to a NUL it finds.
+// counted_reads.h - which pointer parameters a function reads past where a string would end:
+// by a count rather than up to a NUL it finds.
 //
-// A `const char *` read so holds bytes with a length, not a string: a copy made up to its
-// first NUL would give the callee too few bytes, or, with no NUL in the bytes, would read past
-// them. The analysis works on a copy of each function with its local variables in registers,
-// where scalar evolution tells a loop that runs a computed number of times (its count known on
-// entry) from one that stops at a byte it reads.
+// A `const char *` is copied as a string, up to its first NUL. A function that reads it in a
+// loop that moves along it and stops at no byte it reads (`for (i = 0; i < n; ++i) ... s[i]`,
+// whatever bounds it), just before an end a parameter gives (`s[n - 1]`), or with `memcpy`,
+// `memcmp`, `memchr`... for a length that is neither constant nor the string's own, holds bytes
+// with a count: the copy would be too short, or would read past bytes with no NUL. Also
+// through calls: a helper handed the pointer and a count, or a position that a loop of the
+// caller's moves along. A string's loop stops at a byte it reads (`*s`, `s[i] && i < max`) or
+// runs to a length taken from the string (`strlen(s)`).
 //
-// A count may also be loaded from memory (a struct field, a global: `for (i = 0; i < h->len;
-// ++i)`). A loop that stops at any byte it reads counts as a string's loop, as do a constant
-// count (`memcmp(s, "GET ", 4)`) and an offset loaded from memory (`s[st->pos]`, a tokenizer's
-// position).
+// The analysis works on a copy of each function with pointer parameters, its locals in
+// registers (mem2reg), where scalar evolution tells where each access is and which loops move
+// it. It does not see a string read past its NUL by a loop that stops at a byte (a list of
+// strings separated by NULs), nor a count kept in memory and reloaded in a loop that also
+// reads a byte to decide to stop.
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H
@@ -28,19 +31,17 @@ class Module;
 
 namespace distnode::jit {
 
-/// How a function reads one of its pointer parameters by a count.
+/// How a function reads one of its pointer parameters by a count (none: `how` is empty).
 struct CountedRead {
-  /// A count loaded from memory (a struct field, a global), not handed in as a parameter.
-  static constexpr int kFromMemory = -2;
-  /// The IR argument whose value the count comes from, or kFromMemory; -1 if the parameter is
-  /// not read by a count.
+  /// The IR argument that the count comes from, named in the evidence; -1 if none is named.
   int count_arg = -1;
-  /// Evidence, to be followed by the count's name and then `at`: e.g. "is read in a loop whose
-  /// count comes from" + " `n`" + " (f.c:3)".
+  /// Evidence: `how`, then the count's name (if count_arg names one), then `how_rest` and
+  /// `at`: "is read in a loop bounded by" + " `n`" + " that does not stop..." + " (f.c:3)".
   std::string how;
+  std::string how_rest;
   std::string at;
 
-  [[nodiscard]] bool counted() const { return count_arg != -1; }
+  [[nodiscard]] bool counted() const { return !how.empty(); }
 };
 
 /// The counted reads of every pointer parameter of every function defined in a module, across

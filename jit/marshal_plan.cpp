@@ -249,13 +249,12 @@ void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &cou
     p = unmarshalable(p, "outlives the call: `" + p.name + "` " + use.escape_how +
                              ", so a copy cannot stand in for it");
   } else if (p.kind == MarshalKind::CString && counted.counted()) {
-    // A copy up to the first NUL would hold too few bytes, or read past them.
-    const bool named = counted.count_arg >= 0;
-    p = unmarshalable(
-        p, "holds bytes with a count, not a string: `" + p.name + "` " + counted.how +
-               (named ? " `" + count_name + "`" : " memory (a struct field or a global)") +
-               counted.at + "; annotate it with DIST_IN(" + p.name + ", " +
-               (named ? count_name + ")" : "count), the count passed as a parameter"));
+    // A copy up to the first NUL would hold too few bytes, or read past them. The count to
+    // annotate is how many bytes it reads, which the evidence need not name exactly.
+    p = unmarshalable(p, "holds bytes with a count, not a string: `" + p.name + "` " + counted.how +
+                             (counted.count_arg >= 0 ? " `" + count_name + "`" : std::string()) +
+                             counted.how_rest + counted.at + "; annotate it with DIST_IN(" +
+                             p.name + ", n), n being the number of bytes it reads");
   }
 }
 

@@ -538,25 +538,28 @@ TEST(PointerUse, UnsignedCharBytesWithoutACountAreNotAString) {
   EXPECT_TRUE(contains(f.reason, "annotate it with DIST_IN(bytes, count)")) << f.reason;
 }
 
-// A `const char *` read by a count from another parameter holds bytes, not a string: a copy up
-// to its first NUL would be too short. Such a function stays local, with where it reads so and
-// the annotation to write, directly or through a helper it hands the count to.
+// A `const char *` read by a count holds bytes, not a string: a copy up to its first NUL would
+// be too short. Such a function stays local, with where it reads so and the annotation to
+// write: a loop that moves along it and stops at no byte it reads (whatever bounds it), an
+// offset counted back from an end, a length for memcpy, a helper handed a count or a position
+// that the caller's loop moves.
 TEST(PointerUse, CharBytesReadByACountAreNotAString) {
   struct Case {
     const char *function, *needle;
   } cases[] = {
-      {"hash_bytes", "`data` is read in a loop whose count comes from `len` "
-                     "(tests/fixtures/escape.c:104); annotate it with DIST_IN(data, len)"},
-      {"last_byte",
-       "`data` is read at an offset that comes from `len` (tests/fixtures/escape.c:108)"},
-      {"copied_sum",
-       "`data` is copied by a length that comes from `n` (tests/fixtures/escape.c:114); "
-       "annotate it with DIST_IN(data, n)"},
-      {"hash_twice", "`data` is passed to `hash_bytes`, which reads it by a count, with a count "
-                     "that comes from `len` (tests/fixtures/escape.c:121)"},
-      {"frame_sum", "`payload` is read in a loop whose count comes from memory (a struct field or "
-                    "a global) (tests/fixtures/escape.c:137); annotate it with DIST_IN(payload, "
-                    "count), the count passed as a parameter"},
+      {"hash_bytes", "`data` is read in a loop bounded by `len` that does not stop at a byte it "
+                     "reads (tests/fixtures/escape.c:104); annotate it with DIST_IN(data, n), n "
+                     "being the number of bytes it reads"},
+      {"last_byte", "`data` is read at an offset counted back from `len` "
+                    "(tests/fixtures/escape.c:108)"},
+      {"copied_sum", "`data` is read by `memcpy` for a length that comes from `n` "
+                     "(tests/fixtures/escape.c:114)"},
+      {"hash_twice", "`data` is passed to `hash_bytes` (tests/fixtures/escape.c:121), which reads "
+                     "it by a count, from `len`"},
+      {"frame_sum", "`payload` is read in a loop that does not stop at a byte it reads "
+                    "(tests/fixtures/escape.c:137)"},
+      {"hash_via", "`data` is passed to `byte_at` (tests/fixtures/escape.c:146) and read in a loop "
+                   "bounded by `n` that does not stop at a byte it reads"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -574,16 +577,21 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
   EXPECT_EQ(counted.params[0].kind, MarshalKind::BufferIn);
 }
 
-// Loops that stop at the NUL (alone or with another bound), or run to a length strlen found,
-// and a position kept in a struct, read a string: still copied as one.
+// A string's loops stop at a byte they read (alone or with another bound), or run to a length
+// strlen found; positions kept in a struct or handed down a recursion, and an index modulo the
+// string's length, stay inside it: still copied as a string.
 TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
-  for (const char *name : {"count_char", "upper_count", "prefix_len", "hash_string", "next_is"}) {
+  for (const char *name :
+       {"count_char", "upper_count", "prefix_len", "hash_string", "next_is", "vowels_from"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
     ASSERT_FALSE(f.params.empty());
     EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
   }
+  const auto &mix = fn("escape", "key_mix");
+  EXPECT_EQ(mix.placement, Placement::Placeable) << mix.reason;
+  EXPECT_EQ(mix.params[2].kind, MarshalKind::CString);
 }
 
 TEST(AnalysisErrors, EachBadAnnotationIsReportedWithFileAndLine) {
