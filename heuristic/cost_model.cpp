@@ -1,4 +1,4 @@
-// cost_model.cpp - the Narxia cost of a placement.
+// cost_model.cpp - the cost of a placement.
 #include "heuristic/cost_model.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// cost_model.h - the Narxia cost of a placement: communication over cut edges, overload of
+// cost_model.h - the cost of a placement: communication over cut edges, overload of
 // node capacity, and the migration of state that moves.
 //
 //   comm(edge a→b) = calls·(M_call + 2·latency + U_call)·2 directions

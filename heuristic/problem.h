@@ -1,5 +1,5 @@
 // problem.h - the placement problem: nodes and links, placement units with their load, the
-// call edges between them, and the current placement (DESIGN.md "Cost model").
+// call edges between them, and the current placement (README "Placement heuristic").
 //
 // Pure data: no LLVM, no ZeroMQ. Rates are per second of program run time, so every cost is
 // in seconds of time per second ("s/s").

@@ -420,7 +420,7 @@ llvm::Constant *runtimeData(llvm::Module &m, const char *symbol) {
 
 // Moves the body of `name` to `name.impl` behind a fresh declaration `name` (resolved to the
 // stub), and generates `name.remote` (same signature; hands its arguments to the runtime as
-// slots) and `name.dispatch` (takes slots, calls the body). DESIGN.md: RAUW to a declaration,
+// slots) and `name.dispatch` (takes slots, calls the body). RAUW to a declaration,
 // not a rename, so that every use, including address-taken ones, goes through the stub.
 void rewriteFunction(llvm::Module &m, const std::string &name, std::uint32_t id,
                      llvm::Function *call_remote, llvm::Constant *context, RemoteSignature &sig) {

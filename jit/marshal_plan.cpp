@@ -228,7 +228,7 @@ bool mapIRArguments(FunctionInfo &info, const Facts &facts) {
 
 // A pointer parameter is copied only if the callee keeps to what the copy holds: one object
 // for a struct pointer (an array needs its count), and nothing that outlives the call for any
-// copied pointer (DESIGN.md "Pointers and arrays").
+// copied pointer (README "Pointers, arrays and other limits").
 void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &counted,
                      const std::string &count_name) {
   bool copied = p.kind == MarshalKind::CString || p.kind == MarshalKind::BufferIn ||

@@ -1,5 +1,5 @@
 // pointer_uses.h - what each function does with its pointer parameters: whether it treats one
-// as an array, and whether the pointer outlives the call (DESIGN.md "Pointers and arrays").
+// as an array, and whether the pointer outlives the call (README "Pointers, arrays and other limits").
 //
 // A pointer parameter can be marshaled by copying what it points to only if the callee touches
 // that one object (or the annotated array) and keeps no pointer into it after it returns. This

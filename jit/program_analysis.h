@@ -1,5 +1,5 @@
 // program_analysis.h - which functions of a program may run on another node, and how their
-// arguments cross the wire (DESIGN.md "The app model").
+// arguments cross the wire (README "The analysis").
 //
 // The analysis reads the annotations of include/dist.h (from llvm.global.annotations and debug
 // info), the C types of parameters (from debug info) and the IR, and decides for every defined

@@ -20,6 +20,10 @@
 
 namespace distnode::node {
 
+std::string ClusterConfig::whereIs(const NodeConfig &n) const {
+  return (label == path ? path + ":" + std::to_string(n.line) : label) + ": node `" + n.name + "`";
+}
+
 int ClusterConfig::nodeIndex(const std::string &name) const {
   for (size_t i = 0; i < nodes.size(); ++i)
     if (nodes[i].name == name)
@@ -55,14 +59,33 @@ struct ConfigError {
 
 class Parser {
 public:
-  explicit Parser(std::string path) : path_(std::move(path)) {}
+  Parser(std::string path, const std::string &text) : path_(std::move(path)) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      lines_.push_back(line);
+  }
 
   [[noreturn]] void fail(const YAML::Node &at, const std::string &field,
                          const std::string &what) const {
     std::string where = path_;
-    if (at.IsDefined() && at.Mark().line >= 0)
-      where += ":" + std::to_string(at.Mark().line + 1);
+    if (at.IsDefined())
+      where += ":" + std::to_string(at.Mark().line >= 0 ? lineOf(at, field) : 1);
     throw ConfigError{where + ": " + field + ": " + what};
+  }
+
+  // The line of `at`, 1-based. An empty value (`cluster:` and nothing) is marked where the next
+  // token starts, maybe lines below: its key's line, the nearest above that names it.
+  int lineOf(const YAML::Node &at, const std::string &field) const {
+    const int line = at.Mark().line;
+    if (!at.IsNull())
+      return line + 1;
+    const std::string key = field.substr(field.find_last_of('.') + 1);
+    const std::regex named("^\\s*(- )?" + std::regex_replace(key, std::regex(R"([\[\]])"), "") +
+                           "\\s*:");
+    for (int l = std::min(line, static_cast<int>(lines_.size()) - 1); l >= 0; --l)
+      if (std::regex_search(lines_[l], named))
+        return l + 1;
+    return line + 1;
   }
 
   std::string where(const YAML::Node &at) const {
@@ -70,6 +93,8 @@ public:
   }
 
   std::string str(const YAML::Node &n, const std::string &field) const {
+    if (n.IsNull())
+      fail(n, field, "no value; write one after the colon");
     if (!n.IsScalar())
       fail(n, field, "expected a string");
     return n.Scalar();
@@ -104,7 +129,7 @@ public:
       fail(t, field, "expected a whole number of milliseconds");
     }
     if (ms <= 0)
-      fail(t, field, "must be positive");
+      fail(t, field, "must be positive (milliseconds)");
     if (ms < min)
       fail(t, field, "must be at least " + std::to_string(min));
     if (ms > kMaxTimeoutMs)
@@ -156,7 +181,7 @@ public:
       NodeConfig node;
       node.line = n.Mark().line + 1;
       if (!n["name"])
-        fail(n, field + ".name", "missing");
+        fail(n, field + ".name", "missing; give the node a name, e.g. `name: n1`");
       node.name = str(n["name"], field + ".name");
       static const std::regex kName(R"([A-Za-z0-9_\-]{1,64})");
       if (!std::regex_match(node.name, kName))
@@ -200,7 +225,8 @@ public:
             fail(cap["cpu"], field + ".capacity.cpu", "expected a number");
           }
           if (!(node.cpu_capacity > 0))
-            fail(cap["cpu"], field + ".capacity.cpu", "must be positive");
+            fail(cap["cpu"], field + ".capacity.cpu",
+                 "must be positive (CPU seconds per second, e.g. 2.0)");
           if (node.cpu_capacity > kMaxCpuCapacity) // a node starts this many workers
             fail(cap["cpu"], field + ".capacity.cpu",
                  "must be at most " + std::to_string(kMaxCpuCapacity));
@@ -219,14 +245,16 @@ public:
     if (root["entry"]) {
       c.entry = str(root["entry"], "entry");
       if (c.nodeIndex(c.entry) < 0)
-        fail(root["entry"], "entry", "no node named `" + c.entry + "` in `nodes`");
+        fail(root["entry"], "entry",
+             "no node named `" + c.entry + "` in `nodes`; name one of the nodes listed there");
     }
     c.coordinator = c.entry;
     if (root["coordinator"]) {
       c.coordinator = str(root["coordinator"], "coordinator");
       if (c.nodeIndex(c.coordinator) < 0)
         fail(root["coordinator"], "coordinator",
-             "no node named `" + c.coordinator + "` in `nodes`");
+             "no node named `" + c.coordinator +
+                 "` in `nodes`; name one of the nodes listed there");
     }
     if (YAML::Node t = root["join_timeout_ms"])
       c.join_timeout = milliseconds(t, "join_timeout_ms", 1);
@@ -336,6 +364,7 @@ public:
 
 private:
   std::string path_;
+  std::vector<std::string> lines_; // the file's, to find a key's line
 };
 
 // The file's text, or why it cannot be read.
@@ -367,7 +396,7 @@ template <typename F> std::optional<std::string> guarded(const std::string &path
 
 std::optional<std::string> parseClusterConfig(const std::string &text, const std::string &path,
                                               ClusterConfig &out) {
-  return guarded(path, [&] { out = Parser(path).parse(YAML::Load(text)); });
+  return guarded(path, [&] { out = Parser(path, text).parse(YAML::Load(text)); });
 }
 
 std::optional<std::string> readClusterConfig(const std::string &path, ClusterConfig &out) {
@@ -385,7 +414,7 @@ std::optional<std::string> readPlacementFile(const std::string &path,
   return guarded(path, [&] {
     YAML::Node root = YAML::Load(text);
     out.clear();
-    Parser parser(path);
+    Parser parser(path, text);
     // A file written as cluster.yaml's `placement:` section, the section's key included.
     auto sectionLike = [](const YAML::Node &p) { // function: node, not a replica set's weights
       static const std::regex kNumber(R"([0-9.eE+\-]+)");

@@ -98,6 +98,9 @@ struct ClusterConfig {
 
   /// Index of node `name` in `nodes`, or -1.
   [[nodiscard]] int nodeIndex(const std::string &name) const;
+  /// Where node `n` is configured, as an error line begins: "cluster.yaml:12: node `n1`"
+  /// (the local cluster's label alone for one that --local made).
+  [[nodiscard]] std::string whereIs(const NodeConfig &n) const;
 };
 
 /// Reads and validates cluster.yaml into `out`; nothing, or the error as one line: "file:line:

@@ -1970,12 +1970,10 @@ ClusterNode::Create(const ClusterConfig &config, int self, jit::JitSession &sess
       impl->control->connect(endpoint);
     }
   } catch (const zmq::error_t &e) {
-    return fail(
-        (config.label == config.path ? config.path + ":" + std::to_string(me.line) : config.label) +
-        ": node `" + me.name + "`: cannot bind " + endpoint + ": " + e.what() +
-        (e.num() == EADDRINUSE      ? " (is another process using it?)"
-         : e.num() == EADDRNOTAVAIL ? " (is it an address of this machine?)"
-                                    : ""));
+    return fail(config.whereIs(me) + ": cannot bind " + endpoint + ": " + e.what() +
+                (e.num() == EADDRINUSE      ? " (is another process using it?)"
+                 : e.num() == EADDRNOTAVAIL ? " (is it an address of this machine?)"
+                                            : ""));
   }
   return std::unique_ptr<ClusterNode>(new ClusterNode(std::move(impl)));
 }

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -268,9 +269,19 @@ int runClusterNode(const Options &opt, distnode::jit::JitSession &session,
                 return inner(request);
               })
             : forwardingHandler(c.admin_endpoint, c.name, std::chrono::milliseconds(5000));
+    // An ipc:// socket's directory (/run/distnode, say) is made if missing, private to this user.
+    if (endpoint.rfind("ipc://", 0) == 0) {
+      std::error_code ec;
+      const std::filesystem::path dir = std::filesystem::path(endpoint.substr(6)).parent_path();
+      if (!dir.empty() && std::filesystem::create_directories(dir, ec))
+        std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+    }
     auto server = AdminServer::Create(endpoint, std::move(handler));
     if (!server)
-      return llvm::toString(server.takeError());
+      return config->whereIs(config->nodes[self]) +
+             ": admin: " + llvm::toString(server.takeError()) +
+             " (choose an admin endpoint this node can bind: an ipc:// path in a directory it may "
+             "write, or a free tcp:// port on loopback)";
     admin = std::move(*server);
     spdlog::info("admin socket at {}", endpoint);
     (*node)->atStop([] { admin->stop(); });

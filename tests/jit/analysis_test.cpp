@@ -1,4 +1,4 @@
-// analysis_test.cpp - the rules of DESIGN.md "The app model", one purpose-written function each.
+// analysis_test.cpp - the rules of the analysis (README "The analysis"), one purpose-written function each.
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
 
@@ -422,7 +422,7 @@ struct BadAnnotation {
   const char *needle;
 };
 
-// Pointers and arrays (DESIGN.md): a struct pointer is copied as one object only when the
+// Pointers and arrays (README "Pointers, arrays and other limits"): a struct pointer is copied as one object only when the
 // function provably uses one object; any copied pointer that outlives the call keeps the
 // function local.
 TEST(PointerUse, StructPointerIndexedWithVariableOffsetIsAnArray) {

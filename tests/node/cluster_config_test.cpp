@@ -96,7 +96,7 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
        "call port + 1); give each its own"},
       {"cluster: x\ncoordinator: c\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n  - {name: b, call: "
        "'tcp://h:3'}\n",
-       "c.yaml:2: coordinator: no node named `c` in `nodes`"},
+       "c.yaml:2: coordinator: no node named `c` in `nodes`; name one of the nodes listed there"},
       {"cluster: x\nheartbeat_timeout_ms: 10\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: heartbeat_timeout_ms: must be at least 100"},
       {"cluster: x\nnodse: []\n",
@@ -114,11 +114,11 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       {"cluster: x\nmax_message_mb: 4096\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: max_message_mb: must be from 1 to 2047 (FlatBuffers messages stay below 2 GiB)"},
       {"cluster: x\nentry: z\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
-       "c.yaml:2: entry: no node named `z` in `nodes`"},
+       "c.yaml:2: entry: no node named `z` in `nodes`; name one of the nodes listed there"},
       {"cluster: x\njoin_timeout_ms: soon\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:2: join_timeout_ms: expected a whole number of milliseconds"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', capacity: {cpu: -1}}\n",
-       "c.yaml:3: nodes[0].capacity.cpu: must be positive"},
+       "c.yaml:3: nodes[0].capacity.cpu: must be positive (CPU seconds per second, e.g. 2.0)"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', capacity: {cpu: 1e9}}\n",
        "c.yaml:3: nodes[0].capacity.cpu: must be at most 512"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1', admin: 'tcp://h:2'}\n",
@@ -142,6 +142,16 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       {"cluster: x\njoin_timeout_ms: 9223372036854775807\nnodes:\n  - {name: a, call: "
        "'tcp://h:1'}\n",
        "c.yaml:2: join_timeout_ms: must be at most 86400000 (24 hours)"},
+      // An empty value is reported at its key's line, not at the next token's.
+      {"cluster:\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:1: cluster: no value; write one after the colon"},
+      {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nplacement:\n  # where\n  f:\n\n"
+       "adapt: {}\n",
+       "c.yaml:6: placement.f: expected a node name, or for a load-balanced function a map "
+       "`node: weight` of its replicas"},
+      {"", "c.yaml:1: (top level): expected a map with `cluster` and `nodes`"},
+      {"cluster: x\nnodes:\n  - {call: 'tcp://h:1'}\n",
+       "c.yaml:3: nodes[0].name: missing; give the node a name, e.g. `name: n1`"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.text);

@@ -384,6 +384,35 @@ TEST(ClusterErrors, MemberOfAClusterThatNeverStartedExitsTwoWithTheReason) {
                    "5000 ms; stopping node `n1`\n");
 }
 
+// An admin socket in a directory that does not exist yet (/run/distnode/n0.admin on a fresh
+// machine) gets its directory, private to this user; one that cannot be made is one line that
+// names cluster.yaml's line, and the node does not start.
+TEST(ClusterErrors, AdminSocketDirectoryIsMadeOrTheErrorNamesTheNode) {
+  const std::string dir = ::testing::TempDir() + "admin_dir_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::string yaml = clusterConfig(1, 5000) + "    admin: ipc://" + dir + "/sub/n0.admin\n";
+  std::string config = writeTempFile("admin_dir.yaml", yaml);
+  ProcessResult ok =
+      runProcess({kDistnode, "--join", config, "--name", "n0", fixture("hello") + ".bc"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_TRUE(std::filesystem::is_directory(dir + "/sub"));
+  EXPECT_EQ(std::filesystem::status(dir + "/sub").permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_all);
+
+  // Under a regular file, no directory can be made.
+  const std::string file = dir + "/plain";
+  std::ofstream(file) << "x";
+  std::string bad = clusterConfig(1, 5000) + "    admin: ipc://" + file + "/n0.admin\n";
+  std::string bad_config = writeTempFile("admin_bad.yaml", bad);
+  ProcessResult r =
+      runProcess({kDistnode, "--join", bad_config, "--name", "n0", fixture("hello") + ".bc"});
+  expectOneLineError(r, bad_config + ":4: node `n0`: admin: cannot bind the admin socket ipc://" +
+                            file + "/n0.admin");
+  EXPECT_NE(r.err.find("choose an admin endpoint this node can bind"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "") << "the program did not start";
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ClusterErrors, NodeThatNeverJoinsTimesOutWithItsName) {
   std::string config = writeTempFile("lonely.yaml", twoNodeConfig(300));
   expectOneLineError(
