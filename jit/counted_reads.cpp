@@ -53,7 +53,8 @@ std::vector<unsigned> lengthsOf(llvm::StringRef name, unsigned pointer) {
       {"memchr", {{0, {2}}}},           {"memrchr", {{0, {2}}}},
       {"memmem", {{0, {1}}, {2, {3}}}}, {"write", {{1, {2}}}},
       {"pwrite", {{1, {2}}}},           {"send", {{1, {2}}}},
-      {"sendto", {{1, {2}}}},           {"fwrite", {{0, {1, 2}}}}};
+      {"sendto", {{1, {2}}}},           {"fwrite", {{0, {1, 2}}}},
+      {"bsearch", {{1, {2, 3}}}},       {"qsort", {{0, {1, 2}}}}};
   auto it = kLengths.find(name);
   if (it != kLengths.end())
     for (const Lengths &l : it->second)
@@ -109,6 +110,8 @@ public:
   Summary run(unsigned arg, std::vector<PassedOn> &passed) {
     arg_ = arg;
     derived_.clear();
+    origins_.clear();
+    ends_.clear();
     result_ = {};
     llvm::Argument *a = copy_.getArg(arg);
     derived_.insert(a);
@@ -140,119 +143,272 @@ public:
   }
 
 private:
-  // Whether `v` is computed (through the values it is made of, not through memory other than
-  // the string) from bytes of the string: a load through it, or a call handed it (`strlen`).
-  bool fromString(const llvm::Value *v) const {
-    std::set<const llvm::Value *> seen;
-    std::vector<const llvm::Value *> work{v};
-    while (!work.empty()) {
-      const llvm::Value *x = work.back();
-      work.pop_back();
-      auto *i = dyn_cast<llvm::Instruction>(x);
-      if (!i || !seen.insert(i).second)
-        continue;
-      if (auto *ld = dyn_cast<llvm::LoadInst>(i)) {
-        if (derived_.count(ld->getPointerOperand()))
-          return true;
-        // A local variable that mem2reg left in memory (a struct, say): what is stored there.
-        // Other memory is not followed.
-        if (auto *local =
-                dyn_cast<llvm::AllocaInst>(llvm::getUnderlyingObject(ld->getPointerOperand())))
-          for (const llvm::User *u : llvm::getUnderlyingObject(ld->getPointerOperand())->users())
-            storedInto(u, local, work);
+  // Where a value comes from, through the values it is made of: an integer parameter of the
+  // function, memory other than the string (a struct field, a global), the string's bytes (a
+  // load through it, or a table looked up by one), or a function of the whole string (a call
+  // handed it: `strlen(s)`).
+  struct Origin {
+    bool memory = false, bytes = false, whole = false;
+    bool other = false; // bytes of another string the function is handed
+    int param = -1;     // the first integer parameter met
+    void add(const Origin &o) {
+      memory |= o.memory;
+      bytes |= o.bytes;
+      whole |= o.whole;
+      other |= o.other;
+      if (param < 0)
+        param = o.param;
+    }
+    [[nodiscard]] bool fromString() const { return bytes || whole; }
+  };
+
+  // Pointers into the string are where it is, not what it holds: not followed.
+  const Origin &originOf(const llvm::Value *v) {
+    if (auto it = origins_.find(v); it != origins_.end())
+      return it->second;
+    origins_[v] = {}; // a cycle through phis adds nothing
+    Origin o;
+    if (auto *a = dyn_cast<llvm::Argument>(v)) {
+      if (a->getType()->isIntegerTy())
+        o.param = static_cast<int>(a->getArgNo());
+    } else if (auto *ld = dyn_cast<llvm::LoadInst>(v)) {
+      o = loaded(*ld);
+    } else if (auto *call = dyn_cast<llvm::CallBase>(v)) {
+      if (llvm::any_of(call->args(), [&](const llvm::Use &u) { return derived_.count(u.get()); }))
+        o.whole = true;
+      for (const llvm::Use &u : call->args())
+        if (!derived_.count(u.get()))
+          o.add(originOf(u.get()));
+    } else if (auto *i = dyn_cast<llvm::Instruction>(v)) {
+      for (const llvm::Value *op : i->operands())
+        if (!derived_.count(op))
+          o.add(originOf(op));
+    }
+    return origins_[v] = o;
+  }
+
+  Origin loaded(const llvm::LoadInst &ld) {
+    Origin o;
+    const llvm::Value *address = ld.getPointerOperand();
+    if (derived_.count(address)) {
+      o.bytes = true;
+      return o;
+    }
+    const llvm::Value *object = llvm::getUnderlyingObject(address);
+    // A byte of another string the function is handed (`a[i] == b[i]`): neither a count nor
+    // this string's end.
+    llvm::SmallVector<const llvm::Value *, 4> objects;
+    llvm::getUnderlyingObjects(address, objects);
+    if (ld.getType()->isIntegerTy(8) && !objects.empty() &&
+        llvm::all_of(objects, [](const llvm::Value *x) { return isa<llvm::Argument>(x); })) {
+      o.other = true;
+      return o;
+    }
+    if (auto *gv = dyn_cast<llvm::GlobalVariable>(object); gv && gv->isConstant()) {
+      o.add(originOf(address)); // a constant table: what picks the entry (a byte, for ctype's)
+      o.memory = false;
+      return o;
+    }
+    if (auto *local = dyn_cast<llvm::AllocaInst>(object)) {
+      // A local variable that mem2reg left in memory (a struct, say): what is stored there;
+      // filled by a call that is also handed the string, from its bytes.
+      std::vector<const llvm::Value *> stored;
+      bool filled = false;
+      storedInto(local, local, stored, filled);
+      o.bytes = filled;
+      for (const llvm::Value *x : stored)
+        o.add(originOf(x));
+      return o;
+    }
+    // `table[c]` (ctype's): a byte picks the entry, which is no count.
+    const Origin &at = originOf(address);
+    o.bytes = at.bytes;
+    o.whole = at.whole;
+    o.other = at.other;
+    o.memory = !at.fromString() && !at.other;
+    o.param = at.param;
+    return o;
+  }
+
+  // The values stored into local variable `local` through `u` (a use of it, or of a field's
+  // address), onto `stored`; `filled` if a call that is also handed the string gets it.
+  void storedInto(const llvm::Value *u, const llvm::AllocaInst *local,
+                  std::vector<const llvm::Value *> &stored, bool &filled) const {
+    for (const llvm::User *user : u->users()) {
+      if (auto *st = dyn_cast<llvm::StoreInst>(user)) {
+        if (st->getPointerOperand() == u)
+          stored.push_back(st->getValueOperand());
+      } else if (isa<llvm::GetElementPtrInst>(user) || isa<llvm::BitCastInst>(user)) {
+        storedInto(user, local, stored, filled);
+      } else if (auto *call = dyn_cast<llvm::CallBase>(user)) {
+        filled |=
+            llvm::any_of(call->args(), [&](const llvm::Use &a) { return derived_.count(a.get()); });
+      }
+    }
+  }
+
+  // How a loop ends: a bound that a count gives (a parameter, memory, a length read from the
+  // string's bytes before the loop), and whether it also stops at the string's end.
+  struct LoopEnd {
+    bool counted = false, stops_at_nul = false;
+    int param = -1;
+    void bound(const Origin &o) {
+      counted = true;
+      if (param < 0)
+        param = o.param;
+    }
+  };
+
+  // A value the loop carries from one iteration to the next (`i`, `i + 2`, `n - k`): its
+  // header's phi, plus or minus something.
+  static bool carried(const llvm::Value *v, const llvm::Loop *loop) {
+    for (int depth = 0; depth < 8; ++depth) {
+      if (auto *phi = dyn_cast<llvm::PHINode>(v))
+        return phi->getParent() == loop->getHeader();
+      if (auto *cast = dyn_cast<llvm::CastInst>(v)) {
+        v = cast->getOperand(0);
         continue;
       }
-      if (auto *call = dyn_cast<llvm::CallBase>(i))
-        for (const llvm::Value *op : call->args())
-          if (derived_.count(op))
-            return true;
-      for (const llvm::Value *op : i->operands())
-        if (!derived_.count(op)) // where the string is, not what it holds
-          work.push_back(op);
+      auto *bin = dyn_cast<llvm::BinaryOperator>(v);
+      if (!bin || (bin->getOpcode() != llvm::Instruction::Add &&
+                   bin->getOpcode() != llvm::Instruction::Sub))
+        return false;
+      if (carried(bin->getOperand(1), loop))
+        return true;
+      v = bin->getOperand(0);
     }
     return false;
   }
 
-  // The values stored into local variable `local` through `u` (a use of it, or of a field's
-  // address), onto `work`.
-  static void storedInto(const llvm::User *u, const llvm::AllocaInst *local,
-                         std::vector<const llvm::Value *> &work) {
-    if (auto *st = dyn_cast<llvm::StoreInst>(u)) {
-      if (llvm::getUnderlyingObject(st->getPointerOperand()) == local)
-        work.push_back(st->getValueOperand());
-    } else if (isa<llvm::GetElementPtrInst>(u) || isa<llvm::BitCastInst>(u)) {
-      for (const llvm::User *v : u->users())
-        storedInto(v, local, work);
+  // What condition `c` (which may end `loop`) says of the loop's end, into `end`. A counter
+  // compared with a count is a bound (`i < n`, `n > 0` for an `n` handed in, `i < len` for a
+  // length read from the string's first bytes), or the string's end when its length came from
+  // the string (`i < strlen(s)`). A byte compared with zero is the string's end; with anything
+  // else, a byte the loop stops at, which is neither.
+  void classify(const llvm::Value *c, const llvm::Loop *loop, LoopEnd &end, int depth = 0) {
+    auto *i = dyn_cast<llvm::Instruction>(c);
+    if (!i || depth > 16)
+      return;
+    if (auto *cmp = dyn_cast<llvm::ICmpInst>(i)) {
+      const llvm::Value *a = cmp->getOperand(0), *b = cmp->getOperand(1);
+      if (carried(b, loop) && !carried(a, loop))
+        std::swap(a, b);
+      if (carried(a, loop) && !carried(b, loop)) {
+        Origin o = originOf(a);
+        o.add(originOf(b));
+        auto *def = dyn_cast<llvm::Instruction>(b);
+        const bool before_loop = !def || !loop->contains(def);
+        if (o.whole)
+          end.stops_at_nul = true;
+        else if (o.param >= 0 || o.memory || (before_loop && originOf(b).bytes))
+          end.bound(o);
+        return;
+      }
+      for (int k = 0; k < 2; ++k) {
+        const Origin &o = originOf(cmp->getOperand(k));
+        auto *zero = dyn_cast<llvm::Constant>(cmp->getOperand(1 - k));
+        if (o.whole || (o.bytes && cmp->isEquality() && zero && zero->isNullValue()))
+          end.stops_at_nul = true;
+        if (o.fromString() || o.other)
+          return; // a byte the loop stops at (this string's or another's)
+      }
+      Origin o = originOf(a);
+      o.add(originOf(b));
+      if (o.param >= 0 || o.memory)
+        end.bound(o);
+      return;
+    }
+    if (isa<llvm::BinaryOperator>(i) || isa<llvm::SelectInst>(i) || isa<llvm::PHINode>(i) ||
+        isa<llvm::CastInst>(i)) {
+      for (const llvm::Value *op : i->operands())
+        if (op->getType()->isIntegerTy(1) && !derived_.count(op))
+          classify(op, loop, end, depth + 1);
+      return;
+    }
+    const Origin &o = originOf(c); // a call's answer (`isspace(c)`, `more(i)`)
+    if (o.whole)
+      end.stops_at_nul = true;
+    else if (!o.fromString() && (o.param >= 0 || o.memory))
+      end.bound(o);
+  }
+
+  // The condition `t` ends the loop on, if it may: a conditional branch or a switch.
+  void classifyExit(const llvm::Instruction *t, const llvm::Loop *loop, LoopEnd &end) {
+    if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
+      classify(br->getCondition(), loop, end);
+    } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
+      const Origin &o = originOf(sw->getCondition());
+      if (o.whole || (o.bytes && llvm::any_of(sw->cases(), [](const auto &k) {
+                        return k.getCaseValue()->isZero();
+                      })))
+        end.stops_at_nul = true;
+      else if (!o.fromString() && (o.param >= 0 || o.memory))
+        end.bound(o);
     }
   }
 
-  // The first parameter of this function (an integer) that `s` depends on, or -1.
-  static int parameterIn(const llvm::SCEV *s) {
-    int found = -1;
-    llvm::SCEVExprContains(s, [&](const llvm::SCEV *e) {
-      auto *u = dyn_cast<llvm::SCEVUnknown>(e);
-      auto *a = u ? dyn_cast<llvm::Argument>(u->getValue()) : nullptr;
-      if (a && a->getType()->isIntegerTy())
-        found = static_cast<int>(a->getArgNo());
-      return found >= 0;
-    });
-    return found;
-  }
-
-  int parameterIn(const llvm::Value *v) const {
-    return se_->isSCEVable(v->getType()) ? parameterIn(se_->getSCEV(const_cast<llvm::Value *>(v)))
-                                         : -1;
+  const LoopEnd &endOf(const llvm::Loop *loop) {
+    if (auto it = ends_.find(loop); it != ends_.end())
+      return it->second;
+    LoopEnd end;
+    llvm::SmallVector<llvm::BasicBlock *, 4> exiting;
+    loop->getExitingBlocks(exiting);
+    for (const llvm::BasicBlock *b : exiting) {
+      const llvm::Instruction *t = b->getTerminator();
+      classifyExit(t, loop, end);
+      // A `return` or `break` inside a block with locals leaves through a cleanup that
+      // switches on a constant each path stored (`cleanup.dest`): the paths' own branches
+      // decide.
+      const llvm::Value *c = nullptr;
+      if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional())
+        c = br->getCondition();
+      else if (auto *sw = dyn_cast<llvm::SwitchInst>(t))
+        c = sw->getCondition();
+      if (auto *cmp = c ? dyn_cast<llvm::ICmpInst>(c) : nullptr)
+        c = cmp->getOperand(0);
+      auto *phi = c ? dyn_cast<llvm::PHINode>(c) : nullptr;
+      if (!phi || !llvm::all_of(phi->incoming_values(),
+                                [](const llvm::Use &v) { return isa<llvm::ConstantInt>(v.get()); }))
+        continue;
+      for (const llvm::BasicBlock *path : phi->blocks())
+        for (const llvm::BasicBlock *from : llvm::predecessors(path))
+          if (loop->contains(from))
+            classifyExit(from->getTerminator(), loop, end);
+    }
+    return ends_[loop] = end;
   }
 
   // Whether `s` changes from one iteration of `loop` to the next: it steps with the loop, or
-  // is a value the loop carries over (a pointer advanced by varying amounts).
+  // depends on a value computed inside it (`p[i ^ 1]`, `ring[wrap(k)]`, a pointer advanced by
+  // varying amounts).
   static bool advancesIn(const llvm::SCEV *s, const llvm::Loop *loop) {
     return llvm::SCEVExprContains(s, [&](const llvm::SCEV *e) {
       if (auto *rec = dyn_cast<llvm::SCEVAddRecExpr>(e))
         return rec->getLoop() == loop;
       auto *u = dyn_cast<llvm::SCEVUnknown>(e);
-      auto *phi = u ? dyn_cast<llvm::PHINode>(u->getValue()) : nullptr;
-      return phi && loop->contains(phi);
+      auto *i = u ? dyn_cast<llvm::Instruction>(u->getValue()) : nullptr;
+      return i && loop->contains(i);
     });
   }
 
   // Whether the string, read at `address` by `i`, is read by a count: in a loop that moves the
-  // address along it and does not stop at a byte it reads (every exit of a string's loop
-  // depends on its bytes: `*s`, `s[i] && i < max`, `i < strlen(s)`), or just before an end
-  // that a parameter gives (`s[n - 1]`). An address computed from the string's bytes
-  // (`key[i % strlen(key)]`) stays inside it.
+  // address along it, bounded by a count and not stopping at the string's end. An address
+  // computed from the string's bytes (`key[i % strlen(key)]`) stays inside it.
   CountedRead countedAt(const llvm::Instruction &i, const llvm::SCEV *address,
-                        bool address_from_string) const {
+                        bool address_from_string) {
     if (address_from_string)
       return {};
     for (const llvm::Loop *loop = li_->getLoopFor(i.getParent()); loop;
          loop = loop->getParentLoop()) {
       if (!advancesIn(address, loop))
         continue;
-      llvm::SmallVector<llvm::BasicBlock *, 4> exits;
-      loop->getExitingBlocks(exits);
-      const bool stops_at_a_byte = llvm::any_of(exits, [&](const llvm::BasicBlock *b) {
-        auto *br = dyn_cast<llvm::BranchInst>(b->getTerminator());
-        if (br && br->isConditional())
-          return fromString(br->getCondition());
-        auto *sw = dyn_cast<llvm::SwitchInst>(b->getTerminator());
-        return sw ? fromString(sw->getCondition()) : true; // another exit: as if it did
-      });
-      if (stops_at_a_byte)
-        continue; // a string's loop; an outer loop may still move past its NUL
-      const llvm::SCEV *bound = se_->getSymbolicMaxBackedgeTakenCount(loop);
-      const int param = isa<llvm::SCEVCouldNotCompute>(bound) ? -1 : parameterIn(bound);
-      if (param >= 0)
-        return {param, "is read in a loop bounded by", " that does not stop at a byte it reads",
+      const LoopEnd &end = endOf(loop);
+      if (!end.counted || end.stops_at_nul)
+        continue; // an outer loop may still move past the string's end
+      if (end.param >= 0)
+        return {end.param, "is read in a loop bounded by", " that does not stop at its NUL",
                 sourceLocation(i)};
-      return {-1, "is read in a loop that does not stop at a byte it reads", "", sourceLocation(i)};
-    }
-    const llvm::SCEV *offset = se_->removePointerBase(address);
-    if (auto *add = dyn_cast<llvm::SCEVAddExpr>(offset)) {
-      auto *c = dyn_cast<llvm::SCEVConstant>(add->getOperand(0));
-      const int param = parameterIn(offset);
-      if (c && c->getAPInt().isNegative() && param >= 0)
-        return {param, "is read at an offset counted back from", "", sourceLocation(i)};
+      return {-1, "is read in a loop bounded by a count, not by its NUL", "", sourceLocation(i)};
     }
     return {};
   }
@@ -265,40 +421,31 @@ private:
   // A read through the string at `address` by `i`.
   void readAt(const llvm::Instruction &i, const llvm::SCEV *address) {
     result_.reads = true;
-    if (auto *a = dyn_cast<llvm::SCEVUnknown>(se_->getPointerBase(address));
-        a && a->getValue() == copy_.getArg(arg_)) {
-      const int param = parameterIn(se_->removePointerBase(address));
-      if (param >= 0) // a position handed in
-        result_.offsets.insert(static_cast<unsigned>(param));
-    }
     const llvm::Value *v = isa<llvm::LoadInst>(i) ? cast<llvm::LoadInst>(i).getPointerOperand()
                                                   : cast<llvm::StoreInst>(i).getPointerOperand();
-    found(countedAt(i, address, fromString(v)));
+    const Origin &o = originOf(v);
+    if (o.param >= 0) // a position handed in
+      result_.offsets.insert(static_cast<unsigned>(o.param));
+    found(countedAt(i, address, o.whole));
   }
 
-  // A length (of memcpy and its kin) that is neither constant nor the string's own: it comes
-  // from a parameter, or from memory that is not a constant table.
+  // A length (of memcpy and its kin) that a count gives: a parameter or memory, not the
+  // string's own (`strlen(s)`, a position found in it) nor a constant table's.
   CountedRead countedBy(const llvm::CallBase &call, const llvm::Value *length,
-                        const std::string &name) const {
-    if (isa<llvm::Constant>(length) || fromString(length))
+                        const std::string &name) {
+    const Origin &o = originOf(length);
+    if (o.fromString() || (o.param < 0 && !o.memory))
       return {};
-    if (auto *ld = dyn_cast<llvm::LoadInst>(length)) {
-      const llvm::Value *base = llvm::getUnderlyingObject(ld->getPointerOperand());
-      if (auto *gv = dyn_cast<llvm::GlobalVariable>(base); gv && gv->isConstant())
-        return {};
-    }
-    const int param = parameterIn(length);
-    if (param >= 0)
-      return {param, "is read by `" + name + "` for a length that comes from", "",
+    if (o.param >= 0)
+      return {o.param, "is read by `" + name + "` for a length that comes from", "",
               sourceLocation(call)};
-    return {-1, "is read by `" + name + "` for a length not taken from its bytes", "",
-            sourceLocation(call)};
+    return {-1, "is read by `" + name + "` for a length kept in memory", "", sourceLocation(call)};
   }
 
   void visitCall(const llvm::CallBase &call, unsigned k, const llvm::Value *v,
                  std::vector<PassedOn> &passed) {
     const llvm::SCEV *address = se_->getSCEV(const_cast<llvm::Value *>(v));
-    const bool address_from_string = fromString(v);
+    const bool address_from_string = originOf(v).whole;
     if (auto *mem = dyn_cast<llvm::MemTransferInst>(&call)) {
       result_.reads = true;
       found(countedBy(call, mem->getLength(), "memcpy"));
@@ -330,8 +477,8 @@ private:
     on.read_here = countedAt(call, address, address_from_string);
     for (unsigned j = 0; j < call.arg_size() && j < callee->arg_size(); ++j) {
       const llvm::Value *actual = call.getArgOperand(j);
-      on.from_string.push_back(fromString(actual));
-      on.from_param.push_back(parameterIn(actual));
+      on.from_string.push_back(originOf(actual).whole);
+      on.from_param.push_back(originOf(actual).param);
       CountedRead at_offset;
       if (se_->isSCEVable(actual->getType()) && actual->getType()->isIntegerTy()) {
         const llvm::SCEV *offset =
@@ -355,6 +502,8 @@ private:
   std::unique_ptr<llvm::ScalarEvolution> se_;
   unsigned arg_ = 0;
   std::set<const llvm::Value *> derived_;
+  std::map<const llvm::Value *, Origin> origins_;
+  std::map<const llvm::Loop *, LoopEnd> ends_;
   Summary result_;
 };
 

@@ -1,20 +1,21 @@
 // counted_reads.h - which pointer parameters a function reads past where a string would end:
-// by a count rather than up to a NUL it finds.
+// by a count rather than up to its NUL.
 //
 // A `const char *` is copied as a string, up to its first NUL. A function that reads it in a
-// loop that moves along it and stops at no byte it reads (`for (i = 0; i < n; ++i) ... s[i]`,
-// whatever bounds it), just before an end a parameter gives (`s[n - 1]`), or with `memcpy`,
-// `memcmp`, `memchr`... for a length that is neither constant nor the string's own, holds bytes
-// with a count: the copy would be too short, or would read past bytes with no NUL. Also
-// through calls: a helper handed the pointer and a count, or a position that a loop of the
-// caller's moves along. A string's loop stops at a byte it reads (`*s`, `s[i] && i < max`) or
-// runs to a length taken from the string (`strlen(s)`).
+// loop that moves along it, is bounded by a count (an integer parameter, memory such as
+// `h->len`, a length read from the string's first bytes) and has no exit at the NUL (it may
+// stop at another byte), or with `memcpy`, `memcmp`, `memchr`, `bsearch`... for a length that
+// a parameter or memory gives, holds bytes with a count: the copy would be too short, or would
+// read past bytes with no NUL. Also through calls: a helper handed the pointer and a count, or
+// a position that a loop of the caller's moves. A string's loop has an exit at the NUL (a byte,
+// or what ctype's tables give for it, compared with zero) or runs to a length taken from the
+// whole string (`strlen(s)`).
 //
 // The analysis works on a copy of each function with pointer parameters, its locals in
-// registers (mem2reg), where scalar evolution tells where each access is and which loops move
-// it. It does not see a string read past its NUL by a loop that stops at a byte (a list of
-// strings separated by NULs), nor a count kept in memory and reloaded in a loop that also
-// reads a byte to decide to stop.
+// registers (mem2reg), where scalar evolution tells which loops move each access. It does not
+// see reads at constant offsets or in loops of a constant count, recursion over (p, n), loops
+// that exit at the NUL and still read past it (a list of strings), offsets computed from a
+// count without a loop (`s[n / 2]`), or irreducible loops.
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H

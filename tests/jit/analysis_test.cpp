@@ -1,4 +1,5 @@
-// analysis_test.cpp - the rules of the analysis (README "The analysis"), one purpose-written function each.
+// analysis_test.cpp - the rules of the analysis (README "The analysis"), one purpose-written
+// function each.
 #include "jit/bitcode.h"
 #include "jit/program_analysis.h"
 
@@ -422,9 +423,9 @@ struct BadAnnotation {
   const char *needle;
 };
 
-// Pointers and arrays (README "Pointers, arrays and other limits"): a struct pointer is copied as one object only when the
-// function provably uses one object; any copied pointer that outlives the call keeps the
-// function local.
+// Pointers and arrays (README "Pointers, arrays and other limits"): a struct pointer is copied as
+// one object only when the function provably uses one object; any copied pointer that outlives the
+// call keeps the function local.
 TEST(PointerUse, StructPointerIndexedWithVariableOffsetIsAnArray) {
   const auto &f = fn("struct_array", "fill");
   EXPECT_EQ(f.placement, Placement::Local);
@@ -540,26 +541,26 @@ TEST(PointerUse, UnsignedCharBytesWithoutACountAreNotAString) {
 
 // A `const char *` read by a count holds bytes, not a string: a copy up to its first NUL would
 // be too short. Such a function stays local, with where it reads so and the annotation to
-// write: a loop that moves along it and stops at no byte it reads (whatever bounds it), an
-// offset counted back from an end, a length for memcpy, a helper handed a count or a position
-// that the caller's loop moves.
+// write: a loop that moves along it, bounded by a count (a parameter, a struct field, a length
+// read from the bytes) and not stopping at its NUL (it may stop at another byte), a length for
+// memcpy, a helper handed a count or a position that the caller's loop moves.
 TEST(PointerUse, CharBytesReadByACountAreNotAString) {
   struct Case {
     const char *function, *needle;
   } cases[] = {
-      {"hash_bytes", "`data` is read in a loop bounded by `len` that does not stop at a byte it "
-                     "reads (tests/fixtures/escape.c:104); annotate it with DIST_IN(data, n), n "
+      {"hash_bytes", "`data` is read in a loop bounded by `len` that does not stop at its NUL "
+                     "(tests/fixtures/escape.c:104); annotate it with DIST_IN(data, n), n "
                      "being the number of bytes it reads"},
-      {"last_byte", "`data` is read at an offset counted back from `len` "
-                    "(tests/fixtures/escape.c:108)"},
       {"copied_sum", "`data` is read by `memcpy` for a length that comes from `n` "
                      "(tests/fixtures/escape.c:114)"},
       {"hash_twice", "`data` is passed to `hash_bytes` (tests/fixtures/escape.c:121), which reads "
                      "it by a count, from `len`"},
-      {"frame_sum", "`payload` is read in a loop that does not stop at a byte it reads "
+      {"frame_sum", "`payload` is read in a loop bounded by a count, not by its NUL "
                     "(tests/fixtures/escape.c:137)"},
       {"hash_via", "`data` is passed to `byte_at` (tests/fixtures/escape.c:146) and read in a loop "
-                   "bounded by `n` that does not stop at a byte it reads"},
+                   "bounded by `n` that does not stop at its NUL"},
+      {"frame_len", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
+      {"tlv_sum", "`p` is read in a loop bounded by `n` that does not stop at its NUL"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -577,12 +578,13 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
   EXPECT_EQ(counted.params[0].kind, MarshalKind::BufferIn);
 }
 
-// A string's loops stop at a byte they read (alone or with another bound), or run to a length
-// strlen found; positions kept in a struct or handed down a recursion, and an index modulo the
-// string's length, stay inside it: still copied as a string.
+// A string's loops stop at its NUL (alone or with another bound; also through ctype's tables,
+// and through the cleanup of a block with locals), or run to a length strlen found; positions
+// kept in a struct or handed down a recursion, and an index modulo the string's length, stay
+// inside it: still copied as a string.
 TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
-  for (const char *name :
-       {"count_char", "upper_count", "prefix_len", "hash_string", "next_is", "vowels_from"}) {
+  for (const char *name : {"count_char", "upper_count", "prefix_len", "hash_string", "next_is",
+                           "vowels_from", "ci_equal", "digits_before_space"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
