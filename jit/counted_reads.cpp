@@ -21,7 +21,9 @@
 #include "llvm/Transforms/Utils/PromoteMemToReg.h"
 #include "llvm/Transforms/Utils/ValueMapper.h"
 
+#include <ctype.h>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <vector>
@@ -72,7 +74,8 @@ struct PassedOn {
   unsigned arg; // the caller's pointer parameter
   const llvm::Function *callee;
   unsigned callee_arg;
-  std::vector<bool> from_string;
+  std::vector<bool> from_string; // a function of the whole string (`strlen(s)`)
+  std::vector<bool> counts;      // a count: from a parameter, memory or a length in the bytes
   std::vector<int> from_param;
   std::vector<CountedRead> read_at; // per callee argument: the caller's reading at that offset
   CountedRead read_here;            // the caller's, if the callee reads where it points
@@ -111,6 +114,7 @@ public:
     arg_ = arg;
     derived_.clear();
     origins_.clear();
+    locals_.clear();
     ends_.clear();
     result_ = {};
     llvm::Argument *a = copy_.getArg(arg);
@@ -205,20 +209,27 @@ private:
       return o;
     }
     if (auto *gv = dyn_cast<llvm::GlobalVariable>(object); gv && gv->isConstant()) {
-      o.add(originOf(address)); // a constant table: what picks the entry (a byte, for ctype's)
-      o.memory = false;
+      // A constant table's entry: no count of the caller's, whatever picks it (`kLen[k]`),
+      // unless a byte does.
+      const Origin &at = originOf(address);
+      o.bytes = at.bytes;
+      o.whole = at.whole;
+      o.other = at.other;
       return o;
     }
     if (auto *local = dyn_cast<llvm::AllocaInst>(object)) {
       // A local variable that mem2reg left in memory (a struct, say): what is stored there;
-      // filled by a call that is also handed the string, from its bytes.
+      // filled by a call that is also handed the string, from its bytes. Once per variable.
+      if (auto it = locals_.find(local); it != locals_.end())
+        return it->second;
+      locals_[local] = {}; // a value stored there that was loaded from it adds nothing
       std::vector<const llvm::Value *> stored;
       bool filled = false;
       storedInto(local, local, stored, filled);
       o.bytes = filled;
       for (const llvm::Value *x : stored)
         o.add(originOf(x));
-      return o;
+      return locals_[local] = o;
     }
     // `table[c]` (ctype's): a byte picks the entry, which is no count.
     const Origin &at = originOf(address);
@@ -248,7 +259,8 @@ private:
   }
 
   // How a loop ends: a bound that a count gives (a parameter, memory, a length read from the
-  // string's bytes before the loop), and whether it also stops at the string's end.
+  // string's bytes before the loop), or the string's end (a length of the whole string, or an
+  // iteration that leaves the loop whenever the byte it reads is the NUL).
   struct LoopEnd {
     bool counted = false, stops_at_nul = false;
     int param = -1;
@@ -280,11 +292,10 @@ private:
     return false;
   }
 
-  // What condition `c` (which may end `loop`) says of the loop's end, into `end`. A counter
-  // compared with a count is a bound (`i < n`, `n > 0` for an `n` handed in, `i < len` for a
-  // length read from the string's first bytes), or the string's end when its length came from
-  // the string (`i < strlen(s)`). A byte compared with zero is the string's end; with anything
-  // else, a byte the loop stops at, which is neither.
+  // Whether condition `c`, which may end `loop`, bounds it by a count: a counter compared with
+  // a parameter, memory, or a length read from the string's first bytes (`i < n`, `n > 0` for
+  // an `n` handed in, `i < h->len`); or, through `strlen(s)`, by the string's end. A byte
+  // compared with anything is a test of the bytes, neither. Each term of `&&` and `||`.
   void classify(const llvm::Value *c, const llvm::Loop *loop, LoopEnd &end, int depth = 0) {
     auto *i = dyn_cast<llvm::Instruction>(c);
     if (!i || depth > 16)
@@ -293,29 +304,18 @@ private:
       const llvm::Value *a = cmp->getOperand(0), *b = cmp->getOperand(1);
       if (carried(b, loop) && !carried(a, loop))
         std::swap(a, b);
-      if (carried(a, loop) && !carried(b, loop)) {
-        Origin o = originOf(a);
-        o.add(originOf(b));
-        auto *def = dyn_cast<llvm::Instruction>(b);
-        const bool before_loop = !def || !loop->contains(def);
-        if (o.whole)
-          end.stops_at_nul = true;
-        else if (o.param >= 0 || o.memory || (before_loop && originOf(b).bytes))
-          end.bound(o);
-        return;
-      }
-      for (int k = 0; k < 2; ++k) {
-        const Origin &o = originOf(cmp->getOperand(k));
-        auto *zero = dyn_cast<llvm::Constant>(cmp->getOperand(1 - k));
-        if (o.whole || (o.bytes && cmp->isEquality() && zero && zero->isNullValue()))
-          end.stops_at_nul = true;
-        if (o.fromString() || o.other)
-          return; // a byte the loop stops at (this string's or another's)
-      }
       Origin o = originOf(a);
       o.add(originOf(b));
-      if (o.param >= 0 || o.memory)
+      if (o.whole) {
+        end.stops_at_nul = true;
+      } else if (carried(a, loop) && !carried(b, loop)) {
+        auto *def = dyn_cast<llvm::Instruction>(b);
+        const bool before_loop = !def || !loop->contains(def);
+        if (o.param >= 0 || o.memory || (before_loop && originOf(b).bytes))
+          end.bound(o);
+      } else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory)) {
         end.bound(o);
+      }
       return;
     }
     if (isa<llvm::BinaryOperator>(i) || isa<llvm::SelectInst>(i) || isa<llvm::PHINode>(i) ||
@@ -325,56 +325,235 @@ private:
           classify(op, loop, end, depth + 1);
       return;
     }
-    const Origin &o = originOf(c); // a call's answer (`isspace(c)`, `more(i)`)
+    const Origin &o = originOf(c); // a call's answer (`more(i)`)
     if (o.whole)
       end.stops_at_nul = true;
-    else if (!o.fromString() && (o.param >= 0 || o.memory))
+    else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory))
       end.bound(o);
   }
 
-  // The condition `t` ends the loop on, if it may: a conditional branch or a switch.
-  void classifyExit(const llvm::Instruction *t, const llvm::Loop *loop, LoopEnd &end) {
-    if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
-      classify(br->getCondition(), loop, end);
-    } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
-      const Origin &o = originOf(sw->getCondition());
-      if (o.whole || (o.bytes && llvm::any_of(sw->cases(), [](const auto &k) {
-                        return k.getCaseValue()->isZero();
-                      })))
-        end.stops_at_nul = true;
-      else if (!o.fromString() && (o.param >= 0 || o.memory))
-        end.bound(o);
+  // Blocks of `loop` from which it can be left without passing its header again.
+  bool canLeave(const llvm::Loop *loop, const llvm::BasicBlock *b,
+                std::map<const llvm::BasicBlock *, int> &memo) const {
+    auto [it, fresh] = memo.emplace(b, 0); // 0: being looked at (a cycle leaves no way out)
+    if (!fresh)
+      return it->second == 1;
+    bool leaves = false;
+    for (const llvm::BasicBlock *next : llvm::successors(b))
+      leaves = leaves || !loop->contains(next) ||
+               (next != loop->getHeader() && canLeave(loop, next, memo));
+    memo[b] = leaves ? 1 : 2;
+    return leaves;
+  }
+
+  // The value of `v` in one iteration along a path (`env`: the phis met on it), with every
+  // byte read from this string, or from another the function is handed, zero; none if unknown.
+  using Env = std::map<const llvm::Value *, std::optional<llvm::APInt>>;
+  std::optional<llvm::APInt> valueAtNul(const llvm::Value *v, const Env &env, int depth = 0) {
+    if (auto *k = dyn_cast<llvm::ConstantInt>(v))
+      return k->getValue();
+    if (auto it = env.find(v); it != env.end())
+      return it->second;
+    auto *i = dyn_cast<llvm::Instruction>(v);
+    if (!i || depth > 32 || !i->getType()->isIntegerTy())
+      return std::nullopt;
+    auto at = [&](unsigned k) { return valueAtNul(i->getOperand(k), env, depth + 1); };
+    const unsigned bits = i->getType()->getIntegerBitWidth();
+    if (auto *ld = dyn_cast<llvm::LoadInst>(i)) {
+      const Origin &o = originOf(ld);
+      if ((o.bytes || o.other) && derived_.count(ld->getPointerOperand()))
+        return llvm::APInt(bits, 0);
+      llvm::SmallVector<const llvm::Value *, 4> objects;
+      llvm::getUnderlyingObjects(ld->getPointerOperand(), objects);
+      if (bits == 8 && !objects.empty() &&
+          llvm::all_of(objects, [](const llvm::Value *x) { return isa<llvm::Argument>(x); }))
+        return llvm::APInt(bits, 0); // another string's byte: it ends too, as far as this goes
+      return ctypeAtNul(*ld, env, depth);
     }
+    if (auto *cast = dyn_cast<llvm::CastInst>(i)) {
+      auto x = at(0);
+      if (!x)
+        return std::nullopt;
+      switch (cast->getOpcode()) {
+      case llvm::Instruction::ZExt:
+        return x->zext(bits);
+      case llvm::Instruction::SExt:
+        return x->sext(bits);
+      case llvm::Instruction::Trunc:
+        return x->trunc(bits);
+      default:
+        return std::nullopt;
+      }
+    }
+    if (auto *cmp = dyn_cast<llvm::ICmpInst>(i)) {
+      auto a = at(0), b = at(1);
+      if (!a || !b)
+        return std::nullopt;
+      return llvm::APInt(1, llvm::ICmpInst::compare(*a, *b, cmp->getPredicate()));
+    }
+    if (auto *sel = dyn_cast<llvm::SelectInst>(i)) {
+      auto c = at(0);
+      if (c)
+        return at(c->isOne() ? 1 : 2);
+      auto a = at(1), b = at(2);
+      return a && b && *a == *b ? a : std::nullopt;
+    }
+    if (auto *bin = dyn_cast<llvm::BinaryOperator>(i)) {
+      auto a = at(0), b = at(1);
+      const auto op = bin->getOpcode();
+      if (op == llvm::Instruction::And && ((a && a->isZero()) || (b && b->isZero())))
+        return llvm::APInt(bits, 0);
+      if (op == llvm::Instruction::Or && ((a && a->isAllOnes()) || (b && b->isAllOnes())))
+        return llvm::APInt::getAllOnes(bits);
+      if (!a || !b)
+        return std::nullopt;
+      switch (op) {
+      case llvm::Instruction::And:
+        return *a & *b;
+      case llvm::Instruction::Or:
+        return *a | *b;
+      case llvm::Instruction::Xor:
+        return *a ^ *b;
+      case llvm::Instruction::Add:
+        return *a + *b;
+      case llvm::Instruction::Sub:
+        return *a - *b;
+      default:
+        return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // glibc's ctype tables (`isdigit(c)`, `tolower(c)` read `(*__ctype_b_loc())[c]`...) at the
+  // NUL: this process's own entries, the same in every locale for the NUL.
+  std::optional<llvm::APInt> ctypeAtNul(const llvm::LoadInst &ld, const Env &env, int depth) {
+    auto *gep = dyn_cast<llvm::GetElementPtrInst>(ld.getPointerOperand());
+    auto *table = gep && gep->getNumIndices() == 1
+                      ? dyn_cast<llvm::LoadInst>(gep->getPointerOperand())
+                      : nullptr;
+    auto *call = table ? dyn_cast<llvm::CallBase>(table->getPointerOperand()) : nullptr;
+    const llvm::Function *f = call ? call->getCalledFunction() : nullptr;
+    if (!f || !ld.getType()->isIntegerTy())
+      return std::nullopt;
+    auto index = valueAtNul(gep->getOperand(1), env, depth + 1);
+    if (!index || !index->isZero())
+      return std::nullopt;
+    const unsigned bits = ld.getType()->getIntegerBitWidth();
+    const llvm::StringRef name = f->getName();
+    if (name == "__ctype_b_loc" && bits == 16)
+      return llvm::APInt(bits, static_cast<std::uint16_t>((*__ctype_b_loc())[0]));
+    if (name == "__ctype_tolower_loc" && bits == 32)
+      return llvm::APInt(bits, static_cast<std::uint32_t>((*__ctype_tolower_loc())[0]));
+    if (name == "__ctype_toupper_loc" && bits == 32)
+      return llvm::APInt(bits, static_cast<std::uint32_t>((*__ctype_toupper_loc())[0]));
+    return std::nullopt;
+  }
+
+  // Whether one iteration of `loop`, its bytes at the string's end, leaves it on every way
+  // through (a branch whose condition is unknown there goes both ways): the loop stops at the
+  // NUL. Ways that come back to the header, or go round an inner loop, do not stop.
+  bool stopsAtNul(const llvm::Loop *loop) {
+    struct Way {
+      const llvm::BasicBlock *block, *from;
+      Env env;
+      std::vector<const llvm::BasicBlock *> seen;
+      int rounds = 0;    // times round the loop so far (a flag set at the NUL ends the next)
+      bool read = false; // it read a byte of the string
+    };
+    std::vector<Way> ways{{loop->getHeader(), nullptr, {}, {}}};
+    for (int budget = 512; !ways.empty(); --budget) {
+      if (budget == 0)
+        return false; // too many ways to follow: not known to stop
+      Way w = std::move(ways.back());
+      ways.pop_back();
+      if (llvm::is_contained(w.seen, w.block))
+        return false; // round an inner loop
+      w.seen.push_back(w.block);
+      Env phis; // all read on entry, from the way's last block
+      for (const llvm::PHINode &phi : w.block->phis())
+        phis[&phi] = w.from && phi.getType()->isIntegerTy()
+                         ? valueAtNul(phi.getIncomingValueForBlock(w.from), w.env)
+                         : std::nullopt;
+      for (auto &[phi, value] : phis)
+        w.env[phi] = value;
+      w.read = w.read || readsString(w.block);
+      const llvm::Instruction *t = w.block->getTerminator();
+      std::vector<const llvm::BasicBlock *> next;
+      if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
+        auto c = valueAtNul(br->getCondition(), w.env);
+        if (c)
+          next.push_back(br->getSuccessor(c->isOne() ? 0 : 1));
+        else
+          next = {br->getSuccessor(0), br->getSuccessor(1)};
+      } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
+        if (auto c = valueAtNul(sw->getCondition(), w.env)) {
+          const llvm::BasicBlock *to = sw->getDefaultDest();
+          for (const auto &k : sw->cases())
+            if (k.getCaseValue()->getValue() == *c)
+              to = k.getCaseSuccessor();
+          next.push_back(to);
+        } else {
+          for (const llvm::BasicBlock *b : llvm::successors(w.block))
+            next.push_back(b);
+        }
+      } else {
+        for (const llvm::BasicBlock *b : llvm::successors(w.block))
+          next.push_back(b);
+      }
+      for (const llvm::BasicBlock *b : next) {
+        if (!loop->contains(b))
+          continue; // this way leaves
+        if (b == loop->getHeader()) {
+          if (!w.read)
+            continue; // round without reading the string (an inner loop that did not run)
+          if (w.rounds >= 1)
+            return false; // round twice at the NUL: it does not stop there
+          ways.push_back({b, w.block, w.env, {}, w.rounds + 1, false});
+          continue;
+        }
+        ways.push_back({b, w.block, w.env, w.seen, w.rounds, w.read});
+      }
+    }
+    return true;
+  }
+
+  // Whether block `b` reads the string: a load through it, or a call handed it.
+  bool readsString(const llvm::BasicBlock *b) const {
+    return llvm::any_of(*b, [&](const llvm::Instruction &i) {
+      if (auto *ld = dyn_cast<llvm::LoadInst>(&i))
+        return derived_.count(ld->getPointerOperand()) != 0;
+      if (auto *call = dyn_cast<llvm::CallBase>(&i))
+        return llvm::any_of(call->args(),
+                            [&](const llvm::Use &a) { return derived_.count(a.get()) != 0; });
+      return false;
+    });
   }
 
   const LoopEnd &endOf(const llvm::Loop *loop) {
     if (auto it = ends_.find(loop); it != ends_.end())
       return it->second;
     LoopEnd end;
-    llvm::SmallVector<llvm::BasicBlock *, 4> exiting;
-    loop->getExitingBlocks(exiting);
-    for (const llvm::BasicBlock *b : exiting) {
-      const llvm::Instruction *t = b->getTerminator();
-      classifyExit(t, loop, end);
-      // A `return` or `break` inside a block with locals leaves through a cleanup that
-      // switches on a constant each path stored (`cleanup.dest`): the paths' own branches
-      // decide.
-      const llvm::Value *c = nullptr;
-      if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional())
-        c = br->getCondition();
-      else if (auto *sw = dyn_cast<llvm::SwitchInst>(t))
-        c = sw->getCondition();
-      if (auto *cmp = c ? dyn_cast<llvm::ICmpInst>(c) : nullptr)
-        c = cmp->getOperand(0);
-      auto *phi = c ? dyn_cast<llvm::PHINode>(c) : nullptr;
-      if (!phi || !llvm::all_of(phi->incoming_values(),
-                                [](const llvm::Use &v) { return isa<llvm::ConstantInt>(v.get()); }))
+    std::map<const llvm::BasicBlock *, int> memo;
+    // Every branch inside the loop that may lead out of it may bound it: the terms of `&&`
+    // are branches of their own, and a `return` from a block with locals leaves through a
+    // cleanup first.
+    for (const llvm::BasicBlock *b : loop->blocks()) {
+      if (!canLeave(loop, b, memo))
         continue;
-      for (const llvm::BasicBlock *path : phi->blocks())
-        for (const llvm::BasicBlock *from : llvm::predecessors(path))
-          if (loop->contains(from))
-            classifyExit(from->getTerminator(), loop, end);
+      const llvm::Instruction *t = b->getTerminator();
+      if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
+        classify(br->getCondition(), loop, end);
+      } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
+        const Origin &o = originOf(sw->getCondition());
+        if (o.whole)
+          end.stops_at_nul = true;
+        else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory))
+          end.bound(o);
+      }
     }
+    if (end.counted && !end.stops_at_nul)
+      end.stops_at_nul = stopsAtNul(loop);
     return ends_[loop] = end;
   }
 
@@ -473,11 +652,13 @@ private:
     auto original = original_of_.find(callee);
     if (original == original_of_.end() || k >= callee->arg_size())
       return;
-    PassedOn on{&original_, arg_, original->second, k, {}, {}, {}, {}, sourceLocation(call)};
+    PassedOn on{&original_, arg_, original->second, k, {}, {}, {}, {}, {}, sourceLocation(call)};
     on.read_here = countedAt(call, address, address_from_string);
     for (unsigned j = 0; j < call.arg_size() && j < callee->arg_size(); ++j) {
       const llvm::Value *actual = call.getArgOperand(j);
-      on.from_string.push_back(originOf(actual).whole);
+      const Origin &o = originOf(actual);
+      on.from_string.push_back(o.whole);
+      on.counts.push_back(!o.whole && (o.param >= 0 || o.memory || o.bytes));
       on.from_param.push_back(originOf(actual).param);
       CountedRead at_offset;
       if (se_->isSCEVable(actual->getType()) && actual->getType()->isIntegerTy()) {
@@ -503,6 +684,7 @@ private:
   unsigned arg_ = 0;
   std::set<const llvm::Value *> derived_;
   std::map<const llvm::Value *, Origin> origins_;
+  std::map<const llvm::AllocaInst *, Origin> locals_;
   std::map<const llvm::Loop *, LoopEnd> ends_;
   Summary result_;
 };
@@ -522,8 +704,8 @@ bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
   const std::string passed = "is passed to `" + on.callee->getName().str() + "`" + on.at;
   const CountedRead &c = callee.counted;
   if (c.counted() &&
-      (c.count_arg < 0 || static_cast<std::size_t>(c.count_arg) >= on.from_string.size() ||
-       !on.from_string[c.count_arg])) {
+      (c.count_arg < 0 ||
+       (static_cast<std::size_t>(c.count_arg) < on.counts.size() && on.counts[c.count_arg]))) {
     const int from =
         c.count_arg >= 0 && static_cast<std::size_t>(c.count_arg) < on.from_param.size()
             ? on.from_param[c.count_arg]

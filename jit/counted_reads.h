@@ -2,20 +2,21 @@
 // by a count rather than up to its NUL.
 //
 // A `const char *` is copied as a string, up to its first NUL. A function that reads it in a
-// loop that moves along it, is bounded by a count (an integer parameter, memory such as
-// `h->len`, a length read from the string's first bytes) and has no exit at the NUL (it may
-// stop at another byte), or with `memcpy`, `memcmp`, `memchr`, `bsearch`... for a length that
-// a parameter or memory gives, holds bytes with a count: the copy would be too short, or would
-// read past bytes with no NUL. Also through calls: a helper handed the pointer and a count, or
-// a position that a loop of the caller's moves. A string's loop has an exit at the NUL (a byte,
-// or what ctype's tables give for it, compared with zero) or runs to a length taken from the
-// whole string (`strlen(s)`).
+// loop that moves along it and is bounded by a count (an integer parameter, memory such as
+// `h->len`, a length read from the string's first bytes), unless the loop stops at the NUL, or
+// with `memcpy`, `memcmp`, `memchr`, `bsearch`... for a length that a parameter or memory
+// gives, holds bytes with a count: the copy would be too short, or would read past bytes with
+// no NUL. Also through calls: a helper handed the pointer and a count, or a position that a
+// loop of the caller's moves. Whether a loop stops at the NUL is found by running one
+// iteration (two, for a flag) with the string's bytes at zero, glibc's ctype tables included:
+// it does if every way through that reads the string leaves it; or if its bound is the length
+// of the whole string (`strlen(s)`).
 //
 // The analysis works on a copy of each function with pointer parameters, its locals in
 // registers (mem2reg), where scalar evolution tells which loops move each access. It does not
-// see reads at constant offsets or in loops of a constant count, recursion over (p, n), loops
-// that exit at the NUL and still read past it (a list of strings), offsets computed from a
-// count without a loop (`s[n / 2]`), or irreducible loops.
+// see reads at constant offsets or in loops of a constant count, recursion over (p, n), a count
+// a program helper computes from the bytes, lists of strings, offsets computed from a count
+// without a loop (`s[n / 2]`), or irreducible loops.
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H

@@ -561,6 +561,7 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
                    "bounded by `n` that does not stop at its NUL"},
       {"frame_len", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
       {"tlv_sum", "`p` is read in a loop bounded by `n` that does not stop at its NUL"},
+      {"until_delim", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -583,8 +584,9 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
 // kept in a struct or handed down a recursion, and an index modulo the string's length, stay
 // inside it: still copied as a string.
 TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
-  for (const char *name : {"count_char", "upper_count", "prefix_len", "hash_string", "next_is",
-                           "vowels_from", "ci_equal", "digits_before_space"}) {
+  for (const char *name :
+       {"count_char", "upper_count", "prefix_len", "hash_string", "next_is", "vowels_from",
+        "ci_equal", "digits_before_space", "copy_word", "digits_upto"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
