@@ -5,11 +5,14 @@
 #include "llvm/IR/DebugInfoMetadata.h"
 #include "llvm/IR/Function.h"
 #include "llvm/IR/GetElementPtrTypeIterator.h"
+#include "llvm/IR/InstIterator.h"
 #include "llvm/IR/Instructions.h"
 #include "llvm/IR/IntrinsicInst.h"
 #include "llvm/IR/Module.h"
 
+#include <deque>
 #include <limits>
+#include <set>
 #include <vector>
 
 namespace distnode::jit {
@@ -325,25 +328,43 @@ PointerUses::PointerUses(const llvm::Module &module) {
   SummaryLookup lookup = [this](const llvm::Function &f, unsigned k) -> const PointerUse & {
     return of(f, k);
   };
-  // Facts only grow (flags turn on, extents grow), so iterating to a fixed point over
-  // recursive calls terminates, except where recursion passes a pointer on at an offset
-  // (`f(&p->next)`): its extent grows every round. After kWidenAfter rounds such an extent is
-  // widened to "unbounded", which makes the pointer an array.
+  // The pointer parameters of each function's callers: what to look at again when its facts
+  // grow.
+  std::map<const llvm::Function *, std::vector<const llvm::Argument *>> args_of;
+  for (const llvm::Argument *a : args)
+    args_of[a->getParent()].push_back(a);
+  std::map<const llvm::Function *, std::set<const llvm::Function *>> callers;
+  for (const auto &[f, _] : args_of)
+    for (const llvm::Instruction &i : llvm::instructions(*f))
+      if (auto *call = dyn_cast<llvm::CallBase>(&i))
+        if (const llvm::Function *callee = call->getCalledFunction())
+          callers[callee].insert(f);
+  // Facts only grow (flags turn on, extents grow), so a worklist reaches a fixed point over
+  // recursive calls, except where recursion passes a pointer on at an offset (`f(&p->next)`):
+  // its extent grows each time. After kWidenAfter growths such an extent is widened to
+  // "unbounded", which makes the pointer an array. Callers are looked at again only when a
+  // callee's facts grew (a chain of N functions defined callers first took N rounds over all).
   constexpr int kWidenAfter = 32;
-  for (int round = 0, changed = 1; changed; ++round) {
-    changed = 0;
-    for (const llvm::Argument *a : args) {
-      PointerUse now = Walker(lookup).run(*a);
-      PointerUse &old = uses_[{a->getParent(), a->getArgNo()}];
-      if (sameFacts(now, old))
-        continue;
-      if (round >= kWidenAfter && now.extent > old.extent) {
-        now.extent = kUnboundedExtent;
-        now.extent_how = "is passed on at growing offsets by recursive calls";
-      }
-      old = std::move(now);
-      changed = 1;
+  std::deque<const llvm::Argument *> work(args.begin(), args.end());
+  std::set<const llvm::Argument *> queued(args.begin(), args.end());
+  std::map<const llvm::Argument *, int> growths;
+  while (!work.empty()) {
+    const llvm::Argument *a = work.front();
+    work.pop_front();
+    queued.erase(a);
+    PointerUse now = Walker(lookup).run(*a);
+    PointerUse &old = uses_[{a->getParent(), a->getArgNo()}];
+    if (sameFacts(now, old))
+      continue;
+    if (++growths[a] > kWidenAfter && now.extent > old.extent) {
+      now.extent = kUnboundedExtent;
+      now.extent_how = "is passed on at growing offsets by recursive calls";
     }
+    old = std::move(now);
+    for (const llvm::Function *caller : callers[a->getParent()])
+      for (const llvm::Argument *b : args_of[caller])
+        if (queued.insert(b).second)
+          work.push_back(b);
   }
 }
 
