@@ -22,6 +22,7 @@
 #include "llvm/Transforms/Utils/ValueMapper.h"
 
 #include <ctype.h>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
@@ -701,7 +702,7 @@ bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
       changed |= caller.offsets.insert(static_cast<unsigned>(on.from_param[j])).second;
   if (caller.counted.counted())
     return changed;
-  const std::string passed = "is passed to `" + on.callee->getName().str() + "`" + on.at;
+  auto passed = [&] { return "is passed to `" + on.callee->getName().str() + "`" + on.at; };
   const CountedRead &c = callee.counted;
   if (c.counted() &&
       (c.count_arg < 0 ||
@@ -711,14 +712,14 @@ bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
             ? on.from_param[c.count_arg]
             : -1;
     caller.counted = from >= 0
-                         ? CountedRead{from, passed + ", which reads it by a count, from", "", ""}
-                         : CountedRead{-1, passed + ", which reads it by a count", "", ""};
+                         ? CountedRead{from, passed() + ", which reads it by a count, from", "", ""}
+                         : CountedRead{-1, passed() + ", which reads it by a count", "", ""};
     return true;
   }
   // "is read in a loop..." becomes "is passed to `f` (x.c:9) and read in a loop...".
   auto through = [&](const CountedRead &read) {
     caller.counted = read;
-    caller.counted.how = passed + " and " + read.how.substr(std::string_view("is ").size());
+    caller.counted.how = passed() + " and " + read.how.substr(std::string_view("is ").size());
     caller.counted.at.clear();
     return true;
   };
@@ -762,14 +763,22 @@ CountedReads::CountedReads(const llvm::Module &module) {
       if (a.getType()->isPointerTy())
         summaries[{original, a.getArgNo()}] = reads.run(a.getArgNo(), passed);
   }
-  // Through calls, to a fixed point: facts are only ever found, never lost, so this ends.
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (const PassedOn &on : passed) {
-      auto callee = summaries.find({on.callee, on.callee_arg});
-      if (callee != summaries.end())
-        changed |= handOn(on, callee->second, summaries[{on.caller, on.arg}]);
-    }
+  // Through calls, to a fixed point: facts are only ever found, never lost, so this ends. A
+  // call is looked at again only when its callee's facts grew.
+  std::map<std::pair<const llvm::Function *, unsigned>, std::vector<const PassedOn *>> calls_of;
+  for (const PassedOn &on : passed)
+    calls_of[{on.callee, on.callee_arg}].push_back(&on);
+  std::deque<const PassedOn *> work;
+  for (const PassedOn &on : passed)
+    work.push_back(&on);
+  while (!work.empty()) {
+    const PassedOn &on = *work.front();
+    work.pop_front();
+    auto callee = summaries.find({on.callee, on.callee_arg});
+    if (callee == summaries.end() || !handOn(on, callee->second, summaries[{on.caller, on.arg}]))
+      continue;
+    for (const PassedOn *next : calls_of[{on.caller, on.arg}])
+      work.push_back(next);
   }
   for (auto &[key, summary] : summaries)
     if (summary.counted.counted())
