@@ -67,16 +67,15 @@ std::vector<unsigned> lengthsOf(llvm::StringRef name, unsigned pointer) {
 }
 
 // What a caller's call hands a program function along with the pointer, judged where the call
-// is: for each of the callee's arguments, whether it comes from the string's own bytes
-// (`strlen(s)`), the caller's parameter it comes from (for the message), and whether reading
-// the string at that argument as an offset, there, would read it by a count.
+// is: for each of the callee's arguments, whether it is a count, the caller's parameter it
+// comes from (for the message), and whether reading the string at that argument as an offset,
+// there, would read it by a count.
 struct PassedOn {
   const llvm::Function *caller;
   unsigned arg; // the caller's pointer parameter
   const llvm::Function *callee;
   unsigned callee_arg;
-  std::vector<bool> from_string; // a function of the whole string (`strlen(s)`)
-  std::vector<bool> counts;      // a count: from a parameter, memory or a length in the bytes
+  std::vector<bool> counts; // a count: from a parameter, memory or a length in the bytes
   std::vector<int> from_param;
   std::vector<CountedRead> read_at; // per callee argument: the caller's reading at that offset
   CountedRead read_here;            // the caller's, if the callee reads where it points
@@ -199,16 +198,13 @@ private:
       o.bytes = true;
       return o;
     }
-    const llvm::Value *object = llvm::getUnderlyingObject(address);
     // A byte of another string the function is handed (`a[i] == b[i]`): neither a count nor
     // this string's end.
-    llvm::SmallVector<const llvm::Value *, 4> objects;
-    llvm::getUnderlyingObjects(address, objects);
-    if (ld.getType()->isIntegerTy(8) && !objects.empty() &&
-        llvm::all_of(objects, [](const llvm::Value *x) { return isa<llvm::Argument>(x); })) {
+    if (otherStringByte(ld)) {
       o.other = true;
       return o;
     }
+    const llvm::Value *object = llvm::getUnderlyingObject(address);
     if (auto *gv = dyn_cast<llvm::GlobalVariable>(object); gv && gv->isConstant()) {
       // A constant table's entry: no count of the caller's, whatever picks it (`kLen[k]`),
       // unless a byte does.
@@ -242,6 +238,16 @@ private:
     return o;
   }
 
+  // Whether `ld` reads a byte through the function's other pointer parameters.
+  static bool otherStringByte(const llvm::LoadInst &ld) {
+    if (!ld.getType()->isIntegerTy(8))
+      return false;
+    llvm::SmallVector<const llvm::Value *, 4> objects;
+    llvm::getUnderlyingObjects(ld.getPointerOperand(), objects);
+    return !objects.empty() &&
+           llvm::all_of(objects, [](const llvm::Value *x) { return isa<llvm::Argument>(x); });
+  }
+
   // The values stored into local variable `local` through `u` (a use of it, or of a field's
   // address), onto `stored`; `filled` if a call that is also handed the string gets it.
   void storedInto(const llvm::Value *u, const llvm::AllocaInst *local,
@@ -271,6 +277,15 @@ private:
         param = o.param;
     }
   };
+
+  // A value that is not a byte: the string's length ends the loop at its NUL; a parameter or
+  // memory bounds it by a count.
+  static void boundBy(const Origin &o, LoopEnd &end) {
+    if (o.whole)
+      end.stops_at_nul = true;
+    else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory))
+      end.bound(o);
+  }
 
   // A value the loop carries from one iteration to the next (`i`, `i + 2`, `n - k`): its
   // header's phi, plus or minus something.
@@ -307,15 +322,13 @@ private:
         std::swap(a, b);
       Origin o = originOf(a);
       o.add(originOf(b));
-      if (o.whole) {
-        end.stops_at_nul = true;
-      } else if (carried(a, loop) && !carried(b, loop)) {
+      if (!o.whole && carried(a, loop) && !carried(b, loop)) {
         auto *def = dyn_cast<llvm::Instruction>(b);
         const bool before_loop = !def || !loop->contains(def);
         if (o.param >= 0 || o.memory || (before_loop && originOf(b).bytes))
           end.bound(o);
-      } else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory)) {
-        end.bound(o);
+      } else {
+        boundBy(o, end);
       }
       return;
     }
@@ -326,11 +339,7 @@ private:
           classify(op, loop, end, depth + 1);
       return;
     }
-    const Origin &o = originOf(c); // a call's answer (`more(i)`)
-    if (o.whole)
-      end.stops_at_nul = true;
-    else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory))
-      end.bound(o);
+    boundBy(originOf(c), end); // a call's answer (`more(i)`)
   }
 
   // Blocks of `loop` from which it can be left without passing its header again.
@@ -361,14 +370,9 @@ private:
     auto at = [&](unsigned k) { return valueAtNul(i->getOperand(k), env, depth + 1); };
     const unsigned bits = i->getType()->getIntegerBitWidth();
     if (auto *ld = dyn_cast<llvm::LoadInst>(i)) {
-      const Origin &o = originOf(ld);
-      if ((o.bytes || o.other) && derived_.count(ld->getPointerOperand()))
+      // Another string's byte is zero too: it ends as well, as far as this goes.
+      if (derived_.count(ld->getPointerOperand()) || otherStringByte(*ld))
         return llvm::APInt(bits, 0);
-      llvm::SmallVector<const llvm::Value *, 4> objects;
-      llvm::getUnderlyingObjects(ld->getPointerOperand(), objects);
-      if (bits == 8 && !objects.empty() &&
-          llvm::all_of(objects, [](const llvm::Value *x) { return isa<llvm::Argument>(x); }))
-        return llvm::APInt(bits, 0); // another string's byte: it ends too, as far as this goes
       return ctypeAtNul(*ld, env, depth);
     }
     if (auto *cast = dyn_cast<llvm::CastInst>(i)) {
@@ -546,11 +550,7 @@ private:
       if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
         classify(br->getCondition(), loop, end);
       } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
-        const Origin &o = originOf(sw->getCondition());
-        if (o.whole)
-          end.stops_at_nul = true;
-        else if (!o.fromString() && !o.other && (o.param >= 0 || o.memory))
-          end.bound(o);
+        boundBy(originOf(sw->getCondition()), end);
       }
     }
     if (end.counted && !end.stops_at_nul)
@@ -653,21 +653,20 @@ private:
     auto original = original_of_.find(callee);
     if (original == original_of_.end() || k >= callee->arg_size())
       return;
-    PassedOn on{&original_, arg_, original->second, k, {}, {}, {}, {}, {}, sourceLocation(call)};
+    PassedOn on{&original_, arg_, original->second, k, {}, {}, {}, {}, sourceLocation(call)};
     on.read_here = countedAt(call, address, address_from_string);
     for (unsigned j = 0; j < call.arg_size() && j < callee->arg_size(); ++j) {
       const llvm::Value *actual = call.getArgOperand(j);
       const Origin &o = originOf(actual);
-      on.from_string.push_back(o.whole);
       on.counts.push_back(!o.whole && (o.param >= 0 || o.memory || o.bytes));
-      on.from_param.push_back(originOf(actual).param);
+      on.from_param.push_back(o.param);
       CountedRead at_offset;
       if (se_->isSCEVable(actual->getType()) && actual->getType()->isIntegerTy()) {
         const llvm::SCEV *offset =
             se_->getTruncateOrSignExtend(se_->getSCEV(const_cast<llvm::Value *>(actual)),
                                          se_->getEffectiveSCEVType(address->getType()));
-        at_offset = countedAt(call, se_->getAddExpr(address, offset),
-                              address_from_string || on.from_string.back());
+        at_offset =
+            countedAt(call, se_->getAddExpr(address, offset), address_from_string || o.whole);
       }
       on.read_at.push_back(std::move(at_offset));
     }
