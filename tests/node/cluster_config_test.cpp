@@ -145,6 +145,8 @@ TEST(ClusterConfig, EachMistakeNamesLineAndField) {
       // An empty value is reported at its key's line, not at the next token's.
       {"cluster:\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
        "c.yaml:1: cluster: no value; write one after the colon"},
+      {"cluster: x\njoin_timeout_ms: 0\nnodes:\n  - {name: a, call: 'tcp://h:1'}\n",
+       "c.yaml:2: join_timeout_ms: must be positive (milliseconds)"},
       {"cluster: x\nnodes:\n  - {name: a, call: 'tcp://h:1'}\nplacement:\n  # where\n  f:\n\n"
        "adapt: {}\n",
        "c.yaml:6: placement.f: expected a node name, or for a load-balanced function a map "
