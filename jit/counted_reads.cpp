@@ -3,6 +3,7 @@
 
 #include "jit/pointer_uses.h"
 
+#include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Analysis/AssumptionCache.h"
@@ -12,6 +13,7 @@
 #include "llvm/Analysis/TargetLibraryInfo.h"
 #include "llvm/Analysis/ValueTracking.h"
 #include "llvm/IR/Constants.h"
+#include "llvm/IR/DataLayout.h"
 #include "llvm/IR/Dominators.h"
 #include "llvm/IR/Instructions.h"
 #include "llvm/IR/IntrinsicInst.h"
@@ -21,6 +23,7 @@
 #include "llvm/Transforms/Utils/PromoteMemToReg.h"
 #include "llvm/Transforms/Utils/ValueMapper.h"
 
+#include <cstdint>
 #include <ctype.h>
 #include <deque>
 #include <memory>
@@ -66,6 +69,12 @@ std::vector<unsigned> lengthsOf(llvm::StringRef name, unsigned pointer) {
   return {};
 }
 
+// Where a call is reached with the string empty (FunctionReads::emptyRun).
+struct EmptyReach {
+  std::int64_t offset = 0;                       // the pointer's offset into the string there
+  std::vector<std::optional<std::int64_t>> args; // the call's integer arguments there, if known
+};
+
 // What a caller's call hands a program function along with the pointer, judged where the call
 // is: for each of the callee's arguments, whether it is a count, the caller's parameter it
 // comes from (for the message), and whether reading the string at that argument as an offset,
@@ -80,6 +89,7 @@ struct PassedOn {
   std::vector<CountedRead> read_at; // per callee argument: the caller's reading at that offset
   CountedRead read_here;            // the caller's, if the callee reads where it points
   std::string at;
+  std::optional<EmptyReach> empty; // none: not reached with the string empty, or at no known offset
 };
 
 // Per pointer parameter, across calls: whether the function reads through it at all, the
@@ -88,6 +98,7 @@ struct Summary {
   bool reads = false;
   std::set<unsigned> offsets;
   CountedRead counted;
+  CountedRead past_empty; // a read past the NUL when the string is empty (emptyRun)
 };
 
 // The reads of one function's pointer parameters, on its copy with registers for locals.
@@ -113,6 +124,7 @@ public:
   Summary run(unsigned arg, std::vector<PassedOn> &passed) {
     arg_ = arg;
     derived_.clear();
+    passed_at_.clear();
     origins_.clear();
     locals_.clear();
     ends_.clear();
@@ -143,6 +155,8 @@ public:
           visitCall(*call, call->getArgOperandNo(&use), v, passed);
         }
       }
+    if (result_.reads || !passed_at_.empty())
+      emptyRun(passed);
     return result_;
   }
 
@@ -375,6 +389,16 @@ private:
         return llvm::APInt(bits, 0);
       return ctypeAtNul(*ld, env, depth);
     }
+    if (auto *call = dyn_cast<llvm::CallBase>(i)) {
+      // The length of the empty string.
+      const llvm::Function *f = call->getCalledFunction();
+      const bool length =
+          f && f->isDeclaration() && (f->getName() == "strlen" || f->getName() == "strnlen");
+      auto at_start = length ? offsetAtNul(call->getArgOperand(0), env) : std::nullopt;
+      if (empty_ && at_start && at_start->isZero())
+        return llvm::APInt(bits, 0);
+      return std::nullopt;
+    }
     if (auto *cast = dyn_cast<llvm::CastInst>(i)) {
       auto x = at(0);
       if (!x)
@@ -396,7 +420,7 @@ private:
         return std::nullopt;
       return llvm::APInt(1, llvm::ICmpInst::compare(*a, *b, cmp->getPredicate()));
     }
-    if (auto *sel = dyn_cast<llvm::SelectInst>(i)) {
+    if (isa<llvm::SelectInst>(i)) {
       auto c = at(0);
       if (c)
         return at(c->isOne() ? 1 : 2);
@@ -455,6 +479,156 @@ private:
     return std::nullopt;
   }
 
+  // Entering `block` from `from` on a way: its phis take their values from `from`, all at once
+  // (an integer's value, or a pointer's offset into the string; unknown otherwise).
+  void enter(const llvm::BasicBlock *block, const llvm::BasicBlock *from, Env &env) {
+    Env phis;
+    for (const llvm::PHINode &phi : block->phis()) {
+      const llvm::Value *in = from ? phi.getIncomingValueForBlock(from) : nullptr;
+      if (!in)
+        phis[&phi] = std::nullopt;
+      else if (phi.getType()->isIntegerTy())
+        phis[&phi] = valueAtNul(in, env);
+      else if (derived_.count(&phi))
+        phis[&phi] = offsetAtNul(in, env);
+      else
+        phis[&phi] = std::nullopt;
+    }
+    for (auto &[phi, value] : phis)
+      env[phi] = value;
+  }
+
+  // Where a way goes from `block`: the successor its condition picks, or every successor if the
+  // condition is unknown there.
+  std::vector<const llvm::BasicBlock *> next(const llvm::BasicBlock *block, const Env &env) {
+    const llvm::Instruction *t = block->getTerminator();
+    if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
+      if (auto c = valueAtNul(br->getCondition(), env))
+        return {br->getSuccessor(c->isOne() ? 0 : 1)};
+    } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
+      if (auto c = valueAtNul(sw->getCondition(), env)) {
+        const llvm::BasicBlock *to = sw->getDefaultDest();
+        for (const auto &k : sw->cases())
+          if (k.getCaseValue()->getValue() == *c)
+            to = k.getCaseSuccessor();
+        return {to};
+      }
+    }
+    return {llvm::succ_begin(block), llvm::succ_end(block)};
+  }
+
+  // The offset in bytes from the string's start of `p`, a pointer derived from it, along a way
+  // (`env`); none if unknown.
+  std::optional<llvm::APInt> offsetAtNul(const llvm::Value *p, const Env &env, int depth = 0) {
+    if (!derived_.count(p) || depth > 32)
+      return std::nullopt;
+    if (isa<llvm::Argument>(p))
+      return llvm::APInt(64, 0);
+    if (auto it = env.find(p); it != env.end())
+      return it->second;
+    if (auto *gep = dyn_cast<llvm::GetElementPtrInst>(p)) {
+      auto base = offsetAtNul(gep->getPointerOperand(), env, depth + 1);
+      llvm::MapVector<llvm::Value *, llvm::APInt> terms;
+      llvm::APInt constant(64, 0);
+      if (!base || !gep->collectOffset(copy_.getParent()->getDataLayout(), 64, terms, constant))
+        return std::nullopt;
+      llvm::APInt offset = *base + constant;
+      for (const auto &[index, scale] : terms) {
+        auto x = valueAtNul(index, env, depth + 1);
+        if (!x)
+          return std::nullopt;
+        offset += x->sextOrTrunc(64) * scale;
+      }
+      return offset;
+    }
+    if (auto *sel = dyn_cast<llvm::SelectInst>(p)) {
+      if (auto c = valueAtNul(sel->getCondition(), env, depth + 1))
+        return offsetAtNul(sel->getOperand(c->isOne() ? 1 : 2), env, depth + 1);
+      auto a = offsetAtNul(sel->getTrueValue(), env, depth + 1);
+      auto b = offsetAtNul(sel->getFalseValue(), env, depth + 1);
+      return a && b && *a == *b ? a : std::nullopt;
+    }
+    if (auto *cast = dyn_cast<llvm::CastInst>(p))
+      return offsetAtNul(cast->getOperand(0), env, depth + 1);
+    return std::nullopt;
+  }
+
+  // The function run with the string empty: every byte read from it, or from another string
+  // it is handed, is the NUL, and `strlen(s)` is 0. The run follows the one way that this
+  // decides and stops at the first branch it does not (a parameter, memory or a callee's answer
+  // picks it), and at a block's third visit (a loop's second round is looked at). A read
+  // that reaches past byte 0 on that way (`p[0] | p[1] << 8`, a loop of 4 rounds, a `memcpy`
+  // of 4 bytes) reads past the NUL whatever the caller hands in: the pointer holds bytes.
+  // (Past a branch a parameter picks, the way taken may be one no call takes: `m = strlen(s);
+  // if (m > width) m = width;` then `s[i]` for `i < m`.) Calls of program functions on the
+  // way are noted (EmptyReach) for handOn.
+  void emptyRun(std::vector<PassedOn> &passed) {
+    const llvm::DataLayout &layout = copy_.getParent()->getDataLayout();
+    empty_ = true;
+    Env env;
+    std::map<const llvm::BasicBlock *, int> visits;
+    for (const llvm::BasicBlock *block = &copy_.getEntryBlock(), *from = nullptr;
+         block && ++visits[block] <= 2 && !result_.past_empty.counted();) {
+      enter(block, from, env);
+      for (const llvm::Instruction &i : *block) {
+        if (auto *ld = dyn_cast<llvm::LoadInst>(&i)) {
+          pastEmpty(i, ld->getPointerOperand(), layout.getTypeStoreSize(ld->getType()), env,
+                    "is read");
+        } else if (auto *st = dyn_cast<llvm::StoreInst>(&i)) {
+          pastEmpty(i, st->getPointerOperand(),
+                    layout.getTypeStoreSize(st->getValueOperand()->getType()), env, "is written");
+        } else if (auto *mem = dyn_cast<llvm::MemTransferInst>(&i)) {
+          if (auto n = valueAtNul(mem->getLength(), env))
+            pastEmpty(i, mem->getRawSource(), n->getLimitedValue(), env, "is copied by `memcpy`");
+        } else if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
+          reached(*call, env, passed);
+        }
+      }
+      const std::vector<const llvm::BasicBlock *> to = next(block, env);
+      from = block;
+      block = to.size() == 1 ? to.front() : nullptr;
+    }
+    empty_ = false;
+  }
+
+  // `i` reaches `size` bytes at `p` with the string empty: past its NUL unless only byte 0.
+  void pastEmpty(const llvm::Instruction &i, const llvm::Value *p, std::uint64_t size,
+                 const Env &env, const std::string &how) {
+    auto offset = derived_.count(p) ? offsetAtNul(p, env) : std::nullopt;
+    if (result_.past_empty.counted() || !offset || size == 0 || (offset->isZero() && size == 1))
+      return;
+    const std::int64_t first = offset->getSExtValue();
+    result_.past_empty =
+        first < 0
+            ? CountedRead{-1, how + " at byte " + std::to_string(first) + ", before its start", "",
+                          sourceLocation(i)}
+            : CountedRead{-1,
+                          how + " up to byte " +
+                              std::to_string(first + static_cast<std::int64_t>(size) - 1) +
+                              " even when it is empty",
+                          "", sourceLocation(i)};
+  }
+
+  // A call reached with the string empty: where it hands the pointer on, and its integer
+  // arguments there (the first time it is reached).
+  void reached(const llvm::CallBase &call, const Env &env, std::vector<PassedOn> &passed) {
+    for (unsigned k = 0; k < call.arg_size(); ++k) {
+      auto it = passed_at_.find({&call, k});
+      if (it == passed_at_.end())
+        continue;
+      auto offset = offsetAtNul(call.getArgOperand(k), env);
+      std::optional<EmptyReach> &kept = passed[it->second].empty;
+      if (!offset || kept)
+        continue;
+      kept = EmptyReach{offset->getSExtValue(), {}};
+      for (const llvm::Use &a : call.args()) {
+        auto x = a->getType()->isIntegerTy() ? valueAtNul(a.get(), env) : std::nullopt;
+        kept->args.push_back(x && x->getBitWidth() <= 64 ? std::optional(x->getSExtValue())
+                                                         : std::nullopt);
+      }
+    }
+  }
+
   // Whether one iteration of `loop`, its bytes at the string's end, leaves it on every way
   // through (a branch whose condition is unknown there goes both ways): the loop stops at the
   // NUL. Ways that come back to the header, or go round an inner loop, do not stop.
@@ -475,38 +649,9 @@ private:
       if (llvm::is_contained(w.seen, w.block))
         return false; // round an inner loop
       w.seen.push_back(w.block);
-      Env phis; // all read on entry, from the way's last block
-      for (const llvm::PHINode &phi : w.block->phis())
-        phis[&phi] = w.from && phi.getType()->isIntegerTy()
-                         ? valueAtNul(phi.getIncomingValueForBlock(w.from), w.env)
-                         : std::nullopt;
-      for (auto &[phi, value] : phis)
-        w.env[phi] = value;
+      enter(w.block, w.from, w.env);
       w.read = w.read || readsString(w.block);
-      const llvm::Instruction *t = w.block->getTerminator();
-      std::vector<const llvm::BasicBlock *> next;
-      if (auto *br = dyn_cast<llvm::BranchInst>(t); br && br->isConditional()) {
-        auto c = valueAtNul(br->getCondition(), w.env);
-        if (c)
-          next.push_back(br->getSuccessor(c->isOne() ? 0 : 1));
-        else
-          next = {br->getSuccessor(0), br->getSuccessor(1)};
-      } else if (auto *sw = dyn_cast<llvm::SwitchInst>(t)) {
-        if (auto c = valueAtNul(sw->getCondition(), w.env)) {
-          const llvm::BasicBlock *to = sw->getDefaultDest();
-          for (const auto &k : sw->cases())
-            if (k.getCaseValue()->getValue() == *c)
-              to = k.getCaseSuccessor();
-          next.push_back(to);
-        } else {
-          for (const llvm::BasicBlock *b : llvm::successors(w.block))
-            next.push_back(b);
-        }
-      } else {
-        for (const llvm::BasicBlock *b : llvm::successors(w.block))
-          next.push_back(b);
-      }
-      for (const llvm::BasicBlock *b : next) {
+      for (const llvm::BasicBlock *b : next(w.block, w.env)) {
         if (!loop->contains(b))
           continue; // this way leaves
         if (b == loop->getHeader()) {
@@ -653,7 +798,7 @@ private:
     auto original = original_of_.find(callee);
     if (original == original_of_.end() || k >= callee->arg_size())
       return;
-    PassedOn on{&original_, arg_, original->second, k, {}, {}, {}, {}, sourceLocation(call)};
+    PassedOn on{&original_, arg_, original->second, k, {}, {}, {}, {}, sourceLocation(call), {}};
     on.read_here = countedAt(call, address, address_from_string);
     for (unsigned j = 0; j < call.arg_size() && j < callee->arg_size(); ++j) {
       const llvm::Value *actual = call.getArgOperand(j);
@@ -670,6 +815,7 @@ private:
       }
       on.read_at.push_back(std::move(at_offset));
     }
+    passed_at_[{&call, k}] = passed.size();
     passed.push_back(std::move(on));
   }
 
@@ -686,6 +832,8 @@ private:
   std::map<const llvm::Value *, Origin> origins_;
   std::map<const llvm::AllocaInst *, Origin> locals_;
   std::map<const llvm::Loop *, LoopEnd> ends_;
+  std::map<std::pair<const llvm::CallBase *, unsigned>, std::size_t> passed_at_; // into `passed`
+  bool empty_ = false; // valueAtNul within emptyRun: the whole string is empty
   Summary result_;
 };
 
@@ -694,14 +842,32 @@ private:
 // caller hands in, that a loop of the caller's moves along the string. True if it changed.
 bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
   bool changed = false;
-  if (callee.reads && !caller.reads)
-    changed = caller.reads = true;
-  for (unsigned j : callee.offsets)
-    if (j < on.from_param.size() && on.from_param[j] >= 0)
-      changed |= caller.offsets.insert(static_cast<unsigned>(on.from_param[j])).second;
+  auto passed = [&] { return "is passed to `" + on.callee->getName().str() + "`" + on.at; };
+  // Reached with the string empty, handed on to a function that reads past the NUL of an
+  // empty string, or that reads by a count it is handed as 2 or more. (Handed on past its
+  // start to a function that reads it as a string is not enough: `serve(line + 4)` may rely
+  // on a prefix the caller's caller checked, which the copy holds.)
+  if (on.empty && !caller.past_empty.counted()) {
+    const EmptyReach &e = *on.empty;
+    const CountedRead &c = callee.counted;
+    const std::string here = e.offset == 0 ? std::string() : " at byte " + std::to_string(e.offset);
+    if (callee.past_empty.counted()) {
+      caller.past_empty = callee.past_empty;
+      caller.past_empty.how =
+          passed() + here + " and " + callee.past_empty.how.substr(std::string_view("is ").size());
+      caller.past_empty.at.clear();
+    } else if (c.counted() && c.count_arg >= 0 &&
+               static_cast<std::size_t>(c.count_arg) < e.args.size() && e.args[c.count_arg] &&
+               *e.args[c.count_arg] >= 2) {
+      caller.past_empty = {-1,
+                           passed() + here + " with a count of " +
+                               std::to_string(*e.args[c.count_arg]) + " even when it is empty",
+                           "", ""};
+    }
+    changed |= caller.past_empty.counted();
+  }
   if (caller.counted.counted())
     return changed;
-  auto passed = [&] { return "is passed to `" + on.callee->getName().str() + "`" + on.at; };
   const CountedRead &c = callee.counted;
   if (c.counted() &&
       (c.count_arg < 0 ||
@@ -782,6 +948,8 @@ CountedReads::CountedReads(const llvm::Module &module) {
   for (auto &[key, summary] : summaries)
     if (summary.counted.counted())
       reads_[key] = std::move(summary.counted);
+    else if (summary.past_empty.counted())
+      reads_[key] = std::move(summary.past_empty);
 }
 
 const CountedRead &CountedReads::of(const llvm::Function &fn, unsigned arg) const {

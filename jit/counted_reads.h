@@ -10,13 +10,16 @@
 // loop of the caller's moves. Whether a loop stops at the NUL is found by running one
 // iteration (two, for a flag) with the string's bytes at zero, glibc's ctype tables included:
 // it does if every way through that reads the string leaves it; or if its bound is the length
-// of the whole string (`strlen(s)`).
+// of the whole string (`strlen(s)`). And reads at fixed places: the function run with the
+// string empty (its bytes zero, `strlen(s)` 0) along the one way this decides, up to a branch
+// it does not, reads past byte 0 (`p[0] | p[1] << 8`, a loop of 4 rounds, a `memcpy` of 4
+// bytes, a helper handed a constant count of 2 or more or that does so itself).
 //
 // The analysis works on a copy of each function with pointer parameters, its locals in
 // registers (mem2reg), where scalar evolution tells which loops move each access. It does not
-// see reads at constant offsets or in loops of a constant count, recursion over (p, n), a count
-// a program helper computes from the bytes, lists of strings, offsets computed from a count
-// without a loop (`s[n / 2]`), or irreducible loops.
+// see fixed reads past a branch that a parameter, memory or a callee picks, recursion over
+// (p, n), lists of strings, offsets computed from a count without a loop (`s[n / 2]`), or
+// irreducible loops (Duff's device).
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H

@@ -562,6 +562,15 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
       {"frame_len", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
       {"tlv_sum", "`p` is read in a loop bounded by `n` that does not stop at its NUL"},
       {"until_delim", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
+      // With the string empty, on the one way that this decides.
+      {"le32_at", "`p` is read up to byte 1 even when it is empty (tests/fixtures/escape.c:265)"},
+      {"tag_hash", "`tag` is read up to byte 1 even when it is empty"},
+      {"id_copy", "`p` is copied by `memcpy` up to byte 3 even when it is empty"},
+      {"le32_via", "`p` is passed to `le32_at` (tests/fixtures/escape.c:282) and read up to "
+                   "byte 1 even when it is empty"},
+      {"hash_head", "`p` is passed to `hash_bytes` (tests/fixtures/escape.c:284) with a count of "
+                    "6 even when it is empty"},
+      {"record_hash", "`rec` is read up to byte 1 even when it is empty"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -590,6 +599,14 @@ TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_EQ(f.placement, Placement::Placeable) << f.reason;
+    ASSERT_FALSE(f.params.empty());
+    EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
+  }
+  // Read at fixed places only where the string's length allows (too small to be placeable).
+  for (const char *name : {"option_kind", "hash_clipped", "ends_with_x", "after_verb"}) {
+    SCOPED_TRACE(name);
+    const auto &f = fn("escape", name);
+    EXPECT_FALSE(contains(f.reason, "holds bytes")) << f.reason;
     ASSERT_FALSE(f.params.empty());
     EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
   }
