@@ -842,6 +842,11 @@ private:
 // caller hands in, that a loop of the caller's moves along the string. True if it changed.
 bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
   bool changed = false;
+  if (callee.reads && !caller.reads)
+    changed = caller.reads = true;
+  for (unsigned j : callee.offsets)
+    if (j < on.from_param.size() && on.from_param[j] >= 0)
+      changed |= caller.offsets.insert(static_cast<unsigned>(on.from_param[j])).second;
   auto passed = [&] { return "is passed to `" + on.callee->getName().str() + "`" + on.at; };
   // Reached with the string empty, handed on to a function that reads past the NUL of an
   // empty string, or that reads by a count it is handed as 2 or more. (Handed on past its
@@ -945,11 +950,50 @@ CountedReads::CountedReads(const llvm::Module &module) {
     for (const PassedOn *next : calls_of[{on.caller, on.arg}])
       work.push_back(next);
   }
+  // Down calls: a function that reads its string at a position handed in reads inside a
+  // string only if the position stays there. Where a caller's loop moves that position by a
+  // count (handOn's reads at an offset), the function reads bytes too, wherever it runs; so
+  // does a function it hands the string and one of its parameters as a position.
+  std::map<std::pair<const llvm::Function *, unsigned>, CountedRead> positioned;
+  std::map<std::pair<const llvm::Function *, unsigned>, std::vector<const PassedOn *>> calls_from;
+  std::deque<std::pair<const llvm::Function *, unsigned>> down;
+  for (const PassedOn &on : passed) {
+    calls_from[{on.caller, on.arg}].push_back(&on);
+    auto callee = summaries.find({on.callee, on.callee_arg});
+    if (callee == summaries.end())
+      continue;
+    for (unsigned j : callee->second.offsets)
+      if (j < on.read_at.size() && on.read_at[j].counted() &&
+          positioned
+              .try_emplace({on.callee, on.callee_arg},
+                           CountedRead{-1,
+                                       "is read at a position that a loop of `" +
+                                           on.caller->getName().str() + "`" + on.at +
+                                           " moves by a count",
+                                       "", "", false})
+              .second)
+        down.push_back({on.callee, on.callee_arg});
+  }
+  while (!down.empty()) {
+    const auto key = down.front();
+    down.pop_front();
+    for (const PassedOn *on : calls_from[key]) {
+      auto callee = summaries.find({on->callee, on->callee_arg});
+      if (callee == summaries.end() || llvm::none_of(callee->second.offsets, [&](unsigned k) {
+            return k < on->from_param.size() && on->from_param[k] >= 0;
+          }))
+        continue;
+      if (positioned.try_emplace({on->callee, on->callee_arg}, positioned.at(key)).second)
+        down.push_back({on->callee, on->callee_arg});
+    }
+  }
   for (auto &[key, summary] : summaries)
     if (summary.counted.counted())
       reads_[key] = std::move(summary.counted);
     else if (summary.past_empty.counted())
       reads_[key] = std::move(summary.past_empty);
+    else if (auto it = positioned.find(key); it != positioned.end())
+      reads_[key] = std::move(it->second);
 }
 
 const CountedRead &CountedReads::of(const llvm::Function &fn, unsigned arg) const {

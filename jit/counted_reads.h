@@ -45,6 +45,9 @@ struct CountedRead {
   std::string how;
   std::string how_rest;
   std::string at;
+  /// Whether a count of the function's own could describe the bytes (DIST_IN); not when a
+  /// caller's loop moves the position it reads at.
+  bool annotatable = true;
 
   [[nodiscard]] bool counted() const { return !how.empty(); }
 };

@@ -253,8 +253,10 @@ void checkPointerUse(ValuePlan &p, const PointerUse &use, const CountedRead &cou
     // annotate is how many bytes it reads, which the evidence need not name exactly.
     p = unmarshalable(p, "holds bytes with a count, not a string: `" + p.name + "` " + counted.how +
                              (counted.count_arg >= 0 ? " `" + count_name + "`" : std::string()) +
-                             counted.how_rest + counted.at + "; annotate it with DIST_IN(" +
-                             p.name + ", n), n being the number of bytes it reads");
+                             counted.how_rest + counted.at +
+                             (counted.annotatable ? "; annotate it with DIST_IN(" + p.name +
+                                                        ", n), n being the number of bytes it reads"
+                                                  : "; it runs where its caller does"));
   }
 }
 

@@ -559,16 +559,24 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
                     "(tests/fixtures/escape.c:137)"},
       {"hash_via", "`data` is passed to `byte_at` (tests/fixtures/escape.c:146) and read in a loop "
                    "bounded by `n` that does not stop at its NUL"},
+      {"hash_via_twice", "`data` is passed to `byte_at_twice` (tests/fixtures/escape.c:155) and "
+                         "read in a loop bounded by `n` that does not stop at its NUL"},
+      {"hash_moved", "`data` is passed to `peek_twice` (tests/fixtures/escape.c:164) and read in a "
+                     "loop bounded by `n` that does not stop at its NUL"},
+      // Down calls: the accessor that such a loop hands its position to.
+      {"byte_at_twice", "`p` is read at a position that a loop of `hash_via_twice` "
+                        "(tests/fixtures/escape.c:155) moves by a count; it runs where its "
+                        "caller does"},
       {"frame_len", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
       {"tlv_sum", "`p` is read in a loop bounded by `n` that does not stop at its NUL"},
       {"until_delim", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
       // With the string empty, on the one way that this decides.
-      {"le32_at", "`p` is read up to byte 1 even when it is empty (tests/fixtures/escape.c:265)"},
+      {"le32_at", "`p` is read up to byte 1 even when it is empty (tests/fixtures/escape.c:283)"},
       {"tag_hash", "`tag` is read up to byte 1 even when it is empty"},
       {"id_copy", "`p` is copied by `memcpy` up to byte 3 even when it is empty"},
-      {"le32_via", "`p` is passed to `le32_at` (tests/fixtures/escape.c:282) and read up to "
+      {"le32_via", "`p` is passed to `le32_at` (tests/fixtures/escape.c:300) and read up to "
                    "byte 1 even when it is empty"},
-      {"hash_head", "`p` is passed to `hash_bytes` (tests/fixtures/escape.c:284) with a count of "
+      {"hash_head", "`p` is passed to `hash_bytes` (tests/fixtures/escape.c:302) with a count of "
                     "6 even when it is empty"},
       {"record_hash", "`rec` is read up to byte 1 even when it is empty"},
   };
