@@ -8,6 +8,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Analysis/AssumptionCache.h"
 #include "llvm/Analysis/LoopInfo.h"
+#include "llvm/Analysis/PostDominators.h"
 #include "llvm/Analysis/ScalarEvolution.h"
 #include "llvm/Analysis/ScalarEvolutionExpressions.h"
 #include "llvm/Analysis/TargetLibraryInfo.h"
@@ -71,8 +72,9 @@ std::vector<unsigned> lengthsOf(llvm::StringRef name, unsigned pointer) {
 
 // Where a call is reached with the string empty (FunctionReads::emptyRun).
 struct EmptyReach {
-  std::int64_t offset = 0;                       // the pointer's offset into the string there
-  std::vector<std::optional<std::int64_t>> args; // the call's integer arguments there, if known
+  std::int64_t offset = 0; // the pointer's offset into the string there
+  // The call's integer arguments there, if known (and not negative in fewer than 64 bits).
+  std::vector<std::optional<std::uint64_t>> args;
 };
 
 // What a caller's call hands a program function along with the pointer, judged where the call
@@ -415,6 +417,8 @@ private:
       }
     }
     if (auto *cmp = dyn_cast<llvm::ICmpInst>(i)) {
+      if (empty_ && cmp->getOperand(0)->getType()->isPointerTy())
+        return pointersAtNul(*cmp, env, depth);
       auto a = at(0), b = at(1);
       if (!a || !b)
         return std::nullopt;
@@ -447,10 +451,44 @@ private:
         return *a + *b;
       case llvm::Instruction::Sub:
         return *a - *b;
+      case llvm::Instruction::Mul:
+        return *a * *b;
+      case llvm::Instruction::Shl:
+        return b->uge(bits) ? std::nullopt : std::optional(a->shl(*b));
+      case llvm::Instruction::LShr:
+        return b->uge(bits) ? std::nullopt : std::optional(a->lshr(*b));
+      case llvm::Instruction::AShr:
+        return b->uge(bits) ? std::nullopt : std::optional(a->ashr(*b));
+      case llvm::Instruction::UDiv:
+        return b->isZero() ? std::nullopt : std::optional(a->udiv(*b));
+      case llvm::Instruction::URem:
+        return b->isZero() ? std::nullopt : std::optional(a->urem(*b));
+      case llvm::Instruction::SDiv:
+        return b->isZero() || (a->isMinSignedValue() && b->isAllOnes())
+                   ? std::nullopt
+                   : std::optional(a->sdiv(*b));
+      case llvm::Instruction::SRem:
+        return b->isZero() || (a->isMinSignedValue() && b->isAllOnes())
+                   ? std::nullopt
+                   : std::optional(a->srem(*b));
       default:
         return std::nullopt;
       }
     }
+    return std::nullopt;
+  }
+
+  // Two pointers compared in the empty run: places in the string by their offsets; the string
+  // against NULL (`if (!p)`, `assert(p)`): it is not NULL.
+  std::optional<llvm::APInt> pointersAtNul(const llvm::ICmpInst &cmp, const Env &env, int depth) {
+    const llvm::Value *x = cmp.getOperand(0), *y = cmp.getOperand(1);
+    auto a = offsetAtNul(x, env, depth + 1), b = offsetAtNul(y, env, depth + 1);
+    if (a && b)
+      return llvm::APInt(1, llvm::ICmpInst::compare(*a, *b, cmp.getPredicate()));
+    const bool null =
+        (a && isa<llvm::ConstantPointerNull>(y)) || (b && isa<llvm::ConstantPointerNull>(x));
+    if (null && cmp.isEquality())
+      return llvm::APInt(1, cmp.getPredicate() == llvm::CmpInst::ICMP_NE);
     return std::nullopt;
   }
 
@@ -554,21 +592,22 @@ private:
   }
 
   // The function run with the string empty: every byte read from it, or from another string
-  // it is handed, is the NUL, and `strlen(s)` is 0. The run follows the one way that this
-  // decides and stops at the first branch it does not (a parameter, memory or a callee's answer
-  // picks it), and at a block's third visit (a loop's second round is looked at). A read
-  // that reaches past byte 0 on that way (`p[0] | p[1] << 8`, a loop of 4 rounds, a `memcpy`
-  // of 4 bytes) reads past the NUL whatever the caller hands in: the pointer holds bytes.
-  // (Past a branch a parameter picks, the way taken may be one no call takes: `m = strlen(s);
-  // if (m > width) m = width;` then `s[i]` for `i < m`.) Calls of program functions on the
-  // way are noted (EmptyReach) for handOn.
+  // it is handed, is the NUL, `strlen(s)` is 0 and the string is not NULL. The run follows the
+  // one way that this decides, for at most kEmptySteps blocks. At a branch it does not decide
+  // (a parameter, memory or a callee's answer picks it) it goes on where the ways meet again
+  // (the branch's immediate post-dominator), whatever was computed in between unknown: the
+  // reads in between are not looked at (either way may be one no call takes: `m = strlen(s);
+  // if (m > width) m = width;` then `s[i]` for `i < m`). A read that reaches past byte 0 on
+  // the way (`p[0] | p[1] << 8`, a loop of 4 rounds, a `memcpy` or `memcmp` of 4 bytes) reads
+  // past the NUL whatever the caller hands in: the pointer holds bytes. Calls of program
+  // functions on the way are noted (EmptyReach) for handOn.
+  static constexpr int kEmptySteps = 4096;
   void emptyRun(std::vector<PassedOn> &passed) {
     const llvm::DataLayout &layout = copy_.getParent()->getDataLayout();
     empty_ = true;
     Env env;
-    std::map<const llvm::BasicBlock *, int> visits;
-    for (const llvm::BasicBlock *block = &copy_.getEntryBlock(), *from = nullptr;
-         block && ++visits[block] <= 2 && !result_.past_empty.counted();) {
+    const llvm::BasicBlock *block = &copy_.getEntryBlock(), *from = nullptr;
+    for (int steps = 0; block && steps < kEmptySteps && !result_.past_empty.counted(); ++steps) {
       enter(block, from, env);
       for (const llvm::Instruction &i : *block) {
         if (auto *ld = dyn_cast<llvm::LoadInst>(&i)) {
@@ -581,14 +620,76 @@ private:
           if (auto n = valueAtNul(mem->getLength(), env))
             pastEmpty(i, mem->getRawSource(), n->getLimitedValue(), env, "is copied by `memcpy`");
         } else if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
+          comparedOrSearched(*call, env);
           reached(*call, env, passed);
         }
       }
       const std::vector<const llvm::BasicBlock *> to = next(block, env);
       from = block;
-      block = to.size() == 1 ? to.front() : nullptr;
+      if (to.size() == 1) {
+        block = to.front();
+        continue;
+      }
+      // Undecided: on where the ways meet, with every phi met on them unknown.
+      if (!pdt_)
+        pdt_ = std::make_unique<llvm::PostDominatorTree>(copy_);
+      const llvm::DomTreeNode *node = pdt_->getNode(block);
+      const llvm::DomTreeNode *meet = node ? node->getIDom() : nullptr;
+      block = meet ? meet->getBlock() : nullptr; // none: the ways end apart (returns)
+      from = nullptr;
+      if (block)
+        forgetBetween(to, block, env);
     }
     empty_ = false;
+  }
+
+  // What the blocks from `starts` up to `meet` computed becomes unknown: their phis.
+  static void forgetBetween(const std::vector<const llvm::BasicBlock *> &starts,
+                            const llvm::BasicBlock *meet, Env &env) {
+    std::vector<const llvm::BasicBlock *> work(starts.begin(), starts.end());
+    std::set<const llvm::BasicBlock *> seen;
+    while (!work.empty()) {
+      const llvm::BasicBlock *b = work.back();
+      work.pop_back();
+      if (b == meet || !seen.insert(b).second)
+        continue;
+      for (const llvm::PHINode &phi : b->phis())
+        env[&phi] = std::nullopt;
+      for (const llvm::BasicBlock *next : llvm::successors(b))
+        work.push_back(next);
+    }
+  }
+
+  // `memcmp`/`bcmp` and `memchr` with a count on the empty string: they read past byte 0 unless
+  // the first byte decides (the other side's first byte is known and not the NUL; the byte
+  // looked for is the NUL).
+  void comparedOrSearched(const llvm::CallBase &call, const Env &env) {
+    const llvm::Function *f = call.getCalledFunction();
+    if (!f || !f->isDeclaration() || call.arg_size() != 3)
+      return;
+    const llvm::StringRef name = f->getName();
+    auto n = valueAtNul(call.getArgOperand(2), env);
+    if (!n || n->ult(2))
+      return;
+    if (name == "memcmp" || name == "bcmp") {
+      for (unsigned k : {0u, 1u}) {
+        // The copy's globals are declarations: the constant is the program's.
+        auto *gv = dyn_cast<llvm::GlobalVariable>(call.getArgOperand(1 - k)->stripPointerCasts());
+        const llvm::GlobalVariable *constant =
+            gv && gv->hasName() ? original_.getParent()->getNamedGlobal(gv->getName()) : nullptr;
+        llvm::StringRef other;
+        if (constant && llvm::getConstantStringInfo(constant, other, false) && !other.empty() &&
+            other[0] != 0)
+          continue; // decided at byte 0
+        pastEmpty(call, call.getArgOperand(k), n->getLimitedValue(), env,
+                  "is compared by `" + name.str() + "`");
+      }
+    } else if (name == "memchr") {
+      auto c = valueAtNul(call.getArgOperand(1), env);
+      if (!c || !c->trunc(8).isZero())
+        pastEmpty(call, call.getArgOperand(0), n->getLimitedValue(), env,
+                  "is searched by `memchr`");
+    }
   }
 
   // `i` reaches `size` bytes at `p` with the string empty: past its NUL unless only byte 0.
@@ -598,15 +699,13 @@ private:
     if (result_.past_empty.counted() || !offset || size == 0 || (offset->isZero() && size == 1))
       return;
     const std::int64_t first = offset->getSExtValue();
-    result_.past_empty =
-        first < 0
-            ? CountedRead{-1, how + " at byte " + std::to_string(first) + ", before its start", "",
-                          sourceLocation(i)}
-            : CountedRead{-1,
-                          how + " up to byte " +
-                              std::to_string(first + static_cast<std::int64_t>(size) - 1) +
-                              " even when it is empty",
-                          "", sourceLocation(i)};
+    const std::uint64_t last = static_cast<std::uint64_t>(first) + (size - 1);
+    const std::string bytes = size == 1 ? " at byte " + std::to_string(first)
+                                        : " at bytes " + std::to_string(first) + "-" +
+                                              std::to_string(static_cast<std::int64_t>(last));
+    result_.past_empty = {
+        -1, how + bytes + (first < 0 ? ", before its start" : " even when it is empty"), "",
+        sourceLocation(i)};
   }
 
   // A call reached with the string empty: where it hands the pointer on, and its integer
@@ -623,8 +722,9 @@ private:
       kept = EmptyReach{offset->getSExtValue(), {}};
       for (const llvm::Use &a : call.args()) {
         auto x = a->getType()->isIntegerTy() ? valueAtNul(a.get(), env) : std::nullopt;
-        kept->args.push_back(x && x->getBitWidth() <= 64 ? std::optional(x->getSExtValue())
-                                                         : std::nullopt);
+        const bool known =
+            x && x->getBitWidth() <= 64 && (x->getBitWidth() == 64 || !x->isNegative());
+        kept->args.push_back(known ? std::optional(x->getZExtValue()) : std::nullopt);
       }
     }
   }
@@ -827,6 +927,7 @@ private:
   std::unique_ptr<llvm::LoopInfo> li_;
   std::unique_ptr<llvm::TargetLibraryInfo> tli_;
   std::unique_ptr<llvm::ScalarEvolution> se_;
+  std::unique_ptr<llvm::PostDominatorTree> pdt_; // made by the first empty run that needs it
   unsigned arg_ = 0;
   std::set<const llvm::Value *> derived_;
   std::map<const llvm::Value *, Origin> origins_;
@@ -863,7 +964,7 @@ bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
       caller.past_empty.at.clear();
     } else if (c.counted() && c.count_arg >= 0 &&
                static_cast<std::size_t>(c.count_arg) < e.args.size() && e.args[c.count_arg] &&
-               *e.args[c.count_arg] >= 2) {
+               *e.args[c.count_arg] != 0 && (e.offset != 0 || *e.args[c.count_arg] >= 2)) {
       caller.past_empty = {-1,
                            passed() + here + " with a count of " +
                                std::to_string(*e.args[c.count_arg]) + " even when it is empty",

@@ -11,15 +11,17 @@
 // iteration (two, for a flag) with the string's bytes at zero, glibc's ctype tables included:
 // it does if every way through that reads the string leaves it; or if its bound is the length
 // of the whole string (`strlen(s)`). And reads at fixed places: the function run with the
-// string empty (its bytes zero, `strlen(s)` 0) along the one way this decides, up to a branch
-// it does not, reads past byte 0 (`p[0] | p[1] << 8`, a loop of 4 rounds, a `memcpy` of 4
-// bytes, a helper handed a constant count of 2 or more or that does so itself).
+// string empty (its bytes zero, `strlen(s)` 0, not NULL) along the one way this decides,
+// going on past a branch it does not decide where the ways meet, reads past byte 0 (`p[0] |
+// p[1] << 8`, a loop of 4 rounds, a `memcpy`, `memcmp` or `memchr` of 4 bytes, a helper handed
+// a constant count, or one that reads so itself).
 //
 // The analysis works on a copy of each function with pointer parameters, its locals in
 // registers (mem2reg), where scalar evolution tells which loops move each access. It does not
-// see fixed reads past a branch that a parameter, memory or a callee picks, recursion over
-// (p, n), lists of strings, offsets computed from a count without a loop (`s[n / 2]`), or
-// irreducible loops (Duff's device).
+// see fixed reads inside the arms of a branch that a parameter, memory or a callee picks, a
+// constant position handed to a helper (`rd16(p, 0)`), recursion over (p, n), lists of
+// strings, offsets computed from a count without a loop (`s[n / 2]`), or irreducible loops
+// (Duff's device).
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H

@@ -571,14 +571,17 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
       {"tlv_sum", "`p` is read in a loop bounded by `n` that does not stop at its NUL"},
       {"until_delim", "`buf` is read in a loop bounded by `n` that does not stop at its NUL"},
       // With the string empty, on the one way that this decides.
-      {"le32_at", "`p` is read up to byte 1 even when it is empty (tests/fixtures/escape.c:283)"},
-      {"tag_hash", "`tag` is read up to byte 1 even when it is empty"},
-      {"id_copy", "`p` is copied by `memcpy` up to byte 3 even when it is empty"},
-      {"le32_via", "`p` is passed to `le32_at` (tests/fixtures/escape.c:300) and read up to "
+      {"le32_at", "`p` is read at byte 1 even when it is empty (tests/fixtures/escape.c:283)"},
+      {"tag_hash", "`tag` is read at byte 1 even when it is empty"},
+      {"id_copy", "`p` is copied by `memcpy` at bytes 0-3 even when it is empty"},
+      {"le32_via", "`p` is passed to `le32_at` (tests/fixtures/escape.c:300) and read at "
                    "byte 1 even when it is empty"},
       {"hash_head", "`p` is passed to `hash_bytes` (tests/fixtures/escape.c:302) with a count of "
                     "6 even when it is empty"},
-      {"record_hash", "`rec` is read up to byte 1 even when it is empty"},
+      {"record_hash", "`rec` is read at byte 1 even when it is empty"},
+      {"checked_le16", "`p` is read at byte 1 even when it is empty (tests/fixtures/escape.c:323)"},
+      {"is_wasm", "`p` is compared by `memcmp` at bytes 0-3 even when it is empty"},
+      {"has_tab", "`p` is searched by `memchr` at bytes 0-7 even when it is empty"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -611,7 +614,7 @@ TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
     EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
   }
   // Read at fixed places only where the string's length allows (too small to be placeable).
-  for (const char *name : {"option_kind", "hash_clipped", "ends_with_x", "after_verb"}) {
+  for (const char *name : {"option_kind", "hash_clipped", "ends_with_x", "after_verb", "is_get"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_FALSE(contains(f.reason, "holds bytes")) << f.reason;
