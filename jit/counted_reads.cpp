@@ -75,7 +75,9 @@ struct EmptyReach {
   std::int64_t offset = 0; // the pointer's offset into the string there
   // The call's integer arguments there, if known (and not negative in fewer than 64 bits).
   std::vector<std::optional<std::uint64_t>> args;
+  bool operator==(const EmptyReach &) const = default;
 };
+constexpr std::size_t kReachesKept = 4; // per call: a loop's first rounds
 
 // What a caller's call hands a program function along with the pointer, judged where the call
 // is: for each of the callee's arguments, whether it is a count, the caller's parameter it
@@ -91,7 +93,8 @@ struct PassedOn {
   std::vector<CountedRead> read_at; // per callee argument: the caller's reading at that offset
   CountedRead read_here;            // the caller's, if the callee reads where it points
   std::string at;
-  std::optional<EmptyReach> empty; // none: not reached with the string empty, or at no known offset
+  // Where the call is reached with the string empty, at a known offset: the first few ways.
+  std::vector<EmptyReach> reaches;
 };
 
 // Per pointer parameter, across calls: whether the function reads through it at all, the
@@ -124,26 +127,7 @@ public:
 
   // Argument `arg`'s own reads; calls to program functions that are handed it go to `passed`.
   Summary run(unsigned arg, std::vector<PassedOn> &passed) {
-    arg_ = arg;
-    derived_.clear();
-    passed_at_.clear();
-    origins_.clear();
-    locals_.clear();
-    ends_.clear();
-    result_ = {};
-    llvm::Argument *a = copy_.getArg(arg);
-    derived_.insert(a);
-    // Every pointer derived from the argument, in the order found (the evidence reported is
-    // the first, the same on every node).
-    std::vector<const llvm::Value *> order{a};
-    for (std::size_t next = 0; next < order.size(); ++next)
-      for (const llvm::User *u : order[next]->users())
-        if ((isa<llvm::GetElementPtrInst>(u) &&
-             cast<llvm::GetElementPtrInst>(u)->getPointerOperand() == order[next]) ||
-            isa<llvm::PHINode>(u) || isa<llvm::SelectInst>(u) || isa<llvm::BitCastInst>(u) ||
-            isa<llvm::AddrSpaceCastInst>(u))
-          if (derived_.insert(u).second)
-            order.push_back(u);
+    const std::vector<const llvm::Value *> order = derive(arg);
     for (const llvm::Value *v : order)
       for (const llvm::Use &use : v->uses()) {
         auto *user = dyn_cast<llvm::Instruction>(use.getUser());
@@ -158,11 +142,70 @@ public:
         }
       }
     if (result_.reads || !passed_at_.empty())
-      emptyRun(passed);
+      emptyRun(&passed, {}, 0);
     return result_;
   }
 
+  // Whether the function, handed an empty string with integer arguments `args` (those known),
+  // reads past its byte 0: the empty run with those values, looking into the program functions
+  // it calls through `others` (`depth` calls deep at most). Bytes are counted from where the
+  // pointer it is handed points, as a string handed on past its start is (handOn). Used after
+  // every run(): it takes this object's state for the parameter anew.
+  bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args,
+                     int depth) {
+    if (busy_ || arg >= copy_.arg_size())
+      return false; // recursion: not looked into
+    busy_ = true;
+    derive(arg);
+    Env env;
+    for (unsigned j = 0; j < args.size() && j < copy_.arg_size(); ++j)
+      if (args[j] && copy_.getArg(j)->getType()->isIntegerTy())
+        env[copy_.getArg(j)] =
+            llvm::APInt(copy_.getArg(j)->getType()->getIntegerBitWidth(), *args[j]);
+    emptyRun(nullptr, std::move(env), depth);
+    busy_ = false;
+    return result_.past_empty.counted();
+  }
+
+  // Every FunctionReads of the module's copy, for pastEmptyWith to look into calls; what
+  // only run() needs goes (pastEmptyWith needs no loops nor scalar evolution).
+  void keepForCalls(const std::map<const llvm::Function *, FunctionReads *> *others) {
+    others_ = others;
+    se_.reset();
+    li_.reset();
+    ends_.clear();
+    origins_.clear();
+    locals_.clear();
+    derived_.clear();
+  }
+
 private:
+  static constexpr int kCallDepth = 3; // calls looked into by pastEmptyWith
+
+  // Starts the look at argument `arg`: every pointer derived from it, in the order found (the
+  // evidence reported is the first, the same on every node).
+  std::vector<const llvm::Value *> derive(unsigned arg) {
+    arg_ = arg;
+    derived_.clear();
+    passed_at_.clear();
+    origins_.clear();
+    locals_.clear();
+    ends_.clear();
+    result_ = {};
+    llvm::Argument *a = copy_.getArg(arg);
+    derived_.insert(a);
+    std::vector<const llvm::Value *> order{a};
+    for (std::size_t next = 0; next < order.size(); ++next)
+      for (const llvm::User *u : order[next]->users())
+        if ((isa<llvm::GetElementPtrInst>(u) &&
+             cast<llvm::GetElementPtrInst>(u)->getPointerOperand() == order[next]) ||
+            isa<llvm::PHINode>(u) || isa<llvm::SelectInst>(u) || isa<llvm::BitCastInst>(u) ||
+            isa<llvm::AddrSpaceCastInst>(u))
+          if (derived_.insert(u).second)
+            order.push_back(u);
+    return order;
+  }
+
   // Where a value comes from, through the values it is made of: an integer parameter of the
   // function, memory other than the string (a struct field, a global), the string's bytes (a
   // load through it, or a table looked up by one), or a function of the whole string (a call
@@ -602,10 +645,11 @@ private:
   // past the NUL whatever the caller hands in: the pointer holds bytes. Calls of program
   // functions on the way are noted (EmptyReach) for handOn.
   static constexpr int kEmptySteps = 4096;
-  void emptyRun(std::vector<PassedOn> &passed) {
+  // `passed`: the calls to note (run()); none: calls looked into (pastEmptyWith), `depth` deep
+  // so far. `env`: the integer arguments known.
+  void emptyRun(std::vector<PassedOn> *passed, Env env, int depth) {
     const llvm::DataLayout &layout = copy_.getParent()->getDataLayout();
     empty_ = true;
-    Env env;
     const llvm::BasicBlock *block = &copy_.getEntryBlock(), *from = nullptr;
     for (int steps = 0; block && steps < kEmptySteps && !result_.past_empty.counted(); ++steps) {
       enter(block, from, env);
@@ -621,7 +665,10 @@ private:
             pastEmpty(i, mem->getRawSource(), n->getLimitedValue(), env, "is copied by `memcpy`");
         } else if (auto *call = dyn_cast<llvm::CallBase>(&i)) {
           comparedOrSearched(*call, env);
-          reached(*call, env, passed);
+          if (passed)
+            reached(*call, env, *passed);
+          else
+            lookInto(*call, env, depth);
         }
       }
       const std::vector<const llvm::BasicBlock *> to = next(block, env);
@@ -708,24 +755,49 @@ private:
         sourceLocation(i)};
   }
 
+  // A call met by pastEmptyWith's run: the callee run with the arguments known here, if it is
+  // handed the string.
+  void lookInto(const llvm::CallBase &call, const Env &env, int depth) {
+    const llvm::Function *callee = call.getCalledFunction();
+    auto other = others_ && callee ? others_->find(callee) : decltype(others_->end()){};
+    if (depth >= kCallDepth || !others_ || !callee || other == others_->end())
+      return;
+    for (unsigned k = 0; k < call.arg_size() && !result_.past_empty.counted(); ++k) {
+      auto offset = offsetAtNul(call.getArgOperand(k), env);
+      if (!offset)
+        continue;
+      std::vector<std::optional<std::uint64_t>> args;
+      for (const llvm::Use &a : call.args()) {
+        auto x = a->getType()->isIntegerTy() ? valueAtNul(a.get(), env) : std::nullopt;
+        args.push_back(x && x->getBitWidth() <= 64 ? std::optional(x->getZExtValue())
+                                                   : std::nullopt);
+      }
+      if (other->second->pastEmptyWith(k, args, depth + 1))
+        result_.past_empty = {-1, "is read past its NUL by `" + callee->getName().str() + "`",
+                              " even when it is empty", sourceLocation(call)};
+    }
+  }
+
   // A call reached with the string empty: where it hands the pointer on, and its integer
-  // arguments there (the first time it is reached).
+  // arguments there (the first kReachesKept different ones).
   void reached(const llvm::CallBase &call, const Env &env, std::vector<PassedOn> &passed) {
     for (unsigned k = 0; k < call.arg_size(); ++k) {
       auto it = passed_at_.find({&call, k});
       if (it == passed_at_.end())
         continue;
       auto offset = offsetAtNul(call.getArgOperand(k), env);
-      std::optional<EmptyReach> &kept = passed[it->second].empty;
-      if (!offset || kept)
+      std::vector<EmptyReach> &kept = passed[it->second].reaches;
+      if (!offset || kept.size() >= kReachesKept)
         continue;
-      kept = EmptyReach{offset->getSExtValue(), {}};
+      EmptyReach here{offset->getSExtValue(), {}};
       for (const llvm::Use &a : call.args()) {
         auto x = a->getType()->isIntegerTy() ? valueAtNul(a.get(), env) : std::nullopt;
         const bool known =
             x && x->getBitWidth() <= 64 && (x->getBitWidth() == 64 || !x->isNegative());
-        kept->args.push_back(known ? std::optional(x->getZExtValue()) : std::nullopt);
+        here.args.push_back(known ? std::optional(x->getZExtValue()) : std::nullopt);
       }
+      if (!llvm::is_contained(kept, here))
+        kept.push_back(std::move(here));
     }
   }
 
@@ -935,6 +1007,8 @@ private:
   std::map<const llvm::Loop *, LoopEnd> ends_;
   std::map<std::pair<const llvm::CallBase *, unsigned>, std::size_t> passed_at_; // into `passed`
   bool empty_ = false; // valueAtNul within emptyRun: the whole string is empty
+  bool busy_ = false;  // in pastEmptyWith
+  const std::map<const llvm::Function *, FunctionReads *> *others_ = nullptr;
   Summary result_;
 };
 
@@ -953,8 +1027,9 @@ bool handOn(const PassedOn &on, const Summary &callee, Summary &caller) {
   // empty string, or that reads by a count it is handed as 2 or more. (Handed on past its
   // start to a function that reads it as a string is not enough: `serve(line + 4)` may rely
   // on a prefix the caller's caller checked, which the copy holds.)
-  if (on.empty && !caller.past_empty.counted()) {
-    const EmptyReach &e = *on.empty;
+  for (const EmptyReach &e : on.reaches) {
+    if (caller.past_empty.counted())
+      break;
     const CountedRead &c = callee.counted;
     const std::string here = e.offset == 0 ? std::string() : " at byte " + std::to_string(e.offset);
     if (callee.past_empty.counted()) {
@@ -1025,14 +1100,19 @@ CountedReads::CountedReads(const llvm::Module &module) {
   llvm::TargetLibraryInfoImpl tlii{llvm::Triple(module.getTargetTriple())};
   std::map<std::pair<const llvm::Function *, unsigned>, Summary> summaries;
   std::vector<PassedOn> passed;
+  std::vector<std::unique_ptr<FunctionReads>> all;
+  std::map<const llvm::Function *, FunctionReads *> by_copy, by_original;
   for (llvm::Function &f : *copy) {
     if (f.isDeclaration() || f.hasAvailableExternallyLinkage() || !hasPointerArgument(f))
       continue;
     const llvm::Function *original = original_of.at(&f);
-    FunctionReads reads(f, *original, tlii, original_of);
+    auto reads = std::make_unique<FunctionReads>(f, *original, tlii, original_of);
     for (llvm::Argument &a : f.args())
       if (a.getType()->isPointerTy())
-        summaries[{original, a.getArgNo()}] = reads.run(a.getArgNo(), passed);
+        summaries[{original, a.getArgNo()}] = reads->run(a.getArgNo(), passed);
+    reads->keepForCalls(&by_copy);
+    by_copy[&f] = by_original[original] = reads.get();
+    all.push_back(std::move(reads));
   }
   // Through calls, to a fixed point: facts are only ever found, never lost, so this ends. A
   // call is looked at again only when its callee's facts grew.
@@ -1040,24 +1120,58 @@ CountedReads::CountedReads(const llvm::Module &module) {
   for (const PassedOn &on : passed)
     calls_of[{on.callee, on.callee_arg}].push_back(&on);
   std::deque<const PassedOn *> work;
+  auto fixedPoint = [&] {
+    while (!work.empty()) {
+      const PassedOn &on = *work.front();
+      work.pop_front();
+      auto callee = summaries.find({on.callee, on.callee_arg});
+      if (callee == summaries.end() || !handOn(on, callee->second, summaries[{on.caller, on.arg}]))
+        continue;
+      for (const PassedOn *next : calls_of[{on.caller, on.arg}])
+        work.push_back(next);
+    }
+  };
   for (const PassedOn &on : passed)
     work.push_back(&on);
-  while (!work.empty()) {
-    const PassedOn &on = *work.front();
-    work.pop_front();
+  fixedPoint();
+  // With the values known where the call is reached with the string empty: a callee whose
+  // reads depend on its other arguments (a position `rd16(p, 0)`, a count) is run with them.
+  // Such a callee reads bytes too, wherever it runs (see the down calls below).
+  std::map<std::pair<const llvm::Function *, unsigned>, CountedRead> positioned;
+  std::deque<std::pair<const llvm::Function *, unsigned>> down;
+  for (const PassedOn &on : passed) {
+    Summary &caller = summaries[{on.caller, on.arg}];
     auto callee = summaries.find({on.callee, on.callee_arg});
-    if (callee == summaries.end() || !handOn(on, callee->second, summaries[{on.caller, on.arg}]))
+    // Only callees whose reads a position or a count of theirs moves.
+    if (caller.past_empty.counted() || callee == summaries.end() || !callee->second.reads ||
+        callee->second.past_empty.counted() ||
+        (callee->second.offsets.empty() && callee->second.counted.count_arg < 0) ||
+        llvm::none_of(on.reaches, [&](const EmptyReach &e) {
+          return by_original.at(on.callee)->pastEmptyWith(on.callee_arg, e.args, 1);
+        }))
       continue;
+    caller.past_empty = {-1,
+                         "is passed to `" + on.callee->getName().str() + "`" + on.at +
+                             " and read past its NUL, with the values it is handed there, even "
+                             "when it is empty",
+                         "", ""};
     for (const PassedOn *next : calls_of[{on.caller, on.arg}])
       work.push_back(next);
+    if (positioned
+            .try_emplace({on.callee, on.callee_arg},
+                         CountedRead{-1,
+                                     "is read past its NUL with the values that `" +
+                                         on.caller->getName().str() + "`" + on.at + " hands it",
+                                     "", "", false})
+            .second)
+      down.push_back({on.callee, on.callee_arg});
   }
+  fixedPoint();
   // Down calls: a function that reads its string at a position handed in reads inside a
   // string only if the position stays there. Where a caller's loop moves that position by a
   // count (handOn's reads at an offset), the function reads bytes too, wherever it runs; so
   // does a function it hands the string and one of its parameters as a position.
-  std::map<std::pair<const llvm::Function *, unsigned>, CountedRead> positioned;
   std::map<std::pair<const llvm::Function *, unsigned>, std::vector<const PassedOn *>> calls_from;
-  std::deque<std::pair<const llvm::Function *, unsigned>> down;
   for (const PassedOn &on : passed) {
     calls_from[{on.caller, on.arg}].push_back(&on);
     auto callee = summaries.find({on.callee, on.callee_arg});

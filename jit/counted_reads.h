@@ -13,15 +13,15 @@
 // of the whole string (`strlen(s)`). And reads at fixed places: the function run with the
 // string empty (its bytes zero, `strlen(s)` 0, not NULL) along the one way this decides,
 // going on past a branch it does not decide where the ways meet, reads past byte 0 (`p[0] |
-// p[1] << 8`, a loop of 4 rounds, a `memcpy`, `memcmp` or `memchr` of 4 bytes, a helper handed
-// a constant count, or one that reads so itself).
+// p[1] << 8`, a loop of 4 rounds, a `memcpy`, `memcmp` or `memchr` of 4 bytes, a helper that
+// reads so itself, or does with the constant position or count it is handed, `rd16(p, 0)`,
+// `hash(p, 6)`: the helper is run with those values, and reads bytes too).
 //
 // The analysis works on a copy of each function with pointer parameters, its locals in
 // registers (mem2reg), where scalar evolution tells which loops move each access. It does not
-// see fixed reads inside the arms of a branch that a parameter, memory or a callee picks, a
-// constant position handed to a helper (`rd16(p, 0)`), recursion over (p, n), lists of
-// strings, offsets computed from a count without a loop (`s[n / 2]`), or irreducible loops
-// (Duff's device).
+// see fixed reads inside the arms of a branch that a parameter, memory or a callee picks,
+// recursion over (p, n), lists of strings, offsets computed from a count without a loop
+// (`s[n / 2]`), or irreducible loops (Duff's device).
 //
 // Internal to jit/: it takes LLVM types, so only analysis sources include it.
 #ifndef DISTNODE_JIT_COUNTED_READS_H

@@ -582,6 +582,11 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
       {"checked_le16", "`p` is read at byte 1 even when it is empty (tests/fixtures/escape.c:323)"},
       {"is_wasm", "`p` is compared by `memcmp` at bytes 0-3 even when it is empty"},
       {"has_tab", "`p` is searched by `memchr` at bytes 0-7 even when it is empty"},
+      // A helper run with the constant position it is handed; the helper itself, down calls.
+      {"header_sum", "`p` is passed to `rd16` (tests/fixtures/escape.c:341) and read past its "
+                     "NUL, with the values it is handed there, even when it is empty"},
+      {"rd16", "`b` is read past its NUL with the values that `header_sum` "
+               "(tests/fixtures/escape.c:341) hands it; it runs where its caller does"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -614,7 +619,8 @@ TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
     EXPECT_EQ(f.params[0].kind, MarshalKind::CString);
   }
   // Read at fixed places only where the string's length allows (too small to be placeable).
-  for (const char *name : {"option_kind", "hash_clipped", "ends_with_x", "after_verb", "is_get"}) {
+  for (const char *name : {"option_kind", "hash_clipped", "ends_with_x", "after_verb", "is_get",
+                           "char_at", "third_char"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_FALSE(contains(f.reason, "holds bytes")) << f.reason;
