@@ -16,6 +16,7 @@
 #include "llvm/IR/Constants.h"
 #include "llvm/IR/DataLayout.h"
 #include "llvm/IR/Dominators.h"
+#include "llvm/IR/InstIterator.h"
 #include "llvm/IR/Instructions.h"
 #include "llvm/IR/IntrinsicInst.h"
 #include "llvm/IR/Module.h"
@@ -106,6 +107,18 @@ struct Summary {
   CountedRead past_empty; // a read past the NUL when the string is empty (emptyRun)
 };
 
+class FunctionReads;
+
+// What the runs with values (FunctionReads::pastEmptyWith) share: every function's reads by
+// its copy, a budget of blocks for all the runs together, and the helpers found reading past
+// their NUL with the values a call hands them, with that call (`f` (x.c:9)).
+struct WithValues {
+  static constexpr long kBudget = 300000;
+  std::map<const llvm::Function *, FunctionReads *> by_copy;
+  long budget = kBudget;
+  std::map<std::pair<const llvm::Function *, unsigned>, std::string> found;
+};
+
 // The reads of one function's pointer parameters, on its copy with registers for locals.
 class FunctionReads {
 public:
@@ -151,12 +164,19 @@ public:
   // it calls through `others` (`depth` calls deep at most). Bytes are counted from where the
   // pointer it is handed points, as a string handed on past its start is (handOn). Used after
   // every run(): it takes this object's state for the parameter anew.
-  bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args,
-                     int depth) {
-    if (busy_ || arg >= copy_.arg_size())
+  //
+  // `from_first`: bytes counted from the first one the function reads instead (a call whose
+  // string need not be empty there, as no empty run reached it: `parse_int_at(line, 5)`, after
+  // a check of the prefix, starts a string at byte 5; `rd16(buf, 0)` reads byte 1 after 0).
+  bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args, int depth,
+                     bool from_first = false) {
+    if (busy_ || arg >= copy_.arg_size() || !copy_.getArg(arg)->getType()->isPointerTy() ||
+        !with_ || with_->budget <= 0)
       return false; // recursion: not looked into
     busy_ = true;
     derive(arg);
+    from_first_ = from_first;
+    first_read_.reset();
     Env env;
     for (unsigned j = 0; j < args.size() && j < copy_.arg_size(); ++j)
       if (args[j] && copy_.getArg(j)->getType()->isIntegerTy())
@@ -167,10 +187,10 @@ public:
     return result_.past_empty.counted();
   }
 
-  // Every FunctionReads of the module's copy, for pastEmptyWith to look into calls; what
-  // only run() needs goes (pastEmptyWith needs no loops nor scalar evolution).
-  void keepForCalls(const std::map<const llvm::Function *, FunctionReads *> *others) {
-    others_ = others;
+  // What pastEmptyWith shares with the others, to look into calls; what only run() needs goes
+  // (pastEmptyWith needs no loops nor scalar evolution).
+  void keepForCalls(WithValues *with) {
+    with_ = with;
     se_.reset();
     li_.reset();
     ends_.clear();
@@ -180,7 +200,7 @@ public:
   }
 
 private:
-  static constexpr int kCallDepth = 3; // calls looked into by pastEmptyWith
+  static constexpr int kCallDepth = 6; // calls looked into by pastEmptyWith
 
   // Starts the look at argument `arg`: every pointer derived from it, in the order found (the
   // evidence reported is the first, the same on every node).
@@ -651,7 +671,9 @@ private:
     const llvm::DataLayout &layout = copy_.getParent()->getDataLayout();
     empty_ = true;
     const llvm::BasicBlock *block = &copy_.getEntryBlock(), *from = nullptr;
-    for (int steps = 0; block && steps < kEmptySteps && !result_.past_empty.counted(); ++steps) {
+    for (int steps = 0; block && steps < kEmptySteps && !result_.past_empty.counted() &&
+                        (passed || --with_->budget > 0);
+         ++steps) {
       enter(block, from, env);
       for (const llvm::Instruction &i : *block) {
         if (auto *ld = dyn_cast<llvm::LoadInst>(&i)) {
@@ -743,6 +765,11 @@ private:
   void pastEmpty(const llvm::Instruction &i, const llvm::Value *p, std::uint64_t size,
                  const Env &env, const std::string &how) {
     auto offset = derived_.count(p) ? offsetAtNul(p, env) : std::nullopt;
+    if (offset && from_first_) { // the first byte read is byte 0
+      if (!first_read_)
+        first_read_ = *offset;
+      *offset -= *first_read_;
+    }
     if (result_.past_empty.counted() || !offset || size == 0 || (offset->isZero() && size == 1))
       return;
     const std::int64_t first = offset->getSExtValue();
@@ -759,8 +786,8 @@ private:
   // handed the string.
   void lookInto(const llvm::CallBase &call, const Env &env, int depth) {
     const llvm::Function *callee = call.getCalledFunction();
-    auto other = others_ && callee ? others_->find(callee) : decltype(others_->end()){};
-    if (depth >= kCallDepth || !others_ || !callee || other == others_->end())
+    auto other = callee ? with_->by_copy.find(callee) : with_->by_copy.end();
+    if (depth >= kCallDepth || other == with_->by_copy.end())
       return;
     for (unsigned k = 0; k < call.arg_size() && !result_.past_empty.counted(); ++k) {
       auto offset = offsetAtNul(call.getArgOperand(k), env);
@@ -772,9 +799,12 @@ private:
         args.push_back(x && x->getBitWidth() <= 64 ? std::optional(x->getZExtValue())
                                                    : std::nullopt);
       }
-      if (other->second->pastEmptyWith(k, args, depth + 1))
+      if (other->second->pastEmptyWith(k, args, depth + 1, from_first_)) {
         result_.past_empty = {-1, "is read past its NUL by `" + callee->getName().str() + "`",
                               " even when it is empty", sourceLocation(call)};
+        with_->found.try_emplace({callee, k},
+                                 "`" + original_.getName().str() + "`" + sourceLocation(call));
+      }
     }
   }
 
@@ -1006,9 +1036,11 @@ private:
   std::map<const llvm::AllocaInst *, Origin> locals_;
   std::map<const llvm::Loop *, LoopEnd> ends_;
   std::map<std::pair<const llvm::CallBase *, unsigned>, std::size_t> passed_at_; // into `passed`
-  bool empty_ = false; // valueAtNul within emptyRun: the whole string is empty
-  bool busy_ = false;  // in pastEmptyWith
-  const std::map<const llvm::Function *, FunctionReads *> *others_ = nullptr;
+  bool empty_ = false;                    // valueAtNul within emptyRun: the whole string is empty
+  bool busy_ = false;                     // in pastEmptyWith
+  bool from_first_ = false;               // pastEmptyWith's `from_first`
+  std::optional<llvm::APInt> first_read_; // the first offset read, then
+  WithValues *with_ = nullptr;            // for pastEmptyWith
   Summary result_;
 };
 
@@ -1101,7 +1133,8 @@ CountedReads::CountedReads(const llvm::Module &module) {
   std::map<std::pair<const llvm::Function *, unsigned>, Summary> summaries;
   std::vector<PassedOn> passed;
   std::vector<std::unique_ptr<FunctionReads>> all;
-  std::map<const llvm::Function *, FunctionReads *> by_copy, by_original;
+  WithValues with;
+  std::map<const llvm::Function *, FunctionReads *> by_original;
   for (llvm::Function &f : *copy) {
     if (f.isDeclaration() || f.hasAvailableExternallyLinkage() || !hasPointerArgument(f))
       continue;
@@ -1110,8 +1143,8 @@ CountedReads::CountedReads(const llvm::Module &module) {
     for (llvm::Argument &a : f.args())
       if (a.getType()->isPointerTy())
         summaries[{original, a.getArgNo()}] = reads->run(a.getArgNo(), passed);
-    reads->keepForCalls(&by_copy);
-    by_copy[&f] = by_original[original] = reads.get();
+    reads->keepForCalls(&with);
+    with.by_copy[&f] = by_original[original] = reads.get();
     all.push_back(std::move(reads));
   }
   // Through calls, to a fixed point: facts are only ever found, never lost, so this ends. A
@@ -1134,20 +1167,21 @@ CountedReads::CountedReads(const llvm::Module &module) {
   for (const PassedOn &on : passed)
     work.push_back(&on);
   fixedPoint();
-  // With the values known where the call is reached with the string empty: a callee whose
-  // reads depend on its other arguments (a position `rd16(p, 0)`, a count) is run with them.
-  // Such a callee reads bytes too, wherever it runs (see the down calls below).
-  std::map<std::pair<const llvm::Function *, unsigned>, CountedRead> positioned;
-  std::deque<std::pair<const llvm::Function *, unsigned>> down;
+  // With the values known where the call is reached with the string empty: a callee handed
+  // known integers (a position `rd16(p, 0)`, a count, a width) is run with them. If it reads
+  // past its byte 0, the caller reads bytes, and so does the callee wherever it runs.
+  std::map<const llvm::Function *, const llvm::Function *> copy_of;
+  for (const auto &[c, r] : with.by_copy)
+    copy_of[original_of.at(c)] = c;
+  auto anyKnown = [](const EmptyReach &e) {
+    return llvm::any_of(e.args, [](const auto &x) { return x.has_value(); });
+  };
   for (const PassedOn &on : passed) {
     Summary &caller = summaries[{on.caller, on.arg}];
     auto callee = summaries.find({on.callee, on.callee_arg});
-    // Only callees whose reads a position or a count of theirs moves.
     if (caller.past_empty.counted() || callee == summaries.end() || !callee->second.reads ||
-        callee->second.past_empty.counted() ||
-        (callee->second.offsets.empty() && callee->second.counted.count_arg < 0) ||
-        llvm::none_of(on.reaches, [&](const EmptyReach &e) {
-          return by_original.at(on.callee)->pastEmptyWith(on.callee_arg, e.args, 1);
+        callee->second.past_empty.counted() || llvm::none_of(on.reaches, [&](const EmptyReach &e) {
+          return anyKnown(e) && by_original.at(on.callee)->pastEmptyWith(on.callee_arg, e.args, 1);
         }))
       continue;
     caller.past_empty = {-1,
@@ -1157,21 +1191,41 @@ CountedReads::CountedReads(const llvm::Module &module) {
                          "", ""};
     for (const PassedOn *next : calls_of[{on.caller, on.arg}])
       work.push_back(next);
-    if (positioned
-            .try_emplace({on.callee, on.callee_arg},
-                         CountedRead{-1,
-                                     "is read past its NUL with the values that `" +
-                                         on.caller->getName().str() + "`" + on.at + " hands it",
-                                     "", "", false})
-            .second)
-      down.push_back({on.callee, on.callee_arg});
+    with.found.try_emplace({copy_of.at(on.callee), on.callee_arg},
+                           "`" + on.caller->getName().str() + "`" + on.at);
   }
   fixedPoint();
+  // Every call of the program handing a helper constant integers, whatever the pointer (a local
+  // or global buffer): run with them, a helper that reads past its byte 0 reads bytes.
+  for (const llvm::Function &f : module)
+    for (const llvm::Instruction &i : llvm::instructions(f)) {
+      auto *call = dyn_cast<llvm::CallBase>(&i);
+      const llvm::Function *g = call ? call->getCalledFunction() : nullptr;
+      auto it = g ? copy_of.find(g) : copy_of.end();
+      if (it == copy_of.end())
+        continue;
+      std::vector<std::optional<std::uint64_t>> args;
+      for (const llvm::Use &a : call->args()) {
+        auto *k = dyn_cast<llvm::ConstantInt>(a.get());
+        const bool known =
+            k && k->getBitWidth() <= 64 && (k->getBitWidth() == 64 || !k->getValue().isNegative());
+        args.push_back(known ? std::optional(k->getZExtValue()) : std::nullopt);
+      }
+      if (llvm::none_of(args, [](const auto &x) { return x.has_value(); }))
+        continue;
+      for (unsigned k = 0; k < call->arg_size() && k < g->arg_size(); ++k)
+        if (g->getArg(k)->getType()->isPointerTy() && !with.found.count({it->second, k}) &&
+            with.by_copy.at(it->second)->pastEmptyWith(k, args, 1, true))
+          with.found.try_emplace({it->second, k},
+                                 "`" + f.getName().str() + "`" + sourceLocation(*call));
+    }
   // Down calls: a function that reads its string at a position handed in reads inside a
   // string only if the position stays there. Where a caller's loop moves that position by a
   // count (handOn's reads at an offset), the function reads bytes too, wherever it runs; so
   // does a function it hands the string and one of its parameters as a position.
+  std::map<std::pair<const llvm::Function *, unsigned>, CountedRead> positioned;
   std::map<std::pair<const llvm::Function *, unsigned>, std::vector<const PassedOn *>> calls_from;
+  std::deque<std::pair<const llvm::Function *, unsigned>> down;
   for (const PassedOn &on : passed) {
     calls_from[{on.caller, on.arg}].push_back(&on);
     auto callee = summaries.find({on.callee, on.callee_arg});
@@ -1202,6 +1256,13 @@ CountedReads::CountedReads(const llvm::Module &module) {
         down.push_back({on->callee, on->callee_arg});
     }
   }
+  // And the helpers that the runs with values found reading past their NUL (their own callees
+  // included, as those runs looked into them: nothing more goes down from these).
+  for (const auto &[key, by] : with.found)
+    positioned.try_emplace(
+        {original_of.at(key.first), key.second},
+        CountedRead{-1, "is read past its NUL with the values that " + by + " hands it", "", "",
+                    false});
   for (auto &[key, summary] : summaries)
     if (summary.counted.counted())
       reads_[key] = std::move(summary.counted);

@@ -587,6 +587,12 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
                      "NUL, with the values it is handed there, even when it is empty"},
       {"rd16", "`b` is read past its NUL with the values that `header_sum` "
                "(tests/fixtures/escape.c:341) hands it; it runs where its caller does"},
+      {"wide_sum", "`p` is passed to `rd_le` (tests/fixtures/escape.c:369) and read past its NUL, "
+                   "with the values it is handed there, even when it is empty"},
+      {"rd_le", "`b` is read past its NUL with the values that `wide_sum`"},
+      // Handed a local buffer: every call with constants, its bytes counted from the first read.
+      {"be16_at", "`b` is read past its NUL with the values that `local_digest` "
+                  "(tests/fixtures/escape.c:381) hands it; it runs where its caller does"},
   };
   for (const auto &c : cases) {
     SCOPED_TRACE(c.function);
@@ -620,7 +626,7 @@ TEST(PointerUse, StringsReadToTheirNulOrStrlenStayStrings) {
   }
   // Read at fixed places only where the string's length allows (too small to be placeable).
   for (const char *name : {"option_kind", "hash_clipped", "ends_with_x", "after_verb", "is_get",
-                           "char_at", "third_char"}) {
+                           "char_at", "third_char", "parse_int_at", "port_of"}) {
     SCOPED_TRACE(name);
     const auto &f = fn("escape", name);
     EXPECT_FALSE(contains(f.reason, "holds bytes")) << f.reason;
