@@ -164,19 +164,13 @@ public:
   // it calls through `others` (`depth` calls deep at most). Bytes are counted from where the
   // pointer it is handed points, as a string handed on past its start is (handOn). Used after
   // every run(): it takes this object's state for the parameter anew.
-  //
-  // `from_first`: bytes counted from the first one the function reads instead (a call whose
-  // string need not be empty there, as no empty run reached it: `parse_int_at(line, 5)`, after
-  // a check of the prefix, starts a string at byte 5; `rd16(buf, 0)` reads byte 1 after 0).
-  bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args, int depth,
-                     bool from_first = false) {
+  bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args,
+                     int depth) {
     if (busy_ || arg >= copy_.arg_size() || !copy_.getArg(arg)->getType()->isPointerTy() ||
         !with_ || with_->budget <= 0)
       return false; // recursion: not looked into
     busy_ = true;
     derive(arg);
-    from_first_ = from_first;
-    first_read_.reset();
     Env env;
     for (unsigned j = 0; j < args.size() && j < copy_.arg_size(); ++j)
       if (args[j] && copy_.getArg(j)->getType()->isIntegerTy())
@@ -765,11 +759,6 @@ private:
   void pastEmpty(const llvm::Instruction &i, const llvm::Value *p, std::uint64_t size,
                  const Env &env, const std::string &how) {
     auto offset = derived_.count(p) ? offsetAtNul(p, env) : std::nullopt;
-    if (offset && from_first_) { // the first byte read is byte 0
-      if (!first_read_)
-        first_read_ = *offset;
-      *offset -= *first_read_;
-    }
     if (result_.past_empty.counted() || !offset || size == 0 || (offset->isZero() && size == 1))
       return;
     const std::int64_t first = offset->getSExtValue();
@@ -799,7 +788,7 @@ private:
         args.push_back(x && x->getBitWidth() <= 64 ? std::optional(x->getZExtValue())
                                                    : std::nullopt);
       }
-      if (other->second->pastEmptyWith(k, args, depth + 1, from_first_)) {
+      if (other->second->pastEmptyWith(k, args, depth + 1)) {
         result_.past_empty = {-1, "is read past its NUL by `" + callee->getName().str() + "`",
                               " even when it is empty", sourceLocation(call)};
         with_->found.try_emplace({callee, k},
@@ -1036,11 +1025,9 @@ private:
   std::map<const llvm::AllocaInst *, Origin> locals_;
   std::map<const llvm::Loop *, LoopEnd> ends_;
   std::map<std::pair<const llvm::CallBase *, unsigned>, std::size_t> passed_at_; // into `passed`
-  bool empty_ = false;                    // valueAtNul within emptyRun: the whole string is empty
-  bool busy_ = false;                     // in pastEmptyWith
-  bool from_first_ = false;               // pastEmptyWith's `from_first`
-  std::optional<llvm::APInt> first_read_; // the first offset read, then
-  WithValues *with_ = nullptr;            // for pastEmptyWith
+  bool empty_ = false;         // valueAtNul within emptyRun: the whole string is empty
+  bool busy_ = false;          // in pastEmptyWith
+  WithValues *with_ = nullptr; // for pastEmptyWith
   Summary result_;
 };
 
@@ -1195,8 +1182,10 @@ CountedReads::CountedReads(const llvm::Module &module) {
                            "`" + on.caller->getName().str() + "`" + on.at);
   }
   fixedPoint();
-  // Every call of the program handing a helper constant integers, whatever the pointer (a local
-  // or global buffer): run with them, a helper that reads past its byte 0 reads bytes.
+  // Every call of the program handing a helper a local or global buffer and constant integers:
+  // run with them, a helper that reads past its byte 0 reads bytes. (A pointer the caller was
+  // handed is the runs above: the empty run of the caller says whether the string may be empty
+  // there, which a check of a prefix such as `parse_int_at(line, 5)` after `strncmp` rules out.)
   for (const llvm::Function &f : module)
     for (const llvm::Instruction &i : llvm::instructions(f)) {
       auto *call = dyn_cast<llvm::CallBase>(&i);
@@ -1213,11 +1202,15 @@ CountedReads::CountedReads(const llvm::Module &module) {
       }
       if (llvm::none_of(args, [](const auto &x) { return x.has_value(); }))
         continue;
-      for (unsigned k = 0; k < call->arg_size() && k < g->arg_size(); ++k)
+      for (unsigned k = 0; k < call->arg_size() && k < g->arg_size(); ++k) {
+        const llvm::Value *object = llvm::getUnderlyingObject(call->getArgOperand(k));
+        if (!isa<llvm::AllocaInst>(object) && !isa<llvm::GlobalVariable>(object))
+          continue;
         if (g->getArg(k)->getType()->isPointerTy() && !with.found.count({it->second, k}) &&
-            with.by_copy.at(it->second)->pastEmptyWith(k, args, 1, true))
+            with.by_copy.at(it->second)->pastEmptyWith(k, args, 1))
           with.found.try_emplace({it->second, k},
                                  "`" + f.getName().str() + "`" + sourceLocation(*call));
+      }
     }
   // Down calls: a function that reads its string at a position handed in reads inside a
   // string only if the position stays there. Where a caller's loop moves that position by a

@@ -16,9 +16,8 @@
 // p[1] << 8`, a loop of 4 rounds, a `memcpy`, `memcmp` or `memchr` of 4 bytes, a helper that
 // reads so itself, or does with the constant position, count or width it is handed, `rd16(p,
 // 0)`, `hash(p, 6)`: the helper is run with those values, and reads bytes too). Every call of
-// the program that hands a helper constant integers (a local buffer's `rd16(buf, 0)`) runs it
-// the same way, bytes counted from the first it reads (`parse_int_at(line, 5)` after a checked
-// prefix starts a string at byte 5).
+// the program that hands a helper a local or global buffer and constant integers
+// (`rd16(buf, 0)`) runs it the same way.
 //
 // The analysis works on a copy of each function with pointer parameters, its locals in
 // registers (mem2reg), where scalar evolution tells which loops move each access. It does not
