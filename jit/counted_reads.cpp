@@ -166,9 +166,24 @@ public:
   // every run(): it takes this object's state for the parameter anew.
   bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args,
                      int depth) {
-    if (busy_ || arg >= copy_.arg_size() || !copy_.getArg(arg)->getType()->isPointerTy() ||
-        !with_ || with_->budget <= 0)
-      return false; // recursion: not looked into
+    if (arg >= copy_.arg_size() || !copy_.getArg(arg)->getType()->isPointerTy() || !with_ ||
+        with_->budget <= 0)
+      return false;
+    // A recursion (`sum_from(s, i + 1, n)`) runs inside this object's own run: that run's
+    // state is kept aside meanwhile.
+    struct State {
+      unsigned arg;
+      std::set<const llvm::Value *> derived;
+      std::map<const llvm::Value *, Origin> origins;
+      std::map<const llvm::AllocaInst *, Origin> locals;
+      Summary result;
+      bool empty;
+    };
+    std::optional<State> outer;
+    if (busy_)
+      outer = State{
+          arg_,  std::move(derived_), std::move(origins_), std::move(locals_), std::move(result_),
+          empty_};
     busy_ = true;
     derive(arg);
     Env env;
@@ -177,8 +192,17 @@ public:
         env[copy_.getArg(j)] =
             llvm::APInt(copy_.getArg(j)->getType()->getIntegerBitWidth(), *args[j]);
     emptyRun(nullptr, std::move(env), depth);
-    busy_ = false;
-    return result_.past_empty.counted();
+    const bool past = result_.past_empty.counted();
+    busy_ = outer.has_value();
+    if (outer) {
+      arg_ = outer->arg;
+      derived_ = std::move(outer->derived);
+      origins_ = std::move(outer->origins);
+      locals_ = std::move(outer->locals);
+      result_ = std::move(outer->result);
+      empty_ = outer->empty;
+    }
+    return past;
   }
 
   // What pastEmptyWith shares with the others, to look into calls; what only run() needs goes
