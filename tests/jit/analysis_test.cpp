@@ -590,7 +590,9 @@ TEST(PointerUse, CharBytesReadByACountAreNotAString) {
       {"wide_sum", "`p` is passed to `rd_le` (tests/fixtures/escape.c:369) and read past its NUL, "
                    "with the values it is handed there, even when it is empty"},
       {"rd_le", "`b` is read past its NUL with the values that `wide_sum`"},
-      // Handed a local buffer: every call with constants, its bytes counted from the first read.
+      {"sum_head", "`p` is passed to `sum_from` (tests/fixtures/escape.c:402) and read past its "
+                   "NUL, with the values it is handed there, even when it is empty"},
+      // Handed a local buffer and constants.
       {"be16_at", "`b` is read past its NUL with the values that `local_digest` "
                   "(tests/fixtures/escape.c:381) hands it; it runs where its caller does"},
   };
