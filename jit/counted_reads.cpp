@@ -71,11 +71,31 @@ std::vector<unsigned> lengthsOf(llvm::StringRef name, unsigned pointer) {
   return {};
 }
 
+// A call's integer arguments as the runs with values take them, each from `valueOf` (none:
+// unknown); one wider than 64 bits is unknown, and so is one negative in fewer bits unless
+// `negative_too` (a count compared as unsigned would read it as huge).
+using Integers = std::vector<std::optional<std::uint64_t>>;
+Integers integerArgs(const llvm::CallBase &call,
+                     llvm::function_ref<std::optional<llvm::APInt>(const llvm::Value *)> valueOf,
+                     bool negative_too) {
+  Integers args;
+  for (const llvm::Use &a : call.args()) {
+    auto x = a->getType()->isIntegerTy() ? valueOf(a.get()) : std::nullopt;
+    const bool known =
+        x && x->getBitWidth() <= 64 && (negative_too || x->getBitWidth() == 64 || !x->isNegative());
+    args.push_back(known ? std::optional(x->getZExtValue()) : std::nullopt);
+  }
+  return args;
+}
+
+bool anyKnown(const Integers &args) {
+  return llvm::any_of(args, [](const auto &x) { return x.has_value(); });
+}
+
 // Where a call is reached with the string empty (FunctionReads::emptyRun).
 struct EmptyReach {
   std::int64_t offset = 0; // the pointer's offset into the string there
-  // The call's integer arguments there, if known (and not negative in fewer than 64 bits).
-  std::vector<std::optional<std::uint64_t>> args;
+  Integers args;           // the call's integer arguments there (integerArgs)
   bool operator==(const EmptyReach &) const = default;
 };
 constexpr std::size_t kReachesKept = 4; // per call: a loop's first rounds
@@ -161,11 +181,10 @@ public:
 
   // Whether the function, handed an empty string with integer arguments `args` (those known),
   // reads past its byte 0: the empty run with those values, looking into the program functions
-  // it calls through `others` (`depth` calls deep at most). Bytes are counted from where the
+  // it calls through `with_` (`depth` calls deep at most). Bytes are counted from where the
   // pointer it is handed points, as a string handed on past its start is (handOn). Used after
   // every run(): it takes this object's state for the parameter anew.
-  bool pastEmptyWith(unsigned arg, const std::vector<std::optional<std::uint64_t>> &args,
-                     int depth) {
+  bool pastEmptyWith(unsigned arg, const Integers &args, int depth) {
     if (arg >= copy_.arg_size() || !copy_.getArg(arg)->getType()->isPointerTy() || !with_ ||
         with_->budget <= 0)
       return false;
@@ -806,12 +825,8 @@ private:
       auto offset = offsetAtNul(call.getArgOperand(k), env);
       if (!offset)
         continue;
-      std::vector<std::optional<std::uint64_t>> args;
-      for (const llvm::Use &a : call.args()) {
-        auto x = a->getType()->isIntegerTy() ? valueAtNul(a.get(), env) : std::nullopt;
-        args.push_back(x && x->getBitWidth() <= 64 ? std::optional(x->getZExtValue())
-                                                   : std::nullopt);
-      }
+      const Integers args = integerArgs(
+          call, [&](const llvm::Value *v) { return valueAtNul(v, env); }, true);
       if (other->second->pastEmptyWith(k, args, depth + 1)) {
         result_.past_empty = {-1, "is read past its NUL by `" + callee->getName().str() + "`",
                               " even when it is empty", sourceLocation(call)};
@@ -832,13 +847,9 @@ private:
       std::vector<EmptyReach> &kept = passed[it->second].reaches;
       if (!offset || kept.size() >= kReachesKept)
         continue;
-      EmptyReach here{offset->getSExtValue(), {}};
-      for (const llvm::Use &a : call.args()) {
-        auto x = a->getType()->isIntegerTy() ? valueAtNul(a.get(), env) : std::nullopt;
-        const bool known =
-            x && x->getBitWidth() <= 64 && (x->getBitWidth() == 64 || !x->isNegative());
-        here.args.push_back(known ? std::optional(x->getZExtValue()) : std::nullopt);
-      }
+      EmptyReach here{offset->getSExtValue(),
+                      integerArgs(
+                          call, [&](const llvm::Value *v) { return valueAtNul(v, env); }, false)};
       if (!llvm::is_contained(kept, here))
         kept.push_back(std::move(here));
     }
@@ -1145,7 +1156,7 @@ CountedReads::CountedReads(const llvm::Module &module) {
   std::vector<PassedOn> passed;
   std::vector<std::unique_ptr<FunctionReads>> all;
   WithValues with;
-  std::map<const llvm::Function *, FunctionReads *> by_original;
+  std::map<const llvm::Function *, const llvm::Function *> copy_of; // original -> copy
   for (llvm::Function &f : *copy) {
     if (f.isDeclaration() || f.hasAvailableExternallyLinkage() || !hasPointerArgument(f))
       continue;
@@ -1155,7 +1166,8 @@ CountedReads::CountedReads(const llvm::Module &module) {
       if (a.getType()->isPointerTy())
         summaries[{original, a.getArgNo()}] = reads->run(a.getArgNo(), passed);
     reads->keepForCalls(&with);
-    with.by_copy[&f] = by_original[original] = reads.get();
+    with.by_copy[&f] = reads.get();
+    copy_of[original] = &f;
     all.push_back(std::move(reads));
   }
   // Through calls, to a fixed point: facts are only ever found, never lost, so this ends. A
@@ -1181,18 +1193,13 @@ CountedReads::CountedReads(const llvm::Module &module) {
   // With the values known where the call is reached with the string empty: a callee handed
   // known integers (a position `rd16(p, 0)`, a count, a width) is run with them. If it reads
   // past its byte 0, the caller reads bytes, and so does the callee wherever it runs.
-  std::map<const llvm::Function *, const llvm::Function *> copy_of;
-  for (const auto &[c, r] : with.by_copy)
-    copy_of[original_of.at(c)] = c;
-  auto anyKnown = [](const EmptyReach &e) {
-    return llvm::any_of(e.args, [](const auto &x) { return x.has_value(); });
-  };
   for (const PassedOn &on : passed) {
     Summary &caller = summaries[{on.caller, on.arg}];
     auto callee = summaries.find({on.callee, on.callee_arg});
     if (caller.past_empty.counted() || callee == summaries.end() || !callee->second.reads ||
         callee->second.past_empty.counted() || llvm::none_of(on.reaches, [&](const EmptyReach &e) {
-          return anyKnown(e) && by_original.at(on.callee)->pastEmptyWith(on.callee_arg, e.args, 1);
+          return anyKnown(e.args) &&
+                 with.by_copy.at(copy_of.at(on.callee))->pastEmptyWith(on.callee_arg, e.args, 1);
         }))
       continue;
     caller.past_empty = {-1,
@@ -1217,14 +1224,15 @@ CountedReads::CountedReads(const llvm::Module &module) {
       auto it = g ? copy_of.find(g) : copy_of.end();
       if (it == copy_of.end())
         continue;
-      std::vector<std::optional<std::uint64_t>> args;
-      for (const llvm::Use &a : call->args()) {
-        auto *k = dyn_cast<llvm::ConstantInt>(a.get());
-        const bool known =
-            k && k->getBitWidth() <= 64 && (k->getBitWidth() == 64 || !k->getValue().isNegative());
-        args.push_back(known ? std::optional(k->getZExtValue()) : std::nullopt);
-      }
-      if (llvm::none_of(args, [](const auto &x) { return x.has_value(); }))
+      const Integers args = integerArgs(
+          *call,
+          [](const llvm::Value *v) -> std::optional<llvm::APInt> {
+            if (auto *k = dyn_cast<llvm::ConstantInt>(v))
+              return k->getValue();
+            return std::nullopt;
+          },
+          false);
+      if (!anyKnown(args))
         continue;
       for (unsigned k = 0; k < call->arg_size() && k < g->arg_size(); ++k) {
         const llvm::Value *object = llvm::getUnderlyingObject(call->getArgOperand(k));
