@@ -336,31 +336,59 @@ void BM_RawZmq_Threads(benchmark::State &state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// A third: the app threads share one DEALER (one connection), multiplexed by request id; a
-// reader thread of its own reads every reply and wakes the thread it answers. What a design
-// that shares connections between threads could reach at best with ZeroMQ on this machine.
-struct SharedDealer {
+// What the next two baselines share: one DEALER to the raw echo server, a thread of their own
+// that reads its replies, and a flag per app thread that the thread waits on for its answer.
+struct DealerThreads {
   zmq::socket_t dealer{cluster->ctx, zmq::socket_type::dealer};
-  std::mutex mu; ///< guards dealer
   int fd = -1, poke = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   std::atomic<bool> stop{false};
   std::atomic<int> finished{0};
   std::vector<std::atomic<int>> answered = std::vector<std::atomic<int>>(64);
-  std::thread reader;
+  std::thread thread;
 
-  SharedDealer() {
+  DealerThreads() {
     dealer.set(zmq::sockopt::linger, 0);
     dealer.connect(cluster->raw_endpoint);
     fd = dealer.get(zmq::sockopt::fd);
-    reader = std::thread([this] { read(); });
   }
-  ~SharedDealer() {
+  ~DealerThreads() { ::close(poke); }
+  /// Ends the thread (before the members it uses go).
+  void stopThread() {
     stop = true;
+    pokeThread();
+    thread.join();
+  }
+  void pokeThread() {
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(poke, &one, sizeof one);
-    reader.join();
-    ::close(poke);
   }
+  /// Waits until the DEALER's fd or the poke signals (20 ms at most).
+  void waitForDealerOrPoke() {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {poke, POLLIN, 0}};
+    ::poll(fds, 2, 20);
+    if (fds[1].revents & POLLIN) {
+      std::uint64_t count;
+      [[maybe_unused]] auto n = ::read(poke, &count, sizeof count);
+    }
+  }
+  std::atomic<int> &doneOf(std::uint64_t id) { return answered[id % answered.size()]; }
+  /// Wakes the app thread whose request `id` was answered.
+  void answer(std::uint64_t id) {
+    doneOf(id).store(1);
+    doneOf(id).notify_one();
+  }
+};
+
+// A third: the app threads share one DEALER (one connection), multiplexed by request id; a
+// reader thread of its own reads every reply and wakes the thread it answers. What a design
+// that shares connections between threads could reach at best with ZeroMQ on this machine.
+struct SharedDealer : DealerThreads {
+  std::mutex mu; ///< guards dealer
+
+  SharedDealer() {
+    thread = std::thread([this] { read(); });
+  }
+  ~SharedDealer() { stopThread(); }
   void read() {
     while (!stop.load()) {
       std::vector<std::uint64_t> ids;
@@ -373,22 +401,14 @@ struct SharedDealer {
           ids.push_back(id);
         }
       }
-      for (auto id : ids) {
-        answered[id % answered.size()].store(1);
-        answered[id % answered.size()].notify_one();
-      }
-      if (!ids.empty())
-        continue;
-      pollfd fds[2] = {{fd, POLLIN, 0}, {poke, POLLIN, 0}};
-      ::poll(fds, 2, 20);
-      if (fds[1].revents & POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto n = ::read(poke, &count, sizeof count);
-      }
+      for (auto id : ids)
+        answer(id);
+      if (ids.empty())
+        waitForDealerOrPoke();
     }
   }
   void call(std::uint64_t id) {
-    auto &done = answered[id % answered.size()];
+    auto &done = doneOf(id);
     done.store(0);
     bool readable = false;
     {
@@ -397,18 +417,84 @@ struct SharedDealer {
       // The send may have taken the signal the reader waits for.
       readable = dealer.get(zmq::sockopt::events) & ZMQ_POLLIN;
     }
-    if (readable) {
-      std::uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(poke, &one, sizeof one);
-    }
+    if (readable)
+      pokeThread();
     done.wait(0);
   }
 };
 
-void BM_RawZmq_SharedThreads(benchmark::State &state) {
-  static std::unique_ptr<SharedDealer> shared;
+// A fourth: the app threads hand their requests to one thread that owns the DEALER. It sends
+// every request queued meanwhile as one message (the echo server returns it whole) and wakes
+// the threads it answers: fewer and larger messages than SharedDealer's, with no lock around a
+// send, and the same one wake-up per call.
+struct OwnerBatches : DealerThreads {
+  std::mutex mu; ///< guards queued and owner_waits
+  std::vector<std::uint64_t> queued;
+  bool owner_waits = false;
+
+  OwnerBatches() {
+    thread = std::thread([this] { run(); });
+  }
+  ~OwnerBatches() { stopThread(); }
+  void run() {
+    std::vector<std::uint64_t> batch;
+    while (!stop.load()) {
+      bool busy = false;
+      zmq::message_t reply;
+      while (dealer.recv(reply, zmq::recv_flags::dontwait)) {
+        for (std::size_t at = 0; at + sizeof(std::uint64_t) <= reply.size();
+             at += sizeof(std::uint64_t)) {
+          std::uint64_t id = 0;
+          std::memcpy(&id, reply.data<std::uint8_t>() + at, sizeof id);
+          answer(id);
+        }
+        busy = true;
+      }
+      {
+        std::lock_guard lock(mu);
+        batch.swap(queued);
+      }
+      if (!batch.empty()) {
+        dealer.send(zmq::buffer(batch.data(), batch.size() * sizeof(std::uint64_t)),
+                    zmq::send_flags::none);
+        batch.clear();
+        busy = true;
+      }
+      if (busy)
+        continue;
+      {
+        std::lock_guard lock(mu);
+        if (!queued.empty())
+          continue;
+        owner_waits = true; // a request queued from here on pokes
+      }
+      // The reads and sends above may have taken the signal of a reply on the fd.
+      if (!(dealer.get(zmq::sockopt::events) & ZMQ_POLLIN))
+        waitForDealerOrPoke();
+      std::lock_guard lock(mu);
+      owner_waits = false;
+    }
+  }
+  void call(std::uint64_t id) {
+    auto &done = doneOf(id);
+    done.store(0);
+    bool wake = false;
+    {
+      std::lock_guard lock(mu);
+      queued.push_back(id);
+      wake = std::exchange(owner_waits, false);
+    }
+    if (wake)
+      pokeThread();
+    done.wait(0);
+  }
+};
+
+// 16 app threads making 8-byte calls through one `Shared` (SharedDealer or OwnerBatches).
+template <class Shared> void runSharedThreads(benchmark::State &state) {
+  static std::unique_ptr<Shared> shared;
   if (state.thread_index() == 0)
-    shared = std::make_unique<SharedDealer>();
+    shared = std::make_unique<Shared>();
   const auto id = static_cast<std::uint64_t>(state.thread_index());
   for (auto _ : state)
     shared->call(id);
@@ -421,6 +507,9 @@ void BM_RawZmq_SharedThreads(benchmark::State &state) {
     shared.reset();
   }
 }
+
+void BM_RawZmq_SharedThreads(benchmark::State &state) { runSharedThreads<SharedDealer>(state); }
+void BM_RawZmq_OwnerBatches(benchmark::State &state) { runSharedThreads<OwnerBatches>(state); }
 
 // The calling side alone: app threads make 8-byte calls through a CallClient of their own to
 // the raw echo server (which answers each Call with itself, an envelope of the same call id).
@@ -549,6 +638,7 @@ BENCHMARK(BM_Dispatch_LocalReplica);
 BENCHMARK(BM_RawZmq_InFlight)->Arg(16)->UseRealTime();
 BENCHMARK(BM_RawZmq_Threads)->Threads(16)->UseRealTime();
 BENCHMARK(BM_RawZmq_SharedThreads)->Threads(16)->UseRealTime();
+BENCHMARK(BM_RawZmq_OwnerBatches)->Threads(16)->UseRealTime();
 BENCHMARK(BM_CallClient_Threads)->Threads(16)->UseRealTime();
 BENCHMARK(BM_ShortCallLatency)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_Placement_ThreeNodes)->UseRealTime();
