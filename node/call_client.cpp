@@ -406,14 +406,8 @@ bool CallClient::request(int node, zmq::message_t message, std::vector<zmq::mess
     Wakeup outer;
     ~Wake() { box.wakeOn(outer); }
   } wake{box, box.wakeOn({slot.efd, &slot.bell})};
-  // A call of this thread's chain may come while it waits (A→B→A): the chain is registered,
-  // and someone must read the socket meanwhile. A wait of no chain (a link probe) gets no call.
-  const bool in_chain = currentChain() != 0;
-  std::optional<CallServer::ChainWait> registered;
-  if (in_chain) {
-    registered.emplace(server_, currentChain(), box);
-    server_.ensureLeader();
-  }
+  CallServer::ChainWait registered(server_, currentChain(), box);
+  server_.ensureLeader(); // someone must read the socket while this thread waits
   // Many threads calling this node: the call goes on the connection they share, and its
   // reader wakes this thread through the slot's bell (a call that cannot go there now goes on
   // the thread's own, as does a long call's in the background class: it would send holding
@@ -504,8 +498,7 @@ bool CallClient::request(int node, zmq::message_t message, std::vector<zmq::mess
     }
     // Again every slice: the leader seen before sending may have taken a call since, with no
     // idle worker left to read this chain's calls.
-    if (in_chain)
-      server_.ensureLeader();
+    server_.ensureLeader();
   }
 }
 

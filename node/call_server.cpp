@@ -226,11 +226,6 @@ bool CallServer::calmTimes() {
   return calm_calls_ >= kCalmCalls;
 }
 
-int CallServer::liveWorkers() {
-  std::lock_guard lock(pool_mu_);
-  return live_workers_;
-}
-
 bool CallServer::onWorker() {
   std::lock_guard lock(pool_mu_);
   for (const auto &t : workers_)

@@ -127,8 +127,6 @@ public:
   [[nodiscard]] bool calmTimes();
   /// Whether the calling thread is one of the workers.
   [[nodiscard]] bool onWorker();
-  /// Workers started and not ended (the pool, and those started for waiting chains).
-  [[nodiscard]] int liveWorkers();
   /// Closes the socket, letting it send what is queued for `linger`. After stop().
   void close(std::chrono::milliseconds linger);
 

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -117,28 +116,14 @@ class CallClientTest : public ::testing::Test {
 protected:
   void SetUp() override {
     auto router = std::make_unique<zmq::socket_t>(node::context(), zmq::socket_type::router);
-    server_endpoint_ = "tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0]);
-    router->bind(server_endpoint_);
-    // This node's one worker runs a call that comes here until the test frees it.
+    router->bind("tcp://127.0.0.1:" + std::to_string(freeLoopbackPorts(1)[0]));
     server_ = std::make_unique<CallServer>(
-        std::move(router), 1,
-        [this](node::Incoming &) {
-          std::unique_lock lock(held_mu_);
-          worker_held_ = true;
-          held_cv_.notify_all();
-          held_cv_.wait(lock, [&] { return worker_freed_; });
-          return zmq::message_t();
-        },
+        std::move(router), 1, [](node::Incoming &) { return zmq::message_t(); },
         /*background_long_calls=*/false);
     server_->start();
     client_ = std::make_unique<CallClient>(std::vector<std::string>{echo_.endpoint()}, *server_);
   }
   void TearDown() override {
-    {
-      std::lock_guard lock(held_mu_);
-      worker_freed_ = true;
-    }
-    held_cv_.notify_all();
     client_->close(std::chrono::milliseconds(0));
     server_->stop();
     server_->close(std::chrono::milliseconds(0));
@@ -203,25 +188,9 @@ protected:
     std::vector<std::thread> threads_;
   };
 
-  // Keeps this node's one worker busy: sends it a call (on `caller`) and waits until it runs.
-  void holdTheWorker(zmq::socket_t &caller) {
-    caller.set(zmq::sockopt::linger, 0);
-    caller.connect(server_endpoint_);
-    std::uint64_t arg = 0;
-    caller.send(
-        transport::makeCall(1, kEcho, 0, reinterpret_cast<const std::uint8_t *>(&arg), sizeof arg),
-        zmq::send_flags::none);
-    std::unique_lock lock(held_mu_);
-    held_cv_.wait(lock, [&] { return worker_held_; });
-  }
-
   EchoNode echo_;
-  std::string server_endpoint_;
   std::unique_ptr<CallServer> server_;
   std::unique_ptr<CallClient> client_;
-  std::mutex held_mu_; ///< guards the two flags below
-  std::condition_variable held_cv_;
-  bool worker_held_ = false, worker_freed_ = false;
 };
 
 TEST_F(CallClientTest, ManyThreadsGetTheirOwnAnswersOverOneSharedConnection) {
@@ -275,23 +244,6 @@ TEST_F(CallClientTest, AnAnswerAfterItsCallerGaveUpIsDroppedOnTheSharedConnectio
   auto own = echo_.connectionOf(mine), held = echo_.connectionOf(mine + 1);
   ASSERT_TRUE(own && held);
   EXPECT_NE(*held, *own);
-}
-
-// While every worker of this node is busy, a thread that waits for an answer starts another
-// to read the calls of its chain that may come meanwhile (A→B→A); a thread of no chain (a
-// link probe) starts none: no call of it can come.
-TEST_F(CallClientTest, OnlyAWaitInAChainStartsAWorkerWhenEveryWorkerIsBusy) {
-  zmq::socket_t caller(node::context(), zmq::socket_type::dealer);
-  holdTheWorker(caller);
-  ASSERT_EQ(server_->liveWorkers(), 1);
-  ASSERT_EQ(node::currentChain(), 0u);
-  EXPECT_TRUE(call(11));
-  EXPECT_EQ(server_->liveWorkers(), 1);
-  node::currentChain() = std::uint64_t(7) << 32;
-  EXPECT_TRUE(call(12));
-  node::currentChain() = 0;
-  EXPECT_EQ(server_->liveWorkers(), 2);
-  client_->releaseSockets();
 }
 
 // The scheduling class of each thread of this process (the `policy` field of its stat).
