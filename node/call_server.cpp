@@ -61,6 +61,12 @@ void setOwnPolicy(int policy) {
     t_background.store(policy == SCHED_IDLE, std::memory_order_relaxed);
 }
 
+// The calling thread's id (gettid is a system call: once per thread).
+pid_t ownTid() {
+  thread_local const pid_t tid = gettid();
+  return tid;
+}
+
 // CPU time `thread` has used.
 std::chrono::nanoseconds threadCpu(pthread_t thread) {
   clockid_t clock;
@@ -380,8 +386,7 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     }
     const std::uint64_t seq = ++inline_seq_;
     inline_call_ = true;
-    thread_local const pid_t tid = gettid(); // a system call: once per thread
-    inline_tid_ = tid;
+    inline_tid_ = ownTid();
     inline_start_ = std::chrono::steady_clock::now();
     inline_thread_ = pthread_self();
     inline_background_ = &t_background;
@@ -416,6 +421,15 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   // the next ones run in the background (no watchdog may look at it: in calm times the leader
   // keeps a long call as long as no other call arrives).
   const bool measured = background_long_calls_ && (heavy || known_long);
+  // A call the leader does not keep, and that starts in the normal class, is watched while it
+  // runs: nothing else would move it to the background if it computes long.
+  const bool watched = seq == 0 && background_long_calls_ && !heavy;
+  if (watched) {
+    lock.lock();
+    watched_.push_back(Watched{ownTid(), pthread_self(), &t_background, std::nullopt, start, 0});
+    startTicks();
+    lock.unlock();
+  }
   std::chrono::nanoseconds cpu_start{};
   if (measured)
     cpu_start = threadCpu(pthread_self());
@@ -431,27 +445,28 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
   // wall time, says whether it still computes long.
   const bool ran_heavy = measured && threadCpu(pthread_self()) - cpu_start > kInlineBound;
   // Back to the normal class before any lock (a background thread that holds one would stall
-  // every thread that waits for it): after a background call, or a kept one the watchdog may
-  // have moved; once more below if it moved it since.
-  if (background || (seq != 0 && ran_long && background_long_calls_))
+  // every thread that waits for it): after a background call, or one the watchdog moved (a
+  // watched call, or a kept one it handed over); once more below if it moved it since.
+  bool moved = !background && t_background.load(std::memory_order_relaxed);
+  if (background || moved)
     setOwnPolicy(SCHED_OTHER);
-  bool kept = false, moved = false;
+  bool kept = false;
   lock.lock();
   if (seq != 0) {
     unwatchArrivals(seq);
     // Still the leader unless the watchdog (or a waiting chain) handed the socket over, and
     // then inline_call_ may be the next leader's.
     kept = inline_call_ && inline_seq_ == seq;
-    if (kept) {
+    if (kept)
       inline_call_ = false;
-    } else {
-      if (watched_ && watched_->seq == seq)
-        watched_.reset();
-      moved = moved_seq_ == seq;
+  }
+  if (!background) { // the watchdog looks at this thread no more
+    std::erase_if(watched_, [](const Watched &w) { return w.tid == ownTid(); });
+    if (t_background.load(std::memory_order_relaxed)) {
+      moved = true;
+      setOwnPolicy(SCHED_OTHER);
     }
   }
-  if (seq != 0 && !kept && background_long_calls_)
-    setOwnPolicy(SCHED_OTHER); // the watchdog may have moved it after the look above
   // A call handed over ran long, even if it only waited (for another node, say); one the
   // watchdog moved computed long (the CPU time of other calls is not read: a system call).
   noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
@@ -543,25 +558,12 @@ void CallServer::watchdogLoop() {
         unwatchArrivals(inline_seq_);
         handed_over = true;
         if (background_long_calls_)
-          watched_ = Watched{inline_seq_,
-                             inline_tid_,
-                             inline_thread_,
-                             inline_background_,
-                             threadCpu(inline_thread_),
-                             now,
-                             0};
-      } else if (tick && watched_) {
-        auto wall = now - watched_->since;
-        if (wall >= kInlineBound && threadCpu(watched_->thread) - watched_->cpu_start > wall / 4) {
-          if (setPolicy(watched_->tid, SCHED_IDLE))
-            watched_->background->store(true, std::memory_order_relaxed);
-          moved_seq_ = watched_->seq;
-          watched_.reset();
-        } else if (++watched_->looks >= kMaxLooks) {
-          watched_.reset();
-        }
+          watched_.push_back(Watched{inline_tid_, inline_thread_, inline_background_,
+                                     threadCpu(inline_thread_), now, 0});
+      } else if (tick) {
+        lookAtWatched(now);
       }
-      const bool looking = (inline_call_ && !watching_arrivals) || watched_;
+      const bool looking = (inline_call_ && !watching_arrivals) || !watched_.empty();
       if (tick)
         quiet = looking ? 0 : quiet + 1;
       if (quiet >= kQuietTicks && !stop_.load()) {
@@ -573,6 +575,26 @@ void CallServer::watchdogLoop() {
     if (handed_over)
       pool_cv_.notify_one(); // the next leader
   }
+}
+
+// One look at each watched call (pool_mu_ held): its thread goes to the background once it has
+// used the CPU a quarter of the time since the watch began, and at least kInlineBound has
+// passed; a call still not computing after kMaxLooks is watched no more.
+void CallServer::lookAtWatched(std::chrono::steady_clock::time_point now) {
+  std::erase_if(watched_, [&](Watched &w) {
+    if (!w.cpu_start) { // its CPU time from here on
+      w.cpu_start = threadCpu(w.thread);
+      w.since = now;
+      return false;
+    }
+    auto wall = now - w.since;
+    if (wall >= kInlineBound && threadCpu(w.thread) - *w.cpu_start > wall / 4) {
+      if (setPolicy(w.tid, SCHED_IDLE))
+        w.background->store(true, std::memory_order_relaxed);
+      return true;
+    }
+    return ++w.looks >= kMaxLooks;
+  });
 }
 
 // A reply of another thread may have taken in the socket's signal of a call that arrived after

@@ -168,6 +168,7 @@ private:
   void reply(Incoming &in, zmq::message_t &answer);
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
+  void lookAtWatched(std::chrono::steady_clock::time_point now);
   std::vector<std::thread> reapEnded();
   bool lead(Incoming &out, bool &waited, bool &drained);
   void startTicks();
@@ -204,12 +205,11 @@ private:
   pthread_t inline_thread_{};
   std::atomic<bool> *inline_background_ = nullptr;     ///< its inBackgroundClass() flag
   std::chrono::steady_clock::time_point inline_start_; ///< when the leader began it
-  std::uint64_t moved_seq_ = 0;  ///< the last call the watchdog moved to the background
-  bool ticking_ = false;         ///< the watchdog's timer runs
-  std::uint64_t inline_seq_ = 0; ///< counts the calls the leader ran so
-  std::unordered_set<std::uint32_t> long_functions_;  ///< whose last call outlasted kInlineBound
-  std::unordered_set<std::uint32_t> heavy_functions_; ///< whose last call used more CPU than
-                                                      ///< kInlineBound
+  bool ticking_ = false;                               ///< the watchdog's timer runs
+  std::uint64_t inline_seq_ = 0;                       ///< counts the calls the leader ran so
+  std::unordered_set<std::uint32_t> long_functions_;   ///< whose last call outlasted kInlineBound
+  std::unordered_set<std::uint32_t> heavy_functions_;  ///< whose last call used more CPU than
+                                                       ///< kInlineBound
 
   /// Kept calls in a row after which no call was waiting, up to the number that makes the
   /// times calm (call_server.cpp).
@@ -223,17 +223,20 @@ private:
   int arrival_fd_ = -1; ///< eventfd: a reply found a call arrived while the leader keeps one
   int watch_fd_ = -1;   ///< epoll: what the watchdog waits for
   bool can_watch_arrivals_ = true; ///< watch_fd_ was made (else the looks never stop)
-  /// A call handed over while it runs that has not used much CPU yet (the latest one).
+  /// A call that runs on a worker keeping no socket and not in the background, which may
+  /// compute long: one the watchdog handed over, or one not kept (taken from the queue, or
+  /// handed off first). The watchdog moves its thread to the background once it has used the
+  /// CPU at least a quarter of the time; the worker ends the watch when the call returns.
   struct Watched {
-    std::uint64_t seq;
     pid_t tid;
     pthread_t thread;
     std::atomic<bool> *background; ///< the thread's inBackgroundClass() flag
-    std::chrono::nanoseconds cpu_start;
+    /// The thread's CPU time when the watch began (none: the watchdog reads it at its next look).
+    std::optional<std::chrono::nanoseconds> cpu_start;
     std::chrono::steady_clock::time_point since;
     int looks;
   };
-  std::optional<Watched> watched_; ///< guarded by pool_mu_
+  std::vector<Watched> watched_; ///< guarded by pool_mu_; one per thread at most
   std::thread watchdog_;
 
   std::mutex chains_mu_; ///< guards waiting_chains_

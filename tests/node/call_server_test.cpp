@@ -23,7 +23,8 @@ namespace {
 namespace wire = distnode::wire;
 using node::CallServer;
 
-constexpr std::uint32_t kBlocker = 1; // computes until a kQuick call ran, if its argument is 1
+// Computes until a kQuick call ran, if its argument is 1; waits 2 ms without computing, if 2.
+constexpr std::uint32_t kBlocker = 1;
 constexpr std::uint32_t kQuick = 2;
 // From the background class, makes the server start a worker (as a thread about to wait for
 // another node does when every worker is busy), then waits for a kQuick call.
@@ -98,6 +99,10 @@ protected:
       lock.lock();
       seen_.blocker_waited_out = !finished;
       seen_.blocker_policy_after_wait = sched_getscheduler(0);
+    } else if (call->args()->size() == 1 && call->args()->Get(0) == 2) {
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2)); // a wait, as for another node
+      lock.lock();
     }
     return transport::makeReply(call->call_id(), nullptr, 0);
   }
@@ -190,6 +195,27 @@ TEST_F(CallServerTest, ALongCallIsHandedOverAndRunsInTheBackground) {
   EXPECT_EQ(seen_.at_entry[3], std::make_pair(kBlocker, SCHED_OTHER));
   for (std::size_t i = 4; i < seen_.at_entry.size(); ++i)
     EXPECT_EQ(seen_.at_entry[i], std::make_pair(kQuick, SCHED_OTHER)) << "call " << i + 1;
+}
+
+// A call the leader does not keep (its function ran long before: the leader hands the socket
+// over first) starts at normal priority, since its function never computed long, and is
+// watched: once it computes long, the watchdog moves it to the background, as it does a kept
+// call it handed over.
+TEST_F(CallServerTest, ACallNotKeptThatComputesLongMovesToTheBackground) {
+  send(1, kBlocker, 2); // waits without computing: its function runs long, not heavy
+  ASSERT_EQ(receive(), 1u);
+  send(2, kBlocker, 1);
+  {
+    std::unique_lock lock(seen_.mu);
+    ASSERT_TRUE(seen_.cv.wait_for(lock, std::chrono::seconds(30),
+                                  [&] { return seen_.at_entry.size() == 2; }));
+  }
+  send(3, kQuick, 0);
+  EXPECT_EQ(receiveTwo(), std::make_pair(std::uint64_t{2}, std::uint64_t{3}));
+  std::lock_guard lock(seen_.mu);
+  EXPECT_EQ(seen_.at_entry[1], std::make_pair(kBlocker, SCHED_OTHER));
+  EXPECT_FALSE(seen_.blocker_waited_out);
+  EXPECT_EQ(seen_.blocker_policy_after_wait, SCHED_IDLE);
 }
 
 // In calm times (calls one at a time) the watchdog does not look every kInlineBound: it wakes
