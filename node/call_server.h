@@ -10,12 +10,12 @@
 // (calls came one at a time) it sleeps until a call arrives while the leader keeps one, which
 // the leader has it watch for (an epoll_ctl before and after each call, and one look at the
 // socket), and only then hands the socket over.
-// With `background_long_calls`, a call handed over that keeps computing (or whose function's
-// last call did) runs in the SCHED_IDLE class until it returns: a thread that wakes on its
-// core (a short call, an I/O thread, the control plane) runs at once instead of waiting for
-// the long call's time slice; on a machine that has other busy processes the long call gets
-// only their leftovers. A call of a chain
-// whose thread waits on this node (A→B→A) goes to that thread's mailbox instead and runs
+// With `background_long_calls`, a call handed over, or not kept by the leader, that keeps
+// computing (or whose function's last call did) runs in the SCHED_IDLE class until it
+// returns: a thread that wakes on its core (a short call, an I/O thread, the control plane)
+// runs at once instead of waiting for the long call's time slice; on a machine that has other
+// busy processes the long call gets only their leftovers. A call of a chain whose thread
+// waits on this node (A→B→A) goes to that thread's mailbox instead and runs
 // there, on top of the waiting frames, so nested calls cannot deadlock however small the pool.
 // The worker that ran a call sends its reply.
 #ifndef DISTNODE_NODE_CALL_SERVER_H
