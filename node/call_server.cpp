@@ -277,6 +277,7 @@ void CallServer::ensureLeader() {
       inline_call_ = false;
       leader_taken_ = false;
       unwatchArrivals(inline_seq_);
+      watchHandedOver(std::nullopt, std::chrono::steady_clock::now());
     }
     // Idle workers that queued calls will not claim will lead; wake them all to be sure one
     // does (a leader that gave up its role woke only one, which may have taken a call).
@@ -452,6 +453,13 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
     setOwnPolicy(SCHED_OTHER);
   bool kept = false;
   lock.lock();
+  // The watchdog looks at this thread no more; a move it made since the look above is undone
+  // first, before anything else under the lock.
+  std::erase_if(watched_, [](const Watched &w) { return w.tid == ownTid(); });
+  if (t_background.load(std::memory_order_relaxed)) {
+    moved = moved || !background;
+    setOwnPolicy(SCHED_OTHER);
+  }
   if (seq != 0) {
     unwatchArrivals(seq);
     // Still the leader unless the watchdog (or a waiting chain) handed the socket over, and
@@ -460,16 +468,10 @@ bool CallServer::serveTimed(Incoming &in, std::unique_lock<std::mutex> &lock, st
     if (kept)
       inline_call_ = false;
   }
-  if (!background) { // the watchdog looks at this thread no more
-    std::erase_if(watched_, [](const Watched &w) { return w.tid == ownTid(); });
-    if (t_background.load(std::memory_order_relaxed)) {
-      moved = true;
-      setOwnPolicy(SCHED_OTHER);
-    }
-  }
-  // A call handed over ran long, even if it only waited (for another node, say); one the
-  // watchdog moved computed long (the CPU time of other calls is not read: a system call).
-  noteDuration(in, ran_long || (seq != 0 && !kept), moved || ran_heavy);
+  // A call handed over ran long, even if it only waited (for another node, say). Whether its
+  // function computes long: its CPU time where it was measured, else whether the watchdog
+  // moved it (the CPU time of other calls is not read: a system call).
+  noteDuration(in, ran_long || (seq != 0 && !kept), measured ? ran_heavy : moved);
   lock.unlock();
   reply(in, answer);
   lock.lock();
@@ -557,9 +559,7 @@ void CallServer::watchdogLoop() {
         leader_taken_ = false;
         unwatchArrivals(inline_seq_);
         handed_over = true;
-        if (background_long_calls_)
-          watched_.push_back(Watched{inline_tid_, inline_thread_, inline_background_,
-                                     threadCpu(inline_thread_), now, 0});
+        watchHandedOver(threadCpu(inline_thread_), now);
       } else if (tick) {
         lookAtWatched(now);
       }
@@ -575,6 +575,16 @@ void CallServer::watchdogLoop() {
     if (handed_over)
       pool_cv_.notify_one(); // the next leader
   }
+}
+
+// Watches the call the leader kept, now handed over (pool_mu_ held), unless it runs in the
+// background already. `cpu`: its thread's CPU time now, if read.
+void CallServer::watchHandedOver(std::optional<std::chrono::nanoseconds> cpu,
+                                 std::chrono::steady_clock::time_point now) {
+  if (!background_long_calls_ || inline_background_->load(std::memory_order_relaxed))
+    return;
+  watched_.push_back(Watched{inline_tid_, inline_thread_, inline_background_, cpu, now, 0});
+  startTicks();
 }
 
 // One look at each watched call (pool_mu_ held): its thread goes to the background once it has
@@ -729,7 +739,14 @@ void CallServer::serve(Incoming &in) {
     Serving serving(in);
     answer = answer_(in);
   }
+  // A call of a chain runs on the thread that waits for it, in that thread's class; the reply
+  // holds the socket's lock, never in the background (the thread goes back after).
+  const bool background = inBackgroundClass();
+  if (background)
+    setOwnPolicy(SCHED_OTHER);
   reply(in, answer);
+  if (background)
+    setOwnPolicy(SCHED_IDLE);
 }
 
 bool CallServer::answerServedCall(

@@ -169,6 +169,8 @@ private:
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
   void lookAtWatched(std::chrono::steady_clock::time_point now);
+  void watchHandedOver(std::optional<std::chrono::nanoseconds> cpu,
+                       std::chrono::steady_clock::time_point now);
   std::vector<std::thread> reapEnded();
   bool lead(Incoming &out, bool &waited, bool &drained);
   void startTicks();
