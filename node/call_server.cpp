@@ -277,7 +277,7 @@ void CallServer::ensureLeader() {
       inline_call_ = false;
       leader_taken_ = false;
       unwatchArrivals(inline_seq_);
-      watchHandedOver(std::nullopt, std::chrono::steady_clock::now());
+      watchHandedOver(/*read_cpu=*/false, std::chrono::steady_clock::now());
     }
     // Idle workers that queued calls will not claim will lead; wake them all to be sure one
     // does (a leader that gave up its role woke only one, which may have taken a call).
@@ -391,6 +391,8 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
     inline_start_ = std::chrono::steady_clock::now();
     inline_thread_ = pthread_self();
     inline_background_ = &t_background;
+    const bool heavy = knownHeavy(in);
+    inline_heavy_ = heavy;
     // In calm times, with the socket read to its end (so that its fd signals the next call),
     // the watchdog wakes only if a call arrives while this one runs; else it looks every
     // kInlineBound.
@@ -399,7 +401,6 @@ void CallServer::leadAndServe(std::unique_lock<std::mutex> &lock) {
       watchArrivals(seq);
     else
       startTicks();
-    const bool heavy = knownHeavy(in);
     lock.unlock();
     if (watching)
       lookForArrivalMeanwhile();
@@ -559,7 +560,7 @@ void CallServer::watchdogLoop() {
         leader_taken_ = false;
         unwatchArrivals(inline_seq_);
         handed_over = true;
-        watchHandedOver(threadCpu(inline_thread_), now);
+        watchHandedOver(/*read_cpu=*/true, now);
       } else if (tick) {
         lookAtWatched(now);
       }
@@ -578,11 +579,14 @@ void CallServer::watchdogLoop() {
 }
 
 // Watches the call the leader kept, now handed over (pool_mu_ held), unless it runs in the
-// background already. `cpu`: its thread's CPU time now, if read.
-void CallServer::watchHandedOver(std::optional<std::chrono::nanoseconds> cpu,
-                                 std::chrono::steady_clock::time_point now) {
-  if (!background_long_calls_ || inline_background_->load(std::memory_order_relaxed))
+// background (or is about to: its function computes long). `read_cpu`: its CPU time is read
+// now (else at the watchdog's first look).
+void CallServer::watchHandedOver(bool read_cpu, std::chrono::steady_clock::time_point now) {
+  if (!background_long_calls_ || inline_heavy_)
     return;
+  std::optional<std::chrono::nanoseconds> cpu;
+  if (read_cpu)
+    cpu = threadCpu(inline_thread_);
   watched_.push_back(Watched{inline_tid_, inline_thread_, inline_background_, cpu, now, 0});
   startTicks();
 }
@@ -592,6 +596,8 @@ void CallServer::watchHandedOver(std::optional<std::chrono::nanoseconds> cpu,
 // passed; a call still not computing after kMaxLooks is watched no more.
 void CallServer::lookAtWatched(std::chrono::steady_clock::time_point now) {
   std::erase_if(watched_, [&](Watched &w) {
+    if (w.paused)
+      return false;
     if (!w.cpu_start) { // its CPU time from here on
       w.cpu_start = threadCpu(w.thread);
       w.since = now;
@@ -739,14 +745,32 @@ void CallServer::serve(Incoming &in) {
     Serving serving(in);
     answer = answer_(in);
   }
-  // A call of a chain runs on the thread that waits for it, in that thread's class; the reply
-  // holds the socket's lock, never in the background (the thread goes back after).
-  const bool background = inBackgroundClass();
-  if (background)
-    setOwnPolicy(SCHED_OTHER);
+  // A call of a chain runs on the thread that waits for it, in that thread's class (its outer
+  // call may be watched). The reply holds the socket's lock: never in the background, and the
+  // watchdog does not move the thread meanwhile; after it, the thread goes back.
+  bool background = false;
+  {
+    std::lock_guard lock(pool_mu_);
+    pauseWatch(true);
+    background = inBackgroundClass();
+    if (background)
+      setOwnPolicy(SCHED_OTHER);
+  }
   reply(in, answer);
+  std::lock_guard lock(pool_mu_);
+  pauseWatch(false);
   if (background)
     setOwnPolicy(SCHED_IDLE);
+}
+
+// Pauses or resumes the watch of the calling thread's call, if watched (pool_mu_ held): a
+// resumed watch measures the CPU from the watchdog's next look.
+void CallServer::pauseWatch(bool pause) {
+  for (auto &w : watched_)
+    if (w.tid == ownTid()) {
+      w.paused = pause;
+      w.cpu_start.reset();
+    }
 }
 
 bool CallServer::answerServedCall(

@@ -169,8 +169,8 @@ private:
   void noteDuration(const Incoming &in, bool ran_long, bool ran_heavy);
   void watchdogLoop();
   void lookAtWatched(std::chrono::steady_clock::time_point now);
-  void watchHandedOver(std::optional<std::chrono::nanoseconds> cpu,
-                       std::chrono::steady_clock::time_point now);
+  void watchHandedOver(bool read_cpu, std::chrono::steady_clock::time_point now);
+  void pauseWatch(bool pause);
   std::vector<std::thread> reapEnded();
   bool lead(Incoming &out, bool &waited, bool &drained);
   void startTicks();
@@ -205,7 +205,8 @@ private:
   bool inline_call_ = false;           ///< the leader runs a call and still holds the socket
   pid_t inline_tid_ = 0;               ///< the thread that runs it
   pthread_t inline_thread_{};
-  std::atomic<bool> *inline_background_ = nullptr;     ///< its inBackgroundClass() flag
+  std::atomic<bool> *inline_background_ = nullptr; ///< its inBackgroundClass() flag
+  bool inline_heavy_ = false; ///< it runs in the background from its start (knownHeavy)
   std::chrono::steady_clock::time_point inline_start_; ///< when the leader began it
   bool ticking_ = false;                               ///< the watchdog's timer runs
   std::uint64_t inline_seq_ = 0;                       ///< counts the calls the leader ran so
@@ -237,6 +238,7 @@ private:
     std::optional<std::chrono::nanoseconds> cpu_start;
     std::chrono::steady_clock::time_point since;
     int looks;
+    bool paused = false; ///< while the thread replies to a call of its chain (serve)
   };
   std::vector<Watched> watched_; ///< guarded by pool_mu_; one per thread at most
   std::thread watchdog_;
