@@ -358,18 +358,13 @@ struct DealerThreads {
     pokeThread();
     thread.join();
   }
-  void pokeThread() {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(poke, &one, sizeof one);
-  }
+  void pokeThread() { distnode::node::signalEventFd(poke); }
   /// Waits until the DEALER's fd or the poke signals (20 ms at most).
   void waitForDealerOrPoke() {
     pollfd fds[2] = {{fd, POLLIN, 0}, {poke, POLLIN, 0}};
     ::poll(fds, 2, 20);
-    if (fds[1].revents & POLLIN) {
-      std::uint64_t count;
-      [[maybe_unused]] auto n = ::read(poke, &count, sizeof count);
-    }
+    if (fds[1].revents & POLLIN)
+      distnode::node::drainEventFd(poke);
   }
   std::atomic<int> &doneOf(std::uint64_t id) { return answered[id % answered.size()]; }
   /// Wakes the app thread whose request `id` was answered.

@@ -747,7 +747,12 @@ void CallServer::serve(Incoming &in) {
   }
   // A call of a chain runs on the thread that waits for it, in that thread's class (its outer
   // call may be watched). The reply holds the socket's lock: never in the background, and the
-  // watchdog does not move the thread meanwhile; after it, the thread goes back.
+  // watchdog does not move the thread meanwhile; after it, the thread goes back. (Where long
+  // calls never go to the background, nothing is watched.)
+  if (!background_long_calls_) {
+    reply(in, answer);
+    return;
+  }
   bool background = false;
   {
     std::lock_guard lock(pool_mu_);
